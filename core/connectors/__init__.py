@@ -1,0 +1,1 @@
+"""Storage platforms behind one small interface (see base.py)."""

@@ -1,0 +1,133 @@
+"""The interface every storage platform implements, modelled on rclone's Fs/Object/Features.
+
+A connector lists one directory at a time, streams reads and writes, and describes what it
+can do in `Features`, so the engine adapts to each platform instead of special-casing it.
+Paths given to a connector are relative to its root, '/'-separated, '' for the root itself,
+and every segment in them is a valid name on that platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file or folder as a platform lists it; the parent is known to whoever listed it."""
+
+    name: str
+    is_dir: bool
+    size: int = 0
+    mtime: float | None = None  # seconds since the epoch, None where the platform has none
+    native_id: str | None = None
+    version: str | None = None
+    hashes: tuple[tuple[str, str], ...] = ()  # (algorithm, hex digest) pairs
+    skip_reason: str | None = None  # listed, but not something to transfer (a symlink leaving the root)
+
+
+@dataclass(frozen=True, slots=True)
+class PathRules:
+    """What a platform accepts as a name and a path, so names can be fixed before it refuses them."""
+
+    invalid_chars: str = "/\0"
+    max_name_length: int | None = None
+    max_path_length: int | None = None  # characters from the connection root, '/'-joined
+    no_trailing_whitespace: bool = False  # also before the extension: "plan .pdf", "plan.pdf "
+    no_leading_whitespace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What a connector can do; the engine falls back where a capability is missing."""
+
+    mtime_precision: float | None = 1.0  # seconds; None when modification times are not kept
+    can_set_mtime: bool = False
+    case_insensitive: bool = False
+    empty_dirs: bool = True
+    hashes: frozenset[str] = frozenset()
+    path_rules: PathRules = field(default_factory=PathRules)
+
+
+class ConnectorError(Exception):
+    """A classified platform failure; its message is safe to show to a user (no secrets)."""
+
+
+class NotFound(ConnectorError):
+    """The file or folder does not exist (or is not readable, which platforms often conflate)."""
+
+
+class AlreadyExists(ConnectorError):
+    """Something already stands at that path."""
+
+
+class InvalidPath(ConnectorError):
+    """A name or path the connector refuses: it would leave the root or break the platform's rules."""
+
+
+class Retryable(ConnectorError):
+    """A transient failure: the same call may succeed if tried again."""
+
+
+class RetryAfter(Retryable):
+    """The platform asked us to wait until `until` (epoch seconds) before calling again."""
+
+    def __init__(self, message: str, until: float) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class AuthExpired(ConnectorError):
+    """The credentials no longer work; the user has to sign in again."""
+
+
+class Fatal(ConnectorError):
+    """Nothing more can be done with this connection in this run (root gone, disk unreadable)."""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """One connection's storage. All methods are coroutines except `read`, an async iterator."""
+
+    features: Features
+
+    async def list_dir(self, path: str) -> list[Entry]:
+        """The direct children of the folder at `path`, in any order. NotFound if it is missing."""
+        ...
+
+    async def stat(self, path: str) -> Entry:
+        """The file or folder at `path`. NotFound if it is missing."""
+        ...
+
+    def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
+        """Stream the content of the file `entry` listed at `path`."""
+        ...
+
+    async def write(
+        self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
+        replacing: Entry | None = None,
+    ) -> Entry:
+        """Store `chunks` at `path` so no partial file is ever visible there; `replacing` is the
+        file already at that path (a platform with versions adds a version to it)."""
+        ...
+
+    async def mkdir(self, path: str) -> Entry:
+        """Create the folder at `path` (its parent exists). AlreadyExists if something is there."""
+        ...
+
+    async def remove(self, path: str, entry: Entry) -> None:
+        """Delete the file at `path`."""
+        ...
+
+    async def rmdir(self, path: str, entry: Entry) -> None:
+        """Delete the empty folder at `path`."""
+        ...
+
+    async def set_mtime(self, path: str, mtime: float) -> None:
+        """Set a file's modification time (only where `features.can_set_mtime`)."""
+        ...
+
+    async def close(self) -> None:
+        """Release sessions and files."""
+        ...

@@ -1,0 +1,137 @@
+"""Path rules as pure functions: safe segments, match keys, and fitting names to a platform.
+
+Everything here is deterministic and free of I/O, so the planner, the connectors and the TUI's
+details pane all judge a name the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from dataclasses import dataclass
+
+from core.connectors.base import InvalidPath, PathRules
+
+
+def segment_problem(name: str) -> str | None:
+    """Why `name` cannot be a single path segment on any platform, or None if it can."""
+    if name in ("", ".", ".."):
+        return f"{name!r} is not a usable file or folder name"
+    if "/" in name:
+        return f"{name!r} contains a path separator"
+    if "\0" in name:
+        return f"{name!r} contains a NUL character"
+    return None
+
+
+def split_path(path: str) -> list[str]:
+    """The segments of a user-given path ('/a/b/' -> ['a', 'b']); refuses anything that climbs."""
+    segments = [s for s in path.replace("\\", "/").split("/") if s]
+    for segment in segments:
+        problem = segment_problem(segment)
+        if problem:
+            raise InvalidPath(f"path {path!r}: {problem}")
+    return segments
+
+
+def normalize_path(path: str) -> str:
+    """A user-given path in connector form: relative, '/'-joined, '' for the root."""
+    return "/".join(split_path(path))
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def match_key(name: str, case_insensitive: bool) -> str:
+    """The key two listings are merged on: Unicode NFC, case-folded where either side ignores case."""
+    key = unicodedata.normalize("NFC", name)
+    return key.casefold() if case_insensitive else key
+
+
+def name_problems(name: str, rules: PathRules) -> list[str]:
+    """Every rule of the platform that `name` breaks, in words a user can act on."""
+    problems = []
+    bad = sorted({c for c in name if c in rules.invalid_chars})
+    if bad:
+        shown = " ".join("NUL" if c == "\0" else c for c in bad)
+        problems.append(f"contains characters the destination does not allow: {shown}")
+    stem, ext = os.path.splitext(name)
+    if rules.no_trailing_whitespace and (name != name.rstrip() or (ext and stem != stem.rstrip())):
+        problems.append("has whitespace before the extension or at the end")
+    if rules.no_leading_whitespace and name != name.lstrip():
+        problems.append("starts with whitespace")
+    if rules.max_name_length is not None and len(name) > rules.max_name_length:
+        problems.append(f"is longer than {rules.max_name_length} characters")
+    return problems
+
+
+def fix_name(name: str, rules: PathRules, *, encode: bool = False) -> str:
+    """`name` with invalid characters replaced ('_', or their UTF-8 bytes as hex) and stray
+    whitespace removed: DryvIQ's segment transform."""
+    fixed = "".join(
+        (c.encode().hex().upper() if encode else "_") if c in rules.invalid_chars else c
+        for c in name
+    )
+    if rules.no_trailing_whitespace:
+        stem, ext = os.path.splitext(fixed.rstrip())
+        fixed = stem.rstrip() + ext
+    if rules.no_leading_whitespace:
+        fixed = fixed.lstrip()
+    return fixed
+
+
+def truncate_name(name: str, limit: int) -> str | None:
+    """Drop right-most characters of the stem (the extension is kept) until `name` has at most
+    `limit` characters; None when even a one-character stem does not fit."""
+    if len(name) <= limit:
+        return name
+    stem, ext = os.path.splitext(name)
+    keep = limit - len(ext)
+    if keep < 1:
+        return None
+    return stem[:keep] + ext
+
+
+@dataclass(frozen=True, slots=True)
+class FittedName:
+    """The name to use at the destination; `note` says how it was changed, `refusal` why it cannot be."""
+
+    name: str
+    note: str | None = None
+    refusal: str | None = None
+
+
+def fit_name(
+    name: str, parent: str, rules: PathRules, *,
+    transform: bool = True, encode: bool = False, truncate: bool = False,
+) -> FittedName:
+    """Decide the destination name for source `name` under destination folder `parent`,
+    following the job's segment policies (`segment_transform`, `encode_invalid_characters`,
+    `segment_truncate`)."""
+    problem = segment_problem(name)
+    if problem:
+        return FittedName(name, refusal=problem)
+    fitted, notes = name, []
+    problems = [p for p in name_problems(name, rules) if not p.startswith("is longer")]
+    if problems:
+        if not transform:
+            return FittedName(name, refusal="; ".join(problems))
+        fitted = fix_name(name, rules, encode=encode)
+        if segment_problem(fitted):
+            return FittedName(name, refusal="; ".join(problems))
+        notes.append(f"renamed from {name!r}: {'; '.join(problems)}")
+    limits = []
+    if rules.max_name_length is not None:
+        limits.append(rules.max_name_length)
+    if rules.max_path_length is not None:
+        limits.append(rules.max_path_length - (len(parent) + 1 if parent else 0))
+    limit = min(limits) if limits else None
+    if limit is not None and len(fitted) > limit:
+        shorter = truncate_name(fitted, limit) if truncate else None
+        if shorter is None:
+            return FittedName(name, refusal=f"path is too long for the destination (limit {limit}"
+                              f" characters for this name, it has {len(fitted)})")
+        notes.append(f"truncated from {fitted!r} to fit the destination's path length")
+        fitted = shorter
+    return FittedName(fitted, note="; ".join(notes) or None)
