@@ -1,0 +1,89 @@
+"""`dryviq-tui`: the command-line entry point.
+
+Headless commands run on the same core as the TUI and never import textual, so they start fast
+and work from cron. With no subcommand the TUI would open; it arrives with its own issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from core import __version__
+from core.home import Home
+from core.state import State, StateError
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as an error, exit code 2, nothing changed."""
+
+
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted before or after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
+                        help="folder for config.toml and state.db (default: $DRYVIQ_HOME, "
+                             "else ~/.local/share/dryviq-tui)")
+    return common
+
+
+def _json() -> argparse.ArgumentParser:
+    flag = argparse.ArgumentParser(add_help=False)
+    flag.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return flag
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.cli import connections, jobs, misc
+
+    common, as_json = _common(), _json()
+    parser = argparse.ArgumentParser(
+        prog="dryviq-tui", parents=[common],
+        description="Analyze, copy, migrate and sync construction documents between Procore, "
+                    "local folders and network shares. Jobs use DryvIQ's job JSON.")
+    parser.add_argument("--version", action="version", version=f"dryviq-tui {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    leaf = {"parents": [common, as_json]}
+    connections.register(commands, leaf)
+    jobs.register(commands, leaf)
+    misc.register(commands, leaf)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Command | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        print("\nThe terminal UI arrives in a later release; `dryviq-tui demo` runs a sample "
+              "job headlessly.", file=sys.stderr)
+        return 0
+    try:
+        return asyncio.run(handler(args))
+    except UsageError as exc:
+        print(f"dryviq-tui: error: {exc}", file=sys.stderr)
+        return 2
+    except StateError as exc:
+        print(f"dryviq-tui: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+@contextlib.asynccontextmanager
+async def opened_state(args: argparse.Namespace) -> AsyncIterator[tuple[Home, State]]:
+    """The home named by the arguments, created if needed, and its open state file."""
+    home = Home.resolve(getattr(args, "home", None))
+    home.ensure()
+    state = await State.open(home.state_path)
+    try:
+        yield home, state
+    finally:
+        await state.close()

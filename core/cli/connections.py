@@ -1,0 +1,167 @@
+"""`dryviq-tui connections ...` and `dryviq-tui ls`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core.cli import UsageError, opened_state
+from core.cli.output import emit_json, size, table, when
+from core.connections import ConnectionInputError, add_local, describe, test_connection
+from core.connectors import open_connector
+from core.connectors.base import Connector, ConnectorError, Entry
+from core.paths import join, normalize_path
+from core.state import Connection, State
+
+
+def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
+    group = commands.add_parser("connections", help="add, list, test and remove connections")
+    sub = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = sub.add_parser("add", help="add a connection")
+    platforms = add.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
+    local = platforms.add_parser("local", help="a folder on this machine or a mounted share",
+                                 **leaf)
+    local.add_argument("name")
+    local.add_argument("--path", required=True, help="the folder")
+    local.set_defaults(handler=_add_local)
+    for action, handler, text in (("list", _list, "list connections"),):
+        sub.add_parser(action, help=text, **leaf).set_defaults(handler=handler)
+    for action, handler, text in (("show", _show, "show one connection"),
+                                  ("test", _test, "check that a connection works"),
+                                  ("remove", _remove, "remove a connection")):
+        one = sub.add_parser(action, help=text, **leaf)
+        one.add_argument("name", help="connection name or id")
+        one.set_defaults(handler=handler)
+    ls = commands.add_parser("ls", help="list a folder of a connection", **leaf)
+    ls.add_argument("target", metavar="NAME[:/path]")
+    ls.add_argument("-R", "--recursive", action="store_true", help="list subfolders too")
+    ls.set_defaults(handler=_ls)
+
+
+def _summary(connection: Connection) -> dict[str, Any]:
+    return {"id": connection.id, "name": connection.name, "platform": connection.platform,
+            "location": describe(connection), "config": connection.config,
+            "created_at": connection.created_at}
+
+
+async def find(state: State, name: str) -> Connection:
+    connection = await state.find_connection(name)
+    if connection is None:
+        known = ", ".join(c.name for c in await state.list_connections()) or "none yet"
+        raise UsageError(f"no connection named or with id {name!r} (connections: {known})")
+    return connection
+
+
+async def _add_local(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        try:
+            connection = await add_local(state, args.name, args.path)
+        except ConnectionInputError as exc:
+            raise UsageError(str(exc)) from None
+    if args.json:
+        emit_json(_summary(connection))
+    else:
+        print(f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
+    return 0
+
+
+async def _list(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        connections = await state.list_connections()
+    if args.json:
+        emit_json([_summary(c) for c in connections])
+    elif connections:
+        print(table([(c.name, c.platform, describe(c), c.id) for c in connections],
+                    ("NAME", "PLATFORM", "LOCATION", "ID")))
+    else:
+        print("No connections yet: dryviq-tui connections add local NAME --path FOLDER")
+    return 0
+
+
+async def _show(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        connection = await find(state, args.name)
+        jobs = await state.jobs_using(connection.id)
+    summary = _summary(connection) | {"jobs": [{"id": j.id, "name": j.name} for j in jobs]}
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(table([("name", connection.name), ("id", connection.id),
+                 ("platform", connection.platform), ("location", describe(connection)),
+                 ("created", when(connection.created_at)),
+                 ("jobs", ", ".join(j.name for j in jobs) or "none")], ("FIELD", "VALUE")))
+    return 0
+
+
+async def _test(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        connection = await find(state, args.name)
+        try:
+            message, ok = await test_connection(state, connection), True
+        except ConnectorError as exc:
+            message, ok = f"Connection test failed: {exc}", False
+    if args.json:
+        emit_json({"id": connection.id, "name": connection.name, "ok": ok, "message": message})
+    else:
+        print(message)
+    return 0 if ok else 1
+
+
+async def _remove(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        connection = await find(state, args.name)
+        jobs = await state.jobs_using(connection.id)
+        if jobs:
+            raise UsageError(f"connection {connection.name!r} is used by job(s) "
+                             f"{', '.join(repr(j.name) for j in jobs)}; remove those first")
+        await state.remove_connection(connection.id)
+    if args.json:
+        emit_json({"id": connection.id, "name": connection.name, "removed": True})
+    else:
+        print(f"Removed connection {connection.name}")
+    return 0
+
+
+def _entry_json(path: str, entry: Entry) -> dict[str, Any]:
+    return {"path": "/" + path, "name": entry.name, "is_dir": entry.is_dir,
+            "size": entry.size, "mtime": entry.mtime, "native_id": entry.native_id,
+            "skip_reason": entry.skip_reason}
+
+
+async def _walk(connector: Connector, path: str, recursive: bool,
+                ) -> list[tuple[str, Entry]]:
+    found = []
+    pending = [path]
+    while pending:
+        folder = pending.pop()
+        for entry in sorted(await connector.list_dir(folder), key=lambda e: e.name):
+            child = join(folder, entry.name)
+            found.append((child, entry))
+            if recursive and entry.is_dir and not entry.skip_reason:
+                pending.append(child)
+    return sorted(found, key=lambda pe: pe[0])
+
+
+async def _ls(args: argparse.Namespace) -> int:
+    name, _, raw_path = args.target.partition(":")
+    try:
+        path = normalize_path(raw_path)
+    except ConnectorError as exc:
+        raise UsageError(str(exc)) from None
+    async with opened_state(args) as (_, state):
+        connection = await find(state, name)
+        connector = open_connector(connection, await state.connection_secrets(connection.id))
+        try:
+            found = await _walk(connector, path, args.recursive)
+        except ConnectorError as exc:
+            raise UsageError(f"{connection.name}:/{path}: {exc}") from None
+        finally:
+            await connector.close()
+    if args.json:
+        emit_json([_entry_json(p, e) for p, e in found])
+        return 0
+    rows = [("dir" if e.is_dir else "", "" if e.is_dir else size(e.size), when(e.mtime),
+             "/" + p + ("/" if e.is_dir else "") + (f"  ({e.skip_reason})" if e.skip_reason
+                                                    else "")) for p, e in found]
+    print(table(rows, ("TYPE", "SIZE", "MODIFIED", "PATH")) if rows else "(empty folder)")
+    return 0

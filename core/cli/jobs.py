@@ -1,0 +1,275 @@
+"""`dryviq-tui jobs ...`: create, inspect and run jobs written in DryvIQ's job JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.cli import UsageError, opened_state
+from core.cli.output import ProgressReporter, duration, emit_json, size, table, when
+from core.engine.runner import NotSupported, run_job
+from core.home import JobBusy
+from core.job_store import JobLookupError, create_job, find_job
+from core.jobs import JobError
+from core.state import Execution, ItemRecord, JobRecord, State
+
+ITEM_STATUSES = ("pending", "success", "skipped", "processed", "remediation", "retry")
+
+
+def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
+    group = commands.add_parser("jobs", help="create, inspect and run jobs")
+    sub = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="create a job from DryvIQ job JSON", **leaf)
+    create.add_argument("--file", required=True, help="the job JSON file ('-' for stdin)")
+    create.set_defaults(handler=_create)
+    sub.add_parser("list", help="list jobs", **leaf).set_defaults(handler=_list)
+    for action, handler, text in (("show", _show, "show a job and its JSON"),
+                                  ("remove", _remove, "remove a job and its history")):
+        one = sub.add_parser(action, help=text, **leaf)
+        one.add_argument("job", help="job name or id")
+        one.set_defaults(handler=handler)
+    run = sub.add_parser("run", help="run a job now, continuing where it last stopped", **leaf)
+    run.add_argument("job", help="job name or id")
+    run.add_argument("--no-wait", action="store_true",
+                     help="when the API rate limit is spent, stop as paused (exit 3) instead "
+                          "of waiting for the reset")
+    run.add_argument("--parallel", type=int, metavar="N",
+                     help="files written at once (default: the job's "
+                          "performance.parallel_writes, else 2)")
+    run.set_defaults(handler=_run)
+    for action, handler, text in (("history", _history, "a job's executions"),
+                                  ("items", _items, "a job's items and their status")):
+        one = sub.add_parser(action, help=text, **leaf)
+        one.add_argument("job", help="job name or id")
+        one.add_argument("--csv", action="store_true", help="print CSV")
+        one.set_defaults(handler=handler)
+        if action == "items":
+            one.add_argument("--status", choices=ITEM_STATUSES, help="only items with this status")
+            one.add_argument("--execution", type=int, metavar="ID",
+                             help="only items touched by this execution")
+
+
+async def _job(state: State, name: str) -> JobRecord:
+    try:
+        return await find_job(state, name)
+    except JobLookupError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _job_dict(job: JobRecord, last: Execution | None = None) -> dict[str, Any]:
+    return {
+        "id": job.id, "name": job.name, "kind": job.kind, "transfer_type": job.transfer_type,
+        "source": {"connection": job.source_connection_id, "path": "/" + job.source_path},
+        "destination": {"connection": job.destination_connection_id,
+                        "path": "/" + job.destination_path},
+        "simulation_mode": job.simulation_mode, "schedule_mode": job.schedule_mode,
+        "category": job.category, "parallel_writes": job.parallel_writes,
+        "created_at": job.created_at,
+        "last_execution": _execution_dict(last) if last else None,
+    }
+
+
+def _execution_dict(execution: Execution) -> dict[str, Any]:
+    return {"id": execution.id, "status": execution.status, "phase": execution.phase,
+            "started_at": execution.started_at, "ended_at": execution.ended_at,
+            "error": execution.error, "stats": execution.stats}
+
+
+async def _create(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"--file {args.file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--file {args.file}: not UTF-8 text") from None
+    async with opened_state(args) as (_, state):
+        try:
+            job, warnings = await create_job(state, text)
+        except JobError as exc:
+            print(f"dryviq-tui: {args.file}: the job was not created:", file=sys.stderr)
+            for error in exc.errors:
+                print(f"  {error}", file=sys.stderr)
+            return 2
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        emit_json(_job_dict(job) | {"warnings": warnings})
+    else:
+        print(f"Created job {job.name} ({job.id})")
+    return 0
+
+
+async def _list(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        jobs = await state.find_jobs()
+        last = {j.id: next(iter(await state.executions(j.id, limit=1)), None) for j in jobs}
+        running = {j.id for j in jobs if home.job_running(j.id)}
+    if args.json:
+        emit_json([_job_dict(j, last[j.id]) | {"running": j.id in running} for j in jobs])
+        return 0
+    if not jobs:
+        print("No jobs yet: dryviq-tui jobs create --file job.json")
+        return 0
+
+    def status(job: JobRecord) -> str:
+        execution = last[job.id]
+        if job.id in running:
+            return "running"
+        return execution.status if execution else "never run"
+
+    print(table([(j.name, j.transfer_type + (" (simulation)" if j.simulation_mode else ""),
+                  status(j), when(last[j.id].started_at) if last[j.id] else "", j.id)
+                 for j in jobs], ("NAME", "TYPE", "LAST RUN", "STARTED", "ID")))
+    return 0
+
+
+async def _show(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        job = await _job(state, args.job)
+        last = next(iter(await state.executions(job.id, limit=1)), None)
+        names = {c.id: c.name for c in await state.list_connections()}
+    if args.json:
+        emit_json(_job_dict(job, last) | {"definition": json.loads(job.definition)})
+        return 0
+    rows = [("name", job.name), ("id", job.id), ("type", job.transfer_type),
+            ("source", f"{names.get(job.source_connection_id)}:/{job.source_path}"),
+            ("destination",
+             f"{names.get(job.destination_connection_id)}:/{job.destination_path}"),
+            ("simulation", "yes" if job.simulation_mode else "no"),
+            ("schedule", job.schedule_mode), ("category", job.category),
+            ("parallel writes", job.parallel_writes), ("created", when(job.created_at)),
+            ("last run", f"{last.status} at {when(last.started_at)}" if last else "never")]
+    print(table(rows, ("FIELD", "VALUE")))
+    print("\nJob JSON as given:\n" + job.definition.strip())
+    return 0
+
+
+async def _remove(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        job = await _job(state, args.job)
+        if home.job_running(job.id):
+            raise UsageError(f"job {job.name!r} is running; stop it first")
+        await state.remove_job(job.id)
+    if args.json:
+        emit_json({"id": job.id, "name": job.name, "removed": True})
+    else:
+        print(f"Removed job {job.name}")
+    return 0
+
+
+def _install_stop_handlers(stop: asyncio.Event, reporter: ProgressReporter) -> None:
+    """First Ctrl-C or SIGTERM: finish what is in flight and stop resumable. Second: stop now
+    (in-flight files are rolled back)."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            if main:
+                main.cancel()
+            return
+        stop.set()
+        reporter.event("info", "stopping: finishing the files in flight (again to stop now)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.parallel is not None and not 1 <= args.parallel <= 64:
+        raise UsageError("--parallel: expected a number from 1 to 64")
+    reporter = ProgressReporter()
+    stop = asyncio.Event()
+    _install_stop_handlers(stop, reporter)
+    async with opened_state(args) as (home, state):
+        job = await _job(state, args.job)
+        reporter.event("info", f"running job {job.name} ({job.transfer_type}"
+                               f"{', simulation' if job.simulation_mode else ''})")
+        try:
+            result = await run_job(state, home, job, parallel=args.parallel, stop=stop,
+                                   on_progress=reporter, on_event=reporter.event)
+        except NotSupported as exc:
+            raise UsageError(str(exc)) from None
+        except JobBusy as exc:
+            raise UsageError(f"job {job.name!r}: {exc}") from None
+        except asyncio.CancelledError:
+            reporter.end_line()
+            print("stopped; the execution is interrupted and resumable", file=sys.stderr)
+            return 3
+    reporter.end_line()
+    stats = result.stats
+    summary = (f"{result.status}: {stats.transferred:,} files transferred "
+               f"({size(stats.bytes)}), {stats.folders_created:,} folders created, "
+               f"{stats.skipped:,} skipped, {stats.flagged:,} flagged, {stats.failed:,} failed")
+    if result.status == "no_changes":
+        summary = f"no changes: {stats.files:,} files and {stats.folders:,} folders are in step"
+    if result.error:
+        summary += f"\nerror: {result.error}"
+    if args.json:
+        emit_json(result.as_dict())
+        print(summary, file=sys.stderr)
+    else:
+        print(summary)
+    return result.exit_code
+
+
+async def _history(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        job = await _job(state, args.job)
+        if not home.job_running(job.id):
+            await state.mark_interrupted(job.id)
+        executions = await state.executions(job.id)
+    if args.json:
+        emit_json([_execution_dict(e) for e in executions])
+        return 0
+    headers = ("ID", "STATUS", "STARTED", "DURATION", "TRANSFERRED", "BYTES", "FLAGGED",
+               "FAILED")
+    rows = [(e.id, e.status, when(e.started_at),
+             duration((e.ended_at or e.heartbeat_at) - e.started_at),
+             e.stats.get("transferred", 0), size(e.stats.get("bytes", 0)),
+             e.stats.get("flagged", 0), e.stats.get("failed", 0)) for e in executions]
+    _print_rows(args, rows, headers, empty="No executions yet")
+    return 0
+
+
+async def _items(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        job = await _job(state, args.job)
+        items = await state.items(job.id, status=args.status, execution_id=args.execution)
+    if args.json:
+        emit_json([_item_dict(i) for i in items])
+        return 0
+    headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL")
+    rows = [(i.status, i.action, "/" + i.path + ("/" if i.is_dir else ""),
+             "" if i.is_dir else i.size, i.attempts, i.last_error or i.note or "")
+            for i in items]
+    _print_rows(args, rows, headers, empty="No items recorded")
+    return 0
+
+
+def _item_dict(item: ItemRecord) -> dict[str, Any]:
+    return {"path": "/" + item.path, "is_dir": item.is_dir, "size": item.size,
+            "mtime": item.mtime, "action": item.action, "status": item.status,
+            "attempts": item.attempts, "last_error": item.last_error, "note": item.note,
+            "source_id": item.source_id, "destination_id": item.destination_id,
+            "destination_path": None if item.destination_path is None
+            else "/" + item.destination_path,
+            "execution_id": item.execution_id, "updated_at": item.updated_at}
+
+
+def _print_rows(args: argparse.Namespace, rows: list[tuple[Any, ...]],
+                headers: tuple[str, ...], empty: str) -> None:
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow([h.lower() for h in headers])
+        writer.writerows(rows)
+    elif rows:
+        print(table(rows, headers))
+    else:
+        print(empty)

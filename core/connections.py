@@ -1,0 +1,51 @@
+"""Adding, describing and testing connections: shared by the CLI and the TUI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.connectors import open_connector
+from core.state import Connection, State, StateError
+
+
+class ConnectionInputError(ValueError):
+    """What the user gave cannot make a connection; the message says what to fix."""
+
+
+def check_name(name: str) -> str:
+    """Connection names appear in `NAME:/path` and in job JSON, so they avoid ':'."""
+    name = name.strip()
+    if not name:
+        raise ConnectionInputError("a connection needs a name")
+    if ":" in name:
+        raise ConnectionInputError(f"connection name {name!r}: ':' is not allowed "
+                                   "(it separates the name from a path, as in NAME:/folder)")
+    return name
+
+
+def describe(connection: Connection) -> str:
+    """Where a connection points, in one short line (no secrets)."""
+    if connection.platform == "local":
+        return connection.config["path"]
+    return connection.platform
+
+
+async def add_local(state: State, name: str, path: str) -> Connection:
+    name = check_name(name)
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ConnectionInputError(f"--path {path}: no such folder")
+    try:
+        return await state.add_connection(name, "local", {"path": str(folder.resolve())})
+    except StateError as exc:
+        raise ConnectionInputError(str(exc)) from None
+
+
+async def test_connection(state: State, connection: Connection) -> str:
+    """List the connection's root; returns a success message or raises ConnectorError."""
+    connector = open_connector(connection, await state.connection_secrets(connection.id))
+    try:
+        entries = await connector.list_dir("")
+    finally:
+        await connector.close()
+    return f"Connection test succeeded: {describe(connection)} ({len(entries)} items at the top)"

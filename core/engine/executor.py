@@ -1,0 +1,183 @@
+"""The executor: carries out planned writes with bounded concurrency.
+
+Every change to the destination passes through `_apply`, the one choke point where a
+simulation records what it would do and stops. Finished items go to the item log; a failed
+item is recorded for the next run and the run goes on (unless the job's failure policy halts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from core.connectors.base import Connector, ConnectorError, Entry, RetryAfter, Retryable
+from core.engine.planner import Action
+from core.engine.stats import ExecutionStats
+from core.paths import join
+from core.state import ItemLog, ItemRecord
+
+log = logging.getLogger("dryviq.engine")
+
+MAX_ATTEMPTS = 3  # DryvIQ retries an item on 3 runs, then flags it
+IN_RUN_RETRIES = 2  # extra tries within one run for transient failures
+RETRY_DELAY = 0.5  # seconds, doubled per try
+
+
+@dataclass(slots=True)
+class FileTask:
+    """One file to write: where it comes from, where it goes, and its pending record."""
+
+    source_path: str
+    source: Entry
+    destination_path: str
+    destination: Entry | None
+    action: Action
+    record: ItemRecord
+
+
+def conflict_name(name: str, mtime: float | None) -> str:
+    """The name the source version gets beside a destination file changed on both sides."""
+    stem, ext = os.path.splitext(name)
+    stamp = time.strftime("%Y-%m-%d %H%M%S", time.gmtime(mtime or time.time()))
+    return f"{stem} (source conflict {stamp}){ext}"
+
+
+class Executor:
+    """Runs file tasks on `parallel` workers; `make_folder` runs inline for the march."""
+
+    def __init__(
+        self, source: Connector, destination: Connector, *, items: ItemLog,
+        stats: ExecutionStats, parallel: int, simulate: bool, halt_on_failure: bool,
+        stop: asyncio.Event, on_event: Callable[[str, str], None],
+    ) -> None:
+        self.source = source
+        self.destination = destination
+        self.items = items
+        self.stats = stats
+        self.simulate = simulate
+        self.halt_on_failure = halt_on_failure
+        self.stop = stop
+        self.on_event = on_event
+        self.halted = False
+        # the destination cannot be re-checked by mtime: a finished item's record must be on
+        # disk before the next one starts, or a crash would make the rerun send it again
+        self._durable = not destination.features.can_set_mtime
+        self._queue: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=parallel * 4)
+        self._workers = [asyncio.create_task(self._work()) for _ in range(parallel)]
+
+    async def _apply(self, description: str, change: Callable[[], Awaitable[Entry]],
+                     simulated: Entry) -> Entry:
+        """The one place the destination is changed; a simulation only logs what it would do."""
+        if self.simulate:
+            log.debug("simulation: would %s", description)
+            return simulated
+        return await change()
+
+    async def make_folder(self, path: str) -> Entry:
+        entry = await self._apply(f"create folder {path}",
+                                  lambda: self.destination.mkdir(path),
+                                  Entry(path.rpartition("/")[2], is_dir=True))
+        self.stats.folders_created += 1
+        return entry
+
+    async def submit(self, task: FileTask) -> None:
+        self.stats.planned_files += 1
+        self.stats.planned_bytes += task.source.size
+        self.items.record(task.record)
+        await self._queue.put(task)
+
+    async def drain(self) -> None:
+        """Wait for the workers to finish what was submitted (or to drop it after a stop)."""
+        for _ in self._workers:
+            await self._queue.put(None)
+        await asyncio.gather(*self._workers)
+
+    async def cancel(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while (task := await self._queue.get()) is not None:
+            if self.stop.is_set() or self.halted:
+                continue  # left pending; the next run picks it up
+            await self._run(task)
+
+    async def _run(self, task: FileTask) -> None:
+        sent = 0
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal sent
+            async with contextlib.aclosing(self.source.read(task.source_path, task.source)) as it:
+                async for chunk in it:
+                    sent += len(chunk)
+                    self.stats.bytes += len(chunk)
+                    yield chunk
+
+        path, replacing = task.destination_path, task.destination
+        if task.action is Action.KEEP_BOTH:
+            parent, _, name = path.rpartition("/")
+            path, replacing = join(parent, conflict_name(name, task.source.mtime)), None
+        source = task.source
+        for attempt in range(IN_RUN_RETRIES + 1):
+            try:
+                written = await self._apply(
+                    f"{task.action} {path}",
+                    lambda: self.destination.write(path, counted(), size=source.size,
+                                                   mtime=source.mtime, replacing=replacing),
+                    replace(source, native_id=None, version=None))
+                break
+            except Retryable as exc:
+                self.stats.bytes -= sent
+                sent = 0
+                if attempt == IN_RUN_RETRIES:
+                    await self._failed(task, exc)
+                    return
+                delay = RETRY_DELAY * 2 ** attempt
+                if isinstance(exc, RetryAfter):
+                    delay = max(delay, exc.until - time.time())
+                await asyncio.sleep(delay)
+            except ConnectorError as exc:
+                self.stats.bytes -= sent
+                await self._failed(task, exc)
+                return
+        if self.simulate:
+            self.stats.bytes += source.size
+        self.stats.transferred += 1
+        record = task.record
+        record.status = "processed" if record.note else "success"
+        if not self.simulate:
+            record.destination_id = written.native_id
+            record.destination_version = written.version
+        else:
+            record.status = "pending"
+        record.destination_path = path
+        record.last_error = None
+        record.updated_at = time.time()
+        if self._durable and not self.simulate:
+            await self.items.record_durably(record)
+        else:
+            self.items.record(record)
+
+    async def _failed(self, task: FileTask, exc: ConnectorError) -> None:
+        record = task.record
+        record.attempts += 1
+        record.last_error = str(exc)
+        record.updated_at = time.time()
+        if record.attempts >= MAX_ATTEMPTS:
+            record.status = "remediation"
+            self.stats.flagged += 1
+            self.on_event("flagged", f"{task.source_path}: {exc} (gave up after "
+                                     f"{record.attempts} attempts)")
+        else:
+            record.status = "retry"
+            self.stats.failed += 1
+            self.on_event("failed", f"{task.source_path}: {exc}")
+        self.items.record(record)
+        if self.halt_on_failure:
+            self.halted = True

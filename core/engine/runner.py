@@ -1,0 +1,361 @@
+"""One execution of a job, start to finish: lock, march, plan, execute, record, report.
+
+The march walks the source one folder at a time (depth first, an explicit stack), pairs each
+folder with its destination counterpart, plans every pair and hands file writes to the
+executor; folders are created inline so their children always have a parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.connectors import open_connector
+from core.connectors.base import Connector, ConnectorError, Entry, NotFound
+from core.engine.executor import Executor, FileTask
+from core.engine.march import NamePolicy, pair_folder
+from core.engine.planner import Action, Plan, Rules, plan_copy
+from core.engine.stats import ExecutionStats, Throughput
+from core.home import Home
+from core.jobs import Job, Transfer, parse_job
+from core.paths import join
+from core.state import ItemLog, ItemRecord, JobRecord, State
+
+EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
+              "interrupted": 3}
+SUPPORTED_TRANSFER_TYPES = ("copy",)
+PROGRESS_INTERVAL = 0.5  # seconds between progress callbacks
+HEARTBEAT_INTERVAL = 1.0  # seconds between stats written to the state DB
+
+
+class NotSupported(Exception):
+    """The job asks for something this version cannot do yet."""
+
+
+@dataclass
+class RunResult:
+    execution_id: int
+    status: str
+    stats: ExecutionStats
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.execution_id, "status": self.status, "error": self.error,
+                "stats": self.stats.as_dict()}
+
+
+Progress = Callable[[ExecutionStats, Throughput], None]
+EventSink = Callable[[str, str], None]  # (kind, message): kind is info, flagged, failed
+
+
+@dataclass
+class _Folder:
+    source_path: str  # relative to the source connection's root
+    destination_path: str  # relative to the destination connection's root
+    destination_exists: bool
+    # destination folders still to create before the first write below them
+    # (empty_containers "skip": a folder that stays empty is never created)
+    missing: tuple[str, ...] = ()
+
+
+def check_supported(job: Job) -> None:
+    if job.transfer.transfer_type not in SUPPORTED_TRANSFER_TYPES:
+        raise NotSupported(
+            f'transfer.transfer_type "{job.transfer.transfer_type}" is not supported yet; '
+            f"this version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs")
+
+
+class _Run:
+    """The state of one execution while it runs."""
+
+    def __init__(self, state: State, record: JobRecord, job: Job, execution_id: int,
+                 source: Connector, destination: Connector, items: ItemLog,
+                 stats: ExecutionStats, executor: Executor, stop: asyncio.Event,
+                 on_event: EventSink) -> None:
+        self.state = state
+        self.record = record
+        self.transfer: Transfer = job.transfer
+        self.execution_id = execution_id
+        self.source = source
+        self.destination = destination
+        self.items = items
+        self.stats = stats
+        self.executor = executor
+        self.stop = stop
+        self.on_event = on_event
+        precisions = (source.features.mtime_precision, destination.features.mtime_precision)
+        self.rules = Rules(
+            conflict_resolution=self.transfer.conflict_resolution,
+            source_filters=self.transfer.source_filters,
+            mtime_precision=None if None in precisions else max(precisions))  # type: ignore[type-var]
+        self.names = NamePolicy(
+            destination.features.path_rules,
+            source.features.case_insensitive or destination.features.case_insensitive,
+            transform=self.transfer.segment_transform,
+            encode=self.transfer.encode_invalid_characters,
+            truncate=self.transfer.segment_truncate,
+            rename_duplicates=self.transfer.duplicate_names == "rename")
+        self.skip_empty = self.transfer.empty_containers == "skip"
+
+    def _relative(self, source_path: str) -> str:
+        """An item's key: its path below the job's source folder."""
+        root = self.transfer.source.path
+        return source_path[len(root) + 1:] if root else source_path
+
+    def _record(self, source_path: str, entry: Entry, plan: Plan, **fields: object) -> ItemRecord:
+        relative = self._relative(source_path)
+        return ItemRecord(
+            job_id=self.record.id, path=relative, parent=relative.rpartition("/")[0],
+            is_dir=entry.is_dir, size=entry.size, mtime=entry.mtime, action=str(plan.action),
+            status="pending", source_id=entry.native_id, execution_id=self.execution_id,
+            **fields)  # type: ignore[arg-type]
+
+    async def destination_root(self) -> _Folder:
+        """Check the source folder exists and find (or plan) the destination folder."""
+        source_root = self.transfer.source.path
+        try:
+            entry = await self.source.stat(source_root)
+        except NotFound:
+            raise ConnectorError(f"the source folder /{source_root} does not exist") from None
+        if not entry.is_dir:
+            raise ConnectorError(f"the source /{source_root} is a file, not a folder")
+        path, missing = "", []
+        for segment in filter(None, self.transfer.destination.path.split("/")):
+            path = join(path, segment)
+            if missing:
+                missing.append(path)
+                continue
+            try:
+                found = await self.destination.stat(path)
+            except NotFound:
+                missing.append(path)
+                continue
+            if not found.is_dir:
+                raise ConnectorError(f"the destination /{path} is a file, not a folder")
+        return _Folder(source_root, path, not missing, tuple(missing))
+
+    async def _ensure(self, folder: _Folder) -> bool:
+        """Create the folder's missing destination ancestors; False if that failed."""
+        for path in folder.missing:
+            try:
+                await self.executor.make_folder(path)
+            except ConnectorError as exc:
+                self.stats.failed += 1
+                self.on_event("failed", f"cannot create destination folder /{path}: {exc}")
+                return False
+        folder.missing = ()
+        return True
+
+    async def march(self, root: _Folder) -> None:
+        if not self.skip_empty and not await self._ensure(root):
+            return
+        stack = [root]
+        while stack and not (self.stop.is_set() or self.executor.halted):
+            folder = stack.pop()
+            children = await self._visit(folder)
+            stack.extend(reversed(children))
+        self.stats.listing_done = not stack
+
+    async def _visit(self, folder: _Folder) -> list[_Folder]:
+        """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
+        try:
+            sources = await self.source.list_dir(folder.source_path)
+            destinations = (await self.destination.list_dir(folder.destination_path)
+                            if folder.destination_exists else [])
+        except ConnectorError as exc:
+            # a copy skips a folder it cannot read, with its subtree, and goes on
+            self.stats.failed += 1
+            self.on_event("failed", f"/{folder.source_path}: cannot list: {exc}")
+            return []
+        records = await self.state.items_in(self.record.id, self._relative(folder.source_path))
+        children = []
+        for pair in pair_folder(sources, destinations, folder.destination_path, self.names):
+            if self.stop.is_set() or self.executor.halted:
+                break
+            source = pair.source
+            if source is None:
+                continue  # only at the destination: a copy leaves it alone
+            source_path = join(folder.source_path, source.name)
+            destination_path = join(folder.destination_path, pair.name)
+            record = records.get(self._relative(source_path))
+            plan = plan_copy(pair, record, self.rules)
+            if source.is_dir:
+                self.stats.folders += 1
+            else:
+                self.stats.files += 1
+            if plan.action in (Action.SKIP, Action.FLAG):
+                self._settle(source_path, source, plan, record, pair.note)
+            elif source.is_dir:
+                child = await self._folder(folder, source_path, destination_path, source, plan,
+                                           record, pair.note)
+                if child:
+                    children.append(child)
+            elif plan.action is Action.NONE:
+                self.stats.skipped += 1
+                if record is None or record.status not in ("success", "processed"):
+                    self._settle(source_path, source, plan, record, pair.note)
+            elif await self._ensure(folder):
+                await self.executor.submit(FileTask(
+                    source_path, source, destination_path, pair.destination, plan.action,
+                    self._record(source_path, source, plan, note=pair.note or plan.reason,
+                                 attempts=record.attempts if record else 0)))
+        return children
+
+    async def _folder(self, parent: _Folder, source_path: str, destination_path: str,
+                      source: Entry, plan: Plan, record: ItemRecord | None,
+                      note: str | None) -> _Folder | None:
+        if plan.action is Action.NONE:
+            if record is None:
+                self._settle(source_path, source, plan, None, note)
+            return _Folder(source_path, destination_path, True)
+        missing = (*parent.missing, destination_path)
+        child = _Folder(source_path, destination_path, False, missing)
+        if self.skip_empty:
+            return child  # created with its first file
+        if not await self._ensure(child):
+            return None
+        self._settle(source_path, source, plan, record, note,
+                     status="pending" if self.transfer.simulation_mode else "success")
+        return child
+
+    def _settle(self, source_path: str, source: Entry, plan: Plan, record: ItemRecord | None,
+                note: str | None, status: str | None = None) -> None:
+        """Count and record an item decided without a transfer (unless nothing changed)."""
+        status = status or {Action.SKIP: "skipped", Action.FLAG: "remediation"}.get(
+            plan.action, "processed" if note else "success")
+        if plan.action is Action.SKIP:
+            self.stats.skipped += 1
+        elif plan.action is Action.FLAG:
+            self.stats.flagged += 1
+            self.on_event("flagged", f"/{self._relative(source_path)}: {plan.reason}")
+        reason = "; ".join(filter(None, [note, plan.reason])) or None
+        if record is not None and (record.status, record.note) == (status, reason):
+            return
+        item = self._record(source_path, source, plan, note=reason)
+        item.status = status
+        self.items.record(item)
+
+
+def final_status(stats: ExecutionStats, *, stopped: bool, halted: bool,
+                 simulate: bool) -> str:
+    if halted:
+        return "failed"
+    if stopped:
+        return "interrupted"
+    if stats.flagged or stats.failed:
+        return "warn"
+    if simulate:
+        return "completed" if stats.planned_files or stats.folders_created else "no_changes"
+    return "completed" if stats.changed else "no_changes"
+
+
+async def run_job(
+    state: State, home: Home, record: JobRecord, *, parallel: int | None = None,
+    stop: asyncio.Event | None = None, on_progress: Progress | None = None,
+    on_event: EventSink | None = None,
+) -> RunResult:
+    """Run one execution of `record`, resuming from what earlier executions recorded.
+    Raises NotSupported, and JobBusy (from core.home) if the job is running elsewhere."""
+    job = parse_job(record.definition)
+    check_supported(job)
+    stop = stop or asyncio.Event()
+    emit = on_event or (lambda kind, message: None)
+    with home.job_lock(record.id):
+        interrupted = await state.mark_interrupted(record.id)
+        if interrupted:
+            emit("info", "the previous execution was interrupted; continuing where it stopped")
+        execution = await state.start_execution(record.id)
+        stats = ExecutionStats()
+        await state.audit("info", "execution started", job_id=record.id,
+                          execution_id=execution.id)
+        try:
+            status, error = await _execute(state, record, job, execution.id, stats, parallel,
+                                           stop, on_progress, emit)
+        except BaseException:
+            # cancelled (a second Ctrl-C) or crashed: leave it resumable and say so
+            with contextlib.suppress(Exception):
+                await asyncio.shield(state.update_execution(
+                    execution.id, status="interrupted", phase="complete", ended_at=time.time(),
+                    stats=stats.as_dict(), error="stopped before finishing"))
+            raise
+        await state.update_execution(execution.id, status=status, phase="complete",
+                                     ended_at=time.time(), stats=stats.as_dict(), error=error)
+        await state.audit("error" if error else "info", f"execution {status}", error or "",
+                          job_id=record.id, execution_id=execution.id)
+        return RunResult(execution.id, status, stats, error)
+
+
+async def _execute(
+    state: State, record: JobRecord, job: Job, execution_id: int, stats: ExecutionStats,
+    parallel: int | None, stop: asyncio.Event, on_progress: Progress | None, emit: EventSink,
+) -> tuple[str, str | None]:
+    """March and execute; returns the final status and the error that failed the run, if any."""
+    connections = []
+    for connection_id in (record.source_connection_id, record.destination_connection_id):
+        connection = await state.find_connection(connection_id)
+        if connection is None:
+            return "failed", f"connection {connection_id} no longer exists"
+        connections.append((connection, await state.connection_secrets(connection.id)))
+    source = open_connector(*connections[0])
+    destination = open_connector(*connections[1])
+    throughput = Throughput()
+    reporter = asyncio.create_task(_report(state, execution_id, stats, throughput, on_progress))
+    error = None
+    halted = False
+    try:
+        async with ItemLog(state) as items:
+            executor = Executor(
+                source, destination, items=items, stats=stats,
+                parallel=parallel or job.transfer.parallel_writes,
+                simulate=job.transfer.simulation_mode,
+                halt_on_failure=job.transfer.failure_policy == "halt", stop=stop,
+                on_event=emit)
+            run = _Run(state, record, job, execution_id, source, destination, items, stats,
+                       executor, stop, emit)
+            await state.update_execution(execution_id, phase="executing")
+            try:
+                await run.march(await run.destination_root())
+            except ConnectorError as exc:
+                error = str(exc)
+            except BaseException:
+                await executor.cancel()
+                raise
+            await executor.drain()
+            halted = executor.halted
+            if halted and error is None:
+                error = "stopped at the first failure (failure_policy: halt)"
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        await source.close()
+        await destination.close()
+    if on_progress:
+        throughput.sample(stats.bytes)
+        on_progress(stats, throughput)
+    if error:
+        return "failed", error
+    return final_status(stats, stopped=stop.is_set(), halted=halted,
+                        simulate=job.transfer.simulation_mode), None
+
+
+async def _report(state: State, execution_id: int, stats: ExecutionStats,
+                  throughput: Throughput, on_progress: Progress | None) -> None:
+    """Progress callbacks twice a second; stats and heartbeat to the state DB every second."""
+    last_write = 0.0
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL)
+        throughput.sample(stats.bytes)
+        if on_progress:
+            on_progress(stats, throughput)
+        now = time.monotonic()
+        if now - last_write >= HEARTBEAT_INTERVAL:
+            last_write = now
+            await state.update_execution(execution_id, stats=stats.as_dict())

@@ -1,0 +1,47 @@
+"""Creating and finding jobs: validation against existing connections, shared by CLI and TUI."""
+
+from __future__ import annotations
+
+from core.engine.runner import NotSupported, check_supported
+from core.jobs import JobError, parse_job
+from core.state import JobRecord, State
+
+
+class JobLookupError(LookupError):
+    """No job, or more than one, answers to the name given."""
+
+
+async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
+    """Validate job JSON `text` and store it verbatim; returns the job and its warnings.
+    Raises JobError naming every problem, connections that do not exist included."""
+    job = parse_job(text)
+    endpoints = (("transfer.source.connection.id", job.transfer.source.connection),
+                 ("transfer.destination.connection.id", job.transfer.destination.connection))
+    ids, errors = [], []
+    for where, wanted in endpoints:
+        connection = await state.find_connection(wanted)
+        if connection is None:
+            known = ", ".join(repr(c.name) for c in await state.list_connections()) or "none"
+            errors.append(f'{where}: no connection with id or name "{wanted}" '
+                          f"(existing connections: {known})")
+        else:
+            ids.append(connection.id)
+    if errors:
+        raise JobError(errors)
+    warnings = list(job.warnings)
+    try:
+        check_supported(job)
+    except NotSupported as exc:
+        warnings.append(f"{exc}; `jobs run` will refuse it until then")
+    return await state.add_job(job, text, ids[0], ids[1]), warnings
+
+
+async def find_job(state: State, id_or_name: str) -> JobRecord:
+    jobs = await state.find_jobs(id_or_name)
+    if not jobs:
+        known = ", ".join(repr(j.name) for j in await state.find_jobs()) or "none yet"
+        raise JobLookupError(f"no job named or with id {id_or_name!r} (jobs: {known})")
+    if len(jobs) > 1:
+        raise JobLookupError(f"{len(jobs)} jobs are named {id_or_name!r}; use an id: "
+                             + ", ".join(j.id for j in jobs))
+    return jobs[0]

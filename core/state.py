@@ -1,0 +1,461 @@
+"""The durable state of an installation, in one SQLite file (WAL, versioned migrations).
+
+Connections (secrets in their own table), jobs (the JSON kept verbatim), executions, per-item
+progress and audit events live here, so an interrupted run resumes from what is recorded and
+another process (the TUI reconnecting over SSH) can watch a job that is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core.jobs import Job
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records how far a file is.
+MIGRATIONS: Sequence[str] = (
+    """
+    CREATE TABLE connections (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        platform TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE secrets (
+        connection_id TEXT PRIMARY KEY REFERENCES connections(id) ON DELETE CASCADE,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        transfer_type TEXT NOT NULL,
+        source_connection_id TEXT NOT NULL REFERENCES connections(id),
+        source_path TEXT NOT NULL,
+        destination_connection_id TEXT NOT NULL REFERENCES connections(id),
+        destination_path TEXT NOT NULL,
+        simulation_mode INTEGER NOT NULL,
+        schedule_mode TEXT NOT NULL,
+        category TEXT NOT NULL,
+        parallel_writes INTEGER NOT NULL,
+        definition TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE executions (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        heartbeat_at REAL NOT NULL,
+        pid INTEGER NOT NULL,
+        stats TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        resume_at REAL
+    );
+    CREATE INDEX executions_by_job ON executions(job_id, id);
+    CREATE TABLE items (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        parent TEXT NOT NULL,
+        is_dir INTEGER NOT NULL,
+        source_id TEXT,
+        destination_id TEXT,
+        destination_path TEXT,
+        size INTEGER NOT NULL,
+        mtime REAL,
+        destination_version TEXT,
+        action TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        note TEXT,
+        execution_id INTEGER,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (job_id, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX items_by_parent ON items(job_id, parent);
+    CREATE INDEX items_by_status ON items(job_id, status);
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        job_id TEXT,
+        execution_id INTEGER,
+        level TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_by_execution ON audit_events(execution_id);
+    """,
+)
+
+
+class StateError(Exception):
+    """The state file cannot be used as it is (made by a newer dryviq-tui, unreadable)."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    id: str
+    name: str
+    platform: str
+    config: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    name: str
+    kind: str
+    transfer_type: str
+    source_connection_id: str
+    source_path: str
+    destination_connection_id: str
+    destination_path: str
+    simulation_mode: bool
+    schedule_mode: str
+    category: str
+    parallel_writes: int
+    definition: str  # the job JSON exactly as it was given
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Execution:
+    id: int
+    job_id: str
+    status: str
+    phase: str
+    started_at: float
+    ended_at: float | None
+    heartbeat_at: float
+    pid: int
+    stats: dict[str, Any]
+    error: str | None
+    resume_at: float | None
+
+
+@dataclass(slots=True)
+class ItemRecord:
+    """One source path of one job: what was planned for it and how that went."""
+
+    job_id: str
+    path: str
+    parent: str
+    is_dir: bool
+    size: int
+    mtime: float | None
+    action: str
+    status: str  # DryvIQ item statuses: pending, success, skipped, processed, remediation, retry
+    source_id: str | None = None
+    destination_id: str | None = None
+    destination_path: str | None = None
+    destination_version: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    note: str | None = None  # why it was skipped, flagged or renamed
+    execution_id: int | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+ITEM_COLUMNS = (
+    "job_id", "path", "parent", "is_dir", "size", "mtime", "action", "status", "source_id",
+    "destination_id", "destination_path", "destination_version", "attempts", "last_error",
+    "note", "execution_id", "updated_at",
+)
+_ITEM_UPSERT = (
+    f"INSERT OR REPLACE INTO items ({', '.join(ITEM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ITEM_COLUMNS)})"
+)
+
+
+def _item_row(item: ItemRecord) -> tuple[Any, ...]:
+    return tuple(getattr(item, column) for column in ITEM_COLUMNS)
+
+
+def _item(row: aiosqlite.Row) -> ItemRecord:
+    values = dict(zip(ITEM_COLUMNS, row, strict=True))
+    values["is_dir"] = bool(values["is_dir"])
+    return ItemRecord(**values)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class State:
+    """An open state file. One per process; every method is a coroutine on one connection."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> State:
+        """Open (creating and upgrading as needed) the state file at `path`."""
+        path = Path(path)
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        try:
+            db = await aiosqlite.connect(path)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=10000")
+        except aiosqlite.Error as exc:
+            raise StateError(f"cannot open the state file {path}: {exc}") from None
+        state = cls(db)
+        try:
+            await state._migrate(path)
+        except BaseException:
+            await db.close()
+            raise
+        return state
+
+    async def _migrate(self, path: Path) -> None:
+        try:
+            (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()
+        except aiosqlite.DatabaseError as exc:
+            raise StateError(f"{path} is not a dryviq-tui state file: {exc}") from None
+        if version > len(MIGRATIONS):
+            raise StateError(
+                f"{path} was written by a newer dryviq-tui (schema {version}, this version "
+                f"knows up to {len(MIGRATIONS)}); upgrade dryviq-tui to use it")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first; the version bump is in the same script, so a crash
+            # leaves either the old schema or the new one.
+            await self.db.executescript(
+                f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        return list(await (await self.db.execute(sql, tuple(args))).fetchall())
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def add_connection(
+        self, name: str, platform: str, config: dict[str, Any],
+        secrets: dict[str, Any] | None = None,
+    ) -> Connection:
+        now = time.time()
+        connection = Connection(_new_id(), name, platform, config, now)
+        try:
+            await self.db.execute(
+                "INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?)",
+                (connection.id, name, platform, json.dumps(config), now, now))
+        except aiosqlite.IntegrityError:
+            raise StateError(f"a connection named {name!r} already exists") from None
+        if secrets:
+            await self.db.execute("INSERT INTO secrets VALUES (?, ?)",
+                                  (connection.id, json.dumps(secrets)))
+        await self.db.commit()
+        return connection
+
+    async def find_connection(self, id_or_name: str) -> Connection | None:
+        """The connection with this id, else the one with this name (job JSON allows both)."""
+        rows = await self._rows(
+            "SELECT id, name, platform, config, created_at FROM connections "
+            "WHERE id = ? OR name = ? ORDER BY id = ? DESC", (id_or_name, id_or_name, id_or_name))
+        if not rows:
+            return None
+        id_, name, platform, config, created = rows[0]
+        return Connection(id_, name, platform, json.loads(config), created)
+
+    async def list_connections(self) -> list[Connection]:
+        rows = await self._rows(
+            "SELECT id, name, platform, config, created_at FROM connections ORDER BY name")
+        return [Connection(i, n, p, json.loads(c), t) for i, n, p, c, t in rows]
+
+    async def connection_secrets(self, connection_id: str) -> dict[str, Any]:
+        rows = await self._rows("SELECT data FROM secrets WHERE connection_id = ?",
+                                (connection_id,))
+        return json.loads(rows[0][0]) if rows else {}
+
+    async def remove_connection(self, connection_id: str) -> None:
+        await self.db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
+        await self.db.commit()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def add_job(self, job: Job, definition: str, source_id: str, destination_id: str,
+                      ) -> JobRecord:
+        transfer = job.transfer
+        record = JobRecord(
+            _new_id(), job.name, job.kind, transfer.transfer_type, source_id,
+            transfer.source.path, destination_id, transfer.destination.path,
+            transfer.simulation_mode, job.schedule_mode, job.category, transfer.parallel_writes,
+            definition, time.time())
+        await self.db.execute(
+            f"INSERT INTO jobs VALUES ({', '.join('?' * 14)})",
+            (record.id, record.name, record.kind, record.transfer_type,
+             record.source_connection_id, record.source_path,
+             record.destination_connection_id, record.destination_path,
+             int(record.simulation_mode), record.schedule_mode, record.category,
+             record.parallel_writes, record.definition, record.created_at))
+        await self.db.commit()
+        return record
+
+    async def find_jobs(self, id_or_name: str | None = None) -> list[JobRecord]:
+        """All jobs, or those whose id or name is `id_or_name` (names need not be unique)."""
+        where, args = ("WHERE id = ? OR name = ?", (id_or_name, id_or_name)) if id_or_name else (
+            "", ())
+        rows = await self._rows(f"SELECT * FROM jobs {where} ORDER BY created_at", args)
+        return [
+            JobRecord(*row[:8], bool(row[8]), *row[9:]) for row in rows  # type: ignore[misc]
+        ]
+
+    async def jobs_using(self, connection_id: str) -> list[JobRecord]:
+        return [j for j in await self.find_jobs()
+                if connection_id in (j.source_connection_id, j.destination_connection_id)]
+
+    async def remove_job(self, job_id: str) -> None:
+        await self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        await self.db.commit()
+
+    # -- executions -------------------------------------------------------------------------
+
+    async def start_execution(self, job_id: str) -> Execution:
+        now = time.time()
+        cursor = await self.db.execute(
+            "INSERT INTO executions (job_id, status, phase, started_at, heartbeat_at, pid) "
+            "VALUES (?, 'running', 'initialize', ?, ?, ?)", (job_id, now, now, os.getpid()))
+        await self.db.commit()
+        return Execution(cursor.lastrowid or 0, job_id, "running", "initialize", now, None, now,
+                         os.getpid(), {}, None, None)
+
+    async def update_execution(self, execution_id: int, **fields: Any) -> None:
+        """Set some of status, phase, stats, error, ended_at, resume_at; refreshes the heartbeat."""
+        allowed = {"status", "phase", "stats", "error", "ended_at", "resume_at"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not execution fields: {sorted(unknown)}")
+        if "stats" in fields:
+            fields["stats"] = json.dumps(fields["stats"])
+        fields["heartbeat_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        await self.db.execute(f"UPDATE executions SET {assignments} WHERE id = ?",
+                              (*fields.values(), execution_id))
+        await self.db.commit()
+
+    async def executions(self, job_id: str, limit: int | None = None) -> list[Execution]:
+        """A job's executions, newest first."""
+        rows = await self._rows(
+            "SELECT id, job_id, status, phase, started_at, ended_at, heartbeat_at, pid, stats, "
+            "error, resume_at FROM executions WHERE job_id = ? ORDER BY id DESC LIMIT ?",
+            (job_id, -1 if limit is None else limit))
+        return [Execution(*row[:8], json.loads(row[8]), *row[9:]) for row in rows]
+
+    async def mark_interrupted(self, job_id: str) -> int:
+        """Executions left 'running' by a process that died (the caller holds the job's lock)."""
+        cursor = await self.db.execute(
+            "UPDATE executions SET status = 'interrupted', ended_at = heartbeat_at, "
+            "error = 'the process running this execution stopped without finishing it' "
+            "WHERE job_id = ? AND status = 'running'", (job_id,))
+        await self.db.commit()
+        return cursor.rowcount
+
+    # -- items ------------------------------------------------------------------------------
+
+    async def items_in(self, job_id: str, parent: str) -> dict[str, ItemRecord]:
+        """The recorded items directly under source folder `parent`, by path."""
+        rows = await self._rows(
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND parent = ?",
+            (job_id, parent))
+        return {row[1]: _item(row) for row in rows}
+
+    async def items(self, job_id: str, status: str | None = None,
+                    execution_id: int | None = None) -> list[ItemRecord]:
+        where, args = ["job_id = ?"], [job_id]
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if execution_id is not None:
+            where.append("execution_id = ?")
+            args.append(execution_id)
+        rows = await self._rows(
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {' AND '.join(where)} "
+            "ORDER BY path", args)
+        return [_item(row) for row in rows]
+
+    async def save_items(self, items: Sequence[ItemRecord]) -> None:
+        await self.db.executemany(_ITEM_UPSERT, [_item_row(item) for item in items])
+        await self.db.commit()
+
+    # -- audit ------------------------------------------------------------------------------
+
+    async def audit(self, level: str, event: str, detail: str = "", *, job_id: str | None = None,
+                    execution_id: int | None = None) -> None:
+        await self.db.execute(
+            "INSERT INTO audit_events (at, job_id, execution_id, level, event, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (time.time(), job_id, execution_id, level, event, detail))
+        await self.db.commit()
+
+
+class ItemLog:
+    """Batches item updates into few commits (group commit), so recording 10,000 small files
+    costs tens of transactions, not 10,000. `record_durably` waits until its batch is on disk."""
+
+    def __init__(self, state: State, *, interval: float = 0.2, batch: int = 500) -> None:
+        self._state = state
+        self._interval = interval
+        self._batch = batch
+        self._pending: list[ItemRecord] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def __aenter__(self) -> ItemLog:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
+
+    def record(self, item: ItemRecord) -> None:
+        self._pending.append(item)
+        if len(self._pending) >= self._batch:
+            self._wake.set()
+
+    async def record_durably(self, item: ItemRecord) -> None:
+        self.record(item)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        waiters, self._waiters = self._waiters, []
+        if pending:
+            await self._state.save_items(pending)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _run(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.flush()
