@@ -44,7 +44,7 @@ def join(parent: str, name: str) -> str:
 
 
 def match_key(name: str, case_insensitive: bool) -> str:
-    """The key two listings are merged on: Unicode NFC, case-folded where either side ignores case."""
+    """The key two listings are merged on: NFC, case-folded where either side ignores case."""
     key = unicodedata.normalize("NFC", name)
     return key.casefold() if case_insensitive else key
 
@@ -95,7 +95,7 @@ def truncate_name(name: str, limit: int) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class FittedName:
-    """The name to use at the destination; `note` says how it was changed, `refusal` why it cannot be."""
+    """The name to use at the destination; `note` says how it changed, `refusal` why it cannot."""
 
     name: str
     note: str | None = None

@@ -212,10 +212,6 @@ class State:
             os.close(fd)
         try:
             db = await aiosqlite.connect(path)
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=10000")
         except aiosqlite.Error as exc:
             raise StateError(f"cannot open the state file {path}: {exc}") from None
         state = cls(db)
@@ -227,6 +223,8 @@ class State:
         return state
 
     async def _migrate(self, path: Path) -> None:
+        """Refuse a file this version cannot read before touching it; then upgrade it."""
+        await self.db.execute("PRAGMA busy_timeout=10000")
         try:
             (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()
         except aiosqlite.DatabaseError as exc:
@@ -235,9 +233,12 @@ class State:
             raise StateError(
                 f"{path} was written by a newer dryviq-tui (schema {version}, this version "
                 f"knows up to {len(MIGRATIONS)}); upgrade dryviq-tui to use it")
+        await self.db.execute("PRAGMA journal_mode=WAL")
+        await self.db.execute("PRAGMA synchronous=NORMAL")
+        await self.db.execute("PRAGMA foreign_keys=ON")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits first; the version bump is in the same script, so a crash
-            # leaves either the old schema or the new one.
+            # the version bump is in the same transaction, so a crash leaves either the old
+            # schema or the new one
             await self.db.executescript(
                 f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 

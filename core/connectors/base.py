@@ -24,12 +24,13 @@ class Entry:
     native_id: str | None = None
     version: str | None = None
     hashes: tuple[tuple[str, str], ...] = ()  # (algorithm, hex digest) pairs
-    skip_reason: str | None = None  # listed, but not something to transfer (a symlink leaving the root)
+    # listed, but not something to transfer (say, a symlink leading out of the root)
+    skip_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PathRules:
-    """What a platform accepts as a name and a path, so names can be fixed before it refuses them."""
+    """What a platform accepts as names and paths, so names are fixed before it refuses them."""
 
     invalid_chars: str = "/\0"
     max_name_length: int | None = None
@@ -63,7 +64,7 @@ class AlreadyExists(ConnectorError):
 
 
 class InvalidPath(ConnectorError):
-    """A name or path the connector refuses: it would leave the root or break the platform's rules."""
+    """A name or path the connector refuses: it leaves the root or breaks the platform's rules."""
 
 
 class Retryable(ConnectorError):

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from core.connectors.base import Connector, ConnectorError, Entry, RetryAfter, Retryable
+from core.connectors.base import Connector, ConnectorError, Entry, Retryable, RetryAfter
 from core.engine.planner import Action
 from core.engine.stats import ExecutionStats
 from core.paths import join

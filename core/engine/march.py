@@ -56,6 +56,8 @@ def _fit_sources(sources: list[Entry], parent: str, policy: NamePolicy,
             refused.append(pair)
         else:
             fitted.append((match_key(fit.name, policy.case_insensitive), pair))
+    # on a clash, a name that needed no fixing keeps it; the others are numbered in name order
+    fitted.sort(key=lambda kp: (kp[1].note is not None, kp[1].source.name))  # type: ignore[union-attr]
     taken = {key for key, _ in fitted}
     seen: set[str] = set()
     keyed = []

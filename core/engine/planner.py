@@ -5,7 +5,7 @@ Pure functions, so every rule here is tested without touching storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from core.connectors.base import Entry
@@ -39,7 +39,7 @@ class Rules:
     """What the planner needs to know about one job and its two connectors."""
 
     conflict_resolution: str = "copy"
-    source_filters: Filters = Filters()
+    source_filters: Filters = field(default_factory=Filters)
     # the coarser of both sides' mtime precisions; None when either side keeps no mtime
     mtime_precision: float | None = 1.0
 

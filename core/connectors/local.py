@@ -1,0 +1,352 @@
+"""A folder on this machine, or a network share mounted on it, as a Connector.
+
+Every path is checked before use: each segment must be a plain name, and the real path of the
+folder it lives in must be the root or inside it, so neither a crafted name nor a symlinked
+folder can lead a read or a write outside. Writes stream into a temporary file beside the
+destination and are published by one rename, so a partial file is never visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import os
+import re
+import secrets
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import BinaryIO, TypeVar
+
+from core.connectors.base import (
+    AlreadyExists,
+    ConnectorError,
+    Entry,
+    Fatal,
+    Features,
+    InvalidPath,
+    NotFound,
+    PathRules,
+)
+from core.paths import segment_problem
+
+CHUNK = 1 << 20  # bytes per read and per write hop: few thread hops, bounded memory
+
+# Temporary files: ".dryviq-<pid>-<8 hex>.part". The length does not depend on the final name,
+# so a 255-character name still has room, and the pid tells a listing whether the writer lives.
+_TEMP_PREFIX = ".dryviq-"
+_TEMP_NAME = re.compile(r"\.dryviq-(\d{1,7})-[0-9a-f]{8}\.part")
+_temp_tokens = itertools.count(secrets.randbits(32))  # unique in this process, random across
+
+_LINK_OUTSIDE = "symbolic link leading outside the connection root is not followed"
+_LINK_TO_FOLDER = "symbolic link to a folder is not followed"
+_LINK_DANGLING = "symbolic link whose target does not exist"
+_NOT_REGULAR = "not a regular file or folder"
+
+_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+T = TypeVar("T")
+
+
+def _temp_name() -> str:
+    return f"{_TEMP_PREFIX}{os.getpid()}-{next(_temp_tokens) & 0xFFFFFFFF:08x}.part"
+
+
+def _reap_if_stale(full: str, pid: int) -> None:
+    """Delete a temporary file whose writer is gone, so an interrupted run leaves nothing behind."""
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        with contextlib.suppress(OSError):  # best effort: it stays hidden either way
+            os.unlink(full)
+    except OSError:
+        pass  # PermissionError: alive, owned by another user
+
+
+def _segments(path: str) -> list[str]:
+    """`path` split into plain names ('' is the root); anything else is refused."""
+    if not path:
+        return []
+    segments = path.split("/")
+    for segment in segments:
+        problem = segment_problem(segment)
+        if problem:
+            raise InvalidPath(f"path {path!r}: {problem}")
+    return segments
+
+
+def _named(path: str) -> list[str]:
+    """Like `_segments`, for calls that act on a named file or folder, never the root."""
+    segments = _segments(path)
+    if not segments:
+        raise InvalidPath("path '': the connection root itself cannot be used here")
+    return segments
+
+
+def _mtime(info: os.stat_result) -> float:
+    return info.st_mtime_ns / 1_000_000_000  # int / int rounds once; / 1e9 would round twice
+
+
+def _utime(full: str, mtime: float) -> None:
+    ns = round(mtime * 1e9)
+    os.utime(full, ns=(ns, ns))
+
+
+def _read_chunk(file: BinaryIO) -> bytes:
+    """The next chunk; a short one means the end, so the file is closed in the same hop."""
+    data = file.read(CHUNK)  # buffered read: loops until CHUNK bytes or the end of the file
+    if len(data) < CHUNK:
+        file.close()
+    return data
+
+
+class _Part:
+    """The temporary file a write streams into, until it is published or discarded."""
+
+    __slots__ = ("file", "path")
+
+    def __init__(self) -> None:
+        self.file: BinaryIO | None = None
+        self.path: str | None = None  # set only once we created it, so we never delete another's
+
+    def discard(self) -> None:
+        """Close and delete; best effort, because it runs while another error propagates."""
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+class LocalConnector:
+    """A local folder: listing, streamed reads and atomic writes that never leave the root."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.features = Features(
+            mtime_precision=1e-6,
+            can_set_mtime=True,
+            case_insensitive=False,
+            empty_dirs=True,
+            path_rules=PathRules(invalid_chars="/\0", max_name_length=255),
+        )
+        self._root = os.path.abspath(os.fspath(root))
+        self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
+
+    # -- the Connector protocol
+
+    async def list_dir(self, path: str) -> list[Entry]:
+        return await self._run(path, self._list_dir, _segments(path), path)
+
+    async def stat(self, path: str) -> Entry:
+        return await self._run(path, self._stat, _segments(path), path)
+
+    async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
+        segments = _named(path)
+        opened: list[BinaryIO] = []  # filled by the worker thread, so a cancelled open is closed
+        try:
+            data = await self._run(path, self._read_first, segments, path, opened)
+            while True:
+                if data:
+                    yield data
+                if len(data) < CHUNK:
+                    return
+                data = await self._run(path, _read_chunk, opened[0])
+        finally:
+            for file in opened:
+                file.close()
+
+    async def write(
+        self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
+        replacing: Entry | None = None,
+    ) -> Entry:
+        segments = _named(path)
+        part = _Part()
+        buffer: list[bytes] = []
+        buffered = received = 0
+        try:
+            async for chunk in chunks:
+                buffer.append(chunk)
+                buffered += len(chunk)
+                received += len(chunk)
+                if buffered >= CHUNK:
+                    await self._run(path, self._write_part, part, segments, path, buffer)
+                    buffer, buffered = [], 0
+            if received != size:
+                raise ConnectorError(f"source changed while reading {path!r}: "
+                                     f"expected {size} bytes, got {received}")
+            # A small file is opened, written and published in this one hop.
+            return await self._run(path, self._publish, part, segments, path, buffer, mtime)
+        except BaseException:
+            part.discard()
+            raise
+
+    async def mkdir(self, path: str) -> Entry:
+        return await self._run(path, self._mkdir, _named(path), path)
+
+    async def remove(self, path: str, entry: Entry) -> None:
+        await self._run(path, self._remove, _named(path), path, os.unlink)
+
+    async def rmdir(self, path: str, entry: Entry) -> None:
+        await self._run(path, self._remove, _named(path), path, os.rmdir)
+
+    async def set_mtime(self, path: str, mtime: float) -> None:
+        await self._run(path, self._set_mtime, _named(path), path, mtime)
+
+    async def close(self) -> None:
+        """Nothing to release: every file is closed by the call that opened it."""
+
+    # -- path checks
+
+    def _root_paths(self) -> tuple[str, str]:
+        """The root's real path and the prefix of every real path inside it. Resolved once
+        (in a worker thread) and cached; not cached while the root is missing."""
+        if self._real_root is None:
+            try:
+                real = os.path.realpath(self._root, strict=True)
+            except OSError as err:
+                raise Fatal(f"the connection root {self._root} cannot be reached: "
+                            f"{err.strerror}") from err
+            if not os.path.isdir(real):
+                raise Fatal(f"the connection root {self._root} is not a folder")
+            self._real_root = (real, real if real.endswith(os.sep) else real + os.sep)
+        return self._real_root
+
+    def _resolve(self, segments: list[str], path: str) -> str:
+        """The real path of `segments` under the root; InvalidPath unless it stays inside."""
+        root, inside = self._root_paths()
+        if not segments:
+            return root
+        real = os.path.realpath(os.path.join(root, *segments))
+        if real != root and not real.startswith(inside):
+            raise InvalidPath(f"path {path!r} leads outside the connection root")
+        return real
+
+    def _where(self, path: str) -> str:
+        return f"{path!r} in {self._root}" if path else self._root
+
+    # -- worker-thread bodies: each is one hop
+
+    def _list_dir(self, segments: list[str], path: str) -> list[Entry]:
+        entries = []
+        with os.scandir(self._resolve(segments, path)) as items:
+            for item in items:
+                if item.name.startswith(_TEMP_PREFIX):
+                    match = _TEMP_NAME.fullmatch(item.name)
+                    if match:
+                        _reap_if_stale(item.path, int(match[1]))
+                        continue
+                try:
+                    info = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted while we were listing
+                entries.append(self._entry(item.name, item.path, info))
+        return entries
+
+    def _stat(self, segments: list[str], path: str) -> Entry:
+        if not segments:
+            return Entry("", True, mtime=_mtime(os.stat(self._resolve(segments, path))))
+        full = os.path.join(self._resolve(segments[:-1], path), segments[-1])
+        return self._entry(segments[-1], full, os.lstat(full))
+
+    def _entry(self, name: str, full: str, info: os.stat_result) -> Entry:
+        """The entry for `full` from its lstat; a symlink stands for its target only when that
+        is a regular file inside the root."""
+        if stat.S_ISLNK(info.st_mode):
+            root, inside = self._root_paths()
+            real = os.path.realpath(full)
+            if real != root and not real.startswith(inside):
+                return Entry(name, False, skip_reason=_LINK_OUTSIDE)
+            try:
+                info = os.stat(real)
+            except OSError:
+                return Entry(name, False, skip_reason=_LINK_DANGLING)
+            if stat.S_ISDIR(info.st_mode):
+                return Entry(name, False, skip_reason=_LINK_TO_FOLDER)
+        if stat.S_ISREG(info.st_mode):
+            return Entry(name, False, info.st_size, _mtime(info))
+        if stat.S_ISDIR(info.st_mode):
+            return Entry(name, True, mtime=_mtime(info))
+        return Entry(name, False, skip_reason=_NOT_REGULAR)
+
+    def _read_first(self, segments: list[str], path: str, opened: list[BinaryIO]) -> bytes:
+        file = open(self._resolve(segments, path), "rb")  # noqa: SIM115 -- read() closes it
+        opened.append(file)
+        return _read_chunk(file)
+
+    def _write_part(self, part: _Part, segments: list[str], path: str, data: list[bytes]) -> None:
+        if part.file is None:
+            temp = os.path.join(self._resolve(segments[:-1], path), _temp_name())
+            # "x": O_CREAT|O_EXCL|O_WRONLY, mode 0o666 less the umask
+            part.file = open(temp, "xb")  # noqa: SIM115 -- _publish or discard() closes it
+            part.path = temp
+        part.file.write(b"".join(data))
+
+    def _publish(
+        self, part: _Part, segments: list[str], path: str, data: list[bytes],
+        mtime: float | None,
+    ) -> Entry:
+        self._write_part(part, segments, path, data)
+        assert part.file is not None and part.path is not None  # _write_part opened them
+        part.file.flush()
+        os.fsync(part.file.fileno())
+        part.file.close()
+        if mtime is not None:
+            _utime(part.path, mtime)
+        final = os.path.join(os.path.dirname(part.path), segments[-1])
+        try:
+            os.replace(part.path, final)
+        except IsADirectoryError as err:
+            raise AlreadyExists(f"a folder already stands at {self._where(path)}") from err
+        part.path = None  # published: nothing left to delete
+        info = os.stat(final)
+        return Entry(segments[-1], False, info.st_size, _mtime(info))
+
+    def _mkdir(self, segments: list[str], path: str) -> Entry:
+        full = os.path.join(self._resolve(segments[:-1], path), segments[-1])
+        os.mkdir(full)
+        return Entry(segments[-1], True, mtime=_mtime(os.stat(full)))
+
+    def _set_mtime(self, segments: list[str], path: str, mtime: float) -> None:
+        _utime(self._resolve(segments, path), mtime)
+
+    def _remove(self, segments: list[str], path: str, delete: Callable[[str], None]) -> None:
+        delete(os.path.join(self._resolve(segments[:-1], path), segments[-1]))
+
+    # -- threads and errors
+
+    async def _run(self, path: str, func: Callable[..., T], *args: object) -> T:
+        """Run `func` in a worker thread and map its OS errors. A cancelled caller still waits
+        for the thread to finish, so its cleanup never races a file the thread is using."""
+        future = asyncio.get_running_loop().run_in_executor(None, func, *args)
+        try:
+            return await asyncio.shield(future)
+        except OSError as err:
+            raise self._error(err, path) from err
+        except asyncio.CancelledError:
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait((future,))
+            raise
+
+    def _error(self, err: OSError, path: str) -> ConnectorError:
+        """The one place OS errors become connector errors."""
+        where = self._where(path)
+        if isinstance(err, FileNotFoundError):
+            return NotFound(f"not found: {where}")
+        if isinstance(err, NotADirectoryError):
+            return NotFound(f"not found: {where} (a file stands where a folder is expected)")
+        if isinstance(err, FileExistsError):
+            return AlreadyExists(f"already exists: {where}")
+        if isinstance(err, PermissionError):
+            return ConnectorError(f"permission denied: {where}")
+        if err.errno == errno.ENAMETOOLONG:
+            return InvalidPath(f"name or path too long: {where}")
+        if err.errno == errno.ENOTEMPTY:
+            return ConnectorError(f"folder is not empty: {where}")
+        if err.errno in _FATAL_ERRNOS:
+            return Fatal(f"{err.strerror}: {where}")
+        return ConnectorError(f"{err.strerror or err}: {where}")

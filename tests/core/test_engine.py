@@ -1,0 +1,134 @@
+"""The engine end to end in one process: a copy from an in-memory source to a real folder."""
+
+import json
+import os
+
+import pytest
+
+from core.connectors.local import LocalConnector
+from core.engine import runner
+from core.home import Home
+from core.job_store import create_job
+from core.state import State
+from tests.fakes import MemoryConnector
+
+
+def job_json(**transfer):
+    return json.dumps({"name": "copy", "transfer": {
+        "transfer_type": "copy",
+        "source": {"connection": {"id": "src"}, "target": {"path": "/"}},
+        "destination": {"connection": {"id": "dst"}, "target": {"path": "/out"}},
+        **transfer}})
+
+
+@pytest.fixture
+async def setup(tmp_path, monkeypatch):
+    """A home, a state, connections 'src' (in memory) and 'dst' (tmp_path/dest)."""
+    home = Home(tmp_path / "home")
+    home.ensure()
+    state = await State.open(home.state_path)
+    (tmp_path / "dest").mkdir()
+    await state.add_connection("src", "memory", {})
+    await state.add_connection("dst", "local", {"path": str(tmp_path / "dest")})
+    source = MemoryConnector({})
+
+    def open_connector(connection, secrets):
+        return source if connection.platform == "memory" else LocalConnector(
+            connection.config["path"])
+
+    # the registry knows only real platforms; the engine test swaps in the in-memory source
+    monkeypatch.setattr(runner, "open_connector", open_connector)
+    yield home, state, source
+    await state.close()
+
+
+def snapshot(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+async def test_hostile_names_never_leave_the_destination_root(setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({
+        "..": {"escape.txt": b"x"}, ".": b"dot", "a/b": b"slash", "/abs": b"abs",
+        "nul\0.txt": b"nul", "ok.txt": b"fine", "sub": {"..": b"up", "good.pdf": b"pdf"},
+    })
+    job, _ = await create_job(state, job_json())
+    before = snapshot(tmp_path)
+    result = await runner.run_job(state, home, job)
+    assert result.status == "warn" and result.exit_code == 4
+    after = set(snapshot(tmp_path)) - set(before)
+    written = {p for p in after if not p.startswith("home")}
+    assert written == {"dest/out", "dest/out/ok.txt", "dest/out/sub", "dest/out/sub/good.pdf"}
+    flagged = {i.path: i.note for i in await state.items(job.id, status="remediation")}
+    assert set(flagged) == {"..", ".", "a/b", "/abs", "nul\0.txt", "sub/.."}
+    assert all(flagged.values())
+    assert result.stats.flagged == 6
+
+
+async def test_simulation_writes_nothing_but_records_every_action(setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({"Drawings": {"A-101.pdf": b"a" * 10, "Old": {}}, "spec.docx": b"s"})
+    job, _ = await create_job(state, job_json(simulation_mode=True))
+    result = await runner.run_job(state, home, job)
+    assert result.status == "completed"
+    assert os.listdir(tmp_path / "dest") == []
+    assert source.reads == []
+    items = {i.path: (i.action, i.status) for i in await state.items(job.id)}
+    assert items == {"Drawings": ("mkdir", "pending"), "Drawings/A-101.pdf": ("create", "pending"),
+                     "Drawings/Old": ("mkdir", "pending"), "spec.docx": ("create", "pending")}
+    assert (result.stats.transferred, result.stats.bytes) == (2, 11)
+
+
+async def test_empty_containers_skip_creates_only_folders_with_files(setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({"empty": {"deeper": {}}, "full": {"inner": {"f.txt": b"f"}}})
+    job, _ = await create_job(state, job_json(empty_containers="skip"))
+    result = await runner.run_job(state, home, job)
+    assert result.status == "completed"
+    assert snapshot(tmp_path / "dest") == ["out", "out/full", "out/full/inner",
+                                           "out/full/inner/f.txt"]
+
+
+async def test_type_clashes_are_flagged_for_a_person(setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({"a.txt": b"a", "b.txt": b"b"})
+    (tmp_path / "dest" / "out" / "a.txt").mkdir(parents=True)  # a folder where a file goes
+    job, _ = await create_job(state, job_json())
+    result = await runner.run_job(state, home, job)
+    assert (result.status, result.stats.flagged, result.stats.transferred) == ("warn", 1, 1)
+
+
+async def test_a_failing_item_is_retried_on_later_runs_then_flagged(setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({"bad.pdf": b"b", "good.pdf": b"g"})
+    source.unreadable.add("bad.pdf")
+    job, _ = await create_job(state, job_json())
+    statuses = []
+    for _ in range(3):
+        result = await runner.run_job(state, home, job)
+        (item,) = [i for i in await state.items(job.id) if i.path == "bad.pdf"]
+        statuses.append((result.status, result.exit_code, item.status, item.attempts))
+    assert statuses == [("warn", 4, "retry", 1), ("warn", 4, "retry", 2),
+                        ("warn", 4, "remediation", 3)]
+    assert "input/output error" in item.last_error
+    assert (tmp_path / "dest/out/good.pdf").read_bytes() == b"g"
+    assert not (tmp_path / "dest/out/bad.pdf").exists()
+
+
+async def test_failure_policy_halt_fails_the_run_at_the_first_failure(setup):
+    home, state, source = setup
+    source.tree.update({"bad.pdf": b"b"})
+    source.unreadable.add("bad.pdf")
+    job, _ = await create_job(state, job_json(failure_policy="halt"))
+    result = await runner.run_job(state, home, job)
+    assert (result.status, result.exit_code) == ("failed", 1)
+    assert "failure_policy: halt" in result.error
+
+
+async def test_unsupported_transfer_type_is_refused_before_running(setup):
+    home, state, _ = setup
+    job, warnings = await create_job(state, job_json(transfer_type="sync"))
+    assert any("not supported yet" in w for w in warnings)
+    with pytest.raises(runner.NotSupported, match='"sync" is not supported yet'):
+        await runner.run_job(state, home, job)
+    assert await state.executions(job.id) == []

@@ -1,0 +1,396 @@
+"""LocalConnector against real files: listing, symlink and path safety, atomic writes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.connectors.base import (
+    AlreadyExists,
+    Connector,
+    ConnectorError,
+    Entry,
+    Fatal,
+    InvalidPath,
+    NotFound,
+)
+from core.connectors.local import CHUNK, LocalConnector
+
+MTIME = 1_600_000_000.123456
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    path = tmp_path / "outside"
+    path.mkdir()
+    (path / "secret.txt").write_bytes(b"secret")
+    return path
+
+
+@pytest.fixture
+def conn(root: Path) -> LocalConnector:
+    return LocalConnector(root)
+
+
+async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def read_all(conn: LocalConnector, path: str) -> list[bytes]:
+    return [chunk async for chunk in conn.read(path, await conn.stat(path))]
+
+
+def temp_files(folder: Path) -> list[str]:
+    return [name for name in os.listdir(folder) if name.startswith(".dryviq-")]
+
+
+def by_name(entries: list[Entry]) -> dict[str, Entry]:
+    return {entry.name: entry for entry in entries}
+
+
+def test_is_a_connector(conn: LocalConnector) -> None:
+    assert isinstance(conn, Connector)
+    assert conn.features.can_set_mtime and conn.features.path_rules.max_name_length == 255
+
+
+async def test_list_dir_files_and_folders(conn: LocalConnector, root: Path) -> None:
+    (root / "a.txt").write_bytes(b"hello")
+    os.utime(root / "a.txt", ns=(0, 1_500_000_000_250_000_000))
+    (root / "sub").mkdir()
+    (root / "sub" / "b.bin").write_bytes(b"x" * 3000)
+
+    top = by_name(await conn.list_dir(""))
+    assert set(top) == {"a.txt", "sub"}
+    assert top["a.txt"] == Entry("a.txt", False, 5, 1_500_000_000.25)
+    assert top["sub"].is_dir and top["sub"].mtime == (root / "sub").stat().st_mtime_ns / 10**9
+    assert await conn.list_dir("sub") == [
+        Entry("b.bin", False, 3000, (root / "sub" / "b.bin").stat().st_mtime_ns / 10**9)
+    ]
+    assert await conn.list_dir("sub") == await LocalConnector(str(root)).list_dir("sub")
+
+
+async def test_list_dir_missing_or_file(conn: LocalConnector, root: Path) -> None:
+    (root / "f").write_bytes(b"")
+    with pytest.raises(NotFound, match="'missing'"):
+        await conn.list_dir("missing")
+    with pytest.raises(NotFound, match="folder"):
+        await conn.list_dir("f")
+
+
+async def test_symlinks(conn: LocalConnector, root: Path, outside: Path) -> None:
+    (root / "real.txt").write_bytes(b"12345678")
+    (root / "folder").mkdir()
+    (root / "inside.txt").symlink_to("real.txt")
+    (root / "folder" / "up.txt").symlink_to("../real.txt")
+    (root / "out.txt").symlink_to(outside / "secret.txt")
+    (root / "to_folder").symlink_to("folder")
+    (root / "to_outside_folder").symlink_to(outside)
+    (root / "dangling").symlink_to("nowhere")
+    (root / "loop").symlink_to("loop")
+
+    entries = by_name(await conn.list_dir(""))
+    real = (root / "real.txt").stat()
+    assert entries["inside.txt"] == Entry("inside.txt", False, 8, real.st_mtime_ns / 10**9)
+    assert (await conn.list_dir("folder"))[0].size == 8
+    assert "outside" in (entries["out.txt"].skip_reason or "")
+    assert "outside" in (entries["to_outside_folder"].skip_reason or "")
+    assert "folder" in (entries["to_folder"].skip_reason or "")
+    assert entries["dangling"].skip_reason
+    assert entries["loop"].skip_reason
+    assert all(not e.is_dir for e in entries.values() if e.skip_reason)
+
+    assert await conn.stat("out.txt") == entries["out.txt"]
+    assert await conn.stat("inside.txt") == entries["inside.txt"]
+    assert b"".join(await read_all(conn, "inside.txt")) == b"12345678"
+    with pytest.raises(InvalidPath, match="outside"):
+        await read_all(conn, "out.txt")
+
+
+async def test_fifo_is_skipped(conn: LocalConnector, root: Path) -> None:
+    os.mkfifo(root / "pipe")
+    (entry,) = await conn.list_dir("")
+    assert entry.skip_reason == "not a regular file or folder"
+    assert await conn.stat("pipe") == entry
+
+
+@pytest.mark.parametrize(
+    "path", ["..", "a/../b", "/etc", "//etc", "a/", "a//b", ".", "x\0y", "../outside/new"]
+)
+async def test_invalid_paths_are_refused(conn: LocalConnector, root: Path, path: str) -> None:
+    (root / "a").mkdir()
+    before = sorted(p.name for p in root.parent.rglob("*"))
+    for call in (
+        conn.list_dir(path),
+        conn.stat(path),
+        read_all(conn, path),
+        conn.write(path, chunks_of(b"x"), size=1, mtime=None),
+        conn.mkdir(path),
+        conn.remove(path, Entry("x", False)),
+        conn.rmdir(path, Entry("x", True)),
+        conn.set_mtime(path, MTIME),
+    ):
+        with pytest.raises(InvalidPath, match="path"):
+            await call
+    assert sorted(p.name for p in root.parent.rglob("*")) == before
+
+
+async def test_root_is_refused_where_a_name_is_needed(conn: LocalConnector) -> None:
+    for call in (
+        read_all(conn, ""),
+        conn.write("", chunks_of(), size=0, mtime=None),
+        conn.mkdir(""),
+        conn.remove("", Entry("", False)),
+        conn.rmdir("", Entry("", True)),
+        conn.set_mtime("", MTIME),
+    ):
+        with pytest.raises(InvalidPath):
+            await call
+
+
+async def test_symlinked_folder_cannot_lead_outside(
+    conn: LocalConnector, root: Path, outside: Path
+) -> None:
+    (root / "out").symlink_to(outside)
+    before = sorted(os.listdir(outside))
+    for call in (
+        conn.list_dir("out"),
+        conn.stat("out/secret.txt"),
+        read_all(conn, "out/secret.txt"),
+        conn.write("out/new.txt", chunks_of(b"x"), size=1, mtime=None),
+        conn.write("out/secret.txt", chunks_of(b"x"), size=1, mtime=None),
+        conn.mkdir("out/newdir"),
+        conn.remove("out/secret.txt", Entry("secret.txt", False)),
+        conn.set_mtime("out/secret.txt", MTIME),
+    ):
+        with pytest.raises(InvalidPath, match="outside the connection root"):
+            await call
+    assert sorted(os.listdir(outside)) == before
+    assert (outside / "secret.txt").read_bytes() == b"secret"
+
+
+async def test_write_round_trip(conn: LocalConnector, root: Path) -> None:
+    data = os.urandom(2 * CHUNK + 12345)
+    parts = [data[i : i + 100_000] for i in range(0, len(data), 100_000)]
+    entry = await conn.write("big.bin", chunks_of(*parts), size=len(data), mtime=MTIME)
+
+    assert (root / "big.bin").read_bytes() == data
+    assert (root / "big.bin").stat().st_mtime_ns == round(MTIME * 1e9)
+    assert entry == Entry("big.bin", False, len(data), round(MTIME * 1e9) / 10**9)
+    assert abs(entry.mtime - MTIME) < 1e-6
+    assert await conn.stat("big.bin") == entry
+    read = await read_all(conn, "big.bin")
+    assert [len(c) for c in read] == [CHUNK, CHUNK, 12345]
+    assert b"".join(read) == data
+    assert temp_files(root) == []
+
+
+async def test_write_small_empty_and_replace(conn: LocalConnector, root: Path) -> None:
+    (root / "d").mkdir()
+    entry = await conn.write("d/empty", chunks_of(), size=0, mtime=None)
+    assert entry.size == 0 and (root / "d" / "empty").read_bytes() == b""
+    assert await read_all(conn, "d/empty") == []
+
+    (root / "d" / "f.txt").write_bytes(b"old content")
+    await conn.write("d/f.txt", chunks_of(b"new", b"!"), size=4, mtime=MTIME,
+                     replacing=await conn.stat("d/f.txt"))
+    assert (root / "d" / "f.txt").read_bytes() == b"new!"
+    assert temp_files(root / "d") == []
+
+
+async def test_write_exact_chunk_file(conn: LocalConnector, root: Path) -> None:
+    data = b"z" * CHUNK
+    await conn.write("one", chunks_of(data), size=CHUNK, mtime=None)
+    assert await read_all(conn, "one") == [data]
+
+
+async def test_write_respects_umask(conn: LocalConnector, root: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        await conn.write("f", chunks_of(b"x"), size=1, mtime=None)
+    finally:
+        os.umask(old)
+    assert (root / "f").stat().st_mode & 0o777 == 0o640
+
+
+async def test_write_failing_source_leaves_nothing(conn: LocalConnector, root: Path) -> None:
+    (root / "keep.txt").write_bytes(b"old")
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"a" * (CHUNK + 1)  # enough to open and fill the temporary file first
+        raise RuntimeError("source broke")
+
+    for name in ("keep.txt", "new.txt"):
+        with pytest.raises(RuntimeError, match="source broke"):
+            await conn.write(name, failing(), size=2 * CHUNK, mtime=None)
+    assert sorted(os.listdir(root)) == ["keep.txt"]
+    assert (root / "keep.txt").read_bytes() == b"old"
+
+
+async def test_write_cancelled_leaves_nothing(conn: LocalConnector, root: Path) -> None:
+    (root / "keep.txt").write_bytes(b"old")
+    blocked = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b"a" * CHUNK  # a full chunk: written to the temporary file before the next pull
+        blocked.set()
+        await asyncio.Event().wait()
+        yield b"never"
+
+    task = asyncio.create_task(conn.write("keep.txt", stalling(), size=CHUNK + 5, mtime=None))
+    await blocked.wait()
+    assert len(temp_files(root)) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(os.listdir(root)) == ["keep.txt"]
+    assert (root / "keep.txt").read_bytes() == b"old"
+
+
+async def test_write_cancelled_during_a_hop_leaves_nothing(
+    conn: LocalConnector, root: Path
+) -> None:
+    task = asyncio.create_task(
+        conn.write("f", chunks_of(b"a" * 8 * CHUNK), size=8 * CHUNK, mtime=None)
+    )
+    await asyncio.sleep(0)  # let it start its first thread hop
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert os.listdir(root) == []
+
+
+async def test_write_size_mismatch_is_refused(conn: LocalConnector, root: Path) -> None:
+    with pytest.raises(ConnectorError, match="expected 10 bytes, got 5"):
+        await conn.write("f", chunks_of(b"12345"), size=10, mtime=None)
+    with pytest.raises(ConnectorError, match=f"expected 1 bytes, got {CHUNK + 1}"):
+        await conn.write("f", chunks_of(b"x" * (CHUNK + 1)), size=1, mtime=None)
+    assert os.listdir(root) == []
+
+
+async def test_write_onto_folder_or_missing_parent(conn: LocalConnector, root: Path) -> None:
+    (root / "dir").mkdir()
+    with pytest.raises(AlreadyExists, match="'dir'"):
+        await conn.write("dir", chunks_of(b"x"), size=1, mtime=None)
+    with pytest.raises(NotFound):
+        await conn.write("nope/f", chunks_of(b"x"), size=1, mtime=None)
+    assert os.listdir(root) == ["dir"] and os.listdir(root / "dir") == []
+
+
+async def test_long_name(conn: LocalConnector, root: Path) -> None:
+    name = "n" * 251 + ".txt"
+    entry = await conn.write(name, chunks_of(b"data"), size=4, mtime=MTIME)
+    assert entry.name == name and (root / name).read_bytes() == b"data"
+    with pytest.raises(InvalidPath, match="too long"):
+        await conn.write(name + "x", chunks_of(b"data"), size=4, mtime=MTIME)
+    assert os.listdir(root) == [name]
+
+
+async def test_read_closed_when_consumer_stops(conn: LocalConnector, root: Path) -> None:
+    (root / "f").write_bytes(b"q" * (3 * CHUNK))
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    stream = conn.read("f", await conn.stat("f"))
+    assert await anext(stream) == b"q" * CHUNK
+    await stream.aclose()
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) == fds
+    with pytest.raises(NotFound):
+        await read_all(conn, "missing")
+
+
+async def test_stale_temp_files(conn: LocalConnector, root: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = f".dryviq-{dead.pid}-0123abcd.part"
+    mine = f".dryviq-{os.getpid()}-89abcdef.part"
+    for name in (stale, mine, ".dryviq-notes.txt"):
+        (root / name).write_bytes(b"partial")
+
+    assert [e.name for e in await conn.list_dir("")] == [".dryviq-notes.txt"]
+    assert sorted(os.listdir(root)) == sorted([mine, ".dryviq-notes.txt"])
+
+
+async def test_mkdir(conn: LocalConnector, root: Path) -> None:
+    entry = await conn.mkdir("new")
+    assert entry == Entry("new", True, mtime=(root / "new").stat().st_mtime_ns / 10**9)
+    assert (await conn.mkdir("new/inner")).name == "inner"
+    with pytest.raises(AlreadyExists):
+        await conn.mkdir("new")
+    (root / "file").write_bytes(b"")
+    with pytest.raises(AlreadyExists):
+        await conn.mkdir("file")
+    with pytest.raises(NotFound):
+        await conn.mkdir("missing/inner")
+
+
+async def test_remove_and_rmdir(conn: LocalConnector, root: Path) -> None:
+    (root / "d").mkdir()
+    (root / "d" / "f").write_bytes(b"x")
+    with pytest.raises(ConnectorError, match="not empty"):
+        await conn.rmdir("d", await conn.stat("d"))
+    await conn.remove("d/f", await conn.stat("d/f"))
+    with pytest.raises(NotFound):
+        await conn.remove("d/f", Entry("f", False))
+    await conn.rmdir("d", await conn.stat("d"))
+    assert os.listdir(root) == []
+    with pytest.raises(NotFound):
+        await conn.rmdir("d", Entry("d", True))
+
+
+async def test_remove_symlink_removes_only_the_link(
+    conn: LocalConnector, root: Path, outside: Path
+) -> None:
+    (root / "out.txt").symlink_to(outside / "secret.txt")
+    await conn.remove("out.txt", await conn.stat("out.txt"))
+    assert os.listdir(root) == [] and (outside / "secret.txt").exists()
+
+
+async def test_set_mtime(conn: LocalConnector, root: Path) -> None:
+    (root / "f").write_bytes(b"x")
+    await conn.set_mtime("f", MTIME)
+    assert (root / "f").stat().st_mtime_ns == round(MTIME * 1e9)
+    assert abs((await conn.stat("f")).mtime - MTIME) < 1e-6
+    with pytest.raises(NotFound):
+        await conn.set_mtime("missing", MTIME)
+
+
+async def test_stat(conn: LocalConnector, root: Path) -> None:
+    assert await conn.stat("") == Entry("", True, mtime=root.stat().st_mtime_ns / 10**9)
+    (root / "d").mkdir()
+    assert (await conn.stat("d")).is_dir
+    with pytest.raises(NotFound):
+        await conn.stat("missing")
+    with pytest.raises(NotFound):
+        await conn.stat("d/missing/x")
+
+
+async def test_missing_root_is_fatal(tmp_path: Path) -> None:
+    conn = LocalConnector(tmp_path / "gone")  # the constructor touches nothing
+    with pytest.raises(Fatal, match="gone"):
+        await conn.list_dir("")
+    (tmp_path / "gone").mkdir()
+    assert await conn.list_dir("") == []
+    await conn.close()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+async def test_permission_denied(conn: LocalConnector, root: Path) -> None:
+    (root / "locked").mkdir(mode=0o000)
+    try:
+        with pytest.raises(ConnectorError, match="permission denied: 'locked'"):
+            await conn.list_dir("locked")
+    finally:
+        (root / "locked").chmod(0o755)

@@ -1,0 +1,93 @@
+"""The state file: private, migrated in place, refusing newer schemas, batching item writes."""
+
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from core.jobs import parse_job
+from core.state import MIGRATIONS, ItemLog, ItemRecord, State, StateError
+
+JOB = ('{"name":"j","transfer":{"transfer_type":"copy",'
+       '"source":{"connection":{"id":"a"},"target":{"path":"/s"}},'
+       '"destination":{"connection":{"id":"b"},"target":{"path":"/d"}}},"extra":1}')
+
+
+async def test_new_state_file_is_private_and_current(tmp_path):
+    path = tmp_path / "state.db"
+    state = await State.open(path)
+    await state.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_older_state_file_is_upgraded_in_place_keeping_its_data(tmp_path):
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+    db.execute("INSERT INTO connections VALUES ('c1', 'share', 'local', '{}', 1, 1)")
+    db.commit()
+    db.close()
+    state = await State.open(path)
+    assert (await state.find_connection("share")).id == "c1"
+    await state.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_state_file_from_a_newer_version_is_refused_untouched(tmp_path):
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="newer dryviq-tui"):
+        await State.open(path)
+    assert path.read_bytes() == before
+
+
+async def test_secrets_live_apart_from_config(tmp_path):
+    state = await State.open(tmp_path / "state.db")
+    conn = await state.add_connection("p", "procore", {"domain": "x"}, {"token": "s3cret"})
+    assert "s3cret" not in str(await state.list_connections())
+    assert await state.connection_secrets(conn.id) == {"token": "s3cret"}
+    with pytest.raises(StateError, match="already exists"):
+        await state.add_connection("p", "local", {})
+    await state.remove_connection(conn.id)
+    assert await state.connection_secrets(conn.id) == {}
+    await state.close()
+
+
+async def test_jobs_keep_their_json_verbatim_and_items_batch(tmp_path):
+    state = await State.open(tmp_path / "state.db")
+    a = await state.add_connection("a", "local", {"path": "/"})
+    b = await state.add_connection("b", "local", {"path": "/"})
+    job = await state.add_job(parse_job(JOB), JOB, a.id, b.id)
+    assert (await state.find_jobs("j"))[0].definition == JOB
+    assert [j.name for j in await state.jobs_using(a.id)] == ["j"]
+    execution = await state.start_execution(job.id)
+    async with ItemLog(state, interval=60, batch=1000) as log:
+        for i in range(10):
+            log.record(ItemRecord(job.id, f"d/f{i}", "d", False, i, 1.0, "create", "pending",
+                                  execution_id=execution.id))
+        # batched: nothing committed yet, until a durable record forces the batch out
+        assert await state.items(job.id) == []
+        await log.record_durably(ItemRecord(job.id, "d/f0", "d", False, 0, 1.0, "create",
+                                            "success", execution_id=execution.id))
+        assert len(await state.items(job.id)) == 10
+    assert (await state.items_in(job.id, "d"))["d/f0"].status == "success"
+    assert len(await state.items(job.id, status="pending")) == 9
+    await state.close()
+
+
+async def test_running_execution_of_a_dead_process_is_marked_interrupted(tmp_path):
+    state = await State.open(tmp_path / "state.db")
+    a = await state.add_connection("a", "local", {"path": "/"})
+    job = await state.add_job(parse_job(JOB), JOB, a.id, a.id)
+    execution = await state.start_execution(job.id)
+    assert await state.mark_interrupted(job.id) == 1
+    (found,) = await state.executions(job.id)
+    assert (found.id, found.status) == (execution.id, "interrupted")
+    await state.close()
