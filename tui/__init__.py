@@ -1,0 +1,1 @@
+"""The Textual app (its own issue); it will import core, never the reverse."""
