@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.connectors.base import InvalidPath, PathRules
@@ -61,8 +62,9 @@ def name_problems(name: str, rules: PathRules) -> list[str]:
         problems.append("has whitespace before the extension or at the end")
     if rules.no_leading_whitespace and name != name.lstrip():
         problems.append("starts with whitespace")
-    if rules.max_name_length is not None and len(name) > rules.max_name_length:
-        problems.append(f"is longer than {rules.max_name_length} characters")
+    measure, unit = (_utf8_length, "bytes") if rules.name_length_in_bytes else (len, "characters")
+    if rules.max_name_length is not None and measure(name) > rules.max_name_length:
+        problems.append(f"is longer than {rules.max_name_length} {unit}")
     return problems
 
 
@@ -81,16 +83,32 @@ def fix_name(name: str, rules: PathRules, *, encode: bool = False) -> str:
     return fixed
 
 
-def truncate_name(name: str, limit: int) -> str | None:
-    """Drop right-most characters of the stem (the extension is kept) until `name` has at most
-    `limit` characters; None when even a one-character stem does not fit."""
-    if len(name) <= limit:
-        return name
+def truncate_name(name: str, limit: int, measure: Callable[[str], int] = len) -> str | None:
+    """Drop right-most characters of the stem (the extension is kept) until `measure(name)`
+    is at most `limit`; None when even a one-character stem does not fit."""
     stem, ext = os.path.splitext(name)
-    keep = limit - len(ext)
-    if keep < 1:
-        return None
-    return stem[:keep] + ext
+    keep = len(stem)
+    while keep >= 1 and measure(stem[:keep] + ext) > limit:
+        keep -= 1
+    return stem[:keep] + ext if keep >= 1 else None
+
+
+def _utf8_length(name: str) -> int:
+    return len(name.encode("utf-8", "surrogateescape"))
+
+
+def _length_limits(parent: str, rules: PathRules,
+                   ) -> list[tuple[int, Callable[[str], int], str]]:
+    """(limit, measure, what it limits) for one name under `parent`."""
+    limits = []
+    if rules.max_name_length is not None:
+        bytes_ = rules.name_length_in_bytes
+        limits.append((rules.max_name_length, _utf8_length if bytes_ else len,
+                       f"name length in {'bytes' if bytes_ else 'characters'}"))
+    if rules.max_path_length is not None:
+        limits.append((rules.max_path_length - (len(parent) + 1 if parent else 0), len,
+                       "path length in characters"))
+    return limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,17 +139,13 @@ def fit_name(
         if segment_problem(fitted):
             return FittedName(name, refusal="; ".join(problems))
         notes.append(f"renamed from {name!r}: {'; '.join(problems)}")
-    limits = []
-    if rules.max_name_length is not None:
-        limits.append(rules.max_name_length)
-    if rules.max_path_length is not None:
-        limits.append(rules.max_path_length - (len(parent) + 1 if parent else 0))
-    limit = min(limits) if limits else None
-    if limit is not None and len(fitted) > limit:
-        shorter = truncate_name(fitted, limit) if truncate else None
+    for limit, measure, what in _length_limits(parent, rules):
+        if measure(fitted) <= limit:
+            continue
+        shorter = truncate_name(fitted, limit, measure) if truncate else None
         if shorter is None:
-            return FittedName(name, refusal=f"path is too long for the destination (limit {limit}"
-                              f" characters for this name, it has {len(fitted)})")
-        notes.append(f"truncated from {fitted!r} to fit the destination's path length")
+            return FittedName(name, refusal=f"too long for the destination: {what} allows "
+                                            f"{limit} for this name, it has {measure(fitted)}")
+        notes.append(f"truncated from {fitted!r} to fit the destination's {what}")
         fitted = shorter
     return FittedName(fitted, note="; ".join(notes) or None)

@@ -34,6 +34,7 @@ class PathRules:
 
     invalid_chars: str = "/\0"
     max_name_length: int | None = None
+    name_length_in_bytes: bool = False  # POSIX counts a name's UTF-8 bytes, not its characters
     max_path_length: int | None = None  # characters from the connection root, '/'-joined
     no_trailing_whitespace: bool = False  # also before the extension: "plan .pdf", "plan.pdf "
     no_leading_whitespace: bool = False

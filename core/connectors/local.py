@@ -131,7 +131,8 @@ class LocalConnector:
             can_set_mtime=True,
             case_insensitive=False,
             empty_dirs=True,
-            path_rules=PathRules(invalid_chars="/\0", max_name_length=255),
+            path_rules=PathRules(invalid_chars="/\0", max_name_length=255,
+                                 name_length_in_bytes=True),
         )
         self._root = os.path.abspath(os.fspath(root))
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)

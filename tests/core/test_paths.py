@@ -65,3 +65,13 @@ def test_match_key_normalises_unicode_and_case():
     assert match_key("Cafe\u0301.pdf", False) == match_key("Café.pdf", False)
     assert match_key("PLAN.pdf", True) == match_key("plan.PDF", True)
     assert match_key("PLAN.pdf", False) != match_key("plan.pdf", False)
+
+
+def test_posix_names_are_limited_in_bytes_not_characters():
+    posix = PathRules(max_name_length=255, name_length_in_bytes=True)
+    name = "図" * 100 + ".pdf"  # 104 characters, 304 bytes
+    refused = fit_name(name, "", posix)
+    assert refused.refusal and "bytes" in refused.refusal
+    fitted = fit_name(name, "", posix, truncate=True)
+    assert fitted.name.endswith(".pdf") and len(fitted.name.encode()) <= 255
+    assert len(fitted.name.encode()) > 250
