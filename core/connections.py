@@ -26,17 +26,19 @@ def check_name(name: str) -> str:
 def describe(connection: Connection) -> str:
     """Where a connection points, in one short line (no secrets)."""
     if connection.platform == "local":
-        return connection.config["path"]
+        flush = "" if connection.config.get("fsync", True) else " (no fsync)"
+        return connection.config["path"] + flush
     return connection.platform
 
 
-async def add_local(state: State, name: str, path: str) -> Connection:
+async def add_local(state: State, name: str, path: str, *, fsync: bool = True) -> Connection:
     name = check_name(name)
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ConnectionInputError(f"--path {path}: no such folder")
+    config = {"path": str(folder.resolve()), "fsync": fsync}
     try:
-        return await state.add_connection(name, "local", {"path": str(folder.resolve())})
+        return await state.add_connection(name, "local", config)
     except StateError as exc:
         raise ConnectionInputError(str(exc)) from None
 

@@ -23,9 +23,12 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
                                  **leaf)
     local.add_argument("name")
     local.add_argument("--path", required=True, help="the folder")
+    local.add_argument("--no-fsync", dest="fsync", action="store_false",
+                       help="do not flush each file to disk before publishing it (faster for "
+                            "many small files; files are still published whole, but a power "
+                            "cut may leave recent ones empty)")
     local.set_defaults(handler=_add_local)
-    for action, handler, text in (("list", _list, "list connections"),):
-        sub.add_parser(action, help=text, **leaf).set_defaults(handler=handler)
+    sub.add_parser("list", help="list connections", **leaf).set_defaults(handler=_list)
     for action, handler, text in (("show", _show, "show one connection"),
                                   ("test", _test, "check that a connection works"),
                                   ("remove", _remove, "remove a connection")):
@@ -55,7 +58,7 @@ async def find(state: State, name: str) -> Connection:
 async def _add_local(args: argparse.Namespace) -> int:
     async with opened_state(args) as (_, state):
         try:
-            connection = await add_local(state, args.name, args.path)
+            connection = await add_local(state, args.name, args.path, fsync=args.fsync)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
     if args.json:

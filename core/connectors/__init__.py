@@ -12,5 +12,6 @@ def open_connector(connection: Any, secrets: dict[str, Any]) -> Connector:
     if connection.platform == "local":
         from core.connectors.local import LocalConnector
 
-        return LocalConnector(connection.config["path"])
+        return LocalConnector(connection.config["path"],
+                              fsync=connection.config.get("fsync", True))
     raise ValueError(f"connection {connection.name!r}: unknown platform {connection.platform!r}")
