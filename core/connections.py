@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from core.connectors import open_connector
@@ -29,6 +30,30 @@ def describe(connection: Connection) -> str:
         flush = "" if connection.config.get("fsync", True) else " (no fsync)"
         return connection.config["path"] + flush
     return connection.platform
+
+
+def _location(connection: Connection, path: str) -> tuple[str, str]:
+    """Where a folder of a connection really is: local folders by their real path, so two
+    connections onto the same disk compare; anything else by connection and path."""
+    if connection.platform == "local":
+        return "local", os.path.realpath(os.path.join(connection.config["path"], path))
+    return connection.id, "/" + path
+
+
+def overlap(source: Connection, source_path: str, destination: Connection,
+            destination_path: str) -> str | None:
+    """Why a transfer between these folders would feed on itself, or None if it would not."""
+    (a_key, a), (b_key, b) = _location(source, source_path), _location(destination,
+                                                                        destination_path)
+    if a_key != b_key:
+        return None
+    if a == b:
+        return "the destination is the source folder itself"
+    if b.startswith(a.rstrip("/") + "/"):
+        return "the destination is inside the source folder, so a run would copy its own output"
+    if a.startswith(b.rstrip("/") + "/"):
+        return "the source is inside the destination folder"
+    return None
 
 
 async def add_local(state: State, name: str, path: str, *, fsync: bool = True) -> Connection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
 from core.jobs import JobError, parse_job
 from core.state import JobRecord, State
@@ -17,7 +18,7 @@ async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
     job = parse_job(text)
     endpoints = (("transfer.source.connection.id", job.transfer.source.connection),
                  ("transfer.destination.connection.id", job.transfer.destination.connection))
-    ids, errors = [], []
+    found, errors = [], []
     for where, wanted in endpoints:
         connection = await state.find_connection(wanted)
         if connection is None:
@@ -25,15 +26,18 @@ async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
             errors.append(f'{where}: no connection with id or name "{wanted}" '
                           f"(existing connections: {known})")
         else:
-            ids.append(connection.id)
+            found.append(connection)
     if errors:
         raise JobError(errors)
+    clash = overlap(found[0], job.transfer.source.path, found[1], job.transfer.destination.path)
+    if clash:
+        raise JobError([f"transfer.destination.target.path: {clash}"])
     warnings = list(job.warnings)
     try:
         check_supported(job)
     except NotSupported as exc:
         warnings.append(f"{exc}; `jobs run` will refuse it until then")
-    return await state.add_job(job, text, ids[0], ids[1]), warnings
+    return await state.add_job(job, text, found[0].id, found[1].id), warnings
 
 
 async def find_job(state: State, id_or_name: str) -> JobRecord:

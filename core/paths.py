@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from core.connectors.base import InvalidPath, PathRules
 
 
+def printable(text: str) -> str:
+    """`text` safe to print and store: bytes that were not UTF-8 shown as \\xNN escapes."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no OS name produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def segment_problem(name: str) -> str | None:
     """Why `name` cannot be a single path segment on any platform, or None if it can."""
     if name in ("", ".", ".."):
@@ -22,7 +31,18 @@ def segment_problem(name: str) -> str | None:
         return f"{name!r} contains a path separator"
     if "\0" in name:
         return f"{name!r} contains a NUL character"
+    if not _is_utf8(name):
+        return (f"{printable(name)!r} is not valid UTF-8 text, which other platforms cannot "
+                "store; rename it at the source")
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes from the OS arrive as lone surrogates
+        return False
+    return True
 
 
 def split_path(path: str) -> list[str]:

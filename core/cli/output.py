@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import humanize
 
 from core.engine.stats import ExecutionStats, Throughput
+from core.paths import printable
 
 
 def emit_json(value: Any) -> None:
@@ -20,7 +21,8 @@ def emit_json(value: Any) -> None:
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """A plain left-aligned table, wide enough for its widest cell per column."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [
+        ["" if c is None else printable(str(c)) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in cells]
@@ -75,7 +77,7 @@ class ProgressReporter:
 
     def event(self, kind: str, message: str) -> None:
         self.end_line()
-        self.stream.write(f"{kind}: {message}\n")
+        self.stream.write(f"{kind}: {printable(message)}\n")
         self.stream.flush()
 
     def end_line(self) -> None:

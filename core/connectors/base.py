@@ -28,6 +28,12 @@ class Entry:
     skip_reason: str | None = None
 
 
+# The skip_reason of a connector's own temporary file whose writer is gone. The engine deletes
+# such a file on the destination side (through its one choke point) and never touches it on
+# the source side.
+LEFTOVER_PART = "partial file left by an interrupted transfer"
+
+
 @dataclass(frozen=True, slots=True)
 class PathRules:
     """What a platform accepts as names and paths, so names are fixed before it refuses them."""

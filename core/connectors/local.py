@@ -20,6 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import BinaryIO, TypeVar
 
 from core.connectors.base import (
+    LEFTOVER_PART,
     AlreadyExists,
     ConnectorError,
     Entry,
@@ -53,17 +54,17 @@ def _temp_name() -> str:
     return f"{_TEMP_PREFIX}{os.getpid()}-{next(_temp_tokens) & 0xFFFFFFFF:08x}.part"
 
 
-def _reap_if_stale(full: str, pid: int) -> None:
-    """Delete a temporary file whose writer is gone, so an interrupted run leaves nothing behind."""
+def _writer_alive(pid: int) -> bool:
+    """Whether the process that owns a temporary file is still running."""
     if pid == os.getpid():
-        return
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        with contextlib.suppress(OSError):  # best effort: it stays hidden either way
-            os.unlink(full)
+        return False
     except OSError:
-        pass  # PermissionError: alive, owned by another user
+        return True  # PermissionError: alive, owned by another user
+    return True
 
 
 def _segments(path: str) -> list[str]:
@@ -242,8 +243,10 @@ class LocalConnector:
             for item in items:
                 if item.name.startswith(_TEMP_PREFIX):
                     match = _TEMP_NAME.fullmatch(item.name)
+                    if match and _writer_alive(int(match[1])):
+                        continue  # being written right now: not content yet
                     if match:
-                        _reap_if_stale(item.path, int(match[1]))
+                        entries.append(Entry(item.name, False, skip_reason=LEFTOVER_PART))
                         continue
                 try:
                     info = item.stat(follow_symlinks=False)

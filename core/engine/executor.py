@@ -85,6 +85,17 @@ class Executor:
         self.stats.folders_created += 1
         return entry
 
+    async def remove_leftover(self, path: str, entry: Entry) -> None:
+        """Delete a partial file an interrupted run left at the destination."""
+        async def remove() -> Entry:
+            await self.destination.remove(path, entry)
+            return entry
+
+        try:
+            await self._apply(f"remove leftover {path}", remove, entry)
+        except ConnectorError as exc:  # harmless if it stays: it is never taken for content
+            log.warning("cannot remove the leftover partial file %s: %s", path, exc)
+
     async def submit(self, task: FileTask) -> None:
         self.stats.planned_files += 1
         self.stats.planned_bytes += task.source.size

@@ -13,15 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.connections import overlap
 from core.connectors import open_connector
-from core.connectors.base import Connector, ConnectorError, Entry, NotFound
+from core.connectors.base import LEFTOVER_PART, Connector, ConnectorError, Entry, NotFound
 from core.engine.executor import Executor, FileTask
 from core.engine.march import NamePolicy, pair_folder
 from core.engine.planner import Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import Job, Transfer, parse_job
-from core.paths import join
+from core.paths import join, printable
 from core.state import ItemLog, ItemRecord, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
@@ -105,9 +106,9 @@ class _Run:
         self.skip_empty = self.transfer.empty_containers == "skip"
 
     def _relative(self, source_path: str) -> str:
-        """An item's key: its path below the job's source folder."""
+        """An item's key: its path below the job's source folder, printable."""
         root = self.transfer.source.path
-        return source_path[len(root) + 1:] if root else source_path
+        return printable(source_path[len(root) + 1:] if root else source_path)
 
     def _record(self, source_path: str, entry: Entry, plan: Plan, **fields: object) -> ItemRecord:
         relative = self._relative(source_path)
@@ -180,8 +181,11 @@ class _Run:
             if self.stop.is_set() or self.executor.halted:
                 break
             source = pair.source
-            if source is None:
-                continue  # only at the destination: a copy leaves it alone
+            if source is None:  # only at the destination: a copy leaves it alone, except
+                if pair.destination and pair.destination.skip_reason == LEFTOVER_PART:
+                    await self.executor.remove_leftover(
+                        join(folder.destination_path, pair.name), pair.destination)
+                continue
             source_path = join(folder.source_path, source.name)
             destination_path = join(folder.destination_path, pair.name)
             record = records.get(self._relative(source_path))
@@ -303,6 +307,10 @@ async def _execute(
         if connection is None:
             return "failed", f"connection {connection_id} no longer exists"
         connections.append((connection, await state.connection_secrets(connection.id)))
+    clash = overlap(connections[0][0], record.source_path, connections[1][0],
+                    record.destination_path)
+    if clash:
+        return "failed", clash
     source = open_connector(*connections[0])
     destination = open_connector(*connections[1])
     throughput = Throughput()
