@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from core.connectors.base import (
+    LEFTOVER_PART,
     AlreadyExists,
     Connector,
     ConnectorError,
     Entry,
     Fatal,
     InvalidPath,
-    LEFTOVER_PART,
     NotFound,
 )
 from core.connectors.local import CHUNK, LocalConnector
