@@ -6,7 +6,9 @@ details pane all judge a name the same way.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,15 +72,25 @@ def match_key(name: str, case_insensitive: bool) -> str:
     return key.casefold() if case_insensitive else key
 
 
+@functools.cache
+def _invalid(chars: str) -> re.Pattern[str]:
+    """A pattern matching any of `chars`: names are checked by the ten thousand."""
+    return re.compile(f"[{re.escape(chars)}]")
+
+
+def _trailing_whitespace(name: str) -> bool:
+    stem, ext = os.path.splitext(name)
+    return name != name.rstrip() or bool(ext and stem != stem.rstrip())
+
+
 def name_problems(name: str, rules: PathRules) -> list[str]:
     """Every rule of the platform that `name` breaks, in words a user can act on."""
     problems = []
-    bad = sorted({c for c in name if c in rules.invalid_chars})
+    bad = sorted(set(_invalid(rules.invalid_chars).findall(name)))
     if bad:
         shown = " ".join("NUL" if c == "\0" else c for c in bad)
         problems.append(f"contains characters the destination does not allow: {shown}")
-    stem, ext = os.path.splitext(name)
-    if rules.no_trailing_whitespace and (name != name.rstrip() or (ext and stem != stem.rstrip())):
+    if rules.no_trailing_whitespace and _trailing_whitespace(name):
         problems.append("has whitespace before the extension or at the end")
     if rules.no_leading_whitespace and name != name.lstrip():
         problems.append("starts with whitespace")

@@ -188,9 +188,9 @@ def _item_row(item: ItemRecord) -> tuple[Any, ...]:
 
 
 def _item(row: aiosqlite.Row) -> ItemRecord:
-    values = dict(zip(ITEM_COLUMNS, row, strict=True))
-    values["is_dir"] = bool(values["is_dir"])
-    return ItemRecord(**values)
+    item = ItemRecord(*row)  # ITEM_COLUMNS are in the order of ItemRecord's fields
+    item.is_dir = bool(item.is_dir)
+    return item
 
 
 def _new_id() -> str:

@@ -46,22 +46,32 @@ def _numbered(name: str, n: int) -> str:
 def _fit_sources(sources: list[Entry], parent: str, policy: NamePolicy,
                  ) -> tuple[list[tuple[str, Pair]], list[Pair]]:
     """Source pairs keyed for merging, and the pairs refused outright."""
-    fitted: list[tuple[str, Pair]] = []
+    keyed: list[tuple[str, Pair]] = []
     refused: list[Pair] = []
-    for entry in sorted(sources, key=lambda e: e.name):
+    for entry in sources:
         fit = fit_name(entry.name, parent, policy.rules, transform=policy.transform,
                        encode=policy.encode, truncate=policy.truncate)
         pair = Pair(entry, None, fit.name, fit.note, fit.refusal)
         if fit.refusal:
             refused.append(pair)
         else:
-            fitted.append((match_key(fit.name, policy.case_insensitive), pair))
-    # on a clash, a name that needed no fixing keeps it; the others are numbered in name order
-    fitted.sort(key=lambda kp: (kp[1].note is not None, kp[1].source.name))  # type: ignore[union-attr]
-    taken = {key for key, _ in fitted}
+            keyed.append((match_key(fit.name, policy.case_insensitive), pair))
+    if len({key for key, _ in keyed}) < len(keyed):
+        keyed = _separate(keyed, policy, refused)
+    keyed.sort(key=lambda kp: kp[0])
+    refused.sort(key=lambda pair: pair.name)
+    return keyed, refused
+
+
+def _separate(keyed: list[tuple[str, Pair]], policy: NamePolicy, refused: list[Pair],
+              ) -> list[tuple[str, Pair]]:
+    """Give source items that land on the same destination name distinct names (" (1)"), or
+    refuse all but one. A name that needed no fixing keeps it; the rest go in name order."""
+    keyed.sort(key=lambda kp: (kp[1].note is not None, kp[1].source.name))  # type: ignore[union-attr]
+    taken = {key for key, _ in keyed}
     seen: set[str] = set()
-    keyed = []
-    for key, pair in fitted:
+    separated = []
+    for key, pair in keyed:
         if key in seen:
             if not policy.rename_duplicates:
                 pair.refusal = f"another source item also becomes {pair.name!r} at the destination"
@@ -78,9 +88,8 @@ def _fit_sources(sources: list[Entry], parent: str, policy: NamePolicy,
             key = match_key(renamed, policy.case_insensitive)
             taken.add(key)
         seen.add(key)
-        keyed.append((key, pair))
-    keyed.sort(key=lambda kp: kp[0])
-    return keyed, refused
+        separated.append((key, pair))
+    return separated
 
 
 def pair_folder(sources: list[Entry], destinations: list[Entry], parent: str,

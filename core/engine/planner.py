@@ -72,7 +72,8 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     source, destination = pair.source, pair.destination
     if source is None:
         return Plan(Action.NONE, "only at the destination")
-    if not rules.source_filters.admits(source.name, source.is_dir, source.size, source.mtime):
+    if rules.source_filters.filters and not rules.source_filters.admits(
+            source.name, source.is_dir, source.size, source.mtime):
         return Plan(Action.SKIP, "excluded by the job's source filter")
     if source.skip_reason:
         return Plan(Action.SKIP, source.skip_reason)

@@ -30,6 +30,7 @@ EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused":
 SUPPORTED_TRANSFER_TYPES = ("copy",)
 PROGRESS_INTERVAL = 0.5  # seconds between progress callbacks
 HEARTBEAT_INTERVAL = 1.0  # seconds between stats written to the state DB
+LOOKAHEAD = 8  # folders listed ahead of the one being planned
 
 
 class NotSupported(Exception):
@@ -56,6 +57,9 @@ Progress = Callable[[ExecutionStats, Throughput], None]
 EventSink = Callable[[str, str], None]  # (kind, message): kind is info, flagged, failed
 
 
+_Listing = tuple[list[Entry], list[Entry], dict[str, ItemRecord]]
+
+
 @dataclass
 class _Folder:
     source_path: str  # relative to the source connection's root
@@ -64,6 +68,11 @@ class _Folder:
     # destination folders still to create before the first write below them
     # (empty_containers "skip": a folder that stays empty is never created)
     missing: tuple[str, ...] = ()
+    listing: asyncio.Task[_Listing | ConnectorError] | None = None  # started ahead of a visit
+
+
+async def _no_entries() -> list[Entry]:
+    return []  # a folder this run creates has nothing in it yet
 
 
 def check_supported(job: Job) -> None:
@@ -155,27 +164,48 @@ class _Run:
         return True
 
     async def march(self, root: _Folder) -> None:
+        """Walk the tree depth first. The next few folders are listed ahead while one is
+        planned (as rclone's checkers do), so listing latency overlaps; memory stays bounded
+        by LOOKAHEAD folders per level of depth, never by the tree."""
         if not self.skip_empty and not await self._ensure(root):
             return
         stack = [root]
-        while stack and not (self.stop.is_set() or self.executor.halted):
-            folder = stack.pop()
-            children = await self._visit(folder)
-            stack.extend(reversed(children))
+        try:
+            while stack and not (self.stop.is_set() or self.executor.halted):
+                folder = stack.pop()
+                for ahead in (folder, *stack[-LOOKAHEAD:]):
+                    if ahead.listing is None:
+                        ahead.listing = asyncio.create_task(self._list(ahead))
+                assert folder.listing is not None
+                children = await self._visit(folder, await folder.listing)
+                stack.extend(reversed(children))
+        finally:
+            for left in stack:
+                if left.listing is not None:
+                    left.listing.cancel()
         self.stats.listing_done = not stack
 
-    async def _visit(self, folder: _Folder) -> list[_Folder]:
-        """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
+    async def _list(self, folder: _Folder) -> _Listing | ConnectorError:
+        """Both sides' listings of one folder and the items recorded under it, at once."""
         try:
-            sources = await self.source.list_dir(folder.source_path)
-            destinations = (await self.destination.list_dir(folder.destination_path)
-                            if folder.destination_exists else [])
+            sources, destinations, records = await asyncio.gather(
+                self.source.list_dir(folder.source_path),
+                self.destination.list_dir(folder.destination_path)
+                if folder.destination_exists else _no_entries(),
+                self.state.items_in(self.record.id, self._relative(folder.source_path)))
         except ConnectorError as exc:
+            return exc
+        return sources, destinations, records
+
+    async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
+                     ) -> list[_Folder]:
+        """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
+        if isinstance(listing, ConnectorError):
             # a copy skips a folder it cannot read, with its subtree, and goes on
             self.stats.failed += 1
-            self.on_event("failed", f"/{folder.source_path}: cannot list: {exc}")
+            self.on_event("failed", f"/{folder.source_path}: cannot list: {listing}")
             return []
-        records = await self.state.items_in(self.record.id, self._relative(folder.source_path))
+        sources, destinations, records = listing
         children = []
         for pair in pair_folder(sources, destinations, folder.destination_path, self.names):
             if self.stop.is_set() or self.executor.halted:

@@ -3,15 +3,20 @@
 import os
 import sqlite3
 import stat
+from dataclasses import fields
 
 import pytest
 
 from core.jobs import parse_job
-from core.state import MIGRATIONS, ItemLog, ItemRecord, State, StateError
+from core.state import ITEM_COLUMNS, MIGRATIONS, ItemLog, ItemRecord, State, StateError
 
 JOB = ('{"name":"j","transfer":{"transfer_type":"copy",'
        '"source":{"connection":{"id":"a"},"target":{"path":"/s"}},'
        '"destination":{"connection":{"id":"b"},"target":{"path":"/d"}}},"extra":1}')
+
+
+def test_item_columns_follow_the_record_fields():
+    assert ITEM_COLUMNS == tuple(f.name for f in fields(ItemRecord))
 
 
 async def test_new_state_file_is_private_and_current(tmp_path):
