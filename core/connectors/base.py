@@ -56,6 +56,19 @@ class Features:
     empty_dirs: bool = True
     hashes: frozenset[str] = frozenset()
     path_rules: PathRules = field(default_factory=PathRules)
+    # hands out `local_file()` for its files and copies many small ones in one step with
+    # `write_small()`: a local disk to a local disk without a round trip per file
+    local_files: bool = False
+
+
+class LocalFile(Protocol):
+    """A file on this machine's disk that a destination reads itself, in its own thread."""
+
+    size: int
+
+    def read_all(self) -> bytes:
+        """The whole content (small files only); blocking; raises ConnectorError."""
+        ...
 
 
 class ConnectorError(Exception):
@@ -139,3 +152,7 @@ class Connector(Protocol):
     async def close(self) -> None:
         """Release sessions and files."""
         ...
+
+    # Optional, where `features.local_files`:
+    #   local_file(path, entry) -> LocalFile
+    #   async write_small(files: list[tuple[path, LocalFile, mtime]]) -> list[Entry | error]

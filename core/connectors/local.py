@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import BinaryIO, TypeVar
 
 from core.connectors.base import (
@@ -27,6 +27,7 @@ from core.connectors.base import (
     Fatal,
     Features,
     InvalidPath,
+    LocalFile,
     NotFound,
     PathRules,
 )
@@ -123,6 +124,23 @@ class _Part:
                 os.unlink(self.path)
 
 
+class _SourceFile:
+    """A file of a LocalConnector, read by a destination in its own worker thread."""
+
+    __slots__ = ("_connector", "_path", "_segments", "size")
+
+    def __init__(self, connector: LocalConnector, segments: list[str], path: str,
+                 size: int) -> None:
+        self._connector, self._segments, self._path, self.size = connector, segments, path, size
+
+    def read_all(self) -> bytes:
+        try:
+            with open(self._connector._resolve(self._segments, self._path), "rb") as file:
+                return file.read()
+        except OSError as err:
+            raise self._connector._error(err, self._path) from err
+
+
 class LocalConnector:
     """A local folder: listing, streamed reads and atomic writes that never leave the root."""
 
@@ -138,6 +156,7 @@ class LocalConnector:
             empty_dirs=True,
             path_rules=PathRules(invalid_chars="/\0", max_name_length=255,
                                  name_length_in_bytes=True),
+            local_files=True,
         )
         self._root = os.path.abspath(os.fspath(root))
         self._fsync = fsync
@@ -190,6 +209,21 @@ class LocalConnector:
         except BaseException:
             part.discard()
             raise
+
+    def local_file(self, path: str, entry: Entry) -> _SourceFile:
+        return _SourceFile(self, _named(path), path, entry.size)
+
+    async def write_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
+                          ) -> list[Entry | ConnectorError]:
+        """Copy several small files from this machine in one thread hop, each published
+        (renamed) as soon as it is complete, so a crash leaves at most one partial file."""
+        checked: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError] = []
+        for path, file, mtime in files:
+            try:
+                checked.append((_named(path), path, file, mtime))
+            except InvalidPath as exc:
+                checked.append(exc)
+        return await self._run("", self._write_small, checked)
 
     async def mkdir(self, path: str) -> Entry:
         return await self._run(path, self._mkdir, _named(path), path)
@@ -314,6 +348,30 @@ class LocalConnector:
         part.path = None  # published: nothing left to delete
         info = os.stat(final)
         return Entry(segments[-1], False, info.st_size, _mtime(info))
+
+    def _write_small(
+        self, checked: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError],
+    ) -> list[Entry | ConnectorError]:
+        results: list[Entry | ConnectorError] = []
+        for item in checked:
+            if isinstance(item, ConnectorError):
+                results.append(item)
+                continue
+            segments, path, file, mtime = item
+            part = _Part()
+            try:
+                data = file.read_all()
+                if len(data) != file.size:
+                    raise ConnectorError(f"source changed while reading {path!r}: "
+                                         f"expected {file.size} bytes, got {len(data)}")
+                results.append(self._publish(part, segments, path, [data], mtime))
+            except OSError as err:
+                part.discard()
+                results.append(self._error(err, path))
+            except ConnectorError as err:
+                part.discard()
+                results.append(err)
+        return results
 
     def _mkdir(self, segments: list[str], path: str) -> Entry:
         full = os.path.join(self._resolve(segments[:-1], path), segments[-1])

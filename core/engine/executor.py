@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from core.connectors.base import Connector, ConnectorError, Entry, Retryable, RetryAfter
 from core.engine.planner import Action
@@ -22,10 +23,13 @@ from core.paths import join
 from core.state import ItemLog, ItemRecord
 
 log = logging.getLogger("dryviq.engine")
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 3  # DryvIQ retries an item on 3 runs, then flags it
 IN_RUN_RETRIES = 2  # extra tries within one run for transient failures
 RETRY_DELAY = 0.5  # seconds, doubled per try
+SMALL_FILE = 1 << 20  # bytes: up to this size, local-to-local copies go in batches
+BATCH = 16  # small files a worker copies in one step
 
 
 @dataclass(slots=True)
@@ -67,11 +71,13 @@ class Executor:
         # the destination cannot be re-checked by mtime: a finished item's record must be on
         # disk before the next one starts, or a crash would make the rerun send it again
         self._durable = not destination.features.can_set_mtime
+        self._batches = (source.features.local_files and destination.features.local_files
+                         and not simulate)
         self._queue: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=parallel * 4)
         self._workers = [asyncio.create_task(self._work()) for _ in range(parallel)]
 
-    async def _apply(self, description: str, change: Callable[[], Awaitable[Entry]],
-                     simulated: Entry) -> Entry:
+    async def _apply(self, description: str, change: Callable[[], Awaitable[T]],
+                     simulated: T) -> T:
         """The one place the destination is changed; a simulation only logs what it would do."""
         if self.simulate:
             log.debug("simulation: would %s", description)
@@ -114,10 +120,52 @@ class Executor:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def _work(self) -> None:
-        while (task := await self._queue.get()) is not None:
+        carried: list[FileTask | None] = []  # taken from the queue while filling a batch
+        while True:
+            task = carried.pop() if carried else await self._queue.get()
+            if task is None:
+                return
             if self.stop.is_set() or self.halted:
                 continue  # left pending; the next run picks it up
-            await self._run(task)
+            if not self._batchable(task):
+                await self._run(task)
+                continue
+            batch = [task]
+            while len(batch) < BATCH and not self._queue.empty():
+                following = self._queue.get_nowait()
+                if following is None or not self._batchable(following):
+                    carried.append(following)
+                    break
+                batch.append(following)
+            await self._run_batch(batch)
+
+    def _batchable(self, task: FileTask) -> bool:
+        return self._batches and task.source.size <= SMALL_FILE
+
+    @staticmethod
+    def _target(task: FileTask) -> tuple[str, Entry | None]:
+        """Where the file goes, and what it replaces there."""
+        if task.action is Action.KEEP_BOTH:
+            parent, _, name = task.destination_path.rpartition("/")
+            return join(parent, conflict_name(name, task.source.mtime)), None
+        return task.destination_path, task.destination
+
+    async def _run_batch(self, batch: list[FileTask]) -> None:
+        """Small files from a local disk to a local disk, copied in one thread hop."""
+        targets = [self._target(task)[0] for task in batch]
+        files = [(path, self.source.local_file(task.source_path, task.source),  # type: ignore[attr-defined]
+                  task.source.mtime) for path, task in zip(targets, batch, strict=True)]
+        results = await self._apply(
+            f"write {len(batch)} small files", lambda: self.destination.write_small(files),  # type: ignore[attr-defined]
+            [task.source for task in batch])
+        for task, path, result in zip(batch, targets, results, strict=True):
+            if isinstance(result, Retryable):
+                await self._run(task)  # the one-file path retries with backoff
+            elif isinstance(result, ConnectorError):
+                await self._failed(task, result)
+            else:
+                self.stats.bytes += task.source.size
+                await self._succeeded(task, path, result)
 
     async def _run(self, task: FileTask) -> None:
         sent = 0
@@ -130,10 +178,7 @@ class Executor:
                     self.stats.bytes += len(chunk)
                     yield chunk
 
-        path, replacing = task.destination_path, task.destination
-        if task.action is Action.KEEP_BOTH:
-            parent, _, name = path.rpartition("/")
-            path, replacing = join(parent, conflict_name(name, task.source.mtime)), None
+        path, replacing = self._target(task)
         source = task.source
         for attempt in range(IN_RUN_RETRIES + 1):
             try:
@@ -159,6 +204,9 @@ class Executor:
                 return
         if self.simulate:
             self.stats.bytes += source.size
+        await self._succeeded(task, path, written)
+
+    async def _succeeded(self, task: FileTask, path: str, written: Entry) -> None:
         self.stats.transferred += 1
         record = task.record
         record.status = "processed" if record.note else "success"

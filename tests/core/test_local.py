@@ -398,3 +398,29 @@ async def test_permission_denied(conn: LocalConnector, root: Path) -> None:
             await conn.list_dir("locked")
     finally:
         (root / "locked").chmod(0o755)
+
+
+async def test_write_small_copies_a_batch_and_reports_each_failure(tmp_path: Path) -> None:
+    source_root, destination_root = tmp_path / "src", tmp_path / "dst"
+    source_root.mkdir()
+    destination_root.mkdir()
+    source, destination = LocalConnector(source_root), LocalConnector(destination_root)
+    (source_root / "a.txt").write_bytes(b"alpha")
+    (source_root / "b.txt").write_bytes(b"beta")
+    entries = {e.name: e for e in await source.list_dir("")}
+    (source_root / "b.txt").write_bytes(b"beta, longer now")  # changed after listing
+    gone = Entry("gone.txt", False, size=3)
+    results = await destination.write_small([
+        ("a.txt", source.local_file("a.txt", entries["a.txt"]), MTIME),
+        ("b.txt", source.local_file("b.txt", entries["b.txt"]), MTIME),
+        ("gone.txt", source.local_file("gone.txt", gone), MTIME),
+        ("../escape.txt", source.local_file("a.txt", entries["a.txt"]), MTIME),
+    ])
+    assert isinstance(results[0], Entry) and results[0].size == 5
+    assert "source changed while reading" in str(results[1])
+    assert isinstance(results[2], NotFound)
+    assert isinstance(results[3], InvalidPath)
+    assert sorted(os.listdir(destination_root)) == ["a.txt"]  # no partial or temporary files
+    assert (destination_root / "a.txt").read_bytes() == b"alpha"
+    assert (destination_root / "a.txt").stat().st_mtime_ns == round(MTIME * 1e9)
+    assert not (tmp_path / "escape.txt").exists()
