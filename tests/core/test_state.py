@@ -16,7 +16,7 @@ JOB = ('{"name":"j","transfer":{"transfer_type":"copy",'
 
 
 def test_item_columns_follow_the_record_fields():
-    assert ITEM_COLUMNS == tuple(f.name for f in fields(ItemRecord))
+    assert tuple(f.name for f in fields(ItemRecord)) == ITEM_COLUMNS
 
 
 async def test_new_state_file_is_private_and_current(tmp_path):
