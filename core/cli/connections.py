@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from core.cli import UsageError, opened_state
-from core.cli.output import emit_json, size, table, when
+from core.cli.output import emit_json, reply, size, table, when
 from core.connections import ConnectionInputError, add_local, describe, test_connection
 from core.connectors import open_connector
 from core.connectors.base import Connector, ConnectorError, Entry
@@ -61,10 +61,8 @@ async def _add_local(args: argparse.Namespace) -> int:
             connection = await add_local(state, args.name, args.path, fsync=args.fsync)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
-    if args.json:
-        emit_json(_summary(connection))
-    else:
-        print(f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
+    reply(args, _summary(connection),
+          f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
     return 0
 
 
@@ -103,10 +101,8 @@ async def _test(args: argparse.Namespace) -> int:
             message, ok = await test_connection(state, connection), True
         except ConnectorError as exc:
             message, ok = f"Connection test failed: {exc}", False
-    if args.json:
-        emit_json({"id": connection.id, "name": connection.name, "ok": ok, "message": message})
-    else:
-        print(message)
+    reply(args, {"id": connection.id, "name": connection.name, "ok": ok, "message": message},
+          message)
     return 0 if ok else 1
 
 
@@ -118,10 +114,8 @@ async def _remove(args: argparse.Namespace) -> int:
             raise UsageError(f"connection {connection.name!r} is used by job(s) "
                              f"{', '.join(repr(j.name) for j in jobs)}; remove those first")
         await state.remove_connection(connection.id)
-    if args.json:
-        emit_json({"id": connection.id, "name": connection.name, "removed": True})
-    else:
-        print(f"Removed connection {connection.name}")
+    reply(args, {"id": connection.id, "name": connection.name, "removed": True},
+          f"Removed connection {connection.name}")
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import UsageError, opened_state
-from core.cli.output import ProgressReporter, duration, emit_json, size, table, when
+from core.cli.output import ProgressReporter, duration, emit_json, reply, size, table, when
 from core.engine.runner import NotSupported, run_job
 from core.home import JobBusy
 from core.job_store import JobLookupError, create_job, find_job
@@ -98,10 +98,7 @@ async def _create(args: argparse.Namespace) -> int:
             return 2
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if args.json:
-        emit_json(_job_dict(job) | {"warnings": warnings})
-    else:
-        print(f"Created job {job.name} ({job.id})")
+    reply(args, _job_dict(job) | {"warnings": warnings}, f"Created job {job.name} ({job.id})")
     return 0
 
 
@@ -156,10 +153,7 @@ async def _remove(args: argparse.Namespace) -> int:
         if home.job_running(job.id):
             raise UsageError(f"job {job.name!r} is running; stop it first")
         await state.remove_job(job.id)
-    if args.json:
-        emit_json({"id": job.id, "name": job.name, "removed": True})
-    else:
-        print(f"Removed job {job.name}")
+    reply(args, {"id": job.id, "name": job.name, "removed": True}, f"Removed job {job.name}")
     return 0
 
 

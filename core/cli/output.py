@@ -19,6 +19,14 @@ def emit_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def reply(args: Any, data: Any, text: str) -> None:
+    """`data` as JSON with --json, else `text` for a person."""
+    if args.json:
+        emit_json(data)
+    else:
+        print(text)
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """A plain left-aligned table, wide enough for its widest cell per column."""
     cells = [[str(h) for h in headers]] + [
