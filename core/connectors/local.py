@@ -34,6 +34,7 @@ from core.connectors.base import (
 from core.paths import segment_problem
 
 CHUNK = 1 << 20  # bytes per read and per write hop: few thread hops, bounded memory
+FOLDER_CACHE = 4096  # resolved folders remembered
 
 # Temporary files: ".dryviq-<pid>-<8 hex>.part". The length does not depend on the final name,
 # so a 255-character name still has room, and the pid tells a listing whether the writer lives.
@@ -108,17 +109,17 @@ def _read_chunk(file: BinaryIO) -> bytes:
 class _Part:
     """The temporary file a write streams into, until it is published or discarded."""
 
-    __slots__ = ("file", "path")
+    __slots__ = ("fd", "path")
 
     def __init__(self) -> None:
-        self.file: BinaryIO | None = None
+        self.fd: int | None = None  # a raw descriptor: no buffering layer, fewer system calls
         self.path: str | None = None  # set only once we created it, so we never delete another's
 
     def discard(self) -> None:
         """Close and delete; best effort, because it runs while another error propagates."""
-        if self.file is not None:
+        if self.fd is not None:
             with contextlib.suppress(OSError):
-                self.file.close()
+                os.close(self.fd)
         if self.path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
@@ -134,9 +135,13 @@ class _SourceFile:
         self._connector, self._segments, self._path, self.size = connector, segments, path, size
 
     def read_all(self) -> bytes:
+        """One read of size + 1 bytes: enough to see the whole file, or that it grew."""
         try:
-            with open(self._connector._resolve(self._segments, self._path), "rb") as file:
-                return file.read()
+            fd = self._connector._open_fd(self._segments, self._path)
+            try:
+                return os.read(fd, self.size + 1)
+            finally:
+                os.close(fd)
         except OSError as err:
             raise self._connector._error(err, self._path) from err
 
@@ -160,6 +165,7 @@ class LocalConnector:
         )
         self._root = os.path.abspath(os.fspath(root))
         self._fsync = fsync
+        self._folders: dict[str, str] = {}  # real paths of folders, by connector path
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
 
     # -- the Connector protocol
@@ -266,6 +272,28 @@ class LocalConnector:
             raise InvalidPath(f"path {path!r} leads outside the connection root")
         return real
 
+    def _folder(self, segments: list[str], path: str) -> str:
+        """`_resolve` for the folder a file lives in, remembered: a copy puts hundreds of files
+        in one folder, and resolving costs a system call per level of depth each time."""
+        key = "/".join(segments)
+        real = self._folders.get(key)
+        if real is None:
+            if len(self._folders) >= FOLDER_CACHE:
+                self._folders.clear()
+            real = self._folders[key] = self._resolve(segments, path)
+        return real
+
+    def _open_fd(self, segments: list[str], path: str) -> int:
+        """Open a file for reading; one that is a symlink is opened only if its target is
+        inside the root."""
+        full = os.path.join(self._folder(segments[:-1], path), segments[-1])
+        try:
+            return os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            return os.open(self._resolve(segments, path), os.O_RDONLY)
+
     def _where(self, path: str) -> str:
         return f"{path!r} in {self._root}" if path else self._root
 
@@ -316,28 +344,30 @@ class LocalConnector:
         return Entry(name, False, skip_reason=_NOT_REGULAR)
 
     def _read_first(self, segments: list[str], path: str, opened: list[BinaryIO]) -> bytes:
-        file = open(self._resolve(segments, path), "rb")  # noqa: SIM115 -- read() closes it
+        file = os.fdopen(self._open_fd(segments, path), "rb")
         opened.append(file)
         return _read_chunk(file)
 
     def _write_part(self, part: _Part, segments: list[str], path: str, data: list[bytes]) -> None:
-        if part.file is None:
-            temp = os.path.join(self._resolve(segments[:-1], path), _temp_name())
-            # "x": O_CREAT|O_EXCL|O_WRONLY, mode 0o666 less the umask
-            part.file = open(temp, "xb")  # noqa: SIM115 -- _publish or discard() closes it
+        if part.fd is None:
+            temp = os.path.join(self._folder(segments[:-1], path), _temp_name())
+            part.fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # less umask
             part.path = temp
-        part.file.write(b"".join(data))
+        for chunk in data:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(part.fd, view):]
 
     def _publish(
         self, part: _Part, segments: list[str], path: str, data: list[bytes],
         mtime: float | None,
     ) -> Entry:
         self._write_part(part, segments, path, data)
-        assert part.file is not None and part.path is not None  # _write_part opened them
-        part.file.flush()
+        assert part.fd is not None and part.path is not None  # _write_part opened them
         if self._fsync:
-            os.fsync(part.file.fileno())
-        part.file.close()
+            os.fsync(part.fd)
+        os.close(part.fd)
+        part.fd = None
         if mtime is not None:
             _utime(part.path, mtime)
         final = os.path.join(os.path.dirname(part.path), segments[-1])
@@ -383,6 +413,7 @@ class LocalConnector:
 
     def _remove(self, segments: list[str], path: str, delete: Callable[[str], None]) -> None:
         delete(os.path.join(self._resolve(segments[:-1], path), segments[-1]))
+        self._folders.clear()  # a removed folder may come back as something else
 
     # -- threads and errors
 
