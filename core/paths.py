@@ -18,6 +18,8 @@ from core.connectors.base import InvalidPath, PathRules
 
 def printable(text: str) -> str:
     """`text` safe to print and store: bytes that were not UTF-8 shown as \\xNN escapes."""
+    if text.isascii():
+        return text
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate that no OS name produced
@@ -40,6 +42,8 @@ def segment_problem(name: str) -> str | None:
 
 
 def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes from the OS arrive as lone surrogates
@@ -129,18 +133,19 @@ def _utf8_length(name: str) -> int:
     return len(name.encode("utf-8", "surrogateescape"))
 
 
-def _length_limits(parent: str, rules: PathRules,
-                   ) -> list[tuple[int, Callable[[str], int], str]]:
-    """(limit, measure, what it limits) for one name under `parent`."""
+@functools.lru_cache(maxsize=256)
+def _length_limits(parent_length: int, rules: PathRules,
+                   ) -> tuple[tuple[int, Callable[[str], int], str], ...]:
+    """(limit, measure, what it limits) for a name in a folder whose path is that long."""
     limits = []
     if rules.max_name_length is not None:
         bytes_ = rules.name_length_in_bytes
         limits.append((rules.max_name_length, _utf8_length if bytes_ else len,
                        f"name length in {'bytes' if bytes_ else 'characters'}"))
     if rules.max_path_length is not None:
-        limits.append((rules.max_path_length - (len(parent) + 1 if parent else 0), len,
-                       "path length in characters"))
-    return limits
+        limits.append((rules.max_path_length - (parent_length + 1 if parent_length else 0),
+                       len, "path length in characters"))
+    return tuple(limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +176,7 @@ def fit_name(
         if segment_problem(fitted):
             return FittedName(name, refusal="; ".join(problems))
         notes.append(f"renamed from {name!r}: {'; '.join(problems)}")
-    for limit, measure, what in _length_limits(parent, rules):
+    for limit, measure, what in _length_limits(len(parent), rules):
         if measure(fitted) <= limit:
             continue
         shorter = truncate_name(fitted, limit, measure) if truncate else None
