@@ -376,7 +376,9 @@ class State:
     async def items_in(self, job_id: str, parent: str) -> dict[str, ItemRecord]:
         """The recorded items directly under source folder `parent`, by path."""
         rows = await self._rows(
-            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND parent = ?",
+            # without statistics SQLite would take the primary key and scan the whole job
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items INDEXED BY items_by_parent "
+            "WHERE job_id = ? AND parent = ?",
             (job_id, parent))
         return {row[1]: _item(row) for row in rows}
 

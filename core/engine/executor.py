@@ -111,6 +111,7 @@ class Executor:
     async def submit(self, task: FileTask) -> None:
         self.stats.planned_files += 1
         self.stats.planned_bytes += task.source.size
+        task.record.destination_path = self._target(task)[0]
         self.items.record(task.record)
         await self._queue.put(task)
 
@@ -218,17 +219,16 @@ class Executor:
 
     async def _succeeded(self, task: FileTask, path: str, written: Entry) -> None:
         self.stats.transferred += 1
+        if self.simulate:
+            return  # recorded as pending when planned: that is all a simulation leaves
         record = task.record
         record.status = "processed" if record.note else "success"
-        if not self.simulate:
-            record.destination_id = written.native_id
-            record.destination_version = written.version
-        else:
-            record.status = "pending"
+        record.destination_id = written.native_id
+        record.destination_version = written.version
         record.destination_path = path
         record.last_error = None
         record.updated_at = time.time()
-        if self._durable and not self.simulate:
+        if self._durable:
             await self.items.record_durably(record)
         else:
             self.items.record(record)
