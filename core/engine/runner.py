@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from core.connections import overlap
 from core.connectors import open_connector
-from core.connectors.base import LEFTOVER_PART, Connector, ConnectorError, Entry, NotFound
+from core.connectors.base import LEFTOVER_PART, ConnectorError, Entry, NotFound
 from core.engine.executor import Executor, FileTask
 from core.engine.march import NamePolicy, pair_folder
 from core.engine.planner import Action, Plan, Rules, plan_copy
@@ -87,21 +87,18 @@ def check_supported(job: Job) -> None:
 class _Run:
     """The state of one execution while it runs."""
 
-    def __init__(self, state: State, record: JobRecord, job: Job, execution_id: int,
-                 source: Connector, destination: Connector, items: ItemLog,
-                 stats: ExecutionStats, executor: Executor, stop: asyncio.Event,
-                 on_event: EventSink) -> None:
+    def __init__(self, state: State, record: JobRecord, transfer: Transfer, execution_id: int,
+                 executor: Executor) -> None:
         self.state = state
         self.record = record
-        self.transfer: Transfer = job.transfer
+        self.transfer = transfer
         self.execution_id = execution_id
-        self.source = source
-        self.destination = destination
-        self.items = items
-        self.stats = stats
         self.executor = executor
-        self.stop = stop
-        self.on_event = on_event
+        # the executor carries the run's connectors, item log, counters and stop signal
+        self.source, self.destination = executor.source, executor.destination
+        self.items, self.stats = executor.items, executor.stats
+        self.stop, self.on_event = executor.stop, executor.on_event
+        source, destination = self.source, self.destination
         precisions = (source.features.mtime_precision, destination.features.mtime_precision)
         self.rules = Rules(
             conflict_resolution=self.transfer.conflict_resolution,
@@ -367,8 +364,7 @@ async def _execute(
                 simulate=job.transfer.simulation_mode,
                 halt_on_failure=job.transfer.failure_policy == "halt", stop=stop,
                 on_event=emit)
-            run = _Run(state, record, job, execution_id, source, destination, items, stats,
-                       executor, stop, emit)
+            run = _Run(state, record, job.transfer, execution_id, executor)
             await state.update_execution(execution_id, phase="executing")
             try:
                 await run.march(await run.destination_root())
