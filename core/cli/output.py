@@ -55,9 +55,8 @@ def duration(seconds: float | None) -> str:
 def progress_text(stats: ExecutionStats, throughput: Throughput) -> str:
     """One line: files and bytes done of what is planned so far, rate, ETA."""
     planned = f"{stats.planned_files:,}" + ("" if stats.listing_done else "+")
-    done = stats.transferred + stats.failed + stats.flagged
     eta = throughput.eta(stats)
-    return (f"{done:,}/{planned} files · {size(stats.bytes)}/{size(stats.planned_bytes)} · "
+    return (f"{stats.transferred:,}/{planned} files · {size(stats.bytes)}/{size(stats.planned_bytes)} · "
             f"{size(int(throughput.rate))}/s · ETA {duration(eta) if eta is not None else '…'}"
             f" · {stats.files + stats.folders:,} items checked")
 
