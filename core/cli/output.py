@@ -56,9 +56,11 @@ def progress_text(stats: ExecutionStats, throughput: Throughput) -> str:
     """One line: files and bytes done of what is planned so far, rate, ETA."""
     planned = f"{stats.planned_files:,}" + ("" if stats.listing_done else "+")
     eta = throughput.eta(stats)
-    return (f"{stats.transferred:,}/{planned} files · {size(stats.bytes)}/{size(stats.planned_bytes)} · "
-            f"{size(int(throughput.rate))}/s · ETA {duration(eta) if eta is not None else '…'}"
-            f" · {stats.files + stats.folders:,} items checked")
+    left = duration(eta) if eta is not None else "…"
+    return (f"{stats.transferred:,}/{planned} files · "
+            f"{size(stats.bytes)}/{size(stats.planned_bytes)} · "
+            f"{size(int(throughput.rate))}/s · ETA {left} · "
+            f"{stats.files + stats.folders:,} items checked")
 
 
 class ProgressReporter:

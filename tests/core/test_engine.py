@@ -132,3 +132,19 @@ async def test_unsupported_transfer_type_is_refused_before_running(setup):
     with pytest.raises(runner.NotSupported, match='"sync" is not supported yet'):
         await runner.run_job(state, home, job)
     assert await state.executions(job.id) == []
+
+
+async def test_a_file_changed_on_both_sides_keeps_both_versions(setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({"plan.pdf": b"v1"})
+    job, _ = await create_job(state, job_json())  # conflict_resolution defaults to "copy"
+    assert (await runner.run_job(state, home, job)).status == "completed"
+    source.tree["plan.pdf"] = b"v2 from the office"  # changed at the source...
+    copied = tmp_path / "dest/out/plan.pdf"
+    copied.write_bytes(b"v2 marked up on site")  # ...and at the destination
+    result = await runner.run_job(state, home, job)
+    assert (result.status, result.stats.transferred) == ("completed", 1)
+    assert copied.read_bytes() == b"v2 marked up on site"  # nothing overwritten
+    (beside,) = [p for p in copied.parent.iterdir() if p.name != "plan.pdf"]
+    assert beside.name.startswith("plan (source conflict ") and beside.suffix == ".pdf"
+    assert beside.read_bytes() == b"v2 from the office"
