@@ -16,9 +16,10 @@ from core.job_store import create_job
 
 
 def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
+    common = leaf["parents"][0]  # --home; the demo speaks to a person, so no --json
     demo = commands.add_parser(
         "demo", help="copy a sample construction project with a sample job (in a throwaway "
-                     "home unless --home is given)", **leaf)
+                     "home unless --home is given)", parents=[common])
     demo.set_defaults(handler=_demo)
 
 
