@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import BinaryIO, TypeVar
 
@@ -35,6 +36,8 @@ from core.paths import segment_problem
 
 CHUNK = 1 << 20  # bytes per read and per write hop: few thread hops, bounded memory
 FOLDER_CACHE = 4096  # resolved folders remembered
+INLINE_LISTING = 0.002  # seconds: a listing this quick is cheaper than a thread hop
+FAST_LISTINGS_TO_INLINE = 3  # quick listings in a row before they run on the event loop
 
 # Temporary files: ".dryviq-<pid>-<8 hex>.part". The length does not depend on the final name,
 # so a 255-character name still has room, and the pid tells a listing whether the writer lives.
@@ -166,12 +169,27 @@ class LocalConnector:
         self._root = os.path.abspath(os.fspath(root))
         self._fsync = fsync
         self._folders: dict[str, str] = {}  # real paths of folders, by connector path
+        self._fast_listings = 0  # quick listings in a row (see list_dir)
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
 
     # -- the Connector protocol
 
     async def list_dir(self, path: str) -> list[Entry]:
-        return await self._run(path, self._list_dir, _segments(path), path)
+        """A folder listing. Where listings have proved fast (a local disk), they run right
+        here: a thread hop would cost more than the listing. One slow listing sends them all
+        back to a worker thread, so a slow share never blocks the event loop for long."""
+        segments = _segments(path)
+        started = time.monotonic()
+        if self._fast_listings >= FAST_LISTINGS_TO_INLINE:
+            try:
+                entries = self._list_dir(segments, path)
+            except OSError as err:
+                raise self._error(err, path) from err
+        else:
+            entries = await self._run(path, self._list_dir, segments, path)
+        fast = time.monotonic() - started < INLINE_LISTING
+        self._fast_listings = self._fast_listings + 1 if fast else 0
+        return entries
 
     async def stat(self, path: str) -> Entry:
         return await self._run(path, self._stat, _segments(path), path)
