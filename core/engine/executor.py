@@ -30,6 +30,7 @@ IN_RUN_RETRIES = 2  # extra tries within one run for transient failures
 RETRY_DELAY = 0.5  # seconds, doubled per try
 SMALL_FILE = 1 << 20  # bytes: up to this size, local-to-local copies go in batches
 BATCH = 16  # small files a worker copies in one step
+BACKLOG = 10_000  # small files queued ahead of the workers (rclone's --max-backlog)
 # A batch whose files take less than this each is disk-speed work: running several at once
 # only makes threads fight over Python's GIL (measured: 1.5x slower with four), so such
 # batches take turns. Slower files (a share mounted over the network) run in parallel.
@@ -79,8 +80,13 @@ class Executor:
                          and not simulate)
         self._batch_turns = asyncio.Lock()
         self._seconds_per_file = 0.0  # of the last batch; 0 until one has run
-        self._queue: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=parallel * BATCH * 2)
-        self._workers = [asyncio.create_task(self._work()) for _ in range(parallel)]
+        # Two lanes, so large files start while thousands of small ones wait their turn;
+        # `parallel` slots bound the files in flight across both, as parallel_writes says.
+        self._slots = asyncio.Semaphore(parallel)
+        self._files: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=parallel * 4)
+        self._small: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=BACKLOG)
+        self._workers = [asyncio.create_task(work()) for work in (self._work, self._work_small)
+                         for _ in range(parallel)]
 
     async def _apply(self, description: str, change: Callable[[], Awaitable[T]],
                      simulated: T) -> T:
@@ -113,12 +119,13 @@ class Executor:
         self.stats.planned_bytes += task.source.size
         task.record.destination_path = self._target(task)[0]
         self.items.record(task.record)
-        await self._queue.put(task)
+        await (self._small if self._batchable(task) else self._files).put(task)
 
     async def drain(self) -> None:
         """Wait for the workers to finish what was submitted (or to drop it after a stop)."""
-        for _ in self._workers:
-            await self._queue.put(None)
+        for _ in range(len(self._workers) // 2):
+            await self._files.put(None)
+            await self._small.put(None)
         await asyncio.gather(*self._workers)
 
     async def cancel(self) -> None:
@@ -126,25 +133,29 @@ class Executor:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
 
+    def _idle(self) -> bool:
+        return self.stop.is_set() or self.halted  # what is queued stays pending for next run
+
     async def _work(self) -> None:
-        carried: list[FileTask | None] = []  # taken from the queue while filling a batch
-        while True:
-            task = carried.pop() if carried else await self._queue.get()
-            if task is None:
-                return
-            if self.stop.is_set() or self.halted:
-                continue  # left pending; the next run picks it up
-            if not self._batchable(task):
-                await self._run(task)
-                continue
+        while (task := await self._files.get()) is not None:
+            if not self._idle():
+                async with self._slots:
+                    await self._run(task)
+
+    async def _work_small(self) -> None:
+        while (task := await self._small.get()) is not None:
             batch = [task]
-            while len(batch) < BATCH and not self._queue.empty():
-                following = self._queue.get_nowait()
-                if following is None or not self._batchable(following):
-                    carried.append(following)
+            while len(batch) < BATCH and not self._small.empty():
+                following = self._small.get_nowait()
+                if following is None:
+                    self._small.put_nowait(None)  # another worker's signal to end
                     break
                 batch.append(following)
-            await self._run_batch(batch)
+            if self._idle():
+                continue
+            fast = self._seconds_per_file < FAST_FILE
+            async with self._batch_turns if fast else contextlib.nullcontext(), self._slots:
+                await self._run_batch(batch)
 
     def _batchable(self, task: FileTask) -> bool:
         return self._batches and task.source.size <= SMALL_FILE
@@ -162,13 +173,11 @@ class Executor:
         targets = [self._target(task)[0] for task in batch]
         files = [(path, self.source.local_file(task.source_path, task.source),  # type: ignore[attr-defined]
                   task.source.mtime) for path, task in zip(targets, batch, strict=True)]
-        fast = self._seconds_per_file < FAST_FILE
-        async with self._batch_turns if fast else contextlib.nullcontext():
-            started = time.monotonic()
-            results = await self._apply(
-                f"write {len(batch)} small files", lambda: self.destination.write_small(files),  # type: ignore[attr-defined]
-                [task.source for task in batch])
-            self._seconds_per_file = (time.monotonic() - started) / len(batch)
+        started = time.monotonic()
+        results = await self._apply(
+            f"write {len(batch)} small files", lambda: self.destination.write_small(files),  # type: ignore[attr-defined]
+            [task.source for task in batch])
+        self._seconds_per_file = (time.monotonic() - started) / len(batch)
         for task, path, result in zip(batch, targets, results, strict=True):
             if isinstance(result, Retryable):
                 await self._run(task)  # the one-file path retries with backoff
