@@ -141,8 +141,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, cli: Cli) -> None
         # kill lands while files are being written; some kills wait instead for a large file
         # to be partly written (a temporary file past 64 KiB, the largest small file).
         mid_file = kill in MID_FILE_KILLS
-        target = done + (400 if mid_file else rnd.randint(30, 100))
-        pause = rnd.uniform(0.0, 0.04)
+        target = done + (150 if mid_file else rnd.randint(10, 40))
+        pause = rnd.uniform(0.0, 0.02)
         log = (tmp_path / f"run-{kill}.log").open("w")
         proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run",
                                  JOB], stdout=log, stderr=subprocess.STDOUT,
