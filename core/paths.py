@@ -148,7 +148,7 @@ def _length_limits(parent_length: int, rules: PathRules,
     return tuple(limits)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FittedName:
     """The name to use at the destination; `note` says how it changed, `refusal` why it cannot."""
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built by the ten thousand, and frozen costs 5x to build
 class Entry:
-    """One file or folder as a platform lists it; the parent is known to whoever listed it."""
+    """One file or folder as a platform lists it; the parent is known to whoever listed it.
+    Treat it as a value: nothing changes an Entry after a listing made it."""
 
     name: str
     is_dir: bool

@@ -332,7 +332,10 @@ class LocalConnector:
                     info = item.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # deleted while we were listing
-                entries.append(self._entry(item.name, item.path, info))
+                if stat.S_ISREG(info.st_mode):  # the common case, without a call
+                    entries.append(Entry(item.name, False, info.st_size, _mtime(info)))
+                else:
+                    entries.append(self._entry(item.name, item.path, info))
         return entries
 
     def _stat(self, segments: list[str], path: str) -> Entry:

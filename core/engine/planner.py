@@ -34,6 +34,11 @@ class Plan:
         return self.action in (Action.CREATE, Action.UPDATE, Action.KEEP_BOTH, Action.MKDIR)
 
 
+# the plans of almost every pair, made once
+IN_STEP, NEW_FILE, CHANGED_FILE, NEW_FOLDER = (
+    Plan(Action.NONE), Plan(Action.CREATE), Plan(Action.UPDATE), Plan(Action.MKDIR))
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     """What the planner needs to know about one job and its two connectors."""
@@ -83,22 +88,22 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
         kind = "folder" if destination.is_dir else "file"
         return Plan(Action.FLAG, f"a {kind} with this name is already at the destination")
     if source.is_dir:
-        return Plan(Action.NONE if destination else Action.MKDIR)
+        return IN_STEP if destination else NEW_FOLDER
     if destination is None:
-        return Plan(Action.CREATE)
+        return NEW_FILE
     if same_content(source, destination, rules):
-        return Plan(Action.NONE)
+        return IN_STEP
     succeeded = record is not None and record.status in ("success", "processed")
     if not succeeded:
         # never sent by this job: the source is the content the job exists to deliver
-        return Plan(Action.UPDATE)
+        return CHANGED_FILE
     assert record is not None
     if _source_unchanged(source, record):
         if _destination_unchanged(destination, record, rules):
-            return Plan(Action.NONE)
+            return IN_STEP
         return Plan(Action.SKIP, "changed only at the destination; a copy job does not revert it")
     if _destination_unchanged(destination, record, rules):
-        return Plan(Action.UPDATE)
+        return CHANGED_FILE
     return _resolve_conflict(source, destination, rules.conflict_resolution)
 
 
