@@ -57,7 +57,8 @@ def conflict_name(name: str, mtime: float | None) -> str:
 
 
 class Executor:
-    """Runs file tasks on `parallel` workers; `make_folder` runs inline for the march."""
+    """Runs file tasks with at most `parallel` files in flight; `make_folder` runs inline for
+    the march."""
 
     def __init__(
         self, source: Connector, destination: Connector, *, items: ItemLog,
@@ -133,12 +134,12 @@ class Executor:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
 
-    def _idle(self) -> bool:
+    def _stopping(self) -> bool:
         return self.stop.is_set() or self.halted  # what is queued stays pending for next run
 
     async def _work(self) -> None:
         while (task := await self._files.get()) is not None:
-            if not self._idle():
+            if not self._stopping():
                 async with self._slots:
                     await self._run(task)
 
@@ -151,7 +152,7 @@ class Executor:
                     self._small.put_nowait(None)  # another worker's signal to end
                     break
                 batch.append(following)
-            if self._idle():
+            if self._stopping():
                 continue
             fast = self._seconds_per_file < FAST_FILE
             async with self._batch_turns if fast else contextlib.nullcontext(), self._slots:
