@@ -31,8 +31,8 @@ SUPPORTED_TRANSFER_TYPES = ("copy",)
 PROGRESS_INTERVAL = 0.5  # seconds between progress callbacks
 HEARTBEAT_INTERVAL = 1.0  # seconds between stats written to the state DB
 LOOKAHEAD = 8  # folders listed ahead of the one being planned, where listing is slow
-SLOW_LISTING = 0.02  # seconds: a folder listed faster gains nothing from concurrent listing;
-# its fast thread hops at once only fight over Python's GIL (measured: 20% slower on a disk)
+SLOW_LISTING = 0.02  # seconds: a folder listed faster gains nothing from listing ahead;
+# its thread hops at once only fight over Python's GIL (measured: 20% slower on a disk)
 
 
 class NotSupported(Exception):
@@ -187,20 +187,14 @@ class _Run:
         self.stats.listing_done = not stack
 
     async def _list(self, folder: _Folder) -> _Listing | ConnectorError:
-        """Both sides' listings of one folder and the items recorded under it: at once where
-        listing is slow, else one after another (fast calls at once only contend)."""
-        calls = (
-            lambda: self.source.list_dir(folder.source_path),
-            lambda: (self.destination.list_dir(folder.destination_path)
-                     if folder.destination_exists else _no_entries()),
-            lambda: self.state.items_in(self.record.id, self._relative(folder.source_path)),
-        )
+        """Both sides' listings of one folder and the items recorded under it, at once."""
         started = time.monotonic()
         try:
-            if self.slow_listings:
-                sources, destinations, records = await asyncio.gather(*(c() for c in calls))
-            else:
-                sources, destinations, records = [await call() for call in calls]
+            sources, destinations, records = await asyncio.gather(
+                self.source.list_dir(folder.source_path),
+                self.destination.list_dir(folder.destination_path)
+                if folder.destination_exists else _no_entries(),
+                self.state.items_in(self.record.id, self._relative(folder.source_path)))
         except ConnectorError as exc:
             return exc
         self.slow_listings = time.monotonic() - started > SLOW_LISTING
