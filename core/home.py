@@ -1,6 +1,7 @@
 """Where dryviq-tui keeps its files: `--home`, `DRYVIQ_HOME`, or the platform's user folders.
 
-One home holds config.toml, state.db (mode 0600: it carries secrets) and the per-job run locks.
+One home holds state.db (mode 0600: it will carry secrets) and the per-job run locks; config.toml
+joins them when there is something to configure.
 """
 
 from __future__ import annotations
@@ -33,10 +34,6 @@ class Home:
     @property
     def state_path(self) -> Path:
         return self.root / "state.db"
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "config.toml"
 
     def ensure(self) -> None:
         """Create the home (private to this user) and an empty private state file."""
