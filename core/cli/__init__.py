@@ -29,7 +29,7 @@ def _common() -> argparse.ArgumentParser:
     """Options accepted before or after the subcommand."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
-                        help="folder for config.toml and state.db (default: $DRYVIQ_HOME, "
+                        help="folder for the state file and run locks (default: $DRYVIQ_HOME, "
                              "else ~/.local/share/dryviq-tui)")
     return common
 
