@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -170,6 +170,12 @@ class ItemRecord:
     note: str | None = None  # why it was skipped, flagged or renamed
     execution_id: int | None = None
     updated_at: float = field(default_factory=time.time)
+
+
+class ItemState(NamedTuple):
+    status: str
+    note: str | None
+    attempts: int
 
 
 ITEM_COLUMNS = (
@@ -373,14 +379,20 @@ class State:
 
     # -- items ------------------------------------------------------------------------------
 
-    async def items_in(self, job_id: str, parent: str) -> dict[str, ItemRecord]:
-        """The recorded items directly under source folder `parent`, by path."""
+    async def item_states(self, job_id: str, parent: str) -> dict[str, ItemState]:
+        """How the items directly under source folder `parent` stand, by path: the glance a
+        run takes at every item (a whole record is read only where it is needed)."""
         rows = await self._rows(
             # without statistics SQLite would take the primary key and scan the whole job
-            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items INDEXED BY items_by_parent "
-            "WHERE job_id = ? AND parent = ?",
-            (job_id, parent))
-        return {row[1]: _item(row) for row in rows}
+            "SELECT path, status, note, attempts FROM items INDEXED BY items_by_parent "
+            "WHERE job_id = ? AND parent = ?", (job_id, parent))
+        return {path: ItemState(status, note, attempts) for path, status, note, attempts in rows}
+
+    async def item(self, job_id: str, path: str) -> ItemRecord | None:
+        rows = await self._rows(
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND path = ?",
+            (job_id, path))
+        return _item(rows[0]) if rows else None
 
     async def items(self, job_id: str, status: str | None = None,
                     execution_id: int | None = None) -> list[ItemRecord]:

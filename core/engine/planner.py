@@ -34,6 +34,8 @@ class Plan:
         return self.action in (Action.CREATE, Action.UPDATE, Action.KEEP_BOTH, Action.MKDIR)
 
 
+SENT = ("success", "processed")  # item statuses of a file this job has delivered
+
 # the plans of almost every pair, made once
 IN_STEP, NEW_FILE, CHANGED_FILE, NEW_FOLDER = (
     Plan(Action.NONE), Plan(Action.CREATE), Plan(Action.UPDATE), Plan(Action.MKDIR))
@@ -93,7 +95,7 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
         return NEW_FILE
     if same_content(source, destination, rules):
         return IN_STEP
-    succeeded = record is not None and record.status in ("success", "processed")
+    succeeded = record is not None and record.status in SENT
     if not succeeded:
         # never sent by this job: the source is the content the job exists to deliver
         return CHANGED_FILE

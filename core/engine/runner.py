@@ -18,12 +18,12 @@ from core.connectors import open_connector
 from core.connectors.base import LEFTOVER_PART, ConnectorError, Entry, NotFound
 from core.engine.executor import Executor, FileTask
 from core.engine.march import NamePolicy, pair_folder
-from core.engine.planner import Action, Plan, Rules, plan_copy
+from core.engine.planner import CHANGED_FILE, SENT, Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import Job, Transfer, parse_job
 from core.paths import join, printable
-from core.state import ItemLog, ItemRecord, JobRecord, State
+from core.state import ItemLog, ItemRecord, ItemState, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
               "interrupted": 3}
@@ -59,7 +59,7 @@ Progress = Callable[[ExecutionStats, Throughput], None]
 EventSink = Callable[[str, str], None]  # (kind, message): kind is info, flagged, failed
 
 
-_Listing = tuple[list[Entry], list[Entry], dict[str, ItemRecord]]
+_Listing = tuple[list[Entry], list[Entry], dict[str, ItemState]]
 
 
 @dataclass
@@ -194,7 +194,7 @@ class _Run:
                 self.source.list_dir(folder.source_path),
                 self.destination.list_dir(folder.destination_path)
                 if folder.destination_exists else _no_entries(),
-                self.state.items_in(self.record.id, self._relative(folder.source_path)))
+                self.state.item_states(self.record.id, self._relative(folder.source_path)))
         except ConnectorError as exc:
             return exc
         self.slow_listings = time.monotonic() - started > SLOW_LISTING
@@ -208,7 +208,7 @@ class _Run:
             self.stats.failed += 1
             self.on_event("failed", f"/{folder.source_path}: cannot list: {listing}")
             return []
-        sources, destinations, records = listing
+        sources, destinations, states = listing
         children = []
         for pair in pair_folder(sources, destinations, folder.destination_path, self.names):
             if self.stop.is_set() or self.executor.halted:
@@ -221,35 +221,40 @@ class _Run:
                 continue
             source_path = join(folder.source_path, source.name)
             destination_path = join(folder.destination_path, pair.name)
-            record = records.get(self._relative(source_path))
-            plan = plan_copy(pair, record, self.rules)
+            relative = self._relative(source_path)
+            known = states.get(relative)
+            plan = plan_copy(pair, None, self.rules)
+            if plan is CHANGED_FILE and known and known.status in SENT:
+                # it differs, and this job sent it before: which side changed decides
+                plan = plan_copy(pair, await self.state.item(self.record.id, relative),
+                                 self.rules)
             if source.is_dir:
                 self.stats.folders += 1
             else:
                 self.stats.files += 1
             if plan.action in (Action.SKIP, Action.FLAG):
-                self._settle(source_path, source, plan, record, pair.note)
+                self._settle(source_path, source, plan, known, pair.note)
             elif source.is_dir:
                 child = await self._folder(folder, source_path, destination_path, source, plan,
-                                           record, pair.note)
+                                           known, pair.note)
                 if child:
                     children.append(child)
             elif plan.action is Action.NONE:
                 self.stats.skipped += 1
-                if record is None or record.status not in ("success", "processed"):
-                    self._settle(source_path, source, plan, record, pair.note)
+                if known is None or known.status not in SENT:
+                    self._settle(source_path, source, plan, known, pair.note)
             elif await self._ensure(folder):
                 await self.executor.submit(FileTask(
                     source_path, source, destination_path, pair.destination, plan.action,
                     self._record(source_path, source, plan, note=pair.note or plan.reason,
-                                 attempts=record.attempts if record else 0)))
+                                 attempts=known.attempts if known else 0)))
         return children
 
     async def _folder(self, parent: _Folder, source_path: str, destination_path: str,
-                      source: Entry, plan: Plan, record: ItemRecord | None,
+                      source: Entry, plan: Plan, known: ItemState | None,
                       note: str | None) -> _Folder | None:
         if plan.action is Action.NONE:
-            if record is None:
+            if known is None:
                 self._settle(source_path, source, plan, None, note)
             return _Folder(source_path, destination_path, True)
         missing = (*parent.missing, destination_path)
@@ -258,11 +263,11 @@ class _Run:
             return child  # created with its first file
         if not await self._ensure(child):
             return None
-        self._settle(source_path, source, plan, record, note,
+        self._settle(source_path, source, plan, known, note,
                      status="pending" if self.transfer.simulation_mode else "success")
         return child
 
-    def _settle(self, source_path: str, source: Entry, plan: Plan, record: ItemRecord | None,
+    def _settle(self, source_path: str, source: Entry, plan: Plan, known: ItemState | None,
                 note: str | None, status: str | None = None) -> None:
         """Count and record an item decided without a transfer (unless nothing changed)."""
         status = status or {Action.SKIP: "skipped", Action.FLAG: "remediation"}.get(
@@ -273,7 +278,7 @@ class _Run:
             self.stats.flagged += 1
             self.on_event("flagged", f"/{self._relative(source_path)}: {plan.reason}")
         reason = "; ".join(filter(None, [note, plan.reason])) or None
-        if record is not None and (record.status, record.note) == (status, reason):
+        if known is not None and (known.status, known.note) == (status, reason):
             return
         item = self._record(source_path, source, plan, note=reason)
         item.status = status

@@ -82,7 +82,9 @@ async def test_jobs_keep_their_json_verbatim_and_items_batch(tmp_path):
         await log.record_durably(ItemRecord(job.id, "d/f0", "d", False, 0, 1.0, "create",
                                             "success", execution_id=execution.id))
         assert len(await state.items(job.id)) == 10
-    assert (await state.items_in(job.id, "d"))["d/f0"].status == "success"
+    assert (await state.item_states(job.id, "d"))["d/f0"].status == "success"
+    assert (await state.item(job.id, "d/f0")).execution_id == execution.id
+    assert await state.item(job.id, "d/missing") is None
     assert len(await state.items(job.id, status="pending")) == 9
     await state.close()
 
