@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 
-from core.connectors.base import ConnectorError, Entry, Features, NotFound
+from core.connectors.base import ConnectorError, Entry, Fatal, Features, NotFound
 
 
 class MemoryConnector:
@@ -17,6 +17,7 @@ class MemoryConnector:
         self.tree = tree
         self.reads: list[str] = []
         self.unreadable: set[str] = set()  # paths whose read fails, as a bad disk would
+        self.fatal_reads = False  # every read fails: the disk itself is gone
 
     def _folder(self, path: str) -> dict[str, object]:
         node: object = self.tree
@@ -39,6 +40,8 @@ class MemoryConnector:
 
     async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
         self.reads.append(path)
+        if self.fatal_reads:
+            raise Fatal("the source disk is gone")
         if path in self.unreadable:
             raise ConnectorError(f"{path}: input/output error")
         parent, _, _ = path.rpartition("/")

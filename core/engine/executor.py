@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from core.connectors.base import Connector, ConnectorError, Entry, Retryable, RetryAfter
+from core.connectors.base import Connector, ConnectorError, Entry, Fatal, Retryable, RetryAfter
 from core.engine.planner import Action
 from core.engine.stats import ExecutionStats
 from core.paths import join
@@ -74,6 +74,7 @@ class Executor:
         self.stop = stop
         self.on_event = on_event
         self.halted = False
+        self.fatal: Fatal | None = None  # what made the run stop, when a connection failed
         # the destination cannot be re-checked by mtime: a finished item's record must be on
         # disk before the next one starts, or a crash would make the rerun send it again
         self._durable = not destination.features.can_set_mtime
@@ -245,6 +246,11 @@ class Executor:
 
     async def _failed(self, task: FileTask, exc: ConnectorError) -> None:
         record = task.record
+        if isinstance(exc, Fatal):
+            # the connection is gone (disk full, share unmounted), not this item at fault:
+            # stop the run and leave the item to the next one without spending an attempt
+            self.fatal, self.halted = self.fatal or exc, True
+            return
         record.attempts += 1
         record.last_error = str(exc)
         record.updated_at = time.time()

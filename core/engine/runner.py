@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from core.connections import overlap
 from core.connectors import open_connector
-from core.connectors.base import LEFTOVER_PART, ConnectorError, Entry, NotFound
+from core.connectors.base import LEFTOVER_PART, ConnectorError, Entry, Fatal, NotFound
 from core.engine.executor import Executor, FileTask
 from core.engine.march import NamePolicy, pair_folder
 from core.engine.planner import CHANGED_FILE, SENT, Action, Plan, Rules, plan_copy
@@ -156,6 +156,8 @@ class _Run:
         for path in folder.missing:
             try:
                 await self.executor.make_folder(path)
+            except Fatal:
+                raise
             except ConnectorError as exc:
                 self.stats.failed += 1
                 self.on_event("failed", f"cannot create destination folder /{path}: {exc}")
@@ -203,6 +205,8 @@ class _Run:
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:
         """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
+        if isinstance(listing, Fatal):
+            raise listing
         if isinstance(listing, ConnectorError):
             # a copy skips a folder it cannot read, with its subtree, and goes on
             self.stats.failed += 1
@@ -367,14 +371,17 @@ async def _execute(
             await state.update_execution(execution_id, phase="executing")
             try:
                 await run.march(await run.destination_root())
-            except ConnectorError as exc:
+            except ConnectorError as exc:  # the source or destination root, or a Fatal
                 error = str(exc)
+                executor.halted = True  # what is queued stays pending for the next run
             except BaseException:
                 await executor.cancel()
                 raise
             await executor.drain()
             halted = executor.halted
-            if halted and error is None:
+            if executor.fatal and error is None:
+                error = f"stopped: {executor.fatal}"
+            elif halted and error is None:
                 error = "stopped at the first failure (failure_policy: halt)"
     finally:
         reporter.cancel()

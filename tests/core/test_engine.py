@@ -148,3 +148,18 @@ async def test_a_file_changed_on_both_sides_keeps_both_versions(setup, tmp_path)
     (beside,) = [p for p in copied.parent.iterdir() if p.name != "plan.pdf"]
     assert beside.name.startswith("plan (source conflict ") and beside.suffix == ".pdf"
     assert beside.read_bytes() == b"v2 from the office"
+
+
+async def test_a_connection_failure_stops_the_run_without_blaming_the_items(setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({f"f{i}.pdf": b"x" for i in range(20)})
+    source.fatal_reads = True  # as if the disk holding the source went away
+    job, _ = await create_job(state, job_json())
+    result = await runner.run_job(state, home, job)
+    assert (result.status, result.exit_code) == ("failed", 1)
+    assert "the source disk is gone" in result.error
+    assert result.stats.transferred == 0
+    assert {i.attempts for i in await state.items(job.id)} == {0}  # nobody's fault: retried
+    source.fatal_reads = False
+    resumed = await runner.run_job(state, home, job)
+    assert (resumed.status, resumed.stats.transferred) == ("completed", 20)
