@@ -183,8 +183,6 @@ async def _run(args: argparse.Namespace) -> int:
     _install_stop_handlers(stop, reporter)
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
-        reporter.event("info", f"running job {job.name} ({job.transfer_type}"
-                               f"{', simulation' if job.simulation_mode else ''})")
         try:
             result = await run_job(state, home, job, parallel=args.parallel, stop=stop,
                                    on_progress=reporter, on_event=reporter.event)

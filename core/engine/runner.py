@@ -314,6 +314,8 @@ async def run_job(
     stop = stop or asyncio.Event()
     emit = on_event or (lambda kind, message: None)
     with home.job_lock(record.id):
+        emit("info", f"running job {record.name} ({record.transfer_type}"
+                     f"{', simulation' if record.simulation_mode else ''})")
         interrupted = await state.mark_interrupted(record.id)
         if interrupted:
             emit("info", "the previous execution was interrupted; continuing where it stopped")
