@@ -41,7 +41,7 @@ def _json() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import connections, jobs, misc
+    from core.cli import connections, demo, jobs
 
     common, as_json = _common(), _json()
     parser = argparse.ArgumentParser(
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     leaf = {"parents": [common, as_json]}
     connections.register(commands, leaf)
     jobs.register(commands, leaf)
-    misc.register(commands, leaf)
+    demo.register(commands, leaf)
     return parser
 
 

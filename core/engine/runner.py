@@ -192,7 +192,7 @@ class _Run:
         """Both sides' listings of one folder and the items recorded under it, at once."""
         started = time.monotonic()
         try:
-            sources, destinations, records = await asyncio.gather(
+            sources, destinations, states = await asyncio.gather(
                 self.source.list_dir(folder.source_path),
                 self.destination.list_dir(folder.destination_path)
                 if folder.destination_exists else _no_entries(),
@@ -200,7 +200,7 @@ class _Run:
         except ConnectorError as exc:
             return exc
         self.slow_listings = time.monotonic() - started > SLOW_LISTING
-        return sources, destinations, records
+        return sources, destinations, states
 
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:
