@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from machine import describe_checkout, load_average  # bench/machine.py
 
@@ -213,10 +214,11 @@ async def plan_once(args: argparse.Namespace) -> dict[str, object]:
         # opens the synthetic connector for PLATFORM and defers to the real one otherwise.
         real_open = runner.open_connector
 
-        def open_connector(connection: object, secrets: dict[str, object]) -> Connector:
+        def open_connector(connection: Any, secrets: dict[str, Any],
+                           opening: Any = None) -> Connector:
             if getattr(connection, "platform", None) == PLATFORM:
                 return SyntheticConnector(tree)
-            return real_open(connection, secrets)
+            return real_open(connection, secrets, opening)
 
         runner.open_connector = open_connector
 

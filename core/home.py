@@ -9,9 +9,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """config.toml cannot be read; the message names the file and the problem."""
 
 
 class JobBusy(Exception):
@@ -34,6 +40,24 @@ class Home:
     @property
     def state_path(self) -> Path:
         return self.root / "state.db"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    def config(self) -> dict[str, Any]:
+        """config.toml as a dict ({} when there is none); it may hold client secrets, so it
+        is read only when its mode keeps it private to this user."""
+        try:
+            with open(self.config_path, "rb") as file:
+                if os.fstat(file.fileno()).st_mode & 0o077:
+                    raise ConfigError(f"{self.config_path} is readable by other users; "
+                                      f"run: chmod 600 {self.config_path}")
+                return tomllib.load(file)
+        except FileNotFoundError:
+            return {}
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
 
     def ensure(self) -> None:
         """Create the home (private to this user) and an empty private state file."""

@@ -100,6 +100,21 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX audit_by_execution ON audit_events(execution_id);
     """,
+    # v2: the rate-limit budget of each API client, shared by every process using it
+    """
+    CREATE TABLE rate_budgets (
+        client_key TEXT PRIMARY KEY,
+        hourly_limit INTEGER NOT NULL,
+        hourly_remaining INTEGER NOT NULL,
+        hourly_reset REAL NOT NULL DEFAULT 0,
+        spike_limit INTEGER,
+        spike_remaining INTEGER,
+        spike_reset REAL NOT NULL DEFAULT 0,
+        next_call_at REAL NOT NULL DEFAULT 0,
+        blocked_until REAL NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -206,8 +221,9 @@ def _new_id() -> str:
 class State:
     """An open state file. One per process; every method is a coroutine on one connection."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
+        self.path = path  # for the pacer, which keeps its own connection to the same file
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> State:
@@ -220,7 +236,7 @@ class State:
             db = await aiosqlite.connect(path)
         except aiosqlite.Error as exc:
             raise StateError(f"cannot open the state file {path}: {exc}") from None
-        state = cls(db)
+        state = cls(db, path)
         try:
             await state._migrate(path)
         except BaseException:
@@ -293,6 +309,18 @@ class State:
         rows = await self._rows("SELECT data FROM secrets WHERE connection_id = ?",
                                 (connection_id,))
         return json.loads(rows[0][0]) if rows else {}
+
+    async def save_connection_secrets(self, connection_id: str, data: dict[str, Any]) -> None:
+        """Replace a connection's secrets; committed before this returns (a rotated refresh
+        token must be on disk before the access token that came with it is used)."""
+        await self.db.execute("INSERT OR REPLACE INTO secrets VALUES (?, ?)",
+                              (connection_id, json.dumps(data)))
+        await self.db.commit()
+
+    async def update_connection_config(self, connection_id: str, config: dict[str, Any]) -> None:
+        await self.db.execute("UPDATE connections SET config = ?, updated_at = ? WHERE id = ?",
+                              (json.dumps(config), time.time(), connection_id))
+        await self.db.commit()
 
     async def remove_connection(self, connection_id: str) -> None:
         await self.db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))

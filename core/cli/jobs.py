@@ -185,7 +185,8 @@ async def _run(args: argparse.Namespace) -> int:
         job = await _job(state, args.job)
         try:
             result = await run_job(state, home, job, parallel=args.parallel, stop=stop,
-                                   on_progress=reporter, on_event=reporter.event)
+                                   on_progress=reporter, on_event=reporter.event,
+                                   wait_for_budget=not args.no_wait)
         except NotSupported as exc:
             raise UsageError(str(exc)) from None
         except JobBusy as exc:
@@ -201,6 +202,9 @@ async def _run(args: argparse.Namespace) -> int:
                f"{stats.skipped:,} skipped, {stats.flagged:,} flagged, {stats.failed:,} failed")
     if result.status == "no_changes":
         summary = f"no changes: {stats.files:,} files and {stats.folders:,} folders are in step"
+    if stats.api_calls:
+        summary += (f"; {stats.api_calls:,} API calls, {stats.rate_limit_waits:,} rate-limit "
+                    "waits")
     if result.error:
         summary += f"\nerror: {result.error}"
     if args.json:

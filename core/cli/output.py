@@ -57,10 +57,16 @@ def progress_text(stats: ExecutionStats, throughput: Throughput) -> str:
     planned = f"{stats.planned_files:,}" + ("" if stats.listing_done else "+")
     eta = throughput.eta(stats)
     left = duration(eta) if eta is not None else "…"
-    return (f"{stats.transferred:,}/{planned} files · "
+    text = (f"{stats.transferred:,}/{planned} files · "
             f"{size(stats.bytes)}/{size(stats.planned_bytes)} · "
             f"{size(int(throughput.rate))}/s · ETA {left} · "
             f"{stats.files + stats.folders:,} items checked")
+    if stats.api_calls:
+        text += f" · {stats.api_calls:,} API calls"
+    if stats.waiting_until:
+        text += f" · paused until {time.strftime('%H:%M', time.localtime(stats.waiting_until))}" \
+                " (rate limit)"
+    return text
 
 
 class ProgressReporter:

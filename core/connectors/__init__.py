@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from core.connectors.base import Connector
 
+if TYPE_CHECKING:
+    from core.home import Home
+    from core.state import Connection, State
 
-def open_connector(connection: Any, secrets: dict[str, Any]) -> Connector:
-    """The connector for a stored connection (`core.state.Connection`) and its secrets."""
+
+@dataclass(frozen=True)
+class Opening:
+    """What a connector needs beyond its connection: the installation, and what it is for."""
+
+    state: State
+    home: Home
+    interactive: bool = False  # browsing: may spend the API budget's reserve
+    wait_for_budget: bool = True  # a job waits for a spent budget's reset (else: paused)
+
+
+def open_connector(connection: Connection, secrets: dict[str, Any],
+                   opening: Opening | None = None) -> Connector:
+    """The connector for a stored connection and its secrets."""
     if connection.platform == "local":
         from core.connectors.local import LocalConnector
 
         return LocalConnector(connection.config["path"],
                               fsync=connection.config.get("fsync", True))
+    if connection.platform == "procore":
+        from core.connectors.procore import open_procore
+
+        if opening is None:
+            raise ValueError("a Procore connection needs the installation's state and home")
+        return open_procore(connection, secrets, opening)
     raise ValueError(f"connection {connection.name!r}: unknown platform {connection.platform!r}")

@@ -100,6 +100,15 @@ class RetryAfter(Retryable):
         self.until = until
 
 
+class BudgetSpent(ConnectorError):
+    """The API budget is spent until `until` (epoch seconds) and the run chose not to wait:
+    the job stops as paused, and its next run continues where it stopped."""
+
+    def __init__(self, message: str, until: float) -> None:
+        super().__init__(message)
+        self.until = until
+
+
 class AuthExpired(ConnectorError):
     """The credentials no longer work; the user has to sign in again."""
 

@@ -16,7 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from core.connectors.base import Connector, ConnectorError, Entry, Fatal, Retryable, RetryAfter
+from core.connectors.base import (
+    BudgetSpent,
+    Connector,
+    ConnectorError,
+    Entry,
+    Fatal,
+    Retryable,
+    RetryAfter,
+)
 from core.engine.planner import Action
 from core.engine.stats import ExecutionStats
 from core.paths import join
@@ -75,6 +83,7 @@ class Executor:
         self.on_event = on_event
         self.halted = False
         self.fatal: Fatal | None = None  # what made the run stop, when a connection failed
+        self.paused: BudgetSpent | None = None  # the API budget ran out and the run won't wait
         # the destination cannot be re-checked by mtime: a finished item's record must be on
         # disk before the next one starts, or a crash would make the rerun send it again
         self._durable = not destination.features.can_set_mtime
@@ -246,6 +255,10 @@ class Executor:
 
     async def _failed(self, task: FileTask, exc: ConnectorError) -> None:
         record = task.record
+        if isinstance(exc, BudgetSpent):
+            # not the item's fault either: it stays pending for the run after the reset
+            self.paused, self.halted = self.paused or exc, True
+            return
         if isinstance(exc, Fatal):
             # the connection is gone (disk full, share unmounted), not this item at fault:
             # stop the run and leave the item to the next one without spending an attempt

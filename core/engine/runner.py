@@ -14,8 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.connections import overlap
-from core.connectors import open_connector
-from core.connectors.base import LEFTOVER_PART, ConnectorError, Entry, Fatal, NotFound
+from core.connectors import Opening, open_connector
+from core.connectors.base import (
+    LEFTOVER_PART,
+    BudgetSpent,
+    Connector,
+    ConnectorError,
+    Entry,
+    Fatal,
+    NotFound,
+)
 from core.engine.executor import Executor, FileTask
 from core.engine.march import NamePolicy, pair_folder
 from core.engine.planner import CHANGED_FILE, SENT, Action, Plan, Rules, plan_copy
@@ -205,7 +213,7 @@ class _Run:
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:
         """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
-        if isinstance(listing, Fatal):
+        if isinstance(listing, Fatal | BudgetSpent):
             raise listing
         if isinstance(listing, ConnectorError):
             # a copy skips a folder it cannot read, with its subtree, and goes on
@@ -305,9 +313,10 @@ def final_status(stats: ExecutionStats, *, stopped: bool, halted: bool,
 async def run_job(
     state: State, home: Home, record: JobRecord, *, parallel: int | None = None,
     stop: asyncio.Event | None = None, on_progress: Progress | None = None,
-    on_event: EventSink | None = None,
+    on_event: EventSink | None = None, wait_for_budget: bool = True,
 ) -> RunResult:
-    """Run one execution of `record`, resuming from what earlier executions recorded.
+    """Run one execution of `record`, resuming from what earlier executions recorded. When an
+    API budget runs out it waits for the reset, or with `wait_for_budget` off stops as paused.
     Raises NotSupported, and JobBusy (from core.home) if the job is running elsewhere."""
     job = parse_job(record.definition)
     check_supported(job)
@@ -323,9 +332,11 @@ async def run_job(
         stats = ExecutionStats()
         await state.audit("info", "execution started", job_id=record.id,
                           execution_id=execution.id)
+        opening = Opening(state, home, wait_for_budget=wait_for_budget)
         try:
-            status, error = await _execute(state, record, job, execution.id, stats, parallel,
-                                           stop, on_progress, emit)
+            status, error, resume_at = await _execute(
+                state, opening, record, job, execution.id, stats, parallel, stop, on_progress,
+                emit)
         except BaseException:
             # cancelled (a second Ctrl-C) or crashed: leave it resumable and say so
             with contextlib.suppress(Exception):
@@ -334,33 +345,42 @@ async def run_job(
                     stats=stats.as_dict(), error="stopped before finishing"))
             raise
         await state.update_execution(execution.id, status=status, phase="complete",
-                                     ended_at=time.time(), stats=stats.as_dict(), error=error)
+                                     ended_at=time.time(), stats=stats.as_dict(), error=error,
+                                     resume_at=resume_at)
         await state.audit("error" if error else "info", f"execution {status}", error or "",
                           job_id=record.id, execution_id=execution.id)
         return RunResult(execution.id, status, stats, error)
 
 
 async def _execute(
-    state: State, record: JobRecord, job: Job, execution_id: int, stats: ExecutionStats,
-    parallel: int | None, stop: asyncio.Event, on_progress: Progress | None, emit: EventSink,
-) -> tuple[str, str | None]:
-    """March and execute; returns the final status and the error that failed the run, if any."""
+    state: State, opening: Opening, record: JobRecord, job: Job, execution_id: int,
+    stats: ExecutionStats, parallel: int | None, stop: asyncio.Event,
+    on_progress: Progress | None, emit: EventSink,
+) -> tuple[str, str | None, float | None]:
+    """March and execute; returns the final status, the error that failed or paused the run,
+    and when a paused run can continue."""
     connections = []
     for connection_id in (record.source_connection_id, record.destination_connection_id):
         connection = await state.find_connection(connection_id)
         if connection is None:
-            return "failed", f"connection {connection_id} no longer exists"
+            return "failed", f"connection {connection_id} no longer exists", None
         connections.append((connection, await state.connection_secrets(connection.id)))
     clash = overlap(connections[0][0], record.source_path, connections[1][0],
                     record.destination_path)
     if clash:
-        return "failed", clash
-    source = open_connector(*connections[0])
-    destination = open_connector(*connections[1])
+        return "failed", clash, None
+    try:
+        source = open_connector(*connections[0], opening)
+        destination = open_connector(*connections[1], opening)
+    except ConnectorError as exc:
+        return "failed", str(exc), None
+    pair = (source, destination)
     throughput = Throughput()
-    reporter = asyncio.create_task(_report(state, execution_id, stats, throughput, on_progress))
+    reporter = asyncio.create_task(_report(state, execution_id, stats, throughput, on_progress,
+                                           pair))
     error = None
     halted = False
+    paused: BudgetSpent | None = None
     try:
         async with ItemLog(state) as items:
             executor = Executor(
@@ -372,7 +392,10 @@ async def _execute(
             run = _Run(state, record, job.transfer, execution_id, executor)
             await state.update_execution(execution_id, phase="executing")
             try:
+                await _begin_walks(pair, record)
                 await run.march(await run.destination_root())
+            except BudgetSpent as exc:
+                paused, executor.halted = exc, True
             except ConnectorError as exc:  # the source or destination root, or a Fatal
                 error = str(exc)
                 executor.halted = True  # what is queued stays pending for the next run
@@ -381,6 +404,7 @@ async def _execute(
                 raise
             await executor.drain()
             halted = executor.halted
+            paused = paused or executor.paused
             if executor.fatal and error is None:
                 error = f"stopped: {executor.fatal}"
             elif halted and error is None:
@@ -391,21 +415,48 @@ async def _execute(
             await reporter
         await source.close()
         await destination.close()
+    _count_usage(stats, pair)
     if on_progress:
         throughput.sample(stats.bytes)
         on_progress(stats, throughput)
     if error:
-        return "failed", error
+        return "failed", error, None
+    if paused:
+        emit("info", f"paused: {paused}; run the job again after that to continue")
+        return "paused", f"paused: {paused}", paused.until
     return final_status(stats, stopped=stop.is_set(), halted=halted,
-                        simulate=job.transfer.simulation_mode), None
+                        simulate=job.transfer.simulation_mode), None, None
+
+
+async def _begin_walks(pair: tuple[Connector, Connector], record: JobRecord) -> None:
+    """Tell connectors with a cheaper whole-tree listing (Procore's documents index) that
+    the march is about to walk their tree."""
+    for connector, path in zip(pair, (record.source_path, record.destination_path),
+                               strict=True):
+        begin_walk = getattr(connector, "begin_walk", None)
+        if begin_walk is not None:
+            await begin_walk(path)
+
+
+def _count_usage(stats: ExecutionStats, pair: tuple[Connector, Connector]) -> None:
+    """API calls and rate-limit waits of connectors that count them (one client may serve
+    both sides of a job)."""
+    usages = {id(u): u for u in (getattr(c, "usage", None) for c in pair) if u is not None}
+    stats.api_calls = sum(u.api_calls for u in usages.values())
+    stats.rate_limited = sum(u.rate_limited for u in usages.values())
+    stats.rate_limit_waits = sum(u.rate_limit_waits for u in usages.values())
+    stats.waiting_until = max((u.waiting_until for u in usages.values() if u.waiting_until),
+                              default=None)
 
 
 async def _report(state: State, execution_id: int, stats: ExecutionStats,
-                  throughput: Throughput, on_progress: Progress | None) -> None:
+                  throughput: Throughput, on_progress: Progress | None,
+                  pair: tuple[Connector, Connector]) -> None:
     """Progress callbacks twice a second; stats and heartbeat to the state DB every second."""
     last_write = 0.0
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL)
+        _count_usage(stats, pair)
         throughput.sample(stats.bytes)
         if on_progress:
             on_progress(stats, throughput)

@@ -21,11 +21,14 @@ class ExecutionStats:
     flagged: int = 0  # need a person: names that cannot be fixed, conflicts, repeated failures
     failed: int = 0  # errors this run; retried on the next run
     api_calls: int = 0
+    rate_limit_waits: int = 0  # times a call waited for a rate-limit window to reset
+    rate_limited: int = 0  # 429 answers received (the pacer aims for none)
+    waiting_until: float | None = None  # epoch seconds: paused for the hourly API budget
     planned_files: int = 0  # files found to need a transfer (grows while listing)
     planned_bytes: int = 0
     listing_done: bool = False
 
-    def as_dict(self) -> dict[str, int | bool]:
+    def as_dict(self) -> dict[str, int | bool | float | None]:
         return asdict(self)
 
     @property

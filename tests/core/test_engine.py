@@ -32,7 +32,7 @@ async def setup(tmp_path, monkeypatch):
     await state.add_connection("dst", "local", {"path": str(tmp_path / "dest")})
     source = MemoryConnector({})
 
-    def open_connector(connection, secrets):
+    def open_connector(connection, secrets, opening=None):
         return source if connection.platform == "memory" else LocalConnector(
             connection.config["path"])
 
