@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.connectors import open_connector
+from core.connectors import Opening, open_connector
+from core.home import Home
 from core.state import Connection, State, StateError
 
 
@@ -26,9 +27,13 @@ def check_name(name: str) -> str:
 
 def describe(connection: Connection) -> str:
     """Where a connection points, in one short line (no secrets)."""
+    config = connection.config
     if connection.platform == "local":
-        flush = "" if connection.config.get("fsync", True) else " (no fsync)"
-        return connection.config["path"] + flush
+        flush = "" if config.get("fsync", True) else " (no fsync)"
+        return config["path"] + flush
+    if connection.platform == "procore":
+        host = config["domain"].split("://", 1)[-1]
+        return f"{config['company_name']} / {config['project_name']} ({host})"
     return connection.platform
 
 
@@ -68,11 +73,16 @@ async def add_local(state: State, name: str, path: str, *, fsync: bool = True) -
         raise ConnectionInputError(str(exc)) from None
 
 
-async def test_connection(state: State, connection: Connection) -> str:
-    """List the connection's root; returns a success message or raises ConnectorError."""
-    connector = open_connector(connection, await state.connection_secrets(connection.id))
+async def test_connection(state: State, home: Home, connection: Connection) -> str:
+    """List the connection's root (and, where there is a sign-in, say who is signed in);
+    returns a success message or raises ConnectorError."""
+    connector = open_connector(connection, await state.connection_secrets(connection.id),
+                               Opening(state, home, interactive=True))
     try:
+        identity = getattr(connector, "identity", None)
+        who = f"signed in as {await identity()}; " if identity else ""
         entries = await connector.list_dir("")
     finally:
         await connector.close()
-    return f"Connection test succeeded: {describe(connection)} ({len(entries)} items at the top)"
+    return (f"Connection test succeeded: {who}{describe(connection)} "
+            f"({len(entries)} items at the top)")

@@ -440,6 +440,19 @@ class State:
         await self.db.executemany(_ITEM_UPSERT, [_item_row(item) for item in items])
         await self.db.commit()
 
+    # -- rate limits ------------------------------------------------------------------------
+
+    async def rate_budgets(self) -> dict[str, dict[str, Any]]:
+        """Each API client's budget as the pacers last saw it (written by core.pacer), for
+        showing: {client_key: {hourly_limit, hourly_remaining, hourly_reset, spike_limit,
+        spike_remaining, spike_reset, blocked_until, updated_at}}."""
+        rows = await self._rows(
+            "SELECT client_key, hourly_limit, hourly_remaining, hourly_reset, spike_limit, "
+            "spike_remaining, spike_reset, blocked_until, updated_at FROM rate_budgets")
+        names = ("hourly_limit", "hourly_remaining", "hourly_reset", "spike_limit",
+                 "spike_remaining", "spike_reset", "blocked_until", "updated_at")
+        return {row[0]: dict(zip(names, row[1:], strict=True)) for row in rows}
+
     # -- audit ------------------------------------------------------------------------------
 
     async def audit(self, level: str, event: str, detail: str = "", *, job_id: str | None = None,

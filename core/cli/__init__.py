@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from core import __version__
-from core.home import Home
+from core.home import ConfigError, Home
 from core.state import State, StateError
 
 
@@ -41,7 +41,7 @@ def _json() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import connections, demo, jobs
+    from core.cli import connections, demo, jobs, sandbox
 
     common, as_json = _common(), _json()
     parser = argparse.ArgumentParser(
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     connections.register(commands, leaf)
     jobs.register(commands, leaf)
     demo.register(commands, leaf)
+    sandbox.register(commands, leaf)
     return parser
 
 
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except StateError as exc:
         print(f"dryviq-tui: error: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"dryviq-tui: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

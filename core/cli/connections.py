@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.cli import UsageError, opened_state
+from core.cli import UsageError, opened_state, procore
 from core.cli.output import emit_json, reply, size, table, when
 from core.connections import ConnectionInputError, add_local, describe, test_connection
-from core.connectors import open_connector
+from core.connectors import Opening, open_connector
 from core.connectors.base import Connector, ConnectorError, Entry
 from core.paths import join, normalize_path
 from core.state import Connection, State
@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
                             "many small files; files are still published whole, but a power "
                             "cut may leave recent ones empty)")
     local.set_defaults(handler=_add_local)
+    procore.register(platforms, leaf)
     sub.add_parser("list", help="list connections", **leaf).set_defaults(handler=_list)
     for action, handler, text in (("show", _show, "show one connection"),
                                   ("test", _test, "check that a connection works"),
@@ -95,10 +96,10 @@ async def _show(args: argparse.Namespace) -> int:
 
 
 async def _test(args: argparse.Namespace) -> int:
-    async with opened_state(args) as (_, state):
+    async with opened_state(args) as (home, state):
         connection = await find(state, args.name)
         try:
-            message, ok = await test_connection(state, connection), True
+            message, ok = await test_connection(state, home, connection), True
         except ConnectorError as exc:
             message, ok = f"Connection test failed: {exc}", False
     reply(args, {"id": connection.id, "name": connection.name, "ok": ok, "message": message},
@@ -145,9 +146,10 @@ async def _ls(args: argparse.Namespace) -> int:
         path = normalize_path(raw_path)
     except ConnectorError as exc:
         raise UsageError(str(exc)) from None
-    async with opened_state(args) as (_, state):
+    async with opened_state(args) as (home, state):
         connection = await find(state, name)
-        connector = open_connector(connection, await state.connection_secrets(connection.id))
+        connector = open_connector(connection, await state.connection_secrets(connection.id),
+                                   Opening(state, home, interactive=True))
         try:
             found = await _walk(connector, path, args.recursive)
         except ConnectorError as exc:

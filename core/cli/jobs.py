@@ -78,7 +78,8 @@ def _job_dict(job: JobRecord, last: Execution | None = None) -> dict[str, Any]:
 def _execution_dict(execution: Execution) -> dict[str, Any]:
     return {"id": execution.id, "status": execution.status, "phase": execution.phase,
             "started_at": execution.started_at, "ended_at": execution.ended_at,
-            "error": execution.error, "stats": execution.stats}
+            "error": execution.error, "resume_at": execution.resume_at,
+            "stats": execution.stats}
 
 
 async def _create(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from core.connectors.base import (
+    AuthExpired,
     BudgetSpent,
     Connector,
     ConnectorError,
@@ -82,7 +83,8 @@ class Executor:
         self.stop = stop
         self.on_event = on_event
         self.halted = False
-        self.fatal: Fatal | None = None  # what made the run stop, when a connection failed
+        # what made the run stop, when a connection failed (or its sign-in died)
+        self.fatal: Fatal | AuthExpired | None = None
         self.paused: BudgetSpent | None = None  # the API budget ran out and the run won't wait
         # the destination cannot be re-checked by mtime: a finished item's record must be on
         # disk before the next one starts, or a crash would make the rerun send it again
@@ -259,7 +261,7 @@ class Executor:
             # not the item's fault either: it stays pending for the run after the reset
             self.paused, self.halted = self.paused or exc, True
             return
-        if isinstance(exc, Fatal):
+        if isinstance(exc, Fatal | AuthExpired):
             # the connection is gone (disk full, share unmounted), not this item at fault:
             # stop the run and leave the item to the next one without spending an attempt
             self.fatal, self.halted = self.fatal or exc, True

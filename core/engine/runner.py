@@ -17,6 +17,7 @@ from core.connections import overlap
 from core.connectors import Opening, open_connector
 from core.connectors.base import (
     LEFTOVER_PART,
+    AuthExpired,
     BudgetSpent,
     Connector,
     ConnectorError,
@@ -164,7 +165,7 @@ class _Run:
         for path in folder.missing:
             try:
                 await self.executor.make_folder(path)
-            except Fatal:
+            except (Fatal, AuthExpired, BudgetSpent):
                 raise
             except ConnectorError as exc:
                 self.stats.failed += 1
@@ -213,7 +214,7 @@ class _Run:
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:
         """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
-        if isinstance(listing, Fatal | BudgetSpent):
+        if isinstance(listing, Fatal | AuthExpired | BudgetSpent):
             raise listing
         if isinstance(listing, ConnectorError):
             # a copy skips a folder it cannot read, with its subtree, and goes on
@@ -407,7 +408,7 @@ async def _execute(
             paused = paused or executor.paused
             if executor.fatal and error is None:
                 error = f"stopped: {executor.fatal}"
-            elif halted and error is None:
+            elif halted and error is None and paused is None:
                 error = "stopped at the first failure (failure_policy: halt)"
     finally:
         reporter.cancel()

@@ -1,0 +1,161 @@
+"""API calls and pacing against the embedded Procore sandbox, for issue 3's targets.
+
+1. Copy a local tree of --files files in --folders folders into a Procore project whose spike
+   limit is --spike-limit calls per 10 seconds, then run the job again with nothing changed.
+   Prints the calls the sandbox counted against the minimum possible (one per folder created
+   plus one per file uploaded; listing calls only for the rerun), the 429s it sent, and the
+   time taken against the ideal (the minimum calls at the spike limit's pace).
+2. A no-change rerun over a project of --big-items items (Procore -> local, copied once
+   first with the limits lifted): the calls it makes.
+
+Everything runs through the real `dryviq-tui` command in child processes, with the sandbox
+served over real HTTP from this process. Targets: calls <= 1.05x the minimum, zero 429s, and
+the big no-change rerun in at most 10 calls.
+
+    python bench/procore_calls.py [--files 1000] [--folders 50] [--spike-limit 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine import describe_checkout, load_average  # bench/machine.py
+
+from core.auth import OOB_REDIRECT
+from core.sandbox import (
+    DEMO_COMPANY,
+    SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET,
+    SandboxConfig,
+    SandboxThread,
+    World,
+    bulk_project,
+    demo_world,
+)
+
+SPIKE_WINDOW = 10.0
+
+
+class Dryviq:
+    """`dryviq-tui --home HOME ...` as a child process."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        beside = Path(sys.executable).parent / "dryviq-tui"
+        self.command = [str(beside) if beside.exists() else "dryviq-tui", "--home", str(home)]
+        self.env = {k: v for k, v in os.environ.items() if k != "DRYVIQ_HOME"}
+        self.env["SANDBOX_SECRET"] = SANDBOX_CLIENT_SECRET
+
+    def __call__(self, *args: str, stdin: str | None = None) -> str:
+        proc = subprocess.run([*self.command, *args], input=stdin, capture_output=True,
+                              text=True, env=self.env, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"dryviq-tui {' '.join(args)} failed ({proc.returncode}):\n"
+                     f"{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def connect(self, sandbox: SandboxThread, name: str, project: str) -> None:
+        code = sandbox.world.issue_code(SANDBOX_CLIENT_ID, OOB_REDIRECT)
+        self("connections", "add", "procore", name, "--domain", sandbox.url, "--client-id",
+             SANDBOX_CLIENT_ID, "--client-secret-env", "SANDBOX_SECRET", "--company",
+             DEMO_COMPANY, "--project", project, stdin=code + "\n")
+
+    def job(self, name: str, source: tuple[str, str], destination: tuple[str, str]) -> None:
+        definition = {"name": name, "kind": "transfer", "transfer": {
+            "transfer_type": "copy",
+            "source": {"connection": {"id": source[0]}, "target": {"path": source[1]}},
+            "destination": {"connection": {"id": destination[0]},
+                            "target": {"path": destination[1]}},
+            "performance": {"parallel_writes": {"requested": 4}}},
+            "schedule": {"mode": "manual"}}
+        path = self.home.parent / f"{name}.json"
+        path.write_text(json.dumps(definition))
+        self("jobs", "create", "--file", str(path))
+
+    def run(self, world: World, name: str) -> tuple[dict, int, int, float]:
+        """The run's JSON, the calls and 429s the sandbox counted, and the wall time."""
+        calls, limited = world.api_calls, world.rate_limited
+        started = time.perf_counter()
+        result = json.loads(self("jobs", "run", name, "--json"))
+        return (result, world.api_calls - calls, world.rate_limited - limited,
+                time.perf_counter() - started)
+
+
+def make_tree(root: Path, files: int, folders: int) -> None:
+    for index in range(folders):
+        (root / f"Folder {index:03d}").mkdir(parents=True)
+    for index in range(files):
+        path = root / f"Folder {index % folders:03d}" / f"Sheet {index:05d}.pdf"
+        path.write_bytes(index.to_bytes(4, "big") * 256)
+
+
+def paced_copy(args: argparse.Namespace, work: Path) -> None:
+    config = SandboxConfig(spike_limit=args.spike_limit)
+    with SandboxThread(demo_world(config)) as sandbox:
+        dryviq = Dryviq(work / "home-paced")
+        source = work / "tree"
+        make_tree(source, args.files, args.folders)
+        dryviq("connections", "add", "local", "tree", "--path", str(source))
+        dryviq.connect(sandbox, "procore", "Riverside Medical Center")
+        dryviq.job("paced", ("tree", "/"), ("procore", "/Bench"))
+        result, calls, limited, wall = dryviq.run(sandbox.world, "paced")
+        minimum = args.folders + 1 + args.files  # the /Bench folder, its folders, the files
+        ideal = minimum * SPIKE_WINDOW / args.spike_limit
+        print(f"copy of {args.files} files in {args.folders} folders, spike limit "
+              f"{args.spike_limit}/10 s: {result['status']}")
+        print(f"  API calls {calls} (minimum {minimum}): {calls / minimum:.3f}x   "
+              f"429s received {limited}   client counted {result['stats']['api_calls']}")
+        print(f"  time {wall:.1f} s (ideal {ideal:.1f} s at the spike pace): "
+              f"{wall / ideal:.2f}x")
+        result, calls, limited, wall = dryviq.run(sandbox.world, "paced")
+        print(f"no-change rerun: {result['status']}, API calls {calls} (listing only), "
+              f"429s {limited}, time {wall:.1f} s")
+
+
+def big_rerun(args: argparse.Namespace, work: Path) -> None:
+    config = SandboxConfig(spike_limit=10**9, hourly_limit=10**9)
+    world = demo_world(config)
+    company = next(c.id for c in world.companies.values() if c.name == DEMO_COMPANY)
+    folders = max(1, args.big_items // 100)
+    bulk_project(world, company, "Bulk Project", args.big_items - folders, folders, size=64)
+    with SandboxThread(world) as sandbox:
+        dryviq = Dryviq(work / "home-big")
+        copy = work / "big-copy"
+        copy.mkdir()
+        dryviq("connections", "add", "local", "copy", "--path", str(copy))
+        dryviq.connect(sandbox, "bulk", "Bulk Project")
+        dryviq.job("bulk", ("bulk", "/"), ("copy", "/"))
+        result, calls, _, wall = dryviq.run(world, "bulk")
+        print(f"copy of a {args.big_items}-item project to a local folder: "
+              f"{result['status']}, {calls} API calls, {wall:.1f} s")
+        result, calls, _, wall = dryviq.run(world, "bulk")
+        pages = math.ceil(args.big_items / 2000)
+        print(f"no-change rerun over {args.big_items} items: {result['status']}, "
+              f"{calls} API calls (index pages at 2,000 per page: {pages}), {wall:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--folders", type=int, default=50)
+    parser.add_argument("--spike-limit", type=int, default=25)
+    parser.add_argument("--big-items", type=int, default=10_000)
+    parser.add_argument("--skip-paced", action="store_true")
+    args = parser.parse_args()
+    print(f"{describe_checkout()}; load average {load_average()}")
+    with tempfile.TemporaryDirectory(prefix="dryviq-bench-") as work:
+        if not args.skip_paced:
+            paced_copy(args, Path(work))
+        big_rerun(args, Path(work))
+
+
+if __name__ == "__main__":
+    main()

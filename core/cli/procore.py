@@ -1,0 +1,143 @@
+"""`dryviq-tui connections add procore`: sign in over SSH or locally, pick company and project.
+
+The client secret comes from an environment variable (`--client-secret-env`), else a prompt or
+stdin; the sign-in code is pasted at a prompt (or read from stdin). Neither is ever an argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+from core.auth import ClientApp, SignInError, normalize_domain, system_default_app
+from core.cli import UsageError, opened_state
+from core.cli.output import reply
+from core.connections import check_name, describe
+from core.connectors import Opening
+from core.connectors.base import ConnectorError
+from core.home import Home
+from core.procore_signin import Choice, ProcoreSignIn, pick
+
+
+def register(platforms: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
+    procore = platforms.add_parser(
+        "procore", help="one project of one company in Procore (signs in)", **leaf)
+    procore.add_argument("name", nargs="?", default="Procore",
+                         help="display name (default: Procore)")
+    procore.add_argument("--domain", help="Procore API URL for custom credentials "
+                                          "(default: https://api.procore.com)")
+    procore.add_argument("--login-url", help="sign-in host, if not the one the domain implies")
+    procore.add_argument("--client-id", help="use custom client credentials with this client "
+                                             "ID (default: the installation's credentials)")
+    procore.add_argument("--client-secret-env", metavar="VAR",
+                         help="environment variable holding the client secret (else: prompt, "
+                              "or the first line of stdin)")
+    procore.add_argument("--grant", choices=("authorization_code", "client_credentials"),
+                         default="authorization_code",
+                         help="sign in as a user (default) or as a service account (DMSA)")
+    procore.add_argument("--loopback", action="store_true",
+                         help="finish the sign-in through a browser on this machine instead "
+                              "of pasting the code")
+    procore.add_argument("--company", metavar="ID|NAME", help="the company (asked if several)")
+    procore.add_argument("--project", metavar="ID|NAME", help="the project (asked if several)")
+    procore.set_defaults(handler=_add_procore)
+
+
+def _read_line(prompt: str, *, secret: bool = False) -> str:
+    """A line from the person at the terminal, or from stdin when it is not a terminal."""
+    if sys.stdin.isatty():
+        return (getpass.getpass(prompt) if secret else input(prompt)).strip()
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError(f"{prompt.strip(': ')}: nothing on stdin")
+    return line.strip()
+
+
+def _app(args: argparse.Namespace, home: Home) -> tuple[ClientApp, bool]:
+    if args.client_id is None:
+        if args.client_secret_env or args.domain:
+            raise UsageError("--domain and --client-secret-env go with --client-id (custom "
+                             "client credentials)")
+        app = system_default_app(home.config())
+        if app is None:
+            raise UsageError("no system default client credentials: set "
+                             "DRYVIQ_PROCORE_CLIENT_ID and DRYVIQ_PROCORE_CLIENT_SECRET (or "
+                             "[procore] in config.toml), or pass --client-id")
+        return app, False
+    if args.client_secret_env:
+        secret = os.environ.get(args.client_secret_env)
+        if not secret:
+            raise UsageError(f"--client-secret-env: ${args.client_secret_env} is not set")
+    else:
+        secret = _read_line("Client secret: ", secret=True)
+    try:
+        domain = normalize_domain(args.domain or "https://api.procore.com")
+    except SignInError as exc:
+        raise UsageError(f"--domain: {exc}") from None
+    return ClientApp(domain, args.client_id, secret, args.login_url), True
+
+
+def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> Choice:
+    try:
+        found = pick(choices, wanted, what)
+    except LookupError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+    if found is not None:
+        return found
+    if not choices:
+        raise UsageError(f"this sign-in can reach no {what}")
+    listing = "\n".join(f"  {n}. {c.label or c.name} ({c.id})"
+                        for n, c in enumerate(choices, 1))
+    if not sys.stdin.isatty():
+        raise UsageError(f"several {what}s; pick one with {flag}:\n{listing}")
+    print(f"Choose the {what}:\n{listing}", file=sys.stderr)
+    answer = input(f"{what} number: ").strip()
+    if not answer.isdigit() or not 1 <= int(answer) <= len(choices):
+        raise UsageError(f"{answer!r} is not one of the numbers listed")
+    return choices[int(answer) - 1]
+
+
+async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn) -> None:
+    if args.grant == "client_credentials":
+        await signin.finish_with_client_credentials()
+    elif args.loopback:
+        await signin.finish_with_loopback(
+            lambda url: print(f"Open this address in a browser on this machine:\n{url}",
+                              file=sys.stderr))
+    else:
+        print("Sign in with Procore: open this address in any browser, sign in, and paste "
+              f"the code it shows.\n{signin.sign_in_url()}", file=sys.stderr)
+        await signin.finish_with_code(_read_line("Code: "))
+
+
+async def _add_procore(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        name = check_name(args.name)
+        if await state.find_connection(name) is not None:
+            raise UsageError(f"a connection named {name!r} already exists")
+        app, custom = _app(args, home)
+        signin = ProcoreSignIn(Opening(state, home, interactive=True), app, custom=custom)
+        try:
+            await _sign_in(args, signin)
+            identity = await signin.identity()
+            company = _choose(await signin.companies(), args.company, "company", "--company")
+            project = _choose(await signin.projects(company), args.project, "project",
+                              "--project")
+            connection = await signin.save(name, company, project, identity)
+        except (SignInError, ConnectorError) as exc:
+            print(f"Connection test failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await signin.close()
+    reply(args, {"id": connection.id, "name": connection.name, "platform": "procore",
+                 "location": describe(connection), "user": connection.config["user"]},
+          f"Connection test succeeded: signed in as {_who(connection.config['user'])}\n"
+          f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
+    return 0
+
+
+def _who(user: dict[str, Any]) -> str:
+    return f"{user.get('name') or '?'} ({user.get('login') or user.get('id')})"

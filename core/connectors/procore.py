@@ -1,0 +1,454 @@
+"""Procore Documents of one project, as a connector.
+
+Paths map to Documents folders by name, from the project's root folder; the Recycle Bin and
+deleted items are never content. A folder is listed with one "show folder" call. A whole-tree
+walk (a job's march) may instead read the project's flat documents index, a page of 2,000
+items per call, whichever costs fewer calls (`begin_walk`). What is learned is cached, and
+every change this connector makes updates the cache, so a run lists each folder at most once.
+
+Creates are made exactly once: when a create's answer is lost (dropped connection, 5xx), the
+connector looks for what it created before trying again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import mimetypes
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from core.auth import Authenticator, ClientApp, StateTokenStore, TokenStore, system_default_app
+from core.connectors import Opening
+from core.connectors.base import (
+    ConnectorError,
+    Entry,
+    Fatal,
+    Features,
+    InvalidPath,
+    NotFound,
+    PathRules,
+)
+from core.connectors.procore_client import PER_PAGE, ProcoreClient
+from core.pacer import MAX_RETRIES, BudgetStore, Pacer, ResponseLost, Usage, backoff, pacer_settings
+from core.paths import join, match_key
+from core.state import Connection
+
+# Procore's naming limits, as DryvIQ's Procore page lists them
+PROCORE_RULES = PathRules(invalid_chars='/<>:\\|?*\0', max_path_length=255,
+                          no_trailing_whitespace=True, no_leading_whitespace=True)
+PROCORE_FEATURES = Features(
+    mtime_precision=1.0,  # updated_at, to the second; Procore sets it, nobody else can
+    can_set_mtime=False, case_insensitive=True, empty_dirs=True, path_rules=PROCORE_RULES)
+DIRECT_UPLOAD_MAX = 4 << 20  # bytes: larger files go through the Uploads API
+SPOOL_IN_MEMORY = 8 << 20
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _latest_version(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return max(versions, key=lambda v: v.get("number") or 0, default=None)
+
+
+@dataclass(slots=True)
+class _Child:
+    entry: Entry
+    url: str | None = None  # a file's latest version download URL, where a listing gave it
+
+
+@dataclass(slots=True)
+class _Folder:
+    id: int
+    children: dict[str, _Child] | None = None  # by name; None until listed
+
+    def find(self, name: str) -> _Child | None:
+        """A child by name; Procore's names are unique regardless of case."""
+        assert self.children is not None
+        found = self.children.get(name)
+        if found is None:
+            key = match_key(name, case_insensitive=True)
+            found = next((c for n, c in self.children.items()
+                          if match_key(n, case_insensitive=True) == key), None)
+        return found
+
+
+def _folder_entry(data: dict[str, Any]) -> Entry:
+    return Entry(data["name"], True, 0, _epoch(data.get("updated_at")), str(data["id"]))
+
+
+def _file_child(data: dict[str, Any]) -> _Child:
+    latest = _latest_version(data.get("file_versions") or []) or {}
+    entry = Entry(data["name"], False, int(data.get("size") or latest.get("size") or 0),
+                  _epoch(data.get("updated_at")), str(data["id"]),
+                  str(latest["id"]) if latest.get("id") else None)
+    return _Child(entry, latest.get("url"))
+
+
+def _is_content(data: dict[str, Any]) -> bool:
+    return not (data.get("is_recycle_bin") or data.get("is_deleted"))
+
+
+@dataclass
+class _Walk:
+    """What a whole-tree walk costs each way, for choosing between them."""
+
+    index_calls: int
+    folder_calls: int
+    folders: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ProcoreConnector:
+    """The Documents tool of one project of one company."""
+
+    features = PROCORE_FEATURES
+
+    def __init__(self, client: ProcoreClient, project_id: int, *,
+                 direct_upload_max: int = DIRECT_UPLOAD_MAX) -> None:
+        self.client = client
+        self.project_id = project_id
+        self.direct_upload_max = direct_upload_max
+        self._folders: dict[str, _Folder] = {}
+
+    @property
+    def usage(self) -> Usage:
+        return self.client.usage
+
+    @property
+    def _params(self) -> dict[str, Any]:
+        return {"project_id": self.project_id}
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.client.pacer.store.close()
+
+    async def identity(self) -> str:
+        """Who this connection is signed in as (`/me`)."""
+        me = await self.client.get_json("/rest/v1.0/me", what="read the signed-in user")
+        return f"{me.get('name') or '?'} ({me.get('login') or me.get('id')})"
+
+    def forget(self) -> None:
+        """Drop every cached listing (a browser's refresh)."""
+        self._folders.clear()
+
+    # -- listing ----------------------------------------------------------------------------
+
+    async def _show(self, folder_id: int | None) -> dict[str, Any]:
+        path = "/rest/v1.0/folders" + (f"/{folder_id}" if folder_id is not None else "")
+        return await self.client.get_json(path, what="list a Documents folder",
+                                          params=self._params)
+
+    def _children(self, data: dict[str, Any]) -> dict[str, _Child]:
+        children = {f["name"]: _Child(_folder_entry(f)) for f in data.get("folders") or []
+                    if _is_content(f)}
+        children.update((f["name"], _file_child(f)) for f in data.get("files") or []
+                        if _is_content(f))
+        return children
+
+    async def _listed(self, path: str) -> _Folder:
+        """The folder at `path`, with its children listed (one call if not yet known)."""
+        folder = await self._folder(path)
+        if folder.children is None:
+            try:
+                data = await self._show(folder.id if path else None)
+            except NotFound:
+                self._folders.pop(path, None)
+                raise NotFound(f"/{path}: no such folder in the project") from None
+            folder.children = self._children(data)
+        return folder
+
+    async def _folder(self, path: str) -> _Folder:
+        known = self._folders.get(path)
+        if known is not None:
+            return known
+        if not path:
+            data = await self._show(None)
+            root = self._folders[""] = _Folder(int(data["id"]), self._children(data))
+            return root
+        parent_path, _, name = path.rpartition("/")
+        child = (await self._listed(parent_path)).find(name)
+        if child is None or not child.entry.is_dir:
+            raise NotFound(f"/{path}: no such folder in the project")
+        folder = self._folders[path] = _Folder(int(child.entry.native_id or 0))
+        return folder
+
+    async def list_dir(self, path: str) -> list[Entry]:
+        return [child.entry for child in (await self._listed(path)).children.values()]  # type: ignore[union-attr]
+
+    async def stat(self, path: str) -> Entry:
+        if not path:
+            root = await self._folder("")
+            return Entry("", True, native_id=str(root.id))
+        parent_path, _, name = path.rpartition("/")
+        child = (await self._listed(parent_path)).find(name)
+        if child is None:
+            raise NotFound(f"/{path}: not found in the project")
+        return child.entry
+
+    async def begin_walk(self, path: str) -> None:
+        """A job is about to list the whole tree under `path`: read the flat documents index
+        instead of one folder at a time when that costs fewer calls."""
+        index = f"/rest/v1.0/projects/{self.project_id}/documents"
+        params = {"view": "extended", "filters[is_in_recycle_bin]": "false",
+                  "per_page": PER_PAGE, "page": 1}
+        response = await self.client.send("GET", index, what="read the documents index",
+                                          params=params)
+        first = response.json()
+        following = response.links.get("next", {}).get("url")
+        if following:
+            walk = await self._walk_costs(index, path, int(response.headers.get("total") or 0))
+            if walk.folder_calls < walk.index_calls:
+                self._prime(walk.folders)
+                return
+        items = list(first)
+        while following:
+            response = await self.client.send("GET", following,
+                                              what="read the documents index")
+            items.extend(response.json())
+            following = response.links.get("next", {}).get("url")
+        self._build(items)
+
+    async def _walk_costs(self, index: str, path: str, total: int) -> _Walk:
+        """The calls left either way: the rest of the index, or one per folder under `path`
+        (counted from the folders-only index, which is small)."""
+        folders = [item async for page in self.client.pages(
+            index, what="read the folders index",
+            params={"filters[document_type]": "folder", "filters[is_in_recycle_bin]": "false"})
+            for item in page]
+        paths = _paths(folders)
+        under = [f for f in folders if _is_content(f) and paths.get(f["id"]) is not None
+                 and (not path or paths[f["id"]] == path
+                      or paths[f["id"]].startswith(path + "/"))]
+        return _Walk(math.ceil(total / PER_PAGE) - 1, len(under) + 1, folders)
+
+    def _prime(self, folders: list[dict[str, Any]]) -> None:
+        """Learn every folder's id, so walking to one costs no calls."""
+        for folder_id, path in _paths(folders).items():
+            if path is not None:
+                self._folders.setdefault(path, _Folder(folder_id))
+
+    def _build(self, items: list[dict[str, Any]]) -> None:
+        """Every folder's listing from the flat index."""
+        paths = _paths([i for i in items if i.get("document_type") == "folder"])
+        folders = {fid: _Folder(fid, {}) for fid, path in paths.items() if path is not None}
+        for item in items:
+            parent = folders.get(item.get("parent_id"))  # type: ignore[arg-type]
+            if parent is None or not _is_content(item):
+                continue
+            assert parent.children is not None
+            if item.get("document_type") == "folder":
+                parent.children[item["name"]] = _Child(_folder_entry(item))
+            else:
+                current = (item.get("file") or {}).get("current_version") or {}
+                size = (item.get("file") or {}).get("size", current.get("size", 0))
+                parent.children[item["name"]] = _Child(
+                    Entry(item["name"], False, int(size or 0), _epoch(item.get("updated_at")),
+                          str(item["id"]), str(current["id"]) if current.get("id") else None),
+                    current.get("url"))
+        self._folders = {paths[fid]: folder for fid, folder in folders.items()}  # type: ignore[misc]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
+        parent_path, _, name = path.rpartition("/")
+        child = (await self._listed(parent_path)).find(name)
+        url = child.url if child and child.entry.native_id == entry.native_id else None
+        if url is None:
+            data = await self.client.get_json(f"/rest/v1.0/files/{entry.native_id}",
+                                              what=f"/{path}", params=self._params)
+            url = (_latest_version(data.get("file_versions") or []) or {}).get("url")
+            if not url:
+                raise ConnectorError(f"/{path}: Procore lists no downloadable version")
+        async for chunk in self.client.download(url, what=f"download /{path}"):
+            yield chunk
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def write(self, path: str, chunks: AsyncIterable[bytes], *, size: int,
+                    mtime: float | None, replacing: Entry | None = None) -> Entry:
+        parent_path, _, name = path.rpartition("/")
+        parent = await self._listed(parent_path)
+        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as body:
+            async for chunk in chunks:
+                body.write(chunk)
+            fields: dict[str, str] = {}
+            if body.tell() > self.direct_upload_max:
+                fields["file[upload_uuid]"] = await self._upload(name, body)
+            if replacing is None:
+                fields |= {"file[name]": name, "file[parent_id]": str(parent.id)}
+            data = await self._exactly_once(
+                lambda: self._send_file(fields, name, body, replacing),
+                lambda: self._written(parent_path, name, replacing), what=f"upload /{path}")
+        child = _file_child(data)
+        parent.children[child.entry.name] = child  # type: ignore[index]
+        return child.entry
+
+    async def _upload(self, name: str, body: IO[bytes]) -> str:
+        """Uploads API v1.1, non-segmented: ask for a slot, post the file to storage."""
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        slot = (await self.client.send(
+            "POST", f"/rest/v1.1/projects/{self.project_id}/uploads",
+            what=f"start the upload of {name}",
+            json_body={"response_filename": name, "response_content_type": content_type},
+        )).json()
+        await self.client.upload_to_storage(slot["url"], slot.get("fields") or {}, name, body,
+                                            what=f"upload {name}")
+        return str(slot["uuid"])
+
+    async def _send_file(self, fields: dict[str, str], name: str, body: IO[bytes],
+                         replacing: Entry | None) -> dict[str, Any]:
+        files = None if "file[upload_uuid]" in fields else {"file[data]": (name, body)}
+        method, url = (("PATCH", f"/rest/v1.0/files/{replacing.native_id}") if replacing
+                       else ("POST", "/rest/v1.0/files"))
+        response = await self.client.send(method, url, what=f"store {name}", idempotent=False,
+                                          params=self._params, data=fields, files=files,
+                                          rewind=body)
+        return response.json()
+
+    async def _written(self, parent_path: str, name: str, replacing: Entry | None,
+                       ) -> dict[str, Any] | None:
+        """After a lost answer: the file as stored if the write took effect, else None."""
+        if replacing is not None:
+            data = await self.client.get_json(f"/rest/v1.0/files/{replacing.native_id}",
+                                              what=f"check {name}", params=self._params)
+            latest = _latest_version(data.get("file_versions") or []) or {}
+            return data if str(latest.get("id")) != replacing.version else None
+        folder = await self._folder(parent_path)
+        data = await self._show(folder.id if parent_path else None)
+        return next((f for f in data.get("files") or []
+                     if f["name"] == name and _is_content(f)), None)
+
+    async def _exactly_once(self, attempt: Any, check: Any, *, what: str) -> dict[str, Any]:
+        """Run a create; when its answer is lost, look before trying again."""
+        for failures in range(MAX_RETRIES + 1):
+            try:
+                return await attempt()
+            except ResponseLost:
+                await self.client.pacer.sleep(backoff(failures))
+                found = await check()
+                if found is not None:
+                    return found
+        raise ConnectorError(f"{what}: no answer after {MAX_RETRIES + 1} tries")
+
+    async def mkdir(self, path: str) -> Entry:
+        parent_path, _, name = path.rpartition("/")
+        parent = await self._listed(parent_path)
+        body = {"folder": {"name": name, **({"parent_id": parent.id} if parent_path else {})}}
+
+        async def create() -> dict[str, Any]:
+            return (await self.client.send("POST", "/rest/v1.0/folders",
+                                           what=f"create folder /{path}", idempotent=False,
+                                           params=self._params, json_body=body)).json()
+
+        async def created() -> dict[str, Any] | None:
+            data = await self._show(parent.id if parent_path else None)
+            return next((f for f in data.get("folders") or []
+                         if f["name"] == name and _is_content(f)), None)
+
+        data = await self._exactly_once(create, created, what=f"create folder /{path}")
+        entry = _folder_entry(data)
+        parent.children[entry.name] = _Child(entry)  # type: ignore[index]
+        self._folders[path] = _Folder(int(data["id"]), {})
+        return entry
+
+    async def _delete(self, kind: str, path: str, entry: Entry) -> None:
+        # already gone (or an earlier answer was lost): the outcome is the same
+        with contextlib.suppress(NotFound):
+            await self.client.send("DELETE", f"/rest/v1.0/{kind}/{entry.native_id}",
+                                   what=f"delete /{path}", params=self._params)
+        parent_path, _, name = path.rpartition("/")
+        parent = self._folders.get(parent_path)
+        if parent is not None and parent.children is not None:
+            parent.children.pop(name, None)
+        self._folders.pop(path, None)
+
+    async def remove(self, path: str, entry: Entry) -> None:
+        await self._delete("files", path, entry)
+
+    async def rmdir(self, path: str, entry: Entry) -> None:
+        await self._delete("folders", path, entry)
+
+    async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
+        """Rename a file or folder in place; a file keeps its version history."""
+        what = f"rename /{path}"
+        if entry.is_dir:
+            data = (await self.client.send(
+                "PATCH", f"/rest/v1.0/folders/{entry.native_id}", what=what,
+                params=self._params, json_body={"folder": {"name": new_name}})).json()
+        else:
+            data = (await self.client.send(
+                "PATCH", f"/rest/v1.0/files/{entry.native_id}", what=what,
+                params=self._params, data={"file[name]": new_name})).json()
+        self.forget()
+        return _folder_entry(data) if entry.is_dir else _file_child(data).entry
+
+    async def set_mtime(self, path: str, mtime: float) -> None:
+        raise InvalidPath("Procore sets modification times itself")
+
+
+def _paths(folders: list[dict[str, Any]]) -> dict[int, str | None]:
+    """Each content folder's path from the project root ('' for the root), from parent ids;
+    None for the Recycle Bin, deleted folders and anything under them."""
+    by_id = {f["id"]: f for f in folders}
+    paths: dict[int, str | None] = {}
+
+    def path_of(folder_id: int) -> str | None:
+        if folder_id in paths:
+            return paths[folder_id]
+        paths[folder_id] = None  # guards against a cycle in bad data
+        folder = by_id.get(folder_id)
+        if folder is None or not _is_content(folder):
+            return None
+        parent = folder.get("parent_id")
+        if parent is None:
+            found: str | None = ""
+        else:
+            above = path_of(parent)
+            found = None if above is None else join(above, folder["name"])
+        paths[folder_id] = found
+        return found
+
+    for folder_id in by_id:
+        path_of(folder_id)
+    return paths
+
+
+def procore_app(config: dict[str, Any], secrets: dict[str, Any],
+                installation: dict[str, Any]) -> ClientApp:
+    """The API client a connection signs in with: its own custom credentials, or the
+    installation's default ones (config.toml or the environment)."""
+    if config.get("credentials") == "custom":
+        return ClientApp(config["domain"], config["client_id"], secrets["client_secret"],
+                         config.get("login_url"))
+    app = system_default_app(installation)
+    if app is None:
+        raise Fatal("this connection uses the system default client credentials, and none are "
+                    "configured: set DRYVIQ_PROCORE_CLIENT_ID and DRYVIQ_PROCORE_CLIENT_SECRET, "
+                    "or [procore] client_id and client_secret in config.toml")
+    return app
+
+
+def procore_client(app: ClientApp, store: TokenStore, opening: Opening, *,
+                   company_id: int | None = None) -> ProcoreClient:
+    """A client paced on the installation's shared budget for this API client."""
+    pacer = Pacer(BudgetStore(opening.state.path), app.budget_key,
+                  interactive=opening.interactive, wait=opening.wait_for_budget,
+                  **pacer_settings(opening.home.config()))
+    return ProcoreClient(app, Authenticator(app, store), pacer, company_id=company_id)
+
+
+def open_procore(connection: Connection, secrets: dict[str, Any],
+                 opening: Opening) -> ProcoreConnector:
+    config = connection.config
+    app = procore_app(config, secrets, opening.home.config())
+    store = StateTokenStore(opening.state, opening.home, connection.id)
+    client = procore_client(app, store, opening, company_id=int(config["company_id"]))
+    return ProcoreConnector(client, int(config["project_id"]),
+                            direct_upload_max=int(config.get("direct_upload_max",
+                                                             DIRECT_UPLOAD_MAX)))

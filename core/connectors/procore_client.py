@@ -1,0 +1,221 @@
+"""Procore's REST API over HTTP: sign-in tokens, the pacer, pagination, errors, transfers.
+
+Every call goes through `ProcoreClient.send`, which takes a slot from the pacer, adds the
+Bearer token (refreshing once on a 401), and classifies failures into the connector errors,
+so the connector above deals in folders and files only. The token is sent to Procore's own
+hosts and never to the storage host a download redirects to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from core.auth import USER_AGENT, Authenticator, ClientApp
+from core.connectors.base import (
+    AlreadyExists,
+    ConnectorError,
+    Fatal,
+    InvalidPath,
+    NotFound,
+    Retryable,
+)
+from core.pacer import MAX_RETRIES, Pacer, Usage, backoff
+
+PER_PAGE = 2000  # Procore's advised maximum page size
+MAX_REDIRECTS = 5
+CHUNK = 1 << 20
+TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+
+
+def error_text(response: httpx.Response) -> str:
+    """What Procore said went wrong; its error bodies come in several shapes."""
+    try:
+        body: Any = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return response.text.strip()[:300] or response.reason_phrase
+    for key in ("errors", "error", "message"):
+        if isinstance(body, dict) and key in body:
+            body = body[key]
+            break
+    if isinstance(body, dict):
+        if "message" in body:
+            return str(body["message"])
+        return "; ".join(f"{field} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                         for field, v in body.items())
+    if isinstance(body, list):
+        return "; ".join(map(str, body))
+    return str(body)
+
+
+def classify(response: httpx.Response, what: str) -> ConnectorError:
+    """The connector error for a failed answer (401, 429 and 5xx are handled before)."""
+    status, text = response.status_code, error_text(response)
+    message = f"{what}: {text} (HTTP {status})"
+    if status == 404:
+        return NotFound(f"{what}: not found, or not visible to this sign-in")
+    if status == 422 and "taken" in text:
+        return AlreadyExists(message)
+    if status == 422:
+        return InvalidPath(message)
+    if status == 410:
+        return Retryable(message)
+    if status == 403 and "project" in text.lower():
+        return Fatal(message)
+    return ConnectorError(message)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+class ProcoreClient:
+    """One signed-in API client for one company (the header every call but two needs)."""
+
+    def __init__(self, app: ClientApp, auth: Authenticator, pacer: Pacer, *,
+                 company_id: int | None = None, usage: Usage | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.app = app
+        self.auth = auth
+        self.pacer = pacer
+        self.company_id = company_id
+        self.usage = usage or Usage()
+        self.http = http or httpx.AsyncClient(timeout=TIMEOUT,
+                                              headers={"User-Agent": USER_AGENT})
+        # the hosts that may see the token: the API's and the login host's, and Procore's own
+        self._token_origins = {_origin(app.domain), _origin(app.login)}
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    def may_carry_token(self, url: str) -> bool:
+        origin = _origin(url)
+        host = urlsplit(url).hostname or ""
+        return origin in self._token_origins or (
+            origin[0] == "https" and (host == "procore.com" or host.endswith(".procore.com")))
+
+    def _url(self, path: str) -> str:
+        return path if "://" in path else self.app.domain + path
+
+    def _headers(self, token: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}"}
+        if self.company_id is not None:
+            headers["Procore-Company-Id"] = str(self.company_id)
+        return headers
+
+    async def send(self, method: str, path: str, *, what: str, idempotent: bool = True,
+                   params: Mapping[str, Any] | None = None, json_body: Any = None,
+                   data: Mapping[str, Any] | None = None,
+                   files: Mapping[str, Any] | None = None,
+                   rewind: IO[bytes] | None = None,
+                   follow: bool = False, ok: tuple[int, ...] = ()) -> httpx.Response:
+        """One API call, paced; raises a ConnectorError unless it succeeded (2xx, or a status in
+        `ok`). `rewind` is a file body to seek back to the start before a retry."""
+        url = self._url(path)
+        token = await self.auth.access_token()
+        refreshed = False
+        while True:
+            async def attempt(token: str = token) -> httpx.Response:
+                if rewind is not None:
+                    rewind.seek(0)
+                return await self.http.request(
+                    method, url, params=params, json=json_body, data=data, files=files,
+                    headers=self._headers(token), follow_redirects=False)
+
+            response = await self.pacer.request(attempt, self.usage, idempotent=idempotent)
+            if response.status_code == 401 and not refreshed:
+                token, refreshed = await self.auth.after_unauthorized(token), True
+                continue
+            if response.status_code == 401:
+                raise Fatal(f"{what}: Procore refused the sign-in ({error_text(response)}); "
+                            "sign in again")
+            if response.is_success or response.status_code in ok or (
+                    follow and response.is_redirect):
+                return response
+            raise classify(response, what)
+
+    async def get_json(self, path: str, *, what: str, params: Mapping[str, Any] | None = None,
+                       ) -> Any:
+        return _json(await self.send("GET", path, what=what, params=params), what)
+
+    async def pages(self, path: str, *, what: str, params: Mapping[str, Any] | None = None,
+                    ) -> AsyncIterator[list[Any]]:
+        """Every page of a paginated list, following `Link: rel="next"` to the end."""
+        url: str | None = path
+        query: Mapping[str, Any] | None = {"per_page": PER_PAGE, **(params or {})}
+        while url:
+            response = await self.send("GET", url, what=what, params=query)
+            yield _json(response, what)
+            following = response.links.get("next", {}).get("url")
+            url, query = (following, None) if following else (None, None)
+
+    async def download(self, url: str, *, what: str) -> AsyncIterator[bytes]:
+        """Stream a file version: Procore answers with redirects to its storage host, which
+        are followed by hand so the token goes only to hosts allowed to see it."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.may_carry_token(url):
+                async for chunk in self._fetch_unauthenticated(url, what):
+                    yield chunk
+                return
+            response = await self.send("GET", url, what=what, follow=True)
+            if not response.is_redirect:
+                yield response.content
+                return
+            url = urljoin(url, response.headers["location"])
+        raise ConnectorError(f"{what}: too many redirects")
+
+    async def _fetch_unauthenticated(self, url: str, what: str) -> AsyncIterator[bytes]:
+        """Storage hosts are not rate limited and must never see the token."""
+        for failures in range(MAX_RETRIES + 1):
+            started = False
+            try:
+                async with self.http.stream("GET", url) as response:
+                    if response.status_code >= 500:
+                        raise Retryable(f"{what}: the storage host answered "
+                                        f"{response.status_code}")
+                    if not response.is_success:
+                        await response.aread()
+                        raise classify(response, f"{what} (storage host)")
+                    async for chunk in response.aiter_bytes(CHUNK):
+                        started = True
+                        yield chunk
+                    return
+            except (httpx.TransportError, Retryable) as exc:
+                if started or failures == MAX_RETRIES:  # part of it was already passed on
+                    raise Retryable(f"{what}: the download failed ({type(exc).__name__})"
+                                    ) from None
+                await self.pacer.sleep(backoff(failures))
+
+    async def upload_to_storage(self, url: str, fields: Mapping[str, str], name: str,
+                                body: IO[bytes], *, what: str) -> None:
+        """The storage half of an Uploads API upload: every field unchanged plus the file,
+        without the token. Safe to repeat, so connection failures are retried."""
+        if self.may_carry_token(url) and _origin(url) != _origin(self.app.domain):
+            raise ConnectorError(f"{what}: unexpected upload host")
+        for failures in range(MAX_RETRIES + 1):
+            body.seek(0)
+            try:
+                response = await self.http.post(url, data=dict(fields),
+                                                files={"file": (name, body)})
+            except httpx.TransportError as exc:
+                if failures == MAX_RETRIES:
+                    raise Retryable(f"{what}: the upload failed ({type(exc).__name__})") from None
+            else:
+                if response.is_success:
+                    return
+                if response.status_code < 500 or failures == MAX_RETRIES:
+                    raise classify(response, f"{what} (storage host)")
+            await self.pacer.sleep(backoff(failures))
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except (ValueError, json.JSONDecodeError):
+        raise ConnectorError(f"{what}: Procore answered something that is not JSON") from None
+

@@ -1,0 +1,118 @@
+"""Setting up a Procore connection: sign in, pick the company and the project, save.
+
+Shared by `connections add procore` and the TUI's Add connection dialog, which only ask the
+questions. A connection reaches one project of one company (as DryvIQ's does); the sign-in's
+token is kept with the connection's secrets, never in its visible config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core.auth import (
+    OOB_REDIRECT,
+    ClientApp,
+    MemoryTokenStore,
+    authorization_url,
+    client_credentials_token,
+    exchange_code,
+    loopback_sign_in,
+)
+from core.connectors import Opening
+from core.connectors.procore import procore_client
+from core.connectors.procore_client import ProcoreClient
+from core.state import Connection
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A company or project to pick from."""
+
+    id: int
+    name: str
+    label: str = ""  # how Procore displays it ("2024-017 - Riverside Medical Center")
+
+    def matches(self, wanted: str) -> bool:
+        return wanted == str(self.id) or wanted.casefold() in (
+            self.name.casefold(), self.label.casefold())
+
+
+class ProcoreSignIn:
+    """One Add-connection conversation with Procore, from sign-in to the saved connection."""
+
+    def __init__(self, opening: Opening, app: ClientApp, *, custom: bool) -> None:
+        self.opening = opening
+        self.app = app
+        self.custom = custom  # the connection's own client, not the installation's default
+        self.store = MemoryTokenStore()
+        self.grant = "authorization_code"
+        self.client: ProcoreClient = procore_client(app, self.store, opening)
+        self._state: str | None = None
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.client.pacer.store.close()
+
+    def sign_in_url(self) -> str:
+        """The page where the user signs in; Procore then shows a code to paste back."""
+        url, self._state = authorization_url(self.app, OOB_REDIRECT)
+        return url
+
+    async def finish_with_code(self, code: str) -> None:
+        await self.store.save(await exchange_code(self.app, code.strip()))
+
+    async def finish_with_loopback(self, show_url: Callable[[str], None]) -> None:
+        """Sign in through a browser on this machine, which returns to a local address."""
+        await self.store.save(await loopback_sign_in(self.app, show_url))
+
+    async def finish_with_client_credentials(self) -> None:
+        """A service account (DMSA) signs in with its client credentials alone."""
+        self.grant = "client_credentials"
+        await self.store.save(await client_credentials_token(self.app))
+
+    async def identity(self) -> dict[str, Any]:
+        """Who is signed in (`/me`), so a service account named for the integration shows."""
+        return dict(await self.client.get_json("/rest/v1.0/me", what="read the signed-in user"))
+
+    async def companies(self) -> list[Choice]:
+        self.client.company_id = None
+        return [Choice(int(c["id"]), c["name"]) async for page in self.client.pages(
+            "/rest/v1.0/companies", what="list companies") for c in page
+            if c.get("is_active", True)]
+
+    async def projects(self, company: Choice) -> list[Choice]:
+        self.client.company_id = company.id
+        return [Choice(int(p["id"]), p["name"], p.get("display_name") or p["name"])
+                async for page in self.client.pages(
+                    "/rest/v1.0/projects", what=f"list the projects of {company.name}",
+                    params={"company_id": company.id}) for p in page]
+
+    async def save(self, name: str, company: Choice, project: Choice,
+                   identity: dict[str, Any]) -> Connection:
+        token = await self.store.load()
+        assert token is not None, "sign in first"
+        config = {"domain": self.app.domain, "login_url": self.app.login_url,
+                  "credentials": "custom" if self.custom else "default",
+                  "client_id": self.app.client_id, "grant": self.grant,
+                  "company_id": company.id, "company_name": company.name,
+                  "project_id": project.id, "project_name": project.name,
+                  "user": {k: identity.get(k) for k in ("id", "login", "name")}}
+        secrets: dict[str, Any] = {"token": token.to_dict()}
+        if self.custom:
+            secrets["client_secret"] = self.app.client_secret
+        return await self.opening.state.add_connection(name, "procore", config, secrets)
+
+
+def pick(choices: list[Choice], wanted: str | None, what: str) -> Choice | None:
+    """The choice named by id or name; the only one when there is one; else None (ask).
+    Raises LookupError when `wanted` names none of them."""
+    if wanted is not None:
+        found = next((c for c in choices if c.matches(wanted)), None)
+        if found is None:
+            known = ", ".join(f"{c.label or c.name} ({c.id})" for c in choices) or "none"
+            raise LookupError(f"no {what} {wanted!r} for this sign-in; it can reach: {known}")
+        return found
+    return choices[0] if len(choices) == 1 else None
+
