@@ -445,10 +445,19 @@ def procore_client(app: ClientApp, store: TokenStore, opening: Opening, *,
 
 def open_procore(connection: Connection, secrets: dict[str, Any],
                  opening: Opening) -> ProcoreConnector:
-    config = connection.config
-    app = procore_app(config, secrets, opening.home.config())
+    config, installation = connection.config, opening.home.config()
+    app = procore_app(config, secrets, installation)
     store = StateTokenStore(opening.state, opening.home, connection.id)
     client = procore_client(app, store, opening, company_id=int(config["company_id"]))
     return ProcoreConnector(client, int(config["project_id"]),
-                            direct_upload_max=int(config.get("direct_upload_max",
-                                                             DIRECT_UPLOAD_MAX)))
+                            direct_upload_max=direct_upload_max(installation))
+
+
+def direct_upload_max(installation: dict[str, Any]) -> int:
+    """config.toml's [procore] direct_upload_max: the largest file (bytes) sent in the create
+    call itself; larger ones go through the Uploads API (0 sends every file that way)."""
+    value = (installation.get("procore") or {}).get("direct_upload_max", DIRECT_UPLOAD_MAX)
+    if not isinstance(value, int) or value < 0:
+        raise Fatal(f"config.toml [procore] direct_upload_max = {value!r}: use a size in "
+                    "bytes, such as 4194304")
+    return value

@@ -9,8 +9,8 @@ import pytest
 
 from core.auth import OOB_REDIRECT, ClientApp, MemoryTokenStore, exchange_code
 from core.connectors import Opening
-from core.connectors.base import AlreadyExists, InvalidPath, NotFound
-from core.connectors.procore import ProcoreConnector, procore_client
+from core.connectors.base import AlreadyExists, Fatal, InvalidPath, NotFound
+from core.connectors.procore import ProcoreConnector, direct_upload_max, procore_client
 from core.home import Home
 from core.sandbox import DEMO_COMPANY, DEMO_PROJECT, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from core.state import State
@@ -112,3 +112,14 @@ async def test_a_walk_reads_the_index_instead_of_each_folder(procore, sandbox) -
                 folders.append(f"{folder}/{entry.name}".lstrip("/"))
     assert seen > 40
     assert world.api_calls - before == 1  # the whole demo project fits one index page
+
+
+async def test_the_direct_upload_size_is_configurable(procore, sandbox) -> None:
+    assert direct_upload_max({}) == 4 << 20
+    assert direct_upload_max({"procore": {"direct_upload_max": 0}}) == 0
+    with pytest.raises(Fatal, match="direct_upload_max"):
+        direct_upload_max({"procore": {"direct_upload_max": "big"}})
+    procore.direct_upload_max = 0  # every file through the Uploads API
+    await procore.write("tiny.txt", chunks(b"tiny"), size=4, mtime=None)
+    assert sandbox.world.requests["POST /rest/v1.1/projects/{project_id}/uploads"] == 1
+    assert sandbox.world.tree(procore.sandbox_project)["tiny.txt"] == b"tiny"
