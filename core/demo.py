@@ -1,15 +1,34 @@
-"""A sample construction project (folders, files, sizes) for the demo and the tests.
+"""The demo: the embedded Procore sandbox's sample project, an office share, a ready job.
 
-Deterministic: the same names, sizes, times and bytes every time, so a demo run and a test
-can both say exactly what should arrive.
+`prepare_demo` signs in to a running sandbox (its own, so no browser is needed), and adds the
+connections and the sample job to a home. The sandbox runs with a small rate limit, so the
+pacing and a pause for the budget's reset show within a minute. `write_sample_project` writes
+a local sample project, for tests that need one on disk.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
+
+from core.auth import OOB_REDIRECT, ClientApp
+from core.connections import add_local
+from core.connectors import Opening
+from core.home import Home
+from core.job_store import create_job
+from core.procore_signin import ProcoreSignIn, pick
+from core.sandbox import (
+    DEMO_COMPANY,
+    DEMO_PROJECT,
+    SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET,
+    SandboxConfig,
+    World,
+)
+from core.state import JobRecord, State
 
 KIB = 1024
 
@@ -35,14 +54,19 @@ SAMPLE_FOLDERS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("Closeout/As-Builts", (), 0),
 )
 
+# A budget small enough to see: 10 calls per 10 seconds, and an "hour" of 30 calls that
+# lasts 45 seconds, so a job pauses for the reset and then continues by itself
+DEMO_LIMITS = SandboxConfig(hourly_limit=30, hourly_window=45.0, spike_limit=10)
+PROCORE_CONNECTION = "Riverside (Procore sandbox)"
+SHARE_CONNECTION = "Office Share"
 DEMO_JOB = {
-    "name": "Sample project documents to office share",
+    "name": "Riverside documents to the office share",
     "kind": "transfer",
     "transfer": {
         "transfer_type": "copy",
-        "source": {"connection": {"id": "procore-demo"}, "target": {"path": "/"}},
-        "destination": {"connection": {"id": "office-share"},
-                        "target": {"path": "/Projects/Sample Project"}},
+        "source": {"connection": {"id": PROCORE_CONNECTION}, "target": {"path": "/"}},
+        "destination": {"connection": {"id": SHARE_CONNECTION},
+                        "target": {"path": "/Projects/Riverside Medical Center"}},
         "simulation_mode": False,
         "performance": {"parallel_writes": {"requested": 4}},
     },
@@ -50,6 +74,45 @@ DEMO_JOB = {
     "stop_policy": {"on_success": 5, "on_failure": 5, "on_execute": 25},
     "category": {"name": "Demo"},
 }
+
+
+async def _sign_in(state: State, home: Home, url: str, world: World) -> None:
+    """Connect to the sandbox's demo project, or renew a connection made on an earlier run
+    (each run's sandbox has a new address and forgets old sign-ins)."""
+    app = ClientApp(url, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)
+    signin = ProcoreSignIn(Opening(state, home, interactive=True), app, custom=True)
+    try:
+        await signin.finish_with_code(world.issue_code(SANDBOX_CLIENT_ID, OOB_REDIRECT))
+        company = pick(await signin.companies(), DEMO_COMPANY, "company")
+        assert company is not None  # pick() finds a named choice or raises
+        project = pick(await signin.projects(company), DEMO_PROJECT, "project")
+        assert project is not None
+        existing = await state.find_connection(PROCORE_CONNECTION)
+        if existing is None:
+            await signin.save(PROCORE_CONNECTION, company, project, await signin.identity())
+            return
+        token = await signin.store.load()
+        assert token is not None
+        await state.update_connection_config(
+            existing.id, existing.config | {"domain": app.domain, "project_id": project.id})
+        await state.save_connection_secrets(existing.id, {"token": token.to_dict(),
+                                                          "client_secret": app.client_secret})
+    finally:
+        await signin.close()
+
+
+async def prepare_demo(state: State, home: Home, url: str, world: World) -> JobRecord:
+    """The demo's connections and job in `home`, against the sandbox served at `url`."""
+    await _sign_in(state, home, url, world)
+    if await state.find_connection(SHARE_CONNECTION) is None:
+        share = home.root / "Office Share"
+        share.mkdir(parents=True, exist_ok=True)
+        await add_local(state, SHARE_CONNECTION, str(share))
+    found = await state.find_jobs(str(DEMO_JOB["name"]))
+    if found:
+        return found[0]
+    job, _ = await create_job(state, json.dumps(DEMO_JOB, indent=2))
+    return job
 
 
 def sample_files(seed: int = 7) -> Iterator[tuple[str, int, float]]:

@@ -1,4 +1,5 @@
-"""`dryviq-tui demo`: a sample construction project copied by a sample job, headlessly."""
+"""`dryviq-tui demo`: the sample Procore project (the embedded sandbox, started in-process),
+an office share and a ready job, in a throwaway home unless --home is given."""
 
 from __future__ import annotations
 
@@ -9,45 +10,40 @@ from typing import Any
 
 from core.cli import opened_state
 from core.cli.output import ProgressReporter
-from core.connections import add_local
-from core.demo import DEMO_JOB, write_sample_project
+from core.demo import DEMO_JOB, DEMO_LIMITS, prepare_demo
 from core.engine.runner import run_job
-from core.job_store import create_job
+from core.sandbox import SandboxThread, demo_world
 
 
 def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
     common = leaf["parents"][0]  # --home; the demo speaks to a person, so no --json
     demo = commands.add_parser(
-        "demo", help="copy a sample construction project with a sample job (in a throwaway "
-                     "home unless --home is given)", parents=[common])
+        "demo", help="a sample Procore project (an embedded sandbox) copied to a local "
+                     "folder by a sample job, in a throwaway home unless --home is given",
+        parents=[common])
+    demo.add_argument("--headless", action="store_true",
+                      help="run the sample job on the command line instead of in the app")
     demo.set_defaults(handler=_demo)
 
 
 async def _demo(args: argparse.Namespace) -> int:
     if not getattr(args, "home", None):
         args.home = tempfile.mkdtemp(prefix="dryviq-demo-")
-    async with opened_state(args) as (home, state):
-        project = home.root / "demo" / "Sample Project"
-        share = home.root / "demo" / "Office Share"
-        if await state.find_connection("procore-demo") is None:
-            write_sample_project(project)
-            share.mkdir(parents=True, exist_ok=True)
-            await add_local(state, "procore-demo", str(project))
-            await add_local(state, "office-share", str(share))
-            job, _ = await create_job(state, json.dumps(DEMO_JOB, indent=2))
-        else:
-            job = (await state.find_jobs(DEMO_JOB["name"]))[0]
-        print(f"Demo home: {home.root}\nSample project: {project}\nOffice share: {share}\n")
-        print("Job JSON:\n" + json.dumps(DEMO_JOB, indent=2) + "\n")
-        reporter = ProgressReporter()
-        for attempt in ("first run", "second run"):
+    with SandboxThread(demo_world(DEMO_LIMITS)) as sandbox:
+        async with opened_state(args) as (home, state):
+            job = await prepare_demo(state, home, sandbox.url, sandbox.world)
+            print(f"Demo home: {home.root}\nProcore sandbox: {sandbox.url} (a rate limit of "
+                  f"{DEMO_LIMITS.spike_limit} calls per 10 s and {DEMO_LIMITS.hourly_limit} per "
+                  f"{DEMO_LIMITS.hourly_window:g} s, to show pacing)\n")
+            print("Job JSON:\n" + json.dumps(DEMO_JOB, indent=2) + "\n")
+            reporter = ProgressReporter()
             result = await run_job(state, home, job, on_progress=reporter,
                                    on_event=reporter.event)
             reporter.end_line()
             stats = result.stats
-            print(f"{attempt}: {result.status}: {stats.transferred} files "
-                  f"({stats.bytes:,} bytes) copied, {stats.folders_created} folders created, "
-                  f"{stats.skipped} unchanged or skipped, {stats.flagged} flagged")
-    print(f"\nTry: dryviq-tui --home {home.root} ls office-share:/ -R\n"
-          f"     dryviq-tui --home {home.root} jobs items \"{DEMO_JOB['name']}\"")
+            print(f"{result.status}: {stats.transferred} files ({stats.bytes:,} bytes) copied, "
+                  f"{stats.folders_created} folders created, {stats.api_calls} API calls, "
+                  f"{stats.rate_limit_waits} waits for the rate limit")
+    print(f"\nThe copy: {home.root / 'Office Share'}\n"
+          f"Try: dryviq-tui --home {home.root} jobs items \"{DEMO_JOB['name']}\"")
     return result.exit_code
