@@ -18,6 +18,7 @@ import httpx
 from core.auth import USER_AGENT, Authenticator, ClientApp
 from core.connectors.base import (
     AlreadyExists,
+    AuthExpired,
     ConnectorError,
     Fatal,
     InvalidPath,
@@ -132,8 +133,8 @@ class ProcoreClient:
                 token, refreshed = await self.auth.after_unauthorized(token), True
                 continue
             if response.status_code == 401:
-                raise Fatal(f"{what}: Procore refused the sign-in ({error_text(response)}); "
-                            "sign in again")
+                raise AuthExpired(f"{what}: Procore refused the sign-in "
+                                  f"({error_text(response)}); sign in again")
             if response.is_success or response.status_code in ok or (
                     follow and response.is_redirect):
                 return response
