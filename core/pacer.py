@@ -31,6 +31,10 @@ from core.home import ConfigError
 DEFAULT_HOURLY_LIMIT = 3600  # calls an hour per client, the product page's figure
 SPIKE_WINDOW = 10.0  # seconds; Procore's documented spike window
 SPIKE_HEADER_HORIZON = SPIKE_WINDOW + 1.5  # a reset this close to the response is the spike's
+# Calls are spaced 5% wider than the spike limit allows: the server's window starts when the
+# first call arrives, so calls paced exactly at the limit lose the race at the window's edge
+# whenever that first call travelled slower than a later one (measured: 2 429s in 1,052 calls)
+SPACING_MARGIN = 1.05
 DEFAULT_RESERVE = 0.10  # share of the hourly limit a job leaves for interactive browsing
 MAX_RETRIES = 5  # per call, for 5xx and connection failures
 MAX_RATE_LIMITED = 30  # 429s in a row before a call gives up (the pacer waits between them)
@@ -190,7 +194,8 @@ class Pacer:
                 if until is None:
                     slot = max(now, budget.next_call_at)
                     if budget.spike_limit:
-                        budget.next_call_at = slot + SPIKE_WINDOW / budget.spike_limit
+                        budget.next_call_at = (slot + SPIKE_WINDOW / budget.spike_limit
+                                               * SPACING_MARGIN)
                         budget.spike_remaining = (budget.spike_remaining or 0) - 1
                     budget.hourly_remaining -= 1
             if until is None:
