@@ -249,18 +249,24 @@ def test_server_errors_and_dropped_answers_leave_no_duplicates(
 
 def test_sigkill_mid_upload_then_resume_leaves_no_duplicates(
         cli: Cli, make_sandbox, files: Path, tmp_path: Path) -> None:
-    sandbox = make_sandbox(SandboxConfig(latency=0.05))
-    for n in range(40):
+    sandbox = make_sandbox(SandboxConfig(latency=0.1))
+    for n in range(60):
         (files / f"Sheet {n:03d}.pdf").write_bytes(os.urandom(1000 + n))
     add_procore(cli, sandbox)
     job(cli, tmp_path, "killed", ("files", "/"), ("procore", "/Killed"))
-    for delay in (1.5, 2.5):
+    uploaded = [0]
+    for _ in range(2):  # kill each run once a few more files have arrived
         proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run",
                                  "killed"], env=env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        time.sleep(delay)
+        deadline = time.monotonic() + 60
+        while (len(remote(sandbox.world, "Killed")) < uploaded[-1] + 5
+               and time.monotonic() < deadline and proc.poll() is None):
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+        uploaded.append(len(remote(sandbox.world, "Killed")))
+    assert 0 < uploaded[1] < uploaded[2] < 60, uploaded  # killed mid-run, twice
     done = cli("jobs", "run", "killed", "--json")
     assert json.loads(done.stdout)["status"] in ("completed", "no_changes"), describe(done)
     assert remote(sandbox.world, "Killed") == local(files)
