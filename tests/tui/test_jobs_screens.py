@@ -1,0 +1,377 @@
+"""The jobs list, the job builder, the import dialog and the monitor, driven with Pilot over a
+real state file, real local folders and the real engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, DataTable, Input, Select
+
+from core.home import Home
+from tests.e2e.conftest import clean_env, dryviq_command
+from tests.tui.conftest import SIZE, World, job_json, text_of, wait_for, write_files
+from tui import app as app_module
+from tui.app import COMMANDS, DryvIQApp
+from tui.keymap import key_problem, read_keymap
+from tui.screens import PlaceholderScreen
+from tui.screens.job_builder import JobBuilderScreen
+from tui.screens.jobs import ImportJobScreen, JobsScreen
+from tui.screens.monitor import MonitorScreen
+from tui.widgets.format import clock
+
+
+@asynccontextmanager
+async def running(world: World) -> AsyncIterator[tuple[DryvIQApp, Pilot[int]]]:
+    """The app over the world's service, on the jobs screen with its rows loaded."""
+    app = DryvIQApp(world.service)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
+        await pilot.pause()
+        yield app, pilot
+
+
+def jobs_table(app: DryvIQApp) -> list[list[str]]:
+    table = app.screen.query_one("#jobs-table", DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def type_into(pilot: Pilot[int], selector: str, text: str) -> None:
+    """Type `text` into an Input: all but its last key pasted (Pilot takes a while per key),
+    the last one pressed, so the screen sees a real key press."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
+    await pilot.pause()
+    field.value = text[:-1]
+    field.cursor_position = len(field.value)
+    await pilot.press(*text[-1:] or ["backspace"])
+
+
+async def choose(pilot: Pilot[int], selector: str, option: str) -> None:
+    """Open a Select, type to find the option, take it: as a user at the keyboard does."""
+    pilot.app.screen.query_one(selector, Select).focus()
+    await pilot.press("enter", *option, "enter")
+
+
+def arrived(world: World) -> int:
+    return sum(1 for _ in (world.destination / "copy").rglob("*.bin"))
+
+
+async def open_monitor(app: DryvIQApp, pilot: Pilot[int]) -> MonitorScreen:
+    await pilot.press("m")
+    await wait_for(lambda: isinstance(app.screen, MonitorScreen), what="the monitor")
+    assert isinstance(app.screen, MonitorScreen)
+    return app.screen
+
+
+def monitor_says(app: DryvIQApp, text: str, selector: str = "#monitor-status") -> bool:
+    return isinstance(app.screen, MonitorScreen) and text in text_of(app, selector)
+
+
+# -- the builder --------------------------------------------------------------------------------
+
+
+async def test_a_job_built_from_fields_is_saved_and_listed(world: World) -> None:
+    async with running(world) as (app, pilot):
+        assert "No jobs yet" in text_of(app, "#jobs-empty")
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen))
+        builder = app.screen
+        assert isinstance(builder, JobBuilderScreen)
+        await type_into(pilot, "#field-name", "Drawings out")
+        await choose(pilot, "#field-source_connection", "plans")
+        await type_into(pilot, "#field-source_path", "/")
+        await choose(pilot, "#field-destination_connection", "share")
+        await type_into(pilot, "#field-destination_path", "/Out")
+        await type_into(pilot, "#field-parallel_writes", "3")
+        await pilot.pause()
+        shown = json.loads(builder.text)  # the preview is what Save stores
+        assert shown["transfer"]["source"] == {"connection": {"id": "plans"},
+                                               "target": {"path": "/"}}
+        assert shown["transfer"]["performance"] == {"parallel_writes": 3}
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
+        await wait_for(lambda: jobs_table(app) != [], what="the new row")
+        assert jobs_table(app)[0] == ["Drawings out", "never run", "", "copy", "",
+                                      "plans:/ → share:/Out"]
+    [job] = await world.state.find_jobs()
+    assert (job.name, job.parallel_writes, job.destination_path) == ("Drawings out", 3, "Out")
+    assert json.loads(job.definition) == shown
+
+
+async def test_invalid_fields_are_shown_inline_and_nothing_is_saved(world: World) -> None:
+    async with running(world) as (app, pilot):
+        app.open_builder(source=("plans", "Drawings"), destination=("share", "/Out"))
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen))
+        await pilot.pause()
+        builder = app.screen
+        assert json.loads(builder.text)["transfer"]["source"]["target"] == {"path": "/Drawings"}
+        await type_into(pilot, "#field-name", "picked")
+        await type_into(pilot, "#field-parallel_writes", "0")
+        await pilot.pause()
+        assert "expected an integer from 1 to 64, got 0" in text_of(
+            app, "#error-parallel_writes")
+        await type_into(pilot, "#field-destination_path", "")
+        assert not builder.query_one("#error-destination_path").display  # not yet: untouched
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, JobBuilderScreen), "an invalid job must not be saved"
+        assert "required" in text_of(app, "#error-destination_path")
+        assert "from 1 to 64" in text_of(app, "#error-parallel_writes")
+        assert not builder.query_one("#error-name").display
+        assert await world.state.find_jobs() == []
+
+        await type_into(pilot, "#field-destination_path", "/Drawings copy")
+        await type_into(pilot, "#field-parallel_writes", "2")
+        builder.query_one("#field-source_connection", Select).value = "share"
+        await pilot.press("ctrl+s")  # share:/Drawings copy -> core accepts it
+        await wait_for(lambda: isinstance(app.screen, JobsScreen))
+    assert [j.name for j in await world.state.find_jobs()] == ["picked"]
+
+
+async def test_a_file_imported_into_the_builder_keeps_what_the_form_lacks(
+        world: World, tmp_path: Path) -> None:
+    given = json.loads(job_json(name="with filters"))
+    given["transfer"]["filter"] = {"source": [{"action": "exclude", "type": "filter_rule",
+                                               "rules": [{"type": "filter_extension",
+                                                          "extensions": ["tmp"]}]}]}
+    given["transfer"]["destination"]["connection"]["id"] = "nowhere"
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"type": "job", "job": given}))
+    async with running(world) as (app, pilot):
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen))
+        builder = app.screen
+        await type_into(pilot, "#builder-import-path", str(path))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert builder.query_one("#field-name", Input).value == "with filters"
+        assert builder.query_one("#field-parallel_writes", Input).value == "4"
+        assert json.loads(builder.text)["transfer"]["filter"] == given["transfer"]["filter"]
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert 'no connection with id or name "nowhere"' in text_of(
+            app, "#error-destination_connection")
+        await choose(pilot, "#field-destination_connection", "share")
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen))
+    [job] = await world.state.find_jobs()
+    assert json.loads(job.definition)["transfer"]["filter"] == given["transfer"]["filter"]
+    assert job.parallel_writes == 4
+
+
+async def test_importing_a_malformed_file_shows_the_error_and_saves_nothing(
+        world: World, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": "half a job", "transfer": {"source": ')
+    good = tmp_path / "good.json"
+    good.write_text(job_json(name="from a file"))
+    async with running(world) as (app, pilot):
+        await pilot.press("i")
+        await wait_for(lambda: isinstance(app.screen, ImportJobScreen))
+        await type_into(pilot, "#import-path", str(broken))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "not valid JSON" in text_of(app, "#import-errors")
+        assert isinstance(app.screen, ImportJobScreen)
+        assert await world.state.find_jobs() == []
+
+        await type_into(pilot, "#import-path", str(good))
+        await pilot.press("enter")
+        await wait_for(lambda: jobs_table(app) != [] if isinstance(app.screen, JobsScreen)
+                       else False, what="the imported job in the list")
+        assert jobs_table(app)[0][0] == "from a file"
+        assert app.selected_job is not None and app.selected_job.name == "from a file"
+
+
+# -- running and monitoring ---------------------------------------------------------------------
+
+
+async def test_a_job_run_from_the_list_is_watched_to_completion(world: World) -> None:
+    write_files(world.source, 200, size=4096, per_folder=40)
+    await world.job()
+    async with running(world) as (app, pilot):
+        await pilot.press("r")
+        monitor = await open_monitor(app, pilot)
+        await wait_for(lambda: monitor_says(app, "Completed"), what="Completed")
+        assert "Files 200 of 200" in text_of(app, "#monitor-counts")
+        assert "800.0 KiB of 800.0 KiB" in text_of(app, "#monitor-counts")
+        assert monitor.query_one("#monitor-history", DataTable).row_count == 1
+        await pilot.press("escape")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen))
+        await wait_for(lambda: jobs_table(app)[0][1] == "completed", what="the list's status")
+    assert arrived(world) == 200
+    for path in (world.destination / "copy").rglob("*.bin"):
+        assert path.read_bytes() == (world.source / path.relative_to(
+            world.destination / "copy")).read_bytes()
+
+
+async def test_the_run_outlives_its_monitor_and_pauses_then_resumes(world: World) -> None:
+    write_files(world.source, 4000, per_folder=400)
+    job = await world.job(job_json(parallel=1))
+    async with running(world) as (app, pilot):
+        monitor = await open_monitor(app, pilot)
+        assert "Never run" in text_of(app, "#monitor-status")
+        # Pilot's key presses wait for the CPU to go idle, which a run never lets it do:
+        # press the button and close the screen directly, as a click and escape would
+        monitor.query_one("#monitor-start", Button).press()
+        await wait_for(lambda: world.service.runs_here(job.id), what="the run")
+        await monitor.dismiss()  # closing the monitor leaves the run going
+        await wait_for(lambda: isinstance(app.screen, JobsScreen))
+        assert world.service.runs_here(job.id)
+        await wait_for(lambda: arrived(world) > 0, what="the first files")
+        await pilot.press("p")  # from the list: the highlighted job
+        monitor = await open_monitor(app, pilot)
+        await wait_for(lambda: monitor_says(app, "Paused by you"), what="the paused state")
+        assert str(monitor.query_one("#monitor-start").label) == "Resume"
+        [execution] = await world.state.executions(job.id)
+        assert execution.status == "interrupted"
+        assert 0 < arrived(world) < 4000, "the pause should land mid-run"
+
+        monitor.query_one("#monitor-start", Button).press()
+        await wait_for(lambda: monitor_says(app, "Completed"), what="the resumed run to end")
+    assert arrived(world) == 4000
+    assert [e.status for e in await world.state.executions(job.id)] == ["completed",
+                                                                          "interrupted"]
+
+
+async def test_the_monitor_shows_a_rate_limit_pause_and_the_budget(world: World) -> None:
+    """A run waiting for the hourly API budget (here in another process: this test holds
+    the job's lock and writes its heartbeat) says until when, and that it goes on alone."""
+    job = await world.job()
+    now = time.time()
+    await world.state.db.execute(
+        "INSERT INTO rate_budgets (client_key, hourly_limit, hourly_remaining, hourly_reset, "
+        "blocked_until, updated_at) VALUES ('procore:demo', 3600, 0, ?, 0, ?)",
+        (now + 300, now))
+    with world.home.job_lock(job.id):
+        execution = await world.state.start_execution(job.id)
+        await world.state.update_execution(execution.id, phase="executing", stats={
+            "transferred": 7, "planned_files": 20, "api_calls": 3240, "rate_limit_waits": 1,
+            "waiting_until": now + 300})
+        async with running(world) as (app, pilot):
+            await open_monitor(app, pilot)
+            await wait_for(lambda: monitor_says(
+                app, f"Paused until {clock(now + 300)} (rate limit): continues by itself",
+                "#monitor-waiting"), what="the rate-limit pause")
+            assert "Phase: waiting for the API rate limit" in text_of(app, "#monitor-details")
+            api = text_of(app, "#monitor-api")
+            assert "API calls 3,240 · rate-limit waits 1" in api
+            assert "budget 0 of 3,600 left, resets in 0:04:" in api
+
+
+@pytest.mark.slow
+async def test_the_monitor_attaches_to_a_run_in_another_process(world: World) -> None:
+    write_files(world.source, 4000, per_folder=400)
+    job = await world.job(job_json(parallel=1))
+    process = subprocess.Popen(
+        [*dryviq_command(), "--home", str(world.home.root), "jobs", "run", job.name],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        async def progressing() -> bool:
+            live = await world.service.live(job.id)
+            return live.where == "elsewhere" and live.stats.transferred > 0
+
+        await wait_for(progressing, timeout=30, what="the other process's first heartbeat")
+        os.kill(process.pid, signal.SIGSTOP)  # hold it mid-run while the monitor looks
+        async with running(world) as (app, pilot):
+            await wait_for(lambda: jobs_table(app)[0][1] == "running elsewhere")
+            await open_monitor(app, pilot)
+            await wait_for(lambda: monitor_says(app, "Running in another process"))
+            counts = text_of(app, "#monitor-counts")
+            assert "Files 0 of" not in counts and "ETA" in counts
+            await pilot.press("p")  # SIGTERM: it finishes what is in flight and stops
+            os.kill(process.pid, signal.SIGCONT)
+            assert process.wait(timeout=30) == 3
+            await wait_for(lambda: monitor_says(app, "Interrupted: resumable"))
+
+            await pilot.press("r")  # resumed in this app
+            await wait_for(lambda: monitor_says(app, "Completed"), timeout=30)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+        process.communicate()
+    assert arrived(world) == 4000
+
+
+# -- the app shell ------------------------------------------------------------------------------
+
+
+async def test_keys_are_remapped_from_config_and_bad_entries_reported(world: World) -> None:
+    config = world.home.config_path
+    config.write_text('[keys]\nrun-job = "ctrl+r"\nshow-jobs = "f2"\nno-such-binding = "x"\n'
+                      'new-job = "hyper+nonsense"\n')
+    config.chmod(0o600)
+    write_files(world.source, 10)
+    job = await world.job()
+    async with running(world) as (app, pilot):
+        messages = [str(n.message) for n in app._notifications]
+        assert any("no-such-binding: no binding has this id" in m for m in messages)
+        assert any("new-job" in m and "unknown key 'nonsense'" in m for m in messages)
+        await pilot.press("r")  # remapped away: does nothing
+        await pilot.pause()
+        assert not world.service.runs_here(job.id)
+        await pilot.press("ctrl+r")
+        await world.service.wait(job.id)
+        assert (await world.service.live(job.id)).status == "completed"
+        await pilot.press("n")  # its remap was refused, so the default key still works
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen))
+
+
+async def test_the_palette_offers_every_action(world: World) -> None:
+    async with running(world) as (app, pilot):
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {title for title, _, _ in COMMANDS} | {"Quit"} <= titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"New job")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen), what="the builder")
+
+
+async def test_a_screen_missing_from_the_build_is_a_placeholder(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(app_module.SCREENS, "browser",
+                        ("tui.screens.not_written_yet", "BrowserScreen", "Browser"))
+    async with running(world) as (app, pilot):
+        await pilot.press("b")
+        await wait_for(lambda: isinstance(app.screen, PlaceholderScreen))
+        assert "not available" in text_of(app, ".placeholder")
+        await pilot.press("j")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen))
+
+
+
+async def test_a_state_file_it_cannot_read_ends_the_app_with_a_message(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    home.state_path.write_bytes(b"this is not a SQLite database, just bytes" * 100)
+    app = DryvIQApp(home=home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+    assert app.return_code == 1
+
+@pytest.mark.parametrize(("keys", "problem"), [
+    ("ctrl+r", None), ("f5,R", None), ("question_mark", None), ("ctrl+shift+up", None),
+    ("ctrl+", "no key after"), ("cmd+r", "unknown modifier 'cmd'"), ("florp", "unknown key"),
+    ("a,,b", "empty key"),
+])
+def test_key_names_are_checked(keys: str, problem: str | None) -> None:
+    found = key_problem(keys)
+    assert found is None if problem is None else problem in (found or "")
+
+
+def test_a_keys_entry_that_is_not_a_table_is_reported() -> None:
+    assert read_keymap({"keys": "ctrl+r"}, {"run-job": "r"}) == (
+        {}, ['config.toml: [keys] must be a table of binding id = "key"'])
+    assert read_keymap({"keys": {"run-job": 5}}, {"run-job": "r"})[1] == [
+        'config.toml [keys] run-job: expected a key such as "ctrl+r" in quotes']

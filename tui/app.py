@@ -1,0 +1,250 @@
+"""The Textual app: screens as modes over one AppService, keys users can remap, and a command
+palette that offers every action.
+
+`run(home)` is what `dryviq-tui` with no subcommand calls. Tests build `DryvIQApp(service)`
+around a service they opened, or `DryvIQApp(home=...)` to let the app open and close its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from core.engine.runner import RunResult
+from core.home import ConfigError, Home
+from core.state import JobRecord, StateError
+from tui.keymap import package_binding_ids, read_keymap
+from tui.screens import AppScreen, PlaceholderScreen
+from tui.screens.job_builder import Endpoint, JobBuilderScreen
+from tui.screens.jobs import ImportJobScreen
+from tui.screens.monitor import MonitorScreen
+from tui.service import AppService, Created, ServiceError
+from tui.widgets.format import STATUS_LABELS, size
+from tui.widgets.theme import DRYVIQ_THEME
+
+# mode -> (module, class, title). Imported behind a guard, so a build without one of them
+# still runs and says so on that screen.
+SCREENS = {
+    "jobs": ("tui.screens.jobs", "JobsScreen", "Jobs"),
+    "connections": ("tui.screens.connections", "ConnectionsScreen", "Connections"),
+    "browser": ("tui.screens.browser", "BrowserScreen", "Browser"),
+}
+DEFAULT_MODE = "jobs"
+
+# Palette entries: (title, help, action); job actions act on the selected job.
+COMMANDS = (
+    ("Jobs", "Show the jobs list", "show('jobs')"),
+    ("Connections", "Show the connections", "show('connections')"),
+    ("Browser", "Browse a connection's folders", "show('browser')"),
+    ("New job", "Build a job from fields", "new_job"),
+    ("Import job JSON", "Create a job from a DryvIQ job JSON file", "import_job"),
+    ("Run job", "Run or resume the selected job", "run_job"),
+    ("Pause job", "Pause the selected job after the files in flight", "pause_job"),
+    ("Cancel job", "Stop the selected job now (files in flight are rolled back)", "cancel_job"),
+    ("Open monitor", "Watch the selected job's progress", "open_monitor"),
+)
+
+
+def screen_class(mode: str) -> type[AppScreen[None]] | str:
+    """The screen class of a mode, or why it is not available."""
+    module_name, class_name, title = SCREENS[mode]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return f"The {title} screen is not available in this build yet."
+    screen: type[AppScreen[None]] = getattr(module, class_name)
+    return screen
+
+
+class DryvIQApp(App[int]):
+    """Jobs, connections and the browser as modes; the monitor and builder push over them."""
+
+    TITLE = "DryvIQ"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "show('jobs')", "Jobs", id="show-jobs"),
+        Binding("c", "show('connections')", "Connections", id="show-connections"),
+        Binding("b", "show('browser')", "Browser", id="show-browser"),
+        Binding("n", "new_job", "New", id="new-job"),
+        Binding("i", "import_job", "Import", id="import-job"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False),
+    ]
+
+    def __init__(self, service: AppService | None = None, *, home: Home | None = None) -> None:
+        if (service is None) == (home is None):
+            raise TypeError("DryvIQApp takes a service or a home (exactly one)")
+        super().__init__()
+        self._service = service
+        self._home = home
+        self._owns_service = service is None
+        self._quitting = False
+        self.selected_job: JobRecord | None = None  # what the job actions act on
+
+    @property
+    def service(self) -> AppService:
+        if self._service is None:
+            raise RuntimeError("the app's service opens when the app is mounted")
+        return self._service
+
+    async def on_mount(self) -> None:
+        self.register_theme(DRYVIQ_THEME)
+        self.theme = DRYVIQ_THEME.name
+        if self._service is None:
+            assert self._home is not None
+            try:
+                self._service = await AppService.open(self._home)
+            except StateError as exc:
+                self.exit(return_code=1, message=f"dryviq-tui: error: {exc}")
+                return
+        self.service.on_finished = self._finished
+        self._apply_keymap()
+        for mode in SCREENS:
+            self.add_mode(mode, partial(self._make_screen, mode))
+        await self.switch_mode(DEFAULT_MODE)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill` (or a monitor elsewhere pausing a job run here) quits as ctrl+q does
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGTERM, partial(self.call_later, self.action_quit))
+
+    async def on_unmount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        if self._owns_service and self._service is not None:
+            await self._service.close()
+
+    def _make_screen(self, mode: str) -> Screen[None]:
+        found = screen_class(mode)
+        if isinstance(found, str):
+            return PlaceholderScreen(self.service, SCREENS[mode][2], found)
+        return found(self.service)
+
+    def _apply_keymap(self) -> None:
+        """config.toml's [keys]; a bad entry is reported and skipped, never fatal."""
+        try:
+            config = self.service.home.config()
+        except ConfigError as exc:
+            self.notify(str(exc), title="config.toml", severity="error", markup=False)
+            return
+        for mode in SCREENS:
+            screen_class(mode)  # imported, so their bindings' ids are known
+        keymap, problems = read_keymap(config, package_binding_ids("tui"))
+        self.set_keymap(keymap)
+        for problem in problems:
+            self.notify(problem, title="Key not remapped", severity="warning", markup=False,
+                        timeout=10)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        job = f" ({self.selected_job.name})" if self.selected_job else ""
+        for title, text, action in COMMANDS:
+            detail = text + job if "selected job" in text else text
+            yield SystemCommand(title, detail, partial(self.run_action, action))
+
+    # -- actions ----------------------------------------------------------------------------
+
+    async def action_show(self, mode: str) -> None:
+        await self.switch_mode(mode)
+
+    def action_new_job(self) -> None:
+        self.open_builder()
+
+    def open_builder(self, source: Endpoint | None = None,
+                     destination: Endpoint | None = None) -> None:
+        """The job builder, optionally with the browser's picks as (connection name, path)."""
+        self.push_screen(JobBuilderScreen(self.service, source=source, destination=destination),
+                         self._created)
+
+    def action_import_job(self) -> None:
+        self.push_screen(ImportJobScreen(self.service), self._created)
+
+    def _created(self, created: Created | None) -> None:
+        if created is None:
+            return
+        job, warnings = created
+        self.selected_job = job
+        self.notify(f"Created job {job.name}", markup=False)
+        for warning in warnings:
+            self.notify(warning, title="Warning", severity="warning", markup=False, timeout=10)
+        self.call_later(self.switch_mode, "jobs")
+
+    def action_open_monitor(self) -> None:
+        job = self._job_in_view()
+        if job is None:
+            return
+        current = self.screen
+        if not (isinstance(current, MonitorScreen) and current.job_id == job.id):
+            self.push_screen(MonitorScreen(self.service, job.id))
+
+    async def action_run_job(self) -> None:
+        await self._control(self.service.start, "Started {}")
+
+    async def action_pause_job(self) -> None:
+        await self._control(self.service.pause, "Pausing {}: the files in flight finish first")
+
+    async def action_cancel_job(self) -> None:
+        await self._control(self.service.cancel, "Cancelling {}")
+
+    async def _control(self, verb: Callable[[str], Awaitable[None]], done: str) -> None:
+        job = self._job_in_view()
+        if job is None:
+            return
+        try:
+            await verb(job.id)
+        except ServiceError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify(done.format(job.name), markup=False)
+
+    def _job_in_view(self) -> JobRecord | None:
+        if self.selected_job is None:
+            self.notify("Select a job first (j shows the jobs)", severity="warning")
+        return self.selected_job
+
+    def _finished(self, job: JobRecord, result: RunResult | None, error: str | None) -> None:
+        """A run started here ended: say so, whichever screen is showing."""
+        if result is None:
+            self.notify(f"{job.name}: {error}", severity="error", markup=False)
+            return
+        stats = result.stats
+        status = STATUS_LABELS.get(result.status, result.status)
+        self.notify(f"{job.name}: {status}, {stats.transferred:,} files ({size(stats.bytes)})"
+                    + (f"\n{result.error}" if result.error else ""), markup=False,
+                    severity="error" if result.status == "failed" else
+                    "warning" if result.status == "warn" else "information")
+
+    async def action_quit(self) -> None:
+        """Runs started here are paused first (resumable); quitting again stops them now."""
+        active = self.service.active_runs() if self._service else []
+        if not active or self._quitting:
+            self.exit()
+            return
+        self._quitting = True
+        for job in active:
+            await self.service.pause(job.id)
+        self.notify(f"Pausing {len(active)} running job(s) before quitting: the files in "
+                    "flight finish first. Quit again to stop them now (resumable either way).",
+                    timeout=30)
+        self.run_worker(self._exit_when_stopped(active), group="quit")
+
+    async def _exit_when_stopped(self, jobs: list[JobRecord]) -> None:
+        for job in jobs:
+            await self.service.wait(job.id)
+        self.exit()
+
+
+def run(home: Home, *, mouse: bool = True) -> int:
+    """Open the TUI on `home` until the user quits; returns the process exit code."""
+    app = DryvIQApp(home=home)
+    app.run(mouse=mouse)
+    return app.return_code or 0

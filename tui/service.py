@@ -1,0 +1,380 @@
+"""The app-level service: the one object that owns job executions while the TUI runs.
+
+Screens come and go; a transfer must not go with them (a worker dies with its DOM node), so
+every execution started here is an asyncio task owned by this service, on the app's loop.
+Screens never receive a message per chunk: they poll `live()` about twice a second, which
+reads the in-memory counters of a run started here, or the state DB's heartbeat of a run in
+another process (a headless `dryviq-tui jobs run` that kept going while the user was away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.connections import describe
+from core.engine.runner import NotSupported, RunResult, check_supported, run_job
+from core.engine.stats import ExecutionStats, Throughput
+from core.home import Home, JobBusy
+from core.job_store import create_job
+from core.jobs import JobError, parse_job
+from core.state import Connection, Execution, ItemRecord, JobRecord, State
+
+log = logging.getLogger("dryviq.tui")
+
+EVENT_LIMIT = 500  # recent events kept per run: enough to scroll, bounded in memory
+PROBLEM_STATUSES = ("remediation", "retry")  # flagged for a person; failed, retried next run
+_STATS_FIELDS = {f.name for f in dataclasses.fields(ExecutionStats)}
+
+
+class ServiceError(Exception):
+    """An action the user asked for cannot be done now; the message says why."""
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    at: float
+    kind: str  # info, flagged, failed (the engine's kinds)
+    message: str
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """Everything the monitor shows about one job at one moment."""
+
+    job: JobRecord
+    where: str  # "here" (this app runs it), "elsewhere" (another process), "idle"
+    status: str  # "running", "stopping", else the newest execution's status, or "never run"
+    execution: Execution | None  # the newest execution in the state DB
+    stats: ExecutionStats
+    rate: float  # bytes per second: rolling while running, the average of a finished run
+    eta: float | None  # seconds left, None while unknown
+    events: tuple[RunEvent, ...] = ()
+    requested: str | None = None  # "pause" or "cancel" when the user stopped the run here
+
+    @property
+    def running(self) -> bool:
+        return self.where != "idle"
+
+    @property
+    def phase(self) -> str:
+        """What the run is doing, in words."""
+        if not self.running:
+            return "finished" if self.execution else "not started"
+        if self.status == "stopping":
+            return "stopping: finishing the files in flight"
+        if self.stats.waiting_until:
+            return "waiting for the API rate limit"
+        if self.execution is None or self.execution.phase == "initialize":
+            return "starting"
+        if not self.stats.listing_done:
+            return "listing and transferring"
+        return "transferring"
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as the jobs list shows it."""
+
+    job: JobRecord
+    source: str  # connection name:/path
+    destination: str
+    last: Execution | None
+    where: str  # as in LiveView
+
+    @property
+    def status(self) -> str:
+        return shown_status(self.last, self.where)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One API client's rate-limit budget, as the pacers last recorded it."""
+
+    client: str
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds; 0 while unknown
+    blocked_until: float  # epoch seconds; after a 429 nobody calls before this
+
+
+@dataclass
+class _Run:
+    """An execution started by this service."""
+
+    job: JobRecord
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    stats: ExecutionStats = field(default_factory=ExecutionStats)
+    throughput: Throughput = field(default_factory=Throughput)
+    events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=EVENT_LIMIT))
+    requested: str | None = None  # "pause" or "cancel": how the user stopped it
+
+    @property
+    def active(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def event(self, kind: str, message: str) -> None:
+        self.events.append(RunEvent(time.time(), kind, message))
+
+    def progress(self, stats: ExecutionStats, throughput: Throughput) -> None:
+        self.stats, self.throughput = stats, throughput
+
+
+Created = tuple[JobRecord, list[str]]  # a stored job and the warnings core gave for it
+Finished = Callable[[JobRecord, RunResult | None, str | None], None]
+
+
+class AppService:
+    """Opens the state, runs jobs as tasks on the running loop, and answers the screens."""
+
+    def __init__(self, home: Home, state: State) -> None:
+        self.home = home
+        self.state = state
+        self.on_finished: Finished | None = None  # (job, result, error): for notifications
+        self._runs: dict[str, _Run] = {}
+        # runs in other processes: (execution id, rate sampled at its heartbeats)
+        self._watched: dict[str, tuple[int, Throughput]] = {}
+
+    @classmethod
+    async def open(cls, home: Home) -> AppService:
+        home.ensure()
+        return cls(home, await State.open(home.state_path))
+
+    async def close(self, *, grace: float = 0.0) -> None:
+        """Stop the runs started here (they get `grace` seconds to finish the files in
+        flight, then the rest is rolled back: resumable either way), then close the state."""
+        self.on_finished = None
+        tasks = [run.task for run in self._runs.values() if run.active and run.task]
+        for run in self._runs.values():
+            run.stop.set()
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.state.close()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def job(self, job_id: str) -> JobRecord:
+        jobs = await self.state.find_jobs(job_id)
+        if not jobs:
+            raise ServiceError("that job no longer exists")
+        return jobs[0]
+
+    async def job_rows(self) -> list[JobRow]:
+        names = {c.id: c.name for c in await self.state.list_connections()}
+        rows = []
+        for job in await self.state.find_jobs():
+            last = await self._newest(job.id)
+            rows.append(JobRow(
+                job, f"{names.get(job.source_connection_id, '?')}:/{job.source_path}",
+                f"{names.get(job.destination_connection_id, '?')}:/{job.destination_path}",
+                last, self._where(job.id)))
+        return rows
+
+    async def connections(self) -> list[tuple[Connection, str]]:
+        """Each connection with a one-line description of where it points."""
+        return [(c, describe(c)) for c in await self.state.list_connections()]
+
+    async def create_job(self, text: str) -> Created:
+        """Validate and store job JSON through core; raises JobError listing every problem."""
+        return await create_job(self.state, text)
+
+    async def import_job(self, path: str) -> Created:
+        """Create a job from a DryvIQ job JSON file."""
+        return await self.create_job(read_job_file(path))
+
+    async def history(self, job_id: str, limit: int = 100) -> list[Execution]:
+        """Executions, newest first; one left 'running' by a dead process shows as
+        interrupted (as `jobs history` shows it)."""
+        running = self.is_running(job_id)
+        return [e if running or e.status != "running" else _interrupted(e)
+                for e in await self.state.executions(job_id, limit=limit)]
+
+    async def problems(self, job_id: str) -> list[ItemRecord]:
+        """Items flagged for a person, then items that failed and will be retried."""
+        return [item for status in PROBLEM_STATUSES
+                for item in await self.state.items(job_id, status=status)]
+
+    async def budgets(self) -> list[Budget]:
+        return [Budget(client, row["hourly_limit"], row["hourly_remaining"],
+                       row["hourly_reset"], row["blocked_until"])
+                for client, row in sorted((await self.state.rate_budgets()).items())]
+
+    # -- executions -------------------------------------------------------------------------
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether an execution of the job runs now, here or in another process."""
+        return self._where(job_id) != "idle"
+
+    def runs_here(self, job_id: str) -> bool:
+        run = self._runs.get(job_id)
+        return run is not None and run.active
+
+    def active_runs(self) -> list[JobRecord]:
+        return [run.job for run in self._runs.values() if run.active]
+
+    async def start(self, job_id: str) -> None:
+        """Start (or resume: the engine continues where the last execution stopped)."""
+        job = await self.job(job_id)
+        if self.is_running(job_id):
+            where = "here" if self.runs_here(job_id) else "in another process"
+            raise ServiceError(f"{job.name} is already running {where}")
+        try:
+            check_supported(parse_job(job.definition))
+        except (NotSupported, JobError) as exc:
+            raise ServiceError(str(exc)) from None
+        run = _Run(job)
+        self._runs[job_id] = run
+        run.task = asyncio.create_task(self._execute(run), name=f"job {job.name}")
+
+    async def _execute(self, run: _Run) -> None:
+        result, error = None, None
+        try:
+            result = await run_job(self.state, self.home, run.job, stop=run.stop,
+                                   on_progress=run.progress, on_event=run.event)
+        except (JobBusy, NotSupported) as exc:
+            error = str(exc)
+        except asyncio.CancelledError:
+            error = "cancelled: the files in flight were rolled back"
+        except Exception as exc:  # shown to the user, not lost in an unawaited task
+            log.exception("job %s", run.job.name)
+            error = f"the run stopped on an unexpected error: {exc!r}"
+        if error:
+            run.event("failed", error)
+        elif result is not None:
+            run.stats = result.stats
+            run.event("info", f"execution {result.status}"
+                      + (f": {result.error}" if result.error else ""))
+        if self.on_finished:
+            self.on_finished(run.job, result, error)
+
+    async def pause(self, job_id: str) -> None:
+        """Stop after the files in flight; the execution is left interrupted and resumable.
+        A run in another process gets SIGTERM, which `jobs run` treats the same way."""
+        run = self._runs.get(job_id)
+        if run is None or not run.active:
+            await self._signal_other(job_id)
+            return
+        run.requested = run.requested or "pause"
+        run.stop.set()
+        run.event("info", "pausing: finishing the files in flight")
+
+    async def cancel(self, job_id: str) -> None:
+        """Stop now: files in flight are rolled back (as a second Ctrl-C does); what finished
+        stays recorded. Another process's run gets SIGTERM (a second cancel stops it now)."""
+        run = self._runs.get(job_id)
+        if run is None or run.task is None or not run.active:
+            await self._signal_other(job_id)
+            return
+        run.requested = "cancel"
+        run.stop.set()
+        run.task.cancel()
+
+    async def _signal_other(self, job_id: str) -> None:
+        newest = await self._newest(job_id)
+        if not self.home.job_running(job_id) or newest is None or newest.status != "running":
+            raise ServiceError("the job is not running")
+        if newest.pid == os.getpid():
+            raise ServiceError("the job is still starting; try again in a moment")
+        try:
+            os.kill(newest.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            raise ServiceError(f"process {newest.pid} has already ended") from None
+
+    async def wait(self, job_id: str) -> None:
+        """Until the run started here ends (at once if there is none)."""
+        run = self._runs.get(job_id)
+        if run is not None and run.task is not None:
+            await asyncio.gather(run.task, return_exceptions=True)
+
+    async def live(self, job_id: str) -> LiveView:
+        job = await self.job(job_id)
+        newest = await self._newest(job_id)
+        where = self._where(job_id)
+        run = self._runs.get(job_id)
+        if run is not None and run.active:
+            return LiveView(job, where, "stopping" if run.stop.is_set() else "running", newest,
+                            run.stats, run.throughput.rate, run.throughput.eta(run.stats),
+                            tuple(run.events), run.requested)
+        events, requested = (tuple(run.events), run.requested) if run else ((), None)
+        if where == "elsewhere":
+            if newest is None or newest.status != "running":  # its execution is not in yet
+                return LiveView(job, where, "running", None, ExecutionStats(), 0.0, None)
+            stats = _stats(newest)
+            throughput = self._watch(job_id, newest, stats)
+            return LiveView(job, where, "running", newest, stats, throughput.rate,
+                            throughput.eta(stats), events, requested)
+        stats = _stats(newest)
+        status = shown_status(newest, where)
+        self._watched.pop(job_id, None)
+        average = 0.0
+        if newest is not None:
+            ended = newest.ended_at or newest.heartbeat_at
+            if ended > newest.started_at:
+                average = stats.bytes / (ended - newest.started_at)
+        return LiveView(job, where, status, newest, stats, average, None, events, requested)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _watch(self, job_id: str, execution: Execution, stats: ExecutionStats) -> Throughput:
+        """A rolling rate for another process's run, sampled at its heartbeats (~1 s)."""
+        watched = self._watched.get(job_id)
+        if watched is None or watched[0] != execution.id:
+            watched = self._watched[job_id] = (execution.id, Throughput())
+        throughput = watched[1]
+        if not throughput.samples or throughput.samples[-1][0] != execution.heartbeat_at:
+            throughput.sample(stats.bytes, now=execution.heartbeat_at)
+        return throughput
+
+    def _where(self, job_id: str) -> str:
+        if self.runs_here(job_id):
+            return "here"
+        return "elsewhere" if self.home.job_running(job_id) else "idle"
+
+    async def _newest(self, job_id: str) -> Execution | None:
+        return next(iter(await self.state.executions(job_id, limit=1)), None)
+
+
+def read_job_file(path: str) -> str:
+    """The text of a job file; unreadable files raise JobError, as bad JSON does."""
+    where = Path(path).expanduser()
+    try:
+        return where.read_text("utf-8")
+    except OSError as exc:
+        raise JobError([f"{path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise JobError([f"{path}: not UTF-8 text"]) from None
+
+
+def shown_status(last: Execution | None, where: str) -> str:
+    """A job's status in words the screens use: "running" while a run goes on here or
+    elsewhere, else its newest execution's status ("interrupted" for one whose process died
+    without saying so), or "never run"."""
+    if where != "idle":
+        return "running"
+    if last is None:
+        return "never run"
+    return "interrupted" if last.status == "running" else last.status
+
+
+def _stats(execution: Execution | None) -> ExecutionStats:
+    """An execution's recorded stats (keys this version does not know are left out)."""
+    if execution is None:
+        return ExecutionStats()
+    return ExecutionStats(**{k: v for k, v in execution.stats.items() if k in _STATS_FIELDS})
+
+
+def _interrupted(execution: Execution) -> Execution:
+    return dataclasses.replace(execution, status="interrupted",
+                               ended_at=execution.ended_at or execution.heartbeat_at)
