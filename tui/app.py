@@ -81,7 +81,8 @@ class DryvIQApp(App[int]):
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False),
     ]
 
-    def __init__(self, service: AppService | None = None, *, home: Home | None = None) -> None:
+    def __init__(self, service: AppService | None = None, *, home: Home | None = None,
+                 greeting: str | None = None) -> None:
         if (service is None) == (home is None):
             raise TypeError("DryvIQApp takes a service or a home (exactly one)")
         super().__init__()
@@ -89,6 +90,7 @@ class DryvIQApp(App[int]):
         self._home = home
         self._owns_service = service is None
         self._quitting = False
+        self._greeting = greeting
         self.selected_job: JobRecord | None = None  # what the job actions act on
 
     @property
@@ -112,6 +114,8 @@ class DryvIQApp(App[int]):
         for mode in SCREENS:
             self.add_mode(mode, partial(self._make_screen, mode))
         await self.switch_mode(DEFAULT_MODE)
+        if self._greeting:
+            self.notify(self._greeting, title="Welcome", markup=False, timeout=20)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # `kill` (or a monitor elsewhere pausing a job run here) quits as ctrl+q does
             asyncio.get_running_loop().add_signal_handler(
@@ -243,8 +247,9 @@ class DryvIQApp(App[int]):
         self.exit()
 
 
-def run(home: Home, *, mouse: bool = True) -> int:
-    """Open the TUI on `home` until the user quits; returns the process exit code."""
-    app = DryvIQApp(home=home)
-    app.run(mouse=mouse)
+async def run(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
+    """Open the TUI on `home` until the user quits; returns the process exit code.
+    `greeting` is shown once the app is up (the demo says what to try)."""
+    app = DryvIQApp(home=home, greeting=greeting)
+    await app.run_async(mouse=mouse)
     return app.return_code or 0

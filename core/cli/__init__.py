@@ -1,7 +1,8 @@
 """`dryviq-tui`: the command-line entry point.
 
 Headless commands run on the same core as the TUI and never import textual, so they start fast
-and work from cron. With no subcommand the TUI would open; it arrives with its own issue.
+and work from cron. With no subcommand the TUI opens: the console script (tui/__main__.py)
+hands `main` the function that opens it, so core/ itself never imports the TUI.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 from core import __version__
 from core.home import ConfigError, Home
@@ -25,12 +27,22 @@ class UsageError(Exception):
 Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
+class OpenApp(Protocol):
+    """Opens the TUI on a home until the user quits; returns the exit code."""
+
+    def __call__(self, home: Home, *, mouse: bool = True,
+                 greeting: str | None = None) -> Awaitable[int]: ...
+
+
 def _common() -> argparse.ArgumentParser:
     """Options accepted before or after the subcommand."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
                         help="folder for the state file and run locks (default: $DRYVIQ_HOME, "
                              "else ~/.local/share/dryviq-tui)")
+    common.add_argument("--no-mouse", action="store_true", default=argparse.SUPPRESS,
+                        help="the app ignores the mouse (avoids stray escape codes when an "
+                             "SSH connection drops)")
     return common
 
 
@@ -58,15 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.open_app = open_app
     handler: Command | None = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        print("\nThe terminal UI arrives in a later release; `dryviq-tui demo` runs a sample "
-              "job headlessly.", file=sys.stderr)
-        return 0
+        if open_app is None:
+            parser.print_help()
+            return 0
+        handler = _open_app
     try:
         return asyncio.run(handler(args))
     except UsageError as exc:
@@ -84,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (`... --json | head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a process ended by SIGPIPE
+
+
+async def _open_app(args: argparse.Namespace) -> int:
+    home = Home.resolve(getattr(args, "home", None))
+    return await args.open_app(home, mouse=not getattr(args, "no_mouse", False))
 
 
 @contextlib.asynccontextmanager

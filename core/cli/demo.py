@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from core.cli import opened_state
@@ -26,12 +27,25 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     demo.set_defaults(handler=_demo)
 
 
+def greeting(home: Path) -> str:
+    return (f"The demo: a Procore sandbox with a sample project, and the job "
+            f"\"{DEMO_JOB['name']}\", which copies it to a local folder "
+            f"({home / 'Office Share'}). Press r to run it and m to watch it. The rate limit "
+            "is small on purpose: the job pauses for the budget's reset, then continues by "
+            "itself. b browses, c shows the connections, ctrl+q quits.")
+
+
 async def _demo(args: argparse.Namespace) -> int:
     if not getattr(args, "home", None):
         args.home = tempfile.mkdtemp(prefix="dryviq-demo-")
     with SandboxThread(demo_world(DEMO_LIMITS)) as sandbox:
         async with opened_state(args) as (home, state):
             job = await prepare_demo(state, home, sandbox.url, sandbox.world)
+        if args.open_app is not None and not args.headless:
+            # the sandbox lives in its own thread, so serving it never slows the app
+            return await args.open_app(home, mouse=not getattr(args, "no_mouse", False),
+                                       greeting=greeting(home.root))
+        async with opened_state(args) as (home, state):
             print(f"Demo home: {home.root}\nProcore sandbox: {sandbox.url} (a rate limit of "
                   f"{DEMO_LIMITS.spike_limit} calls per 10 s and {DEMO_LIMITS.hourly_limit} per "
                   f"{DEMO_LIMITS.hourly_window:g} s, to show pacing)\n")

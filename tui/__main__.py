@@ -1,0 +1,24 @@
+"""The `dryviq-tui` console script: the headless commands of core.cli, and the app when no
+subcommand is given. Textual is imported only when the app opens, so headless commands start
+fast and run where it is not installed."""
+
+from __future__ import annotations
+
+import sys
+
+from core.cli import main as cli_main
+from core.home import Home
+
+
+async def open_app(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
+    from tui.app import run
+
+    return await run(home, mouse=mouse, greeting=greeting)
+
+
+def main() -> int:
+    return cli_main(open_app=open_app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
