@@ -23,7 +23,7 @@ TRANSFER_TYPES = ("copy", "sync", "move", "migrate", "publish", "taxonomy")
 _TOP = "(top level)"  # the path of an error about the document as a whole
 _MISSING = object()
 
-_CHOICES = {
+POLICY_CHOICES = {
     "conflict_resolution": ("copy", "latest", "source", "destination", "failure"),
     "failure_policy": ("continue", "halt"),
     "duplicate_names": ("rename", "warn"),
@@ -43,7 +43,7 @@ _KEPT_TRANSFER_KEYS = (
 _ENDPOINT = 'an object such as {"connection": {"id": "…"}, "target": {"path": "/…"}}'
 _METADATA_KEYS = ("description", "priority", "disabled", "id", "execution", "previous_execution")
 
-_SCHEDULE_MODES = ("manual", "ad-hoc", "auto")
+SCHEDULE_MODES = ("manual", "ad-hoc", "auto")
 _DAYS = (
     "everyday", "weekdays", "weekends",
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
@@ -496,7 +496,7 @@ def _transfer(t: _Reader | None) -> Transfer | None:
     transfer_type = t.get("transfer_type", _transfer_type, "sync")
     source = _endpoint(t.child("source", _ENDPOINT, required=True))
     destination = _endpoint(t.child("destination", _ENDPOINT, required=True))
-    options = {key: t.get(key, _one_of(*values)) for key, values in _CHOICES.items()}
+    options = {key: t.get(key, _one_of(*values)) for key, values in POLICY_CHOICES.items()}
     options.update({key: t.get(key, _boolean) for key in _FLAGS})
     options["delete_propagation"] = t.many(
         "delete_propagation", _one_of(*_DELETE_PROPAGATION),
@@ -573,7 +573,7 @@ def _schedule(schedule: _Reader) -> str | None:
             interval.get("unit", _one_of(*_INTERVAL_UNITS),
                          required=f"one of {', '.join(_INTERVAL_UNITS)}")
     schedule.get("repeat_count", _integer(0))
-    return schedule.get("mode", _one_of(*_SCHEDULE_MODES))
+    return schedule.get("mode", _one_of(*SCHEDULE_MODES))
 
 
 def _stop_policy(policy: _Reader) -> StopPolicy:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -153,7 +153,8 @@ class Executor:
         while (task := await self._files.get()) is not None:
             if not self._stopping():
                 async with self._slots:
-                    await self._run(task)
+                    with self._flying(1):
+                        await self._run(task)
 
     async def _work_small(self) -> None:
         while (task := await self._small.get()) is not None:
@@ -168,7 +169,17 @@ class Executor:
                 continue
             fast = self._seconds_per_file < FAST_FILE
             async with self._batch_turns if fast else contextlib.nullcontext(), self._slots:
-                await self._run_batch(batch)
+                with self._flying(len(batch)):
+                    await self._run_batch(batch)
+
+    @contextlib.contextmanager
+    def _flying(self, files: int) -> Iterator[None]:
+        """Count the files being written now, for the monitor's 'in flight'."""
+        self.stats.in_flight += files
+        try:
+            yield
+        finally:
+            self.stats.in_flight -= files
 
     def _batchable(self, task: FileTask) -> bool:
         return self._batches and task.source.size <= SMALL_FILE

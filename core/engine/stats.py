@@ -24,6 +24,7 @@ class ExecutionStats:
     rate_limit_waits: int = 0  # times a call waited for a rate-limit window to reset
     rate_limited: int = 0  # 429 answers received (the pacer aims for none)
     waiting_until: float | None = None  # epoch seconds: paused for the hourly API budget
+    in_flight: int = 0  # files being written right now
     planned_files: int = 0  # files found to need a transfer (grows while listing)
     planned_bytes: int = 0
     listing_done: bool = False

@@ -22,7 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from core.engine.runner import SUPPORTED_TRANSFER_TYPES
-from core.jobs import _CHOICES, _SCHEDULE_MODES, TRANSFER_TYPES, JobError, parse_job
+from core.jobs import POLICY_CHOICES, SCHEDULE_MODES, TRANSFER_TYPES, JobError, parse_job
 from tui.screens import AppScreen
 from tui.service import AppService, Created, read_job_file
 
@@ -66,10 +66,10 @@ FIELDS = (
     FormField("parallel_writes", "Parallel writes", "transfer.performance.parallel_writes",
               "number", placeholder="2 (1 to 64)", nested="requested"),
     FormField("conflict_resolution", "Conflicts", "transfer.conflict_resolution", "choice",
-              _CHOICES["conflict_resolution"], default="copy"),
+              POLICY_CHOICES["conflict_resolution"], default="copy"),
     FormField("segment_transform", "Fix bad names", "transfer.segment_transform", "flag",
               default=True),
-    FormField("schedule_mode", "Schedule", "schedule.mode", "choice", _SCHEDULE_MODES,
+    FormField("schedule_mode", "Schedule", "schedule.mode", "choice", SCHEDULE_MODES,
               default="manual"),
     FormField("on_success", "Stop: successes", "stop_policy.on_success", "number",
               placeholder="no limit"),

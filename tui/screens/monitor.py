@@ -86,7 +86,7 @@ def details(live: LiveView) -> str:
     stats = live.stats
     return (f"Phase: {live.phase} · checked {stats.files + stats.folders:,} · "
             f"skipped {stats.skipped:,} · flagged {stats.flagged:,} · failed {stats.failed:,} · "
-            f"up to {live.job.parallel_writes} files at once")
+            f"{stats.in_flight} in flight (up to {live.job.parallel_writes} at once)")
 
 
 def api_line(live: LiveView, budgets: Sequence[Budget], now: float) -> str:
