@@ -71,6 +71,6 @@ def test_the_demo_runs_pauses_for_the_rate_limit_and_finishes(terminal) -> None:
     term.wait_for("completed", timeout=120)
     copy = home / "Office Share" / "Projects" / "Riverside Medical Center"
     assert sum(1 for p in copy.rglob("*") if p.is_file()) == 55
-    term.keys("b")  # the browser opens on the sandbox's project
-    term.wait_for("Browser")
+    term.keys("b")  # the browser
+    term.wait_for("filters this folder by name")
     term.keys("C-q")

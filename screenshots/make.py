@@ -1,0 +1,133 @@
+"""Regenerate the screenshots in this folder from the real app against the embedded sandbox.
+
+Each screen is rendered by the app itself (Textual's headless driver) at 120x36 and saved as
+SVG; where `rsvg-convert` is installed (Debian: librsvg2-bin) a PNG is made beside it. The
+home is throwaway; the sandbox runs with the demo's small rate limit, so the monitor is shot
+while the sample job waits for the budget's reset.
+
+    python screenshots/make.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.widgets import Input
+from textual.widgets.tree import TreeNode
+
+from core.demo import DEMO_LIMITS, PROCORE_CONNECTION, prepare_demo
+from core.home import Home
+from core.sandbox import SandboxThread, demo_world
+from tui.app import DryvIQApp
+from tui.screens.add_connection import AddConnectionScreen
+from tui.screens.browser import BrowserScreen
+from tui.screens.monitor import MonitorScreen
+from tui.service import AppService
+from tui.widgets.remote_tree import Item
+
+HERE = Path(__file__).resolve().parent
+SIZE = (120, 36)
+
+
+async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not reach the state to shoot")
+        await asyncio.sleep(0.25)
+
+
+def _node(browser: BrowserScreen, path: str) -> TreeNode[Item]:
+    tree = browser.remote_tree
+    assert tree is not None
+    pending = [tree.root]
+    while pending:
+        node = pending.pop()
+        if node.data is not None and node.data.path == path and not node.data.note:
+            return node
+        pending.extend(node.children)
+    raise LookupError(f"/{path} is not in the tree")
+
+
+def save(app: DryvIQApp, name: str) -> None:
+    svg = HERE / f"{name}.svg"
+    app.save_screenshot(svg.name, str(HERE))
+    if shutil.which("rsvg-convert"):
+        subprocess.run(["rsvg-convert", "-o", str(svg.with_suffix(".png")), str(svg)],
+                       check=True)
+    print(f"wrote {svg.name}")
+
+
+async def shoot(home: Home, sandbox: SandboxThread) -> None:
+    service = await AppService.open(home)
+    job = await prepare_demo(service.state, home, sandbox.url, sandbox.world)
+    app = DryvIQApp(service)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(1)
+        save(app, "jobs")
+
+        await service.start(job.id)
+        await app.push_screen(MonitorScreen(service, job.id))
+
+        async def waiting() -> bool:
+            return bool((await service.live(job.id)).stats.waiting_until)
+
+        await until(waiting)
+        await pilot.pause(1)
+        save(app, "monitor")
+        await service.wait(job.id)
+        app.pop_screen()
+
+        await app.switch_mode("connections")
+        await pilot.pause(1)
+        save(app, "connections")
+        await app.push_screen(AddConnectionScreen(service))
+        await pilot.pause(0.5)
+        await pilot.click("#procore-custom")
+        app.screen.query_one("#procore-client-id", Input).value = "my-client-id"
+        secret = app.screen.query_one("#procore-client-secret", Input)
+        secret.value = "shown-only-as-dots"
+        secret.focus()
+        await pilot.pause(0.5)
+        save(app, "add-connection")
+        app.pop_screen()
+
+        await app.switch_mode("browser")
+        await pilot.pause(0.5)
+        browser = app.screen
+        assert isinstance(browser, BrowserScreen)
+        connection = await service.state.find_connection(PROCORE_CONNECTION)
+        assert connection is not None
+        await browser.browse(connection.id)
+        await until(lambda: asyncio.sleep(0, browser.remote_tree is not None))
+        tree = browser.remote_tree
+        assert tree is not None
+        await tree.expand_path("Drawings/Architectural")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.5)
+        tree.focus()
+        tree.move_cursor(_node(browser, "Drawings/Architectural/A-101 Floor Plan Level 1.pdf"))
+        await pilot.pause(1)
+        save(app, "browser")
+
+        app.open_builder(source=(PROCORE_CONNECTION, "/Drawings"),
+                         destination=("Office Share", "/Drawings"))
+        await pilot.pause(1)
+        save(app, "job-builder")
+    await service.close()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="dryviq-shots-") as work, \
+            SandboxThread(demo_world(DEMO_LIMITS)) as sandbox:
+        asyncio.run(shoot(Home(Path(work) / "home"), sandbox))
+
+
+if __name__ == "__main__":
+    main()

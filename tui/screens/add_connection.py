@@ -1,0 +1,562 @@
+"""The Add connection dialog, as DryvIQ's product page lays it out: choose the platform, name
+the connection ("Display as"), give what that platform needs; Done saves it through core.
+
+Each platform is one `PlatformForm` subclass listed in `PLATFORMS`, so an SMB share or an
+rclone remote plugs in as one more class. Procore's form signs in (a pasted code over SSH, a
+browser on this machine, or a service account), then picks the company and the project; its
+network calls run in workers of the form, so closing the dialog cancels a sign-in in progress,
+and nothing is saved before Done. The same form signs an existing Procore connection in again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import (
+    Button,
+    Checkbox,
+    ContentSwitcher,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+)
+
+from core.auth import (
+    DEFAULT_DOMAIN,
+    ClientApp,
+    SignInError,
+    StateTokenStore,
+    normalize_domain,
+    system_default_app,
+)
+from core.connections import ConnectionInputError, add_local, check_name
+from core.connectors import Opening
+from core.connectors.base import ConnectorError
+from core.connectors.procore import procore_app
+from core.home import ConfigError
+from core.procore_signin import Choice, ProcoreSignIn, pick
+from core.state import Connection, StateError
+from tui.service import AppService
+
+NO_DEFAULT = ("none are set up on this machine (set DRYVIQ_PROCORE_CLIENT_ID and "
+              "DRYVIQ_PROCORE_CLIENT_SECRET, or [procore] in config.toml)")
+PASTE_NOTE = ("Copied to your clipboard. Open it in any browser, sign in, and paste the code "
+              "Procore shows:")
+LOOPBACK_NOTE = ("Copied to your clipboard. Open it in a browser on this machine and sign in; "
+                 "the sign-in finishes here by itself:")
+
+
+def signed_in_as(user: Mapping[str, Any]) -> str:
+    """A Procore user as the product shows one: "Pat Morgan (pm@…)"."""
+    return f"{user.get('name') or '?'} ({user.get('login') or user.get('id')})"
+
+
+def _row(label: str, *widgets: Any, id: str | None = None) -> Horizontal:
+    return Horizontal(Label(label, classes="conn-label"), *widgets, classes="conn-row", id=id)
+
+
+class PlatformForm(Vertical):
+    """One platform's part of the dialog: its fields, and what Done does with them."""
+
+    key: ClassVar[str]  # Connection.platform
+    title: ClassVar[str]  # as the platform list shows it
+    default_name: ClassVar[str] = ""  # the name when "Display as" is left empty
+
+    def __init__(self, service: AppService) -> None:
+        super().__init__(id=f"platform-{self.key}", classes="platform-form")
+        self.service = service
+
+    async def finish(self, name: str) -> Connection:
+        """Save the connection; ConnectionInputError says what to fix."""
+        raise NotImplementedError
+
+
+class LocalFolderForm(PlatformForm):
+    """A folder on this machine, or a network share mounted on it."""
+
+    key, title = "local", "Local folder"
+
+    def compose(self) -> ComposeResult:
+        yield _row("Folder", Input(placeholder="/srv/projects/tower-a (or a mounted share)",
+                                   id="local-path", compact=True))
+        yield Checkbox("Flush each file to disk before it appears (fsync)", value=True,
+                       id="local-fsync", compact=True)
+        yield Static("Without fsync, many small files copy much faster; files still appear "
+                     "whole, but a power cut may leave the newest ones empty.", classes="hint")
+
+    async def finish(self, name: str) -> Connection:
+        path = self.query_one("#local-path", Input).value.strip()
+        if not path:
+            raise ConnectionInputError("Type the folder's path")
+        return await add_local(self.service.state, name, path,
+                               fsync=self.query_one("#local-fsync", Checkbox).value)
+
+
+class ProcoreForm(PlatformForm):
+    """One project of one company in Procore: client credentials, sign-in, company, project.
+
+    With `existing`, the connection's own client signs in again (its sign-in died, say) and
+    Done replaces only its stored sign-in: its id, project and jobs stay."""
+
+    key, title, default_name = "procore", "Procore", "Procore"
+
+    def __init__(self, service: AppService, existing: Connection | None = None) -> None:
+        super().__init__(service)
+        self.existing = existing
+        self._signin: ProcoreSignIn | None = None
+        self._identity: dict[str, Any] | None = None
+        self._companies: dict[int, Choice] = {}
+        self._projects: dict[int, Choice] = {}
+        self._default, self._no_default = self._system_default()
+
+    def _system_default(self) -> tuple[ClientApp | None, str]:
+        """The installation's client, or why there is none (said next to its option)."""
+        try:
+            app = system_default_app(self.service.home.config())
+        except (ConfigError, SignInError) as exc:
+            return None, f"unusable: {exc}"
+        return app, "" if app else NO_DEFAULT
+
+    def compose(self) -> ComposeResult:
+        config = self.existing.config if self.existing else {}
+        custom = config.get("credentials") == "custom" if self.existing else not self._default
+        missing = self._no_default and not self.existing
+        yield Static("Platform API credentials", classes="conn-caption")
+        with RadioSet(id="procore-credentials", disabled=self.existing is not None):
+            yield RadioButton("Use the system default client credentials"
+                              + (" (none here)" if missing else ""), value=not custom,
+                              id="procore-default", disabled=bool(missing))
+            yield RadioButton("Use custom client credentials", value=custom, id="procore-custom")
+        if missing:
+            yield Static(f"System default client credentials: {self._no_default}",
+                         id="procore-no-default", classes="hint", markup=False)
+        with Vertical(id="procore-custom-fields"):
+            yield _row("Domain", Input(config.get("domain", DEFAULT_DOMAIN), id="procore-domain",
+                                       compact=True, disabled=self.existing is not None))
+            yield _row("Client ID", Input(config.get("client_id", ""), id="procore-client-id",
+                                          compact=True, disabled=self.existing is not None))
+            yield _row("Client Secret", Input(
+                password=True, id="procore-client-secret", compact=True,
+                placeholder="(the stored secret is used)" if self.existing else "",
+                disabled=self.existing is not None))
+        with Horizontal(classes="conn-buttons"):
+            yield Button("Sign in with Procore", id="procore-sign-in", variant="primary",
+                         compact=True)
+            yield Button("Sign in with a browser on this machine", id="procore-loopback",
+                         compact=True)
+        with Horizontal(classes="conn-buttons conn-more"):
+            yield Button("Service account (client credentials)", id="procore-service",
+                         compact=True)
+        with Vertical(id="procore-url-box"):
+            yield Static(id="procore-url-note", classes="hint")
+            yield Static(id="procore-url", markup=False)
+            yield _row("Code", Input(placeholder="paste the code here", id="procore-code",
+                                     compact=True),
+                       Button("Finish sign-in", id="procore-finish", compact=True),
+                       id="procore-code-row")
+        yield Static(id="procore-status", classes="hint", markup=False)
+        yield _row("Company", Select[int]([], prompt="(sign in first)", id="procore-company",
+                                          compact=True, disabled=True))
+        yield _row("Project", Select[int]([], prompt="(choose the company first)",
+                                          id="procore-project", compact=True, disabled=True))
+        yield Static(id="procore-result", classes="conn-ok", markup=False)
+        yield Static(id="procore-error", classes="errors", markup=False)
+
+    def on_mount(self) -> None:
+        self._show_custom()
+        self.query_one("#procore-url-box").display = False
+
+    @on(RadioSet.Changed, "#procore-credentials")
+    def _show_custom(self) -> None:
+        self.query_one("#procore-custom-fields").display = self._custom
+
+    @property
+    def _custom(self) -> bool:
+        return self.query_one("#procore-custom", RadioButton).value
+
+    # -- signing in -------------------------------------------------------------------------
+
+    async def _client_app(self) -> tuple[ClientApp, bool]:
+        """The API client to sign in with, and whether it is the connection's own."""
+        if self.existing is not None:
+            config = self.existing.config
+            secrets = await self.service.state.connection_secrets(self.existing.id)
+            return (procore_app(config, secrets, self.service.home.config()),
+                    config.get("credentials") == "custom")
+        if not self._custom:
+            if self._default is None:
+                raise SignInError(f"System default client credentials: {self._no_default}; "
+                                  "or choose Use custom client credentials")
+            return self._default, False
+        domain = normalize_domain(self._text("#procore-domain") or DEFAULT_DOMAIN)
+        client_id, secret = self._text("#procore-client-id"), self._text("#procore-client-secret")
+        if not client_id or not secret:
+            raise SignInError("Type the Client ID and the Client Secret your administrator "
+                              "gave you (or use the system default client credentials)")
+        return ClientApp(domain, client_id, secret), True
+
+    def _text(self, selector: str) -> str:
+        return self.query_one(selector, Input).value.strip()
+
+    async def _restart(self) -> ProcoreSignIn | None:
+        """A fresh sign-in with the credentials as they are now (the previous one ends)."""
+        await self.workers.wait_for_complete(self.workers.cancel_node(self))
+        await self._close_sign_in()
+        self._identity, self._companies, self._projects = None, {}, {}
+        for selector in ("#procore-company", "#procore-project"):
+            select = self.query_one(selector, Select)
+            select.set_options([])
+            select.disabled = True
+        self.query_one("#procore-url-box").display = False
+        self.query_one("#procore-code", Input).value = ""
+        self._say(status="", result="", error="")
+        try:
+            app, custom = await self._client_app()
+        except (SignInError, ConnectorError, ConfigError) as exc:
+            self._say(error=f"⚠ {exc}")
+            return None
+        self._signin = ProcoreSignIn(Opening(self.service.state, self.service.home,
+                                             interactive=True), app, custom=custom)
+        return self._signin
+
+    async def _close_sign_in(self) -> None:
+        if self._signin is not None:
+            signin, self._signin = self._signin, None
+            await signin.close()
+
+    @on(Button.Pressed, "#procore-sign-in")
+    async def _sign_in_with_code(self) -> None:
+        signin = await self._restart()
+        if signin is None:
+            return
+        self._show_url(signin.sign_in_url(), paste=True)
+        self.query_one("#procore-code", Input).focus()
+
+    @on(Button.Pressed, "#procore-loopback")
+    async def _sign_in_with_loopback(self) -> None:
+        signin = await self._restart()
+        if signin is not None:
+            self._say(status="Waiting for the sign-in in the browser…")
+            self._run(self._signed_in(signin, signin.finish_with_loopback(self._show_url)))
+
+    @on(Button.Pressed, "#procore-service")
+    async def _sign_in_as_service_account(self) -> None:
+        signin = await self._restart()
+        if signin is not None:
+            self._say(status="Signing in as the service account…")
+            self._run(self._signed_in(signin, signin.finish_with_client_credentials()))
+
+    @on(Input.Submitted, "#procore-code")
+    @on(Button.Pressed, "#procore-finish")
+    def _finish_with_code(self) -> None:
+        code = self._text("#procore-code")
+        if self._signin is None or not code:
+            self._say(error="⚠ Paste the code Procore shows after you sign in" if self._signin
+                      else "⚠ Press Sign in with Procore first")
+            return
+        self._say(status="Signing in…", error="")
+        self._run(self._signed_in(self._signin, self._signin.finish_with_code(code)))
+
+    def _run(self, work: Awaitable[None]) -> None:
+        self.run_worker(work, name="procore sign-in", group="sign-in", exclusive=True)
+
+    def _show_url(self, url: str, *, paste: bool = False) -> None:
+        """The sign-in address, shown as text and copied (OSC 52): over SSH a browser here
+        would open on the wrong machine."""
+        self.app.copy_to_clipboard(url)
+        self.query_one("#procore-url-note", Static).update(PASTE_NOTE if paste else LOOPBACK_NOTE)
+        self.query_one("#procore-url", Static).update(url)
+        self.query_one("#procore-code-row").display = paste
+        box = self.query_one("#procore-url-box")
+        box.display = True
+        self.call_after_refresh(box.scroll_visible, animate=False)
+
+    async def _signed_in(self, signin: ProcoreSignIn, finishing: Awaitable[None]) -> None:
+        """Finish the sign-in, then find out who it is and which companies it reaches."""
+        try:
+            await finishing
+            identity = await signin.identity()
+            self._say(status=f"Signed in as {signed_in_as(identity)}; reading the companies…")
+            companies = await signin.companies()
+        except (SignInError, ConnectorError) as exc:
+            self._say(status="", error=f"⚠ Sign-in failed: {exc}")
+            return
+        self._identity = identity
+        self._companies = {c.id: c for c in companies}
+        if self.existing is not None:
+            await self._check_existing(signin)
+            return
+        if not companies:
+            self._say(status="", error="⚠ This sign-in reaches no company: sign in as a user "
+                                       "of the company that owns the project")
+            return
+        self._say(status=f"Signed in as {signed_in_as(identity)}: choose the company and "
+                         "the project.")
+        self._offer("#procore-company", companies, pick(companies, None, "company"))
+
+    async def _check_existing(self, signin: ProcoreSignIn) -> None:
+        """A new sign-in for a connection must still reach its project."""
+        assert self.existing is not None
+        config = self.existing.config
+        company = self._companies.get(int(config["company_id"]))
+        try:
+            projects = await signin.projects(company) if company else []
+        except (SignInError, ConnectorError) as exc:
+            self._say(status="", error=f"⚠ {exc}")
+            return
+        project = next((p for p in projects if p.id == int(config["project_id"])), None)
+        if company is None or project is None:
+            self._say(status="", error=f"⚠ This sign-in cannot reach {config['company_name']} / "
+                                       f"{config['project_name']}: sign in as a user with access"
+                                       " to that project")
+            return
+        self._projects = {project.id: project}
+        self._offer("#procore-company", [company], company)
+        self._offer("#procore-project", [project], project)
+
+    def _offer(self, selector: str, choices: list[Choice], chosen: Choice | None) -> None:
+        select = self.query_one(selector, Select)
+        select.set_options([(c.label or c.name, c.id) for c in choices])
+        select.disabled = self.existing is not None
+        if chosen is not None:
+            select.value = chosen.id
+        elif not select.disabled:
+            select.focus()  # the user's turn: several to choose from
+
+    @on(Select.Changed, "#procore-company")
+    def _company_chosen(self, event: Select.Changed) -> None:
+        if self.existing is not None:
+            return  # fixed: a connection keeps its project
+        self._projects = {}
+        self._show_result()
+        company = self._companies.get(event.value) if isinstance(event.value, int) else None
+        if company is not None and self._signin is not None:
+            project = self.query_one("#procore-project", Select)
+            project.set_options([])
+            project.disabled = True
+            self._say(status=f"Reading the projects of {company.name}…", error="")
+            self.run_worker(self._load_projects(self._signin, company), group="pick",
+                            exclusive=True)
+
+    async def _load_projects(self, signin: ProcoreSignIn, company: Choice) -> None:
+        try:
+            projects = await signin.projects(company)
+        except (SignInError, ConnectorError) as exc:
+            self._say(status="", error=f"⚠ {exc}")
+            return
+        self._projects = {p.id: p for p in projects}
+        if not projects:
+            self._say(status="", error=f"⚠ No project of {company.name} is open to this "
+                                       "sign-in: choose another company")
+            return
+        self._say(status="")
+        self._offer("#procore-project", projects, pick(projects, None, "project"))
+
+    @on(Select.Changed, "#procore-project")
+    def _show_result(self) -> None:
+        ready = self._chosen() is not None
+        self._say(result=f"✓ Connection test succeeded: signed in as "
+                         f"{signed_in_as(self._identity or {})}" if ready else "")
+        if ready:
+            self._say(status="", error="")
+
+    def _chosen(self) -> tuple[Choice, Choice] | None:
+        """The company and project picked, once signed in."""
+        company = self.query_one("#procore-company", Select).value
+        project = self.query_one("#procore-project", Select).value
+        if self._identity is None or not isinstance(company, int) or not isinstance(project, int):
+            return None
+        if company not in self._companies or project not in self._projects:
+            return None
+        return self._companies[company], self._projects[project]
+
+    def _say(self, *, status: str | None = None, result: str | None = None,
+             error: str | None = None) -> None:
+        for selector, text in (("#procore-status", status), ("#procore-result", result),
+                               ("#procore-error", error)):
+            if text is not None:
+                shown = self.query_one(selector, Static)
+                shown.update(text)
+                shown.display = bool(text)
+                if text:
+                    self.call_after_refresh(shown.scroll_visible, animate=False)  # laid out
+
+    # -- Done -------------------------------------------------------------------------------
+
+    async def finish(self, name: str) -> Connection:
+        chosen = self._chosen()
+        if self._signin is None or self._identity is None or chosen is None:
+            raise ConnectionInputError("Sign in with Procore first, then choose the company and "
+                                       "the project")
+        if self.existing is not None:
+            return await self._renew(self._signin, self._identity)
+        try:
+            return await self._signin.save(name, *chosen, self._identity)
+        except StateError as exc:
+            raise ConnectionInputError(str(exc)) from None
+
+    async def _renew(self, signin: ProcoreSignIn, identity: dict[str, Any]) -> Connection:
+        """Store the new sign-in under the connection's lock (a job elsewhere may be
+        refreshing the old one), and who it is."""
+        assert self.existing is not None
+        token = await signin.store.load()
+        assert token is not None
+        store = StateTokenStore(self.service.state, self.service.home, self.existing.id)
+        async with store.lock():
+            await store.save(token)
+        config = {**self.existing.config, "grant": signin.grant,
+                  "user": {k: identity.get(k) for k in ("id", "login", "name")}}
+        await self.service.state.update_connection_config(self.existing.id, config)
+        return Connection(self.existing.id, self.existing.name, self.existing.platform, config,
+                          self.existing.created_at)
+
+    async def on_unmount(self) -> None:
+        await self._close_sign_in()
+
+
+PLATFORMS: tuple[type[PlatformForm], ...] = (ProcoreForm, LocalFolderForm)
+
+
+def platform_title(key: str) -> str:
+    return next((p.title for p in PLATFORMS if p.key == key), key)
+
+
+class AddConnectionScreen(ModalScreen[Connection | None]):
+    """Dismisses with the saved connection, or None when cancelled; with `existing` (a
+    Procore connection), signs it in again instead."""
+
+    DEFAULT_CSS = """
+    AddConnectionScreen {
+        align: center middle;
+    }
+    #add-dialog {
+        max-width: 100;
+    }
+    #add-body {
+        height: auto;
+        max-height: 65vh;
+    }
+    .conn-row {
+        height: auto;
+    }
+    .conn-label {
+        width: 15;
+        color: $text-muted;
+    }
+    .conn-row Input, .conn-row Select {
+        width: 1fr;
+    }
+    .conn-caption {
+        margin-top: 1;
+        text-style: bold;
+    }
+    .conn-buttons {
+        height: auto;
+        margin: 1 0 0 0;
+    }
+    .conn-more {
+        margin: 0;
+    }
+    #procore-no-default {
+        padding-left: 4;
+    }
+    .conn-buttons Button, #procore-finish {
+        margin-right: 1;
+    }
+    #procore-credentials {
+        border: none;
+        padding: 0;
+        width: 1fr;
+    }
+    #procore-custom-fields {
+        height: auto;
+        padding-left: 4;
+    }
+    #procore-url-box {
+        height: auto;
+        margin-top: 1;
+    }
+    #procore-url {
+        color: $accent;
+    }
+    .platform-form {
+        height: auto;
+    }
+    #add-forms {
+        height: auto;
+    }
+    .conn-ok {
+        color: $success;
+        text-style: bold;
+    }
+    #procore-status, #procore-result, #procore-error, #add-error {
+        display: none;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Cancel", id="close-add-connection")]
+
+    def __init__(self, service: AppService, existing: Connection | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.existing = existing
+        self.forms: list[PlatformForm] = (
+            [ProcoreForm(service, existing)] if existing else [p(service) for p in PLATFORMS])
+
+    def compose(self) -> ComposeResult:
+        first = self.forms[0]
+        title = f"Sign in again: {self.existing.name}" if self.existing else "Add connection"
+        with Vertical(id="add-dialog", classes="dialog"):
+            yield Static(title, classes="dialog-title", markup=False)
+            with VerticalScroll(id="add-body"):
+                yield _row("Platform", Select([(f.title, f.key) for f in self.forms],
+                                              value=first.key, allow_blank=False,
+                                              id="add-platform", compact=True,
+                                              disabled=len(self.forms) == 1))
+                yield _row("Display as", Input(self.existing.name if self.existing else "",
+                                               placeholder=first.default_name, id="add-name",
+                                               compact=True, disabled=bool(self.existing)))
+                with ContentSwitcher(initial=first.id, id="add-forms"):
+                    yield from self.forms
+            yield Static(id="add-error", classes="errors", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Done", id="add-done", variant="primary", compact=True)
+                yield Button("Cancel", id="add-cancel", compact=True)
+
+    @property
+    def form(self) -> PlatformForm:
+        shown = self.query_one("#add-forms", ContentSwitcher).current
+        return next(f for f in self.forms if f.id == shown)
+
+    @on(Select.Changed, "#add-platform")
+    def _platform_chosen(self, event: Select.Changed) -> None:
+        form = next(f for f in self.forms if f.key == event.value)
+        self.query_one("#add-forms", ContentSwitcher).current = form.id
+        self.query_one("#add-name", Input).placeholder = form.default_name or "a name for it"
+        self.query_one("#add-error").display = False
+
+    @on(Button.Pressed, "#add-done")
+    async def _done(self) -> None:
+        form = self.form
+        error = self.query_one("#add-error", Static)
+        try:
+            name = check_name(self.query_one("#add-name", Input).value or form.default_name)
+            connection = await form.finish(name)
+        except ConnectionInputError as exc:
+            error.update(f"⚠ Not saved: {exc}")
+            error.display = True
+            return
+        self.dismiss(connection)
+
+    @on(Button.Pressed, "#add-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,263 @@
+"""The connections list: where each connection points, who it signs in as, how its last test
+went; add, sign in again, test, remove and browse from here. Everything it does goes through
+core (the same calls as `dryviq-tui connections ...`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import Provider
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Static
+
+from core.connections import test_connection
+from core.connectors.base import ConnectorError
+from core.home import ConfigError
+from core.state import Connection
+from tui.screens import AppScreen
+from tui.screens.add_connection import AddConnectionScreen, platform_title, signed_in_as
+from tui.screens.browser import BrowserScreen
+from tui.service import AppService
+from tui.widgets.conn_commands import ScreenKeysProvider
+from tui.widgets.theme import BLUE, GREEN, RED
+
+COLUMNS = (("name", "Name"), ("platform", "Platform"), ("status", "Status"),
+           ("where", "Account / where"))
+EMPTY = "No connections yet. Press [b]a[/b] to add a Procore project or a local folder."
+STATUS_STYLES = {"untested": "dim", "testing…": BLUE, "ok": GREEN, "failed": f"bold {RED}"}
+
+
+def account(connection: Connection, where: str) -> str:
+    """Where it points, and for a signed-in platform who it signs in as."""
+    user = connection.config.get("user")
+    return f"{where} · {signed_in_as(user)}" if user else where
+
+
+class ConnectionsScreen(AppScreen[None]):
+    """Every connection; the keys act on the highlighted one."""
+
+    SUB_TITLE = "Connections"
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        ScreenKeysProvider}
+    DEFAULT_CSS = """
+    #connections-body {
+        height: 1fr;
+    }
+    #connections-empty {
+        height: auto;
+        padding: 1 2;
+        color: $text-muted;
+    }
+    #connections-table {
+        height: 1fr;
+        min-height: 4;
+        overflow-x: hidden;  /* the detail below shows what a narrow terminal cuts off */
+    }
+    #connections-detail {
+        height: auto;
+        min-height: 3;
+        padding: 0 1;
+        border-top: solid $panel;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "add", "Add", id="add-connection"),
+        Binding("e", "edit", "Sign in again", id="edit-connection"),
+        Binding("t", "test", "Test", id="test-connection"),
+        Binding("x", "remove", "Remove", id="remove-connection"),
+        Binding("o", "browse", "Browse", id="browse-connection"),
+    ]
+
+    def __init__(self, service: AppService) -> None:
+        super().__init__(service)
+        self._rows: dict[str, tuple[Connection, str]] = {}  # id -> (connection, where)
+        self._tests: dict[str, tuple[str, str]] = {}  # id -> (status, message): this session
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="connections-body"):
+            yield Static(EMPTY, id="connections-empty")
+            yield DataTable(id="connections-table", cursor_type="row", zebra_stripes=True)
+            yield Static(id="connections-detail", markup=False)
+
+    async def on_mount(self) -> None:
+        table = self.query_one("#connections-table", DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        await self.refresh_connections()
+
+    async def on_screen_resume(self) -> None:
+        await self.refresh_connections()  # added or removed elsewhere (the CLI, say)
+
+    async def refresh_connections(self, select: str | None = None) -> None:
+        """Reload the list, keeping the highlighted connection (or moving to `select`)."""
+        current = self.selected
+        keep = select or (current.id if current else None)
+        self._rows = {c.id: (c, where) for c, where in await self.service.connections()}
+        table = self.query_one("#connections-table", DataTable)
+        table.clear()
+        for connection_id, (connection, where) in self._rows.items():
+            table.add_row(Text(connection.name), platform_title(connection.platform),
+                          self._status(connection_id), Text(account(connection, where)),
+                          key=connection_id)
+        if keep in self._rows:
+            table.move_cursor(row=list(self._rows).index(keep))
+        self.query_one("#connections-empty").display = not self._rows
+        await self._show_detail()
+
+    @property
+    def selected(self) -> Connection | None:
+        if not self._rows:
+            return None
+        row = self.query_one("#connections-table", DataTable).cursor_row
+        ids = list(self._rows)
+        return self._rows[ids[row]][0] if 0 <= row < len(ids) else None
+
+    def _status(self, connection_id: str) -> Text:
+        status, _ = self._tests.get(connection_id, ("untested", ""))
+        return Text(status, style=STATUS_STYLES[status])
+
+    @on(DataTable.RowHighlighted, "#connections-table")
+    async def _show_detail(self) -> None:
+        connection = self.selected
+        detail = self.query_one("#connections-detail", Static)
+        if connection is None:
+            detail.update("")
+            return
+        jobs = await self.service.state.jobs_using(connection.id)
+        _, message = self._tests.get(connection.id, ("", "not tested in this session (t tests)"))
+        used = ", ".join(j.name for j in jobs) or "none"
+        detail.update(f"{connection.name}: {account(connection, self._rows[connection.id][1])}"
+                      f"\nLast test: {message}\nJobs using it: {used}")
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _target(self) -> Connection | None:
+        connection = self.selected
+        if connection is None:
+            self.notify("Add a connection first (a)", severity="warning")
+        return connection
+
+    def action_add(self) -> None:
+        self.app.push_screen(AddConnectionScreen(self.service), self._added)
+
+    async def _added(self, connection: Connection | None) -> None:
+        if connection is not None:
+            self.notify(f"Added connection {connection.name}", markup=False)
+            await self.refresh_connections(select=connection.id)
+
+    def action_edit(self) -> None:
+        connection = self._target()
+        if connection is None:
+            return
+        if connection.platform != "procore":
+            self.notify(f"{connection.name} is a {platform_title(connection.platform)}: it has "
+                        "no sign-in to renew", severity="warning", markup=False)
+            return
+        self.app.push_screen(AddConnectionScreen(self.service, existing=connection),
+                             self._signed_in_again)
+
+    async def _signed_in_again(self, connection: Connection | None) -> None:
+        if connection is not None:
+            self._tests.pop(connection.id, None)
+            self.notify(f"{connection.name}: signed in again as "
+                        f"{signed_in_as(connection.config['user'])}", markup=False)
+            await self.refresh_connections(select=connection.id)
+
+    def action_test(self) -> None:
+        connection = self._target()
+        if connection is not None:
+            self.run_worker(self._test(connection), group=f"test {connection.id}",
+                            exclusive=True)
+
+    async def _test(self, connection: Connection) -> None:
+        """Test in a worker: a Procore test is a few API calls, the screen stays live."""
+        self._set_test(connection.id, "testing…", "testing…")
+        try:
+            message = await test_connection(self.service.state, self.service.home, connection)
+        except (ConnectorError, ConfigError) as exc:
+            message = f"Connection test failed: {exc}"
+            self._set_test(connection.id, "failed", message)
+            self.notify(message, title=connection.name, severity="error", markup=False)
+            return
+        self._set_test(connection.id, "ok", message)
+        self.notify(message, title=connection.name, markup=False)
+
+    def _set_test(self, connection_id: str, status: str, message: str) -> None:
+        self._tests[connection_id] = (status, message)
+        if connection_id in self._rows:
+            self.query_one("#connections-table", DataTable).update_cell(
+                connection_id, "status", self._status(connection_id))
+            self.call_later(self._show_detail)
+
+    async def action_remove(self) -> None:
+        connection = self._target()
+        if connection is None:
+            return
+        jobs = await self.service.state.jobs_using(connection.id)
+        if jobs:
+            self.notify(f"Cannot remove {connection.name}: used by job(s) "
+                        f"{', '.join(j.name for j in jobs)}; remove those first",
+                        severity="error", markup=False)
+            return
+        self.app.push_screen(ConfirmRemoveScreen(connection), self._confirmed)
+
+    async def _confirmed(self, connection: Connection | None) -> None:
+        if connection is None:
+            return
+        await self.service.state.remove_connection(connection.id)
+        self._tests.pop(connection.id, None)
+        self.notify(f"Removed connection {connection.name}", markup=False)
+        await self.refresh_connections()
+
+    @on(DataTable.RowSelected, "#connections-table")
+    async def action_browse(self) -> None:
+        connection = self._target()
+        if connection is None:
+            return
+        await self.app.switch_mode("browser")
+        browser = self.app.screen
+        if isinstance(browser, BrowserScreen):
+            await browser.browse(connection.id)
+
+
+class ConfirmRemoveScreen(ModalScreen[Connection | None]):
+    """Asks before a connection (and its stored sign-in) is deleted."""
+
+    DEFAULT_CSS = """
+    ConfirmRemoveScreen {
+        align: center middle;
+    }
+    #remove-dialog {
+        max-width: 70;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Cancel", id="close-remove-connection")]
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__()
+        self.connection = connection
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="remove-dialog", classes="dialog"):
+            yield Static(f"Remove connection {self.connection.name}?", classes="dialog-title",
+                         markup=False)
+            yield Static("Its stored credentials go with it. No job uses it, and the files it "
+                         "points to are not touched.", classes="hint")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Remove", id="remove-ok", variant="error", compact=True)
+                yield Button("Cancel", id="remove-cancel", compact=True)
+
+    @on(Button.Pressed, "#remove-ok")
+    def _remove(self) -> None:
+        self.dismiss(self.connection)
+
+    @on(Button.Pressed, "#remove-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
