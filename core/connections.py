@@ -65,7 +65,7 @@ async def add_local(state: State, name: str, path: str, *, fsync: bool = True) -
     name = check_name(name)
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise ConnectionInputError(f"--path {path}: no such folder")
+        raise ConnectionInputError(f"no such folder: {path}")
     config = {"path": str(folder.resolve()), "fsync": fsync}
     try:
         return await state.add_connection(name, "local", config)

@@ -18,6 +18,7 @@ from core.cli.output import reply
 from core.connections import check_name, describe
 from core.connectors import Opening
 from core.connectors.base import ConnectorError
+from core.connectors.procore import signed_in_as
 from core.home import Home
 from core.procore_signin import Choice, ProcoreSignIn, pick
 
@@ -134,10 +135,7 @@ async def _add_procore(args: argparse.Namespace) -> int:
             await signin.close()
     reply(args, {"id": connection.id, "name": connection.name, "platform": "procore",
                  "location": describe(connection), "user": connection.config["user"]},
-          f"Connection test succeeded: signed in as {_who(connection.config['user'])}\n"
+          f"Connection test succeeded: signed in as {signed_in_as(connection.config['user'])}\n"
           f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
     return 0
 
-
-def _who(user: dict[str, Any]) -> str:
-    return f"{user.get('name') or '?'} ({user.get('login') or user.get('id')})"

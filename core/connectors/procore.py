@@ -16,7 +16,7 @@ import contextlib
 import math
 import mimetypes
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -45,6 +45,11 @@ PROCORE_FEATURES = Features(
     can_set_mtime=False, case_insensitive=True, empty_dirs=True, path_rules=PROCORE_RULES)
 DIRECT_UPLOAD_MAX = 4 << 20  # bytes: larger files go through the Uploads API
 SPOOL_IN_MEMORY = 8 << 20
+
+
+def signed_in_as(user: Mapping[str, Any]) -> str:
+    """A Procore user as the product shows one: "Pat Morgan (pm@summit-builders.example)"."""
+    return f"{user.get('name') or '?'} ({user.get('login') or user.get('id')})"
 
 
 def _epoch(stamp: str | None) -> float | None:
@@ -130,8 +135,8 @@ class ProcoreConnector:
 
     async def identity(self) -> str:
         """Who this connection is signed in as (`/me`)."""
-        me = await self.client.get_json("/rest/v1.0/me", what="read the signed-in user")
-        return f"{me.get('name') or '?'} ({me.get('login') or me.get('id')})"
+        return signed_in_as(await self.client.get_json("/rest/v1.0/me",
+                                                       what="read the signed-in user"))
 
     def forget(self) -> None:
         """Drop every cached listing (a browser's refresh)."""

@@ -10,7 +10,7 @@ and nothing is saved before Done. The same form signs an existing Procore connec
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from textual import on
@@ -41,7 +41,7 @@ from core.auth import (
 from core.connections import ConnectionInputError, add_local, check_name
 from core.connectors import Opening
 from core.connectors.base import ConnectorError
-from core.connectors.procore import procore_app
+from core.connectors.procore import procore_app, signed_in_as
 from core.home import ConfigError
 from core.procore_signin import Choice, ProcoreSignIn, pick
 from core.state import Connection, StateError
@@ -53,11 +53,6 @@ PASTE_NOTE = ("Copied to your clipboard. Open it in any browser, sign in, and pa
               "Procore shows:")
 LOOPBACK_NOTE = ("Copied to your clipboard. Open it in a browser on this machine and sign in; "
                  "the sign-in finishes here by itself:")
-
-
-def signed_in_as(user: Mapping[str, Any]) -> str:
-    """A Procore user as the product shows one: "Pat Morgan (pm@…)"."""
-    return f"{user.get('name') or '?'} ({user.get('login') or user.get('id')})"
 
 
 def _row(label: str, *widgets: Any, id: str | None = None) -> Horizontal:

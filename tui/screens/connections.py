@@ -18,10 +18,11 @@ from textual.widgets import Button, DataTable, Static
 
 from core.connections import test_connection
 from core.connectors.base import ConnectorError
+from core.connectors.procore import signed_in_as
 from core.home import ConfigError
 from core.state import Connection
 from tui.screens import AppScreen
-from tui.screens.add_connection import AddConnectionScreen, platform_title, signed_in_as
+from tui.screens.add_connection import AddConnectionScreen, platform_title
 from tui.screens.browser import BrowserScreen
 from tui.service import AppService
 from tui.widgets.conn_commands import ScreenKeysProvider
