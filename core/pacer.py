@@ -167,6 +167,7 @@ class Pacer:
     def __init__(self, store: BudgetStore, key: str, *, interactive: bool = False,
                  wait: bool = True, reserve: float = DEFAULT_RESERVE,
                  default_hourly: int = DEFAULT_HOURLY_LIMIT,
+                 stop: asyncio.Event | None = None,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         self.store = store
@@ -175,6 +176,7 @@ class Pacer:
         self.wait = wait
         self.reserve = reserve
         self.default_hourly = default_hourly
+        self.stop = stop  # the run's stop signal, which ends a long wait early
         self._clock = clock
         self.sleep = sleep
 
@@ -229,7 +231,19 @@ class Pacer:
         if long_wait:
             usage.waiting_until = until
         try:
-            await self.sleep(delay)
+            if self.stop is None:
+                await self.sleep(delay)
+                return
+            # a run asked to stop while it waits for the hourly reset stops as paused now,
+            # instead of after the reset
+            sleeping = asyncio.ensure_future(self.sleep(delay))
+            stopping = asyncio.ensure_future(self.stop.wait())
+            await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (sleeping, stopping):
+                waiter.cancel()
+            if self.stop.is_set() and long_wait:
+                raise BudgetSpent("stopped while waiting for the API budget to reset at "
+                                  f"{time.strftime('%H:%M:%S', time.localtime(until))}", until)
         finally:
             if long_wait:
                 usage.waiting_until = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ class Opening:
     home: Home
     interactive: bool = False  # browsing: may spend the API budget's reserve
     wait_for_budget: bool = True  # a job waits for a spent budget's reset (else: paused)
+    stop: asyncio.Event | None = None  # a job's stop signal: it also ends a wait for the budget
 
 
 def open_connector(connection: Connection, secrets: dict[str, Any],

@@ -444,7 +444,7 @@ def procore_client(app: ClientApp, store: TokenStore, opening: Opening, *,
     """A client paced on the installation's shared budget for this API client."""
     pacer = Pacer(BudgetStore(opening.state.path), app.budget_key,
                   interactive=opening.interactive, wait=opening.wait_for_budget,
-                  **pacer_settings(opening.home.config()))
+                  stop=opening.stop, **pacer_settings(opening.home.config()))
     return ProcoreClient(app, Authenticator(app, store), pacer, company_id=company_id)
 
 

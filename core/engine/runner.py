@@ -333,7 +333,7 @@ async def run_job(
         stats = ExecutionStats()
         await state.audit("info", "execution started", job_id=record.id,
                           execution_id=execution.id)
-        opening = Opening(state, home, wait_for_budget=wait_for_budget)
+        opening = Opening(state, home, wait_for_budget=wait_for_budget, stop=stop)
         try:
             status, error, resume_at = await _execute(
                 state, opening, record, job, execution.id, stats, parallel, stop, on_progress,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
@@ -180,3 +183,14 @@ async def test_the_budget_survives_in_the_state_file(state, stores) -> None:
     later = pacer(stores(), clock)
     budget = await later.snapshot()
     assert (budget.hourly_limit, budget.hourly_remaining) == (600, 42)
+
+
+async def test_a_stop_ends_a_wait_for_the_hourly_reset_as_paused(stores) -> None:
+    stop = asyncio.Event()
+    p = Pacer(stores(), "client@api.example", stop=stop)  # the real clock and sleep
+    await p.observe(httpx.Response(200, headers=headers(100, 5, time.time() + 1800)))
+    asyncio.get_running_loop().call_later(0.1, stop.set)
+    started = time.monotonic()
+    with pytest.raises(BudgetSpent):
+        await p.acquire(Usage())
+    assert time.monotonic() - started < 5
