@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from textual.widgets import Input
-from textual.widgets.tree import TreeNode
 
 from core.demo import DEMO_LIMITS, PROCORE_CONNECTION, prepare_demo
 from core.home import Home
@@ -29,7 +28,6 @@ from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen
 from tui.screens.monitor import MonitorScreen
 from tui.service import AppService
-from tui.widgets.remote_tree import Item
 
 HERE = Path(__file__).resolve().parent
 SIZE = (120, 36)
@@ -41,18 +39,6 @@ async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 120) 
         if time.monotonic() > deadline:
             raise TimeoutError("the app did not reach the state to shoot")
         await asyncio.sleep(0.25)
-
-
-def _node(browser: BrowserScreen, path: str) -> TreeNode[Item]:
-    tree = browser.remote_tree
-    assert tree is not None
-    pending = [tree.root]
-    while pending:
-        node = pending.pop()
-        if node.data is not None and node.data.path == path and not node.data.note:
-            return node
-        pending.extend(node.children)
-    raise LookupError(f"/{path} is not in the tree")
 
 
 def save(app: DryvIQApp, name: str) -> None:
@@ -108,11 +94,12 @@ async def shoot(home: Home, sandbox: SandboxThread) -> None:
         await until(lambda: asyncio.sleep(0, browser.remote_tree is not None))
         tree = browser.remote_tree
         assert tree is not None
-        await tree.expand_path("Drawings/Architectural")
+        folder = await tree.expand_path("Drawings/Architectural")
         await app.workers.wait_for_complete()
         await pilot.pause(0.5)
         tree.focus()
-        tree.move_cursor(_node(browser, "Drawings/Architectural/A-101 Floor Plan Level 1.pdf"))
+        tree.move_cursor(next(node for node in folder.children if node.data and node.data.entry
+                              and node.data.entry.name == "A-101 Floor Plan Level 1.pdf"))
         await pilot.pause(1)
         save(app, "browser")
 
