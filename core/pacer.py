@@ -207,21 +207,24 @@ class Pacer:
             await self._wait(until, usage)
 
     def _blocked_until(self, budget: Budget, now: float) -> float | None:
-        """When the next call may go, or None if it may go now (after its spacing slot)."""
-        if budget.blocked_until > now:
-            return budget.blocked_until
+        """When the next call may go, or None if it may go now (after its spacing slot).
+        A job that does not wait raises BudgetSpent rather than wait past a spike window."""
         floor = 0 if self.interactive else math.ceil(self.reserve * budget.hourly_limit)
-        if budget.hourly_reset > now and budget.hourly_remaining <= floor:
-            if not self.wait and not self.interactive:
-                raise BudgetSpent(
-                    f"the API budget of {budget.hourly_limit} calls an hour is spent (less "
-                    f"the {self.reserve:.0%} reserve kept for browsing) until "
-                    f"{time.strftime('%H:%M:%S', time.localtime(budget.hourly_reset))}",
-                    budget.hourly_reset)
-            return budget.hourly_reset
-        if budget.spike_limit and budget.spike_reset > now and (budget.spike_remaining or 0) <= 0:
+        if budget.blocked_until > now:
+            until, why = budget.blocked_until, "Procore asked to wait (429 or Retry-After)"
+        elif budget.hourly_reset > now and budget.hourly_remaining <= floor:
+            until, why = budget.hourly_reset, (
+                f"the API budget of {budget.hourly_limit} calls an hour is spent (less the "
+                f"{self.reserve:.0%} reserve kept for browsing)")
+        elif (budget.spike_limit and budget.spike_reset > now
+              and (budget.spike_remaining or 0) <= 0):
             return budget.spike_reset
-        return None
+        else:
+            return None
+        if not self.wait and not self.interactive and until - now > SPIKE_HEADER_HORIZON:
+            raise BudgetSpent(
+                f"{why} until {time.strftime('%H:%M:%S', time.localtime(until))}", until)
+        return until
 
     async def _wait(self, until: float, usage: Usage) -> None:
         delay = max(0.0, until - self._clock()) + random.uniform(0.05, 0.25)

@@ -194,3 +194,12 @@ async def test_a_stop_ends_a_wait_for_the_hourly_reset_as_paused(stores) -> None
     with pytest.raises(BudgetSpent):
         await p.acquire(Usage())
     assert time.monotonic() - started < 5
+
+
+async def test_a_job_that_does_not_wait_stops_at_a_long_429_too(stores) -> None:
+    clock = Clock()
+    job = pacer(stores(), clock, wait=False)
+    await job.observe(httpx.Response(429, headers=headers(3600, 0, START + 3000)))
+    with pytest.raises(BudgetSpent) as spent:
+        await job.acquire(Usage())
+    assert spent.value.until == START + 3000 and clock.now == START
