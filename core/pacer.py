@@ -109,7 +109,14 @@ class BudgetStore:
     @contextlib.asynccontextmanager
     async def _transaction(self, db: aiosqlite.Connection, key: str,
                            default_hourly: int) -> AsyncIterator[Budget]:
-        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            # a cancelled BEGIN still runs in aiosqlite's thread: roll back after it, whatever
+            # it did, or the connection would stay inside a transaction
+            with contextlib.suppress(Exception):
+                await asyncio.shield(db.execute("ROLLBACK"))
+            raise
         try:
             rows = list(await (await db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM rate_budgets WHERE client_key = ?",
@@ -123,7 +130,8 @@ class BudgetStore:
                 (key, *(getattr(budget, c) for c in _COLUMNS), time.time()))
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            with contextlib.suppress(Exception):
+                await asyncio.shield(db.execute("ROLLBACK"))
             raise
 
 
@@ -234,7 +242,7 @@ class Pacer:
         if long_wait:
             usage.waiting_until = until
         try:
-            if self.stop is None:
+            if self.stop is None or not long_wait:
                 await self.sleep(delay)
                 return
             # a run asked to stop while it waits for the hourly reset stops as paused now,
@@ -244,7 +252,7 @@ class Pacer:
             await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
             for waiter in (sleeping, stopping):
                 waiter.cancel()
-            if self.stop.is_set() and long_wait:
+            if self.stop.is_set():
                 raise BudgetSpent("stopped while waiting for the API budget to reset at "
                                   f"{time.strftime('%H:%M:%S', time.localtime(until))}", until)
         finally:
