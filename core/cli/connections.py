@@ -148,8 +148,12 @@ async def _ls(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     async with opened_state(args) as (home, state):
         connection = await find(state, name)
-        connector = open_connector(connection, await state.connection_secrets(connection.id),
-                                   Opening(state, home, interactive=True))
+        try:
+            connector = open_connector(connection,
+                                       await state.connection_secrets(connection.id),
+                                       Opening(state, home, interactive=True))
+        except ConnectorError as exc:
+            raise UsageError(f"{connection.name}: {exc}") from None
         try:
             found = await _walk(connector, path, args.recursive)
         except ConnectorError as exc:
