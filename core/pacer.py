@@ -315,7 +315,8 @@ class Pacer:
 def _observe_window(budget: Budget, limit: int, remaining: int, reset: float,
                     now: float) -> None:
     """Headers describe one window without naming it: a reset within ~10 s is the spike's."""
-    if reset - now <= SPIKE_HEADER_HORIZON:
+    # ...unless it is the hourly window in its last seconds: the spike limit is the smaller one
+    if reset - now <= SPIKE_HEADER_HORIZON and limit < budget.hourly_limit:
         new_window = reset > budget.spike_reset + 0.5
         budget.spike_limit = limit
         budget.spike_remaining = (remaining if new_window or budget.spike_remaining is None

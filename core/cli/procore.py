@@ -50,7 +50,10 @@ def register(platforms: argparse._SubParsersAction, leaf: dict[str, Any]) -> Non
 def _read_line(prompt: str, *, secret: bool = False) -> str:
     """A line from the person at the terminal, or from stdin when it is not a terminal."""
     if sys.stdin.isatty():
-        return (getpass.getpass(prompt) if secret else input(prompt)).strip()
+        try:
+            return (getpass.getpass(prompt) if secret else input(prompt)).strip()
+        except EOFError:
+            raise UsageError(f"{prompt.strip(': ')}: no answer") from None
     line = sys.stdin.readline()
     if not line:
         raise UsageError(f"{prompt.strip(': ')}: nothing on stdin")
@@ -76,9 +79,10 @@ def _app(args: argparse.Namespace, home: Home) -> tuple[ClientApp, bool]:
         secret = _read_line("Client secret: ", secret=True)
     try:
         domain = normalize_domain(args.domain or "https://api.procore.com")
+        login = normalize_domain(args.login_url) if args.login_url else None
     except SignInError as exc:
-        raise UsageError(f"--domain: {exc}") from None
-    return ClientApp(domain, args.client_id, secret, args.login_url), True
+        raise UsageError(f"--domain/--login-url: {exc}") from None
+    return ClientApp(domain, args.client_id, secret, login), True
 
 
 def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> Choice:
@@ -111,7 +115,7 @@ async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn) -> None:
     else:
         print("Sign in with Procore: open this address in any browser, sign in, and paste "
               f"the code it shows.\n{signin.sign_in_url()}", file=sys.stderr)
-        await signin.finish_with_code(_read_line("Code: "))
+        await signin.finish_with_code(_read_line("Code: ", secret=True))
 
 
 async def _add_procore(args: argparse.Namespace) -> int:

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from core.auth import Authenticator, ClientApp, StateTokenStore, TokenStore, system_default_app
+from core.auth import (
+    Authenticator,
+    ClientApp,
+    SignInError,
+    StateTokenStore,
+    TokenStore,
+    system_default_app,
+)
 from core.connectors import Opening
 from core.connectors.base import (
     ConnectorError,
@@ -32,7 +39,7 @@ from core.connectors.base import (
     NotFound,
     PathRules,
 )
-from core.connectors.procore_client import PER_PAGE, ProcoreClient
+from core.connectors.procore_client import PER_PAGE, ProcoreClient, parse_json
 from core.pacer import MAX_RETRIES, BudgetStore, Pacer, ResponseLost, Usage, backoff, pacer_settings
 from core.paths import join, match_key
 from core.state import Connection
@@ -204,7 +211,7 @@ class ProcoreConnector:
                   "per_page": PER_PAGE, "page": 1}
         response = await self.client.send("GET", index, what="read the documents index",
                                           params=params)
-        first = response.json()
+        first = parse_json(response, "read the documents index")
         following = response.links.get("next", {}).get("url")
         if following:
             walk = await self._walk_costs(index, path, int(response.headers.get("total") or 0))
@@ -215,7 +222,7 @@ class ProcoreConnector:
         while following:
             response = await self.client.send("GET", following,
                                               what="read the documents index")
-            items.extend(response.json())
+            items.extend(parse_json(response, "read the documents index"))
             following = response.links.get("next", {}).get("url")
         self._build(items)
 
@@ -323,6 +330,8 @@ class ProcoreConnector:
             data = await self.client.get_json(f"/rest/v1.0/files/{replacing.native_id}",
                                               what=f"check {name}", params=self._params)
             latest = _latest_version(data.get("file_versions") or []) or {}
+            if replacing.version is None:  # nothing to compare with: send it again
+                return None
             return data if str(latest.get("id")) != replacing.version else None
         folder = await self._folder(parent_path)
         data = await self._show(folder.id if parent_path else None)
@@ -370,8 +379,11 @@ class ProcoreConnector:
         parent_path, _, name = path.rpartition("/")
         parent = self._folders.get(parent_path)
         if parent is not None and parent.children is not None:
-            parent.children.pop(name, None)
-        self._folders.pop(path, None)
+            gone = parent.find(name)
+            if gone is not None:
+                parent.children.pop(gone.entry.name, None)
+        for known in [p for p in self._folders if p == path or p.startswith(path + "/")]:
+            del self._folders[known]
 
     async def remove(self, path: str, entry: Entry) -> None:
         await self._delete("files", path, entry)
@@ -431,7 +443,10 @@ def procore_app(config: dict[str, Any], secrets: dict[str, Any],
     if config.get("credentials") == "custom":
         return ClientApp(config["domain"], config["client_id"], secrets["client_secret"],
                          config.get("login_url"))
-    app = system_default_app(installation)
+    try:
+        app = system_default_app(installation)
+    except SignInError as exc:  # a bad domain or login URL in the installation's settings
+        raise Fatal(f"the system default client credentials: {exc}") from None
     if app is None:
         raise Fatal("this connection uses the system default client credentials, and none are "
                     "configured: set DRYVIQ_PROCORE_CLIENT_ID and DRYVIQ_PROCORE_CLIENT_SECRET, "

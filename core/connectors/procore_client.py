@@ -118,6 +118,9 @@ class ProcoreClient:
         """One API call, paced; raises a ConnectorError unless it succeeded (2xx, or a status in
         `ok`). `rewind` is a file body to seek back to the start before a retry."""
         url = self._url(path)
+        if not self.may_carry_token(url):  # a Link header, say, naming some other host
+            raise ConnectorError(f"{what}: Procore pointed to {urlsplit(url).netloc}, which "
+                                 "may not see the sign-in token")
         token = await self.auth.access_token()
         refreshed = False
         while True:
@@ -142,7 +145,7 @@ class ProcoreClient:
 
     async def get_json(self, path: str, *, what: str, params: Mapping[str, Any] | None = None,
                        ) -> Any:
-        return _json(await self.send("GET", path, what=what, params=params), what)
+        return parse_json(await self.send("GET", path, what=what, params=params), what)
 
     async def pages(self, path: str, *, what: str, params: Mapping[str, Any] | None = None,
                     ) -> AsyncIterator[list[Any]]:
@@ -151,7 +154,7 @@ class ProcoreClient:
         query: Mapping[str, Any] | None = {"per_page": PER_PAGE, **(params or {})}
         while url:
             response = await self.send("GET", url, what=what, params=query)
-            yield _json(response, what)
+            yield parse_json(response, what)
             following = response.links.get("next", {}).get("url")
             url, query = (following, None) if following else (None, None)
 
@@ -214,7 +217,7 @@ class ProcoreClient:
             await self.pacer.sleep(backoff(failures))
 
 
-def _json(response: httpx.Response, what: str) -> Any:
+def parse_json(response: httpx.Response, what: str) -> Any:
     try:
         return response.json()
     except (ValueError, json.JSONDecodeError):

@@ -372,8 +372,12 @@ async def _execute(
         return "failed", clash, None
     try:
         source = open_connector(*connections[0], opening)
+    except ConnectorError as exc:
+        return "failed", str(exc), None
+    try:
         destination = open_connector(*connections[1], opening)
     except ConnectorError as exc:
+        await source.close()
         return "failed", str(exc), None
     pair = (source, destination)
     throughput = Throughput()

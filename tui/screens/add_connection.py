@@ -154,8 +154,8 @@ class ProcoreForm(PlatformForm):
         with Vertical(id="procore-url-box"):
             yield Static(id="procore-url-note", classes="hint")
             yield Static(id="procore-url", markup=False)
-            yield _row("Code", Input(placeholder="paste the code here", id="procore-code",
-                                     compact=True),
+            yield _row("Code", Input(placeholder="paste the code here", password=True,
+                                     id="procore-code", compact=True),
                        Button("Finish sign-in", id="procore-finish", compact=True),
                        id="procore-code-row")
         yield Static(id="procore-status", classes="hint", markup=False)

@@ -39,8 +39,8 @@ def headline(live: LiveView) -> Text:
         if live.status == "stopping":
             if live.requested == "cancel":
                 text = "Cancelling: stopping now"
-            elif live.stats.waiting_until:  # the engine's wait for the budget runs its course
-                text = "Pausing once the rate-limit wait ends (x stops now)"
+            elif live.stats.waiting_until:  # the stop ends the wait for the budget at once
+                text = "Pausing: leaving the wait for the rate limit"
             else:
                 text = "Pausing: the files in flight finish first"
             return Text(text, style=f"bold {AMBER}")
