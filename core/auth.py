@@ -71,10 +71,10 @@ _LOGIN_HOSTS = {
 
 CLIENT_REFUSED = ("Procore refused the client credentials: check the Client ID and Client "
                   "Secret")
+HOW_TO_SIGN_IN = "(dryviq-tui connections signin NAME, or Sign in again in the app)"
 REFRESH_DEAD = ("The Procore sign-in for this connection is no longer valid (the refresh token "
-                "was revoked or already used): sign in again")
-NO_SIGN_IN = ("This connection has no Procore sign-in stored: sign in again "
-              "(dryviq-tui connections add procore …)")
+                f"was revoked or already used): sign in again {HOW_TO_SIGN_IN}")
+NO_SIGN_IN = f"This connection has no Procore sign-in stored: sign in again {HOW_TO_SIGN_IN}"
 
 
 class SignInError(Exception):
@@ -447,7 +447,7 @@ class StateTokenStore:
             return Token.from_dict(data)
         except (KeyError, TypeError, ValueError):
             raise SignInRequired("The stored Procore sign-in is unreadable: sign in again "
-                                 "(dryviq-tui connections add procore …)") from None
+                                 f"{HOW_TO_SIGN_IN}") from None
 
     async def save(self, token: Token) -> None:
         """Call inside lock() when another process may refresh: it rewrites the secrets JSON."""

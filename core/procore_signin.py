@@ -15,6 +15,7 @@ from core.auth import (
     OOB_REDIRECT,
     ClientApp,
     MemoryTokenStore,
+    StateTokenStore,
     authorization_url,
     client_credentials_token,
     exchange_code,
@@ -88,6 +89,29 @@ class ProcoreSignIn:
                 async for page in self.client.pages(
                     "/rest/v1.0/projects", what=f"list the projects of {company.name}",
                     params={"company_id": company.id}) for p in page]
+
+    async def renew(self, existing: Connection, identity: dict[str, Any]) -> Connection:
+        """Store this sign-in as `existing`'s, once it is known to reach the same project;
+        under the connection's token lock, since a job elsewhere may be refreshing the old
+        one. Raises LookupError (nothing changed) when the project is out of its reach."""
+        config = existing.config
+        company = next((c for c in await self.companies()
+                        if c.id == int(config["company_id"])), None)
+        projects = await self.projects(company) if company else []
+        if not any(p.id == int(config["project_id"]) for p in projects):
+            raise LookupError(f"this sign-in cannot reach {config['company_name']} / "
+                              f"{config['project_name']}: sign in as a user with access to "
+                              "that project")
+        token = await self.store.load()
+        assert token is not None, "sign in first"
+        store = StateTokenStore(self.opening.state, self.opening.home, existing.id)
+        async with store.lock():
+            await store.save(token)
+        config = {**config, "grant": self.grant,
+                  "user": {k: identity.get(k) for k in ("id", "login", "name")}}
+        await self.opening.state.update_connection_config(existing.id, config)
+        return Connection(existing.id, existing.name, existing.platform, config,
+                          existing.created_at)
 
     async def save(self, name: str, company: Choice, project: Choice,
                    identity: dict[str, Any]) -> Connection:

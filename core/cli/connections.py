@@ -29,6 +29,7 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
                             "cut may leave recent ones empty)")
     local.set_defaults(handler=_add_local)
     procore.register(platforms, leaf)
+    procore.register_signin(sub, leaf)
     sub.add_parser("list", help="list connections", **leaf).set_defaults(handler=_list)
     for action, handler, text in (("show", _show, "show one connection"),
                                   ("test", _test, "check that a connection works"),

@@ -18,7 +18,7 @@ from core.cli.output import reply
 from core.connections import check_name, describe
 from core.connectors import Opening
 from core.connectors.base import ConnectorError
-from core.connectors.procore import signed_in_as
+from core.connectors.procore import procore_app, signed_in_as
 from core.home import Home
 from core.procore_signin import Choice, ProcoreSignIn, pick
 
@@ -45,6 +45,15 @@ def register(platforms: argparse._SubParsersAction, leaf: dict[str, Any]) -> Non
     procore.add_argument("--company", metavar="ID|NAME", help="the company (asked if several)")
     procore.add_argument("--project", metavar="ID|NAME", help="the project (asked if several)")
     procore.set_defaults(handler=_add_procore)
+
+
+def register_signin(sub: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
+    signin = sub.add_parser("signin", help="sign a Procore connection in again (its jobs "
+                                           "keep using it)", **leaf)
+    signin.add_argument("name", help="connection name or id")
+    signin.add_argument("--loopback", action="store_true",
+                        help="finish through a browser on this machine")
+    signin.set_defaults(handler=_signin)
 
 
 def _read_line(prompt: str, *, secret: bool = False) -> str:
@@ -143,3 +152,30 @@ async def _add_procore(args: argparse.Namespace) -> int:
           f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
     return 0
 
+
+
+async def _signin(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        connection = await state.find_connection(args.name)
+        if connection is None or connection.platform != "procore":
+            raise UsageError(f"no Procore connection named or with id {args.name!r}")
+        config = connection.config
+        try:
+            app = procore_app(config, await state.connection_secrets(connection.id),
+                              home.config())
+        except ConnectorError as exc:
+            raise UsageError(str(exc)) from None
+        signin = ProcoreSignIn(Opening(state, home, interactive=True), app,
+                               custom=config.get("credentials") == "custom")
+        args.grant = config.get("grant", "authorization_code")
+        try:
+            await _sign_in(args, signin)
+            renewed = await signin.renew(connection, await signin.identity())
+        except (SignInError, ConnectorError, LookupError) as exc:
+            print(f"Sign-in failed, nothing changed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await signin.close()
+    reply(args, {"id": renewed.id, "name": renewed.name, "user": renewed.config["user"]},
+          f"Signed in again: {renewed.name} as {signed_in_as(renewed.config['user'])}")
+    return 0

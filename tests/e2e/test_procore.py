@@ -142,12 +142,20 @@ def test_a_wrong_secret_is_a_clear_error(cli: Cli, sandbox) -> None:
     assert cli.json("connections", "list") == []  # nothing half-made is left behind
 
 
-def test_a_revoked_sign_in_asks_to_sign_in_again(cli: Cli, sandbox) -> None:
+def test_a_revoked_sign_in_asks_to_sign_in_again_and_signin_mends_it(cli: Cli,
+                                                                     sandbox) -> None:
     add_procore(cli, sandbox)
+    connection_id = cli.json("connections", "show", "procore")["id"]
     sandbox.world.revoke_refresh_tokens()
     sandbox.world.expire_access_tokens()
     tested = cli("connections", "test", "procore", check=1)
-    assert "sign in again" in tested.stdout.lower()
+    assert "sign in again" in tested.stdout.lower() and "connections signin" in tested.stdout
+    code = sandbox.world.issue_code(SANDBOX_CLIENT_ID, OOB_REDIRECT)
+    renewed = cli("connections", "signin", "procore", input=code + "\n", env=env())
+    assert "Signed in again: procore as Pat Morgan" in renewed.stdout
+    assert code not in renewed.stdout + renewed.stderr
+    assert cli.json("connections", "show", "procore")["id"] == connection_id  # same one
+    assert "signed in as Pat Morgan" in cli("connections", "test", "procore").stdout
 
 
 def test_copy_to_procore_and_back(cli: Cli, sandbox, files: Path, tmp_path: Path) -> None:

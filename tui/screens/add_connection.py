@@ -34,7 +34,6 @@ from core.auth import (
     DEFAULT_DOMAIN,
     ClientApp,
     SignInError,
-    StateTokenStore,
     normalize_domain,
     system_default_app,
 )
@@ -393,26 +392,14 @@ class ProcoreForm(PlatformForm):
             raise ConnectionInputError("Sign in with Procore first, then choose the company and "
                                        "the project")
         if self.existing is not None:
-            return await self._renew(self._signin, self._identity)
+            try:
+                return await self._signin.renew(self.existing, self._identity)
+            except LookupError as exc:
+                raise ConnectionInputError(str(exc)) from None
         try:
             return await self._signin.save(name, *chosen, self._identity)
         except StateError as exc:
             raise ConnectionInputError(str(exc)) from None
-
-    async def _renew(self, signin: ProcoreSignIn, identity: dict[str, Any]) -> Connection:
-        """Store the new sign-in under the connection's lock (a job elsewhere may be
-        refreshing the old one), and who it is."""
-        assert self.existing is not None
-        token = await signin.store.load()
-        assert token is not None
-        store = StateTokenStore(self.service.state, self.service.home, self.existing.id)
-        async with store.lock():
-            await store.save(token)
-        config = {**self.existing.config, "grant": signin.grant,
-                  "user": {k: identity.get(k) for k in ("id", "login", "name")}}
-        await self.service.state.update_connection_config(self.existing.id, config)
-        return Connection(self.existing.id, self.existing.name, self.existing.platform, config,
-                          self.existing.created_at)
 
     async def on_unmount(self) -> None:
         await self._close_sign_in()
