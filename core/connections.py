@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from core.connectors import Opening, open_connector
+from core.connectors.base import ConnectorError
 from core.home import Home
 from core.state import Connection, State, StateError
 
@@ -86,3 +87,40 @@ async def test_connection(state: State, home: Home, connection: Connection) -> s
         await connector.close()
     return (f"Connection test succeeded: {who}{describe(connection)} "
             f"({len(entries)} items at the top)")
+
+
+async def removal_refusal(state: State, connection: Connection) -> str | None:
+    """Why a connection cannot be removed now (jobs use it), or None."""
+    jobs = await state.jobs_using(connection.id)
+    if not jobs:
+        return None
+    return (f"connection {connection.name!r} is used by job(s) "
+            f"{', '.join(repr(j.name) for j in jobs)}; remove those first")
+
+
+async def remove_connection(state: State, home: Home, connection: Connection) -> str | None:
+    """Remove a connection no job uses, revoking a Procore sign-in first so the token dies at
+    Procore too. Returns a warning when the revocation failed (the connection is removed
+    anyway); raises ConnectionInputError when jobs use it."""
+    refusal = await removal_refusal(state, connection)
+    if refusal:
+        raise ConnectionInputError(refusal)
+    warning = None
+    if connection.platform == "procore":
+        warning = await _revoke_sign_in(state, home, connection)
+    await state.remove_connection(connection.id)
+    return warning
+
+
+async def _revoke_sign_in(state: State, home: Home, connection: Connection) -> str | None:
+    from core.auth import SignInError, Token, revoke
+    from core.connectors.procore import procore_app
+
+    secrets = await state.connection_secrets(connection.id)
+    try:
+        app = procore_app(connection.config, secrets, home.config())
+        if "token" in secrets:
+            await revoke(app, Token.from_dict(secrets["token"]))
+    except (SignInError, ConnectorError, KeyError, TypeError, ValueError) as exc:
+        return f"the Procore sign-in could not be revoked ({exc}); it expires on its own"
+    return None

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from core.cli import UsageError, opened_state, procore
 from core.cli.output import emit_json, reply, size, table, when
-from core.connections import ConnectionInputError, add_local, describe, test_connection
+from core.connections import (
+    ConnectionInputError,
+    add_local,
+    describe,
+    remove_connection,
+    test_connection,
+)
 from core.connectors import Opening, open_connector
 from core.connectors.base import Connector, ConnectorError, Entry
 from core.paths import join, normalize_path
@@ -109,13 +116,14 @@ async def _test(args: argparse.Namespace) -> int:
 
 
 async def _remove(args: argparse.Namespace) -> int:
-    async with opened_state(args) as (_, state):
+    async with opened_state(args) as (home, state):
         connection = await find(state, args.name)
-        jobs = await state.jobs_using(connection.id)
-        if jobs:
-            raise UsageError(f"connection {connection.name!r} is used by job(s) "
-                             f"{', '.join(repr(j.name) for j in jobs)}; remove those first")
-        await state.remove_connection(connection.id)
+        try:
+            warning = await remove_connection(state, home, connection)
+        except ConnectionInputError as exc:
+            raise UsageError(str(exc)) from None
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     reply(args, {"id": connection.id, "name": connection.name, "removed": True},
           f"Removed connection {connection.name}")
     return 0

@@ -156,6 +156,8 @@ def test_a_revoked_sign_in_asks_to_sign_in_again_and_signin_mends_it(cli: Cli,
     assert code not in renewed.stdout + renewed.stderr
     assert cli.json("connections", "show", "procore")["id"] == connection_id  # same one
     assert "signed in as Pat Morgan" in cli("connections", "test", "procore").stdout
+    cli("connections", "remove", "procore")  # revokes the sign-in at Procore too
+    assert sandbox.world.requests["POST /oauth/revoke"] == 1
 
 
 def test_copy_to_procore_and_back(cli: Cli, sandbox, files: Path, tmp_path: Path) -> None:

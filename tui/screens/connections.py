@@ -16,7 +16,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Static
 
-from core.connections import test_connection
+from core.connections import (
+    ConnectionInputError,
+    removal_refusal,
+    remove_connection,
+    test_connection,
+)
 from core.connectors.base import ConnectorError
 from core.connectors.procore import signed_in_as
 from core.home import ConfigError
@@ -130,10 +135,11 @@ class ConnectionsScreen(AppScreen[None]):
         if connection is None:
             detail.update("")
             return
+        where = self._rows[connection.id][1]  # before the await: the list may reload meanwhile
         jobs = await self.service.state.jobs_using(connection.id)
         _, message = self._tests.get(connection.id, ("", "not tested in this session (t tests)"))
         used = ", ".join(j.name for j in jobs) or "none"
-        detail.update(f"{connection.name}: {account(connection, self._rows[connection.id][1])}"
+        detail.update(f"{connection.name}: {account(connection, where)}"
                       f"\nLast test: {message}\nJobs using it: {used}")
 
     # -- actions ----------------------------------------------------------------------------
@@ -200,18 +206,22 @@ class ConnectionsScreen(AppScreen[None]):
         connection = self._target()
         if connection is None:
             return
-        jobs = await self.service.state.jobs_using(connection.id)
-        if jobs:
-            self.notify(f"Cannot remove {connection.name}: used by job(s) "
-                        f"{', '.join(j.name for j in jobs)}; remove those first",
-                        severity="error", markup=False)
+        refusal = await removal_refusal(self.service.state, connection)
+        if refusal:
+            self.notify(f"Cannot remove: {refusal}", severity="error", markup=False)
             return
         self.app.push_screen(ConfirmRemoveScreen(connection), self._confirmed)
 
     async def _confirmed(self, connection: Connection | None) -> None:
         if connection is None:
             return
-        await self.service.state.remove_connection(connection.id)
+        try:
+            warning = await remove_connection(self.service.state, self.service.home, connection)
+        except ConnectionInputError as exc:  # a job was made meanwhile
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        if warning:
+            self.notify(warning, severity="warning", markup=False)
         self._tests.pop(connection.id, None)
         self.notify(f"Removed connection {connection.name}", markup=False)
         await self.refresh_connections()
