@@ -15,7 +15,7 @@ from typing import Any
 from core.auth import ClientApp, SignInError, normalize_domain, system_default_app
 from core.cli import UsageError, opened_state
 from core.cli.output import reply
-from core.connections import check_name, describe
+from core.connections import ConnectionInputError, check_name, describe
 from core.connectors import Opening
 from core.connectors.base import ConnectorError
 from core.connectors.procore import procore_app, signed_in_as
@@ -108,7 +108,7 @@ def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> 
     if not sys.stdin.isatty():
         raise UsageError(f"several {what}s; pick one with {flag}:\n{listing}")
     print(f"Choose the {what}:\n{listing}", file=sys.stderr)
-    answer = input(f"{what} number: ").strip()
+    answer = _read_line(f"{what} number: ")
     if not answer.isdigit() or not 1 <= int(answer) <= len(choices):
         raise UsageError(f"{answer!r} is not one of the numbers listed")
     return choices[int(answer) - 1]
@@ -129,7 +129,10 @@ async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn) -> None:
 
 async def _add_procore(args: argparse.Namespace) -> int:
     async with opened_state(args) as (home, state):
-        name = check_name(args.name)
+        try:
+            name = check_name(args.name)
+        except ConnectionInputError as exc:
+            raise UsageError(str(exc)) from None
         if await state.find_connection(name) is not None:
             raise UsageError(f"a connection named {name!r} already exists")
         app, custom = _app(args, home)
