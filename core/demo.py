@@ -28,7 +28,7 @@ from core.sandbox import (
     SandboxConfig,
     World,
 )
-from core.state import JobRecord, State
+from core.state import Connection, JobRecord, State
 
 KIB = 1024
 
@@ -76,9 +76,11 @@ DEMO_JOB = {
 }
 
 
-async def _sign_in(state: State, home: Home, url: str, world: World) -> None:
-    """Connect to the sandbox's demo project, or renew a connection made on an earlier run
-    (each run's sandbox has a new address and forgets old sign-ins)."""
+async def connect_sandbox(state: State, home: Home, url: str, world: World,
+                          name: str = PROCORE_CONNECTION) -> Connection:
+    """Connection `name` to the sandbox's demo project, signed in as its user would be (no
+    browser: it is our own sandbox); a connection made on an earlier run is renewed, since
+    each run's sandbox has a new address and forgets old sign-ins."""
     app = ClientApp(url, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)
     signin = ProcoreSignIn(Opening(state, home, interactive=True), app, custom=True)
     try:
@@ -87,23 +89,23 @@ async def _sign_in(state: State, home: Home, url: str, world: World) -> None:
         assert company is not None  # pick() finds a named choice or raises
         project = pick(await signin.projects(company), DEMO_PROJECT, "project")
         assert project is not None
-        existing = await state.find_connection(PROCORE_CONNECTION)
+        existing = await state.find_connection(name)
         if existing is None:
-            await signin.save(PROCORE_CONNECTION, company, project, await signin.identity())
-            return
+            return await signin.save(name, company, project, await signin.identity())
         token = await signin.store.load()
         assert token is not None
-        await state.update_connection_config(
-            existing.id, existing.config | {"domain": app.domain, "project_id": project.id})
+        config = existing.config | {"domain": app.domain, "project_id": project.id}
+        await state.update_connection_config(existing.id, config)
         await state.save_connection_secrets(existing.id, {"token": token.to_dict(),
                                                           "client_secret": app.client_secret})
+        return Connection(existing.id, name, existing.platform, config, existing.created_at)
     finally:
         await signin.close()
 
 
 async def prepare_demo(state: State, home: Home, url: str, world: World) -> JobRecord:
     """The demo's connections and job in `home`, against the sandbox served at `url`."""
-    await _sign_in(state, home, url, world)
+    await connect_sandbox(state, home, url, world)
     if await state.find_connection(SHARE_CONNECTION) is None:
         share = home.root / "Office Share"
         share.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,6 @@ class Usage:
     api_calls: int = 0
     rate_limited: int = 0  # 429 answers received
     rate_limit_waits: int = 0  # times a call waited for a window to reset
-    waited_seconds: float = 0.0
     waiting_until: float | None = None  # set while waiting for the hourly reset
 
 
@@ -188,12 +187,6 @@ class Pacer:
         self._clock = clock
         self.sleep = sleep
 
-    async def snapshot(self) -> Budget:
-        """The current view of the budget (for the monitor's budget line)."""
-        async with self.store.budget(self.key, self.default_hourly) as budget:
-            _roll(budget, self._clock())
-            return Budget(*(getattr(budget, c) for c in _COLUMNS))
-
     async def acquire(self, usage: Usage) -> None:
         """Wait for this call's slot, and take it."""
         while True:
@@ -238,7 +231,6 @@ class Pacer:
         delay = max(0.0, until - self._clock()) + random.uniform(0.05, 0.25)
         long_wait = delay > SPIKE_HEADER_HORIZON
         usage.rate_limit_waits += 1
-        usage.waited_seconds += delay
         if long_wait:
             usage.waiting_until = until
         try:

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from core.connections import add_local
+from core.demo import connect_sandbox
 from core.home import Home
 from core.job_store import create_job
-from core.state import JobRecord, State
+from core.sandbox import SandboxThread
+from core.state import Connection, JobRecord, State
 from tui.app import DryvIQApp
 from tui.service import AppService
 
@@ -58,6 +60,12 @@ def write_files(root: Path, count: int, size: int = 1024, per_folder: int = 50) 
             first = path
         else:
             os.link(first, path)
+
+
+async def add_sandbox_procore(state: State, home: Home, sandbox: SandboxThread,
+                              name: str = "riverside") -> Connection:
+    """A Procore connection to the sandbox's demo project, signed in through core."""
+    return await connect_sandbox(state, home, sandbox.url, sandbox.world, name)
 
 
 @dataclass

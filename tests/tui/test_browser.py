@@ -11,43 +11,18 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select
 from textual.widgets.tree import TreeNode
 
-from core.auth import OOB_REDIRECT, ClientApp
-from core.connectors import Opening
-from core.home import Home
-from core.procore_signin import ProcoreSignIn, pick
 from core.sandbox import (
-    DEMO_COMPANY,
     DEMO_PROJECT,
-    SANDBOX_CLIENT_ID,
-    SANDBOX_CLIENT_SECRET,
     SANDBOX_LOGIN,
     SandboxThread,
 )
-from core.state import Connection, State
-from tests.tui.conftest import SIZE, World, text_of, wait_for
+from tests.tui.conftest import SIZE, World, add_sandbox_procore, text_of, wait_for
 from tui.app import DryvIQApp
 from tui.screens.browser import BrowserScreen, budget_text
 from tui.screens.job_builder import JobBuilderScreen
 from tui.screens.jobs import JobsScreen
 from tui.service import Budget
 from tui.widgets.remote_tree import Item
-
-
-async def add_sandbox_procore(state: State, home: Home, sandbox: SandboxThread,
-                              name: str = "riverside") -> Connection:
-    """A Procore connection to the demo project, signed in through core as the CLI does."""
-    app = ClientApp(sandbox.url, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)
-    signin = ProcoreSignIn(Opening(state, home, interactive=True), app, custom=True)
-    try:
-        await signin.finish_with_code(sandbox.world.issue_code(SANDBOX_CLIENT_ID, OOB_REDIRECT))
-        identity = await signin.identity()
-        company = pick(await signin.companies(), DEMO_COMPANY, "company")
-        assert company is not None
-        project = pick(await signin.projects(company), DEMO_PROJECT, "project")
-        assert project is not None
-        return await signin.save(name, company, project, identity)
-    finally:
-        await signin.close()
 
 
 @asynccontextmanager

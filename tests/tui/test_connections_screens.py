@@ -24,8 +24,7 @@ from core.sandbox import (
     SandboxThread,
 )
 from tests.core.test_auth import sign_in_in_browser
-from tests.tui.conftest import SIZE, World, text_of, wait_for
-from tests.tui.test_browser import add_sandbox_procore
+from tests.tui.conftest import SIZE, World, add_sandbox_procore, text_of, wait_for
 from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.sandbox import DEMO_PROJECT, SandboxConfig
-from tests.tui.conftest import World, job_json, text_of, wait_for
-from tests.tui.test_browser import add_sandbox_procore
+from tests.tui.conftest import World, add_sandbox_procore, job_json, text_of, wait_for
 from tests.tui.test_jobs_screens import monitor_says, open_monitor, running
 
 pytestmark = pytest.mark.slow
