@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +33,17 @@ class OpenApp(Protocol):
 
     def __call__(self, home: Home, *, mouse: bool = True,
                  greeting: str | None = None) -> Awaitable[int]: ...
+
+
+def deferred(module: str, name: str) -> Command:
+    """The handler `name` of `module`, imported when its command runs rather than when the
+    parser is built: commands that need the sign-in libraries or the sandbox should not slow
+    every other command's start."""
+    async def handler(args: argparse.Namespace) -> int:
+        command: Command = getattr(importlib.import_module(module), name)
+        return await command(args)
+
+    return handler
 
 
 def _common() -> argparse.ArgumentParser:

@@ -11,9 +11,7 @@ from typing import Any
 
 from core.cli import opened_state
 from core.cli.output import ProgressReporter
-from core.demo import DEMO_JOB, DEMO_LIMITS, prepare_demo
 from core.engine.runner import run_job
-from core.sandbox import SandboxThread, demo_world
 
 
 def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
@@ -27,15 +25,19 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     demo.set_defaults(handler=_demo)
 
 
-def greeting(home: Path) -> str:
+def greeting(home: Path, job_name: str) -> str:
     return (f"The demo: a Procore sandbox with a sample project, and the job "
-            f"\"{DEMO_JOB['name']}\", which copies it to a local folder "
+            f"\"{job_name}\", which copies it to a local folder "
             f"({home / 'Office Share'}). Press r to run it and m to watch it. The rate limit "
             "is small on purpose: the job pauses for the budget's reset, then continues by "
             "itself. b browses, c shows the connections, ctrl+q quits.")
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    # here, not at the top: every other command would wait for the sandbox's web stack
+    from core.demo import DEMO_JOB, DEMO_LIMITS, prepare_demo
+    from core.sandbox import SandboxThread, demo_world
+
     if not getattr(args, "home", None):
         args.home = tempfile.mkdtemp(prefix="dryviq-demo-")
     with SandboxThread(demo_world(DEMO_LIMITS)) as sandbox:
@@ -44,7 +46,7 @@ async def _demo(args: argparse.Namespace) -> int:
         if args.open_app is not None and not args.headless:
             # the sandbox lives in its own thread, so serving it never slows the app
             return await args.open_app(home, mouse=not getattr(args, "no_mouse", False),
-                                       greeting=greeting(home.root))
+                                       greeting=greeting(home.root, str(DEMO_JOB["name"])))
         async with opened_state(args) as (home, state):
             print(f"Demo home: {home.root}\nProcore sandbox: {sandbox.url} (a rate limit of "
                   f"{DEMO_LIMITS.spike_limit} calls per 10 s and {DEMO_LIMITS.hourly_limit} per "

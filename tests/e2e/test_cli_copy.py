@@ -372,22 +372,30 @@ def test_headless_commands_do_not_import_textual(setup: Setup, tmp_path: Path) -
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout.splitlines()[-1] == "False 0", describe(proc)
 
-    # The real command, with a textual that refuses to be imported first on the path.
+    # The real commands, with packages that refuse to be imported first on the path: the UI,
+    # and the web stack of the Procore sign-in and the sandbox, which a local job never needs
+    # (they take longer to import than a whole no-change run).
     poison = tmp_path / "poison"
-    (poison / "textual").mkdir(parents=True)
-    (poison / "textual" / "__init__.py").write_text(
-        "raise ImportError('textual imported by a headless command')\n")
+    for package in HEAVY_PACKAGES:
+        (poison / package).mkdir(parents=True)
+        (poison / package / "__init__.py").write_text(
+            f"raise ImportError('{package} imported by a headless local command')\n")
     env = clean_env(PYTHONPATH=str(poison))
-    check = subprocess.run([sys.executable, "-c", "import textual"], capture_output=True,
-                           text=True, env=env, cwd=tmp_path, timeout=120)
-    assert check.returncode != 0, "the poisoned textual did not take effect"
+    for package in HEAVY_PACKAGES:
+        check = subprocess.run([sys.executable, "-c", f"import {package}"], capture_output=True,
+                               text=True, env=env, cwd=tmp_path, timeout=120)
+        assert check.returncode != 0, f"the poisoned {package} did not take effect"
     for args in (["jobs", "list"], ["jobs", "run", JOB], ["jobs", "history", JOB],
-                 ["ls", f"{DESTINATION_CONNECTION}:/", "-R"], ["connections", "list"]):
+                 ["ls", f"{DESTINATION_CONNECTION}:/", "-R"], ["connections", "list"],
+                 ["connections", "test", DESTINATION_CONNECTION], ["--help"]):
         proc = subprocess.run([*dryviq_command(), "--home", str(setup.cli.home), *args],
                               capture_output=True, text=True, env=env, cwd=tmp_path,
                               timeout=120)
         assert proc.returncode == 0, describe(proc)
     assert_same_tree(setup.source, setup.destination)
+
+
+HEAVY_PACKAGES = ("textual", "httpx", "authlib", "starlette", "uvicorn")
 
 
 UNUSUAL_NAMES = [

@@ -1,0 +1,153 @@
+"""`dryviq-tui connections add procore` and `connections signin`: sign in over SSH or locally,
+pick company and project.
+
+The client secret comes from an environment variable (`--client-secret-env`), else a prompt or
+stdin; the sign-in code is pasted at a prompt (or read from stdin). Neither is ever an argument.
+Imported only when one of these commands runs (see procore.py), because the sign-in libraries
+(authlib, httpx) take longer to import than a whole no-change run of a local job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from core.auth import ClientApp, SignInError, normalize_domain, system_default_app
+from core.cli import UsageError, opened_state
+from core.cli.output import reply
+from core.connections import ConnectionInputError, check_name, describe
+from core.connectors import Opening
+from core.connectors.base import ConnectorError
+from core.connectors.procore import procore_app, signed_in_as
+from core.home import Home
+from core.procore_signin import Choice, ProcoreSignIn, pick
+
+
+def _read_line(prompt: str, *, secret: bool = False) -> str:
+    """A line from the person at the terminal, or from stdin when it is not a terminal."""
+    if sys.stdin.isatty():
+        try:
+            return (getpass.getpass(prompt) if secret else input(prompt)).strip()
+        except EOFError:
+            raise UsageError(f"{prompt.strip(': ')}: no answer") from None
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError(f"{prompt.strip(': ')}: nothing on stdin")
+    return line.strip()
+
+
+def _app(args: argparse.Namespace, home: Home) -> tuple[ClientApp, bool]:
+    if args.client_id is None:
+        if args.client_secret_env or args.domain:
+            raise UsageError("--domain and --client-secret-env go with --client-id (custom "
+                             "client credentials)")
+        app = system_default_app(home.config())
+        if app is None:
+            raise UsageError("no system default client credentials: set "
+                             "DRYVIQ_PROCORE_CLIENT_ID and DRYVIQ_PROCORE_CLIENT_SECRET (or "
+                             "[procore] in config.toml), or pass --client-id")
+        return app, False
+    if args.client_secret_env:
+        secret = os.environ.get(args.client_secret_env)
+        if not secret:
+            raise UsageError(f"--client-secret-env: ${args.client_secret_env} is not set")
+    else:
+        secret = _read_line("Client secret: ", secret=True)
+    try:
+        domain = normalize_domain(args.domain or "https://api.procore.com")
+        login = normalize_domain(args.login_url) if args.login_url else None
+    except SignInError as exc:
+        raise UsageError(f"--domain/--login-url: {exc}") from None
+    return ClientApp(domain, args.client_id, secret, login), True
+
+
+def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> Choice:
+    try:
+        found = pick(choices, wanted, what)
+    except LookupError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+    if found is not None:
+        return found
+    if not choices:
+        raise UsageError(f"this sign-in can reach no {what}")
+    listing = "\n".join(f"  {n}. {c.label or c.name} ({c.id})"
+                        for n, c in enumerate(choices, 1))
+    if not sys.stdin.isatty():
+        raise UsageError(f"several {what}s; pick one with {flag}:\n{listing}")
+    print(f"Choose the {what}:\n{listing}", file=sys.stderr)
+    answer = _read_line(f"{what} number: ")
+    if not answer.isdigit() or not 1 <= int(answer) <= len(choices):
+        raise UsageError(f"{answer!r} is not one of the numbers listed")
+    return choices[int(answer) - 1]
+
+
+async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn) -> None:
+    if args.grant == "client_credentials":
+        await signin.finish_with_client_credentials()
+    elif args.loopback:
+        await signin.finish_with_loopback(
+            lambda url: print(f"Open this address in a browser on this machine:\n{url}",
+                              file=sys.stderr))
+    else:
+        print("Sign in with Procore: open this address in any browser, sign in, and paste "
+              f"the code it shows.\n{signin.sign_in_url()}", file=sys.stderr)
+        await signin.finish_with_code(_read_line("Code: ", secret=True))
+
+
+async def add_procore(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        try:
+            name = check_name(args.name)
+        except ConnectionInputError as exc:
+            raise UsageError(str(exc)) from None
+        if await state.find_connection(name) is not None:
+            raise UsageError(f"a connection named {name!r} already exists")
+        app, custom = _app(args, home)
+        signin = ProcoreSignIn(Opening(state, home, interactive=True), app, custom=custom)
+        try:
+            await _sign_in(args, signin)
+            identity = await signin.identity()
+            company = _choose(await signin.companies(), args.company, "company", "--company")
+            project = _choose(await signin.projects(company), args.project, "project",
+                              "--project")
+            connection = await signin.save(name, company, project, identity)
+        except (SignInError, ConnectorError) as exc:
+            print(f"Connection test failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await signin.close()
+    reply(args, {"id": connection.id, "name": connection.name, "platform": "procore",
+                 "location": describe(connection), "user": connection.config["user"]},
+          f"Connection test succeeded: signed in as {signed_in_as(connection.config['user'])}\n"
+          f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
+    return 0
+
+
+
+async def sign_in_again(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        connection = await state.find_connection(args.name)
+        if connection is None or connection.platform != "procore":
+            raise UsageError(f"no Procore connection named or with id {args.name!r}")
+        config = connection.config
+        try:
+            app = procore_app(config, await state.connection_secrets(connection.id),
+                              home.config())
+        except ConnectorError as exc:
+            raise UsageError(str(exc)) from None
+        signin = ProcoreSignIn(Opening(state, home, interactive=True), app,
+                               custom=config.get("credentials") == "custom")
+        args.grant = config.get("grant", "authorization_code")
+        try:
+            await _sign_in(args, signin)
+            renewed = await signin.renew(connection, await signin.identity())
+        except (SignInError, ConnectorError, LookupError) as exc:
+            print(f"Sign-in failed, nothing changed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await signin.close()
+    reply(args, {"id": renewed.id, "name": renewed.name, "user": renewed.config["user"]},
+          f"Signed in again: {renewed.name} as {signed_in_as(renewed.config['user'])}")
+    return 0
