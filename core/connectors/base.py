@@ -67,8 +67,9 @@ class LocalFile(Protocol):
 
     size: int
 
-    def read_all(self) -> bytes:
-        """The whole content (small files only); blocking; raises ConnectorError."""
+    def open(self) -> int:
+        """A descriptor open for reading (the caller closes it); blocking; raises
+        ConnectorError."""
         ...
 
 
@@ -166,3 +167,4 @@ class Connector(Protocol):
     # Optional, where `features.local_files`:
     #   local_file(path, entry) -> LocalFile
     #   async write_small(files: list[tuple[path, LocalFile, mtime]]) -> list[Entry | error]
+    #   async write_local(path, LocalFile, *, mtime, on_copied: (bytes) -> None) -> Entry

@@ -3,7 +3,9 @@
 Every path is checked before use: each segment must be a plain name, and the real path of the
 folder it lives in must be the root or inside it, so neither a crafted name nor a symlinked
 folder can lead a read or a write outside. Writes stream into a temporary file beside the
-destination and are published by one rename, so a partial file is never visible.
+destination and are published by one rename, so a partial file is never visible. On Linux the
+temporary file has no name at all (O_TMPFILE) until it is linked under its final one: a killed
+run leaves nothing behind, and publishing costs one change to the folder instead of two.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import itertools
 import os
 import re
@@ -35,6 +38,7 @@ from core.connectors.base import (
 from core.paths import segment_problem
 
 CHUNK = 1 << 20  # bytes per read and per write hop: few thread hops, bounded memory
+COPY_STEP = 16 << 20  # bytes the kernel copies per thread hop, from one local file to another
 FOLDER_CACHE = 4096  # resolved folders remembered
 INLINE_LISTING = 0.002  # seconds: a listing this quick is cheaper than a thread hop
 FAST_LISTINGS_TO_INLINE = 3  # quick listings in a row before they run on the event loop
@@ -96,9 +100,51 @@ def _mtime(info: os.stat_result) -> float:
     return info.st_mtime_ns / 1_000_000_000  # int / int rounds once; / 1e9 would round twice
 
 
-def _utime(full: str, mtime: float) -> None:
+def _utime(file: str | int, mtime: float) -> None:
+    """Set a file's mtime (and atime) by path, or by descriptor (one path lookup fewer)."""
     ns = round(mtime * 1e9)
-    os.utime(full, ns=(ns, ns))
+    os.utime(file, ns=(ns, ns))
+
+
+def _source_changed(path: str, expected: int, got: int) -> ConnectorError:
+    return ConnectorError(f"source changed while reading {path!r}: expected {expected} bytes, "
+                          f"got {got}")
+
+
+def _copy_fd(source: int, target: int, limit: int) -> int:
+    """Copy up to `limit` bytes from one descriptor to another; the number copied. The kernel
+    copies (a reflink or a server-side copy where the file system has one), with no buffer in
+    Python; where it cannot, the bytes pass through a buffer here."""
+    copied = 0
+    kernel = _KERNEL_COPY
+    while copied < limit:
+        copy = os.copy_file_range if kernel else _copy_by_reading
+        try:
+            count = copy(source, target, limit - copied)
+        except OSError as err:
+            if not kernel or err.errno not in _NO_KERNEL_COPY:
+                raise
+            kernel = False
+            continue
+        if count == 0:
+            break
+        copied += count
+    return copied
+
+
+def _copy_by_reading(source: int, target: int, limit: int) -> int:
+    data = os.read(source, min(limit, CHUNK))
+    view = memoryview(data)
+    while view:
+        view = view[os.write(target, view):]
+    return len(data)
+
+
+# copy_file_range is Linux's; it refuses some pairs of file systems (before Linux 5.19, any
+# two) and some special files, whose bytes then pass through a buffer.
+_KERNEL_COPY = hasattr(os, "copy_file_range")
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                             errno.ETXTBSY, errno.EPERM})
 
 
 def _read_chunk(file: BinaryIO) -> bytes:
@@ -112,20 +158,41 @@ def _read_chunk(file: BinaryIO) -> bytes:
 class _Part:
     """The temporary file a write streams into, until it is published or discarded."""
 
-    __slots__ = ("fd", "path")
+    __slots__ = ("fd", "folder", "path")
 
     def __init__(self) -> None:
         self.fd: int | None = None  # a raw descriptor: no buffering layer, fewer system calls
-        self.path: str | None = None  # set only once we created it, so we never delete another's
+        self.folder: str | None = None  # the real path of the folder it is published in
+        # its name, once it has one: set only once we created it, so we never delete another's
+        self.path: str | None = None
 
     def discard(self) -> None:
-        """Close and delete; best effort, because it runs while another error propagates."""
+        """Close and delete; best effort, because it runs while another error propagates.
+        An unnamed file vanishes when closed."""
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
         if self.path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+@functools.cache
+def _any_folder_fd() -> int:
+    """A descriptor of a folder, any folder: passing one makes os.link call linkat(2), which
+    follows /proc/self/fd/N to an unnamed file (plain link(2) would not)."""
+    return os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _link_unnamed(fd: int, name: str) -> None:
+    """Give the unnamed file open on `fd` a name (FileExistsError if it is taken)."""
+    os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=_any_folder_fd(), follow_symlinks=True)
+
+
+# Unnamed temporary files need O_TMPFILE (Linux) and /proc to link them; a file system without
+# them (an SMB mount, say) is found out at the first write, which then names its files.
+_UNNAMED_TEMPS = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+_NO_UNNAMED_TEMPS = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
 class _SourceFile:
@@ -137,14 +204,10 @@ class _SourceFile:
                  size: int) -> None:
         self._connector, self._segments, self._path, self.size = connector, segments, path, size
 
-    def read_all(self) -> bytes:
-        """One read of size + 1 bytes: enough to see the whole file, or that it grew."""
+    def open(self) -> int:
+        """A descriptor open for reading; the caller closes it."""
         try:
-            fd = self._connector._open_fd(self._segments, self._path)
-            try:
-                return os.read(fd, self.size + 1)
-            finally:
-                os.close(fd)
+            return self._connector._open_fd(self._segments, self._path)
         except OSError as err:
             raise self._connector._error(err, self._path) from err
 
@@ -171,6 +234,7 @@ class LocalConnector:
         self._folders: dict[str, str] = {}  # real paths of folders, by connector path
         self._fast_listings = 0  # quick listings in a row (see list_dir)
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
+        self._unnamed_temps = _UNNAMED_TEMPS  # until this file system refuses them
 
     # -- the Connector protocol
 
@@ -226,8 +290,7 @@ class LocalConnector:
                     await self._run(path, self._write_part, part, segments, path, buffer)
                     buffer, buffered = [], 0
             if received != size:
-                raise ConnectorError(f"source changed while reading {path!r}: "
-                                     f"expected {size} bytes, got {received}")
+                raise _source_changed(path, size, received)
             # A small file is opened, written and published in this one hop.
             return await self._run(path, self._publish, part, segments, path, buffer, mtime)
         except BaseException:
@@ -248,6 +311,31 @@ class LocalConnector:
             except InvalidPath as exc:
                 checked.append(exc)
         return await self._run("", self._write_small, checked)
+
+    async def write_local(self, path: str, file: LocalFile, *, mtime: float | None,
+                          on_copied: Callable[[int], None]) -> Entry:
+        """Copy one file from this machine, `COPY_STEP` bytes per thread hop, copied by the
+        kernel: progress is reported and a stop is seen between steps."""
+        segments = _named(path)
+        part = _Part()
+        source = await self._run(path, file.open)
+        try:
+            copied, limit = 0, file.size + 1  # one byte more: enough to see that it grew
+            while copied < limit:
+                count = await self._run(path, self._copy_step, part, segments, path, source,
+                                        min(COPY_STEP, limit - copied))
+                if count == 0:
+                    break
+                copied += count
+                on_copied(count)
+            if copied != file.size:
+                raise _source_changed(path, file.size, copied)
+            return await self._run(path, self._publish, part, segments, path, [], mtime)
+        except BaseException:
+            part.discard()
+            raise
+        finally:
+            os.close(source)
 
     async def mkdir(self, path: str) -> Entry:
         return await self._run(path, self._mkdir, _named(path), path)
@@ -369,35 +457,62 @@ class LocalConnector:
         opened.append(file)
         return _read_chunk(file)
 
+    def _create_part(self, part: _Part, segments: list[str], path: str) -> int:
+        if part.fd is not None:
+            return part.fd
+        folder = self._folder(segments[:-1], path)
+        if self._unnamed_temps:
+            try:
+                part.fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE, 0o666)  # less umask
+            except OSError as err:
+                if err.errno not in _NO_UNNAMED_TEMPS:
+                    raise
+                self._unnamed_temps = False
+            else:
+                part.folder = folder
+                return part.fd
+        temp = os.path.join(folder, _temp_name())
+        part.fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        part.folder, part.path = folder, temp
+        return part.fd
+
+    def _copy_step(self, part: _Part, segments: list[str], path: str, source: int,
+                   limit: int) -> int:
+        return _copy_fd(source, self._create_part(part, segments, path), limit)
+
     def _write_part(self, part: _Part, segments: list[str], path: str, data: list[bytes]) -> None:
-        if part.fd is None:
-            temp = os.path.join(self._folder(segments[:-1], path), _temp_name())
-            part.fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # less umask
-            part.path = temp
+        fd = self._create_part(part, segments, path)
         for chunk in data:
             view = memoryview(chunk)
             while view:
-                view = view[os.write(part.fd, view):]
+                view = view[os.write(fd, view):]
 
     def _publish(
         self, part: _Part, segments: list[str], path: str, data: list[bytes],
         mtime: float | None,
     ) -> Entry:
         self._write_part(part, segments, path, data)
-        assert part.fd is not None and part.path is not None  # _write_part opened them
+        assert part.fd is not None and part.folder is not None  # _write_part opened them
+        if mtime is not None:
+            _utime(part.fd, mtime)
         if self._fsync:
             os.fsync(part.fd)
-        os.close(part.fd)
-        part.fd = None
-        if mtime is not None:
-            _utime(part.path, mtime)
-        final = os.path.join(os.path.dirname(part.path), segments[-1])
+        info = os.fstat(part.fd)
+        final = os.path.join(part.folder, segments[-1])
         try:
-            os.replace(part.path, final)
+            if part.path is None:  # unnamed: linked under the final name, unless it is taken
+                try:
+                    _link_unnamed(part.fd, final)
+                except FileExistsError:  # a file to replace: named first, then renamed over
+                    part.path = os.path.join(part.folder, _temp_name())
+                    _link_unnamed(part.fd, part.path)
+            if part.path is not None:
+                os.replace(part.path, final)
         except IsADirectoryError as err:
             raise AlreadyExists(f"a folder already stands at {self._where(path)}") from err
         part.path = None  # published: nothing left to delete
-        info = os.stat(final)
+        os.close(part.fd)
+        part.fd = None
         return Entry(segments[-1], False, info.st_size, _mtime(info))
 
     def _write_small(
@@ -411,11 +526,15 @@ class LocalConnector:
             segments, path, file, mtime = item
             part = _Part()
             try:
-                data = file.read_all()
-                if len(data) != file.size:
-                    raise ConnectorError(f"source changed while reading {path!r}: "
-                                         f"expected {file.size} bytes, got {len(data)}")
-                results.append(self._publish(part, segments, path, [data], mtime))
+                source = file.open()
+                try:
+                    # one byte more than expected: enough to see that the file grew
+                    copied = self._copy_step(part, segments, path, source, file.size + 1)
+                finally:
+                    os.close(source)
+                if copied != file.size:
+                    raise _source_changed(path, file.size, copied)
+                results.append(self._publish(part, segments, path, [], mtime))
             except OSError as err:
                 part.discard()
                 results.append(self._error(err, path))

@@ -89,8 +89,7 @@ class Executor:
         # the destination cannot be re-checked by mtime: a finished item's record must be on
         # disk before the next one starts, or a crash would make the rerun send it again
         self._durable = not destination.features.can_set_mtime
-        self._batches = (source.features.local_files and destination.features.local_files
-                         and not simulate)
+        self._local_to_local = source.features.local_files and destination.features.local_files
         self._batch_turns = asyncio.Lock()
         self._seconds_per_file = 0.0  # of the last batch; 0 until one has run
         # Two lanes, so large files start while thousands of small ones wait their turn;
@@ -182,7 +181,7 @@ class Executor:
             self.stats.in_flight -= files
 
     def _batchable(self, task: FileTask) -> bool:
-        return self._batches and task.source.size <= SMALL_FILE
+        return self._local_to_local and not self.simulate and task.source.size <= SMALL_FILE
 
     @staticmethod
     def _target(task: FileTask) -> tuple[str, Entry | None]:
@@ -214,23 +213,32 @@ class Executor:
     async def _run(self, task: FileTask) -> None:
         sent = 0
 
-        async def counted() -> AsyncIterator[bytes]:
+        def count(size: int) -> None:
             nonlocal sent
+            sent += size
+            self.stats.bytes += size
+
+        async def counted() -> AsyncIterator[bytes]:
             async with contextlib.aclosing(self.source.read(task.source_path, task.source)) as it:
                 async for chunk in it:
-                    sent += len(chunk)
-                    self.stats.bytes += len(chunk)
+                    count(len(chunk))
                     yield chunk
 
         path, replacing = self._target(task)
         source = task.source
+
+        def write() -> Awaitable[Entry]:
+            if self._local_to_local:  # the kernel copies from file to file
+                return self.destination.write_local(  # type: ignore[attr-defined]
+                    path, self.source.local_file(task.source_path, source),  # type: ignore[attr-defined]
+                    mtime=source.mtime, on_copied=count)
+            return self.destination.write(path, counted(), size=source.size, mtime=source.mtime,
+                                          replacing=replacing)
+
         for attempt in range(IN_RUN_RETRIES + 1):
             try:
-                written = await self._apply(
-                    f"{task.action} {path}",
-                    lambda: self.destination.write(path, counted(), size=source.size,
-                                                   mtime=source.mtime, replacing=replacing),
-                    replace(source, native_id=None, version=None))
+                written = await self._apply(f"{task.action} {path}", write,
+                                            replace(source, native_id=None, version=None))
                 break
             except Retryable as exc:
                 self.stats.bytes -= sent

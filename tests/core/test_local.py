@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core.connectors import local
 from core.connectors.base import (
     LEFTOVER_PART,
     AlreadyExists,
@@ -41,8 +43,26 @@ def outside(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(params=["unnamed", "named"])
+def temporary_files(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the connector's temporary files are made: unnamed (O_TMPFILE, Linux), or named, as
+    on a file system that refuses O_TMPFILE (an SMB mount, macOS)."""
+    if request.param == "named":
+        real_open = os.open
+
+        def no_unnamed_files(path: str, flags: int, *args: int, **kwargs: int) -> int:
+            if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+                raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", no_unnamed_files)
+    elif not hasattr(os, "O_TMPFILE"):
+        pytest.skip("no O_TMPFILE here")
+    return str(request.param)
+
+
 @pytest.fixture
-def conn(root: Path) -> LocalConnector:
+def conn(root: Path, temporary_files: str) -> LocalConnector:
     return LocalConnector(root)
 
 
@@ -241,7 +261,8 @@ async def test_write_failing_source_leaves_nothing(conn: LocalConnector, root: P
     assert (root / "keep.txt").read_bytes() == b"old"
 
 
-async def test_write_cancelled_leaves_nothing(conn: LocalConnector, root: Path) -> None:
+async def test_write_cancelled_leaves_nothing(conn: LocalConnector, root: Path,
+                                             temporary_files: str) -> None:
     (root / "keep.txt").write_bytes(b"old")
     blocked = asyncio.Event()
 
@@ -253,7 +274,7 @@ async def test_write_cancelled_leaves_nothing(conn: LocalConnector, root: Path) 
 
     task = asyncio.create_task(conn.write("keep.txt", stalling(), size=CHUNK + 5, mtime=None))
     await blocked.wait()
-    assert len(temp_files(root)) == 1
+    assert len(temp_files(root)) == (temporary_files == "named")  # an unnamed one is unseen
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -400,13 +421,22 @@ async def test_permission_denied(conn: LocalConnector, root: Path) -> None:
         (root / "locked").chmod(0o755)
 
 
-async def test_write_small_copies_a_batch_and_reports_each_failure(tmp_path: Path) -> None:
+def refuse_kernel_copy(source: int, target: int, count: int) -> int:
+    raise OSError(errno.EXDEV, "Invalid cross-device link")  # as Linux before 5.19 across disks
+
+
+@pytest.mark.parametrize("kernel_copy", ["kernel copy", "kernel copy refused"])
+async def test_write_small_copies_a_batch_and_reports_each_failure(
+        tmp_path: Path, kernel_copy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if kernel_copy == "kernel copy refused":
+        monkeypatch.setattr(os, "copy_file_range", refuse_kernel_copy, raising=False)
     source_root, destination_root = tmp_path / "src", tmp_path / "dst"
     source_root.mkdir()
     destination_root.mkdir()
     source, destination = LocalConnector(source_root), LocalConnector(destination_root)
     (source_root / "a.txt").write_bytes(b"alpha")
     (source_root / "b.txt").write_bytes(b"beta")
+    (source_root / "c.bin").write_bytes(big := os.urandom(CHUNK - 1))
     entries = {e.name: e for e in await source.list_dir("")}
     (source_root / "b.txt").write_bytes(b"beta, longer now")  # changed after listing
     gone = Entry("gone.txt", False, size=3)
@@ -415,12 +445,44 @@ async def test_write_small_copies_a_batch_and_reports_each_failure(tmp_path: Pat
         ("b.txt", source.local_file("b.txt", entries["b.txt"]), MTIME),
         ("gone.txt", source.local_file("gone.txt", gone), MTIME),
         ("../escape.txt", source.local_file("a.txt", entries["a.txt"]), MTIME),
+        ("c.bin", source.local_file("c.bin", entries["c.bin"]), MTIME),
     ])
     assert isinstance(results[0], Entry) and results[0].size == 5
     assert "source changed while reading" in str(results[1])
     assert isinstance(results[2], NotFound)
     assert isinstance(results[3], InvalidPath)
-    assert sorted(os.listdir(destination_root)) == ["a.txt"]  # no partial or temporary files
+    assert results[4] == Entry("c.bin", False, CHUNK - 1, MTIME)
+    # no partial or temporary files
+    assert sorted(os.listdir(destination_root)) == ["a.txt", "c.bin"]
     assert (destination_root / "a.txt").read_bytes() == b"alpha"
+    assert (destination_root / "c.bin").read_bytes() == big
     assert (destination_root / "a.txt").stat().st_mtime_ns == round(MTIME * 1e9)
     assert not (tmp_path / "escape.txt").exists()
+
+
+async def test_write_local_copies_in_steps_and_refuses_a_changed_source(
+        conn: LocalConnector, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(local, "COPY_STEP", 4096)
+    source_root = tmp_path / "src"
+    source_root.mkdir()
+    data = os.urandom(10_000)
+    (source_root / "big.bin").write_bytes(data)
+    source = LocalConnector(source_root)
+    entry = await source.stat("big.bin")
+    steps: list[int] = []
+
+    written = await conn.write_local("big.bin", source.local_file("big.bin", entry),
+                                     mtime=MTIME, on_copied=steps.append)
+
+    assert steps == [4096, 4096, 10_000 - 2 * 4096]  # progress after every step
+    assert written == Entry("big.bin", False, 10_000, MTIME)
+    assert (root / "big.bin").read_bytes() == data
+    assert (root / "big.bin").stat().st_mtime_ns == round(MTIME * 1e9)
+
+    with open(source_root / "big.bin", "ab") as grown:  # changed since it was listed
+        grown.write(b"more")
+    with pytest.raises(ConnectorError, match=r"source changed while reading 'again\.bin'"):
+        await conn.write_local("again.bin", source.local_file("big.bin", entry), mtime=MTIME,
+                               on_copied=steps.append)
+    assert sorted(os.listdir(root)) == ["big.bin"]  # neither the file nor a temporary one
