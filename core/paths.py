@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,6 +158,21 @@ class FittedName:
     refusal: str | None = None
 
 
+@functools.lru_cache(maxsize=256)
+def _plain_ascii(rules: PathRules, parent_length: int) -> tuple[re.Pattern[str], int]:
+    """What makes an ASCII name need a closer look under these rules: a pattern (a character
+    no platform or this one allows, whitespace at an edge it does not allow) and a length."""
+    edges = []
+    if rules.no_leading_whitespace:
+        edges.append(r"^\s")
+    if rules.no_trailing_whitespace:
+        edges.append(r"\s(?:\.[^.]*)?$")
+    suspect = re.compile("|".join([f"[{re.escape(rules.invalid_chars + '/')}\0]", *edges]))
+    # an ASCII name has as many bytes as characters, so every length limit counts alike
+    return suspect, min((limit for limit, _, _ in _length_limits(parent_length, rules)),
+                        default=sys.maxsize)
+
+
 def fit_name(
     name: str, parent: str, rules: PathRules, *,
     transform: bool = True, encode: bool = False, truncate: bool = False,
@@ -164,6 +180,10 @@ def fit_name(
     """Decide the destination name for source `name` under destination folder `parent`,
     following the job's segment policies (`segment_transform`, `encode_invalid_characters`,
     `segment_truncate`)."""
+    suspect, longest = _plain_ascii(rules, len(parent))
+    if (name.isascii() and 0 < len(name) <= longest and name not in (".", "..")
+            and not suspect.search(name)):
+        return FittedName(name)  # the common case, decided in one pass over the name
     problem = segment_problem(name)
     if problem:
         return FittedName(name, refusal=problem)

@@ -1,9 +1,19 @@
 """Path rules: what is refused, how names are fitted to a destination, and match keys."""
 
+import itertools
+
 import pytest
 
 from core.connectors.base import InvalidPath, PathRules
-from core.paths import fit_name, match_key, name_problems, normalize_path, truncate_name
+from core.paths import (
+    FittedName,
+    fit_name,
+    match_key,
+    name_problems,
+    normalize_path,
+    segment_problem,
+    truncate_name,
+)
 
 PROCORE = PathRules(invalid_chars='/<>:\\|?*"', max_path_length=255,
                     no_trailing_whitespace=True)
@@ -75,3 +85,16 @@ def test_posix_names_are_limited_in_bytes_not_characters():
     fitted = fit_name(name, "", posix, truncate=True)
     assert fitted.name.endswith(".pdf") and len(fitted.name.encode()) <= 255
     assert len(fitted.name.encode()) > 250
+
+
+@pytest.mark.parametrize("rules", [PROCORE, PathRules(invalid_chars="/\0", max_name_length=3)])
+def test_a_name_is_kept_as_it_is_only_when_no_rule_objects(rules: PathRules) -> None:
+    # every name of up to 4 characters from an alphabet of edge cases (the quick path for
+    # plain ASCII names must never let through one the full checks would change or refuse)
+    alphabet = " \t\x1c.a:/\0"
+    names = ["".join(chars) for length in range(5)
+             for chars in itertools.product(alphabet, repeat=length)]
+    for name in names:
+        fitted = fit_name(name, "Folder", rules)
+        unchanged = fitted == FittedName(name)
+        assert unchanged == (segment_problem(name) is None and not name_problems(name, rules)), name
