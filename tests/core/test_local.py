@@ -486,3 +486,29 @@ async def test_write_local_copies_in_steps_and_refuses_a_changed_source(
         await conn.write_local("again.bin", source.local_file("big.bin", entry), mtime=MTIME,
                                on_copied=steps.append)
     assert sorted(os.listdir(root)) == ["big.bin"]  # neither the file nor a temporary one
+
+
+async def test_a_batch_is_published_only_once_it_is_on_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source_root, destination_root = tmp_path / "src", tmp_path / "dst"
+    source_root.mkdir()
+    destination_root.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (source_root / name).write_bytes(name.encode())
+    source, destination = LocalConnector(source_root), LocalConnector(destination_root)
+    files = [(e.name, source.local_file(e.name, e), MTIME) for e in await source.list_dir("")]
+    if local._syncfs is None:
+        pytest.skip("no syncfs here: each file is fsynced on its own")
+
+    def disk_failed(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local, "_syncfs", disk_failed)
+    results = await destination.write_small(files)
+    assert all(isinstance(result, Fatal) for result in results), results
+    assert os.listdir(destination_root) == []  # nothing published that may not be on disk
+
+    monkeypatch.undo()
+    results = await destination.write_small(files)
+    assert sorted(r.name for r in results if isinstance(r, Entry)) == ["a.txt", "b.txt"]
+    assert sorted(os.listdir(destination_root)) == ["a.txt", "b.txt"]
