@@ -6,8 +6,8 @@ over the finished destination (the no-change rerun). Every run is a child proces
 from spawn to exit: wall time, and peak RSS and CPU time from os.wait4 on its pid. Setup
 (`connections add local`, `jobs create`) is not timed.
 
-dryviq-tui is measured as configured by default (`dryviq`: each file fsynced before it is
-published) and, where `connections add local --no-fsync` exists, without the fsync
+dryviq-tui is measured as configured by default (`dryviq`: each file flushed to disk before it
+is published) and, where `connections add local --no-fsync` exists, without the fsync
 (`dryviq-nofsync`), which is what rclone does: rclone never fsyncs. The `flush s` column is
 the `sync` run right after each copy (untimed in `wall s`): the writeback a tool left behind.
 

@@ -31,7 +31,7 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     local.add_argument("name")
     local.add_argument("--path", required=True, help="the folder")
     local.add_argument("--no-fsync", dest="fsync", action="store_false",
-                       help="do not flush each file to disk before publishing it (faster for "
+                       help="do not flush files to disk before publishing them (faster for "
                             "many small files; files are still published whole, but a power "
                             "cut may leave recent ones empty)")
     local.set_defaults(handler=_add_local)

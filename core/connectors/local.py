@@ -240,8 +240,9 @@ class LocalConnector:
     """A local folder: listing, streamed reads and atomic writes that never leave the root."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
-        """`fsync`: flush each file to disk before it is published, so even a power cut never
-        leaves an empty or partial file under a real name. Off, a file is still published
+        """`fsync`: flush each file to disk before it is published (small files copied from
+        this machine: a batch at a time, by one syncfs), so even a power cut never leaves an
+        empty or partial file under a real name. Off, a file is still published
         whole (a crashed or killed run leaves none half-written), but the operating system
         writes it to disk later, as rclone and cp do: much faster for many small files."""
         self.features = Features(
