@@ -219,6 +219,22 @@ _UNNAMED_TEMPS = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 _NO_UNNAMED_TEMPS = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
+class _Staged:
+    """Small files copied into sealed temporary files, waiting to be made durable and named;
+    `results` holds, in order, each file's failure or (once published) its entry."""
+
+    __slots__ = ("flush", "results", "sealed")
+
+    def __init__(self, flush: Callable[[int], None] | None) -> None:
+        self.flush = flush  # the one flush for the whole batch, if any
+        self.results: list[Entry | ConnectorError | None] = []
+        self.sealed: list[tuple[int, _Part, list[str], str, os.stat_result]] = []
+
+    def discard(self) -> None:
+        for _, part, _, _, _ in self.sealed:
+            part.discard()  # nothing left to do for one already published
+
+
 class _SourceFile:
     """A file of a LocalConnector, read by a destination in its own worker thread."""
 
@@ -325,17 +341,33 @@ class LocalConnector:
     def local_file(self, path: str, entry: Entry) -> _SourceFile:
         return _SourceFile(self, _named(path), path, entry.size)
 
-    async def write_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
-                          ) -> list[Entry | ConnectorError]:
-        """Copy several small files from this machine in one thread hop, each published
-        (renamed) as soon as it is complete, so a crash leaves at most one partial file."""
+    async def stage_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
+                          ) -> _Staged:
+        """Copy several small files from this machine into temporary files, in one thread hop.
+        `publish_small` then makes them durable and names them: the next batch's copying can
+        go on meanwhile."""
         checked: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError] = []
         for path, file, mtime in files:
             try:
                 checked.append((_named(path), path, file, mtime))
             except InvalidPath as exc:
                 checked.append(exc)
-        return await self._run("", self._write_small, checked)
+        # filled by the worker thread, so that a cancelled copy still closes what it opened
+        staged = _Staged(flush=_syncfs if self._fsync else None)
+        try:
+            await self._run("", self._stage_small, staged, checked)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
+
+    async def publish_small(self, staged: _Staged) -> list[Entry | ConnectorError]:
+        """Make staged files durable (where fsync is on: one syncfs for the batch, where an
+        fsync each would cost a disk flush per file), then give each its name; one hop."""
+        try:
+            return await self._run("", self._publish_staged, staged)
+        finally:
+            staged.discard()  # what could not be published
 
     async def write_local(self, path: str, file: LocalFile, *, mtime: float | None,
                           on_copied: Callable[[int], None]) -> Entry:
@@ -549,18 +581,13 @@ class LocalConnector:
         part.fd = None
         return Entry(segments[-1], False, info.st_size, _mtime(info))
 
-    def _write_small(
-        self, checked: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError],
-    ) -> list[Entry | ConnectorError]:
-        """Copy each file into a temporary one, make them all durable with one flush of the
-        file system (where fsync is on and syncfs exists: an fsync each would cost a disk
-        flush per file), then publish each."""
-        results: list[Entry | ConnectorError | None] = []
-        sealed: list[tuple[int, _Part, list[str], str, os.stat_result]] = []
-        flush = _syncfs if self._fsync else None  # one flush for the batch
+    def _stage_small(
+        self, staged: _Staged,
+        checked: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError],
+    ) -> None:
         for item in checked:
             if isinstance(item, ConnectorError):
-                results.append(item)
+                staged.results.append(item)
                 continue
             segments, path, file, mtime = item
             part = _Part()
@@ -573,31 +600,32 @@ class LocalConnector:
                     os.close(source)
                 if copied != file.size:
                     raise _source_changed(path, file.size, copied)
-                info = self._seal(part, mtime, fsync=self._fsync and flush is None)
+                info = self._seal(part, mtime, fsync=self._fsync and staged.flush is None)
             except (OSError, ConnectorError) as err:
                 part.discard()
-                results.append(self._error(err, path) if isinstance(err, OSError) else err)
+                staged.results.append(self._error(err, path) if isinstance(err, OSError)
+                                      else err)
                 continue
-            sealed.append((len(results), part, segments, path, info))
-            results.append(None)
-        if flush is not None and sealed:
+            staged.sealed.append((len(staged.results), part, segments, path, info))
+            staged.results.append(None)
+
+    def _publish_staged(self, staged: _Staged) -> list[Entry | ConnectorError]:
+        results, sealed = staged.results, staged.sealed
+        if staged.flush is not None and sealed:
             first = sealed[0][1].fd
             assert first is not None  # sealed parts stay open until they are named
             try:
-                flush(first)
+                staged.flush(first)
             except OSError as err:
-                for index, part, _, path, _ in sealed:
-                    part.discard()
+                for index, _, _, path, _ in sealed:
                     results[index] = self._error(err, path)
                 sealed = []
         for index, part, segments, path, info in sealed:
             try:
                 results[index] = self._name(part, segments, path, info)
             except OSError as err:
-                part.discard()
                 results[index] = self._error(err, path)
             except ConnectorError as err:
-                part.discard()
                 results[index] = err
         return [result for result in results if result is not None]
 

@@ -38,7 +38,10 @@ MAX_ATTEMPTS = 3  # DryvIQ retries an item on 3 runs, then flags it
 IN_RUN_RETRIES = 2  # extra tries within one run for transient failures
 RETRY_DELAY = 0.5  # seconds, doubled per try
 SMALL_FILE = 1 << 20  # bytes: up to this size, local-to-local copies go in batches
-BATCH = 16  # small files a worker copies in one step
+BATCH = 64  # small files a worker copies in one step (and makes durable with one flush)
+# A batch's temporary files stay open from its copy to its publishing: with many batches in
+# flight, batches get smaller so that all of them together keep at most this many open.
+OPEN_FILES = 512
 BACKLOG = 10_000  # small files queued ahead of the workers (rclone's --max-backlog)
 # A batch whose files take less than this each is disk-speed work: running several at once
 # only makes threads fight over Python's GIL (measured: 1.5x slower with four), so such
@@ -95,6 +98,7 @@ class Executor:
         # Two lanes, so large files start while thousands of small ones wait their turn;
         # `parallel` slots bound the files in flight across both, as parallel_writes says.
         self._slots = asyncio.Semaphore(parallel)
+        self._batch_size = max(1, min(BATCH, OPEN_FILES // parallel))
         self._files: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=parallel * 4)
         self._small: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=BACKLOG)
         self._workers = [asyncio.create_task(work()) for work in (self._work, self._work_small)
@@ -158,7 +162,7 @@ class Executor:
     async def _work_small(self) -> None:
         while (task := await self._small.get()) is not None:
             batch = [task]
-            while len(batch) < BATCH and not self._small.empty():
+            while len(batch) < self._batch_size and not self._small.empty():
                 following = self._small.get_nowait()
                 if following is None:
                     self._small.put_nowait(None)  # another worker's signal to end
@@ -166,8 +170,7 @@ class Executor:
                 batch.append(following)
             if self._stopping():
                 continue
-            fast = self._seconds_per_file < FAST_FILE
-            async with self._batch_turns if fast else contextlib.nullcontext(), self._slots:
+            async with self._slots:
                 with self._flying(len(batch)):
                     await self._run_batch(batch)
 
@@ -192,15 +195,23 @@ class Executor:
         return task.destination_path, task.destination
 
     async def _run_batch(self, batch: list[FileTask]) -> None:
-        """Small files from a local disk to a local disk, copied in one thread hop."""
+        """Small files from a local disk to a local disk: copied in one thread hop (taking
+        turns with other batches where files are quick), then made durable and published in
+        another, while the next batch copies."""
         targets = [self._target(task)[0] for task in batch]
         files = [(path, self.source.local_file(task.source_path, task.source),  # type: ignore[attr-defined]
                   task.source.mtime) for path, task in zip(targets, batch, strict=True)]
-        started = time.monotonic()
-        results = await self._apply(
-            f"write {len(batch)} small files", lambda: self.destination.write_small(files),  # type: ignore[attr-defined]
-            [task.source for task in batch])
-        self._seconds_per_file = (time.monotonic() - started) / len(batch)
+
+        async def write() -> list[Entry | ConnectorError]:
+            fast = self._seconds_per_file < FAST_FILE
+            async with self._batch_turns if fast else contextlib.nullcontext():
+                started = time.monotonic()
+                staged = await self.destination.stage_small(files)  # type: ignore[attr-defined]
+                self._seconds_per_file = (time.monotonic() - started) / len(batch)
+            return await self.destination.publish_small(staged)  # type: ignore[no-any-return, attr-defined]
+
+        simulated: list[Entry | ConnectorError] = [task.source for task in batch]
+        results = await self._apply(f"write {len(batch)} small files", write, simulated)
         for task, path, result in zip(batch, targets, results, strict=True):
             if isinstance(result, Retryable):
                 await self._run(task)  # the one-file path retries with backoff

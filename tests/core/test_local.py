@@ -7,6 +7,7 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from core.connectors.base import (
     Entry,
     Fatal,
     InvalidPath,
+    LocalFile,
     NotFound,
 )
 from core.connectors.local import CHUNK, LocalConnector
@@ -77,6 +79,12 @@ async def read_all(conn: LocalConnector, path: str) -> list[bytes]:
 
 def temp_files(folder: Path) -> list[str]:
     return [name for name in os.listdir(folder) if name.startswith(".dryviq-")]
+
+
+async def write_small(
+    destination: LocalConnector, files: list[tuple[str, LocalFile, float | None]],
+) -> list[Entry | ConnectorError]:
+    return await destination.publish_small(await destination.stage_small(files))
 
 
 def by_name(entries: list[Entry]) -> dict[str, Entry]:
@@ -440,7 +448,7 @@ async def test_write_small_copies_a_batch_and_reports_each_failure(
     entries = {e.name: e for e in await source.list_dir("")}
     (source_root / "b.txt").write_bytes(b"beta, longer now")  # changed after listing
     gone = Entry("gone.txt", False, size=3)
-    results = await destination.write_small([
+    results = await write_small(destination, [
         ("a.txt", source.local_file("a.txt", entries["a.txt"]), MTIME),
         ("b.txt", source.local_file("b.txt", entries["b.txt"]), MTIME),
         ("gone.txt", source.local_file("gone.txt", gone), MTIME),
@@ -504,11 +512,43 @@ async def test_a_batch_is_published_only_once_it_is_on_disk(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(local, "_syncfs", disk_failed)
-    results = await destination.write_small(files)
+    results = await write_small(destination, files)
     assert all(isinstance(result, Fatal) for result in results), results
     assert os.listdir(destination_root) == []  # nothing published that may not be on disk
 
     monkeypatch.undo()
-    results = await destination.write_small(files)
+    results = await write_small(destination, files)
     assert sorted(r.name for r in results if isinstance(r, Entry)) == ["a.txt", "b.txt"]
     assert sorted(os.listdir(destination_root)) == ["a.txt", "b.txt"]
+
+
+async def test_a_cancelled_batch_closes_what_it_opened(tmp_path: Path) -> None:
+    source_root, destination_root = tmp_path / "src", tmp_path / "dst"
+    source_root.mkdir()
+    destination_root.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (source_root / name).write_bytes(name.encode())
+    source, destination = LocalConnector(source_root), LocalConnector(destination_root)
+    entries = by_name(await source.list_dir(""))
+    reached, go_on = threading.Event(), threading.Event()
+
+    class Stalling:  # the second file's open waits until the task has been cancelled
+        size = entries["b.txt"].size
+
+        def open(self) -> int:
+            reached.set()
+            go_on.wait(10)
+            return source.local_file("b.txt", entries["b.txt"]).open()
+
+    open_before = len(os.listdir("/proc/self/fd"))
+    task = asyncio.create_task(destination.stage_small([
+        ("a.txt", source.local_file("a.txt", entries["a.txt"]), MTIME),
+        ("b.txt", Stalling(), MTIME),
+    ]))
+    await asyncio.to_thread(reached.wait, 10)  # a.txt is copied and its file is open
+    task.cancel()
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert os.listdir(destination_root) == []
