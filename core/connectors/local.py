@@ -375,11 +375,12 @@ class LocalConnector:
         kernel: progress is reported and a stop is seen between steps."""
         segments = _named(path)
         part = _Part()
-        source = await self._run(path, file.open)
+        opened: list[int] = []  # filled by the worker thread, so a cancelled open is closed
         try:
+            await self._run(path, lambda: opened.append(file.open()))
             copied, limit = 0, file.size + 1  # one byte more: enough to see that it grew
             while copied < limit:
-                count = await self._run(path, self._copy_step, part, segments, path, source,
+                count = await self._run(path, self._copy_step, part, segments, path, opened[0],
                                         min(COPY_STEP, limit - copied))
                 if count == 0:
                     break
@@ -392,7 +393,8 @@ class LocalConnector:
             part.discard()
             raise
         finally:
-            os.close(source)
+            for fd in opened:
+                os.close(fd)
 
     async def mkdir(self, path: str) -> Entry:
         return await self._run(path, self._mkdir, _named(path), path)
