@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import functools
 import itertools
 import os
 import re
-import secrets
 import stat
 import sys
 import time
@@ -49,7 +47,8 @@ FAST_LISTINGS_TO_INLINE = 3  # quick listings in a row before they run on the ev
 # so a 255-character name still has room, and the pid tells a listing whether the writer lives.
 _TEMP_PREFIX = ".dryviq-"
 _TEMP_NAME = re.compile(r"\.dryviq-(\d{1,7})-[0-9a-f]{8}\.part")
-_temp_tokens = itertools.count(secrets.randbits(32))  # unique in this process, random across
+# unique in this process, random across processes
+_temp_tokens = itertools.count(int.from_bytes(os.urandom(4)))
 
 _LINK_OUTSIDE = "symbolic link leading outside the connection root is not followed"
 _LINK_TO_FOLDER = "symbolic link to a folder is not followed"
@@ -191,9 +190,13 @@ def _link_unnamed(fd: int, name: str) -> None:
     os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=_any_folder_fd(), follow_symlinks=True)
 
 
-def _find_syncfs() -> Callable[[int], None] | None:
+@functools.cache
+def _syncfs() -> Callable[[int], None] | None:
     """Linux's syncfs(2), which the os module lacks: it makes everything written to one file
-    system durable with a single disk flush."""
+    system durable with a single disk flush. Looked up at the first batch that needs it:
+    loading ctypes would slow every command's start."""
+    import ctypes
+
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -208,9 +211,6 @@ def _find_syncfs() -> Callable[[int], None] | None:
             raise OSError(code, os.strerror(code))
 
     return syncfs
-
-
-_syncfs = _find_syncfs()
 
 
 # Unnamed temporary files need O_TMPFILE (Linux) and /proc to link them; a file system without
@@ -353,7 +353,7 @@ class LocalConnector:
             except InvalidPath as exc:
                 checked.append(exc)
         # filled by the worker thread, so that a cancelled copy still closes what it opened
-        staged = _Staged(flush=_syncfs if self._fsync else None)
+        staged = _Staged(flush=_syncfs() if self._fsync else None)
         try:
             await self._run("", self._stage_small, staged, checked)
         except BaseException:

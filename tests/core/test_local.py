@@ -505,13 +505,13 @@ async def test_a_batch_is_published_only_once_it_is_on_disk(
         (source_root / name).write_bytes(name.encode())
     source, destination = LocalConnector(source_root), LocalConnector(destination_root)
     files = [(e.name, source.local_file(e.name, e), MTIME) for e in await source.list_dir("")]
-    if local._syncfs is None:
+    if local._syncfs() is None:
         pytest.skip("no syncfs here: each file is fsynced on its own")
 
     def disk_failed(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(local, "_syncfs", disk_failed)
+    monkeypatch.setattr(local, "_syncfs", lambda: disk_failed)
     results = await write_small(destination, files)
     assert all(isinstance(result, Fatal) for result in results), results
     assert os.listdir(destination_root) == []  # nothing published that may not be on disk
