@@ -214,8 +214,13 @@ async def test_a_job_run_from_the_list_is_watched_to_completion(world: World) ->
             world.destination / "copy")).read_bytes()
 
 
+# enough files that a run lasts seconds here, long enough to pause it mid-run, or to see the
+# heartbeat (once a second) of a run in another process before it ends
+LONG_RUN_FILES = 30_000
+
+
 async def test_the_run_outlives_its_monitor_and_pauses_then_resumes(world: World) -> None:
-    write_files(world.source, 4000, per_folder=400)
+    write_files(world.source, LONG_RUN_FILES, per_folder=1000)
     job = await world.job(job_json(parallel=1))
     async with running(world) as (app, pilot):
         monitor = await open_monitor(app, pilot)
@@ -234,11 +239,11 @@ async def test_the_run_outlives_its_monitor_and_pauses_then_resumes(world: World
         assert str(monitor.query_one("#monitor-start").label) == "Resume"
         [execution] = await world.state.executions(job.id)
         assert execution.status == "interrupted"
-        assert 0 < arrived(world) < 4000, "the pause should land mid-run"
+        assert 0 < arrived(world) < LONG_RUN_FILES, "the pause should land mid-run"
 
         monitor.query_one("#monitor-start", Button).press()
         await wait_for(lambda: monitor_says(app, "Completed"), what="the resumed run to end")
-    assert arrived(world) == 4000
+    assert arrived(world) == LONG_RUN_FILES
     assert [e.status for e in await world.state.executions(job.id)] == ["completed",
                                                                           "interrupted"]
 
@@ -270,7 +275,7 @@ async def test_the_monitor_shows_a_rate_limit_pause_and_the_budget(world: World)
 
 @pytest.mark.slow
 async def test_the_monitor_attaches_to_a_run_in_another_process(world: World) -> None:
-    write_files(world.source, 4000, per_folder=400)
+    write_files(world.source, LONG_RUN_FILES, per_folder=1000)
     job = await world.job(job_json(parallel=1))
     process = subprocess.Popen(
         [*dryviq_command(), "--home", str(world.home.root), "jobs", "run", job.name],
@@ -300,7 +305,7 @@ async def test_the_monitor_attaches_to_a_run_in_another_process(world: World) ->
             os.kill(process.pid, signal.SIGCONT)
             process.kill()
         process.communicate()
-    assert arrived(world) == 4000
+    assert arrived(world) == LONG_RUN_FILES
 
 
 # -- the app shell ------------------------------------------------------------------------------
