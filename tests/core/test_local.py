@@ -496,14 +496,19 @@ async def test_write_local_copies_in_steps_and_refuses_a_changed_source(
     assert sorted(os.listdir(root)) == ["big.bin"]  # neither the file nor a temporary one
 
 
-async def test_a_batch_is_published_only_once_it_is_on_disk(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def two_files_to_copy(tmp_path: Path) -> tuple[LocalConnector, LocalConnector, Path]:
+    """A source holding a.txt and b.txt, an empty destination, and the destination's folder."""
     source_root, destination_root = tmp_path / "src", tmp_path / "dst"
     source_root.mkdir()
     destination_root.mkdir()
     for name in ("a.txt", "b.txt"):
         (source_root / name).write_bytes(name.encode())
-    source, destination = LocalConnector(source_root), LocalConnector(destination_root)
+    return LocalConnector(source_root), LocalConnector(destination_root), destination_root
+
+
+async def test_a_batch_is_published_only_once_it_is_on_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, destination, destination_root = two_files_to_copy(tmp_path)
     files = [(e.name, source.local_file(e.name, e), MTIME) for e in await source.list_dir("")]
     if local._syncfs() is None:
         pytest.skip("no syncfs here: each file is fsynced on its own")
@@ -523,12 +528,7 @@ async def test_a_batch_is_published_only_once_it_is_on_disk(
 
 
 async def test_a_cancelled_batch_closes_what_it_opened(tmp_path: Path) -> None:
-    source_root, destination_root = tmp_path / "src", tmp_path / "dst"
-    source_root.mkdir()
-    destination_root.mkdir()
-    for name in ("a.txt", "b.txt"):
-        (source_root / name).write_bytes(name.encode())
-    source, destination = LocalConnector(source_root), LocalConnector(destination_root)
+    source, destination, destination_root = two_files_to_copy(tmp_path)
     entries = by_name(await source.list_dir(""))
     reached, go_on = threading.Event(), threading.Event()
 
