@@ -197,8 +197,10 @@ def _syncfs() -> Callable[[int], None] | None:
     loading ctypes would slow every command's start."""
     import ctypes
 
-    if not sys.platform.startswith("linux"):
-        return None
+    release = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    if not sys.platform.startswith("linux") or not release or (
+            int(release[1]), int(release[2])) < (5, 8):
+        return None  # before 5.8, syncfs does not report write errors; fsync does
     try:
         function = ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
@@ -565,22 +567,29 @@ class LocalConnector:
     def _name(self, part: _Part, segments: list[str], path: str,
               info: os.stat_result) -> Entry:
         """Publish a sealed temporary file under its final name, in one step."""
-        assert part.fd is not None and part.folder is not None
-        final = os.path.join(part.folder, segments[-1])
+        fd, folder = part.fd, part.folder
+        assert fd is not None and folder is not None
+        final = os.path.join(folder, segments[-1])
         try:
             if part.path is None:  # unnamed: linked under the final name, unless it is taken
                 try:
-                    _link_unnamed(part.fd, final)
+                    _link_unnamed(fd, final)
                 except FileExistsError:  # a file to replace: named first, then renamed over
-                    part.path = os.path.join(part.folder, _temp_name())
-                    _link_unnamed(part.fd, part.path)
+                    temp = os.path.join(folder, _temp_name())
+                    _link_unnamed(fd, temp)
+                    part.path = temp
+                else:
+                    part.fd = None
+                    os.close(fd)
             if part.path is not None:
+                if part.fd is not None:
+                    # closed before it is named: a network share reports write errors here
+                    part.fd = None
+                    os.close(fd)
                 os.replace(part.path, final)
         except IsADirectoryError as err:
             raise AlreadyExists(f"a folder already stands at {self._where(path)}") from err
         part.path = None  # published: nothing left to delete
-        os.close(part.fd)
-        part.fd = None
         return Entry(segments[-1], False, info.st_size, _mtime(info))
 
     def _stage_small(
@@ -602,26 +611,29 @@ class LocalConnector:
                     os.close(source)
                 if copied != file.size:
                     raise _source_changed(path, file.size, copied)
-                info = self._seal(part, mtime, fsync=self._fsync and staged.flush is None)
+                # a named temporary file means a file system without unnamed ones (a network
+                # share, FUSE), where a syncfs may not reach the storage: it gets an fsync
+                batched = staged.flush is not None and part.path is None
+                info = self._seal(part, mtime, fsync=self._fsync and not batched)
             except (OSError, ConnectorError) as err:
                 part.discard()
                 staged.results.append(self._error(err, path) if isinstance(err, OSError)
                                       else err)
                 continue
+            except BaseException:
+                part.discard()
+                raise
             staged.sealed.append((len(staged.results), part, segments, path, info))
             staged.results.append(None)
 
     def _publish_staged(self, staged: _Staged) -> list[Entry | ConnectorError]:
         results, sealed = staged.results, staged.sealed
-        if staged.flush is not None and sealed:
-            first = sealed[0][1].fd
-            assert first is not None  # sealed parts stay open until they are named
-            try:
-                staged.flush(first)
-            except OSError as err:
-                for index, _, _, path, _ in sealed:
-                    results[index] = self._error(err, path)
-                sealed = []
+        try:
+            self._flush_staged(staged)
+        except OSError as err:
+            for index, _, _, path, _ in sealed:
+                results[index] = self._error(err, path)
+            sealed = []
         for index, part, segments, path, info in sealed:
             try:
                 results[index] = self._name(part, segments, path, info)
@@ -630,6 +642,24 @@ class LocalConnector:
             except ConnectorError as err:
                 results[index] = err
         return [result for result in results if result is not None]
+
+    @staticmethod
+    def _flush_staged(staged: _Staged) -> None:
+        """Put the batch's unnamed files on disk: one syncfs per file system they are on (a
+        folder inside the root may be another disk), or an fsync each where syncfs is
+        refused (a sandbox)."""
+        if staged.flush is None:
+            return
+        unnamed = [(part.fd, info.st_dev) for _, part, _, _, info in staged.sealed
+                   if part.path is None and part.fd is not None]
+        try:
+            for fd in {device: fd for fd, device in unnamed}.values():
+                staged.flush(fd)
+        except OSError as err:
+            if err.errno not in (errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            for fd, _ in unnamed:
+                os.fsync(fd)
 
     def _mkdir(self, segments: list[str], path: str) -> Entry:
         full = os.path.join(self._resolve(segments[:-1], path), segments[-1])
