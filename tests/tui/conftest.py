@@ -9,11 +9,14 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from core.connections import add_local
 from core.demo import connect_sandbox
@@ -22,6 +25,7 @@ from core.job_store import create_job
 from core.sandbox import SandboxThread
 from core.state import Connection, JobRecord, State
 from tui.app import DryvIQApp
+from tui.screens.jobs import JobsScreen
 from tui.service import AppService
 
 SIZE = (100, 32)
@@ -114,3 +118,19 @@ async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout: flo
 def text_of(app: DryvIQApp, selector: str) -> str:
     """What a Static shows, as plain text."""
     return str(app.screen.query_one(selector).render())
+
+
+@asynccontextmanager
+async def running(world: World) -> AsyncIterator[tuple[DryvIQApp, Pilot[int]]]:
+    """The app over the world's service, on the jobs screen with its rows loaded."""
+    app = DryvIQApp(world.service)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
+        await pilot.pause()
+        yield app, pilot
+
+
+def table_rows(app: DryvIQApp, selector: str) -> list[list[str]]:
+    """The cells of the current screen's table, as text."""
+    table = app.screen.query_one(selector, DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]

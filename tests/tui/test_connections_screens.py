@@ -24,12 +24,18 @@ from core.sandbox import (
     SandboxThread,
 )
 from tests.core.test_auth import sign_in_in_browser
-from tests.tui.conftest import SIZE, World, add_sandbox_procore, text_of, wait_for
+from tests.tui.conftest import (
+    World,
+    add_sandbox_procore,
+    running,
+    table_rows,
+    text_of,
+    wait_for,
+)
 from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen
 from tui.screens.connections import ConfirmRemoveScreen, ConnectionsScreen
-from tui.screens.jobs import JobsScreen
 
 PAT = "Pat Morgan (pm@summit-builders.example)"
 
@@ -42,9 +48,7 @@ def _no_default_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @asynccontextmanager
 async def on_connections(world: World) -> AsyncIterator[tuple[DryvIQApp, Pilot[int]]]:
-    app = DryvIQApp(world.service)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
+    async with running(world) as (app, pilot):
         await pilot.press("c")
         await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="connections")
         await pilot.pause()
@@ -52,8 +56,7 @@ async def on_connections(world: World) -> AsyncIterator[tuple[DryvIQApp, Pilot[i
 
 
 def rows(app: DryvIQApp) -> list[list[str]]:
-    table = app.screen.query_one("#connections-table", DataTable)
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return table_rows(app, "#connections-table")
 
 
 async def highlight_row(app: DryvIQApp, pilot: Pilot[int], name: str) -> None:

@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,16 @@ from textual.widgets import Button, DataTable, Input, Select
 
 from core.home import Home
 from tests.e2e.conftest import clean_env, dryviq_command
-from tests.tui.conftest import SIZE, World, job_json, text_of, wait_for, write_files
+from tests.tui.conftest import (
+    SIZE,
+    World,
+    job_json,
+    running,
+    table_rows,
+    text_of,
+    wait_for,
+    write_files,
+)
 from tui import app as app_module
 from tui.app import COMMANDS, DryvIQApp
 from tui.keymap import key_problem, read_keymap
@@ -29,19 +36,8 @@ from tui.screens.monitor import MonitorScreen
 from tui.widgets.format import clock
 
 
-@asynccontextmanager
-async def running(world: World) -> AsyncIterator[tuple[DryvIQApp, Pilot[int]]]:
-    """The app over the world's service, on the jobs screen with its rows loaded."""
-    app = DryvIQApp(world.service)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
-        await pilot.pause()
-        yield app, pilot
-
-
 def jobs_table(app: DryvIQApp) -> list[list[str]]:
-    table = app.screen.query_one("#jobs-table", DataTable)
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+    return table_rows(app, "#jobs-table")
 
 
 async def type_into(pilot: Pilot[int], selector: str, text: str) -> None:
