@@ -58,8 +58,7 @@ class Features:
     hashes: frozenset[str] = frozenset()
     path_rules: PathRules = field(default_factory=PathRules)
     # hands out `local_file()` for its files and copies many small ones in one step with
-    # `stage_small()` and `publish_small()`: a local disk to a local disk without a round trip
-    # per file
+    # `copy_small()`: a local disk to a local disk without a round trip per file
     local_files: bool = False
 
 
@@ -167,6 +166,6 @@ class Connector(Protocol):
 
     # Optional, where `features.local_files`:
     #   local_file(path, entry) -> LocalFile
-    #   async stage_small(files: list[tuple[path, LocalFile, mtime]]) -> Staged
-    #   async publish_small(Staged) -> list[Entry | error], in the order of the files
+    #   async copy_small(files: list[tuple[path, LocalFile, mtime]])
+    #       -> list[Entry | error], in the order of the files
     #   async write_local(path, LocalFile, *, mtime, on_copied: (bytes) -> None) -> Entry

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import functools
 import itertools
+import logging
 import os
 import re
 import stat
@@ -35,11 +36,17 @@ from core.connectors.base import (
     NotFound,
     PathRules,
 )
+from core.connectors.copy_workers import CopyWorkers, WorkersGone, worker_count
 from core.paths import segment_problem
 
 CHUNK = 1 << 20  # bytes per read and per write hop: few thread hops, bounded memory
 COPY_STEP = 16 << 20  # bytes the kernel copies per thread hop, from one local file to another
 FOLDER_CACHE = 4096  # resolved folders remembered
+# A batch whose files take less than this each is disk-speed work: copied in this process,
+# batches running at once only make threads fight over Python's GIL (measured: 1.5x slower
+# with four), so such batches take turns. Slower files (a share mounted over the network) run
+# in parallel.
+FAST_FILE = 0.0005  # seconds
 INLINE_LISTING = 0.002  # seconds: a listing this quick is cheaper than a thread hop
 FAST_LISTINGS_TO_INLINE = 3  # quick listings in a row before they run on the event loop
 
@@ -58,6 +65,7 @@ _NOT_REGULAR = "not a regular file or folder"
 _FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 T = TypeVar("T")
+log = logging.getLogger("dryviq.local")
 
 
 def _temp_name() -> str:
@@ -222,13 +230,15 @@ _NO_UNNAMED_TEMPS = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
 class _Staged:
-    """Small files copied into sealed temporary files, waiting to be made durable and named;
-    `results` holds, in order, each file's failure or (once published) its entry."""
+    """A batch of small files on its way: `waiting` to be copied (or already refused), then
+    `sealed` in temporary files until they are made durable and named. `results` holds, in
+    order, each file's failure or (once published) its entry."""
 
-    __slots__ = ("flush", "results", "sealed")
+    __slots__ = ("flush", "results", "sealed", "waiting")
 
     def __init__(self, flush: Callable[[int], None] | None) -> None:
         self.flush = flush  # the one flush for the whole batch, if any
+        self.waiting: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError] = []
         self.results: list[Entry | ConnectorError | None] = []
         self.sealed: list[tuple[int, _Part, list[str], str, os.stat_result]] = []
 
@@ -238,18 +248,24 @@ class _Staged:
 
 
 class _SourceFile:
-    """A file of a LocalConnector, read by a destination in its own worker thread."""
+    """A file of a LocalConnector, read by a destination in its own worker thread (or its
+    copy worker process, which reopens it by `origin`)."""
 
-    __slots__ = ("_connector", "_path", "_segments", "size")
+    __slots__ = ("_connector", "_path", "size")
 
-    def __init__(self, connector: LocalConnector, segments: list[str], path: str,
-                 size: int) -> None:
-        self._connector, self._segments, self._path, self.size = connector, segments, path, size
+    def __init__(self, connector: LocalConnector, path: str, size: int) -> None:
+        self._connector, self._path, self.size = connector, path, size
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        """The connection root and the path under it."""
+        return self._connector._root, self._path
 
     def open(self) -> int:
-        """A descriptor open for reading; the caller closes it."""
+        """A descriptor open for reading; the caller closes it. InvalidPath for a path that
+        is not a plain path under the root."""
         try:
-            return self._connector._open_fd(self._segments, self._path)
+            return self._connector._open_fd(_named(self._path), self._path)
         except OSError as err:
             raise self._connector._error(err, self._path) from err
 
@@ -257,7 +273,8 @@ class _SourceFile:
 class LocalConnector:
     """A local folder: listing, streamed reads and atomic writes that never leave the root."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True,
+                 workers: int | None = None) -> None:
         """`fsync`: flush each file to disk before it is published (small files copied from
         this machine: a batch at a time, by one syncfs), so even a power cut never leaves an
         empty or partial file under a real name. Off, a file is still published
@@ -278,6 +295,12 @@ class LocalConnector:
         self._fast_listings = 0  # quick listings in a row (see list_dir)
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
         self._unnamed_temps = _UNNAMED_TEMPS  # until this file system refuses them
+        # copy worker processes for batches of small files (copy_small); None: one per spare
+        # core, at most two
+        self._workers_wanted = worker_count() if workers is None else workers
+        self._workers_starting: asyncio.Task[CopyWorkers] | None = None
+        self._batch_turns = asyncio.Lock()  # batches copied in this process take turns...
+        self._seconds_per_file = 0.0  # ...where the last one took less than FAST_FILE a file
 
     # -- the Connector protocol
 
@@ -341,32 +364,87 @@ class LocalConnector:
             raise
 
     def local_file(self, path: str, entry: Entry) -> _SourceFile:
-        return _SourceFile(self, _named(path), path, entry.size)
+        return _SourceFile(self, path, entry.size)
 
-    async def stage_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
-                          ) -> _Staged:
-        """Copy several small files from this machine into temporary files, in one thread hop.
-        `publish_small` then makes them durable and names them: the next batch's copying can
-        go on meanwhile."""
-        checked: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError] = []
-        for path, file, mtime in files:
+    async def copy_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
+                         ) -> list[Entry | ConnectorError]:
+        """Copy small files from this machine, each made durable (where fsync is on) and
+        published whole; each file's entry or error, in order. Batches go to the copy worker
+        processes once they run (the first call starts them), and are copied here meanwhile
+        or where there are none."""
+        workers = self._copy_workers()
+        if workers is not None and all(isinstance(file, _SourceFile) for _, file, _ in files):
             try:
-                checked.append((_named(path), path, file, mtime))
-            except InvalidPath as exc:
-                checked.append(exc)
-        # filled by the worker thread, so that a cancelled copy still closes what it opened
-        staged = _Staged(flush=_syncfs() if self._fsync else None)
+                return await workers.copy([(*file.origin, file.size, path, mtime)  # type: ignore[attr-defined]
+                                           for path, file, mtime in files])
+            except WorkersGone as exc:
+                log.warning("copying in this process from now on: %s", exc)
+        return await self._copy_small_here(files)
+
+    def stage_now(self, files: Sequence[tuple[str, LocalFile, float | None]]) -> _Staged:
+        """The first half of `copy_small`, in the calling thread: copy into temporary files.
+        A copy worker runs this while its other thread publishes the batch before."""
+        staged = self._staged(files)
         try:
-            await self._run("", self._stage_small, staged, checked)
+            self._stage_small(staged)
         except BaseException:
             staged.discard()
             raise
         return staged
 
-    async def publish_small(self, staged: _Staged) -> list[Entry | ConnectorError]:
-        """Make staged files durable (where fsync is on: one syncfs for the batch, where an
-        fsync each would cost a disk flush per file), then give each its name; one hop."""
+    def publish_now(self, staged: _Staged) -> list[Entry | ConnectorError]:
+        """The second half of `copy_small`, in the calling thread: flush, then name."""
         try:
+            return self._publish_staged(staged)
+        finally:
+            staged.discard()  # what could not be published
+
+    async def start_copy_workers(self) -> CopyWorkers | None:
+        """Start the copy workers now and wait until they run (None where there are none);
+        otherwise the first `copy_small` starts them and does not wait."""
+        self._copy_workers()
+        if self._workers_starting is not None:
+            with contextlib.suppress(Exception):
+                await self._workers_starting
+        return self._copy_workers()
+
+    def _copy_workers(self) -> CopyWorkers | None:
+        """The copy worker processes, once running and while they all live."""
+        if self._workers_wanted and self._workers_starting is None:
+            self._workers_starting = asyncio.create_task(CopyWorkers.start(
+                self._root, fsync=self._fsync, count=self._workers_wanted))
+        starting = self._workers_starting
+        if starting is None or not starting.done():
+            return None
+        if starting.cancelled() or starting.exception() is not None:
+            log.warning("copying in this process: the copy workers did not start: %s",
+                        "cancelled" if starting.cancelled() else starting.exception())
+            self._workers_wanted, self._workers_starting = 0, None
+            return None
+        workers = starting.result()
+        return workers if workers.alive else None
+
+    def _staged(self, files: Sequence[tuple[str, LocalFile, float | None]]) -> _Staged:
+        staged = _Staged(flush=_syncfs() if self._fsync else None)
+        for path, file, mtime in files:
+            try:
+                staged.waiting.append((_named(path), path, file, mtime))
+            except InvalidPath as exc:
+                staged.waiting.append(exc)
+        return staged
+
+    async def _copy_small_here(self, files: Sequence[tuple[str, LocalFile, float | None]],
+                               ) -> list[Entry | ConnectorError]:
+        """Copy into temporary files in one thread hop (taking turns with other batches where
+        files are quick), then flush and name them in another while the next batch copies."""
+        staged = self._staged(files)
+        try:
+            fast = self._seconds_per_file < FAST_FILE
+            async with self._batch_turns if fast else contextlib.nullcontext():
+                started = time.monotonic()
+                # the worker thread fills `staged`, so a cancelled copy still closes it all
+                await self._run("", self._stage_small, staged)
+                self._seconds_per_file = (time.monotonic() - started) / max(1, len(files))
             return await self._run("", self._publish_staged, staged)
         finally:
             staged.discard()  # what could not be published
@@ -411,7 +489,12 @@ class LocalConnector:
         await self._run(path, self._set_mtime, _named(path), path, mtime)
 
     async def close(self) -> None:
-        """Nothing to release: every file is closed by the call that opened it."""
+        """Stop the copy workers once they finish what they were sent; every file is closed by
+        the call that opened it."""
+        if self._workers_starting is not None:
+            with contextlib.suppress(Exception):
+                await (await self._workers_starting).close()
+            self._workers_starting = None
 
     # -- path checks
 
@@ -592,11 +675,8 @@ class LocalConnector:
         part.path = None  # published: nothing left to delete
         return Entry(segments[-1], False, info.st_size, _mtime(info))
 
-    def _stage_small(
-        self, staged: _Staged,
-        checked: list[tuple[list[str], str, LocalFile, float | None] | ConnectorError],
-    ) -> None:
-        for item in checked:
+    def _stage_small(self, staged: _Staged) -> None:
+        for item in staged.waiting:
             if isinstance(item, ConnectorError):
                 staged.results.append(item)
                 continue

@@ -38,15 +38,11 @@ MAX_ATTEMPTS = 3  # DryvIQ retries an item on 3 runs, then flags it
 IN_RUN_RETRIES = 2  # extra tries within one run for transient failures
 RETRY_DELAY = 0.5  # seconds, doubled per try
 SMALL_FILE = 1 << 20  # bytes: up to this size, local-to-local copies go in batches
-BATCH = 64  # small files a worker copies in one step (and makes durable with one flush)
+BATCH = 64  # small files copied in one step (and made durable with one flush)
 # A batch's temporary files stay open from its copy to its publishing: with many batches in
 # flight, batches get smaller so that all of them together keep at most this many open.
 OPEN_FILES = 512
 BACKLOG = 10_000  # small files queued ahead of the workers (rclone's --max-backlog)
-# A batch whose files take less than this each is disk-speed work: running several at once
-# only makes threads fight over Python's GIL (measured: 1.5x slower with four), so such
-# batches take turns. Slower files (a share mounted over the network) run in parallel.
-FAST_FILE = 0.0005  # seconds
 
 
 @dataclass(slots=True)
@@ -93,8 +89,6 @@ class Executor:
         # disk before the next one starts, or a crash would make the rerun send it again
         self._durable = not destination.features.can_set_mtime
         self._local_to_local = source.features.local_files and destination.features.local_files
-        self._batch_turns = asyncio.Lock()
-        self._seconds_per_file = 0.0  # of the last batch; 0 until one has run
         # Two lanes, so large files start while thousands of small ones wait their turn;
         # `parallel` slots bound the files in flight across both, as parallel_writes says.
         self._slots = asyncio.Semaphore(parallel)
@@ -195,20 +189,14 @@ class Executor:
         return task.destination_path, task.destination
 
     async def _run_batch(self, batch: list[FileTask]) -> None:
-        """Small files from a local disk to a local disk: copied in one thread hop (taking
-        turns with other batches where files are quick), then made durable and published in
-        another, while the next batch copies."""
+        """Small files from a local disk to a local disk: the destination copies the whole
+        batch at once, with no round trip per file."""
         targets = [self._target(task)[0] for task in batch]
         files = [(path, self.source.local_file(task.source_path, task.source),  # type: ignore[attr-defined]
                   task.source.mtime) for path, task in zip(targets, batch, strict=True)]
 
-        async def write() -> list[Entry | ConnectorError]:
-            fast = self._seconds_per_file < FAST_FILE
-            async with self._batch_turns if fast else contextlib.nullcontext():
-                started = time.monotonic()
-                staged = await self.destination.stage_small(files)  # type: ignore[attr-defined]
-                self._seconds_per_file = (time.monotonic() - started) / len(batch)
-            return await self.destination.publish_small(staged)  # type: ignore[no-any-return, attr-defined]
+        def write() -> Awaitable[list[Entry | ConnectorError]]:
+            return self.destination.copy_small(files)  # type: ignore[no-any-return, attr-defined]
 
         simulated: list[Entry | ConnectorError] = [task.source for task in batch]
         results = await self._apply(f"write {len(batch)} small files", write, simulated)

@@ -65,7 +65,7 @@ def temporary_files(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def conn(root: Path, temporary_files: str) -> LocalConnector:
-    return LocalConnector(root)
+    return LocalConnector(root, workers=0)  # the monkeypatched calls run in this process
 
 
 async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
@@ -84,7 +84,7 @@ def temp_files(folder: Path) -> list[str]:
 async def write_small(
     destination: LocalConnector, files: list[tuple[str, LocalFile, float | None]],
 ) -> list[Entry | ConnectorError]:
-    return await destination.publish_small(await destination.stage_small(files))
+    return await destination.copy_small(files)
 
 
 def by_name(entries: list[Entry]) -> dict[str, Entry]:
@@ -433,15 +433,23 @@ def refuse_kernel_copy(source: int, target: int, count: int) -> int:
     raise OSError(errno.EXDEV, "Invalid cross-device link")  # as Linux before 5.19 across disks
 
 
-@pytest.mark.parametrize("kernel_copy", ["kernel copy", "kernel copy refused"])
-async def test_write_small_copies_a_batch_and_reports_each_failure(
-        tmp_path: Path, kernel_copy: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if kernel_copy == "kernel copy refused":
-        monkeypatch.setattr(os, "copy_file_range", refuse_kernel_copy, raising=False)
+async def only_in_copy_workers(*args: object) -> None:
+    raise AssertionError("copied in the test's process, not in a copy worker")
+
+
+@pytest.mark.parametrize("how", ["kernel copy", "kernel copy refused", "copy workers"])
+async def test_copy_small_copies_a_batch_and_reports_each_failure(
+        tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
     source_root, destination_root = tmp_path / "src", tmp_path / "dst"
     source_root.mkdir()
     destination_root.mkdir()
-    source, destination = LocalConnector(source_root), LocalConnector(destination_root)
+    source = LocalConnector(source_root)
+    destination = LocalConnector(destination_root, workers=2 if how == "copy workers" else 0)
+    if how == "kernel copy refused":
+        monkeypatch.setattr(os, "copy_file_range", refuse_kernel_copy, raising=False)
+    if how == "copy workers":
+        assert await destination.start_copy_workers() is not None
+        monkeypatch.setattr(LocalConnector, "_copy_small_here", only_in_copy_workers)
     (source_root / "a.txt").write_bytes(b"alpha")
     (source_root / "b.txt").write_bytes(b"beta")
     (source_root / "c.bin").write_bytes(big := os.urandom(CHUNK - 1))
@@ -466,6 +474,7 @@ async def test_write_small_copies_a_batch_and_reports_each_failure(
     assert (destination_root / "c.bin").read_bytes() == big
     assert (destination_root / "a.txt").stat().st_mtime_ns == round(MTIME * 1e9)
     assert not (tmp_path / "escape.txt").exists()
+    await destination.close()
 
 
 async def test_write_local_copies_in_steps_and_refuses_a_changed_source(
@@ -503,7 +512,8 @@ def two_files_to_copy(tmp_path: Path) -> tuple[LocalConnector, LocalConnector, P
     destination_root.mkdir()
     for name in ("a.txt", "b.txt"):
         (source_root / name).write_bytes(name.encode())
-    return LocalConnector(source_root), LocalConnector(destination_root), destination_root
+    return LocalConnector(source_root), LocalConnector(destination_root, workers=0), \
+        destination_root
 
 
 async def test_a_batch_is_published_only_once_it_is_on_disk(
@@ -544,7 +554,7 @@ async def test_a_cancelled_batch_closes_what_it_opened(tmp_path: Path) -> None:
             return source.local_file("b.txt", entries["b.txt"]).open()
 
     open_before = len(os.listdir("/proc/self/fd"))
-    task = asyncio.create_task(destination.stage_small([
+    task = asyncio.create_task(destination.copy_small([
         ("a.txt", source.local_file("a.txt", entries["a.txt"]), MTIME),
         ("b.txt", Stalling(), MTIME),
     ]))
