@@ -142,7 +142,7 @@ class _Worker:
                 if isinstance(results, str):  # the worker's own failure, as text
                     reply.set_exception(WorkersGone(results))
                 else:
-                    reply.set_result(results)
+                    reply.set_result(results)  # type: ignore[arg-type]
         except (asyncio.IncompleteReadError, OSError):
             pass
         finally:

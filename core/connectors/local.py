@@ -22,7 +22,7 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from core.connectors.base import (
     LEFTOVER_PART,
@@ -36,8 +36,10 @@ from core.connectors.base import (
     NotFound,
     PathRules,
 )
-from core.connectors.copy_workers import CopyWorkers, WorkersGone, worker_count
 from core.paths import segment_problem
+
+if TYPE_CHECKING:  # imported where first needed: a command that copies nothing skips it
+    from core.connectors.copy_workers import CopyWorkers
 
 CHUNK = 1 << 20  # bytes per read and per write hop: few thread hops, bounded memory
 COPY_STEP = 16 << 20  # bytes the kernel copies per thread hop, from one local file to another
@@ -295,9 +297,9 @@ class LocalConnector:
         self._fast_listings = 0  # quick listings in a row (see list_dir)
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
         self._unnamed_temps = _UNNAMED_TEMPS  # until this file system refuses them
-        # copy worker processes for batches of small files (copy_small); None: one per spare
-        # core, at most two
-        self._workers_wanted = worker_count() if workers is None else workers
+        # copy worker processes for batches of small files (copy_small); None: as many as
+        # copy_workers.worker_count() says, when the first batch comes
+        self._workers_wanted = workers
         self._workers_starting: asyncio.Task[CopyWorkers] | None = None
         self._batch_turns = asyncio.Lock()  # batches copied in this process take turns...
         self._seconds_per_file = 0.0  # ...where the last one took less than FAST_FILE a file
@@ -372,12 +374,14 @@ class LocalConnector:
         published whole; each file's entry or error, in order. Batches go to the copy worker
         processes once they run (the first call starts them), and are copied here meanwhile
         or where there are none."""
+        from core.connectors import copy_workers
+
         workers = self._copy_workers()
         if workers is not None and all(isinstance(file, _SourceFile) for _, file, _ in files):
             try:
                 return await workers.copy([(*file.origin, file.size, path, mtime)  # type: ignore[attr-defined]
                                            for path, file, mtime in files])
-            except WorkersGone as exc:
+            except copy_workers.WorkersGone as exc:
                 log.warning("copying in this process from now on: %s", exc)
         return await self._copy_small_here(files)
 
@@ -410,6 +414,10 @@ class LocalConnector:
 
     def _copy_workers(self) -> CopyWorkers | None:
         """The copy worker processes, once running and while they all live."""
+        from core.connectors.copy_workers import CopyWorkers, worker_count
+
+        if self._workers_wanted is None:
+            self._workers_wanted = worker_count()
         if self._workers_wanted and self._workers_starting is None:
             self._workers_starting = asyncio.create_task(CopyWorkers.start(
                 self._root, fsync=self._fsync, count=self._workers_wanted))
