@@ -92,6 +92,8 @@ class CopyWorkers:
 
 
 class _Worker:
+    """One worker process, its requests in flight (answered in order) and their reader."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.waiting: collections.deque[asyncio.Future[list[Result]]] = collections.deque()

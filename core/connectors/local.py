@@ -281,7 +281,9 @@ class LocalConnector:
         this machine: a batch at a time, by one syncfs), so even a power cut never leaves an
         empty or partial file under a real name. Off, a file is still published
         whole (a crashed or killed run leaves none half-written), but the operating system
-        writes it to disk later, as rclone and cp do: much faster for many small files."""
+        writes it to disk later, as rclone and cp do: much faster for many small files.
+        `workers`: how many copy worker processes copy batches of small files (`copy_small`);
+        None decides by the cores this process may use, 0 copies in this process."""
         self.features = Features(
             mtime_precision=1e-6,
             can_set_mtime=True,
@@ -297,9 +299,7 @@ class LocalConnector:
         self._fast_listings = 0  # quick listings in a row (see list_dir)
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
         self._unnamed_temps = _UNNAMED_TEMPS  # until this file system refuses them
-        # copy worker processes for batches of small files (copy_small); None: as many as
-        # copy_workers.worker_count() says, when the first batch comes
-        self._workers_wanted = workers
+        self._workers_wanted = workers  # None until the first batch decides
         self._workers_starting: asyncio.Task[CopyWorkers] | None = None
         self._batch_turns = asyncio.Lock()  # batches copied in this process take turns...
         self._seconds_per_file = 0.0  # ...where the last one took less than FAST_FILE a file

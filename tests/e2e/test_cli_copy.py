@@ -469,3 +469,50 @@ def test_source_file_named_like_a_temporary_file_is_left_alone(tmp_path: Path,
     assert snapshot(setup.source_root) == before, "the source was modified"
     (skipped,) = setup.cli.json("jobs", "items", JOB, "--status", "skipped")
     assert skipped["path"] == "/" + name and "interrupted transfer" in skipped["note"]
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, with their command lines."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as status:
+                parent = int(status.read().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    found[int(entry)] = cmdline.read().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue  # ended while we looked
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_many_small_files_are_copied_by_workers_that_end_with_the_job(
+        tmp_path: Path, cli: Cli) -> None:
+    def small_files(root: Path) -> None:
+        for folder in range(10):
+            (root / f"folder {folder}").mkdir()
+            for index in range(400):
+                (root / f"folder {folder}" / f"{index}.txt").write_bytes(
+                    f"{folder}/{index}\n".encode() * 20)
+
+    setup = make_setup(tmp_path, cli, small_files)
+    setup.create_job()
+    job = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run", JOB],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL, env=clean_env())
+    expected = 2 if len(os.sched_getaffinity(0)) > 1 else 0
+    workers: dict[int, str] = {}
+    while job.poll() is None and len(workers) < expected:
+        workers |= {pid: command for pid, command in children_of(job.pid).items()
+                    if "copy_workers" in command}
+    stdout, stderr = job.communicate(timeout=300)
+
+    assert job.returncode == 0, f"{stdout}\n{stderr}"
+    assert len(workers) == expected, workers
+    assert "copying in this process" not in stderr, stderr  # no worker failed
+    assert_same_tree(setup.source, setup.destination)
+    for pid in workers:  # the job waited for them: no copy goes on behind it
+        assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} outlived the job"
