@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -38,11 +39,19 @@ MAX_ATTEMPTS = 3  # DryvIQ retries an item on 3 runs, then flags it
 IN_RUN_RETRIES = 2  # extra tries within one run for transient failures
 RETRY_DELAY = 0.5  # seconds, doubled per try
 SMALL_FILE = 1 << 20  # bytes: up to this size, local-to-local copies go in batches
-BATCH = 64  # small files copied in one step (and made durable with one flush)
-# A batch's temporary files stay open from its copy to its publishing: with many batches in
-# flight, batches get smaller so that all of them together keep at most this many open.
-OPEN_FILES = 512
+# Small files copied in one step, and made durable with one flush: on a disk, the number of
+# flushes is what a durable copy of many small files costs (10,000 files of 4 KiB on ext4:
+# 1.25 s in batches of 64, 0.81 s in batches of 256).
+BATCH = 256
 BACKLOG = 10_000  # small files queued ahead of the workers (rclone's --max-backlog)
+
+
+def _open_files_allowed() -> int:
+    """How many temporary files batches may hold open at once: from its copy to its
+    publishing, each file of a batch is open. Half of what this process may open (its soft
+    RLIMIT_NOFILE, often 1024), so the rest of the run never runs out."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 512 if soft == resource.RLIM_INFINITY else soft // 2
 
 
 @dataclass(slots=True)
@@ -92,7 +101,7 @@ class Executor:
         # Two lanes, so large files start while thousands of small ones wait their turn;
         # `parallel` slots bound the files in flight across both, as parallel_writes says.
         self._slots = asyncio.Semaphore(parallel)
-        self._batch_size = max(1, min(BATCH, OPEN_FILES // parallel))
+        self._batch_size = max(1, min(BATCH, _open_files_allowed() // parallel))
         self._files: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=parallel * 4)
         self._small: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=BACKLOG)
         self._workers = [asyncio.create_task(work()) for work in (self._work, self._work_small)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import resource
 import stat
 import subprocess
 import sys
@@ -516,3 +517,21 @@ def test_many_small_files_are_copied_by_workers_that_end_with_the_job(
     assert_same_tree(setup.source, setup.destination)
     for pid in workers:  # the job waited for them: no copy goes on behind it
         assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} outlived the job"
+
+
+def test_batches_fit_the_open_files_limit(tmp_path: Path, cli: Cli) -> None:
+    def small_files(root: Path) -> None:
+        for index in range(1_000):
+            (root / f"{index}.txt").write_bytes(b"x" * index)
+
+    setup = make_setup(tmp_path, cli, small_files)
+    setup.create_job()
+
+    def few_descriptors() -> None:  # batches of 256 would need 4 times as many
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    proc = subprocess.run([*dryviq_command(), "--home", str(cli.home), "jobs", "run", JOB],
+                          capture_output=True, text=True, env=clean_env(), timeout=300,
+                          stdin=subprocess.DEVNULL, preexec_fn=few_descriptors)
+    assert proc.returncode == 0, describe(proc)
+    assert_same_tree(setup.source, setup.destination)
