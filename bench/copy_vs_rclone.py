@@ -242,6 +242,12 @@ def report(results: list[Measured], tools: list[str], repeats: int) -> None:
             print(f"{tool + '/rclone':<21} {phase:<15} {time_ratio:>6.2f} {rss_ratio:>7.2f} "
                   f"{best:>10.2f}   {targets[phase]}")
     print("('best time' divides the fastest run of each: the one least disturbed by the machine)")
+    if "dryviq" in tools and RCLONE in tools:
+        # the durable default against rclone plus the `sync` that makes its copy durable
+        durable = [r.wall + r.flush for r in results if (r.tool, r.phase) == (RCLONE, "copy")]
+        print(f"{'dryviq/(rclone + sync)':<21} {'copy':<15} "
+              f"{median('dryviq', 'copy', 'wall') / statistics.median(durable):>6.2f}"
+              "   (both durable when done)")
     failed = [r for r in results if r.returncode != 0]
     if failed:
         print(f"\nWARNING: {len(failed)} run(s) exited non-zero: "
