@@ -245,7 +245,7 @@ def report(results: list[Measured], tools: list[str], repeats: int) -> None:
     if "dryviq" in tools and RCLONE in tools:
         # the durable default against rclone plus the `sync` that makes its copy durable
         durable = [r.wall + r.flush for r in results if (r.tool, r.phase) == (RCLONE, "copy")]
-        print(f"{'dryviq/(rclone + sync)':<21} {'copy':<15} "
+        print(f"{'dryviq/(rclone+sync)':<21} {'copy':<15} "
               f"{median('dryviq', 'copy', 'wall') / statistics.median(durable):>6.2f}"
               "   (both durable when done)")
     failed = [r for r in results if r.returncode != 0]
