@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,8 @@ class Home:
     def config(self) -> dict[str, Any]:
         """config.toml as a dict ({} when there is none); it may hold client secrets, so it
         is read only when its mode keeps it private to this user."""
+        import tomllib  # here: most homes have no config.toml, and every command starts here
+
         try:
             with open(self.config_path, "rb") as file:
                 if os.fstat(file.fileno()).st_mode & 0o077:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +214,8 @@ def _item(row: aiosqlite.Row) -> ItemRecord:
 
 
 def _new_id() -> str:
+    import uuid  # here: only creating a job or connection needs it, not every command
+
     return uuid.uuid4().hex
 
 
