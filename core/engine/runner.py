@@ -201,11 +201,13 @@ class _Run:
         """Both sides' listings of one folder and the items recorded under it, at once."""
         started = time.monotonic()
         try:
-            sources, destinations, states = await asyncio.gather(
+            # the state query first: it goes to SQLite's thread while the listings run (where
+            # they are quick, they run right here and never yield until done)
+            states, sources, destinations = await asyncio.gather(
+                self.state.item_states(self.record.id, self._relative(folder.source_path)),
                 self.source.list_dir(folder.source_path),
                 self.destination.list_dir(folder.destination_path)
-                if folder.destination_exists else _no_entries(),
-                self.state.item_states(self.record.id, self._relative(folder.source_path)))
+                if folder.destination_exists else _no_entries())
         except ConnectorError as exc:
             return exc
         self.slow_listings = time.monotonic() - started > SLOW_LISTING
