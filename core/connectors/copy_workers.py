@@ -110,14 +110,18 @@ class _Worker:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL, process_group=0)
         assert process.stdout is not None
+        ready = False
         try:  # a worker that cannot start (say, cannot import) is found out here
             ready = await _read_message(process.stdout) == _READY
         except (asyncio.IncompleteReadError, OSError):
-            ready = False
+            pass
+        finally:
+            if not ready:  # or the job is done before the worker is ready
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                status = await process.wait()
         if not ready:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            raise WorkersGone(f"the copy worker did not start (status {await process.wait()})")
+            raise WorkersGone(f"the copy worker did not start (status {status})")
         return cls(process)
 
     async def request(self, files: Sequence[SmallFile]) -> list[Result]:

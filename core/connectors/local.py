@@ -300,6 +300,7 @@ class LocalConnector:
         self._real_root: tuple[str, str] | None = None  # (real path, prefix of what is inside)
         self._unnamed_temps = _UNNAMED_TEMPS  # until this file system refuses them
         self._workers_wanted = workers  # None until the first batch decides
+        self._small_batches = 0  # copy_small calls so far
         self._workers_starting: asyncio.Task[CopyWorkers] | None = None
         self._batch_turns = asyncio.Lock()  # batches copied in this process take turns...
         self._seconds_per_file = 0.0  # ...where the last one took less than FAST_FILE a file
@@ -376,7 +377,9 @@ class LocalConnector:
         or where there are none."""
         from core.connectors import copy_workers
 
-        workers = self._copy_workers()
+        # from the second batch on: a job of one batch is done before workers could start
+        self._small_batches += 1
+        workers = self._copy_workers(start=self._small_batches > 1)
         if workers is not None and all(isinstance(file, _SourceFile) for _, file, _ in files):
             try:
                 return await workers.copy([(*file.origin, file.size, path, mtime)  # type: ignore[attr-defined]
@@ -406,19 +409,19 @@ class LocalConnector:
     async def start_copy_workers(self) -> CopyWorkers | None:
         """Start the copy workers now and wait until they run (None where there are none);
         otherwise the first `copy_small` starts them and does not wait."""
-        self._copy_workers()
+        self._copy_workers(start=True)
         if self._workers_starting is not None:
-            with contextlib.suppress(Exception):
-                await self._workers_starting
-        return self._copy_workers()
+            await asyncio.wait([self._workers_starting])
+        return self._copy_workers(start=False)
 
-    def _copy_workers(self) -> CopyWorkers | None:
-        """The copy worker processes, once running and while they all live."""
+    def _copy_workers(self, *, start: bool) -> CopyWorkers | None:
+        """The copy worker processes, once running and while they all live; `start` starts
+        them if they are not (yet) starting."""
         from core.connectors.copy_workers import CopyWorkers, worker_count
 
         if self._workers_wanted is None:
             self._workers_wanted = worker_count()
-        if self._workers_wanted and self._workers_starting is None:
+        if start and self._workers_wanted and self._workers_starting is None:
             self._workers_starting = asyncio.create_task(CopyWorkers.start(
                 self._root, fsync=self._fsync, count=self._workers_wanted))
         starting = self._workers_starting
@@ -499,10 +502,14 @@ class LocalConnector:
     async def close(self) -> None:
         """Stop the copy workers once they finish what they were sent; every file is closed by
         the call that opened it."""
-        if self._workers_starting is not None:
-            with contextlib.suppress(Exception):
-                await (await self._workers_starting).close()
-            self._workers_starting = None
+        starting, self._workers_starting = self._workers_starting, None
+        if starting is None:
+            return
+        if not starting.done():
+            starting.cancel()  # the job ends before they are ready: not worth the wait
+        await asyncio.wait([starting])
+        if not starting.cancelled() and starting.exception() is None:
+            await starting.result().close()
 
     # -- path checks
 

@@ -18,26 +18,9 @@ import pytest
 from core.connectors import copy_workers
 from core.connectors.base import Entry
 from core.connectors.local import LocalConnector
+from tests.processes import copy_workers_of, exited, wait_until_exited
 
 MTIME = 1_600_000_000.5
-
-
-def exited(pid: int) -> bool:
-    """Whether the process is gone (or a zombie nobody has reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as status:
-            return status.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
-def wait_until_exited(pid: int, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while not exited(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture
@@ -99,6 +82,18 @@ async def test_a_dead_worker_s_batches_are_copied_here(
     assert copied(destination_root, source_root) == ["a.txt", "b.txt", "c.txt"]
 
 
+async def test_a_job_done_before_its_workers_are_ready_leaves_none(
+        trees: tuple[LocalConnector, Path, Path]) -> None:
+    source, source_root, destination_root = trees
+    destination = LocalConnector(destination_root, workers=2)
+    first = await destination.copy_small(await batch_of(source, "a.txt"))
+    second = await destination.copy_small(await batch_of(source, "b.txt"))  # starts them
+    await destination.close()  # at once: they are not ready yet
+    assert copy_workers_of(os.getpid()) == []
+    assert all(isinstance(result, Entry) for result in first + second)
+    assert copied(destination_root, source_root) == ["a.txt", "b.txt"]
+
+
 async def test_close_waits_for_the_workers_to_exit(
         trees: tuple[LocalConnector, Path, Path]) -> None:
     source, _, destination_root = trees
@@ -113,6 +108,7 @@ async def test_close_waits_for_the_workers_to_exit(
 WORKERS_OF_A_JOB = """
 import asyncio, signal, sys
 from core.connectors.local import LocalConnector
+from tests.processes import copy_workers_of, exited, wait_until_exited
 
 async def main():
     # the job's own Ctrl-C handler (a handler, not SIG_IGN, which its children would inherit)

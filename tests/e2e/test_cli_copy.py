@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     snapshot,
     tree,
 )
+from tests.processes import copy_workers_of
 
 pytestmark = pytest.mark.slow
 
@@ -472,23 +473,6 @@ def test_source_file_named_like_a_temporary_file_is_left_alone(tmp_path: Path,
     assert skipped["path"] == "/" + name and "interrupted transfer" in skipped["note"]
 
 
-def children_of(pid: int) -> dict[int, str]:
-    """The processes whose parent is `pid`, with their command lines."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as status:
-                parent = int(status.read().rsplit(")", 1)[1].split()[1])
-            if parent == pid:
-                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    found[int(entry)] = cmdline.read().replace(b"\0", b" ").decode()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue  # ended while we looked
-    return found
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 def test_many_small_files_are_copied_by_workers_that_end_with_the_job(
         tmp_path: Path, cli: Cli) -> None:
@@ -505,10 +489,9 @@ def test_many_small_files_are_copied_by_workers_that_end_with_the_job(
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            stdin=subprocess.DEVNULL, env=clean_env())
     expected = 2 if len(os.sched_getaffinity(0)) > 1 else 0
-    workers: dict[int, str] = {}
+    workers: set[int] = set()  # seen while the job ran
     while job.poll() is None and len(workers) < expected:
-        workers |= {pid: command for pid, command in children_of(job.pid).items()
-                    if "copy_workers" in command}
+        workers.update(copy_workers_of(job.pid))
     stdout, stderr = job.communicate(timeout=300)
 
     assert job.returncode == 0, f"{stdout}\n{stderr}"
