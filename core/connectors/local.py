@@ -373,11 +373,10 @@ class LocalConnector:
                          ) -> list[Entry | ConnectorError]:
         """Copy small files from this machine, each made durable (where fsync is on) and
         published whole; each file's entry or error, in order. Batches go to the copy worker
-        processes once they run (the first call starts them), and are copied here meanwhile
-        or where there are none."""
+        processes once they run, and are copied here meanwhile or where there are none. The
+        second call starts them: a job of one batch is done before they could help."""
         from core.connectors import copy_workers
 
-        # from the second batch on: a job of one batch is done before workers could start
         self._small_batches += 1
         workers = self._copy_workers(start=self._small_batches > 1)
         if workers is not None and all(isinstance(file, _SourceFile) for _, file, _ in files):
@@ -408,7 +407,7 @@ class LocalConnector:
 
     async def start_copy_workers(self) -> CopyWorkers | None:
         """Start the copy workers now and wait until they run (None where there are none);
-        otherwise the first `copy_small` starts them and does not wait."""
+        otherwise the second `copy_small` starts them and does not wait."""
         self._copy_workers(start=True)
         if self._workers_starting is not None:
             await asyncio.wait([self._workers_starting])
