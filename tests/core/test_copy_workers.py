@@ -17,6 +17,7 @@ import pytest
 
 from core.connectors import copy_workers
 from core.connectors.base import Entry
+from core.connectors.copy_workers import CopyWorkers
 from core.connectors.local import LocalConnector
 from tests.processes import copy_workers_of, exited, wait_until_exited
 
@@ -46,6 +47,14 @@ def copied(destination_root: Path, source_root: Path) -> list[str]:
                   and (destination_root / name).stat().st_mtime_ns == round(MTIME * 1e9))
 
 
+async def with_workers(root: Path, count: int) -> tuple[LocalConnector, CopyWorkers]:
+    """A destination connector at `root` whose `count` copy workers are running."""
+    destination = LocalConnector(root, workers=count)
+    workers = await destination.start_copy_workers()
+    assert workers is not None and len(workers.pids) == count
+    return destination, workers
+
+
 async def in_this_process_forbidden(*args: object) -> None:
     raise AssertionError("copied in the test's process, not in a copy worker")
 
@@ -53,9 +62,7 @@ async def in_this_process_forbidden(*args: object) -> None:
 async def test_a_batch_goes_to_a_worker(
         trees: tuple[LocalConnector, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     source, source_root, destination_root = trees
-    destination = LocalConnector(destination_root, workers=1)
-    workers = await destination.start_copy_workers()
-    assert workers is not None and len(workers.pids) == 1
+    destination, _ = await with_workers(destination_root, 1)
     monkeypatch.setattr(LocalConnector, "_copy_small_here", in_this_process_forbidden)
     try:
         results = await destination.copy_small(await batch_of(source, "a.txt", "b.txt"))
@@ -68,9 +75,7 @@ async def test_a_batch_goes_to_a_worker(
 async def test_a_dead_worker_s_batches_are_copied_here(
         trees: tuple[LocalConnector, Path, Path]) -> None:
     source, source_root, destination_root = trees
-    destination = LocalConnector(destination_root, workers=1)
-    workers = await destination.start_copy_workers()
-    assert workers is not None
+    destination, workers = await with_workers(destination_root, 1)
     os.kill(workers.pids[0], signal.SIGKILL)
     try:
         first = await destination.copy_small(await batch_of(source, "a.txt", "b.txt"))
@@ -97,9 +102,7 @@ async def test_a_job_done_before_its_workers_are_ready_leaves_none(
 async def test_close_waits_for_the_workers_to_exit(
         trees: tuple[LocalConnector, Path, Path]) -> None:
     source, _, destination_root = trees
-    destination = LocalConnector(destination_root, workers=2)
-    workers = await destination.start_copy_workers()
-    assert workers is not None and len(workers.pids) == 2
+    destination, workers = await with_workers(destination_root, 2)
     await destination.copy_small(await batch_of(source, "a.txt"))
     await destination.close()
     assert all(exited(pid) for pid in workers.pids)
