@@ -1,10 +1,13 @@
-"""The sandbox over HTTP: Procore's login and REST API on one host, its storage on another.
+"""The sandbox over HTTP: Procore's login and REST API, its download host, its object store.
 
-One ASGI app serves both and tells them apart by each request's Host: the storage host is the
-one in `world.storage_url`, anything else is Procore. API and download requests pass a gate
-first (Bearer token, rate windows, injected faults and latency), before routing, so even a
-request for an unknown route counts as Procore counts it. Handlers are small: they parse, then
-hold the world's lock while they ask the world and render its objects in Procore's shapes.
+One ASGI app serves all three and tells them apart by each request's Host: the object store is
+the one in `world.storage_url` (uploads and pre-signed blobs; it refuses any Authorization),
+the download host the one in `world.download_url` (version URLs, as `storage.procore.com`
+serves them: it needs the token and redirects to the object store), anything else is Procore.
+API and download requests pass a gate first (Bearer token, rate windows, injected faults and
+latency), before routing, so even a request for an unknown route counts as Procore counts it.
+Handlers are small: they parse, then hold the world's lock while they ask the world and render
+its objects in Procore's shapes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from core.sandbox.world import (
     Company,
     Denied,
     Invalid,
+    Mismatch,
     Node,
     Project,
     Rate,
@@ -59,6 +63,7 @@ OOB = "urn:ietf:wg:oauth:2.0:oob"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 GATED = ("/rest/", "/fas/")
 MUTATING = ("POST", "PATCH", "DELETE")
+DOWNLOADS = "/fas/api/v5/file_versions/"  # on the download host
 TOKEN_KEY = "sandbox.token"  # where the gate leaves the request's token in the ASGI scope
 
 INVALID_CLIENT = ("invalid_client", "Client authentication failed due to unknown client, no "
@@ -313,7 +318,7 @@ def _user_json(user: User) -> dict[str, Any]:
 
 
 def _version_url(world: World, version: Version) -> str:
-    return f"{world.base_url}/fas/api/v5/file_versions/{version.id}/download"
+    return f"{world.download_url}{DOWNLOADS}{version.id}/download"
 
 
 def _version_json(world: World, version: Version) -> dict[str, Any]:
@@ -513,26 +518,52 @@ def _documents(call: Call) -> Response:
 
 
 def _create_upload(call: Call) -> Response:
+    """Uploads API v1.1: a form to POST the file with, or (given `segments`) a signed URL per
+    segment (doc: tutorials/tutorial_uploads.md)."""
     project = call.project(call.path_int("project_id"))
     body = call.body if isinstance(call.body, dict) else {}
+    world, client_id = call.world, call.token.client_id
     if "segments" in body:
-        raise Invalid("segments", "segmented uploads are not supported by the sandbox")
-    upload = call.world.create_upload(
-        project, call.token.client_id, str(body.get("response_filename") or "upload"),
-        str(body.get("response_content_type") or "application/octet-stream"))
-    return JSONResponse({"uuid": upload.uuid, "url": _upload_url(call.world, upload),
-                         "fields": upload.fields}, 201)
+        upload = world.create_segmented_upload(project, client_id, body["segments"])
+    else:
+        upload = world.create_upload(
+            project, client_id, str(body.get("response_filename") or "upload"),
+            str(body.get("response_content_type") or "application/octet-stream"))
+    return JSONResponse(_upload_json(world, upload), 201)
 
 
-def _upload_url(world: World, upload: Upload) -> str:
-    return f"{world.storage_url}/uploads/{upload.uuid}"
+def _upload_json(world: World, upload: Upload) -> dict[str, Any]:
+    base = f"{world.storage_url}/uploads/{upload.uuid}"
+    if upload.segments is None:
+        return {"uuid": upload.uuid, "status": upload.status, "url": base,
+                "fields": upload.fields}
+    segments = []
+    for index, segment in enumerate(upload.segments):
+        signature = urlencode({"X-Amz-Signature": world.segment_signature(upload, index)})
+        headers = {"x-amz-content-sha256": segment.sha256, "content-length": str(segment.size)}
+        if segment.md5 is not None:
+            headers["content-md5"] = base64.b64encode(bytes.fromhex(segment.md5)).decode()
+        item = {"size": segment.size, "sha256": segment.sha256, "md5": segment.md5,
+                "url": f"{base}/segments/{index}?{signature}", "headers": headers}
+        if segment.etag is not None and upload.blob is not None:
+            item["etag"] = segment.etag
+        segments.append(item)
+    return {"uuid": upload.uuid, "segments": segments, "status": upload.status}
 
 
 def _show_upload(call: Call) -> Response:
     upload = call.world.upload(call.project(call.path_int("project_id")),
                                call.request.path_params["uuid"])
-    return JSONResponse({"uuid": upload.uuid, "status": "complete" if upload.blob else "ready",
-                         "url": _upload_url(call.world, upload), "fields": upload.fields})
+    return JSONResponse(_upload_json(call.world, upload))
+
+
+def _complete_upload(call: Call) -> Response:
+    """The segments' ETags, in order, complete a segmented upload."""
+    project = call.project(call.path_int("project_id"))
+    body = call.body if isinstance(call.body, dict) else {}
+    upload = call.world.complete_upload(project, call.request.path_params["uuid"],
+                                        call.token.client_id, body.get("segments"))
+    return JSONResponse(_upload_json(call.world, upload))
 
 
 def _download(call: Call) -> Response:
@@ -566,7 +597,8 @@ def _api_routes() -> list[Route]:
         api(file + "/{id}", partial(_delete, folder=False), "DELETE"),
         api(uploads, _create_upload, "POST"),
         api(uploads + "/{uuid}", _show_upload, "GET"),
-        api("/fas/api/v5/file_versions/{id}/download", _download, "GET"),
+        api(uploads + "/{uuid}", _complete_upload, "PATCH"),
+        api(DOWNLOADS + "{id}/download", _download, "GET"),
     ]
 
 
@@ -786,6 +818,27 @@ async def _store_upload(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def _store_segment(request: Request) -> Response:
+    """One segment's PUT to its signed URL: answered with its ETag (doc: tutorial_uploads.md,
+    step 3). A test may hold segments from some index on, unstored, until it lets them go."""
+    world: World = request.app.state.world
+    index = _to_int(request.path_params["index"])
+    if index is None:
+        return _s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
+    if not world.begin_segment_put(index):
+        while world.holding(index):
+            await asyncio.sleep(0.01)
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+    headers = {name: value for name, value in request.headers.items()
+               if name in ("x-amz-content-sha256", "content-md5")}
+    etag = world.store_segment(request.path_params["uuid"], index,
+                               request.query_params.get("X-Amz-Signature", ""), headers,
+                               bytes(data))
+    return Response(status_code=200, headers={"ETag": etag})
+
+
 async def _blob(request: Request) -> Response:
     world: World = request.app.state.world
     blob_id = _to_int(request.path_params["id"])
@@ -797,6 +850,8 @@ async def _blob(request: Request) -> Response:
 def _storage_refusal(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Denied):
         return _s3_error(403, "AccessDenied", str(exc))
+    if isinstance(exc, Mismatch):
+        return _s3_error(400, exc.code, str(exc))
     if isinstance(exc, HTTPException) and exc.status_code == 400:
         return _s3_error(400, "MalformedPOSTRequest", str(exc.detail))
     return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
@@ -823,6 +878,7 @@ class _Sandbox:
             SandboxError: _api_refusal, ApiError: _api_refusal, HTTPException: _api_refusal})
         self.storage = Starlette(
             routes=[Route("/uploads/{uuid}", _store_upload, methods=["POST"]),
+                    Route("/uploads/{uuid}/segments/{index}", _store_segment, methods=["PUT"]),
                     Route("/blobs/{id}", _blob, methods=["GET"])],
             exception_handlers={SandboxError: _storage_refusal,
                                 HTTPException: _storage_refusal})
@@ -830,20 +886,37 @@ class _Sandbox:
             app.state.world = world
         self.gated = _Gate(world, self.procore)
 
-    def _is_storage(self, headers: Headers) -> bool:
-        return headers.get("host", "").lower() == urlsplit(self.world.storage_url).netloc.lower()
+    def _host(self, headers: Headers) -> str:
+        """'storage' (the object store), 'downloads' or 'procore', by the request's Host."""
+        host = headers.get("host", "").lower()
+        world = self.world
+        if host == urlsplit(world.storage_url).netloc.lower():
+            return "storage"
+        if host == urlsplit(world.download_url).netloc.lower():
+            return "downloads"
+        return "procore"
+
+    def _misdirected(self, host: str, path: str) -> bool:
+        """Version downloads on the API host, or API calls on the download host, where the
+        two are apart (as api.procore.com and storage.procore.com are)."""
+        apart = urlsplit(self.world.download_url).netloc != urlsplit(self.world.base_url).netloc
+        return apart and (host == "downloads") != path.startswith(DOWNLOADS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.procore(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        storage = self._is_storage(headers)
-        app = self.storage if storage else self.procore
+        host = self._host(headers)
+        app = self.storage if host == "storage" else self.procore
         template = _template(app.routes, scope)
+        if host != "storage" and self._misdirected(host, scope["path"]):
+            response: Response = JSONResponse({"errors": "Not Found"}, 404)
+            await response(scope, receive, send)
+            return
         if template is not None:
             self.world.count(scope["method"], template)
-        if not storage:
+        if host != "storage":
             await self.gated(scope, receive, send)
         elif "authorization" in headers:
             with self.world.lock:

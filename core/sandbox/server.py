@@ -1,12 +1,20 @@
-"""The sandbox over real HTTP: two uvicorn servers in one event loop, one for the Procore host
-and one for the storage host. Different ports are different origins, so a client that sends
-its token to the storage host, or relies on the two sharing cookies or auth, is caught.
+"""The sandbox over real HTTP: three uvicorn servers in one event loop, for the Procore host
+(login and API), its download host and its object store. Different ports are different
+origins, so a client that sends its token to the object store, or relies on the hosts sharing
+cookies or auth, is caught.
+
+Which host may see the token is told by name, as with Procore (api.procore.com and
+storage.procore.com may, the S3 host may not): the download host has the API's host name on a
+port of its own, and the object store another loopback name for the same address (`localhost`
+for an IP address such as 127.0.0.1, else 127.0.0.1), so a client's rule for the loopback
+sandbox ("the API's host name, any port") lets the token reach the first and not the second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
@@ -26,11 +34,13 @@ SHUTDOWN_GRACE = 2.0  # seconds for requests in flight when the sandbox stops
 
 @dataclass(frozen=True)
 class RunningSandbox:
-    """Where a served world answers: `url` for login and API, `storage_url` for the bytes."""
+    """Where a served world answers: `url` for login and API, `download_url` for version
+    downloads, `storage_url` for the bytes (the object store)."""
 
     world: World
     url: str
     storage_url: str
+    download_url: str
 
 
 class _Server(uvicorn.Server):
@@ -67,19 +77,32 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, name: str | None = None) -> str:
+    """The socket's URL, under `name` instead of its address if given."""
     host, port = sock.getsockname()[:2]
+    host = name or host
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def object_store_name(host: str) -> str:
+    """Another name for the loopback address `host`, for the object store (module docstring)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    return "localhost"
+
+
 async def serve(world: World, host: str = "127.0.0.1", port: int = 0, storage_port: int = 0,
-                ready: Callable[[RunningSandbox], None] | None = None) -> None:
-    """Serve `world` until cancelled (port 0: any free port); `ready` hears where, once both
-    servers listen and the world knows its URLs."""
+                ready: Callable[[RunningSandbox], None] | None = None, *,
+                download_port: int = 0) -> None:
+    """Serve `world` until cancelled (port 0: any free port); `ready` hears where, once every
+    server listens and the world knows its URLs."""
     logging.getLogger("uvicorn.error").addFilter(_HIDE_DROPS)
     app = create_app(world)
-    sockets = [_listen(host, port), _listen(host, storage_port)]
-    world.base_url, world.storage_url = _url(sockets[0]), _url(sockets[1])
+    sockets = [_listen(host, port), _listen(host, storage_port), _listen(host, download_port)]
+    world.base_url, world.download_url = _url(sockets[0]), _url(sockets[2])
+    world.storage_url = _url(sockets[1], object_store_name(sockets[1].getsockname()[0]))
     servers = [_Server(uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="off",
         http="h11", timeout_graceful_shutdown=SHUTDOWN_GRACE)) for _ in sockets]
@@ -93,7 +116,7 @@ async def serve(world: World, host: str = "127.0.0.1", port: int = 0, storage_po
                     raise RuntimeError("a sandbox server stopped while starting")
             await asyncio.sleep(0.005)
         if ready is not None:
-            ready(RunningSandbox(world, world.base_url, world.storage_url))
+            ready(RunningSandbox(world, world.base_url, world.storage_url, world.download_url))
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for server in servers:
@@ -132,6 +155,10 @@ class SandboxThread:
     @property
     def storage_url(self) -> str:
         return self.running.storage_url
+
+    @property
+    def download_url(self) -> str:
+        return self.running.download_url
 
     def start(self) -> SandboxThread:
         """Serve, and return once both hosts answer (or raise why they do not)."""

@@ -41,6 +41,8 @@ CLIENT_CREDENTIALS = "client_credentials"
 FIRST_ID = 560_000_000_000  # Procore's ids exceed 32 bits; so do ours, so clients notice
 CODE_LIFETIME = 600.0  # seconds an authorization code may wait to be exchanged
 UPLOAD_START_LIMIT = 3600.0  # seconds to start the storage half of an upload
+MIN_SEGMENT_SIZE = 5_000_000  # bytes: every segment but the last (S3's part minimum)
+MAX_SEGMENT_SIZE = 5 << 30  # bytes: S3's largest single upload
 MAX_PATH_LENGTH = 255  # characters, from the project root, '/'-joined
 INVALID_NAME_CHARS = '/<>:\\|?*'
 RECYCLE_BIN = "Recycle Bin"
@@ -62,6 +64,7 @@ class SandboxConfig:
     seed: int = 0
     max_per_page: int = 2000
     default_per_page: int = 100
+    min_segment_size: int = MIN_SEGMENT_SIZE  # tests lower it to keep files small
 
 
 class SandboxError(Exception):
@@ -74,6 +77,14 @@ class Missing(SandboxError):
 
 class Denied(SandboxError):
     """The object exists but this user or client may not use it this way."""
+
+
+class Mismatch(SandboxError):
+    """Bytes the storage host refuses: not what was declared (S3's error code in `code`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Invalid(SandboxError):
@@ -210,6 +221,17 @@ class Node:
 
 
 @dataclass(slots=True, eq=False)
+class Segment:
+    """One declared part of a segmented upload, and what the storage host received."""
+
+    size: int
+    sha256: str
+    md5: str | None
+    data: bytes | None = None
+    etag: str | None = None
+
+
+@dataclass(slots=True, eq=False)
 class Upload:
     uuid: str
     project: Project
@@ -218,8 +240,13 @@ class Upload:
     content_type: str
     fields: dict[str, str]
     created_at: float
-    blob: Blob | None = None  # set once the storage POST arrived
+    blob: Blob | None = None  # set once the storage POST arrived (or the segments completed)
     attached: bool = False
+    segments: list[Segment] | None = None  # a segmented upload's parts, in order
+
+    @property
+    def status(self) -> str:
+        return "complete" if self.blob is not None else "ready"
 
 
 @dataclass(slots=True, eq=False)
@@ -332,6 +359,11 @@ class World:
         self.api_calls = 0  # requests counted against a rate limit
         self.rate_limited = 0  # 429s sent
         self.storage_auth_refusals = 0  # storage requests refused for carrying Authorization
+        self.segment_puts: Counter[tuple[str, int]] = Counter()  # (uuid, index) -> stored
+        self.segment_puts_begun = 0  # segment PUTs that reached the storage host
+        # a test's hold: segment PUTs from this index on wait (unstored) until it is cleared
+        self.hold_segments_from: int | None = None
+        self.download_url = base_url  # the version-download host (app.py: like storage.procore)
         self.user = self.add_user(SANDBOX_LOGIN, SANDBOX_USER_NAME, SANDBOX_PASSWORD)
         self.service_user = self.add_user(SERVICE_USER_LOGIN, SERVICE_USER_NAME, None,
                                           project_ids=set())
@@ -739,6 +771,119 @@ class World:
             self.uploads[uuid] = upload
             return upload
 
+    def create_segmented_upload(self, project: Project, client_id: str,
+                                declared: object) -> Upload:
+        """An upload in declared segments, each with a signed URL of its own. Every segment
+        but the last must be at least `min_segment_size`, each carries its `sha256` (and may
+        carry its `md5`), as Procore's Uploads tutorial ("Segmented Direct File Uploads")
+        describes."""
+        with self.lock:
+            segments = self._declared_segments(declared)
+            uuid = secrets.token_hex(13).upper()
+            upload = Upload(uuid, project, client_id, "upload", DEFAULT_CONTENT_TYPE, {},
+                            self.clock(), segments=segments)
+            self.uploads[uuid] = upload
+            return upload
+
+    def _declared_segments(self, declared: object) -> list[Segment]:
+        if not isinstance(declared, list) or not declared:
+            raise Invalid("segments", "must be a list of {size, sha256, md5} objects")
+        segments = []
+        for number, item in enumerate(declared):
+            where = f"segments[{number}]"
+            item = item if isinstance(item, dict) else {}
+            size, sha256, md5 = item.get("size"), item.get("sha256"), item.get("md5")
+            if type(size) is not int or not 0 < size <= MAX_SEGMENT_SIZE:
+                raise Invalid(where, f"size must be a number of bytes up to {MAX_SEGMENT_SIZE}")
+            if not _is_hex(sha256, 64):
+                raise Invalid(where, "sha256 is required: the segment's SHA-256, in hex")
+            if md5 is not None and not _is_hex(md5, 32):
+                raise Invalid(where, "md5 must be the segment's MD5, in hex")
+            if number < len(declared) - 1 and size < self.config.min_segment_size:
+                raise Invalid(where, f"size is below the minimum of "
+                                     f"{self.config.min_segment_size} bytes (only the last "
+                                     "segment may be smaller)")
+            segments.append(Segment(size, str(sha256).lower(),
+                                    str(md5).lower() if md5 is not None else None))
+        return segments
+
+    def segment_signature(self, upload: Upload, index: int) -> str:
+        return self._sign(f"segment:{upload.uuid}:{index}")
+
+    def begin_segment_put(self, index: int) -> bool:
+        """Count a segment PUT that reached the storage host; False while a test holds it."""
+        with self.lock:
+            self.segment_puts_begun += 1
+            return self.hold_segments_from is None or index < self.hold_segments_from
+
+    def holding(self, index: int) -> bool:
+        with self.lock:
+            return self.hold_segments_from is not None and index >= self.hold_segments_from
+
+    def store_segment(self, uuid: str, index: int, signature: str, headers: dict[str, str],
+                      data: bytes) -> str:
+        """A segment's PUT: its signed headers as handed out, its bytes as declared. Returns
+        the ETag (S3's: the quoted MD5 of the bytes)."""
+        with self.lock:
+            upload = self.uploads.get(uuid)
+            if upload is None or upload.segments is None or not 0 <= index < len(
+                    upload.segments):
+                raise Missing("The specified upload does not exist.")
+            if not hmac.compare_digest(self.segment_signature(upload, index), signature):
+                raise Denied("The request signature we calculated does not match the "
+                             "signature you provided.")
+            if self.clock() > upload.created_at + UPLOAD_START_LIMIT:
+                raise Denied("Request has expired")
+            if upload.blob is not None:
+                raise Missing("The specified upload does not exist (it was completed).")
+            segment = upload.segments[index]
+            if headers.get("x-amz-content-sha256", "").lower() != segment.sha256:
+                raise Denied("The x-amz-content-sha256 header is not the signed value.")
+            if segment.md5 is not None and "content-md5" not in headers:
+                raise Denied("There were headers present in the request which were not "
+                             "signed: Content-MD5 is missing")
+            if len(data) != segment.size:
+                raise Mismatch("IncompleteBody", f"{len(data)} bytes sent, {segment.size} "
+                                                 "declared")
+            if hashlib.sha256(data).hexdigest() != segment.sha256:
+                raise Mismatch("XAmzContentSHA256Mismatch", "The provided "
+                               "'x-amz-content-sha256' header does not match what was computed.")
+            md5 = hashlib.md5(data)
+            if "content-md5" in headers and headers["content-md5"] != base64.b64encode(
+                    md5.digest()).decode():
+                raise Mismatch("BadDigest", "The Content-MD5 you specified did not match what "
+                                            "we received.")
+            segment.data, segment.etag = data, f'"{md5.hexdigest()}"'
+            self.segment_puts[(uuid, index)] += 1
+            return segment.etag
+
+    def complete_upload(self, project: Project, uuid: str, client_id: str,
+                        etags: object) -> Upload:
+        """Join a segmented upload's parts, given every ETag in order (again: a no-op)."""
+        with self.lock:
+            upload = self.upload(project, uuid)
+            if upload.client_id != client_id:
+                raise Denied("This upload belongs to another application")
+            if upload.segments is None:
+                raise Invalid("segments", "this upload was not created in segments")
+            given = [item.get("etag") if isinstance(item, dict) else None
+                     for item in (etags if isinstance(etags, list) else [])]
+            if len(given) != len(upload.segments):
+                raise Invalid("segments", f"expected {len(upload.segments)} etags in the "
+                                          f"order of the segments, got {len(given)}")
+            for number, (etag, segment) in enumerate(zip(given, upload.segments, strict=True)):
+                if segment.etag is None:
+                    raise Invalid(f"segments[{number}]", "was never uploaded")
+                if str(etag or "").strip('"') != segment.etag.strip('"'):
+                    raise Invalid(f"segments[{number}]", "etag does not match the uploaded "
+                                                         "segment")
+            if upload.blob is None:
+                upload.blob = self.add_blob(b"".join(s.data or b"" for s in upload.segments),
+                                            upload.content_type)
+                for segment in upload.segments:
+                    segment.data = None
+            return upload
+
     def upload(self, project: Project, uuid: str) -> Upload:
         with self.lock:
             found = self.uploads.get(uuid)
@@ -750,7 +895,7 @@ class World:
         """The storage POST: accepted only with every field exactly as handed out."""
         with self.lock:
             upload = self.uploads.get(uuid)
-            if upload is None or fields != upload.fields:
+            if upload is None or upload.segments is not None or fields != upload.fields:
                 raise Denied("Invalid according to Policy: Policy Condition failed")
             if upload.attached:
                 raise Denied("Invalid according to Policy: the upload was already used")
@@ -829,6 +974,11 @@ class World:
                     continue
                 found[node.path] = None if node.is_folder else node.latest.blob.data
             return dict(sorted(found.items()))
+
+
+def _is_hex(value: object, digits: int) -> bool:
+    return isinstance(value, str) and len(value) == digits and all(
+        c in "0123456789abcdefABCDEF" for c in value)
 
 
 def _ancestry(node: Node | None) -> Iterator[Node]:

@@ -6,6 +6,7 @@ reference (shared/reference/procore-api.md) and the world's state afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -546,15 +547,21 @@ def test_documents_index_lists_everything_unless_filtered(sandbox: SandboxThread
     assert extended[0]["file"]["size"] == current["size"]
 
 
-def test_downloads_redirect_to_a_storage_host_that_refuses_tokens(sandbox: SandboxThread,
-                                                                  api: httpx.Client) -> None:
+def test_downloads_come_from_a_download_host_that_redirects_to_the_object_store(
+        sandbox: SandboxThread, api: httpx.Client) -> None:
     project_id = demo_ids(sandbox.world)[1]
     path = "Specifications/03 30 00 Cast-in-Place Concrete.pdf"
     node = sandbox.world.node_at(project_id, path)
     shown = api.get(f"/rest/v1.0/files/{node.id}", params={"project_id": project_id}).json()
     url = max(shown["file_versions"], key=lambda v: v["number"])["url"]
-    assert url.startswith(f"{sandbox.url}/fas/")
+    # the download host: the API's host name on a port of its own; the object store: a
+    # different host name (server.py says why)
+    api_host, downloads, store = (urlsplit(u) for u in (sandbox.url, url, sandbox.storage_url))
+    assert url.startswith(f"{sandbox.download_url}/fas/")
+    assert downloads.hostname == api_host.hostname and downloads.port != api_host.port
+    assert store.hostname != api_host.hostname
     assert httpx.get(url).status_code == 401
+    assert api.get(urlsplit(url).path).status_code == 404  # not served by the API host
     redirect = api.get(url)
     assert redirect.status_code == 302
     location = redirect.headers["location"]
@@ -570,6 +577,90 @@ def test_downloads_redirect_to_a_storage_host_that_refuses_tokens(sandbox: Sandb
     assert httpx.get(location.replace("Signature=", "Signature=0")).status_code == 403
 
 
+def declare(parts: list[bytes], *, md5: bool = True) -> list[dict[str, Any]]:
+    return [{"size": len(p), "sha256": hashlib.sha256(p).hexdigest(),
+             **({"md5": hashlib.md5(p).hexdigest()} if md5 else {})} for p in parts]
+
+
+def put_segment(segment: dict[str, Any], data: bytes, **headers: str) -> httpx.Response:
+    return httpx.put(segment["url"], content=data, headers={
+        **segment["headers"], "content-type": "application/octet-stream", **headers})
+
+
+def test_segmented_upload_validates_every_segment_and_its_etag(
+        make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox(SandboxConfig(min_segment_size=1000))
+    project_id = demo_ids(sandbox.world)[1]
+    uploads = f"/rest/v1.1/projects/{project_id}/uploads"
+    parts = [bytes([n]) * 1000 for n in range(3)] + [b"tail"]
+    with api_client(sandbox, user_tokens(sandbox)["access_token"]) as api:
+        too_small = api.post(uploads, json={"segments": declare([b"x" * 999, b"y"])})
+        assert too_small.status_code == 422 and "minimum" in too_small.text
+        no_hash = api.post(uploads, json={"segments": [{"size": 4}]})
+        assert no_hash.status_code == 422 and "sha256" in no_hash.text
+        created = api.post(uploads, json={"segments": declare(parts)})
+        assert created.status_code == 201, created.text
+        upload = created.json()
+        assert upload["status"] == "ready" and len(upload["segments"]) == 4
+        segments = upload["segments"]
+        assert all(s["url"].startswith(sandbox.storage_url) for s in segments)
+        assert set(segments[0]["headers"]) == {"x-amz-content-sha256", "content-length",
+                                               "content-md5"}
+        wrong_body = put_segment(segments[0], parts[1])
+        assert wrong_body.status_code == 400 and "Mismatch" in wrong_body.text
+        wrong_header = put_segment(segments[0], parts[0],
+                                   **{"x-amz-content-sha256": segments[1]["sha256"]})
+        assert wrong_header.status_code == 403
+        with_token = put_segment(segments[0], parts[0],
+                                 authorization=api.headers["authorization"])
+        assert with_token.status_code == 400
+        etags = []
+        for segment, data in zip(segments[:3], parts[:3], strict=True):
+            stored = put_segment(segment, data)
+            assert stored.status_code == 200, stored.text
+            etags.append({"etag": stored.headers["etag"]})
+        status = api.get(f"{uploads}/{upload['uuid']}").json()
+        assert status["status"] == "ready"
+        missing = api.patch(f"{uploads}/{upload['uuid']}", json={"segments": etags})
+        assert missing.status_code == 422
+        tail = put_segment(segments[3], parts[3])
+        etags.append({"etag": tail.headers["etag"]})
+        wrong = api.patch(f"{uploads}/{upload['uuid']}",
+                          json={"segments": [etags[1], etags[0], *etags[2:]]})
+        assert wrong.status_code == 422 and "etag" in wrong.text
+        early = api.post("/rest/v1.0/files", params={"project_id": project_id},
+                         data={"file[name]": "Seg.bin", "file[upload_uuid]": upload["uuid"]})
+        assert early.status_code == 422
+        done = api.patch(f"{uploads}/{upload['uuid']}", json={"segments": etags})
+        assert done.status_code == 200 and done.json()["status"] == "complete"
+        assert [s["etag"] for s in done.json()["segments"]] == [e["etag"] for e in etags]
+        created_file = api.post("/rest/v1.0/files", params={"project_id": project_id},
+                                data={"file[name]": "Seg.bin",
+                                      "file[upload_uuid]": upload["uuid"]})
+        assert created_file.status_code == 201, created_file.text
+    world = sandbox.world
+    assert world.tree(project_id)["Seg.bin"] == b"".join(parts)
+    assert sum(world.segment_puts.values()) == 4 and world.storage_auth_refusals == 1
+
+
+def test_segment_urls_expire_an_hour_after_the_upload_was_made(
+        make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox(SandboxConfig(min_segment_size=1000))
+    world = sandbox.world
+    project_id = demo_ids(world)[1]
+    uploads = f"/rest/v1.1/projects/{project_id}/uploads"
+    parts = [b"a" * 1000, b"b"]
+    with api_client(sandbox, user_tokens(sandbox)["access_token"]) as api:
+        segments = api.post(uploads, json={"segments": declare(parts, md5=False)}).json()[
+            "segments"]
+    assert "content-md5" not in segments[0]["headers"]
+    assert put_segment(segments[0], parts[0]).status_code == 200
+    start = time.time()
+    world.clock = lambda: start + 3601
+    late = put_segment(segments[1], parts[1])
+    assert late.status_code == 403 and "expired" in late.text
+
+
 def test_service_account_sees_only_its_permitted_project(sandbox: SandboxThread) -> None:
     company_id, project_id = demo_ids(sandbox.world)
     harbor = list(sandbox.world.projects)[1]
@@ -583,7 +674,8 @@ def test_service_account_sees_only_its_permitted_project(sandbox: SandboxThread)
                            ).status_code == 200
         other_file = next(n for n in sandbox.world.projects[harbor].nodes.values()
                           if not n.is_folder)
-        download = f"/fas/api/v5/file_versions/{other_file.latest.id}/download"
+        download = (f"{sandbox.download_url}/fas/api/v5/file_versions/"
+                    f"{other_file.latest.id}/download")
         assert service.get(download).status_code == 403
 
 
