@@ -114,6 +114,23 @@ MIGRATIONS: Sequence[str] = (
         updated_at REAL NOT NULL
     );
     """,
+    # v3: segmented uploads under way, so a killed run resumes one where it stopped
+    """
+    CREATE TABLE segmented_uploads (
+        destination TEXT NOT NULL,
+        path TEXT NOT NULL,
+        uuid TEXT NOT NULL UNIQUE,
+        segments TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        PRIMARY KEY (destination, path)
+    );
+    CREATE TABLE uploaded_segments (
+        uuid TEXT NOT NULL REFERENCES segmented_uploads(uuid) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        PRIMARY KEY (uuid, number)
+    );
+    """,
 )
 
 
@@ -184,6 +201,21 @@ class ItemRecord:
     note: str | None = None  # why it was skipped, flagged or renamed
     execution_id: int | None = None
     updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class SegmentedUpload:
+    """A segmented upload under way: where it goes (`destination`: the Procore project, as
+    its connector names it; `path` in it), the upload's uuid, its segments as Procore handed
+    them out (size, sha256, md5, url, headers), when it was made, and the ETags of the
+    segments stored so far, by number."""
+
+    destination: str
+    path: str
+    uuid: str
+    segments: list[dict[str, Any]]
+    started_at: float
+    etags: dict[int, str] = field(default_factory=dict)
 
 
 class ItemState(NamedTuple):
@@ -453,6 +485,39 @@ class State:
         names = ("hourly_limit", "hourly_remaining", "hourly_reset", "spike_limit",
                  "spike_remaining", "spike_reset", "blocked_until", "updated_at")
         return {row[0]: dict(zip(names, row[1:], strict=True)) for row in rows}
+
+    # -- segmented uploads ------------------------------------------------------------------
+
+    async def segmented_upload(self, destination: str, path: str) -> SegmentedUpload | None:
+        rows = await self._rows(
+            "SELECT uuid, segments, started_at FROM segmented_uploads "
+            "WHERE destination = ? AND path = ?", (destination, path))
+        if not rows:
+            return None
+        uuid, segments, started_at = rows[0]
+        etags = await self._rows("SELECT number, etag FROM uploaded_segments WHERE uuid = ?",
+                                 (uuid,))
+        return SegmentedUpload(destination, path, uuid, json.loads(segments), started_at,
+                               dict(etags))  # type: ignore[arg-type]
+
+    async def start_segmented_upload(self, upload: SegmentedUpload) -> None:
+        """Record a new upload for its destination path, replacing any earlier one."""
+        await self.db.execute("DELETE FROM segmented_uploads WHERE destination = ? AND path = ?",
+                              (upload.destination, upload.path))
+        await self.db.execute("INSERT INTO segmented_uploads VALUES (?, ?, ?, ?, ?)",
+                              (upload.destination, upload.path, upload.uuid,
+                               json.dumps(upload.segments), upload.started_at))
+        await self.db.commit()
+
+    async def record_segment(self, uuid: str, number: int, etag: str) -> None:
+        """A stored segment's ETag, committed before this returns."""
+        await self.db.execute("INSERT OR REPLACE INTO uploaded_segments VALUES (?, ?, ?)",
+                              (uuid, number, etag))
+        await self.db.commit()
+
+    async def forget_segmented_upload(self, uuid: str) -> None:
+        await self.db.execute("DELETE FROM segmented_uploads WHERE uuid = ?", (uuid,))
+        await self.db.commit()
 
     # -- audit ------------------------------------------------------------------------------
 

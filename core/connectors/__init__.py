@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,9 @@ class Opening:
     interactive: bool = False  # browsing: may spend the API budget's reserve
     wait_for_budget: bool = True  # a job waits for a spent budget's reset (else: paused)
     stop: asyncio.Event | None = None  # a job's stop signal: it also ends a wait for the budget
+    # tells the user running a job something, and records it in the audit log: (kind, message)
+    # with kind "info" or "warning"
+    notify: Callable[[str, str], Awaitable[None]] | None = None
 
 
 def open_connector(connection: Connection, secrets: dict[str, Any],

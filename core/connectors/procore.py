@@ -8,15 +8,25 @@ every change this connector makes updates the cache, so a run lists each folder 
 
 Creates are made exactly once: when a create's answer is lost (dropped connection, 5xx), the
 connector looks for what it created before trying again.
+
+Every file goes through Procore's Uploads API (tutorials/tutorial_uploads.md): an upload slot,
+the bytes to the storage host Procore names (not an API call, and never with the token), then
+the create or new version with `file[upload_uuid]`. `file[data]` in the create call itself is
+deprecated and slower since 2025-11-01 (announcements/overview.md); `[procore]
+direct_upload_max` may still turn it on for small files, with a warning. Files above `[procore]
+segment_size_mib` go in segments, each PUT to its own URL; a segmented upload is recorded in
+the state DB after every segment, so a killed run's successor sends only the segments missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import mimetypes
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -39,10 +49,17 @@ from core.connectors.base import (
     NotFound,
     PathRules,
 )
-from core.connectors.procore_client import PER_PAGE, ProcoreClient, parse_json
+from core.connectors.procore_client import (
+    CHUNK,
+    PER_PAGE,
+    UPLOAD_GONE,
+    ProcoreClient,
+    UploadGone,
+    parse_json,
+)
 from core.pacer import MAX_RETRIES, BudgetStore, Pacer, ResponseLost, Usage, backoff, pacer_settings
 from core.paths import join, match_key
-from core.state import Connection
+from core.state import Connection, SegmentedUpload, State
 
 # Procore's naming limits, as DryvIQ's Procore page lists them
 PROCORE_RULES = PathRules(invalid_chars='/<>:\\|?*\0', max_path_length=255,
@@ -50,8 +67,15 @@ PROCORE_RULES = PathRules(invalid_chars='/<>:\\|?*\0', max_path_length=255,
 PROCORE_FEATURES = Features(
     mtime_precision=1.0,  # updated_at, to the second; Procore sets it, nobody else can
     can_set_mtime=False, case_insensitive=True, empty_dirs=True, path_rules=PROCORE_RULES)
-DIRECT_UPLOAD_MAX = 4 << 20  # bytes: larger files go through the Uploads API
 SPOOL_IN_MEMORY = 8 << 20
+MIB = 1 << 20
+SEGMENT_SIZE_MIB = 100  # default: larger files go in segments
+MIN_SEGMENT_MIB = 5  # S3 refuses smaller segments, except the last (tutorial_uploads.md)
+MAX_SEGMENT_MIB = 4096  # S3 refuses a single PUT over 5 GB
+# A segment URL must be used within an hour of the upload's creation (tutorial_uploads.md,
+# "Important considerations"); an older record is not worth a try
+RESUME_WITHIN = 3600.0 - 300.0
+Notify = Callable[[str, str], Awaitable[None]]
 
 
 def signed_in_as(user: Mapping[str, Any]) -> str:
@@ -121,11 +145,18 @@ class ProcoreConnector:
 
     features = PROCORE_FEATURES
 
-    def __init__(self, client: ProcoreClient, project_id: int, *,
-                 direct_upload_max: int = DIRECT_UPLOAD_MAX) -> None:
+    def __init__(self, client: ProcoreClient, project_id: int, *, direct_upload_max: int = 0,
+                 segment_size: int = SEGMENT_SIZE_MIB * MIB, state: State | None = None,
+                 notify: Notify | None = None) -> None:
         self.client = client
         self.project_id = project_id
-        self.direct_upload_max = direct_upload_max
+        self.direct_upload_max = direct_upload_max  # bytes; 0: never the deprecated path
+        self.segment_size = segment_size  # bytes; larger files go in segments of this size
+        self.state = state  # where segmented uploads are recorded for resuming (None: not)
+        self.notify = notify
+        self.direct_uploads = 0  # files sent by the deprecated one-call path
+        self.segments_sent = 0  # segment PUTs made
+        self.segments_resumed = 0  # segments a resumed upload did not need to send again
         self._folders: dict[str, _Folder] = {}
 
     @property
@@ -287,28 +318,52 @@ class ProcoreConnector:
         parent_path, _, name = path.rpartition("/")
         parent = await self._listed(parent_path)
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as body:
-            async for chunk in chunks:
-                body.write(chunk)
-            fields: dict[str, str] = {}
-            if body.tell() > self.direct_upload_max:
+            segments = await _spool(chunks, body, self.segment_size
+                                    if size > self.segment_size else None)
+            spooled, fields = body.tell(), dict[str, str]()
+            segmented: SegmentedUpload | None = None
+            if self.direct_upload_max > 0 and spooled <= self.direct_upload_max:
+                await self._direct_upload_warning()
+            elif spooled > self.segment_size:
+                segments = segments or _hash_segments(body, self.segment_size)
+                segmented = await self._upload_in_segments(path, body, segments)
+                fields["file[upload_uuid]"] = segmented.uuid
+            else:
                 fields["file[upload_uuid]"] = await self._upload(name, body)
             if replacing is None:
-                fields |= {"file[name]": name, "file[parent_id]": str(parent.id)}
+                # never a silent "name (1)" copy: a clash is an error the engine handles
+                fields |= {"file[name]": name, "file[parent_id]": str(parent.id),
+                           "file[unique_name]": "false"}
             data = await self._exactly_once(
                 lambda: self._send_file(fields, name, body, replacing),
                 lambda: self._written(parent_path, name, replacing), what=f"upload /{path}")
+        if segmented is not None and self.state is not None:
+            await self.state.forget_segmented_upload(segmented.uuid)
         child = _file_child(data)
         parent.children[child.entry.name] = child  # type: ignore[index]
         return child.entry
 
+    async def _direct_upload_warning(self) -> None:
+        """The deprecated path is in use: say so once per run (stderr, log and audit)."""
+        self.direct_uploads += 1
+        if self.direct_uploads == 1 and self.notify is not None:
+            await self.notify("warning", (
+                f"files up to {self.direct_upload_max:,} bytes are sent with file[data] "
+                "because config.toml sets [procore] direct_upload_max; Procore deprecated "
+                "that path and answers it more slowly since 2025-11-01: set it to 0 to send "
+                "every file through the Uploads API"))
+
+    @property
+    def _uploads(self) -> str:
+        return f"/rest/v1.1/projects/{self.project_id}/uploads"
+
     async def _upload(self, name: str, body: IO[bytes]) -> str:
         """Uploads API v1.1, non-segmented: ask for a slot, post the file to storage."""
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        slot = (await self.client.send(
-            "POST", f"/rest/v1.1/projects/{self.project_id}/uploads",
-            what=f"start the upload of {name}",
+        slot = parse_json(await self.client.send(
+            "POST", self._uploads, what=f"start the upload of {name}",
             json_body={"response_filename": name, "response_content_type": content_type},
-        )).json()
+        ), f"start the upload of {name}")
         await self.client.upload_to_storage(slot["url"], slot.get("fields") or {}, name, body,
                                             what=f"upload {name}")
         return str(slot["uuid"])
@@ -322,6 +377,94 @@ class ProcoreConnector:
                                           params=self._params, data=fields, files=files,
                                           rewind=body)
         return response.json()
+
+    # -- segmented uploads ------------------------------------------------------------------
+
+    @property
+    def _destination(self) -> str:
+        """This project, as the state DB's records of segmented uploads name it."""
+        return f"{self.client.app.domain} company {self.client.company_id} " \
+               f"project {self.project_id}"
+
+    async def _upload_in_segments(self, path: str, body: IO[bytes],
+                                  segments: list[dict[str, Any]]) -> SegmentedUpload:
+        """Resume the recorded upload of this content to `path` if Procore still takes it,
+        else make a new one; either way, PUT the segments not yet stored and complete it."""
+        upload = await self._resumable(path, segments)
+        if upload is not None:
+            try:
+                return await self._send_segments(upload, body, path)
+            except UploadGone:
+                await self._forget(upload)  # expired or gone meanwhile: start again
+        return await self._send_segments(await self._new_upload(path, segments), body, path)
+
+    async def _resumable(self, path: str, segments: list[dict[str, Any]],
+                         ) -> SegmentedUpload | None:
+        """The recorded upload for `path`, if it holds these very segments (by size and
+        sha256), is recent enough, and Procore still knows it."""
+        if self.state is None:
+            return None
+        upload = await self.state.segmented_upload(self._destination, path)
+        if upload is None:
+            return None
+        if ([(s["size"], s["sha256"]) for s in upload.segments]
+                != [(s["size"], s["sha256"]) for s in segments]
+                or time.time() - upload.started_at > RESUME_WITHIN):
+            await self._forget(upload)
+            return None
+        status = await self.client.send("GET", f"{self._uploads}/{upload.uuid}",
+                                        what=f"check the upload of /{path}", ok=UPLOAD_GONE)
+        if status.status_code in UPLOAD_GONE:
+            await self._forget(upload)
+            return None
+        if upload.etags and self.notify is not None:
+            await self.notify("info", f"/{path}: resuming its upload; {len(upload.etags)} of "
+                                      f"{len(segments)} segments are already stored")
+        return upload
+
+    async def _new_upload(self, path: str, segments: list[dict[str, Any]]) -> SegmentedUpload:
+        what = f"start the upload of /{path}"
+        data = parse_json(await self.client.send(
+            "POST", self._uploads, what=what, json_body={"segments": segments}), what)
+        given = data.get("segments") or []
+        if len(given) != len(segments):
+            raise ConnectorError(f"{what}: Procore answered {len(given)} segments for "
+                                 f"{len(segments)}")
+        upload = SegmentedUpload(
+            self._destination, path, str(data["uuid"]),
+            [{**mine, "url": theirs["url"], "headers": theirs.get("headers") or {}}
+             for mine, theirs in zip(segments, given, strict=True)], time.time())
+        if self.state is not None:
+            await self.state.start_segmented_upload(upload)
+        return upload
+
+    async def _send_segments(self, upload: SegmentedUpload, body: IO[bytes],
+                             path: str) -> SegmentedUpload:
+        """PUT each segment not yet stored, recording its ETag durably, then complete."""
+        offset, count = 0, len(upload.segments)
+        for number, segment in enumerate(upload.segments):
+            if number in upload.etags:
+                self.segments_resumed += 1
+            else:
+                etag = await self.client.put_segment(
+                    segment["url"], segment["headers"], body, offset, segment["size"],
+                    what=f"upload /{path} (segment {number + 1} of {count})")
+                self.segments_sent += 1
+                upload.etags[number] = etag
+                if self.state is not None:
+                    await self.state.record_segment(upload.uuid, number, etag)
+            offset += segment["size"]
+        what = f"complete the upload of /{path}"
+        response = await self.client.send(
+            "PATCH", f"{self._uploads}/{upload.uuid}", what=what, ok=(*UPLOAD_GONE, 422),
+            json_body={"segments": [{"etag": upload.etags[n]} for n in range(count)]})
+        if not response.is_success:
+            raise UploadGone(f"{what}: Procore refused it (HTTP {response.status_code})")
+        return upload
+
+    async def _forget(self, upload: SegmentedUpload) -> None:
+        if self.state is not None:
+            await self.state.forget_segmented_upload(upload.uuid)
 
     async def _written(self, parent_path: str, name: str, replacing: Entry | None,
                        ) -> dict[str, Any] | None:
@@ -470,14 +613,78 @@ def open_procore(connection: Connection, secrets: dict[str, Any],
     store = StateTokenStore(opening.state, opening.home, connection.id)
     client = procore_client(app, store, opening, company_id=int(config["company_id"]))
     return ProcoreConnector(client, int(config["project_id"]),
-                            direct_upload_max=direct_upload_max(installation))
+                            direct_upload_max=direct_upload_max(installation),
+                            segment_size=segment_size(installation), state=opening.state,
+                            notify=opening.notify)
 
 
 def direct_upload_max(installation: dict[str, Any]) -> int:
-    """config.toml's [procore] direct_upload_max: the largest file (bytes) sent in the create
-    call itself; larger ones go through the Uploads API (0 sends every file that way)."""
-    value = (installation.get("procore") or {}).get("direct_upload_max", DIRECT_UPLOAD_MAX)
-    if not isinstance(value, int) or value < 0:
-        raise Fatal(f"config.toml [procore] direct_upload_max = {value!r}: use a size in "
-                    "bytes, such as 4194304")
+    """config.toml's [procore] direct_upload_max: the largest file (bytes) still sent with
+    the deprecated `file[data]` in the create call itself; 0 (the default) sends every file
+    through the Uploads API."""
+    value = (installation.get("procore") or {}).get("direct_upload_max", 0)
+    if type(value) is not int or value < 0:
+        raise Fatal(f"config.toml [procore] direct_upload_max = {value!r}: use 0 (every file "
+                    "through the Uploads API) or a size in bytes, such as 1048576")
     return value
+
+
+def segment_size(installation: dict[str, Any]) -> int:
+    """config.toml's [procore] segment_size_mib, in bytes: larger files go in segments."""
+    value = (installation.get("procore") or {}).get("segment_size_mib", SEGMENT_SIZE_MIB)
+    if type(value) is not int or not MIN_SEGMENT_MIB <= value <= MAX_SEGMENT_MIB:
+        raise Fatal(f"config.toml [procore] segment_size_mib = {value!r}: use a whole number "
+                    f"of MiB from {MIN_SEGMENT_MIB} (the storage host's smallest segment) to "
+                    f"{MAX_SEGMENT_MIB}, such as {SEGMENT_SIZE_MIB}")
+    return value * MIB
+
+
+class _SegmentHashes:
+    """Each segment's size, sha256 and md5, as bytes go by (Procore asks for them up front)."""
+
+    def __init__(self, segment_size: int) -> None:
+        self.segment_size = segment_size
+        self.segments: list[dict[str, Any]] = []
+        self._size, self._sha256, self._md5 = 0, hashlib.sha256(), hashlib.md5()
+
+    def update(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            part = view[:self.segment_size - self._size]
+            self._sha256.update(part)
+            self._md5.update(part)
+            self._size += len(part)
+            view = view[len(part):]
+            if self._size == self.segment_size:
+                self._close()
+
+    def _close(self) -> None:
+        self.segments.append({"size": self._size, "sha256": self._sha256.hexdigest(),
+                              "md5": self._md5.hexdigest()})
+        self._size, self._sha256, self._md5 = 0, hashlib.sha256(), hashlib.md5()
+
+    def done(self) -> list[dict[str, Any]]:
+        if self._size:
+            self._close()
+        return self.segments
+
+
+async def _spool(chunks: AsyncIterable[bytes], body: IO[bytes],
+                 segment_size: int | None) -> list[dict[str, Any]] | None:
+    """Write the file to `body`, hashing its segments on the way when `segment_size` is given
+    (the file is expected to need them)."""
+    hashes = _SegmentHashes(segment_size) if segment_size else None
+    async for chunk in chunks:
+        body.write(chunk)
+        if hashes is not None:
+            hashes.update(chunk)
+    return hashes.done() if hashes is not None else None
+
+
+def _hash_segments(body: IO[bytes], segment_size: int) -> list[dict[str, Any]]:
+    """Segment hashes of a spooled file that turned out larger than its listed size."""
+    hashes = _SegmentHashes(segment_size)
+    body.seek(0)
+    while chunk := body.read(CHUNK):
+        hashes.update(chunk)
+    return hashes.done()

@@ -3,11 +3,14 @@
 Every call goes through `ProcoreClient.send`, which takes a slot from the pacer, adds the
 Bearer token (refreshing once on a 401), and classifies failures into the connector errors,
 so the connector above deals in folders and files only. The token is sent to Procore's own
-hosts and never to the storage host a download redirects to.
+hosts and never to a storage host: not the one a download redirects to, nor the one an
+upload goes to (whichever host Procore hands out: it "may vary between companies and may also
+change over time", tutorials/tutorial_uploads.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import IO, Any
@@ -75,6 +78,24 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
+def is_loopback(host: str | None) -> bool:
+    """A name or address of this machine only (the sandbox's hosts)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+class UploadGone(ConnectorError):
+    """The storage host or Procore no longer takes this upload (expired URL, 403/404/410):
+    it must start again with a new one."""
+
+
+UPLOAD_GONE = (403, 404, 410)
+
+
 class ProcoreClient:
     """One signed-in API client for one company (the header every call but two needs)."""
 
@@ -97,8 +118,16 @@ class ProcoreClient:
     def may_carry_token(self, url: str) -> bool:
         origin = _origin(url)
         host = urlsplit(url).hostname or ""
-        return origin in self._token_origins or (
+        return origin in self._token_origins or self._sandbox_host(url) or (
             origin[0] == "https" and (host == "procore.com" or host.endswith(".procore.com")))
+
+    def _sandbox_host(self, url: str) -> bool:
+        """For a plain-http loopback API (the local sandbox only): its host name on any port,
+        as its download host is. Its object store answers under another loopback name, as
+        S3 does under another domain than procore.com (core/sandbox/server.py)."""
+        api, parts = urlsplit(self.app.domain), urlsplit(url)
+        return (api.scheme == parts.scheme == "http" and is_loopback(api.hostname)
+                and parts.hostname == api.hostname)
 
     def _url(self, path: str) -> str:
         return path if "://" in path else self.app.domain + path
@@ -197,24 +226,72 @@ class ProcoreClient:
 
     async def upload_to_storage(self, url: str, fields: Mapping[str, str], name: str,
                                 body: IO[bytes], *, what: str) -> None:
-        """The storage half of an Uploads API upload: every field unchanged plus the file,
+        """The storage half of a non-segmented upload: every field unchanged plus the file,
         without the token. Safe to repeat, so connection failures are retried."""
-        if self.may_carry_token(url) and _origin(url) != _origin(self.app.domain):
-            raise ConnectorError(f"{what}: unexpected upload host")
-        for failures in range(MAX_RETRIES + 1):
+        _check_storage_url(url, what)
+
+        async def post() -> httpx.Response:
             body.seek(0)
+            return await self.http.post(url, data=dict(fields), files={"file": (name, body)})
+
+        await self._to_storage(post, what)
+
+    async def put_segment(self, url: str, headers: Mapping[str, str], body: IO[bytes],
+                          offset: int, size: int, *, what: str) -> str:
+        """One segment of a segmented upload, `size` bytes of `body` from `offset`, PUT to its
+        own URL with its own headers and no token, read from the file as it goes. Returns
+        the storage host's ETag. Raises UploadGone when the URL no longer takes it."""
+        _check_storage_url(url, what)
+
+        async def segment() -> AsyncIterator[bytes]:
+            body.seek(offset)
+            left = size
+            while left:
+                chunk = body.read(min(CHUNK, left))
+                if not chunk:
+                    raise ConnectorError(f"{what}: the spooled file is shorter than declared")
+                left -= len(chunk)
+                yield chunk
+
+        async def put() -> httpx.Response:
+            return await self.http.put(url, content=segment(), headers={
+                **headers, "content-type": "application/octet-stream"})
+
+        response = await self._to_storage(put, what)
+        etag = response.headers.get("etag")
+        if not etag:
+            raise ConnectorError(f"{what}: the storage host answered without an ETag")
+        return etag
+
+    async def _to_storage(self, send: Any, what: str) -> httpx.Response:
+        """A storage host request: retried on connection failures and 5xx, never paced (it is
+        not a Procore API call)."""
+        for failures in range(MAX_RETRIES + 1):
             try:
-                response = await self.http.post(url, data=dict(fields),
-                                                files={"file": (name, body)})
+                response: httpx.Response = await send()
             except httpx.TransportError as exc:
                 if failures == MAX_RETRIES:
                     raise Retryable(f"{what}: the upload failed ({type(exc).__name__})") from None
             else:
                 if response.is_success:
-                    return
+                    return response
+                if response.status_code in UPLOAD_GONE:
+                    raise UploadGone(f"{what}: the storage host refused it "
+                                     f"(HTTP {response.status_code}: {error_text(response)})")
                 if response.status_code < 500 or failures == MAX_RETRIES:
                     raise classify(response, f"{what} (storage host)")
             await self.pacer.sleep(backoff(failures))
+        raise AssertionError("unreachable")
+
+
+def _check_storage_url(url: str, what: str) -> None:
+    """Any https host Procore hands out for an upload; plain http only on this machine (the
+    local sandbox). The token is never sent there either way."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
+        return
+    raise ConnectorError(f"{what}: Procore handed out an upload URL on {parts.netloc} that is "
+                         "not https; refusing to send the file in the clear")
 
 
 def parse_json(response: httpx.Response, what: str) -> Any:

@@ -335,7 +335,13 @@ async def run_job(
         stats = ExecutionStats()
         await state.audit("info", "execution started", job_id=record.id,
                           execution_id=execution.id)
-        opening = Opening(state, home, wait_for_budget=wait_for_budget, stop=stop)
+        async def notify(kind: str, message: str) -> None:
+            emit(kind, message)
+            await state.audit("warn" if kind == "warning" else "info", f"connector {kind}",
+                              message, job_id=record.id, execution_id=execution.id)
+
+        opening = Opening(state, home, wait_for_budget=wait_for_budget, stop=stop,
+                          notify=notify)
         try:
             status, error, resume_at = await _execute(
                 state, opening, record, job, execution.id, stats, parallel, stop, on_progress,

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import parse_qs
 
+import httpx
 import pytest
 
 from core.auth import OOB_REDIRECT, ClientApp, MemoryTokenStore, exchange_code
 from core.connectors import Opening
 from core.connectors.base import AlreadyExists, Fatal, InvalidPath, NotFound
-from core.connectors.procore import ProcoreConnector, direct_upload_max, procore_client
+from core.connectors.procore import (
+    ProcoreConnector,
+    direct_upload_max,
+    procore_client,
+    segment_size,
+)
 from core.home import Home
-from core.sandbox import DEMO_COMPANY, DEMO_PROJECT, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+from core.sandbox import (
+    DEMO_COMPANY,
+    DEMO_PROJECT,
+    SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET,
+    SandboxConfig,
+    SandboxThread,
+)
 from core.state import State
+
+UPLOADS = "POST /rest/v1.1/projects/{project_id}/uploads"
+SEGMENT = 64 << 10  # the tests' segment size: the sandbox's minimum is lowered to match
 
 
 async def chunks(data: bytes) -> AsyncIterator[bytes]:
@@ -26,11 +44,8 @@ async def read_all(connector: ProcoreConnector, path: str) -> bytes:
     return b"".join([chunk async for chunk in connector.read(path, entry)])
 
 
-@pytest.fixture
-async def procore(sandbox, tmp_path) -> AsyncIterator[ProcoreConnector]:
-    home = Home(tmp_path / "home")
-    home.ensure()
-    state = await State.open(home.state_path)
+async def open_procore(sandbox: SandboxThread, state: State, home: Home,
+                       **options: object) -> ProcoreConnector:
     world = sandbox.world
     app = ClientApp(sandbox.url, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)
     token = await exchange_code(app, world.issue_code(SANDBOX_CLIENT_ID, OOB_REDIRECT))
@@ -38,11 +53,35 @@ async def procore(sandbox, tmp_path) -> AsyncIterator[ProcoreConnector]:
     project = next(p.id for p in world.projects.values() if p.name == DEMO_PROJECT)
     client = procore_client(app, MemoryTokenStore(token), Opening(state, home),
                             company_id=company)
-    connector = ProcoreConnector(client, project, direct_upload_max=100_000)
+    connector = ProcoreConnector(client, project, state=state, **options)  # type: ignore[arg-type]
     connector.sandbox_project = project  # type: ignore[attr-defined]
+    return connector
+
+
+@pytest.fixture
+async def opened(tmp_path) -> AsyncIterator[tuple[State, Home]]:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    state = await State.open(home.state_path)
+    yield state, home
+    await state.close()
+
+
+@pytest.fixture
+async def procore(sandbox, opened) -> AsyncIterator[ProcoreConnector]:
+    connector = await open_procore(sandbox, *opened)
     yield connector
     await connector.close()
-    await state.close()
+
+
+@pytest.fixture
+async def segmenting(make_sandbox, opened) -> AsyncIterator[ProcoreConnector]:
+    """A connector that sends files above 64 KiB in segments, to a sandbox that takes them."""
+    sandbox = make_sandbox(SandboxConfig(min_segment_size=SEGMENT))
+    connector = await open_procore(sandbox, *opened, segment_size=SEGMENT)
+    connector.sandbox = sandbox  # type: ignore[attr-defined]
+    yield connector
+    await connector.close()
 
 
 async def test_listing_shows_content_and_never_the_recycle_bin(procore, sandbox) -> None:
@@ -57,19 +96,20 @@ async def test_listing_shows_content_and_never_the_recycle_bin(procore, sandbox)
 
 async def test_write_read_new_version_rename_and_delete(procore, sandbox) -> None:
     world, project = sandbox.world, procore.sandbox_project
-    small, large = b"first version", os.urandom(300_000)  # large goes by the Uploads API
+    small, large = b"first version", os.urandom(300_000)
     await procore.mkdir("Scratch")
     with pytest.raises(AlreadyExists):
         await procore.mkdir("Scratch")
     written = await procore.write("Scratch/note.txt", chunks(small), size=len(small), mtime=None)
     await procore.write("Scratch/big.bin", chunks(large), size=len(large), mtime=None)
     assert await read_all(procore, "Scratch/big.bin") == large
-    assert world.requests["POST /rest/v1.1/projects/{project_id}/uploads"] == 1
+    assert world.requests[UPLOADS] == 2  # every file by the Uploads API
 
     newer = b"second version"
     updated = await procore.write("Scratch/note.txt", chunks(newer), size=len(newer),
                                   mtime=None, replacing=written)
     assert updated.native_id == written.native_id and updated.version != written.version
+    assert world.requests[UPLOADS] == 3 and world.requests["PATCH /rest/v1.0/files/{id}"] == 1
     assert world.versions(project, "Scratch/note.txt") == 2
     assert await read_all(procore, "Scratch/note.txt") == newer
 
@@ -91,11 +131,21 @@ async def test_a_name_procore_refuses_is_an_invalid_path(procore) -> None:
 async def test_the_token_goes_only_to_procore_hosts(procore, sandbox) -> None:
     client = procore.client
     assert client.may_carry_token(sandbox.url + "/rest/v1.0/me")
+    assert client.may_carry_token(sandbox.download_url + "/fas/api/v5/file_versions/1/download")
     assert client.may_carry_token("https://app.procore.com/fas/api/v5/x")
     assert not client.may_carry_token(sandbox.storage_url + "/blobs/1")
     assert not client.may_carry_token("https://s3.amazonaws.com/bucket/x")
     assert not client.may_carry_token("http://app.procore.com/plain-http")
     assert not client.may_carry_token("https://procore.com.evil.example/x")
+
+
+async def test_a_download_sends_the_token_to_the_download_host_only(procore, sandbox) -> None:
+    path = "Specifications/03 30 00 Cast-in-Place Concrete.pdf"
+    world = sandbox.world
+    before = world.requests["GET /fas/api/v5/file_versions/{id}/download"]
+    assert await read_all(procore, path) == world.tree(procore.sandbox_project)[path]
+    assert world.requests["GET /fas/api/v5/file_versions/{id}/download"] == before + 1
+    assert world.requests["GET /blobs/{id}"] == 1 and world.storage_auth_refusals == 0
 
 
 async def test_a_walk_reads_the_index_instead_of_each_folder(procore, sandbox) -> None:
@@ -114,12 +164,147 @@ async def test_a_walk_reads_the_index_instead_of_each_folder(procore, sandbox) -
     assert world.api_calls - before == 1  # the whole demo project fits one index page
 
 
-async def test_the_direct_upload_size_is_configurable(procore, sandbox) -> None:
-    assert direct_upload_max({}) == 4 << 20
-    assert direct_upload_max({"procore": {"direct_upload_max": 0}}) == 0
-    with pytest.raises(Fatal, match="direct_upload_max"):
-        direct_upload_max({"procore": {"direct_upload_max": "big"}})
-    procore.direct_upload_max = 0  # every file through the Uploads API
+def test_upload_settings_are_checked() -> None:
+    assert direct_upload_max({}) == 0
+    assert direct_upload_max({"procore": {"direct_upload_max": 4096}}) == 4096
+    for bad in ("big", -1, True):
+        with pytest.raises(Fatal, match="direct_upload_max"):
+            direct_upload_max({"procore": {"direct_upload_max": bad}})
+    assert segment_size({}) == 100 << 20
+    assert segment_size({"procore": {"segment_size_mib": 8}}) == 8 << 20
+    for bad in (4, 0, "8", 8.5, 5000):
+        with pytest.raises(Fatal, match=r"segment_size_mib .* from 5"):
+            segment_size({"procore": {"segment_size_mib": bad}})
+
+
+async def test_every_file_goes_by_the_uploads_api_with_unique_name_false(procore, sandbox,
+                                                                         ) -> None:
+    sent: list[bytes] = []
+
+    async def capture(request: httpx.Request) -> None:
+        if request.url.path == "/rest/v1.0/files":
+            sent.append(await request.aread())
+
+    procore.client.http.event_hooks["request"].append(capture)
     await procore.write("tiny.txt", chunks(b"tiny"), size=4, mtime=None)
-    assert sandbox.world.requests["POST /rest/v1.1/projects/{project_id}/uploads"] == 1
-    assert sandbox.world.tree(procore.sandbox_project)["tiny.txt"] == b"tiny"
+    await procore.write("empty.txt", chunks(b""), size=0, mtime=None)
+    world = sandbox.world
+    assert world.requests[UPLOADS] == 2 and world.requests["POST /uploads/{uuid}"] == 2
+    assert world.tree(procore.sandbox_project)["tiny.txt"] == b"tiny"
+    assert world.tree(procore.sandbox_project)["empty.txt"] == b""
+    forms = [parse_qs(body.decode()) for body in sent]  # form-encoded: no file part
+    assert len(forms) == 2 and all(form["file[unique_name]"] == ["false"]
+                                   and form["file[upload_uuid]"] for form in forms)
+    with pytest.raises(AlreadyExists):  # a clash, never a silent "tiny (1).txt"
+        await procore.write("tiny.txt", chunks(b"other"), size=5, mtime=None)
+    assert "tiny (1).txt" not in world.tree(procore.sandbox_project)
+
+
+async def test_the_deprecated_direct_path_is_opt_in_and_warns_once(procore, sandbox) -> None:
+    heard: list[tuple[str, str]] = []
+
+    async def notify(kind: str, message: str) -> None:
+        heard.append((kind, message))
+
+    procore.direct_upload_max, procore.notify = 10, notify
+    await procore.write("a.txt", chunks(b"direct"), size=6, mtime=None)
+    await procore.write("b.txt", chunks(b"direct too"), size=10, mtime=None)
+    await procore.write("c.txt", chunks(b"eleven byte"), size=11, mtime=None)
+    world = sandbox.world
+    assert world.requests[UPLOADS] == 1  # c.txt only
+    assert [kind for kind, _ in heard] == ["warning"]
+    assert "deprecated" in heard[0][1] and "direct_upload_max" in heard[0][1]
+    assert world.tree(procore.sandbox_project)["b.txt"] == b"direct too"
+
+
+def segment_puts(connector: ProcoreConnector) -> dict[int, int]:
+    """How often each segment index was stored, over every upload."""
+    found: dict[int, int] = {}
+    for (_, index), count in connector.sandbox.world.segment_puts.items():  # type: ignore[attr-defined]
+        found[index] = found.get(index, 0) + count
+    return found
+
+
+async def test_a_large_file_goes_in_segments(segmenting) -> None:
+    data = os.urandom(3 * SEGMENT + 1000)
+    entry = await segmenting.write("big.bin", chunks(data), size=len(data), mtime=None)
+    world = segmenting.sandbox.world
+    assert world.tree(segmenting.sandbox_project)["big.bin"] == data
+    assert segment_puts(segmenting) == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert world.requests[UPLOADS] == 1
+    assert world.requests["PATCH /rest/v1.1/projects/{project_id}/uploads/{uuid}"] == 1
+    assert world.storage_auth_refusals == 0
+    assert await segmenting.state.segmented_upload(segmenting._destination, "big.bin") is None
+    newer = os.urandom(2 * SEGMENT + 5)
+    await segmenting.write("big.bin", chunks(newer), size=len(newer), mtime=None,
+                           replacing=entry)
+    assert world.versions(segmenting.sandbox_project, "big.bin") == 2
+    assert await read_all(segmenting, "big.bin") == newer
+
+
+async def interrupted(connector: ProcoreConnector, data: bytes, stored: int) -> None:
+    """Start writing `data` to big.bin and stop it once `stored` segments are stored."""
+    world = connector.sandbox.world  # type: ignore[attr-defined]
+    world.hold_segments_from = stored
+    write = asyncio.create_task(connector.write("big.bin", chunks(data), size=len(data),
+                                                mtime=None))
+    while world.segment_puts_begun <= stored:
+        assert not write.done()
+        await asyncio.sleep(0.01)
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    world.hold_segments_from = None
+
+
+async def resumed(make_sandbox, opened, change: Callable[[ProcoreConnector], None] | None,
+                  ) -> tuple[ProcoreConnector, bytes]:
+    sandbox = make_sandbox(SandboxConfig(min_segment_size=SEGMENT))
+    data = os.urandom(5 * SEGMENT + 10)
+    first = await open_procore(sandbox, *opened, segment_size=SEGMENT)
+    first.sandbox = sandbox  # type: ignore[attr-defined]
+    await interrupted(first, data, stored=3)
+    await first.close()
+    second = await open_procore(sandbox, *opened, segment_size=SEGMENT)
+    second.sandbox = sandbox  # type: ignore[attr-defined]
+    if change is not None:
+        change(second)
+    return second, data
+
+
+async def test_an_interrupted_segmented_upload_resumes_without_resending(make_sandbox,
+                                                                        opened) -> None:
+    connector, data = await resumed(make_sandbox, opened, None)
+    await connector.write("big.bin", chunks(data), size=len(data), mtime=None)
+    world = connector.sandbox.world  # type: ignore[attr-defined]
+    assert world.tree(connector.sandbox_project)["big.bin"] == data
+    assert segment_puts(connector) == dict.fromkeys(range(6), 1)  # none sent twice
+    assert world.requests[UPLOADS] == 1  # the first run's upload, resumed
+    assert (connector.segments_resumed, connector.segments_sent) == (3, 3)
+    await connector.close()
+
+
+async def test_an_expired_upload_starts_again(make_sandbox, opened) -> None:
+    def later(connector: ProcoreConnector) -> None:
+        world = connector.sandbox.world  # type: ignore[attr-defined]
+        start = world.clock()
+        world.clock = lambda: start + 3601  # the segment URLs expired meanwhile
+
+    connector, data = await resumed(make_sandbox, opened, later)
+    await connector.write("big.bin", chunks(data), size=len(data), mtime=None)
+    world = connector.sandbox.world  # type: ignore[attr-defined]
+    assert world.tree(connector.sandbox_project)["big.bin"] == data
+    assert world.requests[UPLOADS] == 2  # a fresh upload
+    assert connector.segments_sent == 6 and world.versions(connector.sandbox_project,
+                                                           "big.bin") == 1
+    await connector.close()
+
+
+async def test_changed_content_starts_a_new_upload(make_sandbox, opened) -> None:
+    connector, data = await resumed(make_sandbox, opened, None)
+    changed = data[:-1] + bytes([data[-1] ^ 1])
+    await connector.write("big.bin", chunks(changed), size=len(changed), mtime=None)
+    world = connector.sandbox.world  # type: ignore[attr-defined]
+    assert world.tree(connector.sandbox_project)["big.bin"] == changed
+    assert world.requests[UPLOADS] == 2 and connector.segments_resumed == 0
+    await connector.close()
