@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
@@ -829,8 +829,11 @@ async def _store_segment(request: Request) -> Response:
         while world.holding(index):
             await asyncio.sleep(0.01)
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
+    try:
+        async for chunk in request.stream():
+            data += chunk
+    except ClientDisconnect:  # the client went away mid-segment: nothing is stored
+        return Response(status_code=400)
     headers = {name: value for name, value in request.headers.items()
                if name in ("x-amz-content-sha256", "content-md5")}
     etag = world.store_segment(request.path_params["uuid"], index,
