@@ -2,10 +2,16 @@
 
 1. Copy a local tree of --files files in --folders folders into a Procore project whose spike
    limit is --spike-limit calls per 10 seconds, then run the job again with nothing changed.
-   Prints the calls the sandbox counted against the minimum possible (one per folder created
-   plus one per file uploaded; listing calls only for the rerun), the 429s it sent, and the
-   time taken against the ideal (the minimum calls at the spike limit's pace).
-2. A no-change rerun over a project of --big-items items (Procore -> local, copied once
+   Prints the calls the sandbox counted against the minimum possible for the configured upload
+   path, the 429s it sent, and the time taken against the ideal (the minimum calls at the
+   spike limit's pace). Budgeted calls: one per folder created, and per file the Uploads API's
+   upload slot plus the create (two), or the create alone where --direct-upload-max sends the
+   file with the deprecated file[data]; the POST of the bytes to the storage host is not a
+   Procore API call and is shown apart. The rerun makes listing calls only.
+2. --large-files files of --large-mib MiB each, sent in segments of --segment-size-mib: per
+   file the upload slot, its completion and the create (three budgeted calls); the segment
+   PUTs go to the storage host and are shown apart.
+3. A no-change rerun over a project of --big-items items (Procore -> local, copied once
    first with the limits lifted): the calls it makes.
 
 Everything runs through the real `dryviq-tui` command in child processes, with the sandbox
@@ -13,6 +19,7 @@ served over real HTTP from this process. Targets: calls <= 1.05x the minimum, ze
 the big no-change rerun in at most 10 calls.
 
     python bench/procore_calls.py [--files 1000] [--folders 50] [--spike-limit 25]
+        [--direct-upload-max BYTES] [--large-files 2] [--large-mib 20] [--segment-size-mib 8]
 """
 
 from __future__ import annotations
@@ -42,13 +49,18 @@ from core.sandbox import (
 )
 
 SPIKE_WINDOW = 10.0
+STORAGE_POST = "POST /uploads/{uuid}"
+SEGMENT_PUT = "PUT /uploads/{uuid}/segments/{index}"
 
 
 class Dryviq:
     """`dryviq-tui --home HOME ...` as a child process."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, config: str = "") -> None:
         self.home = home
+        home.mkdir(parents=True)
+        (home / "config.toml").write_text(config)
+        (home / "config.toml").chmod(0o600)
         beside = Path(sys.executable).parent / "dryviq-tui"
         self.command = [str(beside) if beside.exists() else "dryviq-tui", "--home", str(home)]
         self.env = {k: v for k, v in os.environ.items() if k != "DRYVIQ_HOME"}
@@ -89,35 +101,74 @@ class Dryviq:
                 time.perf_counter() - started)
 
 
+FILE_BYTES = 1024
+
+
 def make_tree(root: Path, files: int, folders: int) -> None:
     for index in range(folders):
         (root / f"Folder {index:03d}").mkdir(parents=True)
     for index in range(files):
         path = root / f"Folder {index % folders:03d}" / f"Sheet {index:05d}.pdf"
-        path.write_bytes(index.to_bytes(4, "big") * 256)
+        path.write_bytes(index.to_bytes(4, "big") * (FILE_BYTES // 4))
+
+
+def upload_config(args: argparse.Namespace) -> str:
+    return (f"[procore]\ndirect_upload_max = {args.direct_upload_max}\n"
+            f"segment_size_mib = {args.segment_size_mib}\n")
 
 
 def paced_copy(args: argparse.Namespace, work: Path) -> None:
     config = SandboxConfig(spike_limit=args.spike_limit)
     with SandboxThread(demo_world(config)) as sandbox:
-        dryviq = Dryviq(work / "home-paced")
+        world = sandbox.world
+        dryviq = Dryviq(work / "home-paced", upload_config(args))
         source = work / "tree"
         make_tree(source, args.files, args.folders)
         dryviq("connections", "add", "local", "tree", "--path", str(source))
         dryviq.connect(sandbox, "procore", "Riverside Medical Center")
         dryviq.job("paced", ("tree", "/"), ("procore", "/Bench"))
-        result, calls, limited, wall = dryviq.run(sandbox.world, "paced")
-        minimum = args.folders + 1 + args.files  # the /Bench folder, its folders, the files
+        posts = world.requests[STORAGE_POST]
+        result, calls, limited, wall = dryviq.run(world, "paced")
+        direct = args.direct_upload_max >= FILE_BYTES
+        per_file = 1 if direct else 2
+        minimum = args.folders + 1 + per_file * args.files  # /Bench, its folders, the files
         ideal = minimum * SPIKE_WINDOW / args.spike_limit
-        print(f"copy of {args.files} files in {args.folders} folders, spike limit "
-              f"{args.spike_limit}/10 s: {result['status']}")
+        path = ("the deprecated file[data] path (direct_upload_max): the create" if direct
+                else "the Uploads API: the upload slot and the create")
+        print(f"copy of {args.files} files of {FILE_BYTES} bytes in {args.folders} folders, "
+              f"spike limit {args.spike_limit}/10 s: {result['status']}")
+        print(f"  budgeted calls per new file: {per_file}, by {path}; one per folder created")
         print(f"  API calls {calls} (minimum {minimum}): {calls / minimum:.3f}x   "
               f"429s received {limited}   client counted {result['stats']['api_calls']}")
+        print(f"  storage host POSTs (not API calls): {world.requests[STORAGE_POST] - posts}")
         print(f"  time {wall:.1f} s (ideal {ideal:.1f} s at the spike pace): "
               f"{wall / ideal:.2f}x")
-        result, calls, limited, wall = dryviq.run(sandbox.world, "paced")
+        result, calls, limited, wall = dryviq.run(world, "paced")
         print(f"no-change rerun: {result['status']}, API calls {calls} (listing only), "
               f"429s {limited}, time {wall:.1f} s")
+
+
+def segmented_copy(args: argparse.Namespace, work: Path) -> None:
+    with SandboxThread(demo_world()) as sandbox:
+        world = sandbox.world
+        dryviq = Dryviq(work / "home-segmented", upload_config(args))
+        source = work / "large"
+        source.mkdir()
+        for index in range(args.large_files):
+            (source / f"Model {index}.rvt").write_bytes(os.urandom(args.large_mib << 20))
+        dryviq("connections", "add", "local", "large", "--path", str(source))
+        dryviq.connect(sandbox, "procore", "Riverside Medical Center")
+        dryviq.job("segmented", ("large", "/"), ("procore", "/Large"))
+        result, calls, limited, wall = dryviq.run(world, "segmented")
+        segments = math.ceil(args.large_mib / args.segment_size_mib)
+        minimum = 1 + 3 * args.large_files  # /Large, and per file: slot, completion, create
+        print(f"copy of {args.large_files} files of {args.large_mib} MiB in segments of "
+              f"{args.segment_size_mib} MiB: {result['status']}")
+        print("  budgeted calls per new file: 3 (the upload slot, its completion, the create)")
+        print(f"  API calls {calls} (minimum {minimum}): {calls / minimum:.3f}x   "
+              f"429s received {limited}")
+        print(f"  segment PUTs to the storage host (not API calls): "
+              f"{world.requests[SEGMENT_PUT]} ({segments} per file)   time {wall:.1f} s")
 
 
 def big_rerun(args: argparse.Namespace, work: Path) -> None:
@@ -149,11 +200,19 @@ def main() -> None:
     parser.add_argument("--spike-limit", type=int, default=25)
     parser.add_argument("--big-items", type=int, default=10_000)
     parser.add_argument("--skip-paced", action="store_true")
+    parser.add_argument("--direct-upload-max", type=int, default=0, metavar="BYTES",
+                        help="config.toml's [procore] direct_upload_max for the paced copy "
+                             f"(its files are {FILE_BYTES} bytes; default 0: the Uploads API)")
+    parser.add_argument("--large-files", type=int, default=2)
+    parser.add_argument("--large-mib", type=int, default=20)
+    parser.add_argument("--segment-size-mib", type=int, default=8)
     args = parser.parse_args()
     print(f"{describe_checkout()}; load average {load_average()}")
     with tempfile.TemporaryDirectory(prefix="dryviq-bench-") as work:
         if not args.skip_paced:
             paced_copy(args, Path(work))
+        if args.large_files:
+            segmented_copy(args, Path(work))
         big_rerun(args, Path(work))
 
 

@@ -401,7 +401,7 @@ class ProcoreConnector:
     async def _resumable(self, path: str, segments: list[dict[str, Any]],
                          ) -> SegmentedUpload | None:
         """The recorded upload for `path`, if it holds these very segments (by size and
-        sha256), is recent enough, and Procore still knows it."""
+        sha256), is recent enough, and Procore still has it waiting for segments."""
         if self.state is None:
             return None
         upload = await self.state.segmented_upload(self._destination, path)
@@ -412,9 +412,13 @@ class ProcoreConnector:
                 or time.time() - upload.started_at > RESUME_WITHIN):
             await self._forget(upload)
             return None
-        status = await self.client.send("GET", f"{self._uploads}/{upload.uuid}",
-                                        what=f"check the upload of /{path}", ok=UPLOAD_GONE)
-        if status.status_code in UPLOAD_GONE:
+        what = f"check the upload of /{path}"
+        status = await self.client.send("GET", f"{self._uploads}/{upload.uuid}", what=what,
+                                        ok=UPLOAD_GONE)
+        # gone, or completed already: then it may be attached already too (a run killed
+        # after the create landed), and an upload is attached once only
+        if (status.status_code in UPLOAD_GONE
+                or parse_json(status, what).get("status") == "complete"):
             await self._forget(upload)
             return None
         if upload.etags and self.notify is not None:

@@ -308,3 +308,22 @@ async def test_changed_content_starts_a_new_upload(make_sandbox, opened) -> None
     assert world.tree(connector.sandbox_project)["big.bin"] == changed
     assert world.requests[UPLOADS] == 2 and connector.segments_resumed == 0
     await connector.close()
+
+
+async def test_a_completed_upload_is_not_resumed(segmenting, monkeypatch) -> None:
+    """Killed after the create landed, before the record was dropped: the upload is attached
+    already, so the next write of the same bytes makes a fresh one."""
+    data = os.urandom(2 * SEGMENT + 1)
+
+    async def keep(uuid: str) -> None:
+        pass
+
+    with monkeypatch.context() as patched:
+        patched.setattr(segmenting.state, "forget_segmented_upload", keep)
+        entry = await segmenting.write("big.bin", chunks(data), size=len(data), mtime=None)
+    assert await segmenting.state.segmented_upload(segmenting._destination, "big.bin")
+    await segmenting.remove("big.bin", entry)
+    await segmenting.write("big.bin", chunks(data), size=len(data), mtime=None)
+    world = segmenting.sandbox.world
+    assert world.tree(segmenting.sandbox_project)["big.bin"] == data
+    assert world.requests[UPLOADS] == 2 and segmenting.segments_resumed == 0
