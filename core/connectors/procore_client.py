@@ -228,7 +228,7 @@ class ProcoreClient:
                                 body: IO[bytes], *, what: str) -> None:
         """The storage half of a non-segmented upload: every field unchanged plus the file,
         without the token. Safe to repeat, so connection failures are retried."""
-        _check_storage_url(url, what)
+        check_storage_url(url, what)
 
         async def post() -> httpx.Response:
             body.seek(0)
@@ -241,7 +241,7 @@ class ProcoreClient:
         """One segment of a segmented upload, `size` bytes of `body` from `offset`, PUT to its
         own URL with its own headers and no token, read from the file as it goes. Returns
         the storage host's ETag. Raises UploadGone when the URL no longer takes it."""
-        _check_storage_url(url, what)
+        check_storage_url(url, what)
 
         async def segment() -> AsyncIterator[bytes]:
             body.seek(offset)
@@ -284,7 +284,7 @@ class ProcoreClient:
         raise AssertionError("unreachable")
 
 
-def _check_storage_url(url: str, what: str) -> None:
+def check_storage_url(url: str, what: str) -> None:
     """Any https host Procore hands out for an upload; plain http only on this machine (the
     local sandbox). The token is never sent there either way."""
     parts = urlsplit(url)

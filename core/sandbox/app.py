@@ -567,7 +567,8 @@ def _complete_upload(call: Call) -> Response:
 
 
 def _download(call: Call) -> Response:
-    """Procore's opaque version URL: a redirect to a pre-signed storage URL."""
+    """Procore's opaque version URL, on the download host: with the token, a redirect to a
+    pre-signed object-store URL (doc: best_practices/secure_file_access_tips.md)."""
     world = call.world
     blob = world.version_for(call.user, call.path_int("id")).blob
     location = (f"{world.storage_url}/blobs/{blob.id}?"

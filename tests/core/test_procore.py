@@ -12,13 +12,14 @@ import pytest
 
 from core.auth import OOB_REDIRECT, ClientApp, MemoryTokenStore, exchange_code
 from core.connectors import Opening
-from core.connectors.base import AlreadyExists, Fatal, InvalidPath, NotFound
+from core.connectors.base import AlreadyExists, ConnectorError, Fatal, InvalidPath, NotFound
 from core.connectors.procore import (
     ProcoreConnector,
     direct_upload_max,
     procore_client,
     segment_size,
 )
+from core.connectors.procore_client import check_storage_url
 from core.home import Home
 from core.sandbox import (
     DEMO_COMPANY,
@@ -137,6 +138,22 @@ async def test_the_token_goes_only_to_procore_hosts(procore, sandbox) -> None:
     assert not client.may_carry_token("https://s3.amazonaws.com/bucket/x")
     assert not client.may_carry_token("http://app.procore.com/plain-http")
     assert not client.may_carry_token("https://procore.com.evil.example/x")
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://s3.amazonaws.com/pro-core.com/companies/1", True),
+    ("https://uploads.storage-provider.example/bucket/key?sig=x", True),  # hosts may change
+    ("http://127.0.0.1:9000/uploads/x", True),  # the local sandbox
+    ("http://localhost:9000/uploads/x", True),
+    ("http://s3.amazonaws.com/pro-core.com/x", False),  # never in the clear
+    ("ftp://storage.example/x", False),
+])
+def test_any_https_storage_host_is_accepted_for_uploads(url: str, allowed: bool) -> None:
+    if allowed:
+        check_storage_url(url, "upload x")
+    else:
+        with pytest.raises(ConnectorError, match="not https"):
+            check_storage_url(url, "upload x")
 
 
 async def test_a_download_sends_the_token_to_the_download_host_only(procore, sandbox) -> None:
