@@ -56,15 +56,27 @@ def error_text(response: httpx.Response) -> str:
     return str(body)
 
 
+def _field_errors(response: httpx.Response) -> bool:
+    """Whether the answer refuses fields by name (`{"errors": {"name": [...]}}`), as a
+    validation failure does, rather than the request as a whole (a missing parameter)."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and isinstance(body.get("errors"), dict)
+
+
 def classify(response: httpx.Response, what: str) -> ConnectorError:
     """The connector error for a failed answer (401, 429 and 5xx are handled before)."""
     status, text = response.status_code, error_text(response)
     message = f"{what}: {text} (HTTP {status})"
     if status == 404:
         return NotFound(f"{what}: not found, or not visible to this sign-in")
-    if status == 422 and "taken" in text:
+    if status in (400, 422) and "has already been taken" in text:
+        # Procore's OpenAPI lists 400 for the Documents calls and captures show 400 for a taken
+        # folder name; Rails' usual 422 is accepted too, so either status reads the same
         return AlreadyExists(message)
-    if status == 422:
+    if status == 422 or (status == 400 and _field_errors(response)):
         return InvalidPath(message)
     if status == 410:
         return Retryable(message)

@@ -57,6 +57,7 @@ from core.sandbox.world import (
     World,
     guess_type,
     iso_time,
+    name_key,
 )
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
@@ -64,6 +65,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 GATED = ("/rest/", "/fas/")
 MUTATING = ("POST", "PATCH", "DELETE")
 DOWNLOADS = "/fas/api/v5/file_versions/"  # on the download host
+DOCUMENTS = ("/rest/v1.0/folders", "/rest/v1.0/files")  # project Documents folder and file calls
 TOKEN_KEY = "sandbox.token"  # where the gate leaves the request's token in the ASGI scope
 
 INVALID_CLIENT = ("invalid_client", "Client authentication failed due to unknown client, no "
@@ -140,6 +142,11 @@ def _period(seconds: float) -> str:
     return "an hour" if seconds == 3600 else f"{seconds:g} seconds"
 
 
+def _unauthorized() -> Response:
+    return JSONResponse({"errors": "The access token is invalid"}, 401,
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 class _Gate:
     """Bearer check, rate windows, faults and latency in front of the API and downloads."""
 
@@ -155,20 +162,25 @@ class _Gate:
         world = self.world
         if world.config.latency:
             await asyncio.sleep(world.config.latency)
-        token = world.authenticate(_bearer(Headers(scope=scope)))
-        if token is None:  # counts against nobody's limit
-            response: Response = JSONResponse(
-                {"errors": "The access token is invalid"}, 401,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-            await response(scope, receive, send)
+        bearer = _bearer(Headers(scope=scope))
+        token = world.authenticate(bearer)
+        # Every request counts, a 401 too (Procore's Rate Limiting page: each response carries
+        # the rate headers): an expired or revoked token still names its client. A token this
+        # sandbox never issued (or none) names no client, so it counts against nobody's windows
+        # and its 401 carries no rate headers; the docs are silent on how Procore counts those.
+        client_id = token.client_id if token is not None else world.issuer(bearer)
+        if client_id is None:
+            await _unauthorized()(scope, receive, send)
             return
-        rate = world.charge(token.client_id)
+        rate = world.charge(client_id)
         headers = _rate_headers(rate)
-        fault = world.fault() if rate.allowed else None
+        fault = world.fault() if rate.allowed and token is not None else None
         if not rate.allowed:
-            response = PlainTextResponse(
+            response: Response = PlainTextResponse(
                 f"You have surpassed the max number of requests for {_period(rate.window)}. "
                 "Please wait until your limit resets.", 429)
+        elif token is None:
+            response = _unauthorized()
         elif fault is not None:
             response = PlainTextResponse(FAULT_TEXT[fault], fault,
                                          headers={"Retry-After": "1"} if fault == 503 else None)
@@ -291,12 +303,16 @@ def _api(handler: Callable[[Call], Response]) -> Callable[[Request], Awaitable[R
     return endpoint
 
 
-def _paginated(call: Call, items: Sequence[T], render: Callable[[T], Any]) -> JSONResponse:
-    """One page of `items`, with Procore's Total, Per-Page and Link headers."""
+def _paginated(call: Call, items: Sequence[T], render: Callable[[T], Any], *,
+               default_per_page: int | None = None,
+               max_per_page: int | None = None) -> JSONResponse:
+    """One page of `items`, with Procore's Total, Per-Page and Link headers (page sizes are
+    the sandbox's unless this endpoint documents its own)."""
     config = call.world.config
     page = max(1, _to_int(call.query("page")) or 1)
-    per_page = min(max(1, _to_int(call.query("per_page")) or config.default_per_page),
-                   config.max_per_page)
+    per_page = min(max(1, _to_int(call.query("per_page"))
+                       or default_per_page or config.default_per_page),
+                   max_per_page or config.max_per_page)
     last = max(1, math.ceil(len(items) / per_page))
     links = []
     if page > 1:
@@ -322,19 +338,28 @@ def _version_url(world: World, version: Version) -> str:
 
 
 def _version_json(world: World, version: Version) -> dict[str, Any]:
+    # prostore_file is the stored file behind the version, {id, name, url, filename}, with
+    # `filename` the deprecated twin of `name` (OpenAPI: Project Folders and Files, File)
+    url = _version_url(world, version)
     return {"id": version.id, "file_id": version.file.id, "number": version.number,
-            "notes": version.notes, "url": _version_url(world, version), "size": version.size,
+            "notes": version.notes, "url": url, "size": version.size,
             "created_at": iso_time(version.created_at),
-            "created_by": _user_json(version.created_by)}
+            "created_by": _user_json(version.created_by),
+            "prostore_file": {"id": version.blob.id, "name": version.filename, "url": url,
+                              "filename": version.filename}}
 
 
 def _parent_id(node: Node) -> int | None:
     return node.parent.id if node.parent is not None else None
 
 
+def _extension(name: str) -> str | None:
+    return name.rpartition(".")[2].lower() if "." in name else None
+
+
 def _file_json(world: World, node: Node, *, latest_only: bool = False) -> dict[str, Any]:
     versions = node.versions[::-1][:1] if latest_only else node.versions[::-1]
-    extension = node.name.rpartition(".")[2].lower() if "." in node.name else None
+    extension = _extension(node.name)
     return {"id": node.id, "name": node.name, "parent_id": _parent_id(node),
             "size": node.latest.size, "description": node.description,
             "created_at": iso_time(node.created_at), "updated_at": iso_time(node.updated_at),
@@ -373,9 +398,13 @@ def _listing(call: Call, node: Node) -> JSONResponse:
         latest_only=_truthy(call.query("show_latest_file_version_only"))))
 
 
+def _document_type(node: Node) -> str:
+    return "folder" if node.is_folder else "file"
+
+
 def _document_json(world: World, node: Node, *, extended: bool) -> dict[str, Any]:
     item = {"id": node.id, "name": node.name, "name_with_path": node.name_with_path,
-            "parent_id": _parent_id(node), "document_type": "folder" if node.is_folder else "file",
+            "parent_id": _parent_id(node), "document_type": _document_type(node),
             "private": node.private, "read_only": node.read_only, "is_deleted": node.is_deleted,
             "is_recycle_bin": node.is_recycle_bin, "created_at": iso_time(node.created_at),
             "updated_at": iso_time(node.updated_at), "created_by": _user_json(node.created_by)}
@@ -398,26 +427,63 @@ def _companies(call: Call) -> Response:
         "id": c.id, "name": c.name, "is_active": True, "my_company": c.id == user.company_ids[0]})
 
 
-def _projects(call: Call) -> Response:
+def _project_json(company: Company, project: Project, *,
+                  fields: Sequence[str] | None = None) -> dict[str, Any]:
+    """A project as the projects lists show it; `fields` picks a compact view's few."""
+    display = f"{project.number} - {project.name}" if project.number else project.name
+    shown = {"id": project.id, "name": project.name, "display_name": display,
+             "project_number": project.number, "active": project.active,
+             "company": {"id": company.id, "name": company.name},
+             "created_at": iso_time(project.created_at),
+             "updated_at": iso_time(project.updated_at)}
+    return shown if fields is None else {key: shown[key] for key in fields}
+
+
+def _listed_projects(call: Call) -> tuple[Company, list[Project]]:
+    """The `company_id` query's company (also the header's) and its projects this user may
+    see, by `filters[by_status]` (Active by default, Inactive or All) and `filters[name]`."""
     company = call.company(call.query_int("company_id"))
     status = (call.query("filters[by_status]") or "Active").lower()
     name = (call.query("filters[name]") or "").casefold()
-    projects = [p for p in call.world.visible_projects(call.user, company)
-                if (status == "all" or p.active == (status == "active"))
-                and name in p.name.casefold()]
-    compact = call.query("serializer_view") == "compact"
+    return company, [p for p in call.world.visible_projects(call.user, company)
+                     if (status == "all" or p.active == (status == "active"))
+                     and name in p.name.casefold()]
+
+
+def _projects(call: Call) -> Response:
+    """List projects, v1.0 (`serializer_view=compact`: id, name and display_name)."""
+    company, projects = _listed_projects(call)
+    compact = ("id", "name", "display_name") if call.query("serializer_view") == "compact" else None
+    return _paginated(call, projects, partial(_project_json, company, fields=compact))
+
+
+def _portfolio_projects(call: Call) -> Response:
+    """List projects, v1.1 (OpenAPI: Core, Portfolio, Projects): 100 a page by default and
+    300 at most; `view=compact` gives id and name only. `normal` and `extended` both show
+    every field the sandbox keeps (it has none of extended's addresses, dates or stages)."""
+    company, projects = _listed_projects(call)
+    compact = ("id", "name") if call.query("view") == "compact" else None
+    return _paginated(call, projects, partial(_project_json, company, fields=compact),
+                      default_per_page=100, max_per_page=300)
+
+
+def _company_projects(call: Call) -> Response:
+    """List company's projects (OpenAPI: Core, Company, Company Projects): every project of
+    the company this user may see, active or not, in one unpaginated answer (the endpoint
+    documents no page parameters and no pagination headers). The sandbox keeps no address,
+    stage or type, so those are null; `created_by` is whoever made the Documents root."""
+    company = call.company(call.path_int("company_id"))
 
     def render(project: Project) -> dict[str, Any]:
-        display = f"{project.number} - {project.name}" if project.number else project.name
-        if compact:
-            return {"id": project.id, "name": project.name, "display_name": display}
-        return {"id": project.id, "name": project.name, "display_name": display,
-                "project_number": project.number, "active": project.active,
-                "company": {"id": company.id, "name": company.name},
-                "created_at": iso_time(project.created_at),
-                "updated_at": iso_time(project.updated_at)}
+        creator = project.root.created_by
+        return {"id": project.id, "name": project.name,
+                "address": dict.fromkeys(("street", "city", "state_code", "zip",
+                                          "country_code")),
+                "stage_name": None, "status_name": "Active" if project.active else "Inactive",
+                "type_name": None, "open_items": [],
+                "created_by": {"id": creator.id, "email": creator.login}}
 
-    return _paginated(call, projects, render)
+    return JSONResponse([render(p) for p in call.world.visible_projects(call.user, company)])
 
 
 def _root_folder(call: Call) -> Response:
@@ -426,7 +492,11 @@ def _root_folder(call: Call) -> Response:
 
 def _show(call: Call, *, folder: bool) -> Response:
     node = call.world.node(call.project(), call.path_int("id"), folder=folder)
-    return _listing(call, node) if folder else JSONResponse(_file_json(call.world, node))
+    if folder:
+        return _listing(call, node)
+    # show_latest_version_only (OpenAPI: Show project File) lists the newest version alone
+    return JSONResponse(_file_json(call.world, node, latest_only=_truthy(
+        call.query("show_latest_version_only"))))
 
 
 def _create_folder(call: Call) -> Response:
@@ -500,6 +570,46 @@ def _update_file(call: Call) -> Response:
     return JSONResponse(_file_json(world, node))
 
 
+# The documents index's `sort` fields. The OpenAPI (Core, Documents, Project Folder and File
+# index) documents the parameter and a leading "-" for reverse order (its example is
+# -updated_at) but lists no fields; these are the index's own scalar fields. Several fields,
+# comma-separated, sort in order of importance (doc: Filtering and Sorting on List Actions).
+DOCUMENT_SORTS: dict[str, Callable[[Node], Any]] = {
+    "id": lambda node: node.id,
+    "name": lambda node: name_key(node.name),
+    "name_with_path": lambda node: name_key(node.name_with_path),
+    "document_type": _document_type,
+    "created_at": lambda node: node.created_at,
+    "updated_at": lambda node: node.updated_at,
+}
+FOLDER_FILTER_DEPTH = 100  # filters[folder_id] reaches this many levels down (OpenAPI)
+
+
+def _sorted(call: Call, items: list[Node]) -> list[Node]:
+    """`items` (in id order) by the `sort` query, ties kept in id order."""
+    fields = [f.strip() for f in (call.query("sort") or "").split(",") if f.strip()]
+    for field in reversed(fields):  # stable sorts, the least important first
+        key = DOCUMENT_SORTS.get(field.removeprefix("-"))
+        if key is None:
+            raise _errors(400, f"sort: cannot sort by {field.removeprefix('-')!r}; use one "
+                          f"of {', '.join(DOCUMENT_SORTS)} (a leading - reverses)")
+        items = sorted(items, key=key, reverse=field.startswith("-"))
+    return items
+
+
+def _under_folder(project: Project, raw: str) -> set[int]:
+    """The ids `filters[folder_id]` selects: the folder itself and everything under it, to
+    FOLDER_FILTER_DEPTH levels (OpenAPI: Project Folder and File index). An id that is no
+    folder of this project selects nothing (the docs are silent on that case)."""
+    folder_id = _to_int(raw)
+    if folder_id is None:
+        raise _errors(400, "filters[folder_id] must be an integer")
+    folder = project.nodes.get(folder_id)
+    if folder is None or not folder.is_folder:
+        return set()
+    return {node.id for node in folder.walk(FOLDER_FILTER_DEPTH)}
+
+
 def _documents(call: Call) -> Response:
     project = call.project(call.path_int("project_id"))
     items: list[Node] = list(project.nodes.values())
@@ -509,12 +619,19 @@ def _documents(call: Call) -> Response:
         items = [n for n in items if (n.is_deleted or n.is_recycle_bin) == wanted]
     kind = call.query("filters[document_type]")
     if kind in ("file", "folder"):
-        items = [n for n in items if n.is_folder == (kind == "folder")]
+        items = [n for n in items if _document_type(n) == kind]
     folder_id = call.query("filters[folder_id]")
     if folder_id:
-        items = [n for n in items if n.parent is not None and n.parent.id == _to_int(folder_id)]
+        under = _under_folder(project, folder_id)
+        items = [n for n in items if n.id in under]
+    query = call.request.query_params
+    file_types = {t.lower().lstrip(".") for t in [*query.getlist("filters[file_type]"),
+                                                  *query.getlist("filters[file_type][]")]}
+    if file_types:  # by extension (OpenAPI); folders have none
+        items = [n for n in items if not n.is_folder and _extension(n.name) in file_types]
     extended = call.query("view") == "extended"
-    return _paginated(call, items, partial(_document_json, call.world, extended=extended))
+    return _paginated(call, _sorted(call, items),
+                      partial(_document_json, call.world, extended=extended))
 
 
 def _create_upload(call: Call) -> Response:
@@ -586,6 +703,8 @@ def _api_routes() -> list[Route]:
         api("/rest/v1.0/me", _me, "GET"),
         api("/rest/v1.0/companies", _companies, "GET"),
         api("/rest/v1.0/projects", _projects, "GET"),
+        api("/rest/v1.1/projects", _portfolio_projects, "GET"),
+        api("/rest/v1.0/companies/{company_id}/projects", _company_projects, "GET"),
         api("/rest/v1.0/projects/{project_id}/documents", _documents, "GET"),
         api(folder, _root_folder, "GET"),
         api(folder, _create_folder, "POST"),
@@ -787,7 +906,10 @@ def _api_refusal(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return exc.response
     if isinstance(exc, Invalid):
-        return JSONResponse({"errors": {exc.field: [exc.reason]}}, 422)
+        # Procore's OpenAPI lists 400 and never 422 for the Documents folder and file calls,
+        # and a captured taken folder name came back 400; elsewhere the sandbox keeps 422
+        documents = request.url.path.startswith(DOCUMENTS)
+        return JSONResponse({"errors": {exc.field: [exc.reason]}}, 400 if documents else 422)
     if isinstance(exc, HTTPException) and exc.status_code not in (404, 405):
         return JSONResponse({"errors": exc.detail}, exc.status_code)
     status = 403 if isinstance(exc, Denied) else 404

@@ -158,6 +158,7 @@ class Version:
     created_at: float
     created_by: User
     notes: str | None = None
+    filename: str = ""  # the stored file's name (its `prostore_file`): the file's name then
 
     @property
     def size(self) -> int:
@@ -213,11 +214,12 @@ class Node:
         """Relative to the project root, '/'-joined ('' for the root)."""
         return "/".join(self.names_from_root[1:])
 
-    def walk(self) -> Iterator[Node]:
-        """This node and everything under it."""
+    def walk(self, depth: int | None = None) -> Iterator[Node]:
+        """This node and everything under it (`depth` levels down at most, when given)."""
         yield self
-        for child in self.children.values():
-            yield from child.walk()
+        if depth is None or depth > 0:
+            for child in self.children.values():
+                yield from child.walk(None if depth is None else depth - 1)
 
 
 @dataclass(slots=True, eq=False)
@@ -512,6 +514,13 @@ class World:
                 return None
             return token
 
+    def issuer(self, access_token: str | None) -> str | None:
+        """The client an access token was issued to, alive or not (None: never issued here).
+        A 401 for an expired or revoked token is still that client's request."""
+        with self.lock:
+            token = self.tokens.get(access_token or "")
+            return token.client_id if token is not None else None
+
     def revoke(self, client: Client, value: str) -> None:
         """Kill the access/refresh pair `value` belongs to, if it is this client's."""
         with self.lock:
@@ -674,7 +683,8 @@ class World:
             blob = content.blob
         else:
             blob = content
-        version = Version(self._id(), node, len(node.versions) + 1, blob, at, user)
+        version = Version(self._id(), node, len(node.versions) + 1, blob, at, user,
+                          filename=node.name)
         node.versions.append(version)
         node.updated_at = at
         self.file_versions[version.id] = version

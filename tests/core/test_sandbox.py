@@ -48,7 +48,8 @@ FOLDER_FIELDS = {"id", "name", "parent_id", "private", "updated_at", "is_tracked
 FILE_FIELDS = {"id", "name", "parent_id", "size", "description", "created_at", "updated_at",
                "name_with_path", "private", "file_type", "file_versions", "is_deleted",
                "checked_out_until"}
-VERSION_FIELDS = {"id", "file_id", "number", "notes", "url", "size", "created_at", "created_by"}
+VERSION_FIELDS = {"id", "file_id", "number", "notes", "url", "size", "created_at", "created_by",
+                  "prostore_file"}
 MakeSandbox = Callable[[SandboxConfig | World | None], SandboxThread]
 DOCUMENT_FIELDS = {"id", "name", "name_with_path", "parent_id", "document_type", "private",
                    "read_only", "is_deleted", "is_recycle_bin", "created_at", "updated_at",
@@ -337,6 +338,43 @@ def test_pagination_links_walk_every_page(sandbox: SandboxThread, api: httpx.Cli
     assert middle["next"]["url"].startswith(sandbox.url)
 
 
+def test_projects_v1_1_and_company_projects(sandbox: SandboxThread, api: httpx.Client) -> None:
+    world = sandbox.world
+    company_id, project_id = demo_ids(world)
+    inactive = world.add_project(company_id, "Old Depot", number="2019-04", active=False)
+    portfolio, pages = walk(api, "/rest/v1.1/projects", {"company_id": company_id})
+    assert pages[0].headers["per-page"] == "100"  # v1.1's default page; 300 at most
+    assert [p["id"] for p in portfolio] == [project_id, list(world.projects)[1]]
+    assert portfolio[0]["company"] == {"id": company_id, "name": "Summit Builders"}
+    every = api.get("/rest/v1.1/projects", params={
+        "company_id": company_id, "filters[by_status]": "All", "per_page": 5000,
+        "view": "compact"})
+    assert every.headers["per-page"] == "300"
+    assert every.json()[-1] == {"id": inactive.id, "name": "Old Depot"}
+    one_a_page, pages = walk(api, "/rest/v1.1/projects", {"company_id": company_id,
+                                                          "per_page": 1})
+    assert one_a_page == portfolio and len(pages) == 2
+    assert api.get("/rest/v1.1/projects").status_code == 400  # company_id is required
+    listed = api.get(f"/rest/v1.0/companies/{company_id}/projects")
+    assert listed.status_code == 200 and "link" not in listed.headers
+    by_id = {p["id"]: p for p in listed.json()}
+    assert set(by_id) == {project_id, list(world.projects)[1], inactive.id}
+    assert set(by_id[project_id]) == {"id", "name", "address", "stage_name", "status_name",
+                                      "type_name", "open_items", "created_by"}
+    assert (by_id[project_id]["status_name"], by_id[inactive.id]["status_name"]) == (
+        "Active", "Inactive")
+    assert by_id[project_id]["created_by"]["email"] == SANDBOX_LOGIN
+    token = api.headers["authorization"]
+    with httpx.Client(base_url=sandbox.url, headers={"Authorization": token}) as bare:
+        missing = bare.get(f"/rest/v1.0/companies/{company_id}/projects")
+        assert (missing.status_code, missing.text) == (400, "Missing Procore-Company-Id header!")
+    with api_client(sandbox, service_tokens(sandbox)["access_token"]) as service:
+        seen = service.get(f"/rest/v1.0/companies/{company_id}/projects").json()
+        assert [p["id"] for p in seen] == [project_id]  # only its permitted project
+        assert service.get(f"/rest/v1.0/companies/{list(world.companies)[1]}/projects"
+                           ).status_code == 403
+
+
 # -- Documents --------------------------------------------------------------------------------
 
 
@@ -358,7 +396,7 @@ def test_folders_create_list_rename_move_and_delete(sandbox: SandboxThread,
     bids = created.json()
     assert (bids["parent_id"], bids["name_with_path"]) == (root["id"], f"{DEMO_PROJECT}/Bids")
     taken = api.post("/rest/v1.0/folders", params=params, json={"folder": {"name": "BIDS"}})
-    assert (taken.status_code, taken.json()) == (422, {"errors": {"name": [
+    assert (taken.status_code, taken.json()) == (400, {"errors": {"name": [
         "has already been taken"]}})
     child = api.post("/rest/v1.0/folders", params=params,
                      json={"folder": {"name": "Electrical", "parent_id": bids["id"]}}).json()
@@ -370,7 +408,7 @@ def test_folders_create_list_rename_move_and_delete(sandbox: SandboxThread,
     assert renamed.status_code == 200 and renamed.json()["name"] == "Bid Packages"
     into_itself = api.patch(f"/rest/v1.0/folders/{bids['id']}", params=params,
                             json={"folder": {"parent_id": child["id"]}})
-    assert into_itself.status_code == 422
+    assert into_itself.status_code == 400
     moved = api.patch(f"/rest/v1.0/folders/{child['id']}", params=params,
                       json={"folder": {"parent_id": drawings["id"]}}).json()
     assert moved["name_with_path"] == f"{DEMO_PROJECT}/Drawings/Electrical"
@@ -413,7 +451,7 @@ def test_file_created_through_the_uploads_api(sandbox: SandboxThread, api: httpx
                                      "x-amz-algorithm", "x-amz-date", "Content-Type"}
     attach = {"file[name]": "Schedule.pdf", "file[upload_uuid]": upload["uuid"]}
     early = api.post("/rest/v1.0/files", params={"project_id": project_id}, data=attach)
-    assert early.status_code == 422  # nothing stored yet
+    assert early.status_code == 400  # nothing stored yet
     tampered = {**upload["fields"], "key": "uploads/elsewhere"}
     refused = httpx.post(upload["url"], data=tampered, files={"file": ("s.pdf", b"x")})
     assert refused.status_code == 403 and "<Code>AccessDenied</Code>" in refused.text
@@ -429,10 +467,10 @@ def test_file_created_through_the_uploads_api(sandbox: SandboxThread, api: httpx
     assert sandbox.world.tree(project_id)["Schedule.pdf"] == b"%PDF schedule"
     again = api.post("/rest/v1.0/files", params={"project_id": project_id},
                      data={**attach, "file[name]": "Schedule 2.pdf"})
-    assert again.status_code == 422
+    assert again.status_code == 400
     both = api.post("/rest/v1.0/files", params={"project_id": project_id}, data=attach,
                     files={"file[data]": ("x.pdf", b"x")})
-    assert both.status_code == 422
+    assert both.status_code == 400
 
 
 def test_an_upload_is_attached_only_by_the_client_that_made_it(sandbox: SandboxThread,
@@ -488,16 +526,16 @@ def test_names_procore_refuses(sandbox: SandboxThread, api: httpx.Client) -> Non
            "a*b.pdf", " leading.pdf", "trailing.pdf ", "plan .pdf"]
     for name in bad:
         refused = upload_file(api, sandbox, name, b"x")
-        assert refused.status_code == 422, name
+        assert refused.status_code == 400, name
         reasons = refused.json()["errors"]["name"]
         assert reasons and "taken" not in reasons[0], name
     too_long = upload_file(api, sandbox, "L" * 60 + ".pdf", b"x", parent_id=str(deep["id"]))
-    assert too_long.status_code == 422
+    assert too_long.status_code == 400
     blank = api.post("/rest/v1.0/folders", params=params, json={"folder": {"name": ""}})
-    assert blank.status_code == 422
+    assert blank.status_code == 400
     renamed = api.patch(f"/rest/v1.0/folders/{deep['id']}", params=params,
                         json={"folder": {"name": "Bad: name"}})
-    assert renamed.status_code == 422
+    assert renamed.status_code == 400
     assert upload_file(api, sandbox, '"Quoted" plan.pdf', b"x").status_code == 201
     assert name_problem("plan.pdf") is None and name_problem(".env") is None
 
@@ -507,7 +545,7 @@ def test_duplicate_names_and_unique_name(sandbox: SandboxThread, api: httpx.Clie
     rfis = str(sandbox.world.node_at(project_id, "RFIs").id)
     for name in ("RFI Log.xlsx", "rfi log.XLSX"):
         taken = upload_file(api, sandbox, name, b"x", parent_id=rfis)
-        assert (taken.status_code, taken.json()) == (422, {"errors": {"name": [
+        assert (taken.status_code, taken.json()) == (400, {"errors": {"name": [
             "has already been taken"]}})
     first = upload_file(api, sandbox, "RFI Log.xlsx", b"x", parent_id=rfis, unique_name="true")
     second = upload_file(api, sandbox, "RFI Log.xlsx", b"y", parent_id=rfis, unique_name="true")
@@ -536,15 +574,81 @@ def test_documents_index_lists_everything_unless_filtered(sandbox: SandboxThread
     live = api.get(index, params={"per_page": 2000, "filters[is_in_recycle_bin]": "false"}).json()
     assert not any(i["is_deleted"] or i["is_recycle_bin"] for i in live)
     assert len(live) == len(world.tree(project_id)) + 1  # and the root
-    drawings = world.node_at(project_id, "Drawings").id
-    children = api.get(index, params={"filters[folder_id]": drawings}).json()
-    assert sorted(i["name"] for i in children) == ["Architectural", "MEP", "Structural"]
     extended = api.get(index, params={"view": "extended", "filters[document_type]": "file",
                                       "per_page": 2000}).json()
     assert all(i["document_type"] == "file" for i in extended)
     current = extended[0]["file"]["current_version"]
     assert set(current) == {"id", "number", "size", "url", "created_at"}
     assert extended[0]["file"]["size"] == current["size"]
+
+
+def test_folder_filter_selects_the_folder_and_everything_under_it(sandbox: SandboxThread,
+                                                                  api: httpx.Client) -> None:
+    project_id = demo_ids(sandbox.world)[1]
+    world = sandbox.world
+    # 101 folders deep under Drawings, and a file 102 deep (one-letter names: 255 characters)
+    deep = world.add_folder(project_id, "Drawings/" + "/".join("d" * 101))
+    world.add_file(project_id, deep.path + "/f.pdf", b"x")
+    index = f"/rest/v1.0/projects/{project_id}/documents"
+    drawings = world.node_at(project_id, "Drawings")
+    found = api.get(index, params={"filters[folder_id]": drawings.id, "per_page": 2000}).json()
+    paths = {i["name_with_path"].removeprefix(f"{DEMO_PROJECT}/") for i in found}
+    expected = {path for path in world.tree(project_id) if path.startswith("Drawings")}
+    depth = {path for path in expected if path.count("/") <= 100}  # the folder is depth 0
+    assert paths == depth and "Drawings" in paths and len(expected - depth) == 2
+    assert "Drawings/Architectural/A-102 Floor Plan Level 2.pdf" in paths
+    files = api.get(index, params={"filters[folder_id]": drawings.id, "per_page": 2000,
+                                   "filters[document_type]": "file",
+                                   "filters[file_type][]": ["dwg"]}).json()
+    assert [i["name"] for i in files] == ["S-401 Steel Connection Details.dwg"]
+    a_file = world.node_at(project_id, "Drawings/MEP/E-101 Lighting Plan Level 1.pdf")
+    assert api.get(index, params={"filters[folder_id]": a_file.id}).json() == []
+    assert api.get(index, params={"filters[folder_id]": "Drawings"}).status_code == 400
+
+
+def test_documents_index_sorts_by_the_sort_parameter(sandbox: SandboxThread,
+                                                    api: httpx.Client) -> None:
+    project_id = demo_ids(sandbox.world)[1]
+    world = sandbox.world
+    index = f"/rest/v1.0/projects/{project_id}/documents"
+    live = {"per_page": 2000, "filters[is_in_recycle_bin]": "false"}
+    newest = world.node_at(project_id, "RFIs/RFI Log.xlsx")
+    api.patch(f"/rest/v1.0/files/{newest.id}", params={"project_id": project_id},
+              files={"file[data]": ("log.xlsx", b"newer")})
+    by_name = api.get(index, params={**live, "sort": "name"}).json()
+    names = [i["name"] for i in by_name]
+    assert names == sorted(names, key=str.casefold) and names != [
+        i["name"] for i in api.get(index, params=live).json()]
+    descending = [i["name"] for i in api.get(index, params={**live, "sort": "-name"}).json()]
+    assert [n.casefold() for n in descending] == [n.casefold() for n in names][::-1]
+    by_change = api.get(index, params={**live, "sort": "-updated_at"}).json()
+    stamps = [i["updated_at"] for i in by_change]
+    assert stamps == sorted(stamps, reverse=True) and by_change[0]["id"] == newest.id
+    kinds = api.get(index, params={**live, "sort": "document_type,-name"}).json()
+    assert [i["document_type"] for i in kinds] == sorted(i["document_type"] for i in kinds)
+    folders = [i["name"] for i in kinds if i["document_type"] == "folder"]
+    assert folders == sorted(folders, key=str.casefold, reverse=True)
+    refused = api.get(index, params={"sort": "size"})
+    assert refused.status_code == 400 and "updated_at" in refused.text
+
+
+def test_file_versions_carry_their_stored_file_and_show_can_list_the_latest_only(
+        sandbox: SandboxThread, api: httpx.Client) -> None:
+    project_id = demo_ids(sandbox.world)[1]
+    node = sandbox.world.node_at(project_id, "RFIs/RFI Log.xlsx")
+    url = f"/rest/v1.0/files/{node.id}"
+    api.patch(url, params={"project_id": project_id},
+              files={"file[data]": ("anything.xlsx", b"second")})
+    shown = api.get(url, params={"project_id": project_id}).json()
+    assert [v["number"] for v in shown["file_versions"]] == [2, 1]
+    stored = shown["file_versions"][0]["prostore_file"]
+    assert set(stored) == {"id", "name", "url", "filename"}
+    assert stored["name"] == stored["filename"] == "RFI Log.xlsx"
+    assert stored["url"] == shown["file_versions"][0]["url"]
+    assert stored["id"] == node.latest.blob.id
+    assert api.get(stored["url"], follow_redirects=True).content == b"second"
+    latest = api.get(url, params={"project_id": project_id, "show_latest_version_only": "true"})
+    assert [v["number"] for v in latest.json()["file_versions"]] == [2]
 
 
 def test_downloads_come_from_a_download_host_that_redirects_to_the_object_store(
@@ -714,6 +818,37 @@ def test_spike_limit_refuses_then_resets(make_sandbox: MakeSandbox) -> None:
         world.clock = lambda: real_clock() + 1.0  # the spike window has passed
         again = client.get("/rest/v1.0/me")
         assert again.status_code == 200 and again.headers["x-rate-limit-remaining"] == "4"
+
+
+def test_a_401_counts_against_the_client_whose_token_expired(make_sandbox: MakeSandbox
+                                                             ) -> None:
+    sandbox = make_sandbox(SandboxConfig(spike_limit=3, spike_window=60.0))
+    world = sandbox.world
+    tokens = user_tokens(sandbox)
+    with api_client(sandbox, tokens["access_token"]) as client:
+        assert client.get("/rest/v1.0/me").status_code == 200
+        world.expire_access_tokens()
+        expired = client.get("/rest/v1.0/me")
+        assert expired.status_code == 401
+        assert [expired.headers[h] for h in RATE_HEADERS[:2]] == ["3", "1"]
+        renewed = token_call(sandbox, grant_type="refresh_token",
+                             refresh_token=tokens["refresh_token"]).json()
+    revoked = user_tokens(sandbox)["access_token"]
+    httpx.post(f"{sandbox.url}/oauth/revoke", data={
+        "token": revoked, "client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET})
+    with api_client(sandbox, revoked) as client:
+        refused = client.get("/rest/v1.0/me")
+        assert refused.status_code == 401 and refused.headers["x-rate-limit-remaining"] == "0"
+    with api_client(sandbox, renewed["access_token"]) as client:
+        spent = client.get("/rest/v1.0/me")  # the same client's window: spent by the 401s
+        assert spent.status_code == 429
+    assert (world.api_calls, world.rate_limited) == (3, 1)
+    with api_client(sandbox, "never-issued") as stranger:  # names no client: nobody's window
+        unknown = stranger.get("/rest/v1.0/me")
+        assert unknown.status_code == 401 and "x-rate-limit-limit" not in unknown.headers
+    assert (world.api_calls, world.rate_limited) == (3, 1)
+    with api_client(sandbox, service_tokens(sandbox)["access_token"]) as other_client:
+        assert other_client.get("/rest/v1.0/me").status_code == 200
 
 
 def test_rate_headers_describe_the_binding_window_on_every_counted_answer(
