@@ -99,7 +99,7 @@ def login_base(api_base: str, override: str | None = None) -> str:
     if override:
         return normalize_domain(override)
     base = api_base.rstrip("/")
-    return _LOGIN_HOSTS.get(base, base)
+    return _LOGIN_HOSTS.get(base.lower(), base)
 
 
 def normalize_domain(domain: str) -> str:
@@ -372,6 +372,9 @@ def loopback_redirect(uri: str) -> LoopbackRedirect:
     text = uri.strip()
     parts = urlsplit(text)
     host = (parts.hostname or "").lower()
+    if parts.username or parts.password or parts.fragment:  # not echoed: it may hold a password
+        raise SignInError("a redirect URI carries no user name, password or #fragment: give "
+                          f"one like {EXAMPLE_REDIRECT}")
     try:
         port = parts.port or 80
     except ValueError:
@@ -386,9 +389,6 @@ def loopback_redirect(uri: str) -> LoopbackRedirect:
                           "can only answer on this machine (localhost, 127.0.0.1 or [::1]); "
                           f"register one such as {EXAMPLE_REDIRECT} on the Procore app, or "
                           "sign in by pasting the code instead")
-    if parts.username or parts.password or parts.fragment:
-        raise SignInError(f"the redirect URI {text!r} may not carry a user name, password or "
-                          f"#fragment: give one like {EXAMPLE_REDIRECT}")
     return LoopbackRedirect(text, host, port, parts.path or "/")
 
 
