@@ -379,16 +379,19 @@ def loopback_redirect(uri: str) -> LoopbackRedirect:
         port = parts.port or 80
     except ValueError:
         raise SignInError(f"the redirect URI {text!r} has an invalid port") from None
-    if parts.scheme.lower() != "http" or not host:
+    if parts.scheme.lower() not in ("http", "https") or not host:
         raise SignInError(f"the redirect URI {text!r} is not a loopback address: give the "
                           f"http:// address registered on the Procore app, such as "
-                          f"{EXAMPLE_REDIRECT} (the browser hands the code to dryviq-tui "
-                          "there, on this machine, in plain http)")
+                          f"{EXAMPLE_REDIRECT}")
     if host not in _LISTEN_ON:
         raise SignInError(f"the redirect URI {text!r} names the host {host!r}: dryviq-tui "
                           "can only answer on this machine (localhost, 127.0.0.1 or [::1]); "
                           f"register one such as {EXAMPLE_REDIRECT} on the Procore app, or "
                           "sign in by pasting the code instead")
+    if parts.scheme.lower() != "http":
+        raise SignInError(f"the redirect URI {text!r} uses https: the listener on this machine "
+                          f"speaks plain http (the code never leaves the machine); register "
+                          f"one such as {EXAMPLE_REDIRECT} on the Procore app")
     return LoopbackRedirect(text, host, port, parts.path or "/")
 
 

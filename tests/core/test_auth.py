@@ -150,7 +150,7 @@ def test_loopback_redirect_takes_a_loopback_uri_as_registered(uri: str, host: st
 @pytest.mark.parametrize(("uri", "says"), [
     ("http://example.com:8765/callback", "only answer on this machine"),
     ("http://10.0.0.5:8765/callback", "only answer on this machine"),
-    ("https://localhost:8765/callback", "not a loopback address"),
+    ("https://localhost:8765/callback", "speaks plain http"),
     (OOB_REDIRECT, "not a loopback address"),
     ("localhost:8765", "not a loopback address"),
     ("http://localhost:http/cb", "invalid port"),
