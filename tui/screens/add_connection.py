@@ -156,7 +156,7 @@ class ProcoreForm(PlatformForm):
                 disabled=self.existing is not None))
             yield _row("Redirect URI", Input(
                 config.get("redirect_uri", ""), id="procore-redirect-uri", compact=True,
-                placeholder=f"for a browser on this machine, e.g. {EXAMPLE_REDIRECT}"))
+                placeholder=f"{EXAMPLE_REDIRECT}, as registered"))
         with Horizontal(classes="conn-buttons"):
             yield Button("Sign in with Procore", id="procore-sign-in", variant="primary",
                          compact=True)
@@ -478,7 +478,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
     }
     #add-body {
         height: auto;
-        max-height: 65vh;
+        max-height: 55vh;  /* with the dialog's frame, Done stays on screen at 80x24 */
     }
     .conn-row {
         height: auto;
@@ -562,7 +562,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
                                                compact=True, disabled=bool(self.existing)))
                 with ContentSwitcher(initial=first.id, id="add-forms"):
                     yield from self.forms
-            yield Static(id="add-error", classes="errors", markup=False)
+                yield Static(id="add-error", classes="errors", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Done", id="add-done", variant="primary", compact=True)
                 yield Button("Cancel", id="add-cancel", compact=True)
@@ -589,6 +589,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         except ConnectionInputError as exc:
             error.update(f"⚠ Not saved: {exc}")
             error.display = True
+            self.call_after_refresh(error.scroll_visible, animate=False)
             return
         self.dismiss(connection)
 
