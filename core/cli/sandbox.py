@@ -65,8 +65,8 @@ async def _sandbox(args: argparse.Namespace) -> int:
               "Connect to it:\n"
               f"  export SANDBOX_SECRET={SANDBOX_CLIENT_SECRET}\n"
               f"  {connect}\n"
-              + (f"  {connect} --redirect-uri {loopback}   (a browser on this machine)\n"
-                 if loopback else "")
+              + (f"  # or finish the sign-in in a browser on this machine:\n"
+                 f"  {connect} --redirect-uri {loopback}\n" if loopback else "")
               + "As the service account:\n"
               f"  export SERVICE_SECRET={SERVICE_CLIENT_SECRET}\n"
               f"  dryviq-tui connections add procore Service --domain {running.url} "
