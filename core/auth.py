@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import html
@@ -67,7 +68,13 @@ _LOGIN_HOSTS = {
     "https://api.procore.com": "https://login.procore.com",
     "https://sandbox.procore.com": "https://login-sandbox.procore.com",
     "https://api-monthly.procore.com": "https://login-sandbox-monthly.procore.com",
+    # the Federal Zone: its own tenants, apps and credentials (federal_zone_overview.md)
+    "https://api.procoregov.com": "https://login.procoregov.com",
 }
+# where a loopback listener answers for each host a redirect URI may name: `localhost` on both
+# loopback addresses, since a browser may resolve it to either
+_LISTEN_ON = {"localhost": ("127.0.0.1", "::1"), "127.0.0.1": ("127.0.0.1",), "::1": ("::1",)}
+EXAMPLE_REDIRECT = "http://localhost:8765/callback"
 
 CLIENT_REFUSED = ("Procore refused the client credentials: check the Client ID and Client "
                   "Secret")
@@ -92,7 +99,7 @@ def login_base(api_base: str, override: str | None = None) -> str:
     if override:
         return normalize_domain(override)
     base = api_base.rstrip("/")
-    return _LOGIN_HOSTS.get(base, base)
+    return _LOGIN_HOSTS.get(base.lower(), base)
 
 
 def normalize_domain(domain: str) -> str:
@@ -128,6 +135,8 @@ class ClientApp:
     client_id: str
     client_secret: str = field(repr=False)
     login_url: str | None = None  # override of the login host
+    # the loopback redirect URI registered on this app (the installation's [procore] setting)
+    redirect_uri: str | None = None
 
     @property
     def login(self) -> str:
@@ -153,7 +162,7 @@ def system_default_app(config: Mapping[str, Any],
     if not client_id or not client_secret:
         return None
     return ClientApp(normalize_domain(setting("domain") or DEFAULT_DOMAIN), client_id,
-                     client_secret, setting("login_url"))
+                     client_secret, setting("login_url"), setting("redirect_uri"))
 
 
 @dataclass
@@ -307,12 +316,13 @@ async def _refresh(app: ClientApp, token: Token, http: httpx.AsyncClient | None)
 
 
 async def revoke(app: ClientApp, token: Token, *, http: httpx.AsyncClient | None = None) -> None:
-    """End a sign-in at Procore (it revokes the access and refresh pair together)."""
+    """End a sign-in at Procore. Its docs and its official SDK send the access token, and
+    Procore revokes the access and refresh pair together (oauth/oauth_endpoints.md)."""
     host = urlsplit(app.login).netloc
     try:
         async with _oauth(app, http) as oauth:
             response = await oauth.revoke_token(f"{app.login}/oauth/revoke",
-                                                token=token.refresh_token or token.access_token)
+                                                token=token.access_token)
     except httpx.TransportError as exc:
         raise SignInError(f"could not reach Procore's login host {host} to end the sign-in "
                           f"({type(exc).__name__}): check the network") from None
@@ -346,21 +356,96 @@ async def _request_target(reader: asyncio.StreamReader) -> str:
     return target
 
 
-async def loopback_sign_in(app: ClientApp, show_url: Callable[[str], None], *,
-                           timeout: float = 300, port: int = 0) -> Token:
-    """Sign in through a browser on this machine: listen on 127.0.0.1:<port>, show the sign-in
-    URL, and take the code from Procore's redirect, after checking that its state is the one
-    this sign-in made (anything else may be a forged or stale answer)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+@dataclass(frozen=True)
+class LoopbackRedirect:
+    """A redirect URI this machine can answer: Procore sends the browser there with the code."""
+
+    uri: str  # exactly as registered on the Procore app: Procore matches it character for
+    host: str  # character (oauth/oauth_keys.md), so it is never rewritten
+    port: int
+    path: str
+
+
+def loopback_redirect(uri: str) -> LoopbackRedirect:
+    """Check that `uri` is a plain-http address on this machine; SignInError says what to fix.
+    No port means port 80, as a browser reads it."""
+    text = uri.strip()
+    parts = urlsplit(text)
+    host = (parts.hostname or "").lower()
+    if parts.username or parts.password or parts.fragment:  # not echoed: it may hold a password
+        raise SignInError("a redirect URI carries no user name, password or #fragment: give "
+                          f"one like {EXAMPLE_REDIRECT}")
     try:
-        listener.bind(("127.0.0.1", port))
-    except OSError as exc:
-        listener.close()
-        raise SignInError(f"cannot listen on 127.0.0.1:{port} for the sign-in ({exc.strerror}):"
-                          " choose another port") from None
-    redirect_uri = f"http://127.0.0.1:{listener.getsockname()[1]}/callback"
-    url, state = authorization_url(app, redirect_uri)
+        port = parts.port or 80
+    except ValueError:
+        raise SignInError(f"the redirect URI {text!r} has an invalid port") from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise SignInError(f"the redirect URI {text!r} is not a loopback address: give the "
+                          f"http:// address registered on the Procore app, such as "
+                          f"{EXAMPLE_REDIRECT}")
+    if host not in _LISTEN_ON:
+        raise SignInError(f"the redirect URI {text!r} names the host {host!r}: dryviq-tui "
+                          "can only answer on this machine (localhost, 127.0.0.1 or [::1]); "
+                          f"register one such as {EXAMPLE_REDIRECT} on the Procore app, or "
+                          "sign in by pasting the code instead")
+    if parts.scheme.lower() != "http":
+        raise SignInError(f"the redirect URI {text!r} uses https: the listener on this machine "
+                          f"speaks plain http (the code never leaves the machine); register "
+                          f"one such as {EXAMPLE_REDIRECT} on the Procore app")
+    return LoopbackRedirect(text, host, port, parts.path or "/")
+
+
+def _bind_failure(redirect: LoopbackRedirect, exc: OSError) -> SignInError:
+    where = f"{redirect.host} port {redirect.port}"
+    elsewhere = (f"register another redirect URI on the Procore app (such as "
+                 f"{EXAMPLE_REDIRECT}) and sign in with that one")
+    if exc.errno == errno.EACCES and redirect.port < 1024:
+        return SignInError(f"cannot listen on {where} for the sign-in: ports below 1024 need "
+                           f"administrator privileges; {elsewhere}")
+    if exc.errno == errno.EADDRINUSE:
+        return SignInError(f"cannot listen on {where} for the sign-in: another program uses "
+                           f"it; stop that program, or {elsewhere}")
+    return SignInError(f"cannot listen on {where} for the sign-in ({exc.strerror}); "
+                       f"{elsewhere}")
+
+
+def _listeners(redirect: LoopbackRedirect) -> list[socket.socket]:
+    """Sockets bound to every address the redirect's host names. `localhost` needs only one
+    of its two (a machine without IPv6 has no ::1), but the first always."""
+    bound: list[socket.socket] = []
+    for index, address in enumerate(_LISTEN_ON[redirect.host]):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # no IPv6 on this machine
+            if index == 0:
+                raise _bind_failure(redirect, exc) from None
+            continue
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            listener.bind((address, redirect.port))
+        except OSError as exc:
+            listener.close()
+            if index == 0 or exc.errno != errno.EADDRNOTAVAIL:
+                for other in bound:
+                    other.close()
+                raise _bind_failure(redirect, exc) from None
+            continue
+        bound.append(listener)
+    return bound
+
+
+async def loopback_sign_in(app: ClientApp, show_url: Callable[[str], None], redirect_uri: str,
+                           *, timeout: float = 300) -> Token:
+    """Sign in through a browser on this machine: listen where the registered `redirect_uri`
+    points (Procore accepts only registered URIs, exactly, so no port of our choosing), show
+    the sign-in URL, and take the code from Procore's redirect, after checking that its state
+    is the one this sign-in made (anything else may be a forged or stale answer)."""
+    redirect = loopback_redirect(redirect_uri)
+    listeners = _listeners(redirect)
+    url, state = authorization_url(app, redirect.uri)
     outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     connections: set[asyncio.StreamWriter] = set()
 
@@ -369,7 +454,7 @@ async def loopback_sign_in(app: ClientApp, show_url: Callable[[str], None], *,
         try:
             target = urlsplit(await asyncio.wait_for(_request_target(reader), 30))
             query = dict(parse_qsl(target.query))
-            if target.path != "/callback":
+            if target.path != redirect.path:
                 await _answer(writer, "404 Not Found", "Not found", "Nothing here.")
             elif outcome.done():
                 await _answer(writer, "409 Conflict", "Sign-in already finished",
@@ -399,8 +484,9 @@ async def loopback_sign_in(app: ClientApp, show_url: Callable[[str], None], *,
             connections.discard(writer)
             writer.close()
 
-    server = await asyncio.start_server(serve, sock=listener)
-    async with server:
+    async with contextlib.AsyncExitStack() as servers:
+        for listener in listeners:
+            await servers.enter_async_context(await asyncio.start_server(serve, sock=listener))
         show_url(url)
         try:
             async with asyncio.timeout(timeout):
@@ -411,7 +497,7 @@ async def loopback_sign_in(app: ClientApp, show_url: Callable[[str], None], *,
         finally:
             for writer in list(connections):
                 writer.close()
-    return await exchange_code(app, code, redirect_uri)
+    return await exchange_code(app, code, redirect.uri)
 
 
 class TokenStore(Protocol):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.connectors import Opening, open_connector
 from core.connectors.base import ConnectorError
-from core.home import Home
+from core.home import ConfigError, Home
 from core.state import Connection, State, StateError
 
 
@@ -99,7 +99,7 @@ async def removal_refusal(state: State, connection: Connection) -> str | None:
 
 
 async def remove_connection(state: State, home: Home, connection: Connection) -> str | None:
-    """Remove a connection no job uses, revoking a Procore sign-in first so the token dies at
+    """Remove a connection no job uses, revoking a Procore sign-in so the token dies at
     Procore too. Returns a warning when the revocation failed (the connection is removed
     anyway); raises ConnectionInputError when jobs use it."""
     refusal = await removal_refusal(state, connection)
@@ -113,14 +113,20 @@ async def remove_connection(state: State, home: Home, connection: Connection) ->
 
 
 async def _revoke_sign_in(state: State, home: Home, connection: Connection) -> str | None:
+    """Forget the stored tokens first, so they are gone here whatever Procore answers (or if
+    the revocation is interrupted), then revoke them with the access token."""
     from core.auth import SignInError, Token, revoke
     from core.connectors.procore import procore_app
 
     secrets = await state.connection_secrets(connection.id)
+    stored = secrets.pop("token", None)
+    if stored is None:
+        return None
+    await state.save_connection_secrets(connection.id, secrets)
     try:
-        app = procore_app(connection.config, secrets, home.config())
-        if "token" in secrets:
-            await revoke(app, Token.from_dict(secrets["token"]))
-    except (SignInError, ConnectorError, KeyError, TypeError, ValueError) as exc:
-        return f"the Procore sign-in could not be revoked ({exc}); it expires on its own"
+        await revoke(procore_app(connection.config, secrets, home.config()),
+                     Token.from_dict(stored))
+    except (SignInError, ConnectorError, ConfigError, KeyError, TypeError, ValueError) as exc:
+        return (f"the Procore sign-in could not be revoked ({exc}); it was forgotten here and "
+                "expires on its own (or revoke it in Procore's App Management)")
     return None

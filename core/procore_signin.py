@@ -50,6 +50,8 @@ class ProcoreSignIn:
         self.store = MemoryTokenStore()
         self.grant = "authorization_code"
         self.client: ProcoreClient = procore_client(app, self.store, opening)
+        self.redirect_uri: str | None = None  # the loopback sign-in's, once it ran
+        self.service_company: int | None = None  # a service account's company, given first
         self._state: str | None = None
 
     async def close(self) -> None:
@@ -64,13 +66,20 @@ class ProcoreSignIn:
     async def finish_with_code(self, code: str) -> None:
         await self.store.save(await exchange_code(self.app, code.strip()))
 
-    async def finish_with_loopback(self, show_url: Callable[[str], None]) -> None:
-        """Sign in through a browser on this machine, which returns to a local address."""
-        await self.store.save(await loopback_sign_in(self.app, show_url))
+    async def finish_with_loopback(self, show_url: Callable[[str], None],
+                                   redirect_uri: str) -> None:
+        """Sign in through a browser on this machine, which Procore sends to `redirect_uri`,
+        a loopback address registered on the app."""
+        await self.store.save(await loopback_sign_in(self.app, show_url, redirect_uri))
+        self.redirect_uri = redirect_uri
 
-    async def finish_with_client_credentials(self) -> None:
-        """A service account (DMSA) signs in with its client credentials alone."""
+    async def finish_with_client_credentials(self, company_id: int) -> None:
+        """A service account (DMSA) signs in with its client credentials alone. Its token
+        sends the company header on every call, `/me` and `/companies` included
+        (oauth/oauth_client_credentials.md, "Using DMSAs with MPR"), so the company comes
+        first."""
         self.grant = "client_credentials"
+        self.service_company = self.client.company_id = company_id
         await self.store.save(await client_credentials_token(self.app))
 
     async def identity(self) -> dict[str, Any]:
@@ -78,7 +87,7 @@ class ProcoreSignIn:
         return dict(await self.client.get_json("/rest/v1.0/me", what="read the signed-in user"))
 
     async def companies(self) -> list[Choice]:
-        self.client.company_id = None
+        self.client.company_id = self.service_company  # a user's list needs no company
         return [Choice(int(c["id"]), c["name"]) async for page in self.client.pages(
             "/rest/v1.0/companies", what="list companies") for c in page
             if c.get("is_active", True)]
@@ -107,7 +116,7 @@ class ProcoreSignIn:
         store = StateTokenStore(self.opening.state, self.opening.home, existing.id)
         async with store.lock():
             await store.save(token)
-        config = {**config, "grant": self.grant,
+        config = {**config, "grant": self.grant, **self._redirect_setting(),
                   "user": {k: identity.get(k) for k in ("id", "login", "name")}}
         await self.opening.state.update_connection_config(existing.id, config)
         return Connection(existing.id, existing.name, existing.platform, config,
@@ -122,11 +131,20 @@ class ProcoreSignIn:
                   "client_id": self.app.client_id, "grant": self.grant,
                   "company_id": company.id, "company_name": company.name,
                   "project_id": project.id, "project_name": project.name,
+                  **self._redirect_setting(),
                   "user": {k: identity.get(k) for k in ("id", "login", "name")}}
         secrets: dict[str, Any] = {"token": token.to_dict()}
         if self.custom:
             secrets["client_secret"] = self.app.client_secret
         return await self.opening.state.add_connection(name, "procore", config, secrets)
+
+
+    def _redirect_setting(self) -> dict[str, str]:
+        """The loopback redirect URI to keep with the connection, so signing in again reuses
+        it: a custom client's, or one that differs from the installation's setting."""
+        if self.redirect_uri is None or self.redirect_uri == self.app.redirect_uri:
+            return {}
+        return {"redirect_uri": self.redirect_uri}
 
 
 def pick(choices: list[Choice], wanted: str | None, what: str) -> Choice | None:

@@ -28,18 +28,27 @@ def register(platforms: argparse._SubParsersAction, leaf: dict[str, Any]) -> Non
     procore.add_argument("--grant", choices=("authorization_code", "client_credentials"),
                          default="authorization_code",
                          help="sign in as a user (default) or as a service account (DMSA)")
-    procore.add_argument("--loopback", action="store_true",
-                         help="finish the sign-in through a browser on this machine instead "
-                              "of pasting the code")
-    procore.add_argument("--company", metavar="ID|NAME", help="the company (asked if several)")
+    _loopback_options(procore)
+    procore.add_argument("--company", metavar="ID|NAME",
+                         help="the company (asked if several); a service account needs its "
+                              "numeric id, asked first at a terminal")
     procore.add_argument("--project", metavar="ID|NAME", help="the project (asked if several)")
     procore.set_defaults(handler=deferred("core.cli.signin", "add_procore"))
+
+
+def _loopback_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loopback", action="store_true",
+                        help="finish the sign-in through a browser on this machine instead of "
+                             "pasting the code, at the registered redirect URI")
+    parser.add_argument("--redirect-uri", metavar="URL",
+                        help="the loopback redirect URI registered on the Procore app, exactly "
+                             "(such as http://localhost:8765/callback); implies --loopback. "
+                             "Default: the connection's, or [procore] redirect_uri")
 
 
 def register_signin(sub: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
     signin = sub.add_parser("signin", help="sign a Procore connection in again (its jobs "
                                            "keep using it)", **leaf)
     signin.add_argument("name", help="connection name or id")
-    signin.add_argument("--loopback", action="store_true",
-                        help="finish through a browser on this machine")
+    _loopback_options(signin)
     signin.set_defaults(handler=deferred("core.cli.signin", "sign_in_again"))

@@ -3,6 +3,8 @@ pick company and project.
 
 The client secret comes from an environment variable (`--client-secret-env`), else a prompt or
 stdin; the sign-in code is pasted at a prompt (or read from stdin). Neither is ever an argument.
+A loopback sign-in listens on the redirect URI registered on the Procore app (`--redirect-uri`,
+a custom connection's stored one, or `[procore] redirect_uri`): Procore accepts no other.
 Imported only when one of these commands runs (see procore.py), because the sign-in libraries
 (authlib, httpx) take longer to import than a whole no-change run of a local job.
 """
@@ -14,7 +16,15 @@ import getpass
 import os
 import sys
 
-from core.auth import ClientApp, SignInError, normalize_domain, system_default_app
+from core.auth import (
+    EXAMPLE_REDIRECT,
+    OOB_REDIRECT,
+    ClientApp,
+    SignInError,
+    loopback_redirect,
+    normalize_domain,
+    system_default_app,
+)
 from core.cli import UsageError, opened_state
 from core.cli.output import reply
 from core.connections import ConnectionInputError, check_name, describe
@@ -23,6 +33,18 @@ from core.connectors.base import ConnectorError
 from core.connectors.procore import procore_app, signed_in_as
 from core.home import Home
 from core.procore_signin import Choice, ProcoreSignIn, pick
+
+NO_REDIRECT = (
+    "a sign-in through a browser on this machine needs the redirect URI registered on your "
+    f"Procore app (Procore accepts no other): pass --redirect-uri URL, such as {EXAMPLE_REDIRECT},"
+    " after adding it to the app's Redirect URIs in the Procore Developer Portal (for the "
+    "installation's credentials: [procore] redirect_uri in config.toml or "
+    "DRYVIQ_PROCORE_REDIRECT_URI); or leave out --loopback and paste the code")
+NO_COMPANY = (
+    "a service account (--grant client_credentials) signs in to one company, named first: pass "
+    "--company ID, the company's numeric id. The company administrator who installed the app "
+    "sees it in the address of any company page in Procore: "
+    "https://app.procore.com/ID/company/home/list")
 
 
 def _read_line(prompt: str, *, secret: bool = False) -> str:
@@ -63,6 +85,49 @@ def _app(args: argparse.Namespace, home: Home) -> tuple[ClientApp, bool]:
     return ClientApp(domain, args.client_id, secret, login), True
 
 
+def _redirect_uri(args: argparse.Namespace, configured: str | None) -> str | None:
+    """The loopback sign-in's redirect URI, or None for the out-of-band paste. An http
+    --redirect-uri means a loopback sign-in; --loopback alone uses the configured one."""
+    given = args.redirect_uri.strip() if args.redirect_uri else None
+    if args.grant == "client_credentials":
+        if given or args.loopback:
+            raise UsageError("--loopback and --redirect-uri are for signing in as a user; a "
+                             "service account (client_credentials) signs in without a browser")
+        return None
+    if given == OOB_REDIRECT:
+        if args.loopback:
+            raise UsageError(f"--loopback needs an http:// --redirect-uri, not {OOB_REDIRECT}")
+        return None
+    uri = given or (configured if args.loopback else None)
+    if uri is None:
+        if args.loopback:
+            raise UsageError(NO_REDIRECT)
+        return None
+    try:
+        loopback_redirect(uri)
+    except SignInError as exc:
+        raise UsageError(f"--redirect-uri: {exc}" if given else
+                         f"the configured redirect URI: {exc}; or pass --redirect-uri") from None
+    return uri
+
+
+def _service_company(args: argparse.Namespace) -> int | None:
+    """A service account's company id (asked at a terminal), or None for a user's sign-in."""
+    if args.grant != "client_credentials":
+        return None
+    wanted = args.company
+    if wanted is None:
+        if not sys.stdin.isatty():
+            raise UsageError(NO_COMPANY)
+        print("A service account signs in to one company. Its id is the number in the address "
+              "of any company page in Procore (https://app.procore.com/ID/company/...).",
+              file=sys.stderr)
+        wanted = _read_line("Company ID: ")
+    if not wanted.strip().isdigit():
+        raise UsageError(f"--company {wanted!r}: {NO_COMPANY}")
+    return int(wanted)
+
+
 def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> Choice:
     try:
         found = pick(choices, wanted, what)
@@ -83,13 +148,14 @@ def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> 
     return choices[int(answer) - 1]
 
 
-async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn) -> None:
-    if args.grant == "client_credentials":
-        await signin.finish_with_client_credentials()
-    elif args.loopback:
+async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn, *,
+                   redirect_uri: str | None, company_id: int | None) -> None:
+    if company_id is not None:
+        await signin.finish_with_client_credentials(company_id)
+    elif redirect_uri is not None:
         await signin.finish_with_loopback(
             lambda url: print(f"Open this address in a browser on this machine:\n{url}",
-                              file=sys.stderr))
+                              file=sys.stderr), redirect_uri)
     else:
         print("Sign in with Procore: open this address in any browser, sign in, and paste "
               f"the code it shows.\n{signin.sign_in_url()}", file=sys.stderr)
@@ -104,12 +170,17 @@ async def add_procore(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if await state.find_connection(name) is not None:
             raise UsageError(f"a connection named {name!r} already exists")
+        company_id = _service_company(args)
+        if args.client_id is not None:  # before the secret is asked for
+            _redirect_uri(args, None)
         app, custom = _app(args, home)
+        redirect_uri = _redirect_uri(args, app.redirect_uri)
         signin = ProcoreSignIn(Opening(state, home, interactive=True), app, custom=custom)
         try:
-            await _sign_in(args, signin)
+            await _sign_in(args, signin, redirect_uri=redirect_uri, company_id=company_id)
             identity = await signin.identity()
-            company = _choose(await signin.companies(), args.company, "company", "--company")
+            wanted = args.company if company_id is None else str(company_id)
+            company = _choose(await signin.companies(), wanted, "company", "--company")
             project = _choose(await signin.projects(company), args.project, "project",
                               "--project")
             connection = await signin.save(name, company, project, identity)
@@ -123,7 +194,6 @@ async def add_procore(args: argparse.Namespace) -> int:
           f"Connection test succeeded: signed in as {signed_in_as(connection.config['user'])}\n"
           f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
     return 0
-
 
 
 async def sign_in_again(args: argparse.Namespace) -> int:
@@ -140,8 +210,10 @@ async def sign_in_again(args: argparse.Namespace) -> int:
         signin = ProcoreSignIn(Opening(state, home, interactive=True), app,
                                custom=config.get("credentials") == "custom")
         args.grant = config.get("grant", "authorization_code")
+        redirect_uri = _redirect_uri(args, config.get("redirect_uri") or app.redirect_uri)
+        company_id = int(config["company_id"]) if args.grant == "client_credentials" else None
         try:
-            await _sign_in(args, signin)
+            await _sign_in(args, signin, redirect_uri=redirect_uri, company_id=company_id)
             renewed = await signin.renew(connection, await signin.identity())
         except (SignInError, ConnectorError, LookupError) as exc:
             print(f"Sign-in failed, nothing changed: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from core.connectors.base import (
 )
 from core.pacer import MAX_RETRIES, Pacer, Usage, backoff
 
+PROCORE_DOMAINS = ("procore.com", "procoregov.com")  # commercial and Federal Zone
 PER_PAGE = 2000  # Procore's advised maximum page size
 MAX_REDIRECTS = 5
 CHUNK = 1 << 20
@@ -128,10 +129,14 @@ class ProcoreClient:
         await self.http.aclose()
 
     def may_carry_token(self, url: str) -> bool:
+        """The API and login hosts of this client, the local sandbox's own hosts, and any https
+        host of Procore's own domains: procore.com, and procoregov.com for the Federal Zone
+        (platform_concepts/federal_zone_overview.md). Nothing else ever sees the token."""
         origin = _origin(url)
-        host = urlsplit(url).hostname or ""
+        host = (urlsplit(url).hostname or "").lower()
         return origin in self._token_origins or self._sandbox_host(url) or (
-            origin[0] == "https" and (host == "procore.com" or host.endswith(".procore.com")))
+            origin[0] == "https" and any(host == domain or host.endswith(f".{domain}")
+                                         for domain in PROCORE_DOMAINS))
 
     def _sandbox_host(self, url: str) -> bool:
         """For a plain-http loopback API (the local sandbox only): its host name on any port,

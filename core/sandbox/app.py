@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.sandbox.world import (
     AUTHORIZATION_CODE,
     CLIENT_CREDENTIALS,
+    OOB_REDIRECT,
     REFRESH_TOKEN,
     Blob,
     Client,
@@ -60,8 +61,6 @@ from core.sandbox.world import (
     name_key,
 )
 
-OOB = "urn:ietf:wg:oauth:2.0:oob"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 GATED = ("/rest/", "/fas/")
 MUTATING = ("POST", "PATCH", "DELETE")
 DOWNLOADS = "/fas/api/v5/file_versions/"  # on the download host
@@ -416,11 +415,23 @@ def _document_json(world: World, node: Node, *, extended: bool) -> dict[str, Any
     return item
 
 
+def _service_account_company(call: Call) -> None:
+    """A service account's token (DMSA) must name its company on `/me` and `/companies`, the
+    two calls a user's token makes without one (oauth/oauth_client_credentials.md, "Using
+    DMSAs with MPR"; plan_your_app/developer_managed_service_accounts.md, FAQ). The docs do
+    not say how Procore answers without it: the sandbox answers as for any other call that
+    lacks the header (400), and 403 for a company the account is not installed in."""
+    if call.token.service_account:
+        call.company()
+
+
 def _me(call: Call) -> Response:
+    _service_account_company(call)
     return JSONResponse(_user_json(call.user))
 
 
 def _companies(call: Call) -> Response:
+    _service_account_company(call)
     user = call.user
     companies = [call.world.companies[cid] for cid in user.company_ids]
     return _paginated(call, companies, lambda c: {
@@ -732,14 +743,6 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n", status)
 
 
-def _redirect_allowed(uri: str) -> bool:
-    """Out-of-band, or a loopback address on this machine (what sandbox apps may use)."""
-    if uri == OOB:
-        return True
-    parts = urlsplit(uri)
-    return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
-
-
 def _authorize_problem(world: World, params: Mapping[str, Any]) -> str | None:
     """Why this sign-in request is refused before anyone signs in, or None."""
     client = world.clients.get(str(params.get("client_id") or ""))
@@ -747,7 +750,9 @@ def _authorize_problem(world: World, params: Mapping[str, Any]) -> str | None:
         return "The authorization server does not support this response type."
     if client is None or AUTHORIZATION_CODE not in client.grants:
         return "Client authentication failed due to unknown client."
-    if not _redirect_allowed(str(params.get("redirect_uri") or "")):
+    # only a redirect URI registered on the app, exactly (oauth/oauth_keys.md); the docs do not
+    # show Procore's page for another, so this is Doorkeeper's wording, and no code is made
+    if str(params.get("redirect_uri") or "") not in client.redirect_uris:
         return "The redirect uri included is not valid."
     return None
 
@@ -795,7 +800,7 @@ async def _authorize(request: Request) -> Response:
         return _sign_in_form(params, "Invalid email or password.", 401)
     redirect_uri = params["redirect_uri"]
     code = world.issue_code(params["client_id"], redirect_uri, user)
-    if redirect_uri == OOB:
+    if redirect_uri == OOB_REDIRECT:
         native = request.url.replace(path="/oauth/authorize/native", query=urlencode(
             {"code": code}))
         return RedirectResponse(str(native), 302)

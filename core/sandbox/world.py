@@ -22,7 +22,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SANDBOX_CLIENT_ID = "dryviq-sandbox"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"
@@ -34,6 +34,9 @@ SANDBOX_USER_NAME = "Pat Morgan"
 SERVICE_USER_LOGIN = "service-account@dryviq.example"
 SERVICE_USER_NAME = "DryvIQ Service Account"
 
+OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
+# registered on every new Procore app by default (oauth/oauth_keys.md)
+DEFAULT_REDIRECT = "http://localhost"
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
 CLIENT_CREDENTIALS = "client_credentials"
@@ -65,6 +68,8 @@ class SandboxConfig:
     max_per_page: int = 2000
     default_per_page: int = 100
     min_segment_size: int = MIN_SEGMENT_SIZE  # tests lower it to keep files small
+    # redirect URIs registered on every client beside out-of-band and http://localhost
+    redirect_uris: tuple[str, ...] = ()
 
 
 class SandboxError(Exception):
@@ -112,12 +117,15 @@ class User:
 
 @dataclass(slots=True, frozen=True)
 class Client:
-    """An OAuth application; a service account's client acts as its own user."""
+    """An OAuth application; a service account's client acts as its own user. Procore sends
+    a browser only to a redirect URI registered on the app, matched exactly: no dynamic
+    ports (oauth/oauth_keys.md)."""
 
     client_id: str
     secret: str
     grants: frozenset[str]
     service_user: User | None = None
+    redirect_uris: frozenset[str] = frozenset({OOB_REDIRECT, DEFAULT_REDIRECT})
 
 
 @dataclass(slots=True, eq=False)
@@ -272,6 +280,11 @@ class Token:
     access_alive: bool = True
     refresh_alive: bool = True
 
+    @property
+    def service_account(self) -> bool:
+        """From the client credentials grant: the only tokens without a refresh token."""
+        return self.refresh_token is None
+
 
 @dataclass(slots=True)
 class Window:
@@ -391,10 +404,19 @@ class World:
 
     def add_client(self, client_id: str, secret: str, grants: set[str], *,
                    service_user: User | None = None) -> Client:
+        """A client with the default redirect URIs and the config's."""
         with self.lock:
             client = Client(client_id, secret, frozenset(grants), service_user)
+            client = replace(client, redirect_uris=client.redirect_uris | set(
+                self.config.redirect_uris))
             self.clients[client_id] = client
             return client
+
+    def register_redirect_uri(self, client_id: str, uri: str) -> None:
+        """Add `uri` to the client's redirect URIs, as its developer would in the portal."""
+        with self.lock:
+            client = self.clients[client_id]
+            self.clients[client_id] = replace(client, redirect_uris=client.redirect_uris | {uri})
 
     def add_company(self, name: str) -> Company:
         """A company the sign-in user belongs to (the first one added is the user's own)."""

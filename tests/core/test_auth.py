@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -36,6 +40,7 @@ from core.auth import (
     client_credentials_token,
     exchange_code,
     login_base,
+    loopback_redirect,
     loopback_sign_in,
     normalize_domain,
     revoke,
@@ -61,6 +66,8 @@ from core.state import State
     ("https://api.procore.com/", "https://login.procore.com"),
     ("https://sandbox.procore.com", "https://login-sandbox.procore.com"),
     ("https://api-monthly.procore.com", "https://login-sandbox-monthly.procore.com"),
+    ("https://api.procoregov.com", "https://login.procoregov.com"),  # the Federal Zone
+    ("https://API.procoregov.com/", "https://login.procoregov.com"),
     ("http://127.0.0.1:8123", "http://127.0.0.1:8123"),
     ("https://procore.example.com/", "https://procore.example.com"),
 ])
@@ -113,6 +120,46 @@ def test_system_default_app_environment_wins_over_config() -> None:
     app = system_default_app({}, {"DRYVIQ_PROCORE_CLIENT_ID": "a",
                                   "DRYVIQ_PROCORE_CLIENT_SECRET": "b"})
     assert app is not None and app.domain == "https://api.procore.com"
+
+
+def test_system_default_app_reads_the_redirect_uri() -> None:
+    config = {"procore": {"client_id": "a", "client_secret": "b",
+                          "redirect_uri": "http://localhost:8765/callback"}}
+    app = system_default_app(config, {})
+    assert app is not None and app.redirect_uri == "http://localhost:8765/callback"
+    app = system_default_app(config, {"DRYVIQ_PROCORE_REDIRECT_URI": "http://127.0.0.1:9/cb"})
+    assert app is not None and app.redirect_uri == "http://127.0.0.1:9/cb"
+    app = system_default_app({"procore": {"client_id": "a", "client_secret": "b"}}, {})
+    assert app is not None and app.redirect_uri is None
+
+
+@pytest.mark.parametrize(("uri", "host", "port", "path"), [
+    ("http://localhost:8765/callback", "localhost", 8765, "/callback"),
+    ("http://localhost", "localhost", 80, "/"),  # Procore's default registration: port 80
+    ("http://127.0.0.1:9000", "127.0.0.1", 9000, "/"),
+    ("http://[::1]:9000/oauth/cb?app=x", "::1", 9000, "/oauth/cb"),
+    (" http://LocalHost:8765/callback ", "localhost", 8765, "/callback"),
+])
+def test_loopback_redirect_takes_a_loopback_uri_as_registered(uri: str, host: str, port: int,
+                                                              path: str) -> None:
+    redirect = loopback_redirect(uri)
+    assert (redirect.uri, redirect.host, redirect.port, redirect.path) == (
+        uri.strip(), host, port, path)
+
+
+@pytest.mark.parametrize(("uri", "says"), [
+    ("http://example.com:8765/callback", "only answer on this machine"),
+    ("http://10.0.0.5:8765/callback", "only answer on this machine"),
+    ("https://localhost:8765/callback", "speaks plain http"),
+    (OOB_REDIRECT, "not a loopback address"),
+    ("localhost:8765", "not a loopback address"),
+    ("http://localhost:http/cb", "invalid port"),
+    ("http://user:pw@localhost:8765/cb", "user name"),
+])
+def test_loopback_redirect_refuses_what_cannot_reach_this_machine(uri: str, says: str) -> None:
+    with pytest.raises(SignInError, match=says) as refused:
+        loopback_redirect(uri)
+    assert "pw@" not in str(refused.value)
 
 
 def test_system_default_app_is_none_without_credentials() -> None:
@@ -219,10 +266,12 @@ def shown_code(page: httpx.Response) -> str:
     return html.unescape(found.group(1))
 
 
-async def me(sandbox, access_token: str) -> httpx.Response:
+async def me(sandbox, access_token: str, company: int | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {access_token}"}
+    if company is not None:
+        headers["Procore-Company-Id"] = str(company)
     async with httpx.AsyncClient() as client:
-        return await client.get(f"{sandbox.url}/rest/v1.0/me",
-                                headers={"Authorization": f"Bearer {access_token}"})
+        return await client.get(f"{sandbox.url}/rest/v1.0/me", headers=headers)
 
 
 class LoginTraffic:
@@ -274,6 +323,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def registered_callback(sandbox, host: str = "localhost") -> str:
+    """A loopback redirect URI on a free port, registered on the sandbox's app as its
+    developer would in Procore's portal."""
+    uri = f"http://{host}:{free_port()}/callback"
+    sandbox.world.register_redirect_uri(SANDBOX_CLIENT_ID, uri)
+    return uri
+
+
 async def test_out_of_band_sign_in_gives_a_token_that_works(sandbox, app: ClientApp,
                                                             traffic: LoginTraffic) -> None:
     url, _ = authorization_url(app)
@@ -309,12 +366,88 @@ async def test_loopback_sign_in_takes_the_code_from_the_browser_redirect(
         shown.append(url)
         browser.append(asyncio.create_task(stray_then_sign_in(url)))
 
-    token = await loopback_sign_in(app, show_url, timeout=30)
+    callback = registered_callback(sandbox)
+    token = await loopback_sign_in(app, show_url, callback, timeout=30)
     page = await browser[0]
     assert page.status_code == 200 and "You can close this tab" in page.text
-    redirect = parse_qs(urlsplit(shown[0]).query)["redirect_uri"][0]
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/callback", redirect)
+    assert parse_qs(urlsplit(shown[0]).query)["redirect_uri"] == [callback]  # as registered
     assert (await me(sandbox, token.access_token)).status_code == 200
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+async def test_a_localhost_redirect_is_answered_on_both_loopback_addresses(
+        sandbox, app: ClientApp, address: str) -> None:
+    """A browser may resolve localhost to either; the code arrives by whichever it picks."""
+    if address == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    callback = registered_callback(sandbox)
+    port = urlsplit(callback).port
+    browser: list[asyncio.Task[httpx.Response]] = []
+
+    async def sign_in_then_visit(url: str) -> httpx.Response:
+        async with httpx.AsyncClient() as web:
+            page = await web.get(url)
+            form = _SignInForm()
+            form.feed(page.text)
+            signed = await web.post(urljoin(str(page.url), form.action), data={
+                **form.hidden, "login": SANDBOX_LOGIN, "password": SANDBOX_PASSWORD})
+            location = urlsplit(signed.headers["location"])
+            host = f"[{address}]" if ":" in address else address
+            return await web.get(location._replace(netloc=f"{host}:{port}").geturl())
+
+    token = await loopback_sign_in(
+        app, lambda url: browser.append(asyncio.create_task(sign_in_then_visit(url))),
+        callback, timeout=30)
+    assert (await browser[0]).status_code == 200
+    assert (await me(sandbox, token.access_token)).status_code == 200
+
+
+async def test_an_unregistered_redirect_uri_gets_an_error_page_and_no_code(
+        sandbox, app: ClientApp) -> None:
+    callback = f"http://localhost:{free_port()}/callback"  # not registered on the app
+    pages: list[httpx.Response] = []
+
+    async def open_in_browser(url: str) -> None:
+        async with httpx.AsyncClient() as web:
+            pages.append(await web.get(url))
+
+    def show_url(url: str) -> None:
+        asyncio.get_running_loop().create_task(open_in_browser(url))
+
+    with pytest.raises(SignInError, match="No sign-in arrived"):
+        await loopback_sign_in(app, show_url, callback, timeout=1)
+    [page] = pages
+    assert page.status_code == 400 and "redirect uri" in page.text.lower()
+    assert not sandbox.world.codes
+
+
+async def test_a_port_in_use_is_named(app: ClientApp) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SignInError, match=f"127.0.0.1 port {port}.*another program"):
+            await loopback_sign_in(app, lambda url: None, f"http://127.0.0.1:{port}/cb")
+
+
+def test_port_80_without_privileges_says_so(tmp_path: Path) -> None:
+    """Procore registers http://localhost (port 80) by default; an unprivileged user cannot
+    listen there, and is told why and what to register instead."""
+    if int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) <= 80:
+        pytest.skip("this machine lets anyone listen on port 80")
+    script = ("from core.auth import SignInError, _listeners, loopback_redirect\n"
+              "try:\n    _listeners(loopback_redirect('http://localhost/callback'))\n"
+              "except SignInError as exc:\n    print(exc)\n")
+    argv = [sys.executable, "-c", script]
+    if os.getuid() == 0:  # root may bind low ports: take that privilege away, as a user lacks it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop the privilege")
+        argv = ["setpriv", "--bounding-set=-net_bind_service", *argv]
+    root = Path(__file__).parents[2]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert "localhost port 80" in done.stdout and "administrator privileges" in done.stdout
+    assert "http://localhost:8765/callback" in done.stdout
 
 
 async def test_loopback_sign_in_refuses_an_answer_for_another_state(
@@ -328,14 +461,15 @@ async def test_loopback_sign_in_refuses_an_answer_for_another_state(
         browser.append(asyncio.create_task(sign_in_in_browser(forged)))
 
     with pytest.raises(SignInError, match="state mismatch"):
-        await loopback_sign_in(app, show_url, timeout=30)
+        await loopback_sign_in(app, show_url, registered_callback(sandbox), timeout=30)
     page = await browser[0]
     assert page.status_code == 400 and "state mismatch" in page.text
 
 
 async def test_loopback_sign_in_gives_up_when_no_answer_comes(app: ClientApp) -> None:
     with pytest.raises(SignInError, match="No sign-in arrived"):
-        await loopback_sign_in(app, lambda url: None, timeout=0.2)
+        await loopback_sign_in(app, lambda url: None, f"http://127.0.0.1:{free_port()}/",
+                               timeout=0.2)
 
 
 async def test_refresh_rotates_the_pair_and_stores_it_before_use(
@@ -430,7 +564,9 @@ async def test_revoke_ends_the_sign_in(sandbox, app: ClientApp, traffic: LoginTr
         await Authenticator(app, MemoryTokenStore(replace(signed, expires_at=0))).access_token()
     assert [r.url.path for r in traffic.requests] == ["/oauth/revoke"]
     assert traffic.requests[0].headers["user-agent"] == USER_AGENT
-    assert parse_qs(traffic.requests[0].content.decode())["token"] == [signed.refresh_token]
+    # the access token, as Procore's docs and its SDK send it; the pair dies together
+    assert parse_qs(traffic.requests[0].content.decode())["token"] == [signed.access_token]
+    assert not sandbox.world.tokens[signed.access_token].refresh_alive
 
 
 async def test_a_wrong_client_secret_is_named_without_echoing_it(sandbox, app: ClientApp,
@@ -458,12 +594,17 @@ async def test_client_credentials_grant_works_and_is_repeated_on_expiry(
         sandbox, service: ClientApp, app: ClientApp, traffic: LoginTraffic) -> None:
     token = await client_credentials_token(service, http=traffic.http)
     assert token.grant == "client_credentials" and token.refresh_token is None
-    assert (await me(sandbox, token.access_token)).status_code == 200
+    company = sandbox.world.service_user.company_ids[0]
+    # a service account names its company even on /me (DMSA); without it, refused
+    assert (await me(sandbox, token.access_token, company)).status_code == 200
+    missing = await me(sandbox, token.access_token)
+    assert (missing.status_code, missing.text) == (400, "Missing Procore-Company-Id header!")
 
     auth = Authenticator(service, MemoryTokenStore(token), http=traffic.http)
     sandbox.world.expire_access_tokens()
     again = await auth.after_unauthorized(token.access_token)
-    assert again != token.access_token and (await me(sandbox, again)).status_code == 200
+    assert again != token.access_token
+    assert (await me(sandbox, again, company)).status_code == 200
 
     expiring = Authenticator(service, MemoryTokenStore(replace(token, expires_at=time.time())),
                              http=traffic.http)

@@ -175,6 +175,10 @@ def test_loopback_sign_in_redirects_with_code_and_state(sandbox: SandboxThread) 
     redirect = "http://127.0.0.1:8765/callback"
     form = {"response_type": "code", "client_id": SANDBOX_CLIENT_ID, "redirect_uri": redirect,
             "state": "xyz", "login": SANDBOX_LOGIN, "password": SANDBOX_PASSWORD}
+    unregistered = httpx.post(f"{sandbox.url}/oauth/authorize", data=form)
+    assert unregistered.status_code == 400 and "redirect uri" in unregistered.text
+    assert not sandbox.world.codes  # an error page, and no code
+    sandbox.world.register_redirect_uri(SANDBOX_CLIENT_ID, redirect)
     signed = httpx.post(f"{sandbox.url}/oauth/authorize", data=form)
     assert signed.status_code == 302
     location = signed.headers["location"]
@@ -186,6 +190,20 @@ def test_loopback_sign_in_redirects_with_code_and_state(sandbox: SandboxThread) 
         "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": redirect,
         "client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET})
     assert tokens.status_code == 200 and tokens.json()["refresh_token"]
+
+
+def test_redirect_uris_are_registered_per_client_and_matched_exactly(
+        make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox(SandboxConfig(redirect_uris=("http://localhost:8765/callback",)))
+    params = {"response_type": "code", "client_id": SANDBOX_CLIENT_ID}
+    for registered in (OOB, "http://localhost", "http://localhost:8765/callback"):
+        page = httpx.get(f"{sandbox.url}/oauth/authorize",
+                         params={**params, "redirect_uri": registered})
+        assert page.status_code == 200, registered
+    for other in ("http://localhost:8766/callback", "http://localhost:8765/callback/",
+                  "http://127.0.0.1:8765/callback", "http://localhost/", ""):
+        page = httpx.get(f"{sandbox.url}/oauth/authorize", params={**params, "redirect_uri": other})
+        assert page.status_code == 400 and 'name="password"' not in page.text, other
 
 
 @pytest.mark.parametrize("change", [{"redirect_uri": "https://example.com/callback"},
@@ -251,6 +269,14 @@ def test_client_credentials_only_for_the_service_account(sandbox: SandboxThread)
     assert "refresh_token" not in body and body["token_type"] == "bearer"
     with api_client(sandbox, body["access_token"]) as client:
         assert client.get("/rest/v1.0/me").json()["name"] == "DryvIQ Service Account"
+    # a service account (DMSA) names its company on /me and /companies too
+    bearer = {"Authorization": f"Bearer {body['access_token']}"}
+    for path in ("/rest/v1.0/me", "/rest/v1.0/companies"):
+        missing = httpx.get(f"{sandbox.url}{path}", headers=bearer)
+        assert (missing.status_code, missing.text) == (400, "Missing Procore-Company-Id header!")
+    other = list(sandbox.world.companies)[1]  # not one the service account is installed in
+    with api_client(sandbox, body["access_token"], company=other) as client:
+        assert client.get("/rest/v1.0/me").status_code == 403
     refused = token_call(sandbox, grant_type="client_credentials")
     assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
     code = sandbox.world.issue_code(SERVICE_CLIENT_ID, OOB)

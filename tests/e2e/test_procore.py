@@ -125,9 +125,10 @@ def test_sign_in_by_pasted_code_then_test_and_browse(cli: Cli, sandbox) -> None:
 
 
 def test_service_account_signs_in_with_client_credentials(cli: Cli, sandbox) -> None:
+    company = next(c.id for c in sandbox.world.companies.values() if c.name == COMPANY)
     added = cli("connections", "add", "procore", "service", "--domain", sandbox.url,
                 "--client-id", SERVICE_CLIENT_ID, "--client-secret-env", "SERVICE_SECRET",
-                "--grant", "client_credentials", "--company", COMPANY,
+                "--grant", "client_credentials", "--company", str(company),
                 env=clean_env(SERVICE_SECRET=SERVICE_CLIENT_SECRET))
     assert "DryvIQ Service Account" in added.stdout
     shown = cli.json("connections", "show", "service")

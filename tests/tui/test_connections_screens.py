@@ -7,6 +7,7 @@ import json
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from textual.pilot import Pilot
@@ -23,7 +24,7 @@ from core.sandbox import (
     SERVICE_CLIENT_SECRET,
     SandboxThread,
 )
-from tests.core.test_auth import sign_in_in_browser
+from tests.core.test_auth import registered_callback, sign_in_in_browser
 from tests.tui.conftest import (
     World,
     add_sandbox_procore,
@@ -36,6 +37,7 @@ from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen
 from tui.screens.connections import ConfirmRemoveScreen, ConnectionsScreen
+from tui.screens.jobs import JobsScreen
 
 PAT = "Pat Morgan (pm@summit-builders.example)"
 
@@ -282,13 +284,20 @@ async def test_a_procore_connection_signs_in_again_in_place(
 
 async def test_a_browser_on_this_machine_finishes_the_sign_in(
         world: World, sandbox: SandboxThread) -> None:
+    redirect = registered_callback(sandbox)
     async with on_connections(world) as (app, pilot):
         dialog = await open_dialog(app, pilot)
         await custom_credentials(pilot, sandbox, SANDBOX_CLIENT_SECRET)
+        await click(pilot, "#procore-loopback")  # no Redirect URI typed yet
+        await wait_for(lambda: "Redirect URI" in text_of(app, "#procore-error"),
+                       what="the missing Redirect URI named")
+        assert not dialog.query_one("#procore-url-box").display
+        await fill(pilot, {"#procore-redirect-uri": redirect})
         await click(pilot, "#procore-loopback")
         await wait_for(lambda: text_of(app, "#procore-url") != "", what="the sign-in URL")
         url = text_of(app, "#procore-url")
-        assert "redirect_uri=http%3A%2F%2F127.0.0.1" in url and app.clipboard == url
+        assert parse_qs(urlsplit(url).query)["redirect_uri"] == [redirect]
+        assert app.clipboard == url
         assert not dialog.query_one("#procore-code-row").display  # nothing to paste
         page = await sign_in_in_browser(url)
         assert page.status_code == 200
@@ -306,6 +315,12 @@ async def test_a_service_account_signs_in_without_a_code(
         await fill(pilot, {"#add-name": "service", "#procore-domain": sandbox.url,
                            "#procore-client-id": SERVICE_CLIENT_ID,
                            "#procore-client-secret": SERVICE_CLIENT_SECRET})
+        await click(pilot, "#procore-service")  # the company comes first
+        await wait_for(lambda: "Company ID" in text_of(app, "#procore-error"),
+                       what="the missing Company ID named")
+        assert sandbox.world.requests["POST /oauth/token"] == 0
+        company = sandbox.world.service_user.company_ids[0]
+        await fill(pilot, {"#procore-company-id": str(company)})
         await click(pilot, "#procore-service")
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -318,6 +333,7 @@ async def test_a_service_account_signs_in_without_a_code(
         await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="the list")
     connection = await world.state.find_connection("service")
     assert connection is not None and connection.config["grant"] == "client_credentials"
+    assert connection.config["company_id"] == sandbox.world.service_user.company_ids[0]
 
 
 async def test_the_system_default_credentials_need_no_typing(
@@ -338,3 +354,45 @@ async def test_the_system_default_credentials_need_no_typing(
     connection = await world.state.find_connection("Procore")
     assert connection is not None and connection.config["credentials"] == "default"
     assert "client_secret" not in await world.state.connection_secrets(connection.id)
+
+
+async def test_at_80x24_a_registered_redirect_uri_signs_in_and_is_kept_for_next_time(
+        world: World, sandbox: SandboxThread) -> None:
+    """Over SSH without a pty the terminal is 80×24: every new field is reachable there, and
+    the connection's Redirect URI comes back when it signs in again."""
+    redirect = registered_callback(sandbox)
+    app = DryvIQApp(world.service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
+        await pilot.press("c")
+        await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="connections")
+        await pilot.pause()
+        await open_dialog(app, pilot)
+        await custom_credentials(pilot, sandbox, SANDBOX_CLIENT_SECRET)
+        await fill(pilot, {"#add-name": "riverside", "#procore-redirect-uri": redirect})
+        await click(pilot, "#procore-loopback")
+        await wait_for(lambda: text_of(app, "#procore-url") != "", what="the sign-in URL")
+        assert (await sign_in_in_browser(text_of(app, "#procore-url"))).status_code == 200
+        await wait_for(lambda: app.screen.query_one("#procore-company", Select).has_focus,
+                       what="the companies")
+        await pick_option(pilot, "#procore-company", "Summit")
+        await app.workers.wait_for_complete()
+        await pick_option(pilot, "#procore-project", "2024")
+        assert app.screen.query_one("#add-done").region.bottom <= app.screen.query_one(
+            "#add-dialog").content_region.bottom  # Done on screen, not cut off below
+        await click(pilot, "#add-done")
+        await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="the list")
+        connection = await world.state.find_connection("riverside")
+        assert connection is not None and connection.config["redirect_uri"] == redirect
+
+        await highlight_row(app, pilot, "riverside")
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, AddConnectionScreen), what="the dialog")
+        await pilot.pause()
+        assert app.screen.query_one("#procore-redirect-uri", Input).value == redirect
+        await click(pilot, "#procore-loopback")
+        await wait_for(lambda: text_of(app, "#procore-url") != "", what="the sign-in URL")
+        assert (await sign_in_in_browser(text_of(app, "#procore-url"))).status_code == 200
+        await wait_for(lambda: text_of(app, "#procore-result") != "", what="the result")
+        await click(pilot, "#add-done")
+        await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="the list")

@@ -32,8 +32,10 @@ from textual.widgets import (
 
 from core.auth import (
     DEFAULT_DOMAIN,
+    EXAMPLE_REDIRECT,
     ClientApp,
     SignInError,
+    loopback_redirect,
     normalize_domain,
     system_default_app,
 )
@@ -52,6 +54,16 @@ PASTE_NOTE = ("Copied to your clipboard. Open it in any browser, sign in, and pa
               "Procore shows:")
 LOOPBACK_NOTE = ("Copied to your clipboard. Open it in a browser on this machine and sign in; "
                  "the sign-in finishes here by itself:")
+NO_REDIRECT = ("Type the Redirect URI registered on your Procore app (such as "
+               f"{EXAMPLE_REDIRECT}: Procore sends the browser only there), or sign in with "
+               "Procore and paste the code")
+NO_DEFAULT_REDIRECT = ("The system default client credentials have no redirect URI: set "
+                       "[procore] redirect_uri in config.toml to the one registered on the "
+                       "Procore app, or use custom client credentials and type its Redirect "
+                       "URI, or sign in with Procore and paste the code")
+NO_COMPANY = ("Type the Company ID: a service account signs in to one company, by its numeric "
+              "id, which the company administrator sees in the address of any company page in "
+              "Procore (app.procore.com/ID/company/...)")
 
 
 def _row(label: str, *widgets: Any, id: str | None = None) -> Horizontal:
@@ -142,6 +154,9 @@ class ProcoreForm(PlatformForm):
                 password=True, id="procore-client-secret", compact=True,
                 placeholder="(the stored secret is used)" if self.existing else "",
                 disabled=self.existing is not None))
+            yield _row("Redirect URI", Input(
+                config.get("redirect_uri", ""), id="procore-redirect-uri", compact=True,
+                placeholder=f"{EXAMPLE_REDIRECT}, as registered"))
         with Horizontal(classes="conn-buttons"):
             yield Button("Sign in with Procore", id="procore-sign-in", variant="primary",
                          compact=True)
@@ -150,6 +165,11 @@ class ProcoreForm(PlatformForm):
         with Horizontal(classes="conn-buttons conn-more"):
             yield Button("Service account (client credentials)", id="procore-service",
                          compact=True)
+        service = config.get("grant") == "client_credentials"
+        yield _row("Company ID", Input(
+            str(config["company_id"]) if service else "", id="procore-company-id",
+            compact=True, placeholder="a service account's company (numeric id)",
+            disabled=self.existing is not None))
         with Vertical(id="procore-url-box"):
             yield Static(id="procore-url-note", classes="hint")
             yield Static(id="procore-url", markup=False)
@@ -235,19 +255,50 @@ class ProcoreForm(PlatformForm):
         self._show_url(signin.sign_in_url(), paste=True)
         self.query_one("#procore-code", Input).focus()
 
+    def _redirect_uri(self, app: ClientApp) -> str:
+        """The registered loopback redirect URI: the form's, else the connection's or the
+        installation's. SignInError names the field to fill."""
+        typed = self._text("#procore-redirect-uri") if self._custom else ""
+        stored = self.existing.config.get("redirect_uri") if self.existing else None
+        uri = typed or stored or app.redirect_uri
+        if not uri:
+            raise SignInError(NO_REDIRECT if self._custom else NO_DEFAULT_REDIRECT)
+        loopback_redirect(uri)
+        return uri
+
+    def _company_id(self) -> int:
+        text = self._text("#procore-company-id")
+        if not text.isdigit():
+            raise SignInError(NO_COMPANY)
+        return int(text)
+
     @on(Button.Pressed, "#procore-loopback")
     async def _sign_in_with_loopback(self) -> None:
         signin = await self._restart()
-        if signin is not None:
-            self._say(status="Waiting for the sign-in in the browser…")
-            self._run(self._signed_in(signin, signin.finish_with_loopback(self._show_url)))
+        if signin is None:
+            return
+        try:
+            redirect_uri = self._redirect_uri(signin.app)
+        except SignInError as exc:
+            self._say(error=f"⚠ {exc}")
+            return
+        self._say(status="Waiting for the sign-in in the browser…")
+        self._run(self._signed_in(signin, signin.finish_with_loopback(self._show_url,
+                                                                      redirect_uri)))
 
     @on(Button.Pressed, "#procore-service")
     async def _sign_in_as_service_account(self) -> None:
         signin = await self._restart()
-        if signin is not None:
-            self._say(status="Signing in as the service account…")
-            self._run(self._signed_in(signin, signin.finish_with_client_credentials()))
+        if signin is None:
+            return
+        try:
+            company_id = self._company_id()
+        except SignInError as exc:
+            self._say(error=f"⚠ {exc}")
+            self.query_one("#procore-company-id", Input).focus()
+            return
+        self._say(status="Signing in as the service account…")
+        self._run(self._signed_in(signin, signin.finish_with_client_credentials(company_id)))
 
     @on(Input.Submitted, "#procore-code")
     @on(Button.Pressed, "#procore-finish")
@@ -295,7 +346,9 @@ class ProcoreForm(PlatformForm):
             return
         self._say(status=f"Signed in as {signed_in_as(identity)}: choose the company and "
                          "the project.")
-        self._offer("#procore-company", companies, pick(companies, None, "company"))
+        self._offer("#procore-company", companies,
+                    self._companies.get(signin.service_company or 0)
+                    or pick(companies, None, "company"))
 
     async def _check_existing(self, signin: ProcoreSignIn) -> None:
         """A new sign-in for a connection must still reach its project."""
@@ -425,7 +478,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
     }
     #add-body {
         height: auto;
-        max-height: 65vh;
+        max-height: 55vh;  /* with the dialog's frame, Done stays on screen at 80x24 */
     }
     .conn-row {
         height: auto;
@@ -509,7 +562,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
                                                compact=True, disabled=bool(self.existing)))
                 with ContentSwitcher(initial=first.id, id="add-forms"):
                     yield from self.forms
-            yield Static(id="add-error", classes="errors", markup=False)
+                yield Static(id="add-error", classes="errors", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Done", id="add-done", variant="primary", compact=True)
                 yield Button("Cancel", id="add-cancel", compact=True)
@@ -536,6 +589,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         except ConnectionInputError as exc:
             error.update(f"⚠ Not saved: {exc}")
             error.display = True
+            self.call_after_refresh(error.scroll_visible, animate=False)
             return
         self.dismiss(connection)
 

@@ -1,0 +1,63 @@
+"""Which hosts may see the sign-in token, in Procore's commercial zone and in its Federal Zone
+(platform_concepts/federal_zone_overview.md: api.procoregov.com, login.procoregov.com)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.auth import ClientApp, MemoryTokenStore, normalize_domain
+from core.connectors import Opening
+from core.connectors.procore import procore_client
+from core.connectors.procore_client import ProcoreClient
+from core.home import Home
+from core.state import State
+
+
+@pytest.fixture
+async def federal(tmp_path: Path) -> AsyncIterator[ProcoreClient]:
+    """A client of a Federal Zone app (no call is made: only its host rules are asked)."""
+    home = Home(tmp_path / "home")
+    home.ensure()
+    state = await State.open(home.state_path)
+    app = ClientApp(normalize_domain("api.procoregov.com"), "gov-client", "gov-secret")
+    client = procore_client(app, MemoryTokenStore(), Opening(state, home))
+    yield client
+    await client.close()
+    await client.pacer.store.close()
+    await state.close()
+
+
+def test_a_federal_app_signs_in_at_the_federal_login_host() -> None:
+    app = ClientApp(normalize_domain("https://api.procoregov.com/"), "id", "secret")
+    assert app.domain == "https://api.procoregov.com"
+    assert app.login == "https://login.procoregov.com"
+    overridden = ClientApp(app.domain, "id", "secret", "https://login.example.gov")
+    assert overridden.login == "https://login.example.gov"
+
+
+@pytest.mark.parametrize("url", [
+    "https://api.procoregov.com/rest/v1.0/me",
+    "https://login.procoregov.com/oauth/token",
+    "https://storage.procoregov.com/api/v5/files/1",
+    "https://procoregov.com/x",
+    "https://API.ProcoreGov.com/rest/v1.0/me",
+    "https://app.procore.com/fas/api/v5/x",  # commercial hosts stay allowed as before
+])
+def test_the_token_goes_to_procore_hosts_of_either_zone(federal: ProcoreClient,
+                                                        url: str) -> None:
+    assert federal.may_carry_token(url)
+
+
+@pytest.mark.parametrize("url", [
+    "http://api.procoregov.com/rest/v1.0/me",  # plain http: never
+    "https://procoregov.com.evil.example/x",
+    "https://evilprocoregov.com/x",
+    "https://procoregov.co/x",
+    "https://s3.us-gov-west-1.amazonaws.com/bucket/x",  # the object store
+    "https://api.procoregov.com.attacker.example/rest",
+])
+def test_the_token_never_goes_anywhere_else(federal: ProcoreClient, url: str) -> None:
+    assert not federal.may_carry_token(url)
