@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -280,12 +280,13 @@ class ProcoreClient:
             raise ConnectorError(f"{what}: the storage host answered without an ETag")
         return etag
 
-    async def _to_storage(self, send: Any, what: str) -> httpx.Response:
+    async def _to_storage(self, send: Callable[[], Awaitable[httpx.Response]], what: str,
+                          ) -> httpx.Response:
         """A storage host request: retried on connection failures and 5xx, never paced (it is
         not a Procore API call)."""
         for failures in range(MAX_RETRIES + 1):
             try:
-                response: httpx.Response = await send()
+                response = await send()
             except httpx.TransportError as exc:
                 if failures == MAX_RETRIES:
                     raise Retryable(f"{what}: the upload failed ({type(exc).__name__})") from None
