@@ -26,6 +26,9 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
                               "see a paused job continue soon)")
     sandbox.add_argument("--spike-limit", type=int, default=100, metavar="N",
                          help="API calls per client per 10 seconds (default: 100)")
+    sandbox.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
+                         help="run the sandbox's clock this far ahead of this machine's "
+                              "(negative: behind); its Date header and rate-limit resets follow")
     sandbox.set_defaults(handler=_sandbox)
 
 
@@ -41,7 +44,7 @@ async def _sandbox(args: argparse.Namespace) -> int:
     )
 
     config = SandboxConfig(hourly_limit=args.hourly_limit, hourly_window=args.hourly_window,
-                           spike_limit=args.spike_limit)
+                           spike_limit=args.spike_limit, clock_offset=args.clock_offset)
 
     def ready(running: Any) -> None:
         print(f"Procore sandbox: {running.url} (file storage at {running.storage_url})\n"
