@@ -366,15 +366,15 @@ class Pacer:
 def _is_spike(budget: Budget, limit: int, reset: float, distance: float) -> bool:
     """Headers describe one window without naming it. `distance` is the reset's distance from
     the server's now (by its Date): one further off than the spike window lasts is the hour's;
-    a nearer one is the spike's, unless it is the hourly reset already known, or, while that is
-    not known, its limit is above the spike window's (the hour in its last seconds)."""
+    a nearer one is the spike's, unless it is the hourly reset already stated, or, while that
+    is not known, its limit is above the spike window's (the hour in its last seconds)."""
     if distance > SPIKE_HEADER_HORIZON:
         return False
     if budget.hourly_reset:
         return abs(reset - budget.hourly_reset) > SAME_RESET
     if budget.spike_limit:
         return limit <= budget.spike_limit
-    return limit < budget.hourly_limit
+    return limit < budget.hourly_limit or reset < budget.hourly_end - SAME_RESET
 
 
 def _observe_window(budget: Budget, limit: int, remaining: int, reset: float,
