@@ -83,7 +83,7 @@ JOBS, FILES = 3, 70  # about 216 calls: the jobs need three windows
 RESERVE = 10  # the pacer's default 10% of the hourly limit, kept for browsing
 
 
-def _settled(window, seconds: float = 2.0) -> tuple[float, int]:
+def _settled(window, seconds: float = 3.0) -> tuple[float, int]:
     """Wait until the jobs stop calling in the current hourly window (they wait for its
     reset); returns the window's start and count."""
     last = (window.started, window.count)
@@ -119,11 +119,13 @@ def test_three_processes_keep_the_reserve_in_every_window_once_the_limit_is_know
                               f"job{n}", "--json"], env=env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for n in range(JOBS)]
     try:
-        while not hourly.past:  # the first window: the pacer learns the limit
+        # the first window, where the pacer learns the limit
+        while not hourly.past and any(run.poll() is None for run in runs):
             time.sleep(0.1)
         started, spent = _settled(hourly)
         during = len(hourly.past)  # the index of this window among all of them
-        assert during and HOURLY_LIMIT - RESERVE - 5 <= spent <= HOURLY_LIMIT - RESERVE
+        assert all(run.poll() is None for run in runs)  # waiting for the reset, not done
+        assert during and HOURLY_LIMIT // 2 <= spent <= HOURLY_LIMIT - RESERVE
         listing = cli("ls", "procore:/")
         assert "Job0" in listing.stdout
         assert hourly.started == started and hourly.count > spent  # counted in this window
