@@ -365,16 +365,19 @@ class Pacer:
 
 def _is_spike(budget: Budget, limit: int, reset: float, distance: float) -> bool:
     """Headers describe one window without naming it. `distance` is the reset's distance from
-    the server's now (by its Date): one further off than the spike window lasts is the hour's;
-    a nearer one is the spike's, unless it is the hourly reset already stated, or, while that
-    is not known, its limit is above the spike window's (the hour in its last seconds)."""
+    the server's now (by its Date): one further off than the spike window lasts is the hour's.
+    A nearer one is told by its limit where the two known limits differ (the hour in its last
+    seconds has the larger), else by whether it is the hourly reset already stated."""
     if distance > SPIKE_HEADER_HORIZON:
         return False
+    spike, hourly = budget.spike_limit, budget.hourly_limit
+    if spike and spike < hourly and not spike < limit < hourly:
+        return limit <= spike
     if budget.hourly_reset:
         return abs(reset - budget.hourly_reset) > SAME_RESET
-    if budget.spike_limit:
-        return limit <= budget.spike_limit
-    return limit < budget.hourly_limit or reset < budget.hourly_end - SAME_RESET
+    if spike:
+        return limit <= spike
+    return limit < hourly or reset < budget.hourly_end - SAME_RESET
 
 
 def _observe_window(budget: Budget, limit: int, remaining: int, reset: float,

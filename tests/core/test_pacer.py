@@ -372,3 +372,15 @@ async def test_calls_in_flight_count_against_what_a_response_says_remains(stores
                       tickets[0])
     with pytest.raises(BudgetSpent):
         await job.acquire(Usage())
+
+
+async def test_a_spike_reset_that_falls_on_the_hours_is_still_the_spikes(state, stores) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 20, 19, 10)))
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 30, 40)))
+    clock.now += 31  # a spike window that ends with the hour
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 20, 18, 9)))
+    budget = await budget_of(state)
+    assert (budget["spike_limit"], budget["spike_remaining"]) == (20, 18)
+    assert (budget["hourly_limit"], budget["hourly_remaining"]) == (100, 30)
