@@ -9,14 +9,17 @@ at once after a 429).
 
 from __future__ import annotations
 
+import email.utils
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.sandbox import SANDBOX_CLIENT_ID, SandboxConfig
-from tests.e2e.conftest import Cli, dryviq_command
+from tests.e2e.conftest import Cli, clean_env, dryviq_command
 from tests.e2e.test_procore import add_procore, env, job, local, remote
 
 pytestmark = pytest.mark.slow
@@ -142,3 +145,20 @@ def test_three_processes_keep_the_reserve_in_every_window_once_the_limit_is_know
     assert world.rate_limited == 0
     for n, source in enumerate(sources):
         assert remote(world, f"Job{n}") == local(source)  # every file arrived
+
+
+def test_the_sandbox_command_takes_a_clock_offset() -> None:
+    proc = subprocess.Popen([*dryviq_command(), "sandbox", "--clock-offset", "-600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        url = first.split("Procore sandbox: ", 1)[1].split()[0]
+        before = time.time() - TEN_MINUTES
+        answer = httpx.get(f"{url}/rest/v1.0/me")
+        date = email.utils.parsedate_to_datetime(answer.headers["date"]).timestamp()
+        assert int(before) <= date <= time.time() - TEN_MINUTES
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert proc.returncode in (0, 130)
