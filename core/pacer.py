@@ -7,12 +7,19 @@ browsing beside it draw on one budget. Each call takes a slot in one short SQLit
 calls are spaced evenly to fit the spike window, a job stops short of the hourly limit by a
 reserve (so browsing still works), and a 429 or `Retry-After` blocks everyone until it passes.
 Failed calls are retried with exponential backoff and jitter, a bounded number of times.
+
+Times the server states (`X-Rate-Limit-Reset`, a `Retry-After` date) are on the server's clock:
+they are measured against the response's `Date` header and placed on ours, so a local clock that
+is minutes off neither pauses a job for nothing nor retries at once. The hourly limit, once the
+headers named it, stays known across resets (Procore names the hourly window only when it is
+nearly spent), so the reserve holds from the start of every later window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import email.utils
 import math
 import random
@@ -29,8 +36,14 @@ from core.connectors.base import BudgetSpent, Retryable
 from core.home import ConfigError
 
 DEFAULT_HOURLY_LIMIT = 3600  # calls an hour per client, the product page's figure
+DEFAULT_HOURLY_WINDOW = 3600.0  # seconds; "an hourly limit (60-minute window)", Rate Limiting
 SPIKE_WINDOW = 10.0  # seconds; Procore's documented spike window
-SPIKE_HEADER_HORIZON = SPIKE_WINDOW + 1.5  # a reset this close to the response is the spike's
+# A reset at most this far past the response's Date is the spike window's (or the hourly one in
+# its last seconds): the reset and Date are whole seconds, so a 10-second window can read as 11
+SPIKE_HEADER_HORIZON = SPIKE_WINDOW + 1.5
+SAME_RESET = 1.5  # seconds: resets this close, each placed through its own Date, are one reset
+# An hourly reset not yet stated is estimated from when the window's first call went, plus this
+HOURLY_ESTIMATE_MARGIN = 1.0
 # Calls are spaced 5% wider than the spike limit allows: the server's window starts when the
 # first call arrives, so calls paced exactly at the limit lose the race at the window's edge
 # whenever that first call travelled slower than a later one (measured: 2 429s in 1,052 calls)
@@ -69,10 +82,25 @@ class Budget:
     spike_reset: float
     next_call_at: float  # the earliest start of the next call, to spread calls evenly
     blocked_until: float  # after a 429 or Retry-After: nobody calls before this
+    hourly_window: float  # the hourly window's length as seen so far; 0 while unknown
+    hourly_started: float  # when the current hourly window's first call went; 0 before it
+    calls_taken: int  # slots taken so far, to tell which calls went after a given one
+
+    @property
+    def hourly_end(self) -> float:
+        """When the current hourly window ends: as the headers said, else estimated from its
+        first call; 0 while neither is known."""
+        if self.hourly_reset:
+            return self.hourly_reset
+        if self.hourly_started:
+            return (self.hourly_started + (self.hourly_window or DEFAULT_HOURLY_WINDOW)
+                    + HOURLY_ESTIMATE_MARGIN)
+        return 0.0
 
 
 _COLUMNS = ("hourly_limit", "hourly_remaining", "hourly_reset", "spike_limit", "spike_remaining",
-            "spike_reset", "next_call_at", "blocked_until")
+            "spike_reset", "next_call_at", "blocked_until", "hourly_window", "hourly_started",
+            "calls_taken")
 
 
 class BudgetStore:
@@ -121,7 +149,8 @@ class BudgetStore:
                 f"SELECT {', '.join(_COLUMNS)} FROM rate_budgets WHERE client_key = ?",
                 (key,))).fetchall())
             budget = (Budget(*rows[0]) if rows else
-                      Budget(default_hourly, default_hourly, 0.0, None, None, 0.0, 0.0, 0.0))
+                      Budget(default_hourly, default_hourly, 0.0, None, None, 0.0, 0.0, 0.0,
+                             0.0, 0.0, 0))
             yield budget
             await db.execute(
                 f"INSERT OR REPLACE INTO rate_budgets (client_key, {', '.join(_COLUMNS)}, "
@@ -135,9 +164,10 @@ class BudgetStore:
 
 
 def _roll(budget: Budget, now: float) -> None:
-    """Windows whose reset time has passed start again full."""
-    if budget.hourly_reset and budget.hourly_reset <= now:
-        budget.hourly_remaining, budget.hourly_reset = budget.hourly_limit, 0.0
+    """Windows whose end has passed start again full, of the limit learned for them."""
+    if budget.hourly_end and budget.hourly_end <= now:
+        budget.hourly_remaining = budget.hourly_limit
+        budget.hourly_reset = budget.hourly_started = 0.0
     if budget.spike_limit and budget.spike_reset <= now:
         budget.spike_remaining, budget.spike_reset = budget.spike_limit, 0.0
 
@@ -149,16 +179,34 @@ def _header_number(headers: httpx.Headers, name: str) -> float | None:
         return None
 
 
-def _retry_after(headers: httpx.Headers, now: float) -> float | None:
-    """Retry-After as an epoch time: seconds or an HTTP date."""
+def _http_date(value: str | None) -> float | None:
+    """An HTTP date as epoch seconds, or None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=datetime.UTC)).timestamp()
+
+
+def server_lead(headers: httpx.Headers, now: float) -> float:
+    """How far our clock is ahead of the server's, by the response's `Date`; 0 (our clock)
+    without a readable one. `Date` is the server's time cut to the second, and the response
+    took a while to arrive, so this errs towards placing the server's times late, never early."""
+    date = _http_date(headers.get("date"))
+    return 0.0 if date is None else now - date
+
+
+def _retry_after(headers: httpx.Headers, now: float, lead: float) -> float | None:
+    """Retry-After on our clock: seconds from now, or an HTTP date on the server's clock."""
     value = headers.get("retry-after")
     if value is None:
         return None
     with contextlib.suppress(ValueError):
         return now + float(value)
-    with contextlib.suppress(TypeError, ValueError):
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    return None
+    date = _http_date(value)
+    return None if date is None else date + lead
 
 
 def backoff(attempt: int) -> float:
@@ -187,8 +235,8 @@ class Pacer:
         self._clock = clock
         self.sleep = sleep
 
-    async def acquire(self, usage: Usage) -> None:
-        """Wait for this call's slot, and take it."""
+    async def acquire(self, usage: Usage) -> int:
+        """Wait for this call's slot, and take it; returns the slot's number, for `observe`."""
         while True:
             now = self._clock()
             async with self.store.budget(self.key, self.default_hourly) as budget:
@@ -201,10 +249,14 @@ class Pacer:
                                                * SPACING_MARGIN)
                         budget.spike_remaining = (budget.spike_remaining or 0) - 1
                     budget.hourly_remaining -= 1
+                    if not budget.hourly_started:
+                        budget.hourly_started = slot  # this call opens the hourly window
+                    budget.calls_taken += 1
+                    ticket = budget.calls_taken
             if until is None:
                 if slot > now:
                     await self.sleep(slot - now)
-                return
+                return ticket
             await self._wait(until, usage)
 
     def _blocked_until(self, budget: Budget, now: float) -> float | None:
@@ -213,8 +265,8 @@ class Pacer:
         floor = 0 if self.interactive else math.ceil(self.reserve * budget.hourly_limit)
         if budget.blocked_until > now:
             until, why = budget.blocked_until, "Procore asked to wait (429 or Retry-After)"
-        elif budget.hourly_reset > now and budget.hourly_remaining <= floor:
-            until, why = budget.hourly_reset, (
+        elif budget.hourly_remaining <= floor and budget.hourly_end > now:
+            until, why = budget.hourly_end, (
                 f"the API budget of {budget.hourly_limit} calls an hour is spent (less the "
                 f"{self.reserve:.0%} reserve kept for browsing)")
         elif (budget.spike_limit and budget.spike_reset > now
@@ -251,24 +303,31 @@ class Pacer:
             if long_wait:
                 usage.waiting_until = None
 
-    async def observe(self, response: httpx.Response) -> None:
-        """Take in what the server said about the budget."""
+    async def observe(self, response: httpx.Response, ticket: int | None = None) -> None:
+        """Take in what the server said about the budget. `ticket` is the call's slot number
+        from `acquire`: calls that took a slot after it may not be counted in its headers."""
         headers, now = response.headers, self._clock()
+        lead = server_lead(headers, now)
         limit = _header_number(headers, "x-rate-limit-limit")
         remaining = _header_number(headers, "x-rate-limit-remaining")
         reset = _header_number(headers, "x-rate-limit-reset")
-        retry_at = _retry_after(headers, now)
+        retry_at = _retry_after(headers, now, lead)
         status = response.status_code
         if None in (limit, remaining, reset) and retry_at is None and status != 429:
             return
         async with self.store.budget(self.key, self.default_hourly) as budget:
             _roll(budget, now)
-            if limit is not None and remaining is not None and reset is not None:
-                _observe_window(budget, int(limit), int(remaining), reset, now)
+            reset_at = None if reset is None else reset + lead  # on our clock
+            if limit is not None and remaining is not None and reset_at is not None:
+                later = 0 if ticket is None else max(0, budget.calls_taken - ticket)
+                _observe_window(budget, max(1, int(limit)), max(0, int(remaining) - later),
+                                reset_at, reset_at - now)
             if status == 429:
                 # wait for the window the headers name (else back off) before anyone calls
-                budget.blocked_until = max(budget.blocked_until,
-                                           retry_at or reset or now + backoff(0))
+                budget.blocked_until = max(budget.blocked_until, retry_at or 0.0,
+                                           reset_at or 0.0)
+                if budget.blocked_until <= now:
+                    budget.blocked_until = now + backoff(0)
             elif retry_at is not None:
                 budget.blocked_until = max(budget.blocked_until, retry_at)
 
@@ -279,14 +338,14 @@ class Pacer:
         A non-idempotent call that fails unclearly raises ResponseLost for the caller to check."""
         failures = rate_limited = 0
         while True:
-            await self.acquire(usage)
+            ticket = await self.acquire(usage)
             usage.api_calls += 1
             try:
                 response = await send()
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 failure: str = f"the connection failed ({type(exc).__name__})"
             else:
-                await self.observe(response)
+                await self.observe(response, ticket)
                 if response.status_code == 429:
                     usage.rate_limited += 1
                     rate_limited += 1
@@ -304,22 +363,43 @@ class Pacer:
             failures += 1
 
 
+def _is_spike(budget: Budget, limit: int, reset: float, distance: float) -> bool:
+    """Headers describe one window without naming it. `distance` is the reset's distance from
+    the server's now (by its Date): one further off than the spike window lasts is the hour's.
+    A nearer one is told by its limit where the two known limits differ (the hour in its last
+    seconds has the larger), else by whether it is the hourly reset already stated."""
+    if distance > SPIKE_HEADER_HORIZON:
+        return False
+    spike, hourly = budget.spike_limit, budget.hourly_limit
+    if spike and spike < hourly and not spike < limit < hourly:
+        return limit <= spike
+    if budget.hourly_reset:
+        return abs(reset - budget.hourly_reset) > SAME_RESET
+    if spike:
+        return limit <= spike
+    return limit < hourly or reset < budget.hourly_end - SAME_RESET
+
+
 def _observe_window(budget: Budget, limit: int, remaining: int, reset: float,
-                    now: float) -> None:
-    """Headers describe one window without naming it: a reset within ~10 s is the spike's."""
-    # ...unless it is the hourly window in its last seconds: the spike limit is the smaller one
-    if reset - now <= SPIKE_HEADER_HORIZON and limit < budget.hourly_limit:
-        new_window = reset > budget.spike_reset + 0.5
+                    distance: float) -> None:
+    """Take in one response's headers: `reset` is on our clock, `distance` on the server's,
+    `remaining` already less the calls that went after this one."""
+    if _is_spike(budget, limit, reset, distance):
+        new_window = reset > budget.spike_reset + SAME_RESET
         budget.spike_limit = limit
         budget.spike_remaining = (remaining if new_window or budget.spike_remaining is None
                                   else min(budget.spike_remaining, remaining))
         budget.spike_reset = reset
+        return
+    end = budget.hourly_end
+    if end and reset > end + SAME_RESET:  # a window that began before we saw the last one end
+        budget.hourly_remaining, budget.hourly_started = remaining, 0.0
     else:
-        new_window = reset > budget.hourly_reset + 0.5
-        budget.hourly_limit = limit
-        budget.hourly_remaining = (remaining if new_window
-                                   else min(budget.hourly_remaining, remaining))
-        budget.hourly_reset = reset
+        budget.hourly_remaining = min(budget.hourly_remaining, remaining)
+        if budget.hourly_started:
+            budget.hourly_window = max(budget.hourly_window, reset - budget.hourly_started)
+    budget.hourly_limit = limit
+    budget.hourly_reset = reset
 
 
 def pacer_settings(config: dict[str, Any]) -> dict[str, Any]:

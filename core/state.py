@@ -131,6 +131,13 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (uuid, number)
     );
     """,
+    # v4: what the pacer learns of the hourly window besides its limit (its length and when the
+    # current one started), and a count of calls taken, to discount calls still in flight
+    """
+    ALTER TABLE rate_budgets ADD COLUMN hourly_window REAL NOT NULL DEFAULT 0;
+    ALTER TABLE rate_budgets ADD COLUMN hourly_started REAL NOT NULL DEFAULT 0;
+    ALTER TABLE rate_budgets ADD COLUMN calls_taken INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -29,6 +29,9 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     sandbox.add_argument("--redirect-uri", action="append", default=[], metavar="URL",
                          help="register this redirect URI on the sandbox's clients, beside "
                               "the out-of-band one and http://localhost (repeatable)")
+    sandbox.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
+                         help="run the sandbox's clock this far ahead of this machine's "
+                              "(negative: behind); its Date header and rate-limit resets follow")
     sandbox.set_defaults(handler=_sandbox)
 
 
@@ -46,8 +49,8 @@ async def _sandbox(args: argparse.Namespace) -> int:
     )
 
     config = SandboxConfig(hourly_limit=args.hourly_limit, hourly_window=args.hourly_window,
-                           spike_limit=args.spike_limit)
-    config.redirect_uris = tuple(uri.strip() for uri in args.redirect_uri)
+                           spike_limit=args.spike_limit, clock_offset=args.clock_offset,
+                           redirect_uris=tuple(uri.strip() for uri in args.redirect_uri))
     world = demo_world(config)
     service_company = world.service_user.company_ids[0]
     registered = sorted(world.clients[SANDBOX_CLIENT_ID].redirect_uris)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import html
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -132,9 +133,28 @@ def _bearer(headers: Headers) -> str | None:
 
 
 def _rate_headers(rate: Rate) -> list[tuple[bytes, bytes]]:
-    return [(b"x-rate-limit-limit", str(rate.limit).encode()),
-            (b"x-rate-limit-remaining", str(rate.remaining).encode()),
-            (b"x-rate-limit-reset", str(rate.reset).encode())]
+    """The window most likely to bind (doc: plan_your_app/rate_limiting.md), and on a 429 how
+    many seconds to wait (doc: api_essentials/error_reference.md, "Rate limiting")."""
+    headers = [(b"x-rate-limit-limit", str(rate.limit).encode()),
+               (b"x-rate-limit-remaining", str(rate.remaining).encode()),
+               (b"x-rate-limit-reset", str(rate.reset).encode())]
+    if not rate.allowed:
+        headers.append((b"retry-after", str(rate.retry_after).encode()))
+    return headers
+
+
+def _dated(send: Send, world: World) -> Send:
+    """`send` that stamps the response with `Date` from the sandbox's clock as it starts
+    (uvicorn's own, from the machine's clock, is off), so a sandbox with a clock offset looks
+    like a server whose clock differs from ours."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            date = email.utils.formatdate(world.clock(), usegmt=True).encode()
+            message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
+        await send(message)
+
+    return wrapped
 
 
 def _period(seconds: float) -> str:
@@ -1037,6 +1057,7 @@ class _Sandbox:
         if scope["type"] != "http":
             await self.procore(scope, receive, send)
             return
+        send = _dated(send, self.world)
         headers = Headers(scope=scope)
         host = self._host(headers)
         app = self.storage if host == "storage" else self.procore

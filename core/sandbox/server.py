@@ -103,9 +103,11 @@ async def serve(world: World, host: str = "127.0.0.1", port: int = 0, storage_po
     sockets = [_listen(host, port), _listen(host, storage_port), _listen(host, download_port)]
     world.base_url, world.download_url = _url(sockets[0]), _url(sockets[2])
     world.storage_url = _url(sockets[1], object_store_name(sockets[1].getsockname()[0]))
+    # date_header off: the app sends Date from the world's clock, which may be offset
     servers = [_Server(uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="off",
-        http="h11", timeout_graceful_shutdown=SHUTDOWN_GRACE)) for _ in sockets]
+        http="h11", timeout_graceful_shutdown=SHUTDOWN_GRACE, date_header=False))
+        for _ in sockets]
     tasks = [asyncio.create_task(server.serve(sockets=[sock]))
              for server, sock in zip(servers, sockets, strict=True)]
     try:

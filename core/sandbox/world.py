@@ -70,6 +70,9 @@ class SandboxConfig:
     min_segment_size: int = MIN_SEGMENT_SIZE  # tests lower it to keep files small
     # redirect URIs registered on every client beside out-of-band and http://localhost
     redirect_uris: tuple[str, ...] = ()
+    # seconds the sandbox's clock is ahead of the machine's (negative: behind): its Date header,
+    # rate-limit resets, token lifetimes, upload expiry and timestamps all follow it
+    clock_offset: float = 0.0
 
 
 class SandboxError(Exception):
@@ -294,9 +297,12 @@ class Window:
     length: float
     started: float = 0.0
     count: int = 0
+    past: list[int] = field(default_factory=list)  # calls counted in each earlier window
 
     def roll(self, now: float) -> None:
         if self.count == 0 or now >= self.started + self.length:
+            if self.count:
+                self.past.append(self.count)
             self.started, self.count = now, 0
 
     @property
@@ -311,8 +317,9 @@ class Rate:
     allowed: bool
     limit: int
     remaining: int
-    reset: int  # Unix seconds
+    reset: int  # Unix seconds, on the sandbox's clock
     window: float  # the binding window's length in seconds
+    retry_after: int  # refused: whole seconds until every spent window has reset; else 0
 
 
 def name_key(name: str) -> str:
@@ -354,7 +361,7 @@ class World:
         self.base_url = base_url
         self.storage_url = storage_url
         self.lock = threading.RLock()
-        self.clock = time.time  # a test may replace it to move time along
+        self.clock = self._now  # a test may replace it to move time along
         self.rng = random.Random(self.config.seed)
         self._ids = itertools.count(FIRST_ID)
         self._signing_key = secrets.token_bytes(32)
@@ -389,6 +396,10 @@ class World:
 
     def _id(self) -> int:
         return next(self._ids)
+
+    def _now(self) -> float:
+        """The sandbox's time: the machine's, shifted by `clock_offset`."""
+        return time.time() + self.config.clock_offset
 
     def _sign(self, text: str) -> str:
         return hmac.new(self._signing_key, text.encode(), hashlib.sha256).hexdigest()
@@ -582,8 +593,10 @@ class World:
             else:
                 self.rate_limited += 1
             binding = min(windows, key=lambda w: w.remaining)  # the spike window wins a tie
+            spent = [w.started + w.length for w in windows if w.remaining <= 0]
+            retry_after = 0 if allowed else max(1, math.ceil(max(spent) - now))
             return Rate(allowed, binding.limit, binding.remaining,
-                        math.ceil(binding.started + binding.length), binding.length)
+                        math.ceil(binding.started + binding.length), binding.length, retry_after)
 
     def fault(self) -> int | None:
         """The 5xx status to fail this request with, by `fail_rate`, or None."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import time
 
 import httpx
@@ -202,3 +204,183 @@ async def test_a_job_that_does_not_wait_stops_at_a_long_429_too(stores) -> None:
     with pytest.raises(BudgetSpent) as spent:
         await job.acquire(Usage())
     assert spent.value.until == START + 3000 and clock.now == START
+
+
+# -- the server's clock: resets and Retry-After dates read against the response's Date -------
+
+AHEAD, BEHIND = 600.0, -600.0  # the server's clock against ours
+
+
+def server_headers(offset: float, now: float, limit: int | None = None,
+                   remaining: int | None = None, reset_in: float | None = None,
+                   **extra: str) -> dict[str, str]:
+    """A response's headers from a server whose clock is `offset` ahead of ours at `now`: its
+    Date (whole seconds, cut as a server does) and a reset `reset_in` seconds after it."""
+    server_now = now + offset
+    found = {"Date": email.utils.formatdate(server_now, usegmt=True), **extra}
+    if limit is not None and remaining is not None and reset_in is not None:
+        found.update(headers(limit, remaining, math.floor(server_now) + reset_in))
+    return found
+
+
+@pytest.mark.parametrize("offset", [AHEAD, BEHIND])
+async def test_a_spike_window_on_a_skewed_server_paces_without_pausing(stores, offset) -> None:
+    clock = Clock()
+    job = pacer(stores(), clock, wait=False)
+    await job.observe(httpx.Response(200, headers=server_headers(offset, clock.now, 5, 4, 10)))
+    await calls(job, clock, 12)  # a false "budget spent" would raise BudgetSpent here
+    for i, start in enumerate(clock.starts):
+        assert len([s for s in clock.starts[i:] if s < start + 10]) <= 5
+    assert clock.now - START < 26
+
+
+@pytest.mark.parametrize("offset", [AHEAD, BEHIND])
+async def test_a_429_on_a_skewed_server_waits_for_the_reset(stores, offset) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await p.observe(httpx.Response(429, headers=server_headers(offset, clock.now, 25, 0, 7)))
+    await calls(p, clock, 1)
+    assert START + 7 <= clock.starts[0] <= START + 8.5  # neither at once nor ten minutes on
+
+
+@pytest.mark.parametrize("offset", [AHEAD, BEHIND])
+async def test_an_hourly_reset_on_a_skewed_server_is_placed_on_our_clock(stores, offset) -> None:
+    clock = Clock()
+    job = pacer(stores(), clock, wait=False)
+    await job.observe(httpx.Response(200, headers=server_headers(offset, clock.now, 100, 10,
+                                                                 1800)))
+    with pytest.raises(BudgetSpent) as spent:
+        await job.acquire(Usage())
+    assert START + 1800 <= spent.value.until <= START + 1801
+
+
+@pytest.mark.parametrize("offset", [AHEAD, BEHIND])
+async def test_retry_after_as_an_http_date_is_read_on_the_servers_clock(stores, offset) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    retry = email.utils.formatdate(math.floor(clock.now + offset) + 30, usegmt=True)
+    await p.observe(httpx.Response(429, headers=server_headers(offset, clock.now,
+                                                               **{"Retry-After": retry})))
+    await calls(p, clock, 1)
+    assert START + 30 <= clock.starts[0] <= START + 31.5
+
+
+@pytest.mark.parametrize("offset", [AHEAD, BEHIND])
+async def test_retry_after_in_seconds_needs_no_clock(stores, offset) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await p.observe(httpx.Response(429, headers=server_headers(offset, clock.now,
+                                                               **{"Retry-After": "30"})))
+    await calls(p, clock, 1)
+    assert START + 30 <= clock.starts[0] <= START + 30.5
+
+
+@pytest.mark.parametrize("date", [None, "not a date"])
+async def test_without_a_readable_date_the_reset_is_read_on_our_clock(stores, date) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    extra = {} if date is None else {"Date": date}
+    await p.observe(httpx.Response(429, headers={**headers(25, 0, START + 7), **extra}))
+    await calls(p, clock, 1)
+    assert START + 7 <= clock.starts[0] <= START + 7.5
+
+
+async def test_a_date_cut_to_the_second_never_lets_a_call_go_early(stores) -> None:
+    clock = Clock()
+    clock.now = START + 0.9  # the server's Date says START: it cut off the 0.9 s
+    p = pacer(stores(), clock)
+    await p.observe(httpx.Response(429, headers=server_headers(0, clock.now, 25, 0, 10)))
+    await calls(p, clock, 1)
+    assert START + 10 <= clock.starts[0] <= START + 11.5
+
+
+# -- the two windows, and the hourly limit remembered across resets -------------------------
+
+
+async def budget_of(state, key: str = "client@api.example") -> dict:
+    return (await state.rate_budgets())[key]
+
+
+async def test_the_hour_in_its_last_seconds_is_not_taken_for_the_spike(state, stores) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 20, 19, 10)))
+    # the hourly window shows up for the first time 8 seconds before its end
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 14, 8)))
+    budget = await budget_of(state)
+    assert (budget["spike_limit"], budget["hourly_limit"]) == (20, 100)
+    assert budget["hourly_remaining"] == 14
+
+
+async def test_a_near_reset_that_is_not_the_known_hours_is_the_spikes(state, stores) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await p.observe(httpx.Response(200, headers=server_headers(BEHIND, clock.now, 600, 300,
+                                                               1200)))
+    # a spike limit of 25, then raised to 40: both are the spike window's
+    for limit in (25, 40):
+        await p.observe(httpx.Response(200, headers=server_headers(BEHIND, clock.now, limit,
+                                                                   limit - 1, 10)))
+        budget = await budget_of(state)
+        assert (budget["spike_limit"], budget["hourly_limit"]) == (limit, 600)
+        assert budget["hourly_reset"] > START + 1000
+
+
+async def test_equal_limits_after_a_reset_the_near_one_is_the_spike(state, stores) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await calls(p, clock, 1)
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 100, 10)))
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 50, 40)))
+    clock.now = START + 45  # the hour has reset
+    await calls(p, clock, 1)
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 99, 10)))
+    budget = await budget_of(state)
+    assert (budget["spike_limit"], budget["hourly_limit"]) == (100, 100)
+    assert budget["hourly_reset"] == 0  # not the spike's: not yet stated for this window
+
+
+async def test_the_reserve_holds_from_the_start_of_the_next_window(stores) -> None:
+    """The issue's case: an hourly limit of 100 learned in the first window, then a window
+    whose headers only ever name the spike: jobs stop at 90 and browsing has its 10."""
+    clock = Clock()
+    job = pacer(stores(), clock, wait=False)
+    browse = pacer(stores(), clock, interactive=True)
+    await calls(job, clock, 1)  # the first call of the window
+    await job.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 40, 40)))
+    clock.now = START + 41  # the first window has reset
+    taken = 0
+    with pytest.raises(BudgetSpent) as spent:
+        while True:
+            await job.acquire(Usage())
+            taken += 1
+            await job.observe(httpx.Response(200, headers=server_headers(
+                AHEAD, clock.now, 100, 100 - taken, 10)))  # the spike's, with the same limit
+    assert taken == 90
+    assert START + 41 + 40 <= spent.value.until <= START + 41 + 43  # the window's estimated end
+    before = clock.now
+    await calls(browse, clock, 10)
+    assert clock.now - before < 2  # browsing did not wait for the reset
+
+
+async def test_calls_in_flight_count_against_what_a_response_says_remains(stores) -> None:
+    clock = Clock()
+    job = pacer(stores(), clock, wait=False)
+    tickets = [await job.acquire(Usage()) for _ in range(3)]
+    # the first call's answer: 12 left when it was counted, but two more calls went since
+    await job.observe(httpx.Response(200, headers=server_headers(0, clock.now, 100, 12, 1800)),
+                      tickets[0])
+    with pytest.raises(BudgetSpent):
+        await job.acquire(Usage())
+
+
+async def test_a_spike_reset_that_falls_on_the_hours_is_still_the_spikes(state, stores) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 20, 19, 10)))
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 30, 40)))
+    clock.now += 31  # a spike window that ends with the hour
+    await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 20, 18, 9)))
+    budget = await budget_of(state)
+    assert (budget["spike_limit"], budget["spike_remaining"]) == (20, 18)
+    assert (budget["hourly_limit"], budget["hourly_remaining"]) == (100, 30)
