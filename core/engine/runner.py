@@ -27,7 +27,7 @@ from core.connectors.base import (
 )
 from core.engine.executor import Executor, FileTask
 from core.engine.march import NamePolicy, pair_folder
-from core.engine.planner import CHANGED_FILE, SENT, Action, Plan, Rules, plan_copy
+from core.engine.planner import SENT, Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import Job, Transfer, parse_job
@@ -112,7 +112,8 @@ class _Run:
         self.rules = Rules(
             conflict_resolution=self.transfer.conflict_resolution,
             source_filters=self.transfer.source_filters,
-            mtime_precision=None if None in precisions else max(precisions))  # type: ignore[type-var]
+            mtime_precision=None if None in precisions else max(precisions),  # type: ignore[type-var]
+            destination_sets_mtime=destination.features.can_set_mtime)
         self.names = NamePolicy(
             destination.features.path_rules,
             source.features.case_insensitive or destination.features.case_insensitive,
@@ -239,7 +240,7 @@ class _Run:
             relative = self._relative(source_path)
             known = states.get(relative)
             plan = plan_copy(pair, None, self.rules)
-            if plan is CHANGED_FILE and known and known.status in SENT:
+            if plan.unrecorded and known and known.status in SENT:
                 # it differs, and this job sent it before: which side changed decides
                 plan = plan_copy(pair, await self.state.item(self.record.id, relative),
                                  self.rules)
@@ -257,7 +258,13 @@ class _Run:
             elif plan.action is Action.NONE:
                 self.stats.skipped += 1
                 if known is None or known.status not in SENT:
-                    self._settle(source_path, source, plan, known, pair.note)
+                    # what is there now is what a later run compares with
+                    found = pair.destination
+                    assert found is not None
+                    self._settle(source_path, source, plan, known, pair.note,
+                                 destination_path=destination_path,
+                                 destination_id=found.native_id,
+                                 destination_version=found.version)
             elif await self._ensure(folder):
                 await self.executor.submit(FileTask(
                     source_path, source, destination_path, pair.destination, plan.action,
@@ -283,10 +290,11 @@ class _Run:
         return child
 
     def _settle(self, source_path: str, source: Entry, plan: Plan, known: ItemState | None,
-                note: str | None, status: str | None = None) -> None:
-        """Count and record an item decided without a transfer (unless nothing changed)."""
+                note: str | None, status: str | None = None, **found: object) -> None:
+        """Count and record an item decided without a transfer (unless nothing changed);
+        `found`: the record's fields about the file already at the destination."""
         status = status or {Action.SKIP: "skipped", Action.FLAG: "remediation"}.get(
-            plan.action, "processed" if note else "success")
+            plan.action, "processed" if note or plan.reason else "success")
         if plan.action is Action.SKIP:
             self.stats.skipped += 1
         elif plan.action is Action.FLAG:
@@ -295,7 +303,7 @@ class _Run:
         reason = "; ".join(filter(None, [note, plan.reason])) or None
         if known is not None and (known.status, known.note) == (status, reason):
             return
-        item = self._record(source_path, source, plan, note=reason)
+        item = self._record(source_path, source, plan, note=reason, **found)
         item.status = status
         self.items.record(item)
 
