@@ -107,7 +107,7 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     if same_content(source, destination, rules):
         return IN_STEP
     if record is None or record.status not in SENT:
-        return _unrecorded(source, destination, rules)
+        return _unrecorded(source, destination, record, rules)
     if _source_unchanged(source, record):
         if _destination_unchanged(destination, record, rules):
             return IN_STEP
@@ -117,9 +117,15 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     return _resolve_conflict(source, destination, rules.conflict_resolution)
 
 
-def _unrecorded(source: Entry, destination: Entry, rules: Rules) -> Plan:
+def _unrecorded(source: Entry, destination: Entry, record: ItemRecord | None,
+                rules: Rules) -> Plan:
     """A file at the destination that this job has no record of sending: another job's, one
-    from before the state DB was lost, or a killed run's create that landed unrecorded."""
+    from before the state DB was lost, or a killed run's create or update that landed
+    unrecorded. `record`, if any, is a write planned but not known to have landed."""
+    if (record is not None and destination.version is not None
+            and record.destination_version == destination.version):
+        # the version that write set out to replace is still there: it never landed
+        return UNSENT_FILE
     if not rules.destination_sets_mtime and source.size == destination.size:
         # Nothing else to compare without downloading it (Procore keeps no checksum): a new
         # version of the same bytes is worse than trusting the size. The record made now

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.connections import overlap
 from core.connectors import Opening, open_connector
@@ -240,15 +240,19 @@ class _Run:
             relative = self._relative(source_path)
             known = states.get(relative)
             plan = plan_copy(pair, None, self.rules)
-            if plan.unrecorded and known and known.status in SENT:
-                # it differs, and this job sent it before: which side changed decides
-                plan = plan_copy(pair, await self.state.item(self.record.id, relative),
-                                 self.rules)
+            recorded = None
+            if plan.unrecorded and known:
+                # it differs, and this job recorded it before: if sent, which side changed
+                # decides; if not, whether the write it planned landed
+                recorded = await self.state.item(self.record.id, relative)
+                plan = plan_copy(pair, recorded, self.rules)
             if source.is_dir:
                 self.stats.folders += 1
             else:
                 self.stats.files += 1
-            if plan.action in (Action.SKIP, Action.FLAG):
+            if plan.action is Action.SKIP and recorded and recorded.status in SENT:
+                self._leave(recorded, plan, pair.note)
+            elif plan.action in (Action.SKIP, Action.FLAG):
                 self._settle(source_path, source, plan, known, pair.note)
             elif source.is_dir:
                 child = await self._folder(folder, source_path, destination_path, source, plan,
@@ -266,10 +270,14 @@ class _Run:
                                  destination_id=found.native_id,
                                  destination_version=found.version)
             elif await self._ensure(folder):
+                # the version it replaces: if the run dies, the next one sees whether the
+                # write landed
+                replaced = pair.destination.version if pair.destination else None
                 await self.executor.submit(FileTask(
                     source_path, source, destination_path, pair.destination, plan.action,
                     self._record(source_path, source, plan, note=pair.note or plan.reason,
-                                 attempts=known.attempts if known else 0)))
+                                 attempts=known.attempts if known else 0,
+                                 destination_version=replaced)))
         return children
 
     async def _folder(self, parent: _Folder, source_path: str, destination_path: str,
@@ -288,6 +296,17 @@ class _Run:
         self._settle(source_path, source, plan, known, note,
                      status="pending" if self.transfer.simulation_mode else "success")
         return child
+
+    def _leave(self, sent: ItemRecord, plan: Plan, note: str | None) -> None:
+        """Count a file left as it is at the destination although this job sent it before.
+        The record of what it sent stays, so later runs still judge both sides against it
+        (a new record would read as never sent, and the next run would overwrite); only its
+        note says why the file was left."""
+        self.stats.skipped += 1
+        reason = "; ".join(filter(None, [note, plan.reason]))
+        if sent.note != reason:
+            self.items.record(replace(sent, note=reason, execution_id=self.execution_id,
+                                      updated_at=time.time()))
 
     def _settle(self, source_path: str, source: Entry, plan: Plan, known: ItemState | None,
                 note: str | None, status: str | None = None, **found: object) -> None:

@@ -151,3 +151,13 @@ def test_a_destination_that_keeps_mtimes_still_updates_unrecorded_files():
         updated = plan(f("x", size=5, mtime=100.0), f("x", size=5, mtime=200.0), unsent)
         assert updated.action is Action.UPDATE and updated.reason is None
     assert plan(f("x", size=5), f("x", size=5)).action is Action.NONE
+
+
+def test_a_planned_write_is_judged_by_whether_the_version_it_replaces_is_still_there():
+    # a run planned to replace v7 with a same-size edit, then died: no record of success
+    planned = record(size=5, mtime=200.0, status="pending", version="v7")
+    lost = plan(f("x", size=5, mtime=200.0), IN_PROCORE, planned, UPLOAD_TIMES)
+    assert lost.action is Action.UPDATE  # v7 is still there: the edit never landed
+    landed = f("x", size=5, mtime=9_600.0, version="v8")
+    assert plan(f("x", size=5, mtime=200.0), landed, planned,
+                UPLOAD_TIMES).action is Action.NONE  # it landed, unrecorded: adopted

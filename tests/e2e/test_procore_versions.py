@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from core.sandbox import World
+from core.sandbox.world import Missing
 from tests.e2e import test_procore
 from tests.e2e.conftest import Cli, dryviq_command
 from tests.e2e.test_procore import add_procore, env, job, local, project_id, remote, run
@@ -132,28 +133,56 @@ def test_jobs_without_a_record_adopt_identical_documents_instead_of_new_versions
     assert recorded_versions(cli.home, "third") == {
         path: str(ids[-1]) for path, ids in now.items()}
 
+    # someone adds a version in Procore: the job leaves it there, run after run
+    world.add_file(project_id(world), "Shared/Specifications/Sheet 003.pdf", b"marked up")
+    for _ in range(2):
+        assert run(cli, "third")["status"] == "no_changes"
+        assert len(versions(world, "Shared")["Specifications/Sheet 003.pdf"]) == 2
+    note = file_items(cli, "third")["Specifications/Sheet 003.pdf"]["note"]
+    assert "changed only at the destination" in note
+
 
 @contextmanager
-def killing_at_a_create(world: World) -> Iterator[dict[str, Any]]:
-    """While `armed["pid"]` is set, SIGKILL that process as the sandbox makes its
-    `armed["after"]`-th document: the document lands and the run never hears of it."""
+def killing_at(world: World, change: str, *, lands: bool = True) -> Iterator[dict[str, Any]]:
+    """While `armed["pid"]` is set, SIGKILL that process at the `armed["after"]`-th time the
+    sandbox makes a `change` ("create_file", "add_version"): after it is made (`lands`), so
+    the run never hears of it, or instead of making it."""
     armed: dict[str, Any] = {"pid": None, "after": 0, "fired": 0}
-    create_file = world.create_file
+    make = getattr(world, change)
 
-    def create_then_kill(*args: Any, **kwargs: Any) -> Any:
-        node = create_file(*args, **kwargs)
+    def kill_then_make(*args: Any, **kwargs: Any) -> Any:
         if armed["pid"] is not None:
             armed["after"] -= 1
             if armed["after"] == 0:
                 os.kill(armed["pid"], signal.SIGKILL)
                 armed["pid"], armed["fired"] = None, armed["fired"] + 1
-        return node
+                if not lands:
+                    raise Missing("the caller is gone")
+        return make(*args, **kwargs)
 
-    world.create_file = create_then_kill  # type: ignore[method-assign]
+    setattr(world, change, kill_then_make)
     try:
         yield armed
     finally:
-        world.create_file = create_file  # type: ignore[method-assign]
+        setattr(world, change, make)
+
+
+def start_run(cli: Cli, name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run", name],
+                            env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def run_until_killed(cli: Cli, name: str, armed: dict[str, Any], after: int) -> None:
+    proc = start_run(cli, name)
+    try:
+        armed["after"], armed["pid"] = after, proc.pid
+        proc.wait()
+    finally:
+        armed["pid"] = None
+        proc.kill()  # no-op once dead; never leave a copy running behind a failure
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"{name} finished before its kill"
 
 
 KILLS = 14
@@ -168,24 +197,16 @@ def test_a_copy_killed_again_and_again_leaves_one_version_per_document(
     add_procore(cli, sandbox)
     job(cli, tmp_path, "killed", ("files", "/"), ("procore", "/Killed"))
     landed_unrecorded = []  # per kill: documents in Procore the job has no sent record of
-    with killing_at_a_create(world) as armed:
+    with killing_at(world, "create_file") as armed:
         for kill in range(KILLS):
-            at_create = kill % 2 == 0  # else at a random moment
-            proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run",
-                                     "killed"], env=env(), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                if at_create:
-                    armed["after"], armed["pid"] = rnd.randint(1, 3), proc.pid
-                    proc.wait()
-                    armed["pid"] = None
-                else:
-                    time.sleep(rnd.uniform(0.3, 1.2))
-                    proc.send_signal(signal.SIGKILL)
-            finally:
-                proc.kill()  # no-op once dead; never leave a copy running behind a failure
+            if kill % 2 == 0:  # as a document is made, else at a random moment
+                run_until_killed(cli, "killed", armed, rnd.randint(1, 3))
+            else:
+                proc = start_run(cli, "killed")
+                time.sleep(rnd.uniform(0.3, 1.2))
+                proc.kill()
                 proc.wait()
-            assert proc.returncode == -signal.SIGKILL, f"run {kill} finished before its kill"
+                assert proc.returncode == -signal.SIGKILL, f"run {kill} finished before its kill"
             present = versions(world, "Killed")
             several = {path: ids for path, ids in present.items() if len(ids) != 1}
             assert not several, f"after kill {kill}: {several}"
@@ -205,3 +226,26 @@ def test_a_copy_killed_again_and_again_leaves_one_version_per_document(
     assert sum(ADOPTED in (i["note"] or "") for i in items.values()) >= KILLS // 2
     assert run(cli, "killed")["status"] == "no_changes"
     assert len(assert_one_version_each(world, "Killed", files)) == FILES
+
+
+def test_a_new_version_killed_before_or_after_it_lands_ends_as_one_new_version(
+        cli: Cli, sandbox, files: Path, tmp_path: Path) -> None:
+    world = sandbox.world
+    write_files(files, random.Random(3), 12)
+    add_procore(cli, sandbox)
+    job(cli, tmp_path, "edits", ("files", "/"), ("procore", "/Edits"))
+    run(cli, "edits")
+    edited = sorted(files.rglob("*.pdf"))[::2]
+    for path in edited:  # same size, other bytes: only the mtime shows the change
+        path.write_bytes(bytes(b ^ 0x5A for b in path.read_bytes()))
+        os.utime(path, (time.time() + 60, time.time() + 60))
+    with killing_at(world, "add_version") as armed:
+        run_until_killed(cli, "edits", armed, 1)  # landed, never heard of
+    with killing_at(world, "add_version", lands=False) as armed:
+        run_until_killed(cli, "edits", armed, 1)  # died before it landed
+    done = run(cli, "edits")
+    assert done["status"] == "completed" and done["stats"]["failed"] == 0, done
+    assert remote(world, "Edits") == local(files)  # no "(source conflict ...)" copies either
+    counts = {path: len(ids) for path, ids in versions(world, "Edits").items()}
+    changed = {str(path.relative_to(files)) for path in edited}
+    assert counts == {path: 2 if path in changed else 1 for path in counts}
