@@ -91,6 +91,8 @@ def test_jobs_without_a_record_adopt_identical_documents_instead_of_new_versions
     job(cli, tmp_path, "first", ("files", "/"), ("procore", "/Shared"))
     assert run(cli, "first")["stats"]["transferred"] == 36
     first = assert_one_version_each(world, "Shared", files)
+    assert recorded_versions(cli.home, "first") == {  # each create's version id is kept
+        path: str(ids[-1]) for path, ids in first.items()}
     sent = uploads(world)
 
     # another job copying the same tree into the same folder: nothing to send
