@@ -101,6 +101,7 @@ def test_jobs_without_a_record_adopt_identical_documents_instead_of_new_versions
         second = run(cli, "second")
         assert second["status"] == "no_changes", second
         assert uploads(world) == sent
+        print(f"\nsecond job: {second['stats']['api_calls']} API calls, no uploads")
     items = file_items(cli, "second")
     assert {i["status"] for i in items.values()} == {"processed"}
     assert all(ADOPTED in i["note"] for i in items.values())
