@@ -121,7 +121,8 @@ def _unrecorded(source: Entry, destination: Entry, record: ItemRecord | None,
                 rules: Rules) -> Plan:
     """A file at the destination that this job has no record of sending: another job's, one
     from before the state DB was lost, or a killed run's create or update that landed
-    unrecorded. `record`, if any, is a write planned but not known to have landed."""
+    unrecorded. `record`, if any, is in no sent status: most often a write planned but not
+    known to have landed, its destination_version the version it was to replace."""
     if (record is not None and destination.version is not None
             and record.destination_version == destination.version):
         # the version that write set out to replace is still there: it never landed
