@@ -308,7 +308,11 @@ class State:
         await self.db.close()
 
     async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        return list(await (await self.db.execute(sql, tuple(args))).fetchall())
+        # one job in aiosqlite's thread: a statement left open between an execute and its
+        # fetch holds a read snapshot, and a write queued in between on this connection
+        # then fails at once with "database is locked" if another connection (the pacer's)
+        # has written since
+        return list(await self.db.execute_fetchall(sql, tuple(args)))
 
     # -- connections ------------------------------------------------------------------------
 

@@ -234,6 +234,11 @@ class Executor:
 
         path, replacing = self._target(task)
         source = task.source
+        if self._durable and replacing is not None and not self.simulate:
+            # on disk before the new version can land: a run killed after it landed leaves
+            # a record that tells the next run so, not one that reads as a change made at
+            # the destination
+            await self.items.record_durably(task.record)
 
         def write() -> Awaitable[Entry]:
             if self._local_to_local:  # the kernel copies from file to file

@@ -28,6 +28,9 @@ class Action(StrEnum):
 class Plan:
     action: Action
     reason: str | None = None
+    # decided for want of a record that this job sent the file: where it has one, the planner
+    # decides again with it
+    unrecorded: bool = False
 
     @property
     def writes(self) -> bool:
@@ -39,6 +42,11 @@ SENT = ("success", "processed")  # item statuses of a file this job has delivere
 # the plans of almost every pair, made once
 IN_STEP, NEW_FILE, CHANGED_FILE, NEW_FOLDER = (
     Plan(Action.NONE), Plan(Action.CREATE), Plan(Action.UPDATE), Plan(Action.MKDIR))
+UNSENT_FILE = Plan(Action.UPDATE, unrecorded=True)
+ASSUMED_SAME = Plan(
+    Action.NONE, "same size as the file already at the destination, which keeps neither the "
+    "source's modification time nor a checksum: assumed identical, not uploaded",
+    unrecorded=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,9 @@ class Rules:
     source_filters: Filters = field(default_factory=Filters)
     # the coarser of both sides' mtime precisions; None when either side keeps no mtime
     mtime_precision: float | None = 1.0
+    # False where a file's mtime at the destination is when it was stored, not the source's
+    # (Procore's updated_at): there, mtimes cannot show that unrecorded files match
+    destination_sets_mtime: bool = True
 
 
 def _close(a: float | None, b: float | None, precision: float | None) -> bool:
@@ -95,11 +106,8 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
         return NEW_FILE
     if same_content(source, destination, rules):
         return IN_STEP
-    succeeded = record is not None and record.status in SENT
-    if not succeeded:
-        # never sent by this job: the source is the content the job exists to deliver
-        return CHANGED_FILE
-    assert record is not None
+    if record is None or record.status not in SENT:
+        return _unrecorded(source, destination, record, rules)
     if _source_unchanged(source, record):
         if _destination_unchanged(destination, record, rules):
             return IN_STEP
@@ -107,6 +115,26 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     if _destination_unchanged(destination, record, rules):
         return CHANGED_FILE
     return _resolve_conflict(source, destination, rules.conflict_resolution)
+
+
+def _unrecorded(source: Entry, destination: Entry, record: ItemRecord | None,
+                rules: Rules) -> Plan:
+    """A file at the destination that this job has no record of sending: another job's, one
+    from before the state DB was lost, or a killed run's create or update that landed
+    unrecorded. `record`, if any, is in no sent status: most often a write planned but not
+    known to have landed, its destination_version the version it was to replace."""
+    if (record is not None and destination.version is not None
+            and record.destination_version == destination.version):
+        # the version that write set out to replace is still there: it never landed
+        return UNSENT_FILE
+    if not rules.destination_sets_mtime and source.size == destination.size:
+        # Nothing else to compare without downloading it (Procore keeps no checksum): a new
+        # version of the same bytes is worse than trusting the size. The record made now
+        # ties the source's size and mtime to the destination's version, so a later change
+        # on either side is seen as for a file this job sent.
+        return ASSUMED_SAME
+    # the source is the content the job exists to deliver
+    return UNSENT_FILE
 
 
 def _resolve_conflict(source: Entry, destination: Entry, policy: str) -> Plan:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.connections import overlap
 from core.connectors import Opening, open_connector
@@ -27,7 +27,7 @@ from core.connectors.base import (
 )
 from core.engine.executor import Executor, FileTask
 from core.engine.march import NamePolicy, pair_folder
-from core.engine.planner import CHANGED_FILE, SENT, Action, Plan, Rules, plan_copy
+from core.engine.planner import SENT, Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import Job, Transfer, parse_job
@@ -112,7 +112,8 @@ class _Run:
         self.rules = Rules(
             conflict_resolution=self.transfer.conflict_resolution,
             source_filters=self.transfer.source_filters,
-            mtime_precision=None if None in precisions else max(precisions))  # type: ignore[type-var]
+            mtime_precision=None if None in precisions else max(precisions),  # type: ignore[type-var]
+            destination_sets_mtime=destination.features.can_set_mtime)
         self.names = NamePolicy(
             destination.features.path_rules,
             source.features.case_insensitive or destination.features.case_insensitive,
@@ -239,15 +240,19 @@ class _Run:
             relative = self._relative(source_path)
             known = states.get(relative)
             plan = plan_copy(pair, None, self.rules)
-            if plan is CHANGED_FILE and known and known.status in SENT:
-                # it differs, and this job sent it before: which side changed decides
-                plan = plan_copy(pair, await self.state.item(self.record.id, relative),
-                                 self.rules)
+            recorded = None
+            if plan.unrecorded and known:
+                # it differs, and this job recorded it before: if sent, which side changed
+                # decides; if not, whether the write it planned landed
+                recorded = await self.state.item(self.record.id, relative)
+                plan = plan_copy(pair, recorded, self.rules)
             if source.is_dir:
                 self.stats.folders += 1
             else:
                 self.stats.files += 1
-            if plan.action in (Action.SKIP, Action.FLAG):
+            if plan.action is Action.SKIP and recorded and recorded.status in SENT:
+                self._leave(recorded, plan, pair.note)
+            elif plan.action in (Action.SKIP, Action.FLAG):
                 self._settle(source_path, source, plan, known, pair.note)
             elif source.is_dir:
                 child = await self._folder(folder, source_path, destination_path, source, plan,
@@ -257,12 +262,22 @@ class _Run:
             elif plan.action is Action.NONE:
                 self.stats.skipped += 1
                 if known is None or known.status not in SENT:
-                    self._settle(source_path, source, plan, known, pair.note)
+                    # what is there now is what a later run compares with
+                    found = pair.destination
+                    assert found is not None
+                    self._settle(source_path, source, plan, known, pair.note,
+                                 destination_path=destination_path,
+                                 destination_id=found.native_id,
+                                 destination_version=found.version)
             elif await self._ensure(folder):
+                # the version it replaces: if the run dies, the next one sees whether the
+                # write landed
+                replaced = pair.destination.version if pair.destination else None
                 await self.executor.submit(FileTask(
                     source_path, source, destination_path, pair.destination, plan.action,
                     self._record(source_path, source, plan, note=pair.note or plan.reason,
-                                 attempts=known.attempts if known else 0)))
+                                 attempts=known.attempts if known else 0,
+                                 destination_version=replaced)))
         return children
 
     async def _folder(self, parent: _Folder, source_path: str, destination_path: str,
@@ -282,11 +297,23 @@ class _Run:
                      status="pending" if self.transfer.simulation_mode else "success")
         return child
 
+    def _leave(self, sent: ItemRecord, plan: Plan, note: str | None) -> None:
+        """Count a file left as it is at the destination although this job sent it before.
+        The record of what it sent stays, so later runs still judge both sides against it
+        (a new record would read as never sent, and the next run would overwrite); only its
+        note says why the file was left."""
+        self.stats.skipped += 1
+        reason = "; ".join(filter(None, [note, plan.reason]))
+        if sent.note != reason:
+            self.items.record(replace(sent, note=reason, execution_id=self.execution_id,
+                                      updated_at=time.time()))
+
     def _settle(self, source_path: str, source: Entry, plan: Plan, known: ItemState | None,
-                note: str | None, status: str | None = None) -> None:
-        """Count and record an item decided without a transfer (unless nothing changed)."""
+                note: str | None, status: str | None = None, **found: object) -> None:
+        """Count and record an item decided without a transfer (unless nothing changed);
+        `found`: the record's fields about the file already at the destination."""
         status = status or {Action.SKIP: "skipped", Action.FLAG: "remediation"}.get(
-            plan.action, "processed" if note else "success")
+            plan.action, "processed" if note or plan.reason else "success")
         if plan.action is Action.SKIP:
             self.stats.skipped += 1
         elif plan.action is Action.FLAG:
@@ -295,7 +322,7 @@ class _Run:
         reason = "; ".join(filter(None, [note, plan.reason])) or None
         if known is not None and (known.status, known.note) == (status, reason):
             return
-        item = self._record(source_path, source, plan, note=reason)
+        item = self._record(source_path, source, plan, note=reason, **found)
         item.status = status
         self.items.record(item)
 

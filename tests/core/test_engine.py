@@ -163,3 +163,40 @@ async def test_a_connection_failure_stops_the_run_without_blaming_the_items(setu
     source.fatal_reads = False
     resumed = await runner.run_job(state, home, job)
     assert (resumed.status, resumed.stats.transferred) == ("completed", 20)
+
+
+async def test_a_local_file_of_the_same_size_this_job_never_sent_is_still_replaced(setup,
+                                                                                  tmp_path):
+    """A local disk keeps the source's mtime, so a same-size file with another mtime differs:
+    only destinations that cannot keep mtimes (Procore) trust an unrecorded file's size."""
+    home, state, source = setup
+    source.tree.update({"plan.pdf": b"rev B", "spec.pdf": b"same"})
+    (tmp_path / "dest/out").mkdir()
+    (tmp_path / "dest/out/plan.pdf").write_bytes(b"rev A")  # same size, older mtime
+    (tmp_path / "dest/out/spec.pdf").write_bytes(b"same")
+    os.utime(tmp_path / "dest/out/spec.pdf", (1_700_000_000, 1_700_000_000))  # in step
+    job, _ = await create_job(state, job_json())
+    result = await runner.run_job(state, home, job)
+    assert (result.status, result.stats.transferred) == ("completed", 1)
+    assert (tmp_path / "dest/out/plan.pdf").read_bytes() == b"rev B"
+    assert {i.path: (i.action, i.status, i.note) for i in await state.items(job.id)} == {
+        "plan.pdf": ("update", "success", None), "spec.pdf": ("none", "success", None)}
+
+
+async def test_a_file_changed_only_at_the_destination_stays_as_it_is_on_every_later_run(
+        setup, tmp_path):
+    home, state, source = setup
+    source.tree.update({"plan.pdf": b"as issued"})
+    job, _ = await create_job(state, job_json())
+    assert (await runner.run_job(state, home, job)).status == "completed"
+    copied = tmp_path / "dest/out/plan.pdf"
+    copied.write_bytes(b"marked up on site")
+    for _ in range(2):
+        result = await runner.run_job(state, home, job)
+        assert (result.status, result.stats.transferred) == ("no_changes", 0)
+        assert copied.read_bytes() == b"marked up on site"
+    (item,) = await state.items(job.id)
+    assert item.status == "success" and "changed only at the destination" in item.note
+    source.tree["plan.pdf"] = b"revision B"  # now both sides changed: both are kept
+    assert (await runner.run_job(state, home, job)).stats.transferred == 1
+    assert copied.read_bytes() == b"marked up on site"

@@ -115,3 +115,49 @@ def test_skips_flags_and_filters():
     rules = Rules(source_filters=job.transfer.source_filters, mtime_precision=1e-6)
     assert plan(f("a.tmp"), None, rules=rules).action is Action.SKIP
     assert plan(f("a.pdf"), None, rules=rules).action is Action.CREATE
+
+
+# Procore: a file's mtime there is when it was uploaded, never the source's
+UPLOAD_TIMES = Rules(mtime_precision=1.0, destination_sets_mtime=False)
+IN_PROCORE = f("x", size=5, mtime=9_000.0, version="v7")
+
+
+def test_an_unrecorded_file_of_the_same_size_is_adopted_where_mtimes_are_upload_times():
+    # another job's file, a lost state DB, a killed run's create that landed unrecorded
+    for unsent in (None, record(status="pending"), record(status="retry")):
+        adopted = plan(f("x", size=5), IN_PROCORE, unsent, UPLOAD_TIMES)
+        assert adopted.action is Action.NONE and adopted.unrecorded, unsent
+        assert "assumed identical, not uploaded" in adopted.reason
+
+
+def test_an_unrecorded_file_of_another_size_gets_a_new_version():
+    changed = plan(f("x", size=6), IN_PROCORE, None, UPLOAD_TIMES)
+    assert changed.action is Action.UPDATE and changed.unrecorded
+
+
+def test_an_adopted_file_is_then_judged_by_its_record_as_a_sent_one():
+    adopted = record(size=5, mtime=100.0, status="processed", version="v7")
+    unchanged = plan(f("x", size=5), IN_PROCORE, adopted, UPLOAD_TIMES)
+    assert (unchanged.action, unchanged.reason) == (Action.NONE, None)
+    edited = plan(f("x", size=5, mtime=200.0), IN_PROCORE, adopted, UPLOAD_TIMES)
+    assert edited.action is Action.UPDATE  # same size, but the source changed since
+    new_version = f("x", size=5, mtime=9_500.0, version="v8")  # someone uploaded in Procore
+    assert plan(f("x", size=5), new_version, adopted, UPLOAD_TIMES).action is Action.SKIP
+
+
+def test_a_destination_that_keeps_mtimes_still_updates_unrecorded_files():
+    # a local disk: equal size and mtime is a match; an unrecorded mtime mismatch is sent
+    for unsent in (None, record(status="pending")):
+        updated = plan(f("x", size=5, mtime=100.0), f("x", size=5, mtime=200.0), unsent)
+        assert updated.action is Action.UPDATE and updated.reason is None
+    assert plan(f("x", size=5), f("x", size=5)).action is Action.NONE
+
+
+def test_a_planned_write_is_judged_by_whether_the_version_it_replaces_is_still_there():
+    # a run planned to replace v7 with a same-size edit, then died: no record of success
+    planned = record(size=5, mtime=200.0, status="pending", version="v7")
+    lost = plan(f("x", size=5, mtime=200.0), IN_PROCORE, planned, UPLOAD_TIMES)
+    assert lost.action is Action.UPDATE  # v7 is still there: the edit never landed
+    landed = f("x", size=5, mtime=9_600.0, version="v8")
+    assert plan(f("x", size=5, mtime=200.0), landed, planned,
+                UPLOAD_TIMES).action is Action.NONE  # it landed, unrecorded: adopted
