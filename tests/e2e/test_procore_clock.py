@@ -64,7 +64,7 @@ def test_a_spent_hour_on_a_sandbox_whose_clock_is_off_pauses_until_its_reset(
                                          hourly_window=window, spike_limit=1000))
     files = tmp_path / "files"
     files.mkdir()
-    for n in range(45):
+    for n in range(25):  # two calls a file (upload slot, create): two windows of 36
         (files / f"Sheet {n:03d}.pdf").write_bytes(b"%d" % n)
     cli("connections", "add", "local", "files", "--path", files)
     add_procore(cli, sandbox)
@@ -82,7 +82,7 @@ def test_a_spent_hour_on_a_sandbox_whose_clock_is_off_pauses_until_its_reset(
 
 HOURLY_LIMIT = 100
 HOURLY_WINDOW = 40.0  # seconds: long enough to tell from the 10-second spike window
-JOBS, FILES = 3, 70  # about 216 calls: the jobs need three windows
+JOBS, FILES = 3, 35  # about 216 calls (two a file: upload slot, create): three windows
 RESERVE = 10  # the pacer's default 10% of the hourly limit, kept for browsing
 
 
