@@ -16,11 +16,13 @@
    first with the limits lifted): the calls it makes.
 
 Everything runs through the real `dryviq-tui` command in child processes, with the sandbox
-served over real HTTP from this process. Targets: calls <= 1.05x the minimum, zero 429s, and
-the big no-change rerun in at most 10 calls.
+served over real HTTP from this process. Targets: calls <= 1.05x the minimum, zero 429s (the
+same with the sandbox's clock ten minutes ahead or behind ours: --clock-offset), and the big
+no-change rerun in at most 10 calls.
 
     python bench/procore_calls.py [--files 1000] [--folders 50] [--spike-limit 25]
-        [--direct-upload-max BYTES] [--large-files 2] [--large-mib 20] [--segment-size-mib 8]
+        [--clock-offset 600 --clock-offset -600] [--direct-upload-max BYTES]
+        [--large-files 2] [--large-mib 20] [--segment-size-mib 8]
 """
 
 from __future__ import annotations
@@ -118,13 +120,15 @@ def upload_config(args: argparse.Namespace) -> str:
             f"segment_size_mib = {args.segment_size_mib}\n")
 
 
-def paced_copy(args: argparse.Namespace, work: Path) -> None:
-    config = SandboxConfig(spike_limit=args.spike_limit)
+def paced_copy(args: argparse.Namespace, work: Path, offset: float) -> None:
+    """The paced copy against a sandbox whose clock is `offset` seconds off this machine's."""
+    config = SandboxConfig(spike_limit=args.spike_limit, clock_offset=offset)
     with SandboxThread(demo_world(config)) as sandbox:
         world = sandbox.world
-        dryviq = Dryviq(work / "home-paced", upload_config(args))
+        dryviq = Dryviq(work / f"home-paced{offset:+g}", upload_config(args))
         source = work / "tree"
-        make_tree(source, args.files, args.folders)
+        if not source.exists():
+            make_tree(source, args.files, args.folders)
         dryviq("connections", "add", "local", "tree", "--path", str(source))
         dryviq.connect(sandbox, "procore", "Riverside Medical Center")
         dryviq.job("paced", ("tree", "/"), ("procore", "/Bench"))
@@ -138,7 +142,8 @@ def paced_copy(args: argparse.Namespace, work: Path) -> None:
         path = ("the deprecated file[data] path (direct_upload_max): the create" if direct
                 else "the Uploads API: the upload slot and the create")
         print(f"copy of {args.files} files of {FILE_BYTES} bytes in {args.folders} folders, "
-              f"spike limit {args.spike_limit}/10 s: {result['status']}")
+              f"spike limit {args.spike_limit}/10 s, the sandbox's clock {offset:+g} s off "
+              f"ours: {result['status']}")
         print(f"  budgeted calls per new file: {per_file}, by {path}; one per folder created, "
               "one to list the destination")
         print(f"  API calls {calls} (minimum {minimum}): {calls / minimum:.3f}x   "
@@ -207,6 +212,9 @@ def main() -> None:
     parser.add_argument("--direct-upload-max", type=int, default=0, metavar="BYTES",
                         help="config.toml's [procore] direct_upload_max for the paced copy "
                              f"(its files are {FILE_BYTES} bytes; default 0: the Uploads API)")
+    parser.add_argument("--clock-offset", type=float, action="append", metavar="SECONDS",
+                        help="run the paced copy against a sandbox whose clock is this far "
+                             "ahead (negative: behind); repeatable (default: 0)")
     parser.add_argument("--large-files", type=int, default=2)
     parser.add_argument("--large-mib", type=int, default=20)
     parser.add_argument("--segment-size-mib", type=int, default=8)
@@ -214,7 +222,8 @@ def main() -> None:
     print(f"{describe_checkout()}; load average {load_average()}")
     with tempfile.TemporaryDirectory(prefix="dryviq-bench-") as work:
         if not args.skip_paced:
-            paced_copy(args, Path(work))
+            for offset in args.clock_offset or [0.0]:
+                paced_copy(args, Path(work), offset)
         if args.large_files:
             segmented_copy(args, Path(work))
         big_rerun(args, Path(work))
