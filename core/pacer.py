@@ -395,7 +395,10 @@ def _observe_window(budget: Budget, limit: int, remaining: int, reset: float,
     if end and reset > end + SAME_RESET:  # a window that began before we saw the last one end
         budget.hourly_remaining, budget.hourly_started = remaining, 0.0
     else:
-        budget.hourly_remaining = min(budget.hourly_remaining, remaining)
+        # a count kept against another limit (the one assumed until the headers named it)
+        # gives way to the server's
+        budget.hourly_remaining = (remaining if limit != budget.hourly_limit
+                                   else min(budget.hourly_remaining, remaining))
         if budget.hourly_started:
             budget.hourly_window = max(budget.hourly_window, reset - budget.hourly_started)
     budget.hourly_limit = limit

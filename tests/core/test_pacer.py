@@ -384,3 +384,17 @@ async def test_a_spike_reset_that_falls_on_the_hours_is_still_the_spikes(state, 
     budget = await budget_of(state)
     assert (budget["spike_limit"], budget["spike_remaining"]) == (20, 18)
     assert (budget["hourly_limit"], budget["hourly_remaining"]) == (100, 30)
+
+
+async def test_an_hourly_limit_above_the_assumed_one_replaces_the_assumed_count(
+        state, stores) -> None:
+    """Until the headers name the hourly limit, calls count against the assumed one (here 100);
+    once named, a larger limit's remaining is the server's, not what is left of the guess."""
+    clock = Clock()
+    job = pacer(stores(), clock, wait=False, default_hourly=100)
+    await calls(job, clock, 5)
+    await job.observe(httpx.Response(200, headers=server_headers(0, clock.now, 10_000, 9_995,
+                                                                 1800)))
+    budget = await budget_of(state)
+    assert (budget["hourly_limit"], budget["hourly_remaining"]) == (10_000, 9_995)
+    await calls(job, clock, 200)  # far past the assumed 90: no BudgetSpent
