@@ -35,13 +35,13 @@ def test_jobs_against_a_sandbox_whose_clock_is_off_finish_without_429s_or_pauses
     up, down = tmp_path / "up", tmp_path / "down"
     up.mkdir()
     down.mkdir()
-    for n in range(14):
+    for n in range(6):  # 14 calls: the index, /Skewed, and two a file
         (up / f"Sheet {n:02d}.pdf").write_bytes(b"sheet %d" % n)
     cli("connections", "add", "local", "up", "--path", up)
     cli("connections", "add", "local", "down", "--path", down)
     add_procore(cli, sandbox)
     job(cli, tmp_path, "upload", ("up", "/"), ("procore", "/Skewed"))
-    job(cli, tmp_path, "download", ("procore", "/Drawings"), ("down", "/"))
+    job(cli, tmp_path, "download", ("procore", "/Photos"), ("down", "/"))  # 12 files
     for name in ("upload", "download"):
         # --no-wait: a false "budget spent" would end the run paused (exit 3) at once
         result = cli.json("jobs", "run", name, "--no-wait")
@@ -50,7 +50,7 @@ def test_jobs_against_a_sandbox_whose_clock_is_off_finish_without_429s_or_pauses
         assert result["stats"]["api_calls"] > SPIKE_LIMIT  # the spike window was in play
     assert sandbox.world.rate_limited == 0
     assert remote(sandbox.world, "Skewed") == local(up)
-    assert local(down) == remote(sandbox.world, "Drawings")
+    assert local(down) == remote(sandbox.world, "Photos")
 
 
 
