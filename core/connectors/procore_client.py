@@ -30,7 +30,7 @@ from core.connectors.base import (
 )
 from core.pacer import MAX_RETRIES, Pacer, Usage, backoff
 
-PROCORE_DOMAINS = ("procore.com", "procoregov.com")  # commercial and Federal Zone
+COMMERCIAL_DOMAIN, FEDERAL_DOMAIN = "procore.com", "procoregov.com"
 PER_PAGE = 2000  # Procore's advised maximum page size
 MAX_REDIRECTS = 5
 CHUNK = 1 << 20
@@ -86,6 +86,12 @@ def classify(response: httpx.Response, what: str) -> ConnectorError:
     return ConnectorError(message)
 
 
+def _within(host: str, domain: str) -> bool:
+    """Whether `host` is `domain` or one of its subdomains."""
+    host = host.lower()
+    return host == domain or host.endswith(f".{domain}")
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
@@ -122,21 +128,24 @@ class ProcoreClient:
         self.usage = usage or Usage()
         self.http = http or httpx.AsyncClient(timeout=TIMEOUT,
                                               headers={"User-Agent": USER_AGENT})
-        # the hosts that may see the token: the API's and the login host's, and Procore's own
+        # the hosts that may see the token: the API's and the login host's, and those of
+        # Procore's own domain in this client's zone (the Federal Zone's tenants, apps and
+        # tokens are its own: federal_zone_overview.md)
         self._token_origins = {_origin(app.domain), _origin(app.login)}
+        self._zone_domain = (FEDERAL_DOMAIN if _within(urlsplit(app.domain).hostname or "",
+                                                       FEDERAL_DOMAIN) else COMMERCIAL_DOMAIN)
 
     async def close(self) -> None:
         await self.http.aclose()
 
     def may_carry_token(self, url: str) -> bool:
         """The API and login hosts of this client, the local sandbox's own hosts, and any https
-        host of Procore's own domains: procore.com, and procoregov.com for the Federal Zone
-        (platform_concepts/federal_zone_overview.md). Nothing else ever sees the token."""
+        host of Procore's domain in this client's zone: procore.com, or procoregov.com for a
+        Federal Zone client (platform_concepts/federal_zone_overview.md). Nothing else ever
+        sees the token."""
         origin = _origin(url)
-        host = (urlsplit(url).hostname or "").lower()
         return origin in self._token_origins or self._sandbox_host(url) or (
-            origin[0] == "https" and any(host == domain or host.endswith(f".{domain}")
-                                         for domain in PROCORE_DOMAINS))
+            origin[0] == "https" and _within(urlsplit(url).hostname or "", self._zone_domain))
 
     def _sandbox_host(self, url: str) -> bool:
         """For a plain-http loopback API (the local sandbox only): its host name on any port,
