@@ -705,8 +705,8 @@ def _window_missed(path: str, upload: SegmentedUpload, took: float) -> str:
             f"{took / 60:,.0f} minutes, and Procore's storage refuses every segment an hour "
             "after the upload is created (tutorials/tutorial_uploads.md). The segments sent "
             "are lost with it, and a smaller segment_size_mib does not help (every segment "
-            "shares that hour): over this link the file cannot be sent this way. Send it "
-            "from a faster connection, or upload it in Procore's web app.")
+            "shares that hour): over this link the file cannot be sent this way; send it "
+            "from a faster connection.")
 
 
 def _mib(size: int) -> str:
