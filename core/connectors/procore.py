@@ -412,6 +412,8 @@ class ProcoreConnector:
         except UploadGone as exc:
             # the segments stored so far are no use to anyone: their URLs are refused too
             await self._forget(upload)
+            # both times are the servers' own (Dates, whole seconds, so a minute's slack);
+            # ours may be off theirs, and a test moves theirs
             if exc.server_time is None or exc.server_time - created < UPLOAD_WINDOW - 60:
                 raise
             raise ConnectorError(_window_missed(path, upload, exc.server_time - created),
