@@ -57,7 +57,16 @@ from core.connectors.procore_client import (
     UploadGone,
     parse_json,
 )
-from core.pacer import MAX_RETRIES, BudgetStore, Pacer, ResponseLost, Usage, backoff, pacer_settings
+from core.pacer import (
+    MAX_RETRIES,
+    BudgetStore,
+    Pacer,
+    ResponseLost,
+    Usage,
+    backoff,
+    pacer_settings,
+    server_lead,
+)
 from core.paths import join, match_key
 from core.state import Connection, SegmentedUpload, State
 
@@ -74,7 +83,8 @@ MIN_SEGMENT_MIB = 5  # S3 refuses smaller segments, except the last (tutorial_up
 MAX_SEGMENT_MIB = 4096  # S3 refuses a single PUT over 5 GB
 # A segment URL must be used within an hour of the upload's creation (tutorial_uploads.md,
 # "Important considerations"); an older record is not worth a try
-RESUME_WITHIN = 3600.0 - 300.0
+UPLOAD_WINDOW = 3600.0
+RESUME_WITHIN = UPLOAD_WINDOW - 300.0
 Notify = Callable[[str, str], Awaitable[None]]
 
 
@@ -396,12 +406,31 @@ class ProcoreConnector:
                 return await self._send_segments(upload, body, path)
             except UploadGone:
                 await self._forget(upload)  # expired or gone meanwhile: start again
-        return await self._send_segments(await self._new_upload(path, segments), body, path)
+        upload, created = await self._new_upload(path, segments)
+        try:
+            return await self._send_segments(upload, body, path)
+        except UploadGone as exc:
+            # the segments stored so far are no use to anyone: their URLs are refused too
+            await self._forget(upload)
+            # both times are the servers' own (Dates, whole seconds, so a minute's slack);
+            # ours may be off theirs, and a test moves theirs
+            if exc.server_time is None or exc.server_time - created < UPLOAD_WINDOW - 60:
+                raise
+            raise ConnectorError(_window_missed(path, upload, exc.server_time - created),
+                                 ) from None
 
     async def _resumable(self, path: str, segments: list[dict[str, Any]],
                          ) -> SegmentedUpload | None:
         """The recorded upload for `path`, if it holds these very segments (by size and
-        sha256), is recent enough, and Procore still has it waiting for segments."""
+        sha256), is recent enough, and still has segments to send.
+
+        Procore's Uploads tutorial (tutorials/tutorial_uploads.md) documents only the create
+        (POST) and the completion (PATCH) of a v1.1 upload, no call that reports its status,
+        so none is made. A record with every segment stored may have been completed and
+        attached already (a run killed after the create landed), and an upload is attached
+        once only: it is dropped and the file starts afresh. A record with a segment still
+        missing cannot have been completed, and a PUT to an upload that expired or vanished
+        meanwhile raises UploadGone, which starts a fresh one."""
         if self.state is None:
             return None
         upload = await self.state.segmented_upload(self._destination, path)
@@ -409,16 +438,8 @@ class ProcoreConnector:
             return None
         if ([(s["size"], s["sha256"]) for s in upload.segments]
                 != [(s["size"], s["sha256"]) for s in segments]
-                or time.time() - upload.started_at > RESUME_WITHIN):
-            await self._forget(upload)
-            return None
-        what = f"check the upload of /{path}"
-        status = await self.client.send("GET", f"{self._uploads}/{upload.uuid}", what=what,
-                                        ok=UPLOAD_GONE)
-        # gone, or completed already: then it may be attached already too (a run killed
-        # after the create landed), and an upload is attached once only
-        if (status.status_code in UPLOAD_GONE
-                or parse_json(status, what).get("status") == "complete"):
+                or time.time() - upload.started_at > RESUME_WITHIN
+                or len(upload.etags) == len(segments)):
             await self._forget(upload)
             return None
         if upload.etags and self.notify is not None:
@@ -426,10 +447,14 @@ class ProcoreConnector:
                                       f"{len(segments)} segments are already stored")
         return upload
 
-    async def _new_upload(self, path: str, segments: list[dict[str, Any]]) -> SegmentedUpload:
+    async def _new_upload(self, path: str, segments: list[dict[str, Any]],
+                          ) -> tuple[SegmentedUpload, float]:
+        """A new upload, recorded, and when it was created on Procore's clock (its Date)."""
         what = f"start the upload of /{path}"
-        data = parse_json(await self.client.send(
-            "POST", self._uploads, what=what, json_body={"segments": segments}), what)
+        response = await self.client.send("POST", self._uploads, what=what,
+                                          json_body={"segments": segments})
+        now = time.time()
+        data = parse_json(response, what)
         given = data.get("segments") or []
         if len(given) != len(segments):
             raise ConnectorError(f"{what}: Procore answered {len(given)} segments for "
@@ -437,10 +462,10 @@ class ProcoreConnector:
         upload = SegmentedUpload(
             self._destination, path, str(data["uuid"]),
             [{**mine, "url": theirs["url"], "headers": theirs.get("headers") or {}}
-             for mine, theirs in zip(segments, given, strict=True)], time.time())
+             for mine, theirs in zip(segments, given, strict=True)], now)
         if self.state is not None:
             await self.state.start_segmented_upload(upload)
-        return upload
+        return upload, now - server_lead(response.headers, now)
 
     async def _send_segments(self, upload: SegmentedUpload, body: IO[bytes],
                              path: str) -> SegmentedUpload:
@@ -671,6 +696,23 @@ class _SegmentHashes:
         if self._size:
             self._close()
         return self.segments
+
+
+def _window_missed(path: str, upload: SegmentedUpload, took: float) -> str:
+    """Why a file that outlasted its upload's hour failed, and that no setting helps."""
+    size = sum(s["size"] for s in upload.segments)
+    sent = sum(upload.segments[n]["size"] for n in upload.etags)
+    return (f"/{path} could not be sent within Procore's one-hour upload window: "
+            f"{_mib(sent)} of its {_mib(size)} MiB reached the storage host in "
+            f"{took / 60:,.0f} minutes, and Procore's storage refuses every segment an hour "
+            "after the upload is created (tutorials/tutorial_uploads.md). The segments sent "
+            "are lost with it, and a smaller segment_size_mib does not help (every segment "
+            "shares that hour): over this link the file cannot be sent this way; send it "
+            "from a faster connection.")
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:,.1f}"
 
 
 async def _spool(chunks: AsyncIterable[bytes], body: IO[bytes],

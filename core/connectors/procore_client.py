@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
@@ -28,7 +29,7 @@ from core.connectors.base import (
     NotFound,
     Retryable,
 )
-from core.pacer import MAX_RETRIES, Pacer, Usage, backoff
+from core.pacer import MAX_RETRIES, Pacer, Usage, backoff, server_lead
 
 COMMERCIAL_DOMAIN, FEDERAL_DOMAIN = "procore.com", "procoregov.com"
 PER_PAGE = 2000  # Procore's advised maximum page size
@@ -109,7 +110,12 @@ def is_loopback(host: str | None) -> bool:
 
 class UploadGone(ConnectorError):
     """The storage host or Procore no longer takes this upload (expired URL, 403/404/410):
-    it must start again with a new one."""
+    it must start again with a new one. `server_time`: when the storage host refused it, on
+    its clock (its Date), to tell an upload's expiry from other refusals."""
+
+    def __init__(self, message: str, server_time: float | None = None) -> None:
+        super().__init__(message)
+        self.server_time = server_time
 
 
 UPLOAD_GONE = (403, 404, 410)
@@ -303,8 +309,10 @@ class ProcoreClient:
                 if response.is_success:
                     return response
                 if response.status_code in UPLOAD_GONE:
+                    now = time.time()
                     raise UploadGone(f"{what}: the storage host refused it "
-                                     f"(HTTP {response.status_code}: {error_text(response)})")
+                                     f"(HTTP {response.status_code}: {error_text(response)})",
+                                     now - server_lead(response.headers, now))
                 if response.status_code < 500 or failures == MAX_RETRIES:
                     raise classify(response, f"{what} (storage host)")
             await self.pacer.sleep(backoff(failures))

@@ -9,7 +9,9 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse
 
+import core.sandbox.app as sandbox_app
 from core.auth import OOB_REDIRECT, ClientApp, MemoryTokenStore, exchange_code
 from core.connectors import Opening
 from core.connectors.base import AlreadyExists, ConnectorError, Fatal, InvalidPath, NotFound
@@ -32,6 +34,7 @@ from core.sandbox import (
 from core.state import State
 
 UPLOADS = "POST /rest/v1.1/projects/{project_id}/uploads"
+UPLOAD_STATUS = "GET /rest/v1.1/projects/{project_id}/uploads/{uuid}"
 SEGMENT = 64 << 10  # the tests' segment size: the sandbox's minimum is lowered to match
 
 
@@ -344,3 +347,64 @@ async def test_a_completed_upload_is_not_resumed(segmenting, monkeypatch) -> Non
     world = segmenting.sandbox.world
     assert world.tree(segmenting.sandbox_project)["big.bin"] == data
     assert world.requests[UPLOADS] == 2 and segmenting.segments_resumed == 0
+
+
+async def test_a_resume_needs_no_upload_status_call(make_sandbox, opened, monkeypatch) -> None:
+    """Procore documents no status call for v1.1 uploads: with the sandbox answering it 405,
+    an interrupted file is still sent once, its stored segments not sent again."""
+    monkeypatch.setattr(sandbox_app, "_show_upload",
+                        lambda call: JSONResponse({"errors": "Method Not Allowed"}, 405))
+    connector, data = await resumed(make_sandbox, opened, None)
+    await connector.write("big.bin", chunks(data), size=len(data), mtime=None)
+    world = connector.sandbox.world  # type: ignore[attr-defined]
+    assert world.tree(connector.sandbox_project)["big.bin"] == data
+    assert world.versions(connector.sandbox_project, "big.bin") == 1
+    assert segment_puts(connector) == dict.fromkeys(range(6), 1)
+    assert world.requests[UPLOADS] == 1 and world.requests[UPLOAD_STATUS] == 0
+    refused = await connector.client.send(  # the sandbox does answer that call with 405
+        "GET", f"{connector._uploads}/ANY", what="probe", ok=(405,))
+    assert refused.status_code == 405
+    await connector.close()
+
+
+async def test_a_file_outlasting_the_upload_hour_fails_saying_so(segmenting) -> None:
+    """The storage host refuses a fresh upload's segments an hour after its creation: the
+    file fails with a message naming the one-hour window, and no document is made."""
+    world = segmenting.sandbox.world
+    data = os.urandom(5 * SEGMENT + 10)
+    world.hold_segments_from = 2
+    write = asyncio.create_task(segmenting.write("big.bin", chunks(data), size=len(data),
+                                                 mtime=None))
+    while world.segment_puts_begun <= 2:
+        assert not write.done()
+        await asyncio.sleep(0.01)
+    start = world.clock()
+    world.clock = lambda: start + 3601  # segment 3's PUT arrives after the hour
+    world.hold_segments_from = None
+    with pytest.raises(ConnectorError) as failed:
+        await write
+    message = str(failed.value)
+    assert "could not be sent within Procore's one-hour upload window" in message, message
+    assert "segment_size_mib does not help" in message and "cannot be sent this way" in message
+    assert "60 minutes" in message and "0.1 of its 0.3 MiB" in message
+    assert "big.bin" not in world.tree(segmenting.sandbox_project)
+    assert world.requests[UPLOADS] == 1  # no second upload made after the hour
+    assert await segmenting.state.segmented_upload(segmenting._destination, "big.bin") is None
+
+
+async def test_a_refusal_within_the_hour_is_not_called_the_window(segmenting) -> None:
+    """A fresh upload refused before its hour is up fails as the refusal it is."""
+    world = segmenting.sandbox.world
+    data = os.urandom(2 * SEGMENT + 10)
+    world.hold_segments_from = 1
+    write = asyncio.create_task(segmenting.write("big.bin", chunks(data), size=len(data),
+                                                 mtime=None))
+    while world.segment_puts_begun <= 1:
+        assert not write.done()
+        await asyncio.sleep(0.01)
+    world.uploads.clear()  # the storage host has lost it: segment 2's PUT is refused
+    world.hold_segments_from = None
+    with pytest.raises(ConnectorError, match="storage host refused it") as failed:
+        await write
+    assert "one-hour" not in str(failed.value)
+    assert "big.bin" not in world.tree(segmenting.sandbox_project)

@@ -150,6 +150,42 @@ def test_an_upload_that_expired_meanwhile_starts_again(cli: Cli, sandbox: Sandbo
     assert sum(world.segment_puts.values()) == STORED_AT_KILL + SEGMENTS
 
 
+def test_a_file_outlasting_the_upload_hour_fails_saying_so(cli: Cli, sandbox: SandboxThread,
+                                                           large, tmp_path: Path) -> None:
+    """The sandbox's clock passes the upload's hour while a segment PUT is held: the storage
+    host refuses it, and the run reports the file as failed for the one-hour window."""
+    world = sandbox.world
+    world.hold_segments_from = STORED_AT_KILL
+    log_path = tmp_path / "late.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run",
+                                 JOB], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env())
+        try:
+            while world.segment_puts_begun <= STORED_AT_KILL:
+                if proc.poll() is not None:
+                    pytest.fail(f"the run ended (exit {proc.returncode}) before the hold:\n"
+                                f"{log_path.read_text()}")
+                time.sleep(0.005)
+            start = world.clock()
+            world.clock = lambda: start + 3601
+            world.hold_segments_from = None
+            proc.wait()
+        finally:
+            proc.kill()  # no-op once it ended; never leave a run behind a failure
+            proc.wait()
+    output = log_path.read_text()
+    assert proc.returncode != 0, output
+    assert "could not be sent within Procore's one-hour upload window" in output, output
+    assert "cannot be sent this way" in output
+    print(f"\nexit {proc.returncode}:\n{output}")
+    project = project_id(world)
+    assert "Imports/Model.rvt" not in world.tree(project)
+    assert world.requests[UPLOADS] == 1  # no fresh upload after the hour
+    with sqlite3.connect(cli.home / "state.db") as db:  # no record pretends to resume it
+        assert db.execute("SELECT count(*) FROM segmented_uploads").fetchone() == (0,)
+
+
 def test_the_deprecated_direct_path_warns_once_per_run(cli: Cli, sandbox: SandboxThread,
                                                        tmp_path: Path) -> None:
     configure(cli, "[procore]\ndirect_upload_max = 1024\n")
