@@ -564,9 +564,46 @@ async def test_revoke_ends_the_sign_in(sandbox, app: ClientApp, traffic: LoginTr
         await Authenticator(app, MemoryTokenStore(replace(signed, expires_at=0))).access_token()
     assert [r.url.path for r in traffic.requests] == ["/oauth/revoke"]
     assert traffic.requests[0].headers["user-agent"] == USER_AGENT
-    # the access token, as Procore's docs and its SDK send it; the pair dies together
-    assert parse_qs(traffic.requests[0].content.decode())["token"] == [signed.access_token]
+    # the access token while it is valid, as Procore's docs and its SDK send it (no hint);
+    # the pair dies together
+    assert parse_qs(traffic.requests[0].content.decode()) == {
+        "token": [signed.access_token], "client_id": [app.client_id],
+        "client_secret": [app.client_secret]}
     assert not sandbox.world.tokens[signed.access_token].refresh_alive
+
+
+DAY = 86400.0
+
+
+async def test_the_sandbox_like_procore_revokes_nothing_for_an_expired_access_token(
+        sandbox, app: ClientApp) -> None:
+    """Doorkeeper, which Procore's login service behaves like, revokes an access token only
+    while it is valid and still answers 200: the refresh token of the pair lives on."""
+    signed = await signed_in(sandbox, app)
+    sandbox.world.clock = lambda: time.time() + DAY
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{sandbox.url}/oauth/revoke", data={
+            "token": signed.access_token, "client_id": app.client_id,
+            "client_secret": app.client_secret})
+    assert answer.status_code == 200
+    renewed = await Authenticator(app, MemoryTokenStore(replace(signed, expires_at=0))
+                                  ).access_token()
+    assert (await me(sandbox, renewed)).status_code == 200
+
+
+@pytest.mark.parametrize("left", [-DAY, 30.0], ids=["expired a day ago", "about to expire"])
+async def test_revoke_without_a_valid_access_token_ends_the_sign_in_by_its_refresh_token(
+        sandbox, app: ClientApp, traffic: LoginTraffic, left: float) -> None:
+    """A connection removed long after its last run: the refresh token ends the pair."""
+    signed = await signed_in(sandbox, app)
+    aged = replace(signed, expires_at=time.time() + left)
+    sandbox.world.clock = lambda: signed.expires_at - left  # the same moment at Procore
+    await revoke(app, aged, http=traffic.http)
+    sent = parse_qs(traffic.requests[0].content.decode())
+    assert sent["token"] == [signed.refresh_token]
+    assert sent["token_type_hint"] == ["refresh_token"]
+    with pytest.raises(SignInRequired, match="no longer valid"):
+        await Authenticator(app, MemoryTokenStore(aged)).access_token()
 
 
 async def test_a_wrong_client_secret_is_named_without_echoing_it(sandbox, app: ClientApp,
