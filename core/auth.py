@@ -315,14 +315,31 @@ async def _refresh(app: ClientApp, token: Token, http: httpx.AsyncClient | None)
         renewing=True, hidden=(token.refresh_token, token.access_token))
 
 
+# an access token this close to expiry may be dead at Procore when the revocation arrives
+REVOKE_MARGIN = 60.0
+
+
+def revocable_credential(token: Token) -> tuple[str, str | None]:
+    """(value, token_type_hint) that ends this sign-in at Procore. Its login service revokes an
+    access token only while it is valid, answering 200 for an expired one and leaving the
+    refresh token of the pair alive; given the refresh token it revokes the pair (RFC 7009
+    accepts either). So the access token while it lives, as Procore's docs send it, else the
+    refresh token; a service account's token has no refresh token and expires on its own. The
+    access token goes without a hint, exactly as the docs send it."""
+    if token.refresh_token and token.expires_at - time.time() <= REVOKE_MARGIN:
+        return token.refresh_token, "refresh_token"
+    return token.access_token, None
+
+
 async def revoke(app: ClientApp, token: Token, *, http: httpx.AsyncClient | None = None) -> None:
-    """End a sign-in at Procore. Its docs and its official SDK send the access token, and
-    Procore revokes the access and refresh pair together (oauth/oauth_endpoints.md)."""
+    """End a sign-in at Procore: the access and refresh pair dies together
+    (oauth/oauth_endpoints.md), whichever of the two revocable_credential picks."""
     host = urlsplit(app.login).netloc
+    value, hint = revocable_credential(token)
     try:
         async with _oauth(app, http) as oauth:
-            response = await oauth.revoke_token(f"{app.login}/oauth/revoke",
-                                                token=token.access_token)
+            response = await oauth.revoke_token(f"{app.login}/oauth/revoke", token=value,
+                                                token_type_hint=hint)
     except httpx.TransportError as exc:
         raise SignInError(f"could not reach Procore's login host {host} to end the sign-in "
                           f"({type(exc).__name__}): check the network") from None
@@ -444,8 +461,6 @@ async def loopback_sign_in(app: ClientApp, show_url: Callable[[str], None], redi
     the sign-in URL, and take the code from Procore's redirect, after checking that its state
     is the one this sign-in made (anything else may be a forged or stale answer)."""
     redirect = loopback_redirect(redirect_uri)
-    listeners = _listeners(redirect)
-    url, state = authorization_url(app, redirect.uri)
     outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     connections: set[asyncio.StreamWriter] = set()
 
@@ -485,8 +500,17 @@ async def loopback_sign_in(app: ClientApp, show_url: Callable[[str], None], redi
             writer.close()
 
     async with contextlib.AsyncExitStack() as servers:
+        # each socket's close is on the stack before anything can fail or be cancelled, so no
+        # path leaves the port bound (a retry would find it taken)
+        listeners = _listeners(redirect)
         for listener in listeners:
-            await servers.enter_async_context(await asyncio.start_server(serve, sock=listener))
+            servers.callback(listener.close)
+        url, state = authorization_url(app, redirect.uri)
+        for listener in listeners:
+            # not serving until its close is on the stack too: starting yields to the loop
+            server = await asyncio.start_server(serve, sock=listener, start_serving=False)
+            await servers.enter_async_context(server)
+            await server.start_serving()
         show_url(url)
         try:
             async with asyncio.timeout(timeout):

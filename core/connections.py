@@ -114,7 +114,7 @@ async def remove_connection(state: State, home: Home, connection: Connection) ->
 
 async def _revoke_sign_in(state: State, home: Home, connection: Connection) -> str | None:
     """Forget the stored tokens first, so they are gone here whatever Procore answers (or if
-    the revocation is interrupted), then revoke them with the access token."""
+    the revocation is interrupted), then revoke the pair at Procore."""
     from core.auth import SignInError, Token, revoke
     from core.connectors.procore import procore_app
 

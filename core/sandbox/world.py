@@ -555,9 +555,16 @@ class World:
             return token.client_id if token is not None else None
 
     def revoke(self, client: Client, value: str) -> None:
-        """Kill the access/refresh pair `value` belongs to, if it is this client's."""
+        """Kill the access/refresh pair `value` belongs to, if it is this client's. An access
+        token revokes the pair only while it is valid: an expired one revokes nothing and the
+        refresh token lives on, as on Doorkeeper-style servers such as Procore's login service
+        (oauth/oauth_endpoints.md says only that the pair dies, and that the answer is 200
+        either way; it is silent on expired access tokens). A refresh token always revokes."""
         with self.lock:
-            token = self.tokens.get(value) or self.refresh_tokens.get(value)
+            token = self.tokens.get(value)
+            if token is not None and (not token.access_alive or self.clock() >= token.expires_at):
+                return
+            token = token or self.refresh_tokens.get(value)
             if token is not None and token.client_id == client.client_id:
                 token.access_alive = token.refresh_alive = False
 

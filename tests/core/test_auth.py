@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -430,6 +431,70 @@ async def test_a_port_in_use_is_named(app: ClientApp) -> None:
             await loopback_sign_in(app, lambda url: None, f"http://127.0.0.1:{port}/cb")
 
 
+def loopback_addresses(host: str) -> list[str]:
+    """The addresses a listener for `host` binds on this machine (::1 only with IPv6)."""
+    if host != "localhost":
+        return [host]
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return ["127.0.0.1"]
+    return ["127.0.0.1", "::1"]
+
+
+def assert_port_free(addresses: list[str], port: int) -> None:
+    """Binding the port again works on every address: nothing of the sign-in holds it."""
+    for address in addresses:
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+            probe.bind((address, port))
+            probe.listen()
+
+
+async def test_a_cancelled_loopback_sign_in_frees_its_port_wherever_it_stops(
+        app: ClientApp) -> None:
+    """The app restarts a sign-in when its button is pressed again: cancelled at any point
+    before the browser answers, the sign-in leaves the port free for the retry."""
+    port = free_port()
+    addresses = loopback_addresses("localhost")
+    steps = 0
+    while True:
+        shown: list[str] = []
+        task = asyncio.create_task(
+            loopback_sign_in(app, shown.append, f"http://localhost:{port}/cb", timeout=30))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert_port_free(addresses, port)
+        if shown:  # cancelled while waiting for the browser: every earlier point is covered
+            break
+        steps += 1
+    assert steps > len(addresses), steps  # it stopped inside the start of each server
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_a_server_that_fails_to_start_leaves_no_port_bound(
+        app: ClientApp, host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last listener's server fails to start (the others started): every socket closes."""
+    addresses = loopback_addresses(host)
+    real_start, started = asyncio.start_server, []
+
+    async def start_or_fail(*args: Any, **kwargs: Any) -> asyncio.Server:
+        started.append(kwargs["sock"])
+        if len(started) == len(addresses):
+            raise OSError(24, "Too many open files")
+        return await real_start(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "start_server", start_or_fail)
+    port = free_port()
+    with pytest.raises(OSError, match="Too many open files"):
+        await loopback_sign_in(app, lambda url: None, f"http://{host}:{port}/cb", timeout=30)
+    assert len(started) == len(addresses)
+    assert_port_free(addresses, port)
+
+
 def test_port_80_without_privileges_says_so(tmp_path: Path) -> None:
     """Procore registers http://localhost (port 80) by default; an unprivileged user cannot
     listen there, and is told why and what to register instead."""
@@ -564,9 +629,46 @@ async def test_revoke_ends_the_sign_in(sandbox, app: ClientApp, traffic: LoginTr
         await Authenticator(app, MemoryTokenStore(replace(signed, expires_at=0))).access_token()
     assert [r.url.path for r in traffic.requests] == ["/oauth/revoke"]
     assert traffic.requests[0].headers["user-agent"] == USER_AGENT
-    # the access token, as Procore's docs and its SDK send it; the pair dies together
-    assert parse_qs(traffic.requests[0].content.decode())["token"] == [signed.access_token]
+    # the access token while it is valid, as Procore's docs and its SDK send it (no hint);
+    # the pair dies together
+    assert parse_qs(traffic.requests[0].content.decode()) == {
+        "token": [signed.access_token], "client_id": [app.client_id],
+        "client_secret": [app.client_secret]}
     assert not sandbox.world.tokens[signed.access_token].refresh_alive
+
+
+DAY = 86400.0
+
+
+async def test_the_sandbox_like_procore_revokes_nothing_for_an_expired_access_token(
+        sandbox, app: ClientApp) -> None:
+    """Doorkeeper, which Procore's login service behaves like, revokes an access token only
+    while it is valid and still answers 200: the refresh token of the pair lives on."""
+    signed = await signed_in(sandbox, app)
+    sandbox.world.clock = lambda: time.time() + DAY
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{sandbox.url}/oauth/revoke", data={
+            "token": signed.access_token, "client_id": app.client_id,
+            "client_secret": app.client_secret})
+    assert answer.status_code == 200
+    renewed = await Authenticator(app, MemoryTokenStore(replace(signed, expires_at=0))
+                                  ).access_token()
+    assert (await me(sandbox, renewed)).status_code == 200
+
+
+@pytest.mark.parametrize("left", [-DAY, 30.0], ids=["expired a day ago", "about to expire"])
+async def test_revoke_without_a_valid_access_token_ends_the_sign_in_by_its_refresh_token(
+        sandbox, app: ClientApp, traffic: LoginTraffic, left: float) -> None:
+    """A connection removed long after its last run: the refresh token ends the pair."""
+    signed = await signed_in(sandbox, app)
+    aged = replace(signed, expires_at=time.time() + left)
+    sandbox.world.clock = lambda: signed.expires_at - left  # the same moment at Procore
+    await revoke(app, aged, http=traffic.http)
+    sent = parse_qs(traffic.requests[0].content.decode())
+    assert sent["token"] == [signed.refresh_token]
+    assert sent["token_type_hint"] == ["refresh_token"]
+    with pytest.raises(SignInRequired, match="no longer valid"):
+        await Authenticator(app, MemoryTokenStore(aged)).access_token()
 
 
 async def test_a_wrong_client_secret_is_named_without_echoing_it(sandbox, app: ClientApp,

@@ -12,6 +12,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.slow
 
 COMPANY, PROJECT = "Summit Builders", "Riverside Medical Center"
 SECRET_ENV = "SANDBOX_SECRET"
+DAY = 86400.0
 
 
 def custom(sandbox) -> list[str]:
@@ -198,12 +200,37 @@ def test_service_account_names_its_company_first(cli: Cli, sandbox) -> None:
     assert "Signed in again: service as DryvIQ Service Account" in renewed.stdout
 
 
-def test_removal_revokes_with_the_access_token_and_forgets_both(cli: Cli, sandbox) -> None:
+def refreshes(sandbox, refresh_token: str) -> bool:
+    """Whether Procore (the sandbox) still trades this refresh token for a new pair."""
+    answer = httpx.post(f"{sandbox.url}/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": refresh_token,
+        "client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET})
+    return answer.status_code == 200
+
+
+def age_stored_token(cli: Cli, seconds: float) -> None:
+    """Time passes here: the stored access token's expiry moves that far into the past."""
+    with sqlite3.connect(cli.home / "state.db") as db:
+        for connection_id, data in db.execute("SELECT connection_id, data FROM secrets"):
+            secrets = json.loads(data)
+            secrets["token"]["expires_at"] -= seconds
+            db.execute("UPDATE secrets SET data = ? WHERE connection_id = ?",
+                       (json.dumps(secrets), connection_id))
+
+
+@pytest.mark.parametrize("later", [0.0, DAY], ids=["right away", "a day after its last run"])
+def test_removal_revokes_the_sign_in_and_forgets_both(cli: Cli, sandbox, later: float) -> None:
+    """Right away the access token ends the pair; a day later it has expired, Procore would
+    revoke nothing for it, and the refresh token ends the pair instead."""
     code = sandbox.world.issue_code(SANDBOX_CLIENT_ID, OOB_REDIRECT)
     cli("connections", "add", "procore", "site", *custom(sandbox), "--company", COMPANY,
         "--project", PROJECT, input=code + "\n", env=env())
+    age_stored_token(cli, later)
+    sandbox.world.clock = lambda: time.time() + later  # the same day at Procore
     [secrets] = stored_secrets(cli)
-    cli("connections", "remove", "site")
+    removed = cli("connections", "remove", "site")
+    assert "could not be revoked" not in removed.stderr
+    assert not refreshes(sandbox, secrets["token"]["refresh_token"])
     token = sandbox.world.tokens[secrets["token"]["access_token"]]
     assert not token.access_alive and not token.refresh_alive
     assert stored_secrets(cli) == []
