@@ -320,7 +320,8 @@ class Pacer:
             reset_at = None if reset is None else reset + lead  # on our clock
             if limit is not None and remaining is not None and reset_at is not None:
                 later = 0 if ticket is None else max(0, budget.calls_taken - ticket)
-                _observe_window(budget, max(1, int(limit)), max(0, int(remaining) - later),
+                stated = max(0, int(remaining))
+                _observe_window(budget, max(1, int(limit)), stated, max(0, stated - later),
                                 reset_at, reset_at - now)
             if status == 429:
                 # wait for the window the headers name (else back off) before anyone calls
@@ -363,11 +364,15 @@ class Pacer:
             failures += 1
 
 
-def _is_spike(budget: Budget, limit: int, reset: float, distance: float) -> bool:
+def _is_spike(budget: Budget, limit: int, remaining: int, reset: float, distance: float) -> bool:
     """Headers describe one window without naming it. `distance` is the reset's distance from
     the server's now (by its Date): one further off than the spike window lasts is the hour's.
     A nearer one is told by its limit where the two known limits differ (the hour in its last
-    seconds has the larger), else by whether it is the hourly reset already stated."""
+    seconds has the larger), else by whether it is the hourly reset already stated. A limit
+    between the two, with no hourly reset stated, is told by `remaining` (as the server sent
+    it): the headers name the window the app would exceed first (Rate Limiting), so the hour
+    is named only with fewer calls left than the spike window allows, while a raised spike
+    limit shows at least the old one left."""
     if distance > SPIKE_HEADER_HORIZON:
         return False
     spike, hourly = budget.spike_limit, budget.hourly_limit
@@ -376,15 +381,16 @@ def _is_spike(budget: Budget, limit: int, reset: float, distance: float) -> bool
     if budget.hourly_reset:
         return abs(reset - budget.hourly_reset) > SAME_RESET
     if spike:
-        return limit <= spike
+        return limit <= spike or remaining >= spike
     return limit < hourly or reset < budget.hourly_end - SAME_RESET
 
 
-def _observe_window(budget: Budget, limit: int, remaining: int, reset: float,
+def _observe_window(budget: Budget, limit: int, stated: int, remaining: int, reset: float,
                     distance: float) -> None:
     """Take in one response's headers: `reset` is on our clock, `distance` on the server's,
-    `remaining` already less the calls that went after this one."""
-    if _is_spike(budget, limit, reset, distance):
+    `stated` the remaining the server sent and `remaining` that less the calls that went after
+    this one."""
+    if _is_spike(budget, limit, stated, reset, distance):
         new_window = reset > budget.spike_reset + SAME_RESET
         budget.spike_limit = limit
         budget.spike_remaining = (remaining if new_window or budget.spike_remaining is None
@@ -399,8 +405,11 @@ def _observe_window(budget: Budget, limit: int, remaining: int, reset: float,
         # gives way to the server's
         budget.hourly_remaining = (remaining if limit != budget.hourly_limit
                                    else min(budget.hourly_remaining, remaining))
-        if budget.hourly_started:
-            budget.hourly_window = max(budget.hourly_window, reset - budget.hourly_started)
+        # the window only ever grows, and a span the spike window could have is no measure
+        # of it (the assumed hour stays until one longer is seen)
+        span = reset - budget.hourly_started
+        if budget.hourly_started and span > SPIKE_HEADER_HORIZON:
+            budget.hourly_window = max(budget.hourly_window, span)
     budget.hourly_limit = limit
     budget.hourly_reset = reset
 

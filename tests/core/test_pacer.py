@@ -398,3 +398,49 @@ async def test_an_hourly_limit_above_the_assumed_one_replaces_the_assumed_count(
     budget = await budget_of(state)
     assert (budget["hourly_limit"], budget["hourly_remaining"]) == (10_000, 9_995)
     await calls(job, clock, 200)  # far past the assumed 90: no BudgetSpent
+
+
+async def hourly_window(store: BudgetStore) -> float:
+    """The hourly window's length as learned (the app does not show it)."""
+    async with store.budget("client@api.example", 3600) as budget:
+        return budget.hourly_window
+
+
+@pytest.mark.parametrize("offset", [AHEAD, BEHIND])
+async def test_a_raised_spike_limit_is_not_taken_for_the_hourly_one(state, stores, offset) -> None:
+    """Procore's limits "can change at any time": a spike limit raised from 25 to 50 before the
+    hourly one is named shows a near reset with a limit between the spike's and the assumed
+    hour's, and as many calls left as the old spike limit or more; the hour stays as assumed."""
+    clock = Clock()
+    p = pacer(stores(), clock)
+    for limit, later in ((25, 0), (50, 0), (50, 60)):
+        clock.now += later
+        for i in range(3):
+            ticket = await p.acquire(Usage())
+            await p.observe(httpx.Response(200, headers=server_headers(
+                offset, clock.now, limit, limit - 1 - i, 10)), ticket)
+    budget = await budget_of(state)
+    assert (budget["spike_limit"], budget["spike_remaining"]) == (50, 47)
+    assert (budget["hourly_limit"], budget["hourly_reset"]) == (3600, 0)
+    assert await hourly_window(stores()) == 0  # not a 12-second hour
+
+
+async def test_a_near_hourly_reset_never_shrinks_the_hourly_window(state, stores) -> None:
+    clock = Clock()
+    p = pacer(stores(), clock)
+    await calls(p, clock, 1)
+    await p.observe(httpx.Response(200, headers=server_headers(0, clock.now, 20, 19, 10)))
+    # a process started in the hour's last seconds: the hour (fewer calls left than the spike
+    # allows) ends 9 s after its first call, which says nothing of how long the hour is
+    await p.observe(httpx.Response(200, headers=server_headers(0, clock.now, 100, 12, 9)))
+    assert ((await budget_of(state))["hourly_limit"], await hourly_window(stores())) == (100, 0)
+    clock.now = START + 10  # the hour has reset
+    await calls(p, clock, 1)
+    await p.observe(httpx.Response(200, headers=server_headers(0, clock.now, 100, 60, 40)))
+    clock.now = START + 51  # and again, after 40 s
+    await calls(p, clock, 1)
+    clock.now += 5
+    await p.observe(httpx.Response(200, headers=server_headers(0, clock.now, 100, 12, 9)))
+    budget = await budget_of(state)
+    assert (budget["hourly_limit"], budget["hourly_remaining"]) == (100, 12)
+    assert await hourly_window(stores()) == 40
