@@ -367,17 +367,24 @@ async def test_a_resume_needs_no_upload_status_call(make_sandbox, opened, monkey
     await connector.close()
 
 
+async def held_write(segmenting, data: bytes, *, held: int) -> asyncio.Task:
+    """A write of big.bin started and held at its segment PUT number `held` (from 0): the
+    storage host keeps that PUT waiting until the test clears `hold_segments_from`."""
+    world = segmenting.sandbox.world
+    world.hold_segments_from = held
+    write = asyncio.create_task(segmenting.write("big.bin", chunks(data), size=len(data),
+                                                 mtime=None))
+    while world.segment_puts_begun <= held:
+        assert not write.done()
+        await asyncio.sleep(0.01)
+    return write
+
+
 async def test_a_file_outlasting_the_upload_hour_fails_saying_so(segmenting) -> None:
     """The storage host refuses a fresh upload's segments an hour after its creation: the
     file fails with a message naming the one-hour window, and no document is made."""
     world = segmenting.sandbox.world
-    data = os.urandom(5 * SEGMENT + 10)
-    world.hold_segments_from = 2
-    write = asyncio.create_task(segmenting.write("big.bin", chunks(data), size=len(data),
-                                                 mtime=None))
-    while world.segment_puts_begun <= 2:
-        assert not write.done()
-        await asyncio.sleep(0.01)
+    write = await held_write(segmenting, os.urandom(5 * SEGMENT + 10), held=2)
     start = world.clock()
     world.clock = lambda: start + 3601  # segment 3's PUT arrives after the hour
     world.hold_segments_from = None
@@ -395,13 +402,7 @@ async def test_a_file_outlasting_the_upload_hour_fails_saying_so(segmenting) -> 
 async def test_a_refusal_within_the_hour_is_not_called_the_window(segmenting) -> None:
     """A fresh upload refused before its hour is up fails as the refusal it is."""
     world = segmenting.sandbox.world
-    data = os.urandom(2 * SEGMENT + 10)
-    world.hold_segments_from = 1
-    write = asyncio.create_task(segmenting.write("big.bin", chunks(data), size=len(data),
-                                                 mtime=None))
-    while world.segment_puts_begun <= 1:
-        assert not write.done()
-        await asyncio.sleep(0.01)
+    write = await held_write(segmenting, os.urandom(2 * SEGMENT + 10), held=1)
     world.uploads.clear()  # the storage host has lost it: segment 2's PUT is refused
     world.hold_segments_from = None
     with pytest.raises(ConnectorError, match="storage host refused it") as failed:
