@@ -9,11 +9,13 @@ is dead, so what was stored at the kill is known exactly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,27 +82,35 @@ def run_job(cli: Cli, tmp_path: Path) -> tuple[int, str, int]:
     return proc.returncode, log_path.read_text(), peak
 
 
+@contextlib.contextmanager
+def held_run(cli: Cli, world, log_path: Path) -> Iterator[subprocess.Popen]:
+    """The job run in a child process, yielded once STORED_AT_KILL segments are stored and the
+    next PUT is held by the sandbox, unstored; never left running after the block."""
+    world.hold_segments_from = STORED_AT_KILL
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run",
+                                 JOB], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env())
+        try:
+            while world.segment_puts_begun <= STORED_AT_KILL:
+                if proc.poll() is not None:
+                    pytest.fail(f"the run ended (exit {proc.returncode}) before the hold:\n"
+                                f"{log_path.read_text()}")
+                time.sleep(0.005)
+            yield proc
+        finally:
+            proc.kill()  # no-op once it ended
+            proc.wait()
+            world.hold_segments_from = None
+
+
 def killed_mid_upload(cli: Cli, sandbox: SandboxThread, tmp_path: Path) -> None:
     """Run the job and SIGKILL it once STORED_AT_KILL segments are stored (the next one is
     held by the sandbox, unstored, until the process is dead)."""
     world = sandbox.world
-    world.hold_segments_from = STORED_AT_KILL
-    log = (tmp_path / "killed.log").open("w")
-    proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run", JOB],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env())
-    try:
-        while world.segment_puts_begun <= STORED_AT_KILL:
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended (exit {proc.returncode}) before the kill:\n"
-                            f"{(tmp_path / 'killed.log').read_text()}")
-            time.sleep(0.005)
+    with held_run(cli, world, tmp_path / "killed.log") as proc:
         proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()  # no-op once dead; never leave a run behind a failure
         proc.wait()
-        log.close()
-        world.hold_segments_from = None
     assert proc.returncode == -signal.SIGKILL
     assert sorted(i for _, i in world.segment_puts) == list(range(STORED_AT_KILL))
 
@@ -155,25 +165,12 @@ def test_a_file_outlasting_the_upload_hour_fails_saying_so(cli: Cli, sandbox: Sa
     """The sandbox's clock passes the upload's hour while a segment PUT is held: the storage
     host refuses it, and the run reports the file as failed for the one-hour window."""
     world = sandbox.world
-    world.hold_segments_from = STORED_AT_KILL
     log_path = tmp_path / "late.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run",
-                                 JOB], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env())
-        try:
-            while world.segment_puts_begun <= STORED_AT_KILL:
-                if proc.poll() is not None:
-                    pytest.fail(f"the run ended (exit {proc.returncode}) before the hold:\n"
-                                f"{log_path.read_text()}")
-                time.sleep(0.005)
-            start = world.clock()
-            world.clock = lambda: start + 3601
-            world.hold_segments_from = None
-            proc.wait()
-        finally:
-            proc.kill()  # no-op once it ended; never leave a run behind a failure
-            proc.wait()
+    with held_run(cli, world, log_path) as proc:
+        start = world.clock()
+        world.clock = lambda: start + 3601
+        world.hold_segments_from = None
+        proc.wait()
     output = log_path.read_text()
     assert proc.returncode != 0, output
     assert "could not be sent within Procore's one-hour upload window" in output, output
