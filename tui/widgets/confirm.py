@@ -1,0 +1,61 @@
+"""One yes/no question in a small dialog, for anything that would lose work or data if the
+user pressed a key by mistake: discarding a form's edits, deleting a job, quitting mid-run.
+
+    if await self.app.push_screen_wait(ConfirmScreen("Discard the new job?", "Discard")):
+        self.dismiss(None)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Dismisses True when the user confirms, False on the other button or Esc. The safe
+    answer (keep working) has the focus, so Enter twice never destroys anything."""
+
+    DEFAULT_CSS = """
+    ConfirmScreen {
+        align: center middle;
+    }
+    ConfirmScreen .dialog {
+        max-width: 70;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "keep", "Keep", id="close-confirm")]
+
+    def __init__(self, question: str, confirm_label: str, *, detail: str = "",
+                 keep_label: str = "Keep editing") -> None:
+        super().__init__()
+        self.question = question
+        self.detail = detail
+        self.confirm_label = confirm_label
+        self.keep_label = keep_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="dialog-title", markup=False)
+            if self.detail:
+                yield Static(self.detail, classes="hint", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.confirm_label, id="confirm-yes", variant="error", compact=True)
+                yield Button(self.keep_label, id="confirm-no", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    @on(Button.Pressed, "#confirm-yes")
+    def _confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#confirm-no")
+    def action_keep(self) -> None:
+        self.dismiss(False)
