@@ -8,6 +8,7 @@ from pathlib import Path
 from core.connectors import Opening, open_connector
 from core.connectors.base import ConnectorError
 from core.home import ConfigError, Home
+from core.paths import name_problem
 from core.state import Connection, State, StateError
 
 
@@ -16,10 +17,14 @@ class ConnectionInputError(ValueError):
 
 
 def check_name(name: str) -> str:
-    """Connection names appear in `NAME:/path` and in job JSON, so they avoid ':'."""
+    """Connection names appear in `NAME:/path` and in job JSON, so they avoid ':', and in
+    tables, so they hold no control characters and are at most NAME_MAX long."""
     name = name.strip()
     if not name:
         raise ConnectionInputError("a connection needs a name")
+    problem = name_problem(name)
+    if problem:
+        raise ConnectionInputError(f"connection name: {problem}")
     if ":" in name:
         raise ConnectionInputError(f"connection name {name!r}: ':' is not allowed "
                                    "(it separates the name from a path, as in NAME:/folder)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
 from core.jobs import JobError, parse_job
+from core.paths import match_key
 from core.state import JobRecord, State
 
 
@@ -16,9 +17,13 @@ async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
     """Validate job JSON `text` and store it verbatim; returns the job and its warnings.
     Raises JobError naming every problem, connections that do not exist included."""
     job = parse_job(text)
+    errors: list[str] = []
+    twin = await job_named(state, job.name)
+    if twin is not None:
+        errors.append(f"name: a job named {twin.name!r} already exists (id {twin.id})")
     endpoints = (("transfer.source.connection.id", job.transfer.source.connection),
                  ("transfer.destination.connection.id", job.transfer.destination.connection))
-    found, errors = [], []
+    found = []
     for where, wanted in endpoints:
         connection = await state.find_connection(wanted)
         if connection is None:
@@ -38,6 +43,22 @@ async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
     except NotSupported as exc:
         warnings.append(f"{exc}; `jobs run` will refuse it until then")
     return await state.add_job(job, text, found[0].id, found[1].id), warnings
+
+
+def name_key(name: str) -> str:
+    """What two job names are compared on: "Nightly", "nightly " and a decomposed "Café" all
+    name one job, since a person choosing from a list or typing `jobs run NAME` cannot tell
+    them apart (lookups by name stay exact)."""
+    return match_key(name.strip(), case_insensitive=True)
+
+
+async def job_named(state: State, name: str, *, other_than: str | None = None,
+                    ) -> JobRecord | None:
+    """The job whose name is `name` as name_key compares them, other than job `other_than`
+    (the one being edited), or None."""
+    key = name_key(name)
+    return next((job for job in await state.find_jobs()
+                 if job.id != other_than and name_key(job.name) == key), None)
 
 
 async def find_job(state: State, id_or_name: str) -> JobRecord:

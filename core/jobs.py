@@ -8,6 +8,7 @@ once under its JSON path, so a user fixes a file in one pass instead of one erro
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +17,16 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from core.connectors.base import InvalidPath
-from core.paths import normalize_path
+from core.paths import is_utf8, name_problem, normalize_path, printable
 
 TRANSFER_TYPES = ("copy", "sync", "move", "migrate", "publish", "taxonomy")
 
 _TOP = "(top level)"  # the path of an error about the document as a whole
+# Limits far above any real job (a few kilobytes, six or seven levels deep), low enough that
+# a hostile file is refused before it costs memory, recursion or a slow int conversion.
+MAX_JOB_CHARS = 1_000_000
+MAX_DEPTH = 32
+MAX_DIGITS = 100
 _MISSING = object()
 
 POLICY_CHOICES = {
@@ -65,8 +71,8 @@ class JobError(ValueError):
     """Raised with every problem found (not just the first), so one edit can fix them all."""
 
     def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = list(errors)
+        self.errors = [printable(error) for error in errors]  # they quote the file's text
+        super().__init__("\n".join(self.errors))
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,15 @@ def _string(value: Any) -> str:
     raise _expected("a non-empty string", value)
 
 
+def _name(value: Any) -> str:
+    """A job or category name: printed in tables and typed on command lines."""
+    name = _string(value)
+    problem = name_problem(name)
+    if problem:
+        raise _Invalid(problem)
+    return name
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -257,7 +272,7 @@ def _identifier(value: Any) -> str:
     if _is_int(value):
         return str(value)
     if isinstance(value, str) and value.strip():
-        return value
+        return _name(value)
     raise _expected("a non-empty string or an integer", value)
 
 
@@ -440,11 +455,122 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def parse_job(text: str) -> Job:
-    """Read DryvIQ job JSON: a bare job object or the API's {"type": "job", "job": …} envelope.
-    Error paths are relative to the job object, whichever form it came in."""
+def _json_path(parts: list[str | int]) -> str:
+    """["transfer", "filter", "source", 0] -> "transfer.filter.source[0]", as _Reader says it."""
+    path = ""
+    for part in parts:
+        path = f"{path}[{part}]" if isinstance(part, int) else f"{path}.{part}" if path else part
+    return path or _TOP
+
+
+# A string (escapes included) or one structural character; a lone '"' opens a broken string.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},:"]')
+
+
+def _too_deep(text: str) -> str | None:
+    """The JSON path where `text` nests deeper than MAX_DEPTH, found without parsing it (the
+    parser recurses, and a deep enough document ends it in a RecursionError); None when it
+    does not, or when the text is broken in a way the parser reports better."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None
+    parts: list[str | int] = []  # each open container's current key or index
+    opened: list[str] = []
+    previous = ""
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            if len(opened) == MAX_DEPTH:
+                return _json_path(parts)
+            opened.append(token)
+            parts.append(0 if token == "[" else "")
+        elif token in ("]", "}"):
+            if not opened:
+                return None
+            opened.pop()
+            parts.pop()
+        elif token == "," and opened and opened[-1] == "[":
+            parts[-1] = int(parts[-1]) + 1
+        elif token == '"':
+            return None
+        elif token[0] == '"' and opened and opened[-1] == "{" and previous in ("{", ","):
+            try:
+                parts[-1] = json.loads(token)
+            except ValueError:
+                return None
+        previous = token
+    return None
+
+
+class _Unusable:
+    """A value json reads but a job cannot hold: a number too long to convert, or NaN and
+    Infinity (not JSON at all); kept in place so the walk can say where it is."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _integer_text(digits: str) -> int | _Unusable:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        return _Unusable(f"a number of {len(digits.lstrip('-')):,} digits is too long "
+                         f"(at most {MAX_DIGITS})")
+    return int(digits)
+
+
+def _constant(name: str) -> _Unusable:
+    return _Unusable(f"{name} is not a JSON value")
+
+
+def _hostile_values(data: Any, duplicates: dict[int, list[str]]) -> list[str]:
+    """Where `data` holds what json accepts and a job cannot: a key given twice in one object
+    (json keeps the last without a word), a lone surrogate (SQLite cannot store it), an
+    unusable number."""
+    errors = []
+    pending: list[tuple[Any, list[str | int]]] = [(data, [])]
+    while pending:
+        value, parts = pending.pop()
+        if isinstance(value, _Unusable):
+            errors.append(f"{_json_path(parts)}: {value.problem}")
+        elif isinstance(value, str) and not is_utf8(value):
+            errors.append(f"{_json_path(parts)}: not valid Unicode text (a lone surrogate "
+                          "such as \\ud800)")
+        elif isinstance(value, list):
+            pending.extend((item, [*parts, i]) for i, item in enumerate(value))
+        elif isinstance(value, dict):
+            for key in duplicates.get(id(value), []):
+                errors.append(f"{_json_path([*parts, key])}: given more than once in one "
+                              "object; keep one")
+            for key, item in value.items():
+                if not is_utf8(key):
+                    errors.append(f"{_json_path(parts)}: a key is not valid Unicode text (a "
+                                  "lone surrogate such as \\ud800)")
+                pending.append((item, [*parts, key]))
+    return sorted(errors)
+
+
+def load_job_json(text: str) -> dict[str, Any]:
+    """The job object of DryvIQ job JSON `text` (a bare job object or the API's
+    {"type": "job", "job": …} envelope). Raises JobError, naming the JSON path, for text that
+    is not JSON, too large or too deep, or that holds what json accepts but a job cannot
+    (duplicate keys, lone surrogates, numbers too long to read)."""
+    if len(text) > MAX_JOB_CHARS:
+        raise JobError([f"{_TOP}: the job JSON has {len(text):,} characters; a job file may "
+                        f"have at most {MAX_JOB_CHARS:,}"])
+    deep = _too_deep(text)
+    if deep:
+        raise JobError([f"{deep}: nested deeper than {MAX_DEPTH} levels; a job is never that "
+                        "deep"])
+    duplicates: dict[int, list[str]] = {}
+
+    def pairs_to_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data = dict(pairs)
+        if len(data) < len(pairs):
+            keys = [key for key, _ in pairs]
+            duplicates[id(data)] = sorted({key for key in keys if keys.count(key) > 1})
+        return data
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=pairs_to_object,
+                          parse_int=_integer_text, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise JobError(
             [f"job JSON is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
@@ -454,10 +580,19 @@ def parse_job(text: str) -> Job:
         data, where = data["job"], "job"
     if not isinstance(data, dict):
         raise JobError([f"{where}: expected a job object, got {_show(data)}"])
+    errors = _hostile_values(data, duplicates)
+    if errors:
+        raise JobError(errors)
+    return data
 
+
+def parse_job(text: str) -> Job:
+    """Read DryvIQ job JSON: a bare job object or the API's {"type": "job", "job": …} envelope.
+    Error paths are relative to the job object, whichever form it came in."""
+    data = load_job_json(text)
     log = _Log()
     top = _Reader(data, "", log)
-    name = top.get("name", _string, required="a non-empty string")
+    name = top.get("name", _name, required="a non-empty string")
     kind = top.get("kind", _kind, "transfer")
     transfer = _transfer(top.child("transfer", "an object with source and destination",
                                    required=True))
@@ -587,7 +722,7 @@ def _stop_policy(policy: _Reader) -> StopPolicy:
 
 def _category(category: _Reader) -> str | None:
     """The category's name, kept verbatim ("Report {Name}" is not expanded), else its id."""
-    name = category.get("name", _string)
+    name = category.get("name", _name)
     identifier = category.get("id", _identifier)
     if not (category.has("name") or category.has("id")):
         category.error('expected {"name": …} or {"id": …}')

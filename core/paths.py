@@ -16,16 +16,61 @@ from dataclasses import dataclass
 
 from core.connectors.base import InvalidPath, PathRules
 
+# What a terminal would act on rather than show: C0 controls, DEL, C1 controls, the bidi
+# marks, embeddings, overrides and isolates (they reorder what follows: "invoice\u202efdp.exe"),
+# and the line and paragraph separators. Printed names show them escaped; names given to a
+# job or a connection may not hold them; Procore destinations rename them.
+CONTROL_CHARS = "".join(
+    [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))]
+    + ["\u061c", "\u200e", "\u200f", "\u2028", "\u2029", *map(chr, range(0x202A, 0x202F)),
+       *map(chr, range(0x2066, 0x206A))])
+_CONTROL = re.compile(f"[{re.escape(CONTROL_CHARS)}]")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+# Job and connection names: long enough for "Drawings to the office share, nightly (phase 2)",
+# short enough for a table column and a `NAME:/path` argument.
+NAME_MAX = 128
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
 
 def printable(text: str) -> str:
-    """`text` safe to print and store: bytes that were not UTF-8 shown as \\xNN escapes."""
-    if text.isascii():
+    """`text` safe to print and store: control characters (CONTROL_CHARS) shown as escapes
+    such as \\x1b, \\n or \\u202e, bytes that were not UTF-8 as \\xNN. Every name or message
+    from a remote, a disk or a job file passes here before it reaches a terminal."""
+    if text.isprintable():  # no control, format, separator or surrogate character: as is
         return text
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no OS name produced
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
+    if not is_utf8(text):
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that no OS name produced
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        else:
+            text = raw.decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(_escape, text)
+
+
+def printable_lines(text: str) -> str:
+    """Several lines of `text` (a job file as given), each printable; tabs kept."""
+    return "\n".join("\t".join(map(printable, line.split("\t"))) for line in text.split("\n"))
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a job or a connection, or None: names are printed in tables and
+    typed on command lines, so they hold no control characters and are at most NAME_MAX long."""
+    if len(name) > NAME_MAX:
+        return f"{len(name):,} characters, more than the {NAME_MAX} allowed"
+    if not is_utf8(name):
+        return "is not valid UTF-8 text"
+    bad = sorted(set(_CONTROL.findall(name)))
+    if bad:
+        return f"contains control characters ({' '.join(map(printable, bad))}), not allowed"
+    return None
 
 
 def segment_problem(name: str) -> str | None:
@@ -36,13 +81,13 @@ def segment_problem(name: str) -> str | None:
         return f"{name!r} contains a path separator"
     if "\0" in name:
         return f"{name!r} contains a NUL character"
-    if not _is_utf8(name):
+    if not is_utf8(name):
         return (f"{printable(name)!r} is not valid UTF-8 text, which other platforms cannot "
                 "store; rename it at the source")
     return None
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
     if text.isascii():
         return True
     try:
@@ -93,7 +138,7 @@ def name_problems(name: str, rules: PathRules) -> list[str]:
     problems = []
     bad = sorted(set(_invalid(rules.invalid_chars).findall(name)))
     if bad:
-        shown = " ".join("NUL" if c == "\0" else c for c in bad)
+        shown = " ".join("NUL" if c == "\0" else printable(c) for c in bad)
         problems.append(f"contains characters the destination does not allow: {shown}")
     if rules.no_trailing_whitespace and _trailing_whitespace(name):
         problems.append("has whitespace before the extension or at the end")
