@@ -18,6 +18,7 @@ from typing import Protocol
 
 from core import __version__
 from core.home import ConfigError, Home
+from core.paths import printable
 from core.state import State, StateError
 
 
@@ -95,13 +96,13 @@ def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None) -> i
     try:
         return asyncio.run(handler(args))
     except UsageError as exc:
-        print(f"dryviq-tui: error: {exc}", file=sys.stderr)
+        print(f"dryviq-tui: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except StateError as exc:
-        print(f"dryviq-tui: error: {exc}", file=sys.stderr)
+        print(f"dryviq-tui: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except ConfigError as exc:
-        print(f"dryviq-tui: error: {exc}", file=sys.stderr)
+        print(f"dryviq-tui: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -17,7 +17,7 @@ from core.connections import (
 )
 from core.connectors import Opening, open_connector
 from core.connectors.base import Connector, ConnectorError, Entry
-from core.paths import join, normalize_path
+from core.paths import join, normalize_path, printable
 from core.state import Connection, State
 
 
@@ -70,8 +70,8 @@ async def _add_local(args: argparse.Namespace) -> int:
             connection = await add_local(state, args.name, args.path, fsync=args.fsync)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
-    reply(args, _summary(connection),
-          f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
+    reply(args, _summary(connection), printable(
+        f"Added connection {connection.name} ({connection.id}): {describe(connection)}"))
     return 0
 
 
@@ -111,7 +111,7 @@ async def _test(args: argparse.Namespace) -> int:
         except ConnectorError as exc:
             message, ok = f"Connection test failed: {exc}", False
     reply(args, {"id": connection.id, "name": connection.name, "ok": ok, "message": message},
-          message)
+          printable(message))
     return 0 if ok else 1
 
 
@@ -123,9 +123,9 @@ async def _remove(args: argparse.Namespace) -> int:
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
     if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     reply(args, {"id": connection.id, "name": connection.name, "removed": True},
-          f"Removed connection {connection.name}")
+          f"Removed connection {printable(connection.name)}")
     return 0
 
 

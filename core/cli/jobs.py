@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import signal
 import sys
@@ -12,11 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import UsageError, opened_state
-from core.cli.output import ProgressReporter, duration, emit_json, reply, size, table, when
+from core.cli.output import (
+    ProgressReporter,
+    duration,
+    emit_json,
+    reply,
+    size,
+    table,
+    when,
+    write_csv,
+)
 from core.engine.runner import NotSupported, run_job
 from core.home import JobBusy
 from core.job_store import JobLookupError, create_job, find_job
 from core.jobs import JobError
+from core.paths import printable_lines
 from core.state import Execution, ItemRecord, JobRecord, State
 
 ITEM_STATUSES = ("pending", "success", "skipped", "processed", "remediation", "retry")
@@ -144,7 +153,7 @@ async def _show(args: argparse.Namespace) -> int:
             ("parallel writes", job.parallel_writes), ("created", when(job.created_at)),
             ("last run", f"{last.status} at {when(last.started_at)}" if last else "never")]
     print(table(rows, ("FIELD", "VALUE")))
-    print("\nJob JSON as given:\n" + job.definition.strip())
+    print("\nJob JSON as given:\n" + printable_lines(job.definition.strip()))
     return 0
 
 
@@ -263,9 +272,7 @@ def _item_dict(item: ItemRecord) -> dict[str, Any]:
 def _print_rows(args: argparse.Namespace, rows: list[tuple[Any, ...]],
                 headers: tuple[str, ...], empty: str) -> None:
     if args.csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow([h.lower() for h in headers])
-        writer.writerows(rows)
+        write_csv(rows, [h.lower() for h in headers])
     elif rows:
         print(table(rows, headers))
     else:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 import humanize
@@ -35,6 +36,29 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in cells]
     return "\n".join(lines)
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: numbers as they are; text printable, and kept from being read
+    as a formula by a leading "'" (a file named "=HYPERLINK(…)" stays a name)."""
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return printable("'" + text if text.startswith(_FORMULA_STARTS) else text)
+
+
+def write_csv(rows: Iterable[Sequence[Any]], headers: Sequence[str],
+              stream: TextIO | None = None) -> None:
+    """Every `--csv`: a header line, then the rows, each cell through csv_cell."""
+    writer = csv.writer(stream or sys.stdout)
+    writer.writerow(headers)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
 
 
 def size(n: int | None) -> str:

@@ -67,11 +67,12 @@ from core.pacer import (
     pacer_settings,
     server_lead,
 )
-from core.paths import join, match_key
+from core.paths import CONTROL_CHARS, join, match_key
 from core.state import Connection, SegmentedUpload, State
 
-# Procore's naming limits, as DryvIQ's Procore page lists them
-PROCORE_RULES = PathRules(invalid_chars='/<>:\\|?*\0', max_path_length=255,
+# Procore's naming limits, as DryvIQ's Procore page lists them; control characters too, so
+# no name uploaded from a disk writes escape sequences into the terminal of whoever lists it
+PROCORE_RULES = PathRules(invalid_chars='/<>:\\|?*' + CONTROL_CHARS, max_path_length=255,
                           no_trailing_whitespace=True, no_leading_whitespace=True)
 PROCORE_FEATURES = Features(
     mtime_precision=1.0,  # updated_at, to the second; Procore sets it, nobody else can

@@ -22,7 +22,14 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from core.engine.runner import SUPPORTED_TRANSFER_TYPES
-from core.jobs import POLICY_CHOICES, SCHEDULE_MODES, TRANSFER_TYPES, JobError, parse_job
+from core.jobs import (
+    POLICY_CHOICES,
+    SCHEDULE_MODES,
+    TRANSFER_TYPES,
+    JobError,
+    load_job_json,
+    parse_job,
+)
 from tui.screens import AppScreen
 from tui.service import AppService, Created, read_job_file
 
@@ -170,18 +177,9 @@ def field_of(error_path: str) -> FormField | None:
 
 
 def load_job_document(path: str) -> dict[str, Any]:
-    """A job file's JSON object (the API's {"type": "job", "job": …} envelope unwrapped)."""
-    text = read_job_file(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise JobError([f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column "
-                        f"{exc.colno})"]) from None
-    if isinstance(data, dict) and data.get("type") == "job" and isinstance(data.get("job"), dict):
-        data = data["job"]
-    if not isinstance(data, dict):
-        raise JobError([f"{path}: expected a job object, not {type(data).__name__}"])
-    return data
+    """A job file's JSON object (the API's {"type": "job", "job": …} envelope unwrapped), read
+    by core's rules: a hostile file is refused here as `jobs create` refuses it."""
+    return load_job_json(read_job_file(path))
 
 
 class JobBuilderScreen(AppScreen[Created | None]):
