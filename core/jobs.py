@@ -621,7 +621,7 @@ def parse_job(text: str) -> Job:
     return Job(
         name, kind, transfer, **_given(options),
         definition=data,
-        warnings=tuple(log.warnings),
+        warnings=tuple(map(printable, log.warnings)),  # they quote the file's keys
     )
 
 

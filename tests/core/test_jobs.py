@@ -4,9 +4,12 @@ nothing is dropped on the way, and filters admit what the spec says they do."""
 import copy
 import json
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
+from core.connections import add_local
+from core.job_store import create_job, job_named
 from core.jobs import (
     Endpoint,
     Filter,
@@ -14,8 +17,10 @@ from core.jobs import (
     Filters,
     JobError,
     StopPolicy,
+    load_job_json,
     parse_job,
 )
+from core.state import State
 
 # Verbatim from DryvIQ's Procore connector page (shared/reference/procore-connector-seed.txt).
 PRODUCT_PAGE_JOB = """{ "name":"Simple Job", "kind": "transfer", "transfer": { "transfer_type": "copy", "source": { "connection": { "id": "Source connection ID" }, "target": { "path": "/sourceDocumentLibrary" } }, "destination": { "connection": { "id": "Destination Connection ID" }, "target": { "path": "/destinationFolder" } }, "simulation_mode": false }, "schedule": { "mode": "manual" }, "stop_policy": { "on_success": 5, "on_failure": 5, "on_execute": 25 }, "category": { "name": "Report {Name}" } }"""  # noqa: E501
@@ -339,3 +344,143 @@ def test_exclude_beats_include():
     ).admits
     assert admits("A-101.pdf", False, 1, None)
     assert not admits("A-101 draft.pdf", False, 1, None)
+
+
+# -- hostile documents: valid JSON, or nearly, that must not end in a traceback --------------
+
+def with_raw(member: str) -> str:
+    """The minimal job with one more member, given as raw JSON text, at the top."""
+    return "{" + member + ", " + json.dumps(minimal())[1:]
+
+
+DEEP_OBJECT = '{"a": ' * 5_000 + "1" + "}" * 5_000
+DEEP_IN_A_FILTER = json.dumps(
+    {"source": [{"rules": [{"type": "extension", "extensions": ["pdf"]}, {"x": [[[[]]]]}]}]}
+).replace("[[[[]]]]", "[" * 40 + "]" * 40)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(with_raw('"extra": ' + "[" * 100_000 + "]" * 100_000),
+                     "extra" + "[0]" * 31 + ": nested deeper than 32 levels",
+                     id="100,000 nested arrays"),
+        pytest.param(with_raw('"extra": ' + DEEP_OBJECT),
+                     "extra" + ".a" * 31 + ": nested deeper than 32 levels",
+                     id="5,000 nested objects"),
+        pytest.param(changed(set_in("transfer.filter", "FILTER")).replace(
+                         '"FILTER"', DEEP_IN_A_FILTER),
+                     "transfer.filter.source[0].rules[1].x" + "[0]" * 25 + ": nested deeper",
+                     id="deep inside a filter"),
+        pytest.param(changed(set_in("name", "\ud800")),
+                     "name: not valid Unicode text (a lone surrogate", id="lone surrogate"),
+        pytest.param(with_raw('"\\udfff": 1'),
+                     "(top level): a key is not valid Unicode text", id="lone surrogate key"),
+        pytest.param(with_raw('"priority": ' + "9" * 5_000),
+                     "priority: a number of 5,000 digits is too long (at most 100)",
+                     id="5,000-digit number"),
+        pytest.param(changed(set_in("transfer.performance", {"parallel_writes": float("nan")})),
+                     "transfer.performance.parallel_writes: NaN is not a JSON value", id="NaN"),
+        pytest.param(with_raw('"name": "again"'),
+                     "name: given more than once in one object", id="duplicate key"),
+        pytest.param(changed(set_in("transfer.source", "SOURCE")).replace(
+                         '"SOURCE"', '{"connection": {"id": "a", "id": "b"}, "target": {}}'),
+                     "transfer.source.connection.id: given more than once",
+                     id="duplicate nested key"),
+        pytest.param(changed(set_in("name", "night\0ly")),
+                     "name: contains control characters (\\x00), not allowed", id="NUL in name"),
+        pytest.param(changed(set_in("name", "\x1b]52;c;ZWNobw==\x07")),
+                     "name: contains control characters (\\x07 \\x1b), not allowed",
+                     id="OSC 52 in name"),
+        pytest.param(changed(set_in("name", "x" * 129)),
+                     "name: 129 characters, more than the 128 allowed", id="name too long"),
+        pytest.param(changed(set_in("name", "x" * 50_000_000)),
+                     "(top level): the job JSON has 50,000,", id="50 MB name"),
+        pytest.param(changed(set_in("category", {"name": "two\nlines"})),
+                     "category.name: contains control characters (\\n)",
+                     id="newline in category"),
+        pytest.param(changed(set_in("transfer.source.connection.id", "share\0")),
+                     "transfer.source.connection.id: contains control characters (\\x00)",
+                     id="NUL in connection id"),
+    ],
+)
+def test_hostile_json_is_refused_at_its_path(text: str, expected: str):
+    errors = errors_of(text)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(expected), errors
+
+
+def test_a_name_of_the_maximum_length_is_accepted():
+    assert parse_job(changed(set_in("name", "x" * 128))).name == "x" * 128
+
+
+def test_errors_and_warnings_never_carry_control_characters():
+    """They quote the file's keys: printed raw, a key could write escape sequences."""
+    errors = errors_of(with_raw('"\\u001b[2J\\u202e": 1, "\\u001b[2J\\u202e": 2'))
+    assert errors == ["\\x1b[2J\\u202e: given more than once in one object; keep one"]
+    job = parse_job(with_raw('"\\u001b]0;title\\u0007": 1'))
+    assert job.warnings == ("\\x1b]0;title\\x07: unknown key, kept but not used",)
+
+
+def test_the_import_dialog_reads_files_by_the_same_rules():
+    """load_job_json is what the app's import reads a file with."""
+    with pytest.raises(JobError, match=r"nested deeper than 32 levels"):
+        load_job_json(with_raw('"extra": ' + "[" * 100_000 + "]" * 100_000))
+    envelope = json.dumps({"type": "job", "job": minimal()})
+    assert load_job_json(envelope) == minimal()
+
+
+# -- job names are unique ----------------------------------------------------------------------
+
+@pytest.fixture
+async def state(tmp_path) -> AsyncIterator[State]:
+    """A state with connections "procore" and "share" (the minimal job's), both local."""
+    opened = await State.open(tmp_path / "state.db")
+    for name in ("procore", "share"):
+        (tmp_path / name).mkdir()
+        await add_local(opened, name, str(tmp_path / name))
+    yield opened
+    await opened.close()
+
+
+def named(name: str) -> str:
+    return changed(set_in("name", name))
+
+
+@pytest.mark.parametrize("again", [
+    "Nightly", "nightly", "NIGHTLY", " Nightly ", "Nightly\u00a0",
+])
+async def test_a_second_job_of_the_same_name_is_refused_naming_the_first(state, again):
+    """Names compare case-insensitively, trimmed and Unicode-normalised: "Nightly" and
+    "nightly" side by side in a list are a mistake, and `jobs run NAME` could not tell a
+    composed "é" from a decomposed one."""
+    first, _ = await create_job(state, named("Nightly"))
+    with pytest.raises(JobError) as refused:
+        await create_job(state, named(again))
+    assert refused.value.errors == [
+        f"name: a job named 'Nightly' already exists (id {first.id})"]
+    assert [job.id for job in await state.find_jobs()] == [first.id]
+
+
+async def test_composed_and_decomposed_accents_are_one_name(state):
+    await create_job(state, named("Caf\u00e9 drawings"))
+    with pytest.raises(JobError, match="already exists"):
+        await create_job(state, named("Cafe\u0301 drawings"))
+
+
+async def test_the_duplicate_is_reported_with_every_other_problem(state):
+    await create_job(state, named("Nightly"))
+    text = changed(lambda job: (set_in("name", "nightly")(job),
+                                set_in("transfer.source.connection.id", "nowhere")(job)))
+    with pytest.raises(JobError) as refused:
+        await create_job(state, text)
+    assert [error.split(":")[0] for error in refused.value.errors] == [
+        "name", "transfer.source.connection.id"]
+
+
+async def test_a_different_name_and_an_edited_job_keep_their_names(state):
+    first, _ = await create_job(state, named("Nightly"))
+    second, _ = await create_job(state, named("Nightly 2"))
+    assert await job_named(state, "NIGHTLY") == first
+    assert await job_named(state, "nightly", other_than=first.id) is None
+    assert await job_named(state, "nightly 2", other_than=first.id) == second
