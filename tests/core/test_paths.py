@@ -5,12 +5,17 @@ import itertools
 import pytest
 
 from core.connectors.base import InvalidPath, PathRules
+from core.connectors.procore import PROCORE_RULES
 from core.paths import (
+    CONTROL_CHARS,
     FittedName,
     fit_name,
     match_key,
+    name_problem,
     name_problems,
     normalize_path,
+    printable,
+    printable_lines,
     segment_problem,
     truncate_name,
 )
@@ -98,3 +103,49 @@ def test_a_name_is_kept_as_it_is_only_when_no_rule_objects(rules: PathRules) -> 
         fitted = fit_name(name, "Folder", rules)
         unchanged = fitted == FittedName(name)
         assert unchanged == (segment_problem(name) is None and not name_problems(name, rules)), name
+
+
+@pytest.mark.parametrize("char, shown", [
+    ("\x00", r"\x00"), ("\x07", r"\x07"), ("\t", r"\t"), ("\n", r"\n"), ("\r", r"\r"),
+    ("\x1b", r"\x1b"), ("\x7f", r"\x7f"), ("\x85", r"\x85"), ("\x9b", r"\x9b"),
+    ("\u061c", r"\u061c"), ("\u200e", r"\u200e"), ("\u200f", r"\u200f"),
+    ("\u2028", r"\u2028"), ("\u2029", r"\u2029"),
+    *[(chr(c), f"\\u{c:04x}") for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))],
+    ("\udcff", r"\xff"), ("\ud800", r"\ud800"),
+])
+def test_printable_escapes_what_a_terminal_would_act_on(char: str, shown: str) -> None:
+    assert printable(f"a{char}b") == f"a{shown}b"
+
+
+def test_printable_keeps_ordinary_text_and_is_idempotent() -> None:
+    for text in ("plain.pdf", "Café – 図面 (rev 2).pdf", "C:\\temp\\x1b", "a\u00a0b"):
+        assert printable(text) == text
+    hostile = "\x1b]52;c;ZWNobw==\x07\u202e\n"
+    assert printable(printable(hostile)) == printable(hostile)
+    # bytes that were not UTF-8 but decode to a C1 control are escaped too
+    assert printable("\udcc2\udc9b[2J") == r"\x9b[2J"
+
+
+def test_printable_lines_keeps_the_lines_and_tabs_of_a_job_file() -> None:
+    assert printable_lines('{\n\t"name": "a\x1bb"\n}') == '{\n\t"name": "a\\x1bb"\n}'
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("x" * 128, None), ("Café – 図面", None),
+    ("x" * 129, "129 characters, more than the 128 allowed"),
+    ("a\x1bb\n", r"contains control characters (\n \x1b), not allowed"),
+    ("\udcff", "is not valid UTF-8 text"),
+])
+def test_name_problem(name: str, problem: str | None) -> None:
+    assert name_problem(name) == problem
+
+
+@pytest.mark.parametrize("name, fitted", [
+    ("red\x1b[31m.pdf", "red_[31m.pdf"), ("two\nlines.pdf", "two_lines.pdf"),
+    ("tab\there.pdf", "tab_here.pdf"), ("invoice\u202efdp.exe", "invoice_fdp.exe"),
+    ("c1\x9b.pdf", "c1_.pdf"),
+])
+def test_procore_renames_control_characters(name: str, fitted: str) -> None:
+    result = fit_name(name, "", PROCORE_RULES)
+    assert (result.name, result.refusal) == (fitted, None)
+    assert set(result.note or "") & set(CONTROL_CHARS) == set()

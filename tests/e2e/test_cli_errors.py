@@ -115,6 +115,10 @@ MALFORMED = [
     ("destination path with ..",
      edited(_set("transfer.destination.target.path", "/../outside")),
      "transfer.destination.target.path", [".."]),
+    ("100,000 nested arrays",
+     SIMPLE_JOB_JSON.rstrip().removesuffix("}") + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "x" + "[0]" * 31, ["nested deeper than 32 levels"]),
+    ("lone surrogate in the name", edited(_set("name", "\ud800")), "name", ["lone surrogate"]),
 ]
 
 
@@ -176,6 +180,15 @@ def test_duplicate_connection_name(connected: Connected) -> None:
                                                         DESTINATION_CONNECTION])
     source = next(c for c in listed if c["name"] == SOURCE_CONNECTION)
     assert source["location"] == str(connected.source_root.resolve())
+
+
+def test_duplicate_job_name(connected: Connected) -> None:
+    first = connected.cli.json("jobs", "create", "--file", connected.job_file(SIMPLE_JOB_JSON))
+    again = edited(_set("name", JOB.upper()))
+    proc = connected.cli("jobs", "create", "--file", connected.job_file(again), check=2)
+    assert f"name: a job named {JOB!r} already exists (id {first['id']})" in proc.stderr, (
+        describe(proc))
+    assert [job["id"] for job in connected.cli.json("jobs", "list")] == [first["id"]]
 
 
 def test_sync_job_is_created_but_not_run(connected: Connected) -> None:
