@@ -39,20 +39,25 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
+def valid_utf8(text: str) -> str:
+    """`text` as valid UTF-8, to store it: bytes that were not UTF-8 (lone surrogates from the
+    OS) become \\xNN escapes; everything else, control characters included, stays exact."""
+    if is_utf8(text):
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no OS name produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def printable(text: str) -> str:
-    """`text` safe to print and store: control characters (CONTROL_CHARS) shown as escapes
-    such as \\x1b, \\n or \\u202e, bytes that were not UTF-8 as \\xNN. Every name or message
-    from a remote, a disk or a job file passes here before it reaches a terminal."""
+    """`text` safe to print: valid UTF-8 (valid_utf8), and the control characters a terminal
+    would act on (CONTROL_CHARS) shown as escapes such as \\x1b, \\n or \\u202e. Every name or
+    message from a remote, a disk or a job file passes here before it reaches a terminal."""
     if text.isprintable():  # no control, format, separator or surrogate character: as is
         return text
-    if not is_utf8(text):
-        try:
-            raw = text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a surrogate that no OS name produced
-            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-        else:
-            text = raw.decode("utf-8", "backslashreplace")
-    return _CONTROL.sub(_escape, text)
+    return _CONTROL.sub(_escape, valid_utf8(text))
 
 
 def printable_lines(text: str) -> str:

@@ -31,7 +31,7 @@ from core.engine.planner import SENT, Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import Job, Transfer, parse_job
-from core.paths import join, printable
+from core.paths import join, valid_utf8
 from core.state import ItemLog, ItemRecord, ItemState, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
@@ -125,9 +125,9 @@ class _Run:
         self.slow_listings = True  # until a listing shows otherwise
 
     def _relative(self, source_path: str) -> str:
-        """An item's key: its path below the job's source folder, printable."""
+        """An item's key: its path below the job's source folder, as valid UTF-8."""
         root = self.transfer.source.path
-        return printable(source_path[len(root) + 1:] if root else source_path)
+        return valid_utf8(source_path[len(root) + 1:] if root else source_path)
 
     def _record(self, source_path: str, entry: Entry, plan: Plan, **fields: object) -> ItemRecord:
         relative = self._relative(source_path)
