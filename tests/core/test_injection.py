@@ -71,6 +71,29 @@ def test_a_connection_name_of_the_maximum_length_is_accepted() -> None:
     assert check_name("x" * 128) == "x" * 128
 
 
+def test_jobs_show_prints_the_job_file_escaped(tmp_path: Path, capsys) -> None:
+    """JSON allows a raw U+202E or C1 control inside a string: the file as given is shown
+    with its lines, and without them."""
+    home = ["--home", str(tmp_path / "home")]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        assert main([*home, "connections", "add", "local", name, "--path",
+                     str(tmp_path / name)]) == 0
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({
+        "name": "shown", "description": "rtl \u202e and \x9b[2J", "transfer": {
+            "source": {"connection": {"id": "a"}, "target": {"path": "/"}},
+            "destination": {"connection": {"id": "b"}, "target": {"path": "/"}}}},
+        ensure_ascii=False, indent=2), encoding="utf-8")
+    assert main([*home, "jobs", "create", "--file", str(job)]) == 0
+    capsys.readouterr()
+
+    assert main([*home, "jobs", "show", "shown"]) == 0
+    shown = capsys.readouterr().out
+    assert raw_controls(shown) == set()
+    assert '"description": "rtl \\u202e and \\x9b[2J",' in shown
+
+
 @pytest.fixture
 async def opened(tmp_path: Path) -> AsyncIterator[tuple[State, Home]]:
     home = Home(tmp_path / "home")
