@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -520,30 +521,45 @@ def _constant(name: str) -> _Unusable:
     return _Unusable(f"{name} is not a JSON value")
 
 
+# Where a value sits, built as the walk goes down without copying: (parent's link, key or index)
+_Link = tuple[Any, str | int] | None
+
+
+def _path_of(link: _Link) -> str:
+    parts: list[str | int] = []
+    while link is not None:
+        link, part = link
+        parts.append(part)
+    return _json_path(parts[::-1])
+
+
 def _hostile_values(data: Any, duplicates: dict[int, list[str]]) -> list[str]:
     """Where `data` holds what json accepts and a job cannot: a key given twice in one object
     (json keeps the last without a word), a lone surrogate (SQLite cannot store it), an
     unusable number."""
     errors = []
-    pending: list[tuple[Any, list[str | int]]] = [(data, [])]
+    checked = (str, list, dict, _Unusable)  # numbers, booleans and null are fine as read
+    pending: list[tuple[Any, _Link]] = [(data, None)]
     while pending:
-        value, parts = pending.pop()
+        value, link = pending.pop()
         if isinstance(value, _Unusable):
-            errors.append(f"{_json_path(parts)}: {value.problem}")
+            errors.append(f"{_path_of(link)}: {value.problem}")
         elif isinstance(value, str) and not is_utf8(value):
-            errors.append(f"{_json_path(parts)}: not valid Unicode text (a lone surrogate "
+            errors.append(f"{_path_of(link)}: not valid Unicode text (a lone surrogate "
                           "such as \\ud800)")
         elif isinstance(value, list):
-            pending.extend((item, [*parts, i]) for i, item in enumerate(value))
+            pending.extend((item, (link, i)) for i, item in enumerate(value)
+                           if isinstance(item, checked))
         elif isinstance(value, dict):
             for key in duplicates.get(id(value), []):
-                errors.append(f"{_json_path([*parts, key])}: given more than once in one "
+                errors.append(f"{_path_of((link, key))}: given more than once in one "
                               "object; keep one")
             for key, item in value.items():
                 if not is_utf8(key):
-                    errors.append(f"{_json_path(parts)}: a key is not valid Unicode text (a "
+                    errors.append(f"{_path_of(link)}: a key is not valid Unicode text (a "
                                   "lone surrogate such as \\ud800)")
-                pending.append((item, [*parts, key]))
+                if isinstance(item, checked):
+                    pending.append((item, (link, key)))
     return sorted(errors)
 
 
@@ -564,8 +580,8 @@ def load_job_json(text: str) -> dict[str, Any]:
     def pairs_to_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         data = dict(pairs)
         if len(data) < len(pairs):
-            keys = [key for key, _ in pairs]
-            duplicates[id(data)] = sorted({key for key in keys if keys.count(key) > 1})
+            counts = Counter(key for key, _ in pairs)
+            duplicates[id(data)] = sorted(key for key, count in counts.items() if count > 1)
         return data
 
     try:
