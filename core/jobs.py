@@ -464,8 +464,10 @@ def _json_path(parts: list[str | int]) -> str:
     return path or _TOP
 
 
-# A string (escapes included) or one structural character; a lone '"' opens a broken string.
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},:"]')
+_JSON_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'  # escapes included
+# A string or one structural character; a lone '"' opens a broken string.
+_JSON_TOKEN = re.compile(_JSON_STRING + r'|[][{},:"]')
+_INNERMOST = re.compile(r"\[\]|\{\}")
 
 
 def _too_deep(text: str) -> str | None:
@@ -474,6 +476,12 @@ def _too_deep(text: str) -> str | None:
     does not, or when the text is broken in a way the parser reports better."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return None
+    brackets = re.sub(r"[^][{}]", "", re.sub(_JSON_STRING, "", text))
+    for _ in range(MAX_DEPTH):  # each pass takes away one level, quickly
+        brackets = _INNERMOST.sub("", brackets)
+    if not brackets:
+        return None
+    # deeper, or unbalanced: find where, token by token
     parts: list[str | int] = []  # each open container's current key or index
     opened: list[str] = []
     previous = ""
