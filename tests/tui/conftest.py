@@ -100,7 +100,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await service.close()
 
 
-async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0,
+async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 60.0,
                    what: str = "the condition") -> None:
     """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
