@@ -26,7 +26,7 @@ from core.connectors.base import (
     NotFound,
 )
 from core.engine.executor import Executor, FileTask
-from core.engine.march import NamePolicy, pair_folder
+from core.engine.march import NamePolicy, Pair, pair_folder
 from core.engine.planner import SENT, Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
@@ -123,6 +123,11 @@ class _Run:
             rename_duplicates=self.transfer.duplicate_names == "rename")
         self.skip_empty = self.transfer.empty_containers == "skip"
         self.slow_listings = True  # until a listing shows otherwise
+        executor.decide_again = self._decide_again
+
+    def _decide_again(self, task: FileTask, found: Entry) -> Plan:
+        """The plan for a file whose destination turned up after its folder was listed."""
+        return plan_copy(Pair(task.source, found, found.name), task.record, self.rules)
 
     def _relative(self, source_path: str) -> str:
         """An item's key: its path below the job's source folder, printable."""
@@ -172,6 +177,9 @@ class _Run:
                 self.stats.failed += 1
                 self.on_event("failed", f"cannot create destination folder /{path}: {exc}")
                 return False
+        if folder.missing and not self.transfer.simulation_mode:
+            # another job may have made it first, with content: list it like any other
+            folder.destination_exists = True
         folder.missing = ()
         return True
 
