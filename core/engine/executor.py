@@ -355,17 +355,19 @@ class Executor:
             self.fatal, self.halted = self.fatal or exc, True
             return
         record.attempts += 1
-        record.last_error = str(exc)
+        # a destination's NotFound (the source's is Vanished): removed by someone meanwhile
+        error = record.last_error = (f"gone from the destination during the run: {exc}"
+                                     if isinstance(exc, NotFound) else str(exc))
         record.updated_at = time.time()
         if record.attempts >= MAX_ATTEMPTS:
             record.status = "remediation"
             self.stats.flagged += 1
-            self.on_event("flagged", f"{task.source_path}: {exc} (gave up after "
+            self.on_event("flagged", f"{task.source_path}: {error} (gave up after "
                                      f"{record.attempts} attempts)")
         else:
             record.status = "retry"
             self.stats.failed += 1
-            self.on_event("failed", f"{task.source_path}: {exc}")
+            self.on_event("failed", f"{task.source_path}: {error}")
         self.items.record(record)
         if self.halt_on_failure:
             self.halted = True

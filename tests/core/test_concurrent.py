@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -231,3 +232,76 @@ async def test_procore_folders_and_files_made_meanwhile(tmp_path, opened, sandbo
     assert "assumed identical" in (items["Sub/same size.pdf"][1] or "")
     assert items["Sub/Deeper/changed.pdf"][0] == "success"
     assert result.stats.skipped == 2 and result.stats.transferred == 2
+
+
+class FolderRemovedLocal(LocalConnector):
+    """A local destination whose folder `Backup/Sub` someone removes just before this job
+    writes its first file there."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root, fsync=False, workers=0)
+        self.removed = False
+
+    def _remove(self) -> None:
+        if not self.removed:
+            self.removed = True
+            shutil.rmtree(Path(self._root, "Backup", "Sub"))
+
+    async def copy_small(self, files: Any) -> Any:
+        self._remove()
+        return await super().copy_small(files)
+
+    async def write_local(self, path: str, file: Any, **options: Any) -> Entry:
+        self._remove()
+        return await super().write_local(path, file, **options)
+
+
+async def test_a_destination_folder_removed_meanwhile_fails_its_files_with_a_reason(
+        tmp_path, opened, local_pair) -> None:
+    home, state = opened
+    write_tree(tmp_path / "src", {"Project/Sub/a.txt": b"a", "Project/Sub/big.bin": b"b" * BIG})
+    local_pair(LocalConnector, FolderRemovedLocal)
+    job, _ = await create_job(state, job_json())
+    result = await runner.run_job(state, home, job)
+    assert (result.status, result.stats.failed) == ("warn", 2)
+    errors = {i.path: i.last_error for i in await state.items(job.id, status="retry")}
+    assert set(errors) == {"Sub/a.txt", "Sub/big.bin"}
+    assert all(e.startswith("gone from the destination during the run: not found: ")
+               for e in errors.values()), errors
+    # the next run makes the folder again
+    local_pair(LocalConnector, LocalConnector)
+    assert (await runner.run_job(state, home, job)).status == "completed"
+    assert tree(tmp_path / "dst" / "Backup") == tree(tmp_path / "src" / "Project")
+
+
+async def test_procore_folder_or_file_removed_meanwhile_fails_with_a_reason(
+        tmp_path, opened, sandbox, to_procore, monkeypatch) -> None:
+    home, state = opened
+    world, project = sandbox.world, to_procore.sandbox_project  # type: ignore[attr-defined]
+    write_tree(tmp_path / "src", {"Project/Sub/new.pdf": b"new",
+                                  "Project/old.pdf": b"changed at the source"})
+    world.add_file(project, "Backup/Sub/other.pdf", b"there before")
+    world.add_file(project, "Backup/old.pdf", b"there before")
+    written = to_procore.write
+
+    async def write(path: str, chunks: Any, **options: Any) -> Entry:
+        for gone in ("Backup/Sub", "Backup/old.pdf"):
+            if gone.startswith(path) or path.startswith(gone + "/"):
+                world.delete(world.node_at(project, gone))
+        return await written(path, chunks, **options)
+
+    to_procore.write = write  # type: ignore[method-assign]
+    job, _ = await create_job(state, job_json())
+    result = await runner.run_job(state, home, job)
+    assert (result.status, result.stats.failed) == ("warn", 2)
+    errors = {i.path: i.last_error for i in await state.items(job.id, status="retry")}
+    assert set(errors) == {"Sub/new.pdf", "old.pdf"}
+    assert all(e.startswith("gone from the destination during the run: ")
+               for e in errors.values()), errors
+    # the next run makes the folder and the file again
+    fresh = await open_procore(sandbox, state, home)
+    monkeypatch.setattr(runner, "open_connector", lambda connection, secrets, opening=None: (
+        fresh if connection.platform == "procore" else LocalConnector(connection.config["path"])))
+    assert (await runner.run_job(state, home, job)).status == "completed"
+    assert world.tree(project)["Backup/Sub/new.pdf"] == b"new"
+    assert world.tree(project)["Backup/old.pdf"] == b"changed at the source"
