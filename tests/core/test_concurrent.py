@@ -89,13 +89,18 @@ class OtherJobLocal(LocalConnector):
 
 
 class VanishingSource(LocalConnector):
-    """A local source whose files named `gone*` are deleted right after each listing."""
+    """A local source whose files and folders named `gone*` are deleted right after each
+    listing."""
 
     async def list_dir(self, path: str) -> list[Entry]:
         entries = await super().list_dir(path)
         for entry in entries:
             if entry.name.startswith("gone"):
-                os.unlink(os.path.join(self._root, path, entry.name))
+                full = os.path.join(self._root, path, entry.name)
+                if entry.is_dir:
+                    shutil.rmtree(full)
+                else:
+                    os.unlink(full)
         return entries
 
 
@@ -161,15 +166,17 @@ async def test_source_files_deleted_during_the_run_are_skipped(tmp_path, opened,
                                                                local_pair) -> None:
     home, state = opened
     write_tree(tmp_path / "src", {"Project/kept.txt": b"kept", "Project/gone small.txt": b"x",
-                                  "Project/Sub/gone big.bin": os.urandom(BIG)})
+                                  "Project/Sub/gone big.bin": os.urandom(BIG),
+                                  "Project/gone folder/inside.txt": b"y"})
     local_pair(VanishingSource, LocalConnector)
     job, _ = await create_job(state, job_json())
     result = await runner.run_job(state, home, job)
-    assert (result.status, result.stats.failed, result.stats.skipped) == ("completed", 0, 2)
+    assert (result.status, result.stats.failed, result.stats.skipped) == ("completed", 0, 3)
     assert result.stats.transferred == 1
     skipped = {i.path: i.note for i in await state.items(job.id, status="skipped")}
     assert skipped == {"gone small.txt": VANISHED, "Sub/gone big.bin": VANISHED}
-    assert tree(tmp_path / "dst" / "Backup") == {"kept.txt": b"kept", "Sub": None}
+    assert tree(tmp_path / "dst" / "Backup") == {"kept.txt": b"kept", "Sub": None,
+                                                 "gone folder": None}
 
 
 # -- Procore ------------------------------------------------------------------------------
