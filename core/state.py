@@ -464,21 +464,24 @@ class State:
         if not rows or rows[0][1]:
             return
         stats = json.loads(rows[0][0])
-        (transferred, sent, folders, flagged, failed), = await self._rows(
+        (transferred, sent, folders, flagged, failed, last), = await self._rows(
             "SELECT COALESCE(SUM(NOT is_dir AND action != 'none' AND status IN "
             "('success', 'processed')), 0), COALESCE(SUM(CASE WHEN NOT is_dir AND action != "
             "'none' AND status IN ('success', 'processed') THEN size END), 0), "
             "COALESCE(SUM(is_dir AND action = 'mkdir' AND status = 'success'), 0), "
-            "COALESCE(SUM(status = 'remediation'), 0), COALESCE(SUM(status = 'retry'), 0) "
-            "FROM items WHERE job_id = ? AND execution_id = ?", (job_id, execution_id))
+            "COALESCE(SUM(status = 'remediation'), 0), COALESCE(SUM(status = 'retry'), 0), "
+            "MAX(updated_at) FROM items WHERE job_id = ? AND execution_id = ?",
+            (job_id, execution_id))
         # folders and problems are also counted without an item (the destination folder
         # itself, a folder that cannot be read): those counts only grow
         stats.update(transferred=transferred, bytes=sent,
                      folders_created=max(folders, stats.get("folders_created", 0)),
                      flagged=max(flagged, stats.get("flagged", 0)),
                      failed=max(failed, stats.get("failed", 0)), in_flight=0)
-        await self.db.execute("UPDATE executions SET stats = ? WHERE id = ?",
-                              (json.dumps(stats), execution_id))
+        # it ran at least until its last item was committed
+        await self.db.execute("UPDATE executions SET stats = ?, ended_at = MAX(ended_at, "
+                              "COALESCE(?, ended_at)) WHERE id = ?",
+                              (json.dumps(stats), last, execution_id))
 
     # -- items ------------------------------------------------------------------------------
 
