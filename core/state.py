@@ -441,13 +441,47 @@ class State:
         return [Execution(*row[:8], json.loads(row[8]), *row[9:]) for row in rows]
 
     async def mark_interrupted(self, job_id: str) -> int:
-        """Executions left 'running' by a process that died (the caller holds the job's lock)."""
+        """Executions left 'running' by a process that died (the caller holds the job's lock).
+        What they did is counted again from the items they committed: their last stats may
+        be a second old, or count a file whose record never landed."""
+        dead = await self._rows("SELECT id FROM executions WHERE job_id = ? AND "
+                                "status = 'running'", (job_id,))
         cursor = await self.db.execute(
             "UPDATE executions SET status = 'interrupted', ended_at = heartbeat_at, "
             "error = 'the process running this execution stopped without finishing it' "
             "WHERE job_id = ? AND status = 'running'", (job_id,))
+        for (execution_id,) in dead:
+            await self._count_committed(job_id, execution_id)
         await self.db.commit()
         return cursor.rowcount
+
+    async def _count_committed(self, job_id: str, execution_id: int) -> None:
+        """Set a dead execution's counts of files and folders written to those its items
+        record as done (a simulation's items record nothing done: its counts stay)."""
+        rows = await self._rows(
+            "SELECT e.stats, j.simulation_mode FROM executions e JOIN jobs j ON j.id = e.job_id "
+            "WHERE e.id = ?", (execution_id,))
+        if not rows or rows[0][1]:
+            return
+        stats = json.loads(rows[0][0])
+        (transferred, sent, folders, flagged, failed, last), = await self._rows(
+            "SELECT COALESCE(SUM(NOT is_dir AND action != 'none' AND status IN "
+            "('success', 'processed')), 0), COALESCE(SUM(CASE WHEN NOT is_dir AND action != "
+            "'none' AND status IN ('success', 'processed') THEN size END), 0), "
+            "COALESCE(SUM(is_dir AND action = 'mkdir' AND status = 'success'), 0), "
+            "COALESCE(SUM(status = 'remediation'), 0), COALESCE(SUM(status = 'retry'), 0), "
+            "MAX(updated_at) FROM items WHERE job_id = ? AND execution_id = ?",
+            (job_id, execution_id))
+        # folders and problems are also counted without an item (the destination folder
+        # itself, a folder that cannot be read): those counts only grow
+        stats.update(transferred=transferred, bytes=sent,
+                     folders_created=max(folders, stats.get("folders_created", 0)),
+                     flagged=max(flagged, stats.get("flagged", 0)),
+                     failed=max(failed, stats.get("failed", 0)), in_flight=0)
+        # it ran at least until its last item was committed
+        await self.db.execute("UPDATE executions SET stats = ?, ended_at = MAX(ended_at, "
+                              "COALESCE(?, ended_at)) WHERE id = ?",
+                              (json.dumps(stats), last, execution_id))
 
     # -- items ------------------------------------------------------------------------------
 

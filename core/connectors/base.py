@@ -81,8 +81,21 @@ class NotFound(ConnectorError):
     """The file or folder does not exist (or is not readable, which platforms often conflate)."""
 
 
+class Vanished(NotFound):
+    """The source file is gone since it was listed (deleted or moved during the run): raised
+    where a source file is opened or read, so the engine skips it instead of failing it."""
+
+
 class AlreadyExists(ConnectorError):
-    """Something already stands at that path."""
+    """Something already stands at that path; `existing`, where the connector looked, is what
+    stands there now (another writer put it there since the folder was listed)."""
+
+    def __init__(self, message: str, existing: Entry | None = None) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+    def __reduce__(self) -> tuple[object, ...]:  # copy workers send errors back pickled
+        return AlreadyExists, (str(self), self.existing)
 
 
 class InvalidPath(ConnectorError):
@@ -133,7 +146,7 @@ class Connector(Protocol):
         ...
 
     def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
-        """Stream the content of the file `entry` listed at `path`."""
+        """Stream the content of the file `entry` listed at `path`; NotFound if it is gone."""
         ...
 
     async def write(
@@ -141,11 +154,15 @@ class Connector(Protocol):
         replacing: Entry | None = None,
     ) -> Entry:
         """Store `chunks` at `path` so no partial file is ever visible there; `replacing` is the
-        file already at that path (a platform with versions adds a version to it)."""
+        file already at that path (a platform with versions adds a version to it). A file
+        that appeared there since the listing is replaced, or, where the platform refuses
+        (Procore), AlreadyExists names it as `existing` for the engine to decide again."""
         ...
 
     async def mkdir(self, path: str) -> Entry:
-        """Create the folder at `path` (its parent exists). AlreadyExists if something is there."""
+        """Create the folder at `path` (its parent exists). A folder of that name already
+        there (another job made it since the parent was listed) is returned as if made now;
+        AlreadyExists if a file stands there."""
         ...
 
     async def remove(self, path: str, entry: Entry) -> None:

@@ -35,6 +35,7 @@ from core.connectors.base import (
     LocalFile,
     NotFound,
     PathRules,
+    Vanished,
 )
 from core.paths import segment_problem
 
@@ -269,7 +270,10 @@ class _SourceFile:
         try:
             return self._connector._open_fd(_named(self._path), self._path)
         except OSError as err:
-            raise self._connector._error(err, self._path) from err
+            error = self._connector._error(err, self._path)
+            if isinstance(error, NotFound):  # read by the destination: say it is the source's
+                raise Vanished(f"the source file is gone: {error}") from err
+            raise error from err
 
 
 class LocalConnector:
@@ -685,7 +689,8 @@ class LocalConnector:
                     os.close(fd)
                 os.replace(part.path, final)
         except IsADirectoryError as err:
-            raise AlreadyExists(f"a folder already stands at {self._where(path)}") from err
+            raise AlreadyExists(f"a folder already stands at {self._where(path)}",
+                                Entry(segments[-1], True)) from err
         part.path = None  # published: nothing left to delete
         return Entry(segments[-1], False, info.st_size, _mtime(info))
 
@@ -757,7 +762,13 @@ class LocalConnector:
 
     def _mkdir(self, segments: list[str], path: str) -> Entry:
         full = os.path.join(self._resolve(segments[:-1], path), segments[-1])
-        os.mkdir(full)
+        try:
+            os.mkdir(full)
+        except FileExistsError:
+            info = os.lstat(full)  # a folder made meanwhile (another job) is the one wanted
+            if not stat.S_ISDIR(info.st_mode):
+                raise
+            return Entry(segments[-1], True, mtime=_mtime(info))
         return Entry(segments[-1], True, mtime=_mtime(os.stat(full)))
 
     def _set_mtime(self, segments: list[str], path: str, mtime: float) -> None:

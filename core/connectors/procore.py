@@ -41,6 +41,7 @@ from core.auth import (
 )
 from core.connectors import Opening
 from core.connectors.base import (
+    AlreadyExists,
     ConnectorError,
     Entry,
     Fatal,
@@ -345,9 +346,15 @@ class ProcoreConnector:
                 # never a silent "name (1)" copy: a clash is an error the engine handles
                 fields |= {"file[name]": name, "file[parent_id]": str(parent.id),
                            "file[unique_name]": "false"}
-            data = await self._exactly_once(
-                lambda: self._send_file(fields, name, body, replacing),
-                lambda: self._written(parent_path, name, replacing), what=f"upload /{path}")
+            try:
+                data = await self._exactly_once(
+                    lambda: self._send_file(fields, name, body, replacing),
+                    lambda: self._written(parent_path, name, replacing), what=f"upload /{path}")
+            except AlreadyExists as exc:
+                if replacing is not None:
+                    raise
+                raise AlreadyExists(str(exc), await self._relisted(parent, parent_path, name),
+                                    ) from exc
         if segmented is not None and self.state is not None:
             await self.state.forget_segmented_upload(segmented.uuid)
         child = _file_child(data)
@@ -511,6 +518,13 @@ class ProcoreConnector:
         return next((f for f in data.get("files") or []
                      if f["name"] == name and _is_content(f)), None)
 
+    async def _relisted(self, parent: _Folder, parent_path: str, name: str) -> Entry | None:
+        """What stands at `name` now, from a fresh listing of its folder (one call): another
+        job may have put a file there since the folder was listed."""
+        parent.children = self._children(await self._show(parent.id if parent_path else None))
+        found = parent.find(name)
+        return found.entry if found else None
+
     async def _exactly_once(self, attempt: Any, check: Any, *, what: str) -> dict[str, Any]:
         """Run a create; when its answer is lost, look before trying again."""
         for failures in range(MAX_RETRIES + 1):
@@ -538,10 +552,19 @@ class ProcoreConnector:
             return next((f for f in data.get("folders") or []
                          if f["name"] == name and _is_content(f)), None)
 
-        data = await self._exactly_once(create, created, what=f"create folder /{path}")
+        try:
+            data = await self._exactly_once(create, created, what=f"create folder /{path}")
+            children: dict[str, _Child] | None = {}
+        except AlreadyExists:
+            # the name was taken since the parent was listed (another job made the folder):
+            # that folder is the one wanted, its content unknown until listed
+            found = await created()
+            if found is None:
+                raise
+            data, children = found, None
         entry = _folder_entry(data)
         parent.children[entry.name] = _Child(entry)  # type: ignore[index]
-        self._folders[path] = _Folder(int(data["id"]), {})
+        self._folders[path] = _Folder(int(data["id"]), children)
         return entry
 
     async def _delete(self, kind: str, path: str, entry: Entry) -> None:

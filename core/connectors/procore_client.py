@@ -74,9 +74,11 @@ def classify(response: httpx.Response, what: str) -> ConnectorError:
     message = f"{what}: {text} (HTTP {status})"
     if status == 404:
         return NotFound(f"{what}: not found, or not visible to this sign-in")
-    if status in (400, 422) and "has already been taken" in text:
+    if status == 409 or (status in (400, 422) and "has already been taken" in text):
         # Procore's OpenAPI lists 400 for the Documents calls and captures show 400 for a taken
-        # folder name; Rails' usual 422 is accepted too, so either status reads the same
+        # folder name; Rails' usual 422 is accepted too, so either status reads the same.
+        # Its error reference (api_essentials/error_reference.md) gives 409 to "a resource
+        # that already exists".
         return AlreadyExists(message)
     if status == 422 or (status == 400 and _field_errors(response)):
         return InvalidPath(message)

@@ -18,16 +18,19 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from core.connectors.base import (
+    AlreadyExists,
     AuthExpired,
     BudgetSpent,
     Connector,
     ConnectorError,
     Entry,
     Fatal,
+    NotFound,
     Retryable,
     RetryAfter,
+    Vanished,
 )
-from core.engine.planner import Action
+from core.engine.planner import Action, Plan
 from core.engine.stats import ExecutionStats
 from core.paths import join
 from core.state import ItemLog, ItemRecord
@@ -44,6 +47,7 @@ SMALL_FILE = 1 << 20  # bytes: up to this size, local-to-local copies go in batc
 # 1.25 s in batches of 64, 0.81 s in batches of 256).
 BATCH = 256
 BACKLOG = 10_000  # small files queued ahead of the workers (rclone's --max-backlog)
+VANISHED = "vanished during the run"  # the note of a source file deleted after its listing
 
 
 def _open_files_allowed() -> int:
@@ -94,6 +98,9 @@ class Executor:
         # what made the run stop, when a connection failed (or its sign-in died)
         self.fatal: Fatal | AuthExpired | None = None
         self.paused: BudgetSpent | None = None  # the API budget ran out and the run won't wait
+        # set by the run: the plan for a file when something turned up at its destination
+        # after the folder was listed (another job writing there), as if it had been listed
+        self.decide_again: Callable[[FileTask, Entry], Plan] | None = None
         # the destination cannot be re-checked by mtime: a finished item's record must be on
         # disk before the next one starts, or a crash would make the rerun send it again
         self._durable = not destination.features.can_set_mtime
@@ -213,7 +220,7 @@ class Executor:
             if isinstance(result, Retryable):
                 await self._run(task)  # the one-file path retries with backoff
             elif isinstance(result, ConnectorError):
-                await self._failed(task, result)
+                await self._not_written(task, result)
             else:
                 self.stats.bytes += task.source.size
                 await self._succeeded(task, path, result)
@@ -227,10 +234,14 @@ class Executor:
             self.stats.bytes += size
 
         async def counted() -> AsyncIterator[bytes]:
-            async with contextlib.aclosing(self.source.read(task.source_path, task.source)) as it:
-                async for chunk in it:
-                    count(len(chunk))
-                    yield chunk
+            try:
+                async with contextlib.aclosing(
+                        self.source.read(task.source_path, task.source)) as it:
+                    async for chunk in it:
+                        count(len(chunk))
+                        yield chunk
+            except NotFound as exc:  # told apart here from a destination's NotFound
+                raise Vanished(str(exc)) from exc
 
         path, replacing = self._target(task)
         source = task.source
@@ -265,7 +276,7 @@ class Executor:
                 await asyncio.sleep(delay)
             except ConnectorError as exc:
                 self.stats.bytes -= sent
-                await self._failed(task, exc)
+                await self._not_written(task, exc)
                 return
         if self.simulate:
             self.stats.bytes += source.size
@@ -287,6 +298,51 @@ class Executor:
         else:
             self.items.record(record)
 
+    async def _not_written(self, task: FileTask, exc: ConnectorError) -> None:
+        """A write that did not happen: the source file gone, something new at the
+        destination, or a failure."""
+        if isinstance(exc, Vanished):
+            self._decided(task, Action.SKIP, "skipped", VANISHED)
+        elif (isinstance(exc, AlreadyExists) and exc.existing is not None
+              and task.destination is None and self.decide_again is not None):
+            await self._appeared(task, exc.existing)
+        else:
+            await self._failed(task, exc)
+
+    async def _appeared(self, task: FileTask, found: Entry) -> None:
+        """Something stands at the destination that was not there when its folder was
+        listed: decide again with it, as if it had been listed then."""
+        assert self.decide_again is not None
+        plan = self.decide_again(task, found)
+        if plan.action in (Action.UPDATE, Action.KEEP_BOTH):
+            task.record.action = str(plan.action)
+            task.record.note = "; ".join(filter(None, [task.record.note, plan.reason])) or None
+            task.record.destination_version = found.version  # what it replaces
+            await self._run(replace(task, destination=found, action=plan.action))
+            return
+        status = {Action.SKIP: "skipped", Action.FLAG: "remediation"}.get(
+            plan.action, "processed" if task.record.note or plan.reason else "success")
+        self._decided(task, plan.action, status, plan.reason, found)
+
+    def _decided(self, task: FileTask, action: Action, status: str, reason: str | None,
+                 found: Entry | None = None) -> None:
+        """Record and count a file planned for writing that is not written after all."""
+        self.stats.planned_files -= 1
+        self.stats.planned_bytes -= task.source.size
+        record = task.record
+        if status == "remediation":
+            self.stats.flagged += 1
+            self.on_event("flagged", f"{task.source_path}: {reason}")
+        else:
+            self.stats.skipped += 1
+        record.action, record.status = str(action), status
+        record.note = "; ".join(filter(None, [record.note, reason])) or None
+        if found is not None and action is Action.NONE:  # what a later run compares with
+            record.destination_id, record.destination_version = found.native_id, found.version
+        record.last_error = None
+        record.updated_at = time.time()
+        self.items.record(record)
+
     async def _failed(self, task: FileTask, exc: ConnectorError) -> None:
         record = task.record
         if isinstance(exc, BudgetSpent):
@@ -299,17 +355,19 @@ class Executor:
             self.fatal, self.halted = self.fatal or exc, True
             return
         record.attempts += 1
-        record.last_error = str(exc)
+        # a destination's NotFound (the source's is Vanished): removed by someone meanwhile
+        error = record.last_error = (f"gone from the destination during the run: {exc}"
+                                     if isinstance(exc, NotFound) else str(exc))
         record.updated_at = time.time()
         if record.attempts >= MAX_ATTEMPTS:
             record.status = "remediation"
             self.stats.flagged += 1
-            self.on_event("flagged", f"{task.source_path}: {exc} (gave up after "
+            self.on_event("flagged", f"{task.source_path}: {error} (gave up after "
                                      f"{record.attempts} attempts)")
         else:
             record.status = "retry"
             self.stats.failed += 1
-            self.on_event("failed", f"{task.source_path}: {exc}")
+            self.on_event("failed", f"{task.source_path}: {error}")
         self.items.record(record)
         if self.halt_on_failure:
             self.halted = True

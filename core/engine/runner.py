@@ -24,9 +24,10 @@ from core.connectors.base import (
     Entry,
     Fatal,
     NotFound,
+    Vanished,
 )
-from core.engine.executor import Executor, FileTask
-from core.engine.march import NamePolicy, pair_folder
+from core.engine.executor import VANISHED, Executor, FileTask
+from core.engine.march import NamePolicy, Pair, pair_folder
 from core.engine.planner import SENT, Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
@@ -123,6 +124,11 @@ class _Run:
             rename_duplicates=self.transfer.duplicate_names == "rename")
         self.skip_empty = self.transfer.empty_containers == "skip"
         self.slow_listings = True  # until a listing shows otherwise
+        executor.decide_again = self._decide_again
+
+    def _decide_again(self, task: FileTask, found: Entry) -> Plan:
+        """The plan for a file whose destination turned up after its folder was listed."""
+        return plan_copy(Pair(task.source, found, found.name), task.record, self.rules)
 
     def _relative(self, source_path: str) -> str:
         """An item's key: its path below the job's source folder, as valid UTF-8."""
@@ -172,6 +178,9 @@ class _Run:
                 self.stats.failed += 1
                 self.on_event("failed", f"cannot create destination folder /{path}: {exc}")
                 return False
+        if folder.missing and not self.transfer.simulation_mode:
+            # another job may have made it first, with content: list it like any other
+            folder.destination_exists = True
         folder.missing = ()
         return True
 
@@ -206,7 +215,7 @@ class _Run:
             # they are quick, they run right here and never yield until done)
             states, sources, destinations = await asyncio.gather(
                 self.state.item_states(self.record.id, self._relative(folder.source_path)),
-                self.source.list_dir(folder.source_path),
+                self._list_source(folder.source_path),
                 self.destination.list_dir(folder.destination_path)
                 if folder.destination_exists else _no_entries())
         except ConnectorError as exc:
@@ -214,11 +223,21 @@ class _Run:
         self.slow_listings = time.monotonic() - started > SLOW_LISTING
         return sources, destinations, states
 
+    async def _list_source(self, path: str) -> list[Entry]:
+        try:
+            return await self.source.list_dir(path)
+        except NotFound as exc:  # listed in its parent a moment ago
+            raise Vanished(str(exc)) from exc
+
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:
         """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
         if isinstance(listing, Fatal | AuthExpired | BudgetSpent):
             raise listing
+        if isinstance(listing, Vanished):
+            self.stats.skipped += 1
+            self.on_event("info", f"/{folder.source_path}: skipped, {VANISHED}")
+            return []
         if isinstance(listing, ConnectorError):
             # a copy skips a folder it cannot read, with its subtree, and goes on
             self.stats.failed += 1

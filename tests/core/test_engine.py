@@ -200,3 +200,21 @@ async def test_a_file_changed_only_at_the_destination_stays_as_it_is_on_every_la
     source.tree["plan.pdf"] = b"revision B"  # now both sides changed: both are kept
     assert (await runner.run_job(state, home, job)).stats.transferred == 1
     assert copied.read_bytes() == b"marked up on site"
+
+
+async def test_a_run_whose_process_died_counts_the_items_it_committed(setup):
+    home, state, source = setup
+    source.tree.update({"a.txt": b"aa", "sub": {"b.txt": b"bbb", "c.txt": b"c"}})
+    job, _ = await create_job(state, job_json())
+    done = await runner.run_job(state, home, job)
+    # as a process killed between two heartbeats leaves it: running, with stale stats
+    await state.update_execution(done.execution_id, status="running",
+                                 stats={"files": 3, "transferred": 1, "bytes": 2})
+    await state.db.execute("UPDATE executions SET heartbeat_at = started_at")
+    last_item = max(i.updated_at for i in await state.items(job.id))
+    assert await state.mark_interrupted(job.id) == 1
+    [execution] = await state.executions(job.id)
+    assert execution.status == "interrupted"
+    assert execution.ended_at == last_item  # it ran at least until its last commit
+    assert {key: execution.stats.get(key) for key in ("files", "transferred", "bytes", "failed")} \
+        == {"files": 3, "transferred": 3, "bytes": 6, "failed": 0}

@@ -14,6 +14,7 @@ import contextlib
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -201,7 +202,54 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, cli: Cli) -> None
 
     history = cli.json("jobs", "history", JOB)  # newest first
     assert [e["status"] for e in history] == ["completed"] + ["interrupted"] * KILLS, history
+    # each killed run counts the files its items record as done (a file published just
+    # before a kill, its record lost, is found in step by the next run)
+    for execution in history[1:]:
+        done = [i for i in items if i["execution_id"] == execution["id"]
+                and not i["is_dir"] and i["action"] != "none"]
+        assert execution["stats"]["transferred"] == len(done), execution
     files = [i for i in items if not i["is_dir"]]
     assert len(files) == FILES
     assert {i["status"] for i in files} == {"success"}, {
         i["path"]: i["status"] for i in files if i["status"] != "success"}
+
+
+def committed_files(state_db: Path) -> int:
+    """Files the running job's items record as copied, read beside it."""
+    with contextlib.closing(sqlite3.connect(f"file:{state_db}?mode=ro", uri=True,
+                                            timeout=30)) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM items WHERE NOT is_dir AND "
+                              "status = 'success' AND action != 'none'").fetchone()[0]
+        except sqlite3.OperationalError:  # the tables are not made yet
+            return 0
+
+
+def test_history_counts_what_a_killed_run_committed(tmp_path: Path, cli: Cli) -> None:
+    source = tmp_path / "site" / "Project"
+    for i in range(3_000):
+        path = source / f"Folder {i // 100:02d}" / f"Document {i:04d}.pdf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"%d" % i * 100)
+    (tmp_path / "share").mkdir()
+    cli("connections", "add", "local", "site files", "--path", tmp_path / "site")
+    cli("connections", "add", "local", "office share", "--path", tmp_path / "share")
+    job_file = tmp_path / "job.json"
+    job_file.write_text(JOB_JSON, encoding="utf-8")
+    cli("jobs", "create", "--file", job_file)
+    proc = subprocess.Popen([*dryviq_command(), "--home", str(cli.home), "jobs", "run", JOB],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        while (committed := committed_files(cli.home / "state.db")) < 1_000:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    [killed] = cli.json("jobs", "history", JOB)
+    assert killed["status"] == "interrupted"
+    assert killed["stats"]["transferred"] >= committed, killed
+    assert killed["stats"]["transferred"] == committed_files(cli.home / "state.db")
