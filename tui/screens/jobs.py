@@ -16,6 +16,7 @@ from textual.widgets import Button, DataTable, Input, Static
 from core.jobs import JobError
 from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
 from tui.service import AppService, Created, JobRow
+from tui.widgets.confirm import dismiss_unless_kept
 from tui.widgets.format import status_text, when
 from tui.widgets.history import ExecutionHistory
 
@@ -134,7 +135,7 @@ class ImportJobScreen(ModalScreen[Created | None]):
     under the path, and nothing is saved until the file is valid."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close", id="close-dialog")]
+        Binding("escape", "cancel", "Close", id="close-dialog")]
 
     def __init__(self, service: AppService) -> None:
         super().__init__()
@@ -151,8 +152,9 @@ class ImportJobScreen(ModalScreen[Created | None]):
                 yield Button("Cancel", id="import-cancel", compact=True)
 
     @on(Button.Pressed, "#import-cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    def action_cancel(self) -> None:
+        typed = self.query_one("#import-path", Input).value.strip()
+        dismiss_unless_kept(self, bool(typed), "Discard the typed path?")
 
     @on(Input.Submitted, "#import-path")
     @on(Button.Pressed, "#import-ok")

@@ -7,7 +7,7 @@ user pressed a key by mistake: discarding a form's edits, deleting a job, quitti
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -59,3 +59,18 @@ class ConfirmScreen(ModalScreen[bool]):
     @on(Button.Pressed, "#confirm-no")
     def action_keep(self) -> None:
         self.dismiss(False)
+
+
+def dismiss_unless_kept(dialog: ModalScreen[Any], edited: bool, question: str,
+                        detail: str = "") -> None:
+    """Close `dialog` with None (Esc or Cancel): at once when it holds nothing typed, else
+    only once the user confirms that the edits may go."""
+    if not edited:
+        dialog.dismiss(None)
+        return
+
+    def answered(discard: bool | None) -> None:
+        if discard:
+            dialog.dismiss(None)
+
+    dialog.app.push_screen(ConfirmScreen(question, "Discard", detail=detail), answered)
