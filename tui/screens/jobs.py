@@ -16,7 +16,7 @@ from textual.widgets import Button, DataTable, Input, Static
 from core.jobs import JobError
 from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
 from tui.service import AppService, Created, JobRow
-from tui.widgets.confirm import dismiss_unless_kept
+from tui.widgets.confirm import DialogScroll, dismiss_unless_kept
 from tui.widgets.format import status_text, when
 from tui.widgets.history import ExecutionHistory
 
@@ -146,7 +146,8 @@ class ImportJobScreen(ModalScreen[Created | None]):
             yield Static("Import a DryvIQ job JSON file", classes="dialog-title")
             yield Input(placeholder="path of the job file, e.g. ~/jobs/tower-a.json",
                         id="import-path")
-            yield Static(id="import-errors", classes="errors", markup=False)
+            with DialogScroll(classes="dialog-scroll"):
+                yield Static(id="import-errors", classes="errors", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Import", id="import-ok", variant="primary", compact=True)
                 yield Button("Cancel", id="import-cancel", compact=True)

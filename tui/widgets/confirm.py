@@ -12,9 +12,17 @@ from typing import Any, ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+
+class DialogScroll(VerticalScroll):
+    """A dialog's long text (a question's detail, a list of errors), scrolled inside the
+    dialog so its buttons stay on an 80x24 screen; a tab stop only while it has more to show."""
+
+    def allow_focus(self) -> bool:
+        return self.max_scroll_y > 0
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -44,7 +52,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(self.question, classes="dialog-title", markup=False)
             if self.detail:
-                yield Static(self.detail, classes="hint", markup=False)
+                with DialogScroll(classes="dialog-scroll"):
+                    yield Static(self.detail, classes="hint", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm-yes", variant="error", compact=True)
                 yield Button(self.keep_label, id="confirm-no", compact=True)
