@@ -438,6 +438,10 @@ async def test_the_sign_in_address_opens_in_a_browser_only_when_asked_and_a_disp
         await pilot.pause()
         assert opened == [text_of(app, "#procore-url")]
 
+        await click(pilot, "#procore-show")  # the app cannot step aside under Pilot: said so
+        await pilot.pause()
+        assert "copy the address from the line above" in text_of(app, "#procore-error")
+
 
 def test_a_browser_is_offered_on_a_desktop_not_over_plain_ssh() -> None:
     assert can_open_browser({"DISPLAY": ":0"}, "linux")

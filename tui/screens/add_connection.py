@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar
 
 from textual import on
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, HorizontalScroll, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -203,8 +203,10 @@ class ProcoreForm(PlatformForm):
                                      id="procore-code", compact=True),
                        Button("Finish sign-in", id="procore-finish", compact=True),
                        id="procore-code-row")
-            if can_open_browser():
-                yield Button("Open in a browser", id="procore-open", compact=True)
+            with Horizontal(classes="conn-buttons"):
+                yield Button("Show it alone, to copy", id="procore-show", compact=True)
+                if can_open_browser():
+                    yield Button("Open in a browser", id="procore-open", compact=True)
         yield Static(id="procore-status", classes="hint", markup=False)
         yield _row("Company", Select[int]([], prompt=SIGN_IN_FIRST, id="procore-company",
                                           compact=True, disabled=True))
@@ -358,6 +360,18 @@ class ProcoreForm(PlatformForm):
         box.display = True
         last = [child for child in box.children if child.display][-1]
         self.call_after_refresh(last.scroll_visible, animate=False)
+
+    @on(Button.Pressed, "#procore-show")
+    def _show_url_alone(self) -> None:
+        """The address on the terminal itself, the app set aside: the terminal wraps it softly,
+        so its selection copies the whole address (where OSC 52 cannot reach the clipboard)."""
+        try:
+            with self.app.suspend():
+                print(f"\nThe sign-in address; select it to copy:\n\n{self._url}\n")
+                input("Press Enter to go back to dryviq-tui.")
+        except SuspendNotSupported:
+            self._say(error="⚠ The app cannot step aside here: copy the address from the "
+                            "line above, scrolled sideways")
 
     @on(Button.Pressed, "#procore-open")
     def _open_in_browser(self) -> None:
@@ -583,9 +597,6 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         width: auto;
         text-wrap: nowrap;
         color: $accent;
-    }
-    #procore-open {
-        margin-top: 1;
     }
     .platform-form {
         height: auto;
