@@ -70,8 +70,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(False)
 
 
-def dismiss_unless_kept(dialog: ModalScreen[Any], edited: bool, question: str,
-                        detail: str = "") -> None:
+def dismiss_unless_kept(dialog: ModalScreen[Any], edited: bool, question: str) -> None:
     """Close `dialog` with None (Esc or Cancel): at once when it holds nothing typed, else
     only once the user confirms that the edits may go."""
     if not edited:
@@ -82,4 +81,4 @@ def dismiss_unless_kept(dialog: ModalScreen[Any], edited: bool, question: str,
         if discard:
             dialog.dismiss(None)
 
-    dialog.app.push_screen(ConfirmScreen(question, "Discard", detail=detail), answered)
+    dialog.app.push_screen(ConfirmScreen(question, "Discard"), answered)
