@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.auth import OOB_REDIRECT, ClientApp
@@ -74,6 +75,31 @@ DEMO_JOB = {
     "stop_policy": {"on_success": 5, "on_failure": 5, "on_execute": 25},
     "category": {"name": "Demo"},
 }
+
+
+@contextmanager
+def sandbox_as_default_client(url: str, environ: MutableMapping[str, str] = os.environ
+                              ) -> Iterator[None]:
+    """While the demo runs, the sandbox's client is the installation's default client, so
+    "Add connection → Procore → default credentials → Sign in" works as it would at a company
+    that set one up. Through the environment (which wins over config.toml), so nothing is
+    written to the home, and everything is put back afterwards."""
+    values = {"DRYVIQ_PROCORE_CLIENT_ID": SANDBOX_CLIENT_ID,
+              "DRYVIQ_PROCORE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+              "DRYVIQ_PROCORE_DOMAIN": url, "DRYVIQ_PROCORE_LOGIN_URL": url}
+    unset = ("DRYVIQ_PROCORE_REDIRECT_URI",)  # the sandbox registers no loopback one
+    saved = {key: environ.get(key) for key in (*values, *unset)}
+    environ.update(values)
+    for key in unset:
+        environ.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
 
 
 async def connect_sandbox(state: State, home: Home, url: str, world: World,

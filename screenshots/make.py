@@ -1,10 +1,18 @@
 """Regenerate the screenshots in this folder from the real app against the embedded sandbox.
 
 Each screen is rendered by the app itself (Textual's headless driver) at 120x36 and saved as
-SVG; where `rsvg-convert` is installed (Debian: librsvg2-bin) a PNG is made beside it. The
-home is throwaway; the sandbox runs with the demo's small rate limit, so the monitor is shot
-while the sample job waits for the budget's reset.
+SVG; where `rsvg-convert` is installed a PNG is made beside it. The home is throwaway; the
+sandbox runs with the demo's small rate limit, so the monitor is shot while the sample job
+waits for the budget's reset.
 
+The SVGs name the web font Fira Code, which a browser fetches but rsvg-convert cannot: left to
+itself, fontconfig then picks a proportional font and the grid falls apart ("^ppale tte"); and
+rsvg-convert drops a no-break space that starts a run of text ("DryvIQ—  Jobs") unless the SVG
+says xml:space="preserve". So each PNG is made from a copy that says so and names a monospace
+font installed here, DejaVu Sans Mono, with Symbola for the symbols it lacks (⭘, ⏸). Setup
+(Debian):
+
+    apt-get install librsvg2-bin fonts-dejavu-core fonts-symbola
     python screenshots/make.py
 """
 
@@ -41,12 +49,38 @@ async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 120) 
         await asyncio.sleep(0.25)
 
 
+PNG_FONTS = "DejaVu Sans Mono, Symbola, monospace"  # installed: see the setup above
+SVG_FONTS = ('"Fira Code"', "Fira Code, monospace")  # how Textual's SVG names its font
+
+
+def missing_fonts() -> list[str]:
+    """The PNG fonts fontconfig does not have (then their glyphs would come out wrong)."""
+    if not shutil.which("fc-list"):
+        return []
+    installed = subprocess.run(["fc-list", ":", "family"], capture_output=True, text=True,
+                               check=False).stdout
+    return [font for font in PNG_FONTS.split(", ")[:2] if font not in installed]
+
+
+def to_png(svg: Path) -> None:
+    """A PNG of `svg`, drawn with the installed monospace fonts instead of the web font."""
+    text = svg.read_text(encoding="utf-8")
+    for named in SVG_FONTS:
+        text = text.replace(named, PNG_FONTS)
+    # rsvg-convert trims a cell's leading no-break space ("DryvIQ—  Jobs") unless told not to
+    text = text.replace("<svg ", '<svg xml:space="preserve" ', 1)
+    with tempfile.NamedTemporaryFile("w", suffix=".svg", encoding="utf-8") as local:
+        local.write(text)
+        local.flush()
+        subprocess.run(["rsvg-convert", "-o", str(svg.with_suffix(".png")), local.name],
+                       check=True)
+
+
 def save(app: DryvIQApp, name: str) -> None:
     svg = HERE / f"{name}.svg"
     app.save_screenshot(svg.name, str(HERE))
     if shutil.which("rsvg-convert"):
-        subprocess.run(["rsvg-convert", "-o", str(svg.with_suffix(".png")), str(svg)],
-                       check=True)
+        to_png(svg)
     print(f"wrote {svg.name}")
 
 
@@ -111,6 +145,9 @@ async def shoot(home: Home, sandbox: SandboxThread) -> None:
 
 
 def main() -> None:
+    if missing := missing_fonts():
+        print(f"warning: {', '.join(missing)} not installed: the PNGs will show boxes or a "
+              "broken grid (apt-get install fonts-dejavu-core fonts-symbola)")
     with tempfile.TemporaryDirectory(prefix="dryviq-shots-") as work, \
             SandboxThread(demo_world(DEMO_LIMITS)) as sandbox:
         asyncio.run(shoot(Home(Path(work) / "home"), sandbox))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from core.cli import opened_state
@@ -22,33 +23,49 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
         parents=[common])
     demo.add_argument("--headless", action="store_true",
                       help="run the sample job on the command line instead of in the app")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the throwaway home (and the copy) after the demo, and say "
+                           "where it is")
     demo.set_defaults(handler=_demo)
 
 
-def greeting(home: Path, job_name: str) -> str:
-    return (f"The demo: a Procore sandbox with a sample project, and the job "
-            f"\"{job_name}\", which copies it to a local folder "
-            f"({home / 'Office Share'}). Press r to run it and m to watch it. The rate limit "
-            "is small on purpose: the job pauses for the budget's reset, then continues by "
-            "itself. b browses, c shows the connections, ctrl+q quits.")
+def greeting() -> str:
+    """Short, so the toast hides little and is read before it goes."""
+    return ("r runs the sample job, m watches it: it pauses for a small rate limit, then goes "
+            "on. c connections, b browser, ctrl+q quits.")
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    """The demo in a throwaway home, removed on exit unless --keep (or --home was given)."""
+    throwaway = not getattr(args, "home", None)
+    if throwaway:
+        args.home = tempfile.mkdtemp(prefix="dryviq-demo-")
+    try:
+        return await _demo_in_home(args, kept=not throwaway or args.keep)
+    finally:
+        if throwaway and not args.keep:
+            shutil.rmtree(args.home, ignore_errors=True)
+        elif throwaway:
+            print(f"The demo's home is kept in {args.home}", file=sys.stderr)
+
+
+async def _demo_in_home(args: argparse.Namespace, kept: bool) -> int:
     # here, not at the top: every other command would wait for the sandbox's web stack
-    from core.demo import DEMO_JOB, DEMO_LIMITS, prepare_demo
+    from core.demo import DEMO_JOB, DEMO_LIMITS, prepare_demo, sandbox_as_default_client
     from core.sandbox import SandboxThread, demo_world
 
-    if not getattr(args, "home", None):
-        args.home = tempfile.mkdtemp(prefix="dryviq-demo-")
-    with SandboxThread(demo_world(DEMO_LIMITS)) as sandbox:
+    with SandboxThread(demo_world(DEMO_LIMITS)) as sandbox, \
+            sandbox_as_default_client(sandbox.url):
         async with opened_state(args) as (home, state):
             job = await prepare_demo(state, home, sandbox.url, sandbox.world)
         if args.open_app is not None and not args.headless:
             # the sandbox lives in its own thread, so serving it never slows the app
             return await args.open_app(home, mouse=not getattr(args, "no_mouse", False),
-                                       greeting=greeting(home.root, str(DEMO_JOB["name"])))
+                                       greeting=greeting())
         async with opened_state(args) as (home, state):
-            print(f"Demo home: {home.root}\nProcore sandbox: {sandbox.url} (a rate limit of "
+            print(f"Demo home: {home.root}" + ("" if kept else " (removed when the demo ends; "
+                                                "--keep keeps it)")
+                  + f"\nProcore sandbox: {sandbox.url} (a rate limit of "
                   f"{DEMO_LIMITS.spike_limit} calls per 10 s and {DEMO_LIMITS.hourly_limit} per "
                   f"{DEMO_LIMITS.hourly_window:g} s, to show pacing)\n")
             print("Job JSON:\n" + json.dumps(DEMO_JOB, indent=2) + "\n")
@@ -60,6 +77,7 @@ async def _demo(args: argparse.Namespace) -> int:
             print(f"{result.status}: {stats.transferred} files ({stats.bytes:,} bytes) copied, "
                   f"{stats.folders_created} folders created, {stats.api_calls} API calls, "
                   f"{stats.rate_limit_waits} waits for the rate limit")
-    print(f"\nThe copy: {home.root / 'Office Share'}\n"
-          f"Try: dryviq-tui --home {home.root} jobs items \"{DEMO_JOB['name']}\"")
+    if kept:
+        print(f"\nThe copy: {home.root / 'Office Share'}\n"
+              f"Try: dryviq-tui --home {home.root} jobs items \"{DEMO_JOB['name']}\"")
     return result.exit_code

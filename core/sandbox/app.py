@@ -42,6 +42,8 @@ from core.sandbox.world import (
     CLIENT_CREDENTIALS,
     OOB_REDIRECT,
     REFRESH_TOKEN,
+    SANDBOX_LOGIN,
+    SANDBOX_PASSWORD,
     Blob,
     Client,
     Company,
@@ -777,7 +779,16 @@ def _authorize_problem(world: World, params: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _sign_in_form(params: Mapping[str, Any], error: str | None = None,
+def _sample_login(world: World) -> str:
+    """The sample user's email and password, said on the sign-in page: this is a sandbox, and
+    a person trying the demo has no other way to learn them."""
+    if world.sign_in(SANDBOX_LOGIN, SANDBOX_PASSWORD) is None:
+        return ""
+    return (f'<p id="sample-login">Sample login: email <code>{html.escape(SANDBOX_LOGIN)}'
+            f'</code>, password <code>{html.escape(SANDBOX_PASSWORD)}</code></p>')
+
+
+def _sign_in_form(world: World, params: Mapping[str, Any], error: str | None = None,
                   status: int = 200) -> HTMLResponse:
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{html.escape(str(params.get(name) or ""))}">'
@@ -791,7 +802,7 @@ Procore account.</p>{problem}
 <label>Password <input type="password" name="password" autocomplete="current-password"
 required></label>
 <button type="submit">Sign in and allow</button></form>
-<p>This is the DryvIQ sandbox, not Procore.</p>""", status)
+{_sample_login(world)}<p>This is the DryvIQ sandbox, not Procore.</p>""", status)
 
 
 async def _authorize_page(request: Request) -> Response:
@@ -799,7 +810,7 @@ async def _authorize_page(request: Request) -> Response:
     problem = _authorize_problem(request.app.state.world, params)
     if problem is not None:
         return _page("Sign-in refused", f"<p>{html.escape(problem)}</p>", 400)
-    return _sign_in_form(params)
+    return _sign_in_form(request.app.state.world, params)
 
 
 def _with_query(uri: str, params: Mapping[str, str]) -> str:
@@ -817,7 +828,7 @@ async def _authorize(request: Request) -> Response:
         return _page("Sign-in refused", f"<p>{html.escape(problem)}</p>", 400)
     user = world.sign_in(params.get("login", ""), params.get("password", ""))
     if user is None:
-        return _sign_in_form(params, "Invalid email or password.", 401)
+        return _sign_in_form(world, params, "Invalid email or password.", 401)
     redirect_uri = params["redirect_uri"]
     code = world.issue_code(params["client_id"], redirect_uri, user)
     if redirect_uri == OOB_REDIRECT:

@@ -1,11 +1,14 @@
 """The demo in a real terminal: `dryviq-tui demo` in tmux, driven by keys, read from the screen.
 
 This is what a new user over SSH does: start the demo, run the sample job, watch it pause for
-the rate limit and continue, and find the copied files.
+the rate limit and continue, and find the copied files; or add a Procore connection with the
+default credentials at 80x24, copying the sign-in address off the terminal itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
 import subprocess
 import time
@@ -15,25 +18,32 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import dryviq_command
+from tests.tui.test_demo_app import sign_in_with_the_sample_login
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
 
 class Terminal:
-    """A tmux session running one command, 120x40."""
+    """A tmux session running one command, 120x40 unless told, on a tmux server of its own:
+    a server someone else started would hand the command that server's environment."""
 
-    def __init__(self, name: str, command: list[str]) -> None:
+    def __init__(self, name: str, command: list[str], size: tuple[int, int] = (120, 40)) -> None:
         self.name = name
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40",
-                        subprocess.list2cmdline(command)], check=True)
+        self.tmux("new-session", "-d", "-s", name, "-x", str(size[0]), "-y", str(size[1]),
+                  subprocess.list2cmdline(command), check=True)
 
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
-                              capture_output=True, text=True, check=False).stdout
+    def tmux(self, *args: str, check: bool = False) -> str:
+        return subprocess.run(["tmux", "-L", self.name, *args], capture_output=True, text=True,
+                              check=check).stdout
+
+    def screen(self, joined: bool = False) -> str:
+        """What the terminal shows; `joined`: soft-wrapped lines as one, as a selection
+        copies them."""
+        return self.tmux("capture-pane", "-p", *(["-J"] if joined else []), "-t", self.name)
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        self.tmux("send-keys", "-t", self.name, *keys, check=True)
 
     def wait_for(self, text: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -46,7 +56,7 @@ class Terminal:
                              f"{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False)
+        self.tmux("kill-server")  # its own server: nobody else's sessions
 
 
 @pytest.fixture
@@ -74,3 +84,32 @@ def test_the_demo_runs_pauses_for_the_rate_limit_and_finishes(terminal) -> None:
     term.keys("b")  # the browser
     term.wait_for("filters this folder by name")
     term.keys("C-q")
+
+
+def test_at_80x24_the_demo_signs_in_to_procore_with_the_default_credentials(
+        tmp_path: Path) -> None:
+    term = Terminal(f"dryviq-signin-{tmp_path.name}",
+                    [*dryviq_command(), "--home", str(tmp_path / "home"), "demo", "--no-mouse"],
+                    size=(80, 24))
+    try:
+        term.wait_for("Riverside documents to the")
+        term.keys("c")
+        term.wait_for("Account / where")
+        term.keys("a")
+        assert "(none here)" not in term.wait_for("Use the system default client credentials")
+        term.keys("Tab", "Tab", "Tab", "Enter")  # Platform, Display as, the credentials: sign in
+        term.wait_for("paste the code here")
+        term.keys("Tab", "Tab", "Enter")  # past Finish sign-in: Show it alone, to copy
+        term.wait_for("Press Enter to go back")
+        found = re.search(r"^(http://\S+/oauth/authorize\?\S+)$", term.screen(joined=True),
+                          re.MULTILINE)
+        assert found is not None, term.screen(joined=True)
+        code = asyncio.run(sign_in_with_the_sample_login(found.group(1)))
+        term.keys("Enter")
+        term.wait_for("Show it alone, to copy")
+        term.keys("BTab", "BTab")  # back to the Code field
+        term.keys("-l", code)
+        term.keys("Enter")
+        term.wait_for("Signed in as Pat Morgan")
+    finally:
+        term.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import webbrowser
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +35,7 @@ from tests.tui.conftest import (
     wait_for,
 )
 from tui.app import DryvIQApp
-from tui.screens.add_connection import AddConnectionScreen
+from tui.screens.add_connection import AddConnectionScreen, can_open_browser
 from tui.screens.browser import BrowserScreen
 from tui.screens.connections import ConfirmRemoveScreen, ConnectionsScreen
 from tui.screens.jobs import JobsScreen
@@ -100,6 +101,11 @@ async def pick_option(pilot: Pilot[int], selector: str, label: str) -> None:
     await pilot.pause()
 
 
+def selected(dialog: AddConnectionScreen, selector: str) -> str:
+    """What a Select shows: its choice, or its prompt."""
+    return str(dialog.query_one(selector, Select).query_one("SelectCurrent #label").render())
+
+
 async def custom_credentials(pilot: Pilot[int], sandbox: SandboxThread, secret: str) -> None:
     await click(pilot, "#procore-custom")
     await fill(pilot, {"#procore-domain": sandbox.url, "#procore-client-id": SANDBOX_CLIENT_ID,
@@ -127,10 +133,17 @@ async def test_a_procore_connection_is_added_by_pasting_the_code(
         assert "none are set up on this machine" in text_of(app, "#procore-no-default")
         assert dialog.query_one("#procore-client-secret", Input).password
         await custom_credentials(pilot, sandbox, SANDBOX_CLIENT_SECRET)
+        await click(pilot, "#add-done")  # too early: said, and cleared once it succeeds
+        assert "Not saved: Sign in with Procore first" in text_of(app, "#add-error")
         url = await paste_code(pilot, sandbox)
         assert url.startswith(f"{sandbox.url}/oauth/authorize?")
         assert app.clipboard == url  # copied with OSC 52 for the user's own browser
         assert "Copied to your clipboard" in text_of(app, "#procore-url-note")
+        shown_url = dialog.query_one("#procore-url")
+        assert shown_url.size.height == 1 and shown_url.size.width == len(url), (
+            "one line, never wrapped, so a terminal selection copies it whole")
+        assert selected(dialog, "#procore-company") == "(choose one)"  # not "sign in first"
+        assert not dialog.query_one("#procore-company", Select).disabled
 
         await pick_option(pilot, "#procore-company", "Summit")  # typed until it is found
         assert str(dialog.query_one("#procore-company", Select).selection) == str(
@@ -139,6 +152,8 @@ async def test_a_procore_connection_is_added_by_pasting_the_code(
         await pick_option(pilot, "#procore-project", "2024")  # 2024-017 - Riverside …
         assert text_of(app, "#procore-result") == (
             f"✓ Connection test succeeded: signed in as {PAT}")
+        assert not dialog.query_one("#add-error").display, "no ⚠ Not saved under the ✓"
+        assert selected(dialog, "#procore-project").startswith("2024")
         await click(pilot, "#add-done")
         await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="the list")
         await pilot.pause()
@@ -396,3 +411,40 @@ async def test_at_80x24_a_registered_redirect_uri_signs_in_and_is_kept_for_next_
         await wait_for(lambda: text_of(app, "#procore-result") != "", what="the result")
         await click(pilot, "#add-done")
         await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="the list")
+
+
+async def test_the_sign_in_address_opens_in_a_browser_only_when_asked_and_a_display_is_there(
+        world: World, sandbox: SandboxThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    async with on_connections(world) as (app, pilot):
+        dialog = await open_dialog(app, pilot)
+        await custom_credentials(pilot, sandbox, SANDBOX_CLIENT_SECRET)
+        await click(pilot, "#procore-sign-in")
+        await pilot.pause()
+        assert not dialog.query("#procore-open"), "over SSH no browser is offered"
+        await pilot.press("escape")
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    async with on_connections(world) as (app, pilot):
+        dialog = await open_dialog(app, pilot)
+        await custom_credentials(pilot, sandbox, SANDBOX_CLIENT_SECRET)
+        await click(pilot, "#procore-sign-in")
+        await pilot.pause()
+        assert opened == [], "never opened by itself"
+        await click(pilot, "#procore-open")
+        await pilot.pause()
+        assert opened == [text_of(app, "#procore-url")]
+
+        await click(pilot, "#procore-show")  # the app cannot step aside under Pilot: said so
+        await pilot.pause()
+        assert "copy the address from the line above" in text_of(app, "#procore-error")
+
+
+def test_a_browser_is_offered_on_a_desktop_not_over_plain_ssh() -> None:
+    assert can_open_browser({"DISPLAY": ":0"}, "linux")
+    assert can_open_browser({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert can_open_browser({}, "darwin") and can_open_browser({}, "win32")
+    assert not can_open_browser({"SSH_CONNECTION": "10.0.0.1 22 10.0.0.2 22"}, "linux")

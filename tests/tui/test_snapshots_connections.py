@@ -1,16 +1,17 @@
 """SVG snapshots of the connections list, the Add connection dialog and the browser, at the
 size of a roomy terminal and at the 80×24 of an SSH session without a pty.
 
-The data is fixed: a local connection on a folder with a fixed path, names, sizes and times,
-and a Procore connection stored as it would be after a sign-in (no network: the list and the
-dialog make no call). Create the baselines once with `pytest --snapshot-update`.
+The data is fixed: a local connection shown with a fixed path (its files, with fixed names,
+sizes and times, live under the test's tmp_path, where the browser finds them), and a Procore
+connection stored as it would be after a sign-in (no network: the list and the dialog make no
+call). Create the baselines once with `pytest --snapshot-update`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from core.connections import add_local
 from core.home import Home
 from core.state import State
 from tests.tui.conftest import wait_for
@@ -28,7 +28,8 @@ from tui.screens.browser import BrowserScreen
 from tui.screens.connections import ConnectionsScreen
 from tui.screens.jobs import JobsScreen
 
-SHARE = Path("/tmp/dryviq-snapshot-share")
+SHOWN_PATH = "/srv/projects/site-share"  # what the list shows; it need not exist
+SHARE = Path("the test's tmp_path/share")  # where the files are: set by the app fixture
 MTIME = 1_750_000_000  # 2025-06-15 15:06:40 UTC
 FILES = {"Drawings/Architectural/A-101 Floor Plan Level 1.pdf": 734_003,
          "Drawings/Architectural/A-201 Exterior Elevations.pdf": 512_118,
@@ -46,7 +47,6 @@ SIZES = [(100, 32), (80, 24)]
 
 
 def _share() -> None:
-    shutil.rmtree(SHARE, ignore_errors=True)
     for name, size in FILES.items():
         path = SHARE / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ async def _connections(home: Home) -> None:
     try:
         await state.add_connection("Riverside", "procore", PROCORE_CONFIG,
                                    {"client_secret": "not-shown"})
-        await add_local(state, "site-share", str(SHARE))
+        await state.add_connection("site-share", "local", {"path": SHOWN_PATH, "fsync": True})
     finally:
         await state.close()
 
@@ -71,6 +71,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DryvIQApp:
     """The app over a home holding the fixed connections."""
     for key in ("CLIENT_ID", "CLIENT_SECRET", "DOMAIN", "LOGIN_URL"):
         monkeypatch.delenv(f"DRYVIQ_PROCORE_{key}", raising=False)
+    monkeypatch.setattr(sys.modules[__name__], "SHARE", tmp_path / "share")
     _share()
     home = Home(tmp_path / "home")
     asyncio.run(_connections(home))
@@ -115,6 +116,10 @@ async def show_browser(pilot: Pilot[int]) -> None:
     await _mode(pilot, "browser", BrowserScreen)
     browser = pilot.app.screen
     assert isinstance(browser, BrowserScreen)
+    state = browser.service.state
+    share = await state.find_connection("site-share")
+    assert share is not None
+    await state.update_connection_config(share.id, share.config | {"path": str(SHARE)})
     await browser.browse("site-share")
     await wait_for(lambda: browser.remote_tree is not None, what="the tree")
     tree = browser.remote_tree

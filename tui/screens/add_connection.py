@@ -10,13 +10,16 @@ and nothing is saved before Done. The same form signs an existing Procore connec
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import os
+import sys
+import webbrowser
+from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar
 
 from textual import on
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, HorizontalScroll, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import (
     Button,
@@ -47,7 +50,9 @@ from core.home import ConfigError
 from core.procore_signin import Choice, ProcoreSignIn, pick
 from core.state import Connection, StateError
 from tui.service import AppService
+from tui.widgets.confirm import dismiss_unless_kept
 
+SIGN_IN_FIRST, COMPANY_FIRST = "(sign in first)", "(choose the company first)"
 NO_DEFAULT = ("none are set up on this machine (set DRYVIQ_PROCORE_CLIENT_ID and "
               "DRYVIQ_PROCORE_CLIENT_SECRET, or [procore] in config.toml)")
 PASTE_NOTE = ("Copied to your clipboard. Open it in any browser, sign in, and paste the code "
@@ -66,6 +71,14 @@ NO_COMPANY = ("Type the Company ID: a service account signs in to one company, b
               "Procore (app.procore.com/ID/company/...)")
 
 
+def can_open_browser(environ: Mapping[str, str] = os.environ,
+                     platform: str = sys.platform) -> bool:
+    """Whether a browser opened here would show on the user's screen: a graphical session
+    (X11, Wayland) or a desktop OS. Over plain SSH there is none, so the app never tries."""
+    return platform in ("darwin", "win32") or bool(
+        environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+
+
 def _row(label: str, *widgets: Any, id: str | None = None) -> Horizontal:
     return Horizontal(Label(label, classes="conn-label"), *widgets, classes="conn-row", id=id)
 
@@ -80,6 +93,14 @@ class PlatformForm(Vertical):
     def __init__(self, service: AppService) -> None:
         super().__init__(id=f"platform-{self.key}", classes="platform-form")
         self.service = service
+
+    def ready(self) -> bool:
+        """Whether Done can save now, so Enter in a field may press it."""
+        raise NotImplementedError
+
+    def in_progress(self) -> bool:
+        """Whether closing would throw away work beyond the typed fields (a sign-in)."""
+        return False
 
     async def finish(self, name: str) -> Connection:
         """Save the connection; ConnectionInputError says what to fix."""
@@ -98,6 +119,9 @@ class LocalFolderForm(PlatformForm):
                        id="local-fsync", compact=True)
         yield Static("Without fsync, many small files copy much faster; files still appear "
                      "whole, but a power cut may leave the newest ones empty.", classes="hint")
+
+    def ready(self) -> bool:
+        return bool(self.query_one("#local-path", Input).value.strip())
 
     async def finish(self, name: str) -> Connection:
         path = self.query_one("#local-path", Input).value.strip()
@@ -122,6 +146,7 @@ class ProcoreForm(PlatformForm):
         self._identity: dict[str, Any] | None = None
         self._companies: dict[int, Choice] = {}
         self._projects: dict[int, Choice] = {}
+        self._url = ""
         self._default, self._no_default = self._system_default()
 
     def _system_default(self) -> tuple[ClientApp | None, str]:
@@ -172,15 +197,20 @@ class ProcoreForm(PlatformForm):
             disabled=self.existing is not None))
         with Vertical(id="procore-url-box"):
             yield Static(id="procore-url-note", classes="hint")
-            yield Static(id="procore-url", markup=False)
+            with HorizontalScroll(id="procore-url-line"):
+                yield Static(id="procore-url", markup=False)
             yield _row("Code", Input(placeholder="paste the code here", password=True,
                                      id="procore-code", compact=True),
                        Button("Finish sign-in", id="procore-finish", compact=True),
                        id="procore-code-row")
+            with Horizontal(classes="conn-buttons"):
+                yield Button("Show it alone, to copy", id="procore-show", compact=True)
+                if can_open_browser():
+                    yield Button("Open in a browser", id="procore-open", compact=True)
         yield Static(id="procore-status", classes="hint", markup=False)
-        yield _row("Company", Select[int]([], prompt="(sign in first)", id="procore-company",
+        yield _row("Company", Select[int]([], prompt=SIGN_IN_FIRST, id="procore-company",
                                           compact=True, disabled=True))
-        yield _row("Project", Select[int]([], prompt="(choose the company first)",
+        yield _row("Project", Select[int]([], prompt=COMPANY_FIRST,
                                           id="procore-project", compact=True, disabled=True))
         yield Static(id="procore-result", classes="conn-ok", markup=False)
         yield Static(id="procore-error", classes="errors", markup=False)
@@ -226,8 +256,10 @@ class ProcoreForm(PlatformForm):
         await self.workers.wait_for_complete(self.workers.cancel_node(self))
         await self._close_sign_in()
         self._identity, self._companies, self._projects = None, {}, {}
-        for selector in ("#procore-company", "#procore-project"):
+        for selector, prompt in (("#procore-company", SIGN_IN_FIRST),
+                                 ("#procore-project", COMPANY_FIRST)):
             select = self.query_one(selector, Select)
+            select.prompt = prompt
             select.set_options([])
             select.disabled = True
         self.query_one("#procore-url-box").display = False
@@ -286,6 +318,7 @@ class ProcoreForm(PlatformForm):
         self._run(self._signed_in(signin, signin.finish_with_loopback(self._show_url,
                                                                       redirect_uri)))
 
+    @on(Input.Submitted, "#procore-company-id")
     @on(Button.Pressed, "#procore-service")
     async def _sign_in_as_service_account(self) -> None:
         signin = await self._restart()
@@ -316,14 +349,35 @@ class ProcoreForm(PlatformForm):
 
     def _show_url(self, url: str, *, paste: bool = False) -> None:
         """The sign-in address, shown as text and copied (OSC 52): over SSH a browser here
-        would open on the wrong machine."""
+        would open on the wrong machine. It stays on one line (scrolled sideways, never
+        wrapped), so a terminal's selection copies it without line breaks."""
         self.app.copy_to_clipboard(url)
+        self._url = url
         self.query_one("#procore-url-note", Static).update(PASTE_NOTE if paste else LOOPBACK_NOTE)
         self.query_one("#procore-url", Static).update(url)
         self.query_one("#procore-code-row").display = paste
         box = self.query_one("#procore-url-box")
         box.display = True
-        self.call_after_refresh(box.scroll_visible, animate=False)
+        last = [child for child in box.children if child.display][-1]
+        self.call_after_refresh(last.scroll_visible, animate=False)
+
+    @on(Button.Pressed, "#procore-show")
+    def _show_url_alone(self) -> None:
+        """The address on the terminal itself, the app set aside: the terminal wraps it softly,
+        so its selection copies the whole address (where OSC 52 cannot reach the clipboard)."""
+        try:
+            with self.app.suspend():
+                print(f"\nThe sign-in address; select it to copy:\n\n{self._url}\n")
+                input("Press Enter to go back to dryviq-tui.")
+        except SuspendNotSupported:
+            self._say(error="⚠ The app cannot step aside here: copy the address from the "
+                            "line above, scrolled sideways")
+
+    @on(Button.Pressed, "#procore-open")
+    def _open_in_browser(self) -> None:
+        """Only on the user's request, and only where a display is present."""
+        if self._url and not webbrowser.open(self._url):
+            self._say(error="⚠ No browser could be opened here: copy the address instead")
 
     async def _signed_in(self, signin: ProcoreSignIn, finishing: Awaitable[None]) -> None:
         """Finish the sign-in, then find out who it is and which companies it reaches."""
@@ -372,6 +426,7 @@ class ProcoreForm(PlatformForm):
 
     def _offer(self, selector: str, choices: list[Choice], chosen: Choice | None) -> None:
         select = self.query_one(selector, Select)
+        select.prompt = "(choose one)"
         select.set_options([(c.label or c.name, c.id) for c in choices])
         select.disabled = self.existing is not None
         if chosen is not None:
@@ -388,6 +443,7 @@ class ProcoreForm(PlatformForm):
         company = self._companies.get(event.value) if isinstance(event.value, int) else None
         if company is not None and self._signin is not None:
             project = self.query_one("#procore-project", Select)
+            project.prompt = "(reading the projects…)"
             project.set_options([])
             project.disabled = True
             self._say(status=f"Reading the projects of {company.name}…", error="")
@@ -402,6 +458,7 @@ class ProcoreForm(PlatformForm):
             return
         self._projects = {p.id: p for p in projects}
         if not projects:
+            self.query_one("#procore-project", Select).prompt = "(no project open to you)"
             self._say(status="", error=f"⚠ No project of {company.name} is open to this "
                                        "sign-in: choose another company")
             return
@@ -415,6 +472,12 @@ class ProcoreForm(PlatformForm):
                          f"{signed_in_as(self._identity or {})}" if ready else "")
         if ready:
             self._say(status="", error="")
+
+    def ready(self) -> bool:
+        return self._chosen() is not None
+
+    def in_progress(self) -> bool:
+        return self._signin is not None
 
     def _chosen(self) -> tuple[Choice, Choice] | None:
         """The company and project picked, once signed in."""
@@ -465,6 +528,11 @@ def platform_title(key: str) -> str:
     return next((p.title for p in PLATFORMS if p.key == key), key)
 
 
+class DialogBody(VerticalScroll, can_focus=False):
+    """The dialog's fields, scrolled as focus moves through them; never a tab stop itself, so
+    the first field has the focus when the dialog opens."""
+
+
 class AddConnectionScreen(ModalScreen[Connection | None]):
     """Dismisses with the saved connection, or None when cancelled; with `existing` (a
     Procore connection), signs it in again instead."""
@@ -479,6 +547,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
     #add-body {
         height: auto;
         max-height: 55vh;  /* with the dialog's frame, Done stays on screen at 80x24 */
+        scrollbar-size-vertical: 1;
     }
     .conn-row {
         height: auto;
@@ -520,7 +589,13 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         height: auto;
         margin-top: 1;
     }
+    #procore-url-line {
+        height: auto;
+        scrollbar-size-horizontal: 1;
+    }
     #procore-url {
+        width: auto;
+        text-wrap: nowrap;
         color: $accent;
     }
     .platform-form {
@@ -538,7 +613,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Cancel", id="close-add-connection")]
+        Binding("escape", "cancel", "Cancel", id="close-add-connection")]
 
     def __init__(self, service: AppService, existing: Connection | None = None) -> None:
         super().__init__()
@@ -552,7 +627,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         title = f"Sign in again: {self.existing.name}" if self.existing else "Add connection"
         with Vertical(id="add-dialog", classes="dialog"):
             yield Static(title, classes="dialog-title", markup=False)
-            with VerticalScroll(id="add-body"):
+            with DialogBody(id="add-body"):
                 yield _row("Platform", Select([(f.title, f.key) for f in self.forms],
                                               value=first.key, allow_blank=False,
                                               id="add-platform", compact=True,
@@ -566,6 +641,16 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Done", id="add-done", variant="primary", compact=True)
                 yield Button("Cancel", id="add-cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self._typed = self._inputs()
+        if self.existing is not None:  # nothing to type: signing in is the first step
+            self.query_one("#procore-sign-in", Button).focus()
+        else:
+            self.query_one("#add-platform", Select).focus()
+
+    def _inputs(self) -> dict[str, str]:
+        return {field.id or "": field.value for field in self.query(Input)}
 
     @property
     def form(self) -> PlatformForm:
@@ -593,6 +678,25 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
             return
         self.dismiss(connection)
 
+    @on(Input.Submitted)
+    async def _enter(self, event: Input.Submitted) -> None:
+        """Enter saves when Done can; otherwise it moves on to the next field. The code and
+        the Company ID have their own step (finish the sign-in, sign in as the service)."""
+        if event.input.id in ("procore-code", "procore-company-id"):
+            return
+        if self.form.ready():
+            await self._done()
+        else:
+            self.focus_next()
+
+    @on(Select.Changed, "#procore-project")
+    def _forget_not_saved(self) -> None:
+        if self.form.ready():
+            self.query_one("#add-error").display = False
+
     @on(Button.Pressed, "#add-cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    def action_cancel(self) -> None:
+        """Closes at once when nothing was typed; asks before throwing edits away."""
+        edited = self._inputs() != self._typed or self.form.in_progress()
+        dismiss_unless_kept(self, edited, "Discard this sign-in?" if self.existing
+                            else "Discard the new connection?")

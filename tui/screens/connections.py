@@ -265,6 +265,9 @@ class ConfirmRemoveScreen(ModalScreen[Connection | None]):
                 yield Button("Remove", id="remove-ok", variant="error", compact=True)
                 yield Button("Cancel", id="remove-cancel", compact=True)
 
+    def on_mount(self) -> None:
+        self.query_one("#remove-cancel", Button).focus()  # the safe answer: Enter keeps it
+
     @on(Button.Pressed, "#remove-ok")
     def _remove(self) -> None:
         self.dismiss(self.connection)

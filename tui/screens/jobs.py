@@ -16,6 +16,7 @@ from textual.widgets import Button, DataTable, Input, Static
 from core.jobs import JobError
 from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
 from tui.service import AppService, Created, JobRow
+from tui.widgets.confirm import DialogScroll, dismiss_unless_kept
 from tui.widgets.format import status_text, when
 from tui.widgets.history import ExecutionHistory
 
@@ -134,7 +135,7 @@ class ImportJobScreen(ModalScreen[Created | None]):
     under the path, and nothing is saved until the file is valid."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close", id="close-dialog")]
+        Binding("escape", "cancel", "Close", id="close-dialog")]
 
     def __init__(self, service: AppService) -> None:
         super().__init__()
@@ -145,14 +146,16 @@ class ImportJobScreen(ModalScreen[Created | None]):
             yield Static("Import a DryvIQ job JSON file", classes="dialog-title")
             yield Input(placeholder="path of the job file, e.g. ~/jobs/tower-a.json",
                         id="import-path")
-            yield Static(id="import-errors", classes="errors", markup=False)
+            with DialogScroll(classes="dialog-scroll"):
+                yield Static(id="import-errors", classes="errors", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Import", id="import-ok", variant="primary", compact=True)
                 yield Button("Cancel", id="import-cancel", compact=True)
 
     @on(Button.Pressed, "#import-cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    def action_cancel(self) -> None:
+        typed = self.query_one("#import-path", Input).value.strip()
+        dismiss_unless_kept(self, bool(typed), "Discard the typed path?")
 
     @on(Input.Submitted, "#import-path")
     @on(Button.Pressed, "#import-ok")

@@ -7,14 +7,22 @@ user pressed a key by mistake: discarding a form's edits, deleting a job, quitti
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+
+class DialogScroll(VerticalScroll):
+    """A dialog's long text (a question's detail, a list of errors), scrolled inside the
+    dialog so its buttons stay on an 80x24 screen; a tab stop only while it has more to show."""
+
+    def allow_focus(self) -> bool:
+        return self.max_scroll_y > 0
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -44,7 +52,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(self.question, classes="dialog-title", markup=False)
             if self.detail:
-                yield Static(self.detail, classes="hint", markup=False)
+                with DialogScroll(classes="dialog-scroll"):
+                    yield Static(self.detail, classes="hint", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm-yes", variant="error", compact=True)
                 yield Button(self.keep_label, id="confirm-no", compact=True)
@@ -59,3 +68,17 @@ class ConfirmScreen(ModalScreen[bool]):
     @on(Button.Pressed, "#confirm-no")
     def action_keep(self) -> None:
         self.dismiss(False)
+
+
+def dismiss_unless_kept(dialog: ModalScreen[Any], edited: bool, question: str) -> None:
+    """Close `dialog` with None (Esc or Cancel): at once when it holds nothing typed, else
+    only once the user confirms that the edits may go."""
+    if not edited:
+        dialog.dismiss(None)
+        return
+
+    def answered(discard: bool | None) -> None:
+        if discard:
+            dialog.dismiss(None)
+
+    dialog.app.push_screen(ConfirmScreen(question, "Discard"), answered)
