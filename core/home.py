@@ -113,14 +113,6 @@ class Home:
             os.listdir(root)
         except OSError as exc:
             raise HomeError(root, f"cannot read it ({_why(exc)})") from None
-        for folder in (root / "locks", self.logs_path):
-            try:
-                folder.mkdir(mode=0o700, exist_ok=True)
-            except FileExistsError:
-                raise HomeError(folder, "is a file, not a folder") from None
-            except OSError as exc:
-                if not folder.is_dir():
-                    raise HomeError(root, f"cannot write in it ({_why(exc)})") from None
         try:
             fd = os.open(self.state_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.close(fd)
@@ -129,6 +121,14 @@ class Home:
                 raise HomeError(self.state_path, "is a folder, not a state file") from None
         except OSError as exc:
             raise HomeError(root, f"cannot write in it ({_why(exc)})") from None
+        for folder in (root / "locks", self.logs_path):
+            try:
+                folder.mkdir(mode=0o700, exist_ok=True)
+            except FileExistsError:
+                raise HomeError(folder, "is a file, not a folder") from None
+            except OSError as exc:
+                if not folder.is_dir():
+                    raise HomeError(root, f"cannot write in it ({_why(exc)})") from None
         with contextlib.suppress(OSError):  # keep a read-only file read-only: only drop bits
             mode = stat.S_IMODE(os.stat(self.state_path).st_mode)
             if mode & 0o077:
@@ -143,8 +143,9 @@ class Home:
         if not mode & 0o077:
             return []
         open_to_others = f"{self.root} is open to other users (mode {mode:o}) and holds secrets"
-        if info.st_uid != os.geteuid():
-            return [f"{open_to_others}; it is not yours to change: its owner can run "
+        if info.st_uid != os.geteuid() or mode & stat.S_ISVTX or not self._only_ours():
+            return [f"{open_to_others}; it is not only dryviq-tui's folder, so it is left as "
+                    f"it is: give dryviq-tui a folder of its own, or its owner can run "
                     f"chmod 700 {self.root}"]
         try:
             os.chmod(self.root, mode & 0o700)
@@ -152,6 +153,14 @@ class Home:
             return [f"{open_to_others}; it could not be made private ({_why(exc)})"]
         log.info("made the home %s private (mode %o, was %o)", self.root, mode & 0o700, mode)
         return []
+
+    def _only_ours(self) -> bool:
+        """Whether the home holds nothing but what dryviq-tui keeps there (so that changing
+        its mode cannot lock others out of a shared folder such as /tmp or a user's home)."""
+        with contextlib.suppress(OSError):
+            return all(name in ("locks", "logs", "config.toml") or name.startswith("state.db")
+                       for name in os.listdir(self.root))
+        return False
 
     @contextlib.contextmanager
     def job_lock(self, job_id: str) -> Iterator[None]:
