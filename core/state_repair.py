@@ -63,12 +63,16 @@ class TableSalvage:
     maybe_more_lost: bool = False
 
     def describe(self) -> str:
-        text = f"{self.table}: {self.recovered:,} rows kept"
+        text = f"{self.table}: {_rows(self.recovered)} kept"
         if self.lost:
-            text += f", {self.lost:,} lost"
+            text += f", {_rows(self.lost)} lost"
         if self.maybe_more_lost:
             text += ", and rows on damaged pages that could not be counted"
         return text
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 @dataclass

@@ -90,7 +90,8 @@ def _say_repaired(args: argparse.Namespace, found: CheckReport, repaired: Repair
     print(f"{repaired.path}: was damaged; backed up as "
           f"{', '.join(str(b) for b in repaired.backups)}")
     if repaired.method == "vacuum":
-        print("Rebuilt with nothing lost (only SQLite's indexes were damaged).")
+        print("Rebuilt by SQLite's VACUUM INTO (the damage was in what it rebuilds). "
+              "Nothing was lost.")
         return
     if repaired.method == "empty":
         print(f"Nothing could be read ({repaired.unreadable}); it is now an empty state file: "
