@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None) -> i
             exc.parser.print_usage(sys.stderr)
             print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    args.open_app = open_app
+    args.open_app = None if open_app is None else _app_owning_the_terminal(open_app)
     as_json = bool(getattr(args, "json", False))
     verbose = getattr(args, "verbose", 0)
     handler: Command | None = getattr(args, "handler", None)
@@ -202,11 +202,13 @@ def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None) -> i
         if open_app is None:
             parser.print_help()
             return 0
-        handler, verbose = _open_app, 0  # the app owns the terminal: its log goes to the file
+        handler = _open_app
     level = getattr(args, "log_level", "info")
     log_to_stderr(("debug" if verbose > 1 else level) if verbose else None)
     try:
-        return asyncio.run(handler(args))
+        code = asyncio.run(handler(args))
+        log.info("%s: exit code %d", " ".join(_command_words(args)) or "app", code)
+        return code
     except (UsageError, HomeError, ConfigError, StateError) as exc:
         found = failure(exc)
         assert found is not None
@@ -241,6 +243,16 @@ def _command_words(args: argparse.Namespace) -> list[str]:
     things the user would rather not have logged."""
     return [w for w in (getattr(args, "command", None), getattr(args, "action", None),
                         getattr(args, "platform", None)) if isinstance(w, str)]
+
+
+def _app_owning_the_terminal(open_app: OpenApp) -> OpenApp:
+    """`open_app`, which first stops the log going to stderr (-v): the app draws there."""
+    def opening(home: Home, *, mouse: bool = True, greeting: str | None = None,
+                ) -> Awaitable[int]:
+        log_to_stderr(None)
+        return open_app(home, mouse=mouse, greeting=greeting)
+
+    return opening
 
 
 async def _open_app(args: argparse.Namespace) -> int:
