@@ -4,12 +4,9 @@ reads and says what was lost; read-only commands work on a read-only state file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +14,11 @@ import pytest
 # imported now: its ProgressReporter keeps the stderr of import time, which must outlive capsys
 import core.cli.output  # noqa: F401
 from core.cli import main
+from tests.core.state_damage import pages_of, read_only, zero_pages
 from tests.e2e.conftest import DESTINATION_CONNECTION, SIMPLE_JOB_JSON, SOURCE_CONNECTION
 
 JOB = "Simple Job"
 FILES = 200
-PAGE = 4096
 
 
 def cli(home: Path, *args: str | os.PathLike[str]) -> int:
@@ -48,23 +45,6 @@ def home(tmp_path: Path, capsys) -> Path:
     return home
 
 
-def pages_of(path: Path, name: str, kind: str = "leaf") -> list[tuple[int, int]]:
-    """(page number, rows on it) of `name`'s pages of this kind, in file order."""
-    db = sqlite3.connect(path)
-    try:
-        return db.execute("SELECT pageno, ncell FROM dbstat WHERE name = ? AND pagetype = ? "
-                          "ORDER BY pageno", (name, kind)).fetchall()
-    finally:
-        db.close()
-
-
-def zero_pages(path: Path, pages: list[int]) -> None:
-    with open(path, "r+b") as file:
-        for number in pages:
-            file.seek((number - 1) * PAGE)
-            file.write(bytes(PAGE))
-
-
 def count_items(path: Path) -> int:
     db = sqlite3.connect(path)
     try:
@@ -79,25 +59,6 @@ def executions(path: Path) -> list[tuple[int, str]]:
         return db.execute("SELECT id, status FROM executions ORDER BY id").fetchall()
     finally:
         db.close()
-
-
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """Make `path` unwritable to this process: its mode, or for root (which ignores modes) the
-    immutable attribute where the file system has it."""
-    if os.geteuid() != 0:
-        path.chmod(0o400)
-        try:
-            yield
-        finally:
-            path.chmod(0o600)
-        return
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("running as root, which ignores file modes, and chattr +i is unavailable")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def test_a_damaged_state_stops_a_run_with_one_message_and_no_execution(home: Path,
