@@ -164,8 +164,8 @@ class StateReadOnly(StateError):
 
     def __init__(self, path: Path, purpose: str | None = None) -> None:
         super().__init__(
-            f"the state file {path} is read-only and {purpose or 'this'} needs to write it; "
-            f"make it writable (chmod u+w {path}, in a folder you can write) or use a "
+            f"the state file {path} is read-only and {purpose or 'dryviq-tui'} needs to write "
+            f"it; make it writable (chmod u+w {path}, in a folder you can write) or use a "
             "command that only reads (jobs list/show/history/items, connections list/show)",
             path)
 
