@@ -161,21 +161,20 @@ class Failure:
             print(f"  {line}", file=sys.stderr)
 
 
-def failure(exc: BaseException) -> Failure | None:
-    """The Failure an exception stands for, or None when it is a bug (left to the traceback)."""
+REPORTED = (UsageError, HomeError, ConfigError, StateError)  # what main reports as errors
+
+
+def failure(exc: UsageError | HomeError | ConfigError | StateError) -> Failure:
+    """The Failure an expected error stands for (anything else is a bug: a traceback)."""
     if isinstance(exc, UsageError):
         return Failure("usage", str(exc), 2, exc.path, tuple(exc.details))
     if isinstance(exc, HomeError):
         return Failure("home", str(exc), 2, str(exc.path))
     if isinstance(exc, ConfigError):
         return Failure("config", str(exc), 2)
-    if isinstance(exc, StateDamaged):
-        return Failure("state_damaged", str(exc), 1, str(exc.path))
-    if isinstance(exc, StateReadOnly):
-        return Failure("state_read_only", str(exc), 1, str(exc.path))
-    if isinstance(exc, StateError):
-        return Failure("state", str(exc), 1, str(exc.path) if exc.path else None)
-    return None
+    code = {StateDamaged: "state_damaged", StateReadOnly: "state_read_only"}.get(
+        type(exc), "state")
+    return Failure(code, str(exc), 1, str(exc.path) if exc.path else None)
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
@@ -209,9 +208,8 @@ def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None) -> i
         code = asyncio.run(handler(args))
         log.info("%s: exit code %d", " ".join(_command_words(args)) or "app", code)
         return code
-    except (UsageError, HomeError, ConfigError, StateError) as exc:
+    except REPORTED as exc:
         found = failure(exc)
-        assert found is not None
         log.error("%s", found.message)
         found.report(as_json)
         return found.exit_code
