@@ -327,13 +327,28 @@ class State:
         if read_only and not read_only_ok:
             raise StateReadOnly(path, purpose)
         try:
-            db = await aiosqlite.connect(f"{path.absolute().as_uri()}?mode=ro" if read_only
-                                         else path, uri=read_only)
-        except aiosqlite.Error as exc:
-            raise StateError(f"cannot open the state file {path}: {exc}", path) from None
+            return await cls._open(path, read_only=read_only)
+        except aiosqlite.OperationalError as exc:
+            if not (read_only and "unable to open" in str(exc)
+                    and not Path(f"{path}-wal").exists()):
+                found = translate_db_error(exc, path)
+                raise (found if isinstance(found, StateError) else StateError(
+                    f"cannot open the state file {path}: {exc}", path)) from None
+        # in a folder it cannot write, SQLite cannot make the shared-memory file a WAL file
+        # needs even to be read; with no log pending the file alone is the whole state
+        return await cls._open(path, read_only=True, immutable=True)
+
+    @classmethod
+    async def _open(cls, path: Path, *, read_only: bool, immutable: bool = False) -> State:
+        """Connect and migrate (raising sqlite3's errors when the file cannot be opened)."""
+        uri = path.absolute().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+        db = await aiosqlite.connect(uri if read_only else path, uri=read_only)
         state = cls(db, path, read_only=read_only)
         try:
             await state._migrate(path)
+        except aiosqlite.OperationalError:
+            await db.close()
+            raise
         except aiosqlite.DatabaseError as exc:
             await db.close()
             raise translate_db_error(exc, path) from None
@@ -345,10 +360,7 @@ class State:
     async def _migrate(self, path: Path) -> None:
         """Refuse a file this version cannot read before touching it; then upgrade it."""
         await self.db.execute("PRAGMA busy_timeout=10000")
-        try:
-            (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()
-        except aiosqlite.DatabaseError as exc:
-            raise StateDamaged(path, f"not a dryviq-tui state file: {exc}") from None
+        (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()
         if version > len(MIGRATIONS):
             raise StateError(
                 f"{path} was written by a newer dryviq-tui (schema {version}, this version "

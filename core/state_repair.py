@@ -96,9 +96,10 @@ class RepairReport:
 
 
 @contextlib.contextmanager
-def _connect(path: Path, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
-    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro" if read_only else path,
-                         uri=read_only)
+def _connect(path: Path, *, read_only: bool = False,
+             immutable: bool = False) -> Iterator[sqlite3.Connection]:
+    uri = path.absolute().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+    db = sqlite3.connect(uri if read_only else path, uri=read_only)
     try:
         yield db
     finally:
@@ -108,9 +109,11 @@ def _connect(path: Path, *, read_only: bool = False) -> Iterator[sqlite3.Connect
 def check(path: Path) -> CheckReport:
     """SQLite's quick_check, then (when that passes) its full integrity_check."""
     read_only = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    # in a folder it cannot write, SQLite reads a WAL file only as immutable (see State.open)
+    immutable = read_only and not os.access(path.parent, os.W_OK)
     schema = None
     try:
-        with _connect(path, read_only=read_only) as db:
+        with _connect(path, read_only=read_only, immutable=immutable) as db:
             (schema,) = db.execute("PRAGMA user_version").fetchone()
             problems = [row[0] for row in db.execute("PRAGMA quick_check")]
             if problems == ["ok"]:

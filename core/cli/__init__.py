@@ -228,7 +228,10 @@ def open_home(args: argparse.Namespace) -> Home:
     with its log file open and this command recorded in it."""
     home = Home.resolve(getattr(args, "home", None))
     warnings = home.ensure()
-    log_to_file(home.logs_path, getattr(args, "log_level", "info"))
+    try:
+        log_to_file(home.logs_path, getattr(args, "log_level", "info"))
+    except OSError as exc:  # a read-only home: the command still runs, unlogged
+        warnings.append(f"cannot write the log in {home.logs_path} ({exc.strerror})")
     log.info("dryviq-tui %s: %s", __version__, " ".join(_command_words(args)) or "app")
     for warning in warnings:
         log.warning("%s", warning)

@@ -37,11 +37,11 @@ def read_only(path: Path) -> Iterator[None]:
     """Make `path` unwritable to this process: its mode, or for root (which ignores modes) the
     immutable attribute where the file system has it."""
     if os.geteuid() != 0:
-        path.chmod(0o400)
+        path.chmod(0o500 if path.is_dir() else 0o400)
         try:
             yield
         finally:
-            path.chmod(0o600)
+            path.chmod(0o700 if path.is_dir() else 0o600)
         return
     if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
         pytest.skip("running as root, which ignores file modes, and chattr +i is unavailable")

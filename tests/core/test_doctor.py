@@ -158,6 +158,17 @@ def test_read_only_commands_work_on_a_read_only_state(home: Path, command: list[
     assert "error" not in json.loads(capsys.readouterr().out)
 
 
+def test_read_only_commands_work_in_a_read_only_home(home: Path, capsys) -> None:
+    with read_only(home):
+        assert cli(home, "jobs", "history", JOB, "--json") == 0
+        assert [e["status"] for e in json.loads(capsys.readouterr().out)] == ["completed"]
+        assert cli(home, "doctor") == 0
+        assert "sound" in capsys.readouterr().out
+        assert cli(home, "jobs", "run", JOB) == 1
+        assert "is read-only and dryviq-tui jobs run needs to write it" in \
+            capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", [
     ["jobs", "run", JOB], ["ls", SOURCE_CONNECTION], ["jobs", "remove", JOB],
     ["connections", "add", "local", "more", "--path", "/tmp"],
