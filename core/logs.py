@@ -83,7 +83,8 @@ def logged_events(sink: Callable[[str, str], None] | None,
     """An event sink (kind, message) that also logs each event, flagged and failed items as
     warnings; `sink` may be None when nobody else listens."""
     def emit(kind: str, message: str) -> None:
-        logger.log(EVENT_LEVELS.get(kind, logging.INFO), "%s: %s", kind, message)
+        logger.log(EVENT_LEVELS.get(kind, logging.INFO), "%s",
+                   message if kind == "info" else f"{kind}: {message}")
         if sink is not None:
             sink(kind, message)
 

@@ -17,7 +17,7 @@ import pytest
 import core.cli.output  # noqa: F401
 from core.auth import OOB_REDIRECT
 from core.cli import main
-from core.logs import REDACTED, PrivateRotatingFileHandler, Redact, redact
+from core.logs import REDACTED, PrivateRotatingFileHandler, Redact, logged_events, redact
 from core.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 
 LOG = Path("logs") / "dryviq-tui.log"
@@ -147,3 +147,17 @@ def test_the_app_logs_to_the_file_and_never_to_its_terminal(tmp_path: Path, caps
     assert "the app says hello" not in capsys.readouterr().err
     log = (tmp_path / "home" / LOG).read_text()
     assert "WARNING tui.app: the app says hello" in log and "app: exit code 0" in log
+
+
+def test_flagged_and_failed_items_are_logged_as_warnings_with_their_reasons(caplog) -> None:
+    heard = []
+    emit = logged_events(lambda kind, message: heard.append(kind), logging.getLogger("core.t"))
+    with caplog.at_level(logging.INFO, logger="core.t"):
+        emit("info", "running job Plans (copy)")
+        emit("flagged", "/a/b.pdf: the name is too long for Procore")
+        emit("failed", "/a/c.pdf: permission denied")
+    assert heard == ["info", "flagged", "failed"]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "running job Plans (copy)"),
+        ("WARNING", "flagged: /a/b.pdf: the name is too long for Procore"),
+        ("WARNING", "failed: /a/c.pdf: permission denied")]
