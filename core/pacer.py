@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import logging
 import math
 import random
 import time
@@ -34,6 +35,8 @@ import httpx
 
 from core.connectors.base import BudgetSpent, Retryable
 from core.home import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HOURLY_LIMIT = 3600  # calls an hour per client, the product page's figure
 DEFAULT_HOURLY_WINDOW = 3600.0  # seconds; "an hourly limit (60-minute window)", Rate Limiting
@@ -285,6 +288,8 @@ class Pacer:
         usage.rate_limit_waits += 1
         if long_wait:
             usage.waiting_until = until
+            log.info("rate limit: %s waits until %s", self.key,  # helper `state`: the log
+                     time.strftime("%H:%M:%S", time.localtime(until)))
         try:
             if self.stop is None or not long_wait:
                 await self.sleep(delay)
@@ -360,6 +365,7 @@ class Pacer:
                 raise ResponseLost(failure)
             if failures >= MAX_RETRIES:
                 raise Retryable(f"{failure}, {failures + 1} times")
+            log.info("retrying an API call: %s (attempt %d)", failure, failures + 2)  # `state`
             await self.sleep(backoff(failures))
             failures += 1
 

@@ -144,6 +144,53 @@ MIGRATIONS: Sequence[str] = (
 class StateError(Exception):
     """The state file cannot be used as it is (made by a newer dryviq-tui, unreadable)."""
 
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StateDamaged(StateError):
+    """SQLite found the state file damaged (corrupt pages, not a database)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"the state file {path} is damaged ({problem}); nothing was changed. Run "
+            f"`dryviq-tui doctor` to check it and `dryviq-tui doctor --repair` to back it up "
+            "and rebuild what can be read", path)
+
+
+class StateReadOnly(StateError):
+    """The state file cannot be written and the command needs to write it."""
+
+    def __init__(self, path: Path, purpose: str | None = None) -> None:
+        super().__init__(
+            f"the state file {path} is read-only and {purpose or 'dryviq-tui'} needs to write "
+            f"it; make it writable (chmod u+w {path}, in a folder you can write) or use a "
+            "command that only reads (jobs list/show/history/items, connections list/show)",
+            path)
+
+
+# SQLite's words for a file it cannot trust (sqlite3 gives no error codes before Python 3.11's
+# sqlite_errorname, and aiosqlite passes the exception through unchanged)
+_DAMAGED = ("malformed", "not a database", "file is encrypted", "disk image")
+_READ_ONLY = ("readonly database", "read-only", "attempt to write a readonly")
+
+
+def translate_db_error(exc: Exception, path: Path) -> Exception:
+    """SQLite's report of a damaged or read-only state file as StateDamaged or StateReadOnly;
+    any other error as it is."""
+    text = str(exc).lower()
+    if any(words in text for words in _DAMAGED):
+        return StateDamaged(path, str(exc))
+    if any(words in text for words in _READ_ONLY):
+        return StateReadOnly(path)
+    return exc
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write the file: the file itself, and its folder (for the WAL)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -261,24 +308,50 @@ def _new_id() -> str:
 class State:
     """An open state file. One per process; every method is a coroutine on one connection."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, *, read_only: bool = False) -> None:
         self.db = db
         self.path = path  # for the pacer, which keeps its own connection to the same file
+        self.read_only = read_only  # opened read-only: the file could not be written
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> State:
-        """Open (creating and upgrading as needed) the state file at `path`."""
+    async def open(cls, path: str | os.PathLike[str], *, read_only_ok: bool = False,
+                   purpose: str | None = None) -> State:
+        """Open (creating and upgrading as needed) the state file at `path`. A file that
+        cannot be written raises StateReadOnly (naming `purpose`, what wanted to write it),
+        unless `read_only_ok`: then it is opened read-only if its schema is current."""
         path = Path(path)
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
+        read_only = not _writable(path)
+        if read_only and not read_only_ok:
+            raise StateReadOnly(path, purpose)
         try:
-            db = await aiosqlite.connect(path)
-        except aiosqlite.Error as exc:
-            raise StateError(f"cannot open the state file {path}: {exc}") from None
-        state = cls(db, path)
+            return await cls._open(path, read_only=read_only)
+        except aiosqlite.OperationalError as exc:
+            if not (read_only and "unable to open" in str(exc)
+                    and not Path(f"{path}-wal").exists()):
+                found = translate_db_error(exc, path)
+                raise (found if isinstance(found, StateError) else StateError(
+                    f"cannot open the state file {path}: {exc}", path)) from None
+        # in a folder it cannot write, SQLite cannot make the shared-memory file a WAL file
+        # needs even to be read; with no log pending the file alone is the whole state
+        return await cls._open(path, read_only=True, immutable=True)
+
+    @classmethod
+    async def _open(cls, path: Path, *, read_only: bool, immutable: bool = False) -> State:
+        """Connect and migrate (raising sqlite3's errors when the file cannot be opened)."""
+        uri = path.absolute().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+        db = await aiosqlite.connect(uri if read_only else path, uri=read_only)
+        state = cls(db, path, read_only=read_only)
         try:
             await state._migrate(path)
+        except aiosqlite.OperationalError:
+            await db.close()
+            raise
+        except aiosqlite.DatabaseError as exc:
+            await db.close()
+            raise translate_db_error(exc, path) from None
         except BaseException:
             await db.close()
             raise
@@ -287,14 +360,19 @@ class State:
     async def _migrate(self, path: Path) -> None:
         """Refuse a file this version cannot read before touching it; then upgrade it."""
         await self.db.execute("PRAGMA busy_timeout=10000")
-        try:
-            (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()
-        except aiosqlite.DatabaseError as exc:
-            raise StateError(f"{path} is not a dryviq-tui state file: {exc}") from None
+        (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()
         if version > len(MIGRATIONS):
             raise StateError(
                 f"{path} was written by a newer dryviq-tui (schema {version}, this version "
-                f"knows up to {len(MIGRATIONS)}); upgrade dryviq-tui to use it")
+                f"knows up to {len(MIGRATIONS)}); upgrade dryviq-tui to use it", path)
+        if self.read_only:
+            if version < len(MIGRATIONS):
+                raise StateError(
+                    f"the state file {path} is read-only and needs an upgrade (schema "
+                    f"{version} to {len(MIGRATIONS)}), which writes it: make it writable "
+                    f"(chmod u+w {path}) and run any command once", path)
+            await self.db.execute("PRAGMA query_only=ON")
+            return
         await self.db.execute("PRAGMA journal_mode=WAL")
         await self.db.execute("PRAGMA synchronous=NORMAL")
         await self.db.execute("PRAGMA foreign_keys=ON")
@@ -313,6 +391,15 @@ class State:
         # then fails at once with "database is locked" if another connection (the pacer's)
         # has written since
         return list(await self.db.execute_fetchall(sql, tuple(args)))
+
+    async def quick_check(self) -> list[str]:
+        """SQLite's quick check of the whole file: [] when sound, else its findings."""
+        try:
+            rows = await self._rows("PRAGMA quick_check")
+        except aiosqlite.DatabaseError as exc:
+            return [str(exc)]
+        found = [str(row[0]) for row in rows]
+        return [] if found == ["ok"] else found
 
     # -- connections ------------------------------------------------------------------------
 
@@ -410,6 +497,11 @@ class State:
     # -- executions -------------------------------------------------------------------------
 
     async def start_execution(self, job_id: str) -> Execution:
+        """Record a new running execution, after SQLite's quick check of the whole file: a
+        damaged file raises StateDamaged before a run starts (and is left interrupted)."""
+        problems = await self.quick_check()
+        if problems:
+            raise StateDamaged(self.path, problems[0])
         now = time.time()
         cursor = await self.db.execute(
             "INSERT INTO executions (job_id, status, phase, started_at, heartbeat_at, pid) "
@@ -443,7 +535,10 @@ class State:
     async def mark_interrupted(self, job_id: str) -> int:
         """Executions left 'running' by a process that died (the caller holds the job's lock).
         What they did is counted again from the items they committed: their last stats may
-        be a second old, or count a file whose record never landed."""
+        be a second old, or count a file whose record never landed. On a read-only file they
+        stay as they are."""
+        if self.read_only:
+            return 0
         dead = await self._rows("SELECT id FROM executions WHERE job_id = ? AND "
                                 "status = 'running'", (job_id,))
         cursor = await self.db.execute(

@@ -11,19 +11,58 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import json
+import logging
 import os
+import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn, Protocol
 
 from core import __version__
-from core.home import ConfigError, Home
+from core.home import ConfigError, Home, HomeError
+from core.logs import LEVELS, log_to_file, log_to_stderr, stop_logging
 from core.paths import printable
-from core.state import State, StateError
+from core.state import State, StateDamaged, StateError, StateReadOnly, translate_db_error
+
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
-    """Bad input from the user: printed as an error, exit code 2, nothing changed."""
+    """Bad input from the user: printed as an error, exit code 2, nothing changed. `details`
+    are further lines (each problem of a job file, say)."""
+
+    def __init__(self, message: str, *, details: Sequence[str] = (),
+                 path: str | None = None) -> None:
+        super().__init__(message)
+        self.details = list(details)
+        self.path = path
+
+
+class _ArgumentError(Exception):
+    """argparse found bad arguments; main reports it the way it reports every error."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that hands its errors to main (so --json can make them JSON) instead
+    of printing them and exiting. Subparsers are made of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(self, message)
+
+
+# Commands that only read the state, so they also work on a read-only state file.
+READ_ONLY_COMMANDS = frozenset({
+    ("connections", "list"), ("connections", "show"),
+    ("jobs", "list"), ("jobs", "show"), ("jobs", "history"), ("jobs", "items"),
+})
+# `ls` is not one of them: listing Procore may refresh the sign-in, and a rotated refresh token
+# that cannot be saved would be lost with it.
 
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
@@ -51,79 +90,192 @@ def _common() -> argparse.ArgumentParser:
     """Options accepted before or after the subcommand."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", default=argparse.SUPPRESS, metavar="DIR",
-                        help="folder for the state file and run locks (default: $DRYVIQ_HOME, "
-                             "else ~/.local/share/dryviq-tui)")
-    common.add_argument("--no-mouse", action="store_true", default=argparse.SUPPRESS,
+                        help="folder for the state file, run locks and logs (default: "
+                             "$DRYVIQ_HOME, else ~/.local/share/dryviq-tui)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="also show the log on stderr (-vv: with debug records)")
+    common.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS,
+                        type=str.lower, metavar="LEVEL",
+                        help=f"least important records kept in the log: {', '.join(LEVELS)} "
+                             "(default: info)")
+    return common
+
+
+def add_mouse_option(parser: argparse.ArgumentParser) -> None:
+    """--no-mouse, for the commands that open the app (and only those)."""
+    parser.add_argument("--no-mouse", action="store_true", default=argparse.SUPPRESS,
                         help="the app ignores the mouse (avoids stray escape codes when an "
                              "SSH connection drops)")
-    return common
 
 
 def _json() -> argparse.ArgumentParser:
     flag = argparse.ArgumentParser(add_help=False)
-    flag.add_argument("--json", action="store_true", help="print JSON for scripts")
+    flag.add_argument("--json", action="store_true",
+                      help="print JSON for scripts (errors too, on stdout)")
     return flag
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import connections, demo, jobs, sandbox
+    from core.cli import connections, demo, doctor, jobs, sandbox
 
     common, as_json = _common(), _json()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dryviq-tui", parents=[common],
         description="Analyze, copy, migrate and sync construction documents between Procore, "
                     "local folders and network shares. Jobs use DryvIQ's job JSON.")
     parser.add_argument("--version", action="version", version=f"dryviq-tui {__version__}")
+    add_mouse_option(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     leaf = {"parents": [common, as_json]}
     connections.register(commands, leaf)
     jobs.register(commands, leaf)
     demo.register(commands, leaf)
+    add_mouse_option(commands.choices["demo"])  # the demo opens the app
     sandbox.register(commands, leaf)
+    doctor.register(commands, leaf)
     return parser
 
 
+@dataclass(frozen=True)
+class Failure:
+    """An error as main reports it: a stable code for scripts, a one-line message, the file or
+    folder it concerns, further lines, and the exit code."""
+
+    code: str
+    message: str
+    exit_code: int
+    path: str | None = None
+    details: tuple[str, ...] = ()
+
+    def report(self, as_json: bool) -> None:
+        """JSON on stdout with --json (`{"error": {...}}`), else lines on stderr."""
+        if as_json:
+            error = {"code": self.code, "message": self.message, "path": self.path}
+            if self.details:
+                error["details"] = list(self.details)
+            json.dump({"error": error}, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            return
+        print(f"dryviq-tui: error: {printable(self.message)}", file=sys.stderr)
+        for line in self.details:
+            print(f"  {printable(line)}", file=sys.stderr)
+
+
+REPORTED = (UsageError, HomeError, ConfigError, StateError)  # what main reports as errors
+
+
+def failure(exc: UsageError | HomeError | ConfigError | StateError) -> Failure:
+    """The Failure an expected error stands for (anything else is a bug: a traceback)."""
+    if isinstance(exc, UsageError):
+        return Failure("usage", str(exc), 2, exc.path, tuple(exc.details))
+    if isinstance(exc, HomeError):
+        return Failure("home", str(exc), 2, str(exc.path))
+    if isinstance(exc, ConfigError):
+        return Failure("config", str(exc), 2)
+    code = {StateDamaged: "state_damaged", StateReadOnly: "state_read_only"}.get(
+        type(exc), "state")
+    return Failure(code, str(exc), 1, str(exc.path) if exc.path else None)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    return "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
+
+
 def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.open_app = open_app
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        if _wants_json(argv):
+            Failure("usage", str(exc), 2).report(as_json=True)
+        else:
+            exc.parser.print_usage(sys.stderr)
+            print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    args.open_app = None if open_app is None else _app_owning_the_terminal(open_app)
+    as_json = bool(getattr(args, "json", False))
+    verbose = getattr(args, "verbose", 0)
     handler: Command | None = getattr(args, "handler", None)
     if handler is None:
         if open_app is None:
             parser.print_help()
             return 0
         handler = _open_app
+    level = getattr(args, "log_level", "info")
+    log_to_stderr(("debug" if verbose > 1 else level) if verbose else None)
     try:
-        return asyncio.run(handler(args))
-    except UsageError as exc:
-        print(f"dryviq-tui: error: {printable(str(exc))}", file=sys.stderr)
-        return 2
-    except StateError as exc:
-        print(f"dryviq-tui: error: {printable(str(exc))}", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(f"dryviq-tui: error: {printable(str(exc))}", file=sys.stderr)
-        return 2
+        code = asyncio.run(handler(args))
+        log.info("%s: exit code %d", " ".join(_command_words(args)) or "app", code)
+        return code
+    except REPORTED as exc:
+        found = failure(exc)
+        log.error("%s", found.message)
+        found.report(as_json)
+        return found.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # the reader went away (`... --json | head`): not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a process ended by SIGPIPE
+    finally:
+        stop_logging()
+
+
+def open_home(args: argparse.Namespace) -> Home:
+    """The home named by the arguments, created if needed (HomeError if it cannot be used),
+    with its log file open and this command recorded in it."""
+    home = Home.resolve(getattr(args, "home", None))
+    warnings = home.ensure()
+    try:
+        log_to_file(home.logs_path, getattr(args, "log_level", "info"))
+    except OSError as exc:  # a read-only home: the command still runs, unlogged
+        warnings.append(f"cannot write the log in {home.logs_path} ({exc.strerror})")
+    log.info("dryviq-tui %s: %s", __version__, " ".join(_command_words(args)) or "app")
+    for warning in warnings:
+        log.warning("%s", warning)
+        print(f"warning: {warning}", file=sys.stderr)
+    return home
+
+
+def _command_words(args: argparse.Namespace) -> list[str]:
+    """The subcommand's words (`jobs run`), for the log: never the arguments, which may name
+    things the user would rather not have logged."""
+    return [w for w in (getattr(args, "command", None), getattr(args, "action", None),
+                        getattr(args, "platform", None)) if isinstance(w, str)]
+
+
+def _app_owning_the_terminal(open_app: OpenApp) -> OpenApp:
+    """`open_app`, which first stops the log going to stderr (-v): the app draws there."""
+    def opening(home: Home, *, mouse: bool = True, greeting: str | None = None,
+                ) -> Awaitable[int]:
+        log_to_stderr(None)
+        return open_app(home, mouse=mouse, greeting=greeting)
+
+    return opening
 
 
 async def _open_app(args: argparse.Namespace) -> int:
-    home = Home.resolve(getattr(args, "home", None))
+    home = open_home(args)  # a bad home is reported here, before the app takes the terminal
     return await args.open_app(home, mouse=not getattr(args, "no_mouse", False))
 
 
 @contextlib.asynccontextmanager
 async def opened_state(args: argparse.Namespace) -> AsyncIterator[tuple[Home, State]]:
-    """The home named by the arguments, created if needed, and its open state file."""
-    home = Home.resolve(getattr(args, "home", None))
-    home.ensure()
-    state = await State.open(home.state_path)
+    """The home named by the arguments, created if needed, and its open state file. A command
+    in READ_ONLY_COMMANDS opens a read-only state file read-only; any other says it needs to
+    write it. SQLite's reports of a damaged or read-only file become StateDamaged or
+    StateReadOnly, which say what to do."""
+    home = open_home(args)
+    read_only = (getattr(args, "command", None), getattr(args, "action", None)) in \
+        READ_ONLY_COMMANDS
+    state = await State.open(home.state_path, read_only_ok=read_only,
+                             purpose=f"dryviq-tui {' '.join(_command_words(args))}")
     try:
         yield home, state
+    except sqlite3.DatabaseError as exc:
+        raise translate_db_error(exc, home.state_path) from None
     finally:
         await state.close()

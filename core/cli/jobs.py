@@ -102,10 +102,8 @@ async def _create(args: argparse.Namespace) -> int:
         try:
             job, warnings = await create_job(state, text)
         except JobError as exc:
-            print(f"dryviq-tui: {args.file}: the job was not created:", file=sys.stderr)
-            for error in exc.errors:
-                print(f"  {error}", file=sys.stderr)
-            return 2
+            raise UsageError(f"{args.file}: the job was not created", details=exc.errors,
+                             path=args.file) from None
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     reply(args, _job_dict(job) | {"warnings": warnings}, f"Created job {job.name} ({job.id})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from core.engine.planner import SENT, Action, Plan, Rules, plan_copy
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import Job, Transfer, parse_job
+from core.logs import logged_events
 from core.paths import join, valid_utf8
 from core.state import ItemLog, ItemRecord, ItemState, JobRecord, State
 
@@ -43,6 +45,7 @@ HEARTBEAT_INTERVAL = 1.0  # seconds between stats written to the state DB
 LOOKAHEAD = 8  # folders listed ahead of the one being planned, where listing is slow
 SLOW_LISTING = 0.02  # seconds: a folder listed faster gains nothing from listing ahead;
 # its thread hops at once only fight over Python's GIL (measured: 20% slower on a disk)
+log = logging.getLogger(__name__)  # helper `state`: the log file records every event
 
 
 class NotSupported(Exception):
@@ -370,7 +373,7 @@ async def run_job(
     job = parse_job(record.definition)
     check_supported(job)
     stop = stop or asyncio.Event()
-    emit = on_event or (lambda kind, message: None)
+    emit = logged_events(on_event, log)
     with home.job_lock(record.id):
         emit("info", f"running job {record.name} ({record.transfer_type}"
                      f"{', simulation' if record.simulation_mode else ''})")
@@ -404,6 +407,8 @@ async def run_job(
                                      resume_at=resume_at)
         await state.audit("error" if error else "info", f"execution {status}", error or "",
                           job_id=record.id, execution_id=execution.id)
+        log.info("job %s: execution %d %s: %s%s", record.name, execution.id, status,
+                 stats.as_dict(), f" ({error})" if error else "")
         return RunResult(execution.id, status, stats, error)
 
 

@@ -8,7 +8,17 @@ from dataclasses import fields
 import pytest
 
 from core.jobs import parse_job
-from core.state import ITEM_COLUMNS, MIGRATIONS, ItemLog, ItemRecord, State, StateError
+from core.state import (
+    ITEM_COLUMNS,
+    MIGRATIONS,
+    ItemLog,
+    ItemRecord,
+    State,
+    StateDamaged,
+    StateError,
+    StateReadOnly,
+)
+from tests.core.state_damage import pages_of, read_only, zero_pages
 
 JOB = ('{"name":"j","transfer":{"transfer_type":"copy",'
        '"source":{"connection":{"id":"a"},"target":{"path":"/s"}},'
@@ -98,3 +108,51 @@ async def test_running_execution_of_a_dead_process_is_marked_interrupted(tmp_pat
     (found,) = await state.executions(job.id)
     assert (found.id, found.status) == (execution.id, "interrupted")
     await state.close()
+
+
+async def _job_with_items(path, count: int = 400):
+    state = await State.open(path)
+    a = await state.add_connection("a", "local", {"path": "/"})
+    job = await state.add_job(parse_job(JOB), JOB, a.id, a.id)
+    await state.save_items([ItemRecord(job.id, f"d/file-{i:04}", "d", False, i, 1.0, "create",
+                                       "success") for i in range(count)])
+    return state, job
+
+
+async def test_a_damaged_file_is_refused_before_an_execution_starts(tmp_path):
+    path = tmp_path / "state.db"
+    state, job = await _job_with_items(path)
+    await state.close()
+    zero_pages(path, [pages_of(path, "items")[3][0]])
+    state = await State.open(path)  # the header still reads
+    assert await state.quick_check()
+    with pytest.raises(StateDamaged, match=f"the state file {path} is damaged"):
+        await state.start_execution(job.id)
+    assert await state.executions(job.id) == []
+    await state.close()
+
+
+async def test_a_read_only_file_opens_read_only_only_when_asked(tmp_path):
+    path = tmp_path / "state.db"
+    state, job = await _job_with_items(path, 3)
+    await state.close()
+    with read_only(path):
+        with pytest.raises(StateReadOnly, match="dryviq-tui jobs run needs to write it"):
+            await State.open(path, purpose="dryviq-tui jobs run")
+        state = await State.open(path, read_only_ok=True)
+        assert state.read_only
+        assert [j.name for j in await state.find_jobs()] == ["j"]
+        assert len(await state.items(job.id)) == 3
+        assert await state.mark_interrupted(job.id) == 0  # nothing to write, nothing written
+        with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
+            await state.add_connection("b", "local", {})
+        await state.close()
+
+
+async def test_a_read_only_file_of_an_older_schema_says_it_needs_writing(tmp_path):
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+    db.close()
+    with read_only(path), pytest.raises(StateError, match=r"needs an upgrade .*chmod u\+w"):
+        await State.open(path, read_only_ok=True)

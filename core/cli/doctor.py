@@ -1,0 +1,106 @@
+"""`dryviq-tui doctor [--repair]`: check the state file with SQLite's integrity checks, and with
+--repair back it up and rebuild what can be read (see core/state_repair.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from core.cli import UsageError, open_home
+from core.cli.output import emit_json
+from core.state import State
+from core.state_repair import CheckReport, RepairReport, check, repair
+
+log = logging.getLogger(__name__)
+
+# What each table's loss means to the user, for the repair's report.
+LOSS_MEANS = {
+    "connections": "connections to add again",
+    "secrets": "connections to sign in again",
+    "jobs": "jobs to create again",
+    "executions": "history of runs",
+    "items": "progress records: the next run checks those files again",
+    "audit_events": "audit events",
+    "rate_budgets": "the API budget's last readings (relearned at the next call)",
+    "segmented_uploads": "uploads under way: those files are sent again",
+    "uploaded_segments": "uploads under way: those files are sent again",
+}
+
+
+def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
+    doctor = commands.add_parser(
+        "doctor", help="check the state file with SQLite's integrity checks (exit 1 when "
+                       "damaged); --repair backs it up and rebuilds what can be read", **leaf)
+    doctor.add_argument("--repair", action="store_true",
+                        help="when damaged: copy it to state.db.corrupt-DATE, rebuild it from "
+                             "what reads, and say what was lost (stop the app and running "
+                             "jobs first)")
+    doctor.set_defaults(handler=_doctor)
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    home = open_home(args)
+    path = home.state_path
+    found = await asyncio.to_thread(check, path)
+    log.info("doctor: %s is %s", path, "sound" if found.ok else f"damaged: {found.problems}")
+    if found.ok or not args.repair:
+        _say_checked(args, found)
+        return 0 if found.ok else 1
+    if found.read_only:
+        raise UsageError(f"{path} is read-only; make it writable (chmod u+w {path}) to repair "
+                         "it", path=str(path))
+    running = [lock.stem.removeprefix("job-") for lock in (home.root / "locks").glob("job-*")
+               if home.job_running(lock.stem.removeprefix("job-"))]
+    if running:
+        raise UsageError(f"{len(running)} job(s) are running on this home; stop them (and the "
+                         "app) before repairing its state file", path=str(path))
+    repaired = await asyncio.to_thread(repair, path)
+    state = await State.open(path)  # the migrations bring the rebuilt file up to date
+    await state.close()
+    log.warning("doctor: repaired %s (%s); backups %s", path, repaired.method,
+                [str(b) for b in repaired.backups])
+    _say_repaired(args, found, repaired)
+    return 0
+
+
+def _say_checked(args: argparse.Namespace, found: CheckReport) -> None:
+    if args.json:
+        emit_json(found.as_dict())
+        return
+    if found.ok:
+        print(f"{found.path}: sound (SQLite's quick and integrity checks found nothing; "
+              f"schema {found.schema}{', read-only' if found.read_only else ''})")
+        return
+    shown = found.problems[:10]
+    print(f"{found.path}: damaged; SQLite's checks report:")
+    for problem in shown:
+        print(f"  {problem}")
+    if len(found.problems) > len(shown):
+        print(f"  … and {len(found.problems) - len(shown):,} more")
+    print("Run `dryviq-tui doctor --repair` to back it up and rebuild what can be read "
+          "(stop the app and running jobs first).")
+
+
+def _say_repaired(args: argparse.Namespace, found: CheckReport, repaired: RepairReport) -> None:
+    if args.json:
+        emit_json({"check": found.as_dict(), "repair": repaired.as_dict()})
+        return
+    print(f"{repaired.path}: was damaged; backed up as "
+          f"{', '.join(str(b) for b in repaired.backups)}")
+    if repaired.method == "vacuum":
+        print("Rebuilt by SQLite's VACUUM INTO (the damage was in what it rebuilds). "
+              "Nothing was lost.")
+        return
+    if repaired.method == "empty":
+        print(f"Nothing could be read ({repaired.unreadable}); it is now an empty state file: "
+              "add your connections and create your jobs again.")
+        return
+    print("Rebuilt table by table from what could be read:")
+    for table in repaired.tables:
+        lost = table.lost or table.maybe_more_lost
+        print(f"  {table.describe()}" + (f" (lost: {LOSS_MEANS[table.table]})"
+                                         if lost and table.table in LOSS_MEANS else ""))
+    if repaired.lossless:
+        print("Nothing was lost.")
