@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
+
 from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
-from core.jobs import JobError, parse_job
-from core.state import JobRecord, State
+from core.jobs import Job, JobError, parse_job
+from core.state import Connection, JobRecord, State
 
 
 class JobLookupError(LookupError):
@@ -15,6 +18,12 @@ class JobLookupError(LookupError):
 async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
     """Validate job JSON `text` and store it verbatim; returns the job and its warnings.
     Raises JobError naming every problem, connections that do not exist included."""
+    job, found, warnings = await _checked(state, text)
+    return await state.add_job(job, text, found[0].id, found[1].id), warnings
+
+
+async def _checked(state: State, text: str) -> tuple[Job, list[Connection], list[str]]:
+    """The job `text` stands for, its source and destination connections, and warnings."""
     job = parse_job(text)
     endpoints = (("transfer.source.connection.id", job.transfer.source.connection),
                  ("transfer.destination.connection.id", job.transfer.destination.connection))
@@ -37,7 +46,7 @@ async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
         check_supported(job)
     except NotSupported as exc:
         warnings.append(f"{exc}; `jobs run` will refuse it until then")
-    return await state.add_job(job, text, found[0].id, found[1].id), warnings
+    return job, found, warnings
 
 
 async def find_job(state: State, id_or_name: str) -> JobRecord:
@@ -49,3 +58,33 @@ async def find_job(state: State, id_or_name: str) -> JobRecord:
         raise JobLookupError(f"{len(jobs)} jobs are named {id_or_name!r}; use an id: "
                              + ", ".join(j.id for j in jobs))
     return jobs[0]
+
+
+# -- editing and copying a stored job (the app's edit and duplicate) ---------------------------
+
+
+async def update_job(state: State, old: JobRecord, text: str) -> tuple[JobRecord, list[str]]:
+    """Replace a job's definition with `text`, validated as at create; its id and history stay.
+    Raises JobError, also when another job already has the new name."""
+    job, found, warnings = await _checked(state, text)
+    others = [j for j in await state.find_jobs(job.name) if j.id != old.id and j.name == job.name]
+    if others:
+        raise JobError([f"name: a job named {job.name!r} already exists (id {others[0].id})"])
+    return await state.update_job(old, job, text, found[0].id, found[1].id), warnings
+
+
+def copy_name(name: str, taken: Collection[str]) -> str:
+    """The first free "NAME (copy)", "NAME (copy 2)", ... among `taken`."""
+    candidate, number = f"{name} (copy)", 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name} (copy {number})"
+    return candidate
+
+
+async def duplicate_job(state: State, job: JobRecord) -> tuple[JobRecord, list[str]]:
+    """A new job with `job`'s definition under a free name like "NAME (copy)"."""
+    definition = json.loads(job.definition)
+    document = definition.get("job") if definition.get("type") == "job" else definition
+    document["name"] = copy_name(job.name, {j.name for j in await state.find_jobs()})
+    return await create_job(state, json.dumps(definition, indent=2, ensure_ascii=False))
