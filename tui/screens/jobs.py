@@ -19,7 +19,7 @@ from tui.service import AppService, Created, JobRow
 from tui.widgets.fitted_table import FittedTable
 from tui.widgets.format import status_text, when
 from tui.widgets.history import ExecutionHistory
-from tui.widgets.list_filter import ListFilter
+from tui.widgets.list_filter import ListFilter, leave_filter
 
 POLL = 0.5  # seconds between refreshes: statuses change while jobs run
 # The route last: it is the longest, and at 80 columns it is the one cut short.
@@ -149,12 +149,10 @@ class JobsScreen(AppScreen[None]):
         await self.refresh_jobs()
 
     @on(Input.Submitted, "#jobs-filter")
-    async def action_leave_filter(self) -> None:
+    def action_leave_filter(self) -> None:
         """From the filter back to the list; on the list, Esc clears the filter."""
-        shown = self.query_one("#jobs-filter", ListFilter)
-        if not shown.has_focus:
-            shown.clear_filter()
-        self.query_one("#jobs-table", DataTable).focus()
+        leave_filter(self.query_one("#jobs-filter", ListFilter),
+                     self.query_one("#jobs-table", DataTable))
 
 
 class ImportJobScreen(ModalScreen[Created | None]):

@@ -21,8 +21,12 @@ SCROLLBAR = 2  # kept free: the vertical scrollbar appears once the rows outgrow
 
 
 def as_text(cell: object) -> Text:
-    """A cell as Rich Text, never parsed as markup (names come from disks and servers)."""
-    return cell.copy() if isinstance(cell, Text) else Text(str(cell))
+    """A cell as one line of Rich Text that ends in "…" where its column cuts it, never
+    parsed as markup (DataTable reads a str cell as markup; names come from disks and
+    servers)."""
+    text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
 
 
 def shared_widths(natural: Mapping[str, int], flexible: Sequence[str],
@@ -70,7 +74,7 @@ class FittedTable(DataTable[Text]):
         for key, cells in new.items():
             for (column, _), before, after in zip(self._spec, old[key], cells, strict=True):
                 if before != after:
-                    self.update_cell(key, column, self._fit(after, widths[column]))
+                    self.update_cell(key, column, after)
         return False
 
     def on_resize(self, _event: events.Resize) -> None:
@@ -89,14 +93,6 @@ class FittedTable(DataTable[Text]):
         padding = 2 * self.cell_padding * len(self._spec)
         return shared_widths(natural, list(self._flexible), self.size.width - padding - SCROLLBAR)
 
-    @staticmethod
-    def _fit(cell: Text, width: int) -> Text:
-        if cell.cell_len <= width:
-            return cell
-        cut = cell.copy()
-        cut.truncate(width, overflow="ellipsis")
-        return cut
-
     def _rebuild(self, widths: dict[str, int], *, keep_cursor: bool) -> None:
         row = self.cursor_row
         self._widths = widths
@@ -104,8 +100,6 @@ class FittedTable(DataTable[Text]):
         for key, label in self._spec:
             self.add_column(label, width=widths[key], key=key)
         for key, cells in self._rows.items():
-            self.add_row(*(self._fit(cell, widths[column])
-                           for (column, _), cell in zip(self._spec, cells, strict=True)),
-                         key=key)
+            self.add_row(*cells, key=key)
         if keep_cursor and 0 <= row < self.row_count:
             self.move_cursor(row=row)

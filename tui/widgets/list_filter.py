@@ -4,6 +4,7 @@ name (or other text) contains what was typed, ignoring case, as the browser's fi
 from __future__ import annotations
 
 from textual import events
+from textual.widget import Widget
 from textual.widgets import Input
 
 
@@ -37,3 +38,11 @@ class ListFilter(Input):
     def matches(self, *texts: str) -> bool:
         wanted = self.value.strip().casefold()
         return not wanted or any(wanted in text.casefold() for text in texts)
+
+
+def leave_filter(shown: ListFilter, the_list: Widget) -> None:
+    """Esc (or Enter) in the filter goes back to the list, the filter kept; Esc on the list
+    clears the filter."""
+    if not shown.has_focus:
+        shown.clear_filter()
+    the_list.focus()
