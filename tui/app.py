@@ -89,7 +89,7 @@ class DryvIQApp(App[int]):
         Binding("b", "show('browser')", "Browser", id="show-browser"),
         Binding("n", "new_job", "New", id="new-job"),
         Binding("i", "import_job", "Import", id="import-job"),
-        Binding("f1,question_mark", "help", "Keys", id="show-help"),
+        Binding("question_mark,f1", "help", "Keys", id="show-help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False),
     ]
 

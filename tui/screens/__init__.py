@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen, ScreenResultType
-from textual.widgets import Footer, Header, Input, Select, Static, TextArea
+from textual.widgets import Footer, Header, Input, Static, TextArea
 
 from tui.service import AppService
 
@@ -15,7 +16,10 @@ if TYPE_CHECKING:
     from tui.app import DryvIQApp
 
 # Widgets a user types into: one-letter keys never act globally while one of them has focus.
-TYPING_WIDGETS = (Input, TextArea, Select)
+TYPING_WIDGETS = (Input, TextArea)
+# Narrower than this, the footer's keys need the room the command palette's hint takes
+# (ctrl+p still opens it, and the help screen lists it).
+PALETTE_HINT_WIDTH = 100
 
 # The job controls, on every screen that has a job in view; they act on the app's selected job.
 JOB_CONTROL_BINDINGS = [
@@ -52,7 +56,11 @@ class AppScreen(Screen[ScreenResultType]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=self.app.size.width >= PALETTE_HINT_WIDTH)
+
+    def on_resize(self, event: events.Resize) -> None:
+        for footer in self.query(Footer):
+            footer.show_command_palette = event.size.width >= PALETTE_HINT_WIDTH
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError

@@ -147,9 +147,12 @@ class BrowserScreen(AppScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "refresh_folder", "Refresh", id="refresh"),
         Binding("slash", "filter", "Filter", id="filter-folder"),
-        Binding("s", "pick('source')", "Use as source", id="use-as-source"),
-        Binding("d", "pick('destination')", "Use as destination", id="use-as-destination"),
-        Binding("n", "new_job", "New job from picks", id="new-job-from-picks"),
+        Binding("s", "pick('source')", "Source", id="use-as-source",
+                tooltip="Use the highlighted folder as a new job's source"),
+        Binding("d", "pick('destination')", "Destination", id="use-as-destination",
+                tooltip="Use the highlighted folder as a new job's destination"),
+        Binding("n", "new_job", "New job", id="new-job-from-picks",
+                tooltip="A new job from the source and destination picked here"),
         Binding("escape", "leave_filter", "Back to the folders", id="leave-filter", show=False),
     ]
 

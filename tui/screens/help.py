@@ -33,7 +33,7 @@ def key_groups(app: App[object], screen: Screen[object]) -> dict[str, list[tuple
             continue
         where = "Everywhere" if active.node is app else f"On {title}"
         shown = app.get_key_display(Binding(key, binding.action))
-        groups[where].append((shown, binding.description, binding.id or ""))
+        groups[where].append((shown, binding.tooltip or binding.description, binding.id or ""))
     return {where: sorted(rows, key=lambda row: row[2] or "~" + row[1])
             for where, rows in groups.items() if rows}
 
@@ -73,12 +73,20 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, over: Screen[object]) -> None:
         super().__init__()
         self.over = over
+        self.groups: dict[str, list[tuple[str, str, str]]] = {}
+
+    @property
+    def lines(self) -> list[str]:
+        """What the table says, a line per key ("key  description  id"), by group."""
+        return [line for where, rows in self.groups.items()
+                for line in (where, *("  ".join(row) for row in rows))]
 
     def compose(self) -> ComposeResult:
+        self.groups = key_groups(self.app, self.over)
         with Vertical(classes="dialog"):
             yield Static("Keys", classes="dialog-title")
             with VerticalScroll(id="help-keys"):
-                yield Static(keys_table(key_groups(self.app, self.over)), id="help-table")
+                yield Static(keys_table(self.groups), id="help-table")
                 yield Static(REMAP, classes="hint", markup=False)
 
     def on_mount(self) -> None:

@@ -49,7 +49,7 @@ class JobsScreen(AppScreen[None]):
         *JOB_CONTROL_BINDINGS,
         Binding("m", "open_monitor", "Monitor", id="open-monitor"),
         Binding("e", "app.edit_job", "Edit", id="edit-job"),
-        Binding("y", "app.duplicate_job", "Duplicate", id="duplicate-job"),
+        Binding("y", "app.duplicate_job", "Duplicate", id="duplicate-job", show=False),
         Binding("delete", "app.delete_job", "Delete", id="delete-job"),
         Binding("slash", "filter", "Filter", id="filter-jobs"),
         Binding("escape", "leave_filter", "Back to the list", id="leave-jobs-filter",
