@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -211,7 +212,7 @@ class BrowserScreen(AppScreen[None]):
         current = select.value
         ids = [c.id for c in connections]
         with select.prevent(Select.Changed):
-            select.set_options([(c.name, c.id) for c in connections])
+            select.set_options([(Text(c.name), c.id) for c in connections])  # not markup
             if current in ids:
                 select.value = current
         if self.connection is not None and self.connection.id not in ids:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.syntax import Syntax
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -91,7 +92,7 @@ TYPE_HINT = f"This version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs."
 _ABSENT = object()  # a key the document does not have
 
 
-def choices(field: FormField) -> list[tuple[str, str]]:
+def choices(field: FormField) -> list[tuple[str | Text, str]]:
     """A choice field's (label, value) options; transfer types the engine cannot run yet are
     marked, so nobody builds a job that fails only when it runs."""
     if field.name != "transfer_type":
@@ -231,7 +232,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
             self.sub_title = f"Edit job {printable(existing.name)}"
             self._base = unwrapped(json.loads(existing.definition))
         self._picks = {"source": source, "destination": destination}
-        self._options: dict[str, list[tuple[str, str]]] = {}
+        self._options: dict[str, list[tuple[str | Text, str]]] = {}
         self._connection_names: dict[str, str] = {}  # id -> name
         self._submitted = False  # after a Save, empty required fields are called out too
         self._saved_text = ""  # the JSON as opened: anything else is an edit Esc asks about
@@ -277,7 +278,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
     async def on_mount(self) -> None:
         connections = [c for c, _ in await self.service.connections()]
         self._connection_names = {c.id: c.name for c in connections}
-        names = [(c.name, c.name) for c in connections]
+        names = [(Text(c.name), c.name) for c in connections]  # names are not markup
         for field in FIELDS:
             if field.kind == "connection":
                 self._set_options(field, names)
@@ -301,7 +302,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
 
     # -- the form and its document ----------------------------------------------------------
 
-    def _set_options(self, field: FormField, options: list[tuple[str, str]]) -> None:
+    def _set_options(self, field: FormField, options: list[tuple[str | Text, str]]) -> None:
         self._options[field.name] = options
         self.query_one(f"#{field.widget_id}", Select).set_options(options)
 
@@ -327,7 +328,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
         value = self._connection_names.get(value, value) if field.kind == "connection" else value
         options = self._options.setdefault(field.name, choices(field))
         if not any(value == v for _, v in options):
-            self._set_options(field, [*options, (f"{value} (unknown)", value)])
+            self._set_options(field, [*options, (Text(f"{value} (unknown)"), value)])
         return value
 
     def _value(self, field: FormField) -> Any:
