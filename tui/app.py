@@ -20,6 +20,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from core.background import run_in_background
 from core.engine.runner import RunResult
 from core.home import ConfigError, Home
 from core.job_store import duplicate_job
@@ -31,6 +32,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.job_builder import Endpoint, JobBuilderScreen
 from tui.screens.jobs import ImportJobScreen
 from tui.screens.monitor import MonitorScreen
+from tui.screens.quit import QuitChoice, QuitScreen
 from tui.service import AppService, Created, ServiceError
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import STATUS_LABELS, size
@@ -61,7 +63,6 @@ COMMANDS = (
     ("Delete job", "Delete the selected job (asks first)", "delete_job"),
     ("Keys", "Every key of this screen and the global ones, with their ids", "help"),
 )
-PAUSE_QUIT = "Pause and quit"
 NO_JOB_HINT = 4.0  # seconds: "select a job first" is said once, not once per key press
 
 
@@ -308,29 +309,26 @@ class DryvIQApp(App[int]):
                     "warning" if result.status == "warn" else "information")
 
     async def action_quit(self) -> None:
-        """With runs started here, asks first; they pause (resumable) before the app ends.
-        Quitting again while they finish stops them now (resumable either way)."""
+        """With runs started here, asks first: pause them (resumable) and quit, or hand them
+        to a headless process. Quitting again while they finish stops them now."""
         active = self.service.active_runs() if self._service else []
         if not active or self._quitting:
             self.exit()
             return
-        if isinstance(self.screen, ConfirmScreen) and self.screen.confirm_label == PAUSE_QUIT:
-            self.screen.dismiss(True)  # ctrl+q on its own question: yes
+        if isinstance(self.screen, QuitScreen):
+            self.screen.dismiss("pause")  # ctrl+q on its own question: pause and quit
             return
-        names = ", ".join(job.name for job in active)
-        question = ConfirmScreen(
-            f"Quit while {plural(len(active), 'job')} {'runs' if len(active) == 1 else 'run'}?",
-            PAUSE_QUIT, keep_label="Keep working",
-            detail=f"Stopping: {names}. The files in flight finish first; the next run (r, or "
-                   "`dryviq-tui jobs run`) resumes from where it stopped.")
-        self.push_screen(question, self._quit_answered)
+        self.push_screen(QuitScreen(active), self._quit_answered)
 
-    async def _quit_answered(self, confirmed: bool | None) -> None:
-        if confirmed:
+    async def _quit_answered(self, choice: QuitChoice | None) -> None:
+        if choice == "pause":
             await self._pause_and_exit()
+        elif choice == "background":
+            await self._pause_and_exit(background=True)
 
-    async def _pause_and_exit(self) -> None:
-        """Pause the runs started here, then exit once they stopped (SIGTERM does this)."""
+    async def _pause_and_exit(self, *, background: bool = False) -> None:
+        """Pause the runs started here, then exit once they stopped (SIGTERM does this);
+        with `background`, a headless process resumes each of them first."""
         active = self.service.active_runs() if self._service else []
         if not active or self._quitting:
             self.exit()
@@ -338,14 +336,18 @@ class DryvIQApp(App[int]):
         self._quitting = True
         for job in active:
             await self.service.pause(job.id)
-        self.notify(f"Pausing {plural(len(active), 'running job')} before quitting: the files "
+        then = "hand them to a background process" if background else "quitting"
+        self.notify(f"Pausing {plural(len(active), 'running job')} before {then}: the files "
                     "in flight finish first. Quit again to stop them now (resumable either "
                     "way).", timeout=30)
-        self.run_worker(self._exit_when_stopped(active), group="quit")
+        self.run_worker(self._exit_when_stopped(active, background), group="quit")
 
-    async def _exit_when_stopped(self, jobs: list[JobRecord]) -> None:
+    async def _exit_when_stopped(self, jobs: list[JobRecord], background: bool) -> None:
         for job in jobs:
             await self.service.wait(job.id)
+        if background and self._quitting:
+            for job in jobs:
+                run_in_background(self.service.home, job.id)
         self.exit()
 
 

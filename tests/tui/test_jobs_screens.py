@@ -33,6 +33,7 @@ from tui.screens import PlaceholderScreen
 from tui.screens.job_builder import JobBuilderScreen
 from tui.screens.jobs import ImportJobScreen, JobsScreen
 from tui.screens.monitor import MonitorScreen
+from tui.screens.quit import QuitScreen
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import clock
 
@@ -522,30 +523,59 @@ async def test_a_long_name_does_not_keep_its_width_after_it_is_gone(world: World
         assert table.columns[next(iter(table.columns))].width == len("Short")
 
 
-async def test_quit_while_a_job_runs_says_which_stops_and_that_it_resumes(world: World) -> None:
-    def asked() -> bool:
-        return isinstance(app.screen, ConfirmScreen) and bool(app.screen.query("#confirm-no"))
+async def quit_asked(app: DryvIQApp) -> QuitScreen:
+    # Pilot's key presses wait for the CPU to go idle, which a run never lets it do
+    await app.run_action("quit")
+    await wait_for(lambda: isinstance(app.screen, QuitScreen)
+                   and app.screen.focused is not None, what="the question")
+    assert isinstance(app.screen, QuitScreen)
+    return app.screen
 
+
+async def test_quit_while_a_job_runs_says_which_stops_and_that_it_resumes(world: World) -> None:
     write_files(world.source, LONG_RUN_FILES, per_folder=1000)
     job = await world.job(job_json(parallel=1))
     async with running(world) as (app, _pilot):
         await world.service.start(job.id)
         await wait_for(lambda: arrived(world) > 0, what="the first files")
-        # Pilot's key presses wait for the CPU to go idle, which a run never lets it do
-        await app.run_action("quit")
-        await wait_for(asked, what="the question")
-        question = app.screen
-        assert isinstance(question, ConfirmScreen)
+        question = await quit_asked(app)
         assert "Tower A" in question.detail and "resumes" in question.detail
-        question.query_one("#confirm-no", Button).press()  # keep working
+        assert question.focused is question.query_one("#quit-keep")
+        question.query_one("#quit-keep", Button).press()
         await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
         assert world.service.runs_here(job.id)
 
-        await app.run_action("quit")
-        await wait_for(asked, what="the question")
-        app.screen.query_one("#confirm-yes", Button).press()
+        question = await quit_asked(app)
+        question.query_one("#quit-pause", Button).press()
         await world.service.wait(job.id)
         await wait_for(lambda: app._exit, what="the app to end")
     [execution] = await world.state.executions(job.id)
     assert execution.status == "interrupted"
     assert 0 < arrived(world) < LONG_RUN_FILES
+
+
+@pytest.mark.slow
+async def test_quit_can_leave_a_job_running_in_the_background(world: World) -> None:
+    write_files(world.source, LONG_RUN_FILES, per_folder=1000)
+    job = await world.job(job_json(parallel=1))
+    async with running(world) as (app, _pilot):
+        await world.service.start(job.id)
+        await wait_for(lambda: arrived(world) > 0, what="the first files")
+        question = await quit_asked(app)
+        question.query_one("#quit-background", Button).press()
+        await wait_for(lambda: app._exit, what="the app to end")
+
+    async def resumed_elsewhere() -> bool:
+        newest = (await world.state.executions(job.id))[0]
+        return newest.status == "running" and newest.pid != os.getpid()
+
+    await wait_for(resumed_elsewhere, timeout=60, what="the headless run")
+    newest = (await world.state.executions(job.id))[0]
+    try:
+        log = world.home.root / "logs" / f"job-{job.id}.log"
+        assert log.exists()
+        assert [e.status for e in await world.state.executions(job.id)][1] == "interrupted"
+    finally:
+        os.kill(newest.pid, signal.SIGTERM)
+    await wait_for(lambda: not world.home.job_running(job.id), timeout=60,
+                   what="the headless run to stop")
