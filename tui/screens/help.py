@@ -24,13 +24,13 @@ REMAP = ('Remap a key in config.toml with its id, e.g.\n[keys]\nrun-job = "ctrl+
 def key_groups(app: App[object], screen: Screen[object]) -> dict[str, list[tuple[str, str,
                                                                                      str]]]:
     """(key, description, binding id) of every described key in effect on `screen`, by where
-    it acts: this screen (and its focused widget), or everywhere."""
+    it acts: this screen, or everywhere."""
     title = screen.sub_title or screen.title or "This screen"
     groups: dict[str, list[tuple[str, str, str]]] = {f"On {title}": [], "Everywhere": []}
     for key, active in screen.active_bindings.items():
         binding = active.binding
-        if not binding.description:
-            continue
+        if not binding.description or active.node not in (app, screen):
+            continue  # a widget's own keys (a list's arrows) are the usual ones
         where = "Everywhere" if active.node is app else f"On {title}"
         shown = app.get_key_display(Binding(key, binding.action))
         groups[where].append((shown, binding.tooltip or binding.description, binding.id or ""))

@@ -87,6 +87,7 @@ FIELDS = (
 )
 FLAG_LABELS = {"simulation_mode": "plan only, change nothing",
                "segment_transform": "rename what the destination refuses"}
+TYPE_FIELD = next(field for field in FIELDS if field.name == "transfer_type")
 NOT_AVAILABLE = "not available in this version"
 TYPE_HINT = f"This version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs."
 _ABSENT = object()  # a key the document does not have
@@ -352,12 +353,15 @@ class JobBuilderScreen(AppScreen[Created | None]):
         self.query_one("#builder-json", Static).update(
             Syntax(self.text, "json", theme="ansi_dark", background_color="default",
                    word_wrap=True))
+        errors: list[str] = []
         try:
             parse_job(self.text)
         except JobError as exc:
-            self._show_errors(exc.errors, values)
-        else:
-            self._show_errors([], values)
+            errors = list(exc.errors)
+        chosen = values[TYPE_FIELD]
+        if chosen and chosen not in SUPPORTED_TRANSFER_TYPES:  # said now, not at run time
+            errors.append(f"transfer.transfer_type: {NOT_AVAILABLE}: {TYPE_HINT}")
+        self._show_errors(errors, values)
 
     def _show_errors(self, errors: Iterable[str], values: Mapping[FormField, Any]) -> None:
         """Each error beside its field; an empty field's only once Save was pressed."""
