@@ -95,7 +95,9 @@ class DryvIQApp(App[int]):
     ]
 
     def __init__(self, service: AppService | None = None, *, home: Home | None = None,
-                 greeting: str | None = None) -> None:
+                 greeting: str | None = None, background_runs: bool = True) -> None:
+        """`background_runs`: whether quitting may hand running jobs to a headless process
+        (not where their server lives in this process, as the demo's sandbox does)."""
         if (service is None) == (home is None):
             raise TypeError("DryvIQApp takes a service or a home (exactly one)")
         super().__init__()
@@ -105,6 +107,7 @@ class DryvIQApp(App[int]):
         self._quitting = False
         self._no_job_hint_until = 0.0
         self._greeting = greeting
+        self._background_runs = background_runs
         self.selected_job: JobRecord | None = None  # what the job actions act on
 
     @property
@@ -318,7 +321,8 @@ class DryvIQApp(App[int]):
         if isinstance(self.screen, QuitScreen):
             self.screen.dismiss("pause")  # ctrl+q on its own question: pause and quit
             return
-        self.push_screen(QuitScreen(active), self._quit_answered)
+        self.push_screen(QuitScreen(active, background=self._background_runs),
+                         self._quit_answered)
 
     async def _quit_answered(self, choice: QuitChoice | None) -> None:
         if choice == "pause":
@@ -358,6 +362,8 @@ def plural(count: int, noun: str) -> str:
 async def run(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
     """Open the TUI on `home` until the user quits; returns the process exit code.
     `greeting` is shown once the app is up (the demo says what to try)."""
-    app = DryvIQApp(home=home, greeting=greeting)
+    # Only the demo greets, and its Procore sandbox is served from this process: a run left
+    # to a background process would lose its server when the app ends.
+    app = DryvIQApp(home=home, greeting=greeting, background_runs=greeting is None)
     await app.run_async(mouse=mouse)
     return app.return_code or 0

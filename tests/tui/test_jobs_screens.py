@@ -554,6 +554,22 @@ async def test_quit_while_a_job_runs_says_which_stops_and_that_it_resumes(world:
     assert 0 < arrived(world) < LONG_RUN_FILES
 
 
+async def test_the_demo_does_not_offer_to_run_in_the_background(world: World) -> None:
+    """The demo's sandbox lives in the app's process: a run left behind would lose it."""
+    write_files(world.source, LONG_RUN_FILES, per_folder=1000)
+    job = await world.job(job_json(parallel=1))
+    app = DryvIQApp(world.service, background_runs=False)
+    async with app.run_test(size=SIZE):
+        await world.service.start(job.id)
+        await wait_for(lambda: arrived(world) > 0, what="the first files")
+        question = await quit_asked(app)
+        assert not question.query("#quit-background")
+        assert "background" not in question.detail
+        question.query_one("#quit-keep", Button).press()
+        await world.service.cancel(job.id)
+        await world.service.wait(job.id)
+
+
 @pytest.mark.slow
 async def test_quit_can_leave_a_job_running_in_the_background(world: World) -> None:
     write_files(world.source, LONG_RUN_FILES, per_folder=1000)

@@ -18,17 +18,20 @@ from core.state import JobRecord
 QuitChoice = Literal["pause", "background"]
 
 
-def quit_question(jobs: Sequence[JobRecord]) -> tuple[str, str]:
-    """The dialog's title and text for quitting while `jobs` run."""
+def quit_question(jobs: Sequence[JobRecord], background: bool) -> tuple[str, str]:
+    """The dialog's title and text for quitting while `jobs` run (`background`: whether
+    handing them to a headless process is offered)."""
     count = len(jobs)
     title = f"Quit while {'1 job runs' if count == 1 else f'{count} jobs run'}?"
     names = ", ".join(job.name for job in jobs)
-    return title, (f"Running: {names}.\n"
-                   "Pause and quit: they stop after the files in flight, and the next run (r, "
-                   "or `dryviq-tui jobs run`) resumes from where they stopped.\n"
-                   "Run in background: they go on in a headless `dryviq-tui jobs run` after "
-                   "the app ends (output in the home's logs/ folder; the monitor attaches to "
-                   "it when you come back).")
+    text = (f"Running: {names}.\n"
+            "Pause and quit: they stop after the files in flight, and the next run (r, or "
+            "`dryviq-tui jobs run`) resumes from where they stopped.")
+    if background:
+        text += ("\nRun in background: they go on in a headless `dryviq-tui jobs run` after "
+                 "the app ends (output in the home's logs/ folder; the monitor attaches to it "
+                 "when you come back).")
+    return title, text
 
 
 class QuitScreen(ModalScreen[QuitChoice | None]):
@@ -46,9 +49,10 @@ class QuitScreen(ModalScreen[QuitChoice | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "keep", "Keep working", id="close-quit")]
 
-    def __init__(self, jobs: Sequence[JobRecord]) -> None:
+    def __init__(self, jobs: Sequence[JobRecord], *, background: bool = True) -> None:
         super().__init__()
-        self.title_text, self.detail = quit_question(jobs)
+        self.background = background
+        self.title_text, self.detail = quit_question(jobs, background)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -56,8 +60,9 @@ class QuitScreen(ModalScreen[QuitChoice | None]):
             yield Static(self.detail, classes="hint", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Pause and quit", id="quit-pause", variant="error", compact=True)
-                yield Button("Run in background", id="quit-background", variant="primary",
-                             compact=True)
+                if self.background:
+                    yield Button("Run in background", id="quit-background", variant="primary",
+                                 compact=True)
                 yield Button("Keep working", id="quit-keep", compact=True)
 
     @on(Button.Pressed, "#quit-pause")
