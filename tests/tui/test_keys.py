@@ -86,3 +86,13 @@ async def test_esc_with_edits_asks_before_discarding(world: World) -> None:
         await pilot.click("#confirm-yes")
         await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
     assert await world.state.find_jobs() == []
+
+
+async def test_esc_closes_an_unchanged_edit_without_asking(world: World) -> None:
+    await world.job()
+    async with running(world) as (app, pilot):
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen), what="the builder")
+        await pilot.pause()
+        await pilot.press("escape")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
