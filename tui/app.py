@@ -297,6 +297,8 @@ class DryvIQApp(App[int]):
         await self.service.state.remove_job(job.id)
         if self.selected_job and self.selected_job.id == job.id:
             self.selected_job = None
+        if isinstance(self.screen, MonitorScreen) and self.screen.job_id == job.id:
+            self.pop_screen()  # deleted from the palette while watching it
         self.notify(f"Deleted job {job.name}", markup=False)
 
     def _finished(self, job: JobRecord, result: RunResult | None, error: str | None) -> None:

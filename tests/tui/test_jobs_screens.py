@@ -451,6 +451,19 @@ async def test_delete_asks_first_and_is_refused_while_the_job_runs(world: World)
     assert await world.state.find_jobs() == []
 
 
+async def test_a_job_deleted_from_the_palette_closes_its_monitor(world: World) -> None:
+    await world.job()
+    async with running(world) as (app, pilot):
+        await open_monitor(app, pilot)
+        await app.run_action("delete_job")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen)
+                       and app.screen.focused is not None, what="the question")
+        await pilot.click("#confirm-yes")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
+        assert app.selected_job is None
+    assert await world.state.find_jobs() == []
+
+
 async def test_slash_filters_the_jobs_by_name(world: World) -> None:
     for name in ("Tower A drawings", "Tower B specs", "Annex photos"):
         await world.job(job_json(name))
