@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
+
 from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
-from core.jobs import JobError, parse_job
+from core.jobs import Job, JobError, parse_job
 from core.paths import match_key
-from core.state import JobRecord, State
+from core.state import Connection, JobRecord, State
 
 
 class JobLookupError(LookupError):
@@ -16,9 +19,17 @@ class JobLookupError(LookupError):
 async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
     """Validate job JSON `text` and store it verbatim; returns the job and its warnings.
     Raises JobError naming every problem, connections that do not exist included."""
+    job, found, warnings = await _checked(state, text)
+    return await state.add_job(job, text, found[0].id, found[1].id), warnings
+
+
+async def _checked(state: State, text: str, editing: str | None = None,
+                   ) -> tuple[Job, list[Connection], list[str]]:
+    """The job `text` stands for, its source and destination connections, and warnings;
+    `editing` is the id of the job `text` replaces (its own name is not a duplicate)."""
     job = parse_job(text)
     errors: list[str] = []
-    twin = await job_named(state, job.name)
+    twin = await job_named(state, job.name, other_than=editing)
     if twin is not None:
         errors.append(f"name: a job named {twin.name!r} already exists (id {twin.id})")
     endpoints = (("transfer.source.connection.id", job.transfer.source.connection),
@@ -42,7 +53,7 @@ async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
         check_supported(job)
     except NotSupported as exc:
         warnings.append(f"{exc}; `jobs run` will refuse it until then")
-    return await state.add_job(job, text, found[0].id, found[1].id), warnings
+    return job, found, warnings
 
 
 def name_key(name: str) -> str:
@@ -70,3 +81,32 @@ async def find_job(state: State, id_or_name: str) -> JobRecord:
         raise JobLookupError(f"{len(jobs)} jobs are named {id_or_name!r}; use an id: "
                              + ", ".join(j.id for j in jobs))
     return jobs[0]
+
+
+# -- editing and copying a stored job (the app's edit and duplicate) ---------------------------
+
+
+async def update_job(state: State, old: JobRecord, text: str) -> tuple[JobRecord, list[str]]:
+    """Replace a job's definition with `text`, validated as at create; its id and history stay.
+    Raises JobError, also when another job already has the new name."""
+    job, found, warnings = await _checked(state, text, editing=old.id)
+    return await state.update_job(old, job, text, found[0].id, found[1].id), warnings
+
+
+def copy_name(name: str, taken: Collection[str]) -> str:
+    """The first free "NAME (copy)", "NAME (copy 2)", ... among the names `taken` (compared
+    as name_key compares them)."""
+    keys = {name_key(other) for other in taken}
+    candidate, number = f"{name} (copy)", 1
+    while name_key(candidate) in keys:
+        number += 1
+        candidate = f"{name} (copy {number})"
+    return candidate
+
+
+async def duplicate_job(state: State, job: JobRecord) -> tuple[JobRecord, list[str]]:
+    """A new job with `job`'s definition under a free name like "NAME (copy)"."""
+    definition = json.loads(job.definition)
+    document = definition.get("job") if definition.get("type") == "job" else definition
+    document["name"] = copy_name(job.name, {j.name for j in await state.find_jobs()})
+    return await create_job(state, json.dumps(definition, indent=2, ensure_ascii=False))

@@ -305,6 +305,27 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+_JOB_COLUMNS = ("id", "name", "kind", "transfer_type", "source_connection_id", "source_path",
+                "destination_connection_id", "destination_path", "simulation_mode",
+                "schedule_mode", "category", "parallel_writes", "definition", "created_at")
+
+
+def _job_record(job_id: str, job: Job, definition: str, source_id: str, destination_id: str,
+                created_at: float) -> JobRecord:
+    transfer = job.transfer
+    return JobRecord(
+        job_id, job.name, job.kind, transfer.transfer_type, source_id, transfer.source.path,
+        destination_id, transfer.destination.path, transfer.simulation_mode, job.schedule_mode,
+        job.category, transfer.parallel_writes, definition, created_at)
+
+
+def _job_row(record: JobRecord) -> tuple[object, ...]:
+    return (record.id, record.name, record.kind, record.transfer_type,
+            record.source_connection_id, record.source_path, record.destination_connection_id,
+            record.destination_path, int(record.simulation_mode), record.schedule_mode,
+            record.category, record.parallel_writes, record.definition, record.created_at)
+
+
 class State:
     """An open state file. One per process; every method is a coroutine on one connection."""
 
@@ -461,19 +482,21 @@ class State:
 
     async def add_job(self, job: Job, definition: str, source_id: str, destination_id: str,
                       ) -> JobRecord:
-        transfer = job.transfer
-        record = JobRecord(
-            _new_id(), job.name, job.kind, transfer.transfer_type, source_id,
-            transfer.source.path, destination_id, transfer.destination.path,
-            transfer.simulation_mode, job.schedule_mode, job.category, transfer.parallel_writes,
-            definition, time.time())
+        record = _job_record(_new_id(), job, definition, source_id, destination_id, time.time())
+        await self.db.execute(f"INSERT INTO jobs VALUES ({', '.join('?' * 14)})",
+                              _job_row(record))
+        await self.db.commit()
+        return record
+
+    async def update_job(self, old: JobRecord, job: Job, definition: str, source_id: str,
+                         destination_id: str) -> JobRecord:
+        """The job `old` with a new definition; its id, creation time and history stay."""
+        record = _job_record(old.id, job, definition, source_id, destination_id,
+                             old.created_at)
+        columns = ", ".join(_JOB_COLUMNS)
         await self.db.execute(
-            f"INSERT INTO jobs VALUES ({', '.join('?' * 14)})",
-            (record.id, record.name, record.kind, record.transfer_type,
-             record.source_connection_id, record.source_path,
-             record.destination_connection_id, record.destination_path,
-             int(record.simulation_mode), record.schedule_mode, record.category,
-             record.parallel_writes, record.definition, record.created_at))
+            f"UPDATE jobs SET ({columns}) = ({', '.join('?' * 14)}) WHERE id = ?",
+            (*_job_row(record), old.id))
         await self.db.commit()
         return record
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import ClassVar
@@ -19,15 +20,21 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from core.background import run_in_background
 from core.engine.runner import RunResult
 from core.home import ConfigError, Home
+from core.job_store import duplicate_job
+from core.jobs import JobError
 from core.state import JobRecord, StateError
 from tui.keymap import package_binding_ids, read_keymap
 from tui.screens import AppScreen, PlaceholderScreen
+from tui.screens.help import HelpScreen
 from tui.screens.job_builder import Endpoint, JobBuilderScreen
 from tui.screens.jobs import ImportJobScreen
 from tui.screens.monitor import MonitorScreen
+from tui.screens.quit import QuitChoice, QuitScreen
 from tui.service import AppService, Created, ServiceError
+from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import STATUS_LABELS, size
 from tui.widgets.theme import DRYVIQ_THEME
 
@@ -51,7 +58,12 @@ COMMANDS = (
     ("Pause job", "Pause the selected job after the files in flight", "pause_job"),
     ("Cancel job", "Stop the selected job now (files in flight are rolled back)", "cancel_job"),
     ("Open monitor", "Watch the selected job's progress", "open_monitor"),
+    ("Edit job", "Change the selected job in the builder", "edit_job"),
+    ("Duplicate job", "Copy the selected job under a new name", "duplicate_job"),
+    ("Delete job", "Delete the selected job (asks first)", "delete_job"),
+    ("Keys", "Every key of this screen and the global ones, with their ids", "help"),
 )
+NO_JOB_HINT = 4.0  # seconds: "select a job first" is said once, not once per key press
 
 
 def screen_class(mode: str) -> type[AppScreen[None]] | str:
@@ -78,11 +90,14 @@ class DryvIQApp(App[int]):
         Binding("b", "show('browser')", "Browser", id="show-browser"),
         Binding("n", "new_job", "New", id="new-job"),
         Binding("i", "import_job", "Import", id="import-job"),
+        Binding("question_mark,f1", "help", "Keys", id="show-help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False),
     ]
 
     def __init__(self, service: AppService | None = None, *, home: Home | None = None,
-                 greeting: str | None = None) -> None:
+                 greeting: str | None = None, background_runs: bool = True) -> None:
+        """`background_runs`: whether quitting may hand running jobs to a headless process
+        (not where their server lives in this process, as the demo's sandbox does)."""
         if (service is None) == (home is None):
             raise TypeError("DryvIQApp takes a service or a home (exactly one)")
         super().__init__()
@@ -90,7 +105,9 @@ class DryvIQApp(App[int]):
         self._home = home
         self._owns_service = service is None
         self._quitting = False
+        self._no_job_hint_until = 0.0
         self._greeting = greeting
+        self._background_runs = background_runs
         self.selected_job: JobRecord | None = None  # what the job actions act on
 
     @property
@@ -119,7 +136,7 @@ class DryvIQApp(App[int]):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             # `kill` (or a monitor elsewhere pausing a job run here) quits as ctrl+q does
             asyncio.get_running_loop().add_signal_handler(
-                signal.SIGTERM, partial(self.call_later, self.action_quit))
+                signal.SIGTERM, partial(self.call_later, self._pause_and_exit))
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -163,11 +180,17 @@ class DryvIQApp(App[int]):
     def action_new_job(self) -> None:
         self.open_builder()
 
-    def open_builder(self, source: Endpoint | None = None,
-                     destination: Endpoint | None = None) -> None:
-        """The job builder, optionally with the browser's picks as (connection name, path)."""
-        self.push_screen(JobBuilderScreen(self.service, source=source, destination=destination),
-                         self._created)
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def open_builder(self, source: Endpoint | None = None, destination: Endpoint | None = None,
+                     *, existing: JobRecord | None = None) -> None:
+        """The job builder, optionally with the browser's picks as (connection name, path),
+        or on a stored job to edit it."""
+        builder = JobBuilderScreen(self.service, source=source, destination=destination,
+                                   existing=existing)
+        self.push_screen(builder, self._created if existing is None else self._edited)
 
     def action_import_job(self) -> None:
         self.push_screen(ImportJobScreen(self.service), self._created)
@@ -182,8 +205,16 @@ class DryvIQApp(App[int]):
             self.notify(warning, title="Warning", severity="warning", markup=False, timeout=10)
         self.call_later(self.switch_mode, "jobs")
 
+    def _edited(self, saved: Created | None) -> None:
+        if saved is not None:
+            self.selected_job = saved[0]
+            self.notify(f"Saved job {saved[0].name}", markup=False)
+            for warning in saved[1]:
+                self.notify(warning, title="Warning", severity="warning", markup=False,
+                            timeout=10)
+
     def action_open_monitor(self) -> None:
-        job = self._job_in_view()
+        job = self.job_in_view()
         if job is None:
             return
         current = self.screen
@@ -200,7 +231,7 @@ class DryvIQApp(App[int]):
         await self._control(self.service.cancel, "Cancelling {}")
 
     async def _control(self, verb: Callable[[str], Awaitable[None]], done: str) -> None:
-        job = self._job_in_view()
+        job = self.job_in_view()
         if job is None:
             return
         try:
@@ -210,10 +241,65 @@ class DryvIQApp(App[int]):
             return
         self.notify(done.format(job.name), markup=False)
 
-    def _job_in_view(self) -> JobRecord | None:
-        if self.selected_job is None:
-            self.notify("Select a job first (j shows the jobs)", severity="warning")
+    def job_in_view(self) -> JobRecord | None:
+        """The job the job keys act on; without one, says so (once, however often the
+        keys are pressed)."""
+        if self.selected_job is None and time.monotonic() >= self._no_job_hint_until:
+            self._no_job_hint_until = time.monotonic() + NO_JOB_HINT
+            self.notify("No job selected: select one on the Jobs screen (j) first",
+                        severity="warning", timeout=NO_JOB_HINT)
         return self.selected_job
+
+    def _stoppable(self, doing: str) -> JobRecord | None:
+        """The job in view, unless it is running (`doing` says what was refused)."""
+        job = self.job_in_view()
+        if job is not None and self.service.is_running(job.id):
+            self.notify(f"Cannot {doing} {job.name} while it runs: pause (p) or cancel (x) it "
+                        "first", severity="warning", markup=False)
+            return None
+        return job
+
+    def action_edit_job(self) -> None:
+        job = self._stoppable("edit")
+        if job is not None:
+            self.open_builder(existing=job)
+
+    async def action_duplicate_job(self) -> None:
+        job = self.job_in_view()
+        if job is None:
+            return
+        try:
+            copy, _ = await duplicate_job(self.service.state, job)
+        except JobError as exc:
+            self.notify("Cannot duplicate: " + "; ".join(exc.errors), severity="error",
+                        markup=False)
+            return
+        self.selected_job = copy
+        self.notify(f"Created job {copy.name}", markup=False)
+
+    def action_delete_job(self) -> None:
+        job = self._stoppable("delete")
+        if job is None:
+            return
+        question = ConfirmScreen(
+            f"Delete job {job.name}?", "Delete", keep_label="Keep it",
+            detail="Its run history and item records go with it. The files it copied stay "
+                   "where they are.")
+        self.push_screen(question, partial(self._delete, job))
+
+    async def _delete(self, job: JobRecord, confirmed: bool | None) -> None:
+        if not confirmed:
+            return
+        if self.service.is_running(job.id):  # started meanwhile (the CLI, the agent)
+            self.notify(f"Cannot delete {job.name}: it started running", severity="error",
+                        markup=False)
+            return
+        await self.service.state.remove_job(job.id)
+        if self.selected_job and self.selected_job.id == job.id:
+            self.selected_job = None
+        if isinstance(self.screen, MonitorScreen) and self.screen.job_id == job.id:
+            self.pop_screen()  # deleted from the palette while watching it
+        self.notify(f"Deleted job {job.name}", markup=False)
 
     def _finished(self, job: JobRecord, result: RunResult | None, error: str | None) -> None:
         """A run started here ended: say so, whichever screen is showing."""
@@ -228,7 +314,27 @@ class DryvIQApp(App[int]):
                     "warning" if result.status == "warn" else "information")
 
     async def action_quit(self) -> None:
-        """Runs started here are paused first (resumable); quitting again stops them now."""
+        """With runs started here, asks first: pause them (resumable) and quit, or hand them
+        to a headless process. Quitting again while they finish stops them now."""
+        active = self.service.active_runs() if self._service else []
+        if not active or self._quitting:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitScreen):
+            self.screen.dismiss("pause")  # ctrl+q on its own question: pause and quit
+            return
+        self.push_screen(QuitScreen(active, background=self._background_runs),
+                         self._quit_answered)
+
+    async def _quit_answered(self, choice: QuitChoice | None) -> None:
+        if choice == "pause":
+            await self._pause_and_exit()
+        elif choice == "background":
+            await self._pause_and_exit(background=True)
+
+    async def _pause_and_exit(self, *, background: bool = False) -> None:
+        """Pause the runs started here, then exit once they stopped (SIGTERM does this);
+        with `background`, a headless process resumes each of them first."""
         active = self.service.active_runs() if self._service else []
         if not active or self._quitting:
             self.exit()
@@ -236,20 +342,30 @@ class DryvIQApp(App[int]):
         self._quitting = True
         for job in active:
             await self.service.pause(job.id)
-        self.notify(f"Pausing {len(active)} running job(s) before quitting: the files in "
-                    "flight finish first. Quit again to stop them now (resumable either way).",
-                    timeout=30)
-        self.run_worker(self._exit_when_stopped(active), group="quit")
+        then = "hand them to a background process" if background else "quitting"
+        self.notify(f"Pausing {plural(len(active), 'running job')} before {then}: the files "
+                    "in flight finish first. Quit again to stop them now (resumable either "
+                    "way).", timeout=30)
+        self.run_worker(self._exit_when_stopped(active, background), group="quit")
 
-    async def _exit_when_stopped(self, jobs: list[JobRecord]) -> None:
+    async def _exit_when_stopped(self, jobs: list[JobRecord], background: bool) -> None:
         for job in jobs:
             await self.service.wait(job.id)
+        if background and self._quitting:
+            for job in jobs:
+                run_in_background(self.service.home, job.id)
         self.exit()
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 async def run(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
     """Open the TUI on `home` until the user quits; returns the process exit code.
     `greeting` is shown once the app is up (the demo says what to try)."""
-    app = DryvIQApp(home=home, greeting=greeting)
+    # Only the demo greets, and its Procore sandbox is served from this process: a run left
+    # to a background process would lose its server when the app ends.
+    app = DryvIQApp(home=home, greeting=greeting, background_runs=greeting is None)
     await app.run_async(mouse=mouse)
     return app.return_code or 0

@@ -218,8 +218,8 @@ def first_hit(app: DryvIQApp) -> str:
 async def test_the_palette_offers_the_browser_keys(world: World) -> None:
     async with browsing(world, "plans") as (app, pilot, browser):
         await pilot.press("ctrl+p")
-        await pilot.press(*"use as source")
-        await wait_for(lambda: "Use as source" in first_hit(app), what="the palette's hit")
+        await pilot.press(*"source")
+        await wait_for(lambda: "Source" in first_hit(app), what="the palette's hit")
         await pilot.press("enter")
         await wait_for(lambda: browser.picks["source"] == ("plans", ""), what="the pick")
 

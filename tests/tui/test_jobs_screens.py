@@ -33,6 +33,8 @@ from tui.screens import PlaceholderScreen
 from tui.screens.job_builder import JobBuilderScreen
 from tui.screens.jobs import ImportJobScreen, JobsScreen
 from tui.screens.monitor import MonitorScreen
+from tui.screens.quit import QuitScreen
+from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import clock
 
 
@@ -376,3 +378,233 @@ def test_a_keys_entry_that_is_not_a_table_is_reported() -> None:
         {}, ['config.toml: [keys] must be a table of binding id = "key"'])
     assert read_keymap({"keys": {"run-job": 5}}, {"run-job": "r"})[1] == [
         'config.toml [keys] run-job: expected a key such as "ctrl+r" in quotes']
+
+
+# -- edit, duplicate, delete, filter (issue 11) -----------------------------------------------
+
+
+async def test_a_job_is_edited_in_the_builder_and_keeps_its_history(world: World) -> None:
+    job = await world.job()
+    await world.service.start(job.id)
+    await world.service.wait(job.id)
+    async with running(world) as (app, pilot):
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen), what="the builder")
+        builder = app.screen
+        assert builder.query_one("#field-name", Input).value == "Tower A"
+        assert builder.query_one("#field-destination_path", Input).value == "/copy"
+        await type_into(pilot, "#field-name", "Tower A, edited")
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
+        await wait_for(lambda: jobs_table(app)[0][0] == "Tower A, edited", what="the new name")
+    [edited] = await world.state.find_jobs()
+    assert (edited.id, edited.name) == (job.id, "Tower A, edited")
+    assert json.loads(edited.definition)["category"] == {"name": "Tests"}  # kept as it was
+    assert len(await world.state.executions(job.id)) == 1
+
+
+async def test_an_edit_to_a_taken_name_is_refused_beside_the_name(world: World) -> None:
+    await world.job(job_json("First"))
+    await world.job(job_json("Second"))
+    async with running(world) as (app, pilot):
+        await wait_for(lambda: len(jobs_table(app)) == 2, what="both jobs")
+        await pilot.press("down", "e")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen), what="the builder")
+        await type_into(pilot, "#field-name", "First")
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: "already exists" in text_of(app, "#error-name"),
+                       what="the refusal beside the name")
+        assert isinstance(app.screen, JobBuilderScreen)
+    assert sorted(j.name for j in await world.state.find_jobs()) == ["First", "Second"]
+
+
+async def test_a_duplicate_gets_a_free_name(world: World) -> None:
+    await world.job()
+    async with running(world) as (app, pilot):
+        await pilot.press("y")
+        await wait_for(lambda: len(jobs_table(app)) == 2, what="the copy")
+        await pilot.press("up", "up", "y")
+        await wait_for(lambda: len(jobs_table(app)) == 3, what="the second copy")
+    names = [j.name for j in await world.state.find_jobs()]
+    assert names == ["Tower A", "Tower A (copy)", "Tower A (copy 2)"]
+
+
+async def test_delete_asks_first_and_is_refused_while_the_job_runs(world: World) -> None:
+    job = await world.job()
+    async with running(world) as (app, pilot):
+        await pilot.press("delete")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("enter")  # the focused answer keeps it
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
+        assert [j.id for j in await world.state.find_jobs()] == [job.id]
+
+        with world.home.job_lock(job.id):  # as a `jobs run` elsewhere holds it
+            await pilot.press("delete")
+            await pilot.pause()
+            assert isinstance(app.screen, JobsScreen)
+            assert any("while it runs" in str(n.message) for n in app._notifications)
+
+        await pilot.press("delete")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.click("#confirm-yes")
+        await wait_for(lambda: jobs_table(app) == [], what="the row to go")
+    assert await world.state.find_jobs() == []
+
+
+async def test_a_job_deleted_from_the_palette_closes_its_monitor(world: World) -> None:
+    await world.job()
+    async with running(world) as (app, pilot):
+        await open_monitor(app, pilot)
+        await app.run_action("delete_job")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen)
+                       and app.screen.focused is not None, what="the question")
+        await pilot.click("#confirm-yes")
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
+        assert app.selected_job is None
+    assert await world.state.find_jobs() == []
+
+
+async def test_slash_filters_the_jobs_by_name(world: World) -> None:
+    for name in ("Tower A drawings", "Tower B specs", "Annex photos"):
+        await world.job(job_json(name))
+    async with running(world) as (app, pilot):
+        await wait_for(lambda: len(jobs_table(app)) == 3, what="the jobs")
+        await pilot.press("slash", *"tower")
+        await wait_for(lambda: len(jobs_table(app)) == 2, what="the filtered list")
+        assert [row[0] for row in jobs_table(app)] == ["Tower A drawings", "Tower B specs"]
+        await pilot.press(*" b", "enter")
+        await wait_for(lambda: len(jobs_table(app)) == 1, what="one job")
+        assert app.selected_job is not None and app.selected_job.name == "Tower B specs"
+        await pilot.press("escape")  # on the list: clears the filter
+        await wait_for(lambda: len(jobs_table(app)) == 3, what="every job again")
+
+
+async def test_job_keys_without_a_job_say_so_once(world: World) -> None:
+    async with running(world) as (app, pilot):
+        await pilot.press("r", "m", "p", "r", "x")
+        await pilot.pause()
+        hints = [n for n in app._notifications if "No job selected" in str(n.message)]
+        assert len(hints) == 1
+
+
+async def test_an_empty_home_says_a_connection_comes_first(tmp_path: Path) -> None:
+    app = DryvIQApp(home=Home(tmp_path / "home"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
+        await pilot.pause()
+        shown = text_of(app, "#jobs-empty")
+        assert "add a connection first" in shown and "c for Connections, then a" in shown
+
+
+async def test_names_are_shown_as_typed_not_as_markup(world: World) -> None:
+    await world.job(job_json("[red]x[/] [b]bold"))
+    async with running(world) as (app, pilot):
+        await wait_for(lambda: jobs_table(app) != [], what="the job")
+        assert jobs_table(app)[0][0] == "[red]x[/] [b]bold"
+        assert "History of [red]x[/] [b]bold" in text_of(app, "#jobs-history-title")
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen), what="the builder")
+        assert "[red]x[/]" in app.screen.sub_title
+
+
+@pytest.mark.parametrize(("size", "name_shown"), [((80, 24), False), ((120, 40), True)])
+async def test_the_jobs_table_uses_the_window(world: World, size: tuple[int, int],
+                                              name_shown: bool) -> None:
+    name = "Tower A drawings to the office share"
+    await world.job(job_json(name))
+    app = DryvIQApp(world.service)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(lambda: jobs_table(app) != [], what="the job")
+        await pilot.pause()
+        table = app.screen.query_one("#jobs-table", DataTable)
+        widths = {str(key.value): column.width for key, column in table.columns.items()}
+        assert (widths["name"] >= len(name)) is name_shown
+        assert widths["route"] >= len("plans:/ → share:/copy")
+        assert sum(w + 2 for w in widths.values()) <= size[0], "no column off screen"
+
+
+async def test_a_long_name_does_not_keep_its_width_after_it_is_gone(world: World) -> None:
+    long_job = await world.job(job_json("L" * 300))
+    await world.job(job_json("Short"))
+    async with running(world) as (app, pilot):
+        await wait_for(lambda: len(jobs_table(app)) == 2, what="the jobs")
+        table = app.screen.query_one("#jobs-table", DataTable)
+        assert table.columns[next(iter(table.columns))].width <= 40
+        await world.state.remove_job(long_job.id)
+        await wait_for(lambda: len(jobs_table(app)) == 1, what="the long one to go")
+        await pilot.pause()
+        assert table.columns[next(iter(table.columns))].width == len("Short")
+
+
+async def quit_asked(app: DryvIQApp) -> QuitScreen:
+    # Pilot's key presses wait for the CPU to go idle, which a run never lets it do
+    await app.run_action("quit")
+    await wait_for(lambda: isinstance(app.screen, QuitScreen)
+                   and app.screen.focused is not None, what="the question")
+    assert isinstance(app.screen, QuitScreen)
+    return app.screen
+
+
+async def test_quit_while_a_job_runs_says_which_stops_and_that_it_resumes(world: World) -> None:
+    write_files(world.source, LONG_RUN_FILES, per_folder=1000)
+    job = await world.job(job_json(parallel=1))
+    async with running(world) as (app, _pilot):
+        await world.service.start(job.id)
+        await wait_for(lambda: arrived(world) > 0, what="the first files")
+        question = await quit_asked(app)
+        assert "Tower A" in question.detail and "resumes" in question.detail
+        assert question.focused is question.query_one("#quit-keep")
+        question.query_one("#quit-keep", Button).press()
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs list")
+        assert world.service.runs_here(job.id)
+
+        question = await quit_asked(app)
+        question.query_one("#quit-pause", Button).press()
+        await world.service.wait(job.id)
+        await wait_for(lambda: app._exit, what="the app to end")
+    [execution] = await world.state.executions(job.id)
+    assert execution.status == "interrupted"
+    assert 0 < arrived(world) < LONG_RUN_FILES
+
+
+async def test_the_demo_does_not_offer_to_run_in_the_background(world: World) -> None:
+    """The demo's sandbox lives in the app's process: a run left behind would lose it."""
+    write_files(world.source, LONG_RUN_FILES, per_folder=1000)
+    job = await world.job(job_json(parallel=1))
+    app = DryvIQApp(world.service, background_runs=False)
+    async with app.run_test(size=SIZE):
+        await world.service.start(job.id)
+        await wait_for(lambda: arrived(world) > 0, what="the first files")
+        question = await quit_asked(app)
+        assert not question.query("#quit-background")
+        assert "background" not in question.detail
+        question.query_one("#quit-keep", Button).press()
+        await world.service.cancel(job.id)
+        await world.service.wait(job.id)
+
+
+@pytest.mark.slow
+async def test_quit_can_leave_a_job_running_in_the_background(world: World) -> None:
+    write_files(world.source, LONG_RUN_FILES, per_folder=1000)
+    job = await world.job(job_json(parallel=1))
+    async with running(world) as (app, _pilot):
+        await world.service.start(job.id)
+        await wait_for(lambda: arrived(world) > 0, what="the first files")
+        question = await quit_asked(app)
+        question.query_one("#quit-background", Button).press()
+        await wait_for(lambda: app._exit, what="the app to end")
+
+    async def resumed_elsewhere() -> bool:
+        newest = (await world.state.executions(job.id))[0]
+        return newest.status == "running" and newest.pid != os.getpid()
+
+    await wait_for(resumed_elsewhere, timeout=60, what="the headless run")
+    newest = (await world.state.executions(job.id))[0]
+    try:
+        log = world.home.root / "logs" / f"job-{job.id}.log"
+        assert log.exists()
+        assert [e.status for e in await world.state.executions(job.id)][1] == "interrupted"
+    finally:
+        os.kill(newest.pid, signal.SIGTERM)
+    await wait_for(lambda: not world.home.job_running(job.id), timeout=60,
+                   what="the headless run to stop")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -147,9 +148,12 @@ class BrowserScreen(AppScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "refresh_folder", "Refresh", id="refresh"),
         Binding("slash", "filter", "Filter", id="filter-folder"),
-        Binding("s", "pick('source')", "Use as source", id="use-as-source"),
-        Binding("d", "pick('destination')", "Use as destination", id="use-as-destination"),
-        Binding("n", "new_job", "New job from picks", id="new-job-from-picks"),
+        Binding("s", "pick('source')", "Source", id="use-as-source",
+                tooltip="Use the highlighted folder as a new job's source"),
+        Binding("d", "pick('destination')", "Destination", id="use-as-destination",
+                tooltip="Use the highlighted folder as a new job's destination"),
+        Binding("n", "new_job", "New job", id="new-job-from-picks",
+                tooltip="A new job from the source and destination picked here"),
         Binding("escape", "leave_filter", "Back to the folders", id="leave-filter", show=False),
     ]
 
@@ -208,7 +212,7 @@ class BrowserScreen(AppScreen[None]):
         current = select.value
         ids = [c.id for c in connections]
         with select.prevent(Select.Changed):
-            select.set_options([(c.name, c.id) for c in connections])
+            select.set_options([(Text(c.name), c.id) for c in connections])  # not markup
             if current in ids:
                 select.value = current
         if self.connection is not None and self.connection.id not in ids:

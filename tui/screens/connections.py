@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, DataTable, Input, Static
 
 from core.connections import (
     ConnectionInputError,
@@ -31,10 +31,13 @@ from tui.screens.add_connection import AddConnectionScreen, platform_title
 from tui.screens.browser import BrowserScreen
 from tui.service import AppService
 from tui.widgets.conn_commands import ScreenKeysProvider
+from tui.widgets.fitted_table import FittedTable
+from tui.widgets.list_filter import ListFilter, leave_filter
 from tui.widgets.theme import BLUE, GREEN, RED
 
 COLUMNS = (("name", "Name"), ("platform", "Platform"), ("status", "Status"),
            ("where", "Account / where"))
+FLEXIBLE = {"name": 40, "where": 100}  # names and places share what is left, names capped
 EMPTY = "No connections yet. Press [b]a[/b] to add a Procore project or a local folder."
 STATUS_STYLES = {"untested": "dim", "testing…": BLUE, "ok": GREEN, "failed": f"bold {RED}"}
 
@@ -49,6 +52,7 @@ class ConnectionsScreen(AppScreen[None]):
     """Every connection; the keys act on the highlighted one."""
 
     SUB_TITLE = "Connections"
+    AUTO_FOCUS = "#connections-table"
     COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
         ScreenKeysProvider}
     DEFAULT_CSS = """
@@ -78,6 +82,9 @@ class ConnectionsScreen(AppScreen[None]):
         Binding("t", "test", "Test", id="test-connection"),
         Binding("x", "remove", "Remove", id="remove-connection"),
         Binding("o", "browse", "Browse", id="browse-connection"),
+        Binding("slash", "filter", "Filter", id="filter-connections"),
+        Binding("escape", "leave_filter", "Back to the list", id="leave-connections-filter",
+                show=False),
     ]
 
     def __init__(self, service: AppService) -> None:
@@ -87,14 +94,12 @@ class ConnectionsScreen(AppScreen[None]):
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="connections-body"):
+            yield ListFilter("connections", id="connections-filter")
             yield Static(EMPTY, id="connections-empty")
-            yield DataTable(id="connections-table", cursor_type="row", zebra_stripes=True)
+            yield FittedTable(COLUMNS, FLEXIBLE, id="connections-table")
             yield Static(id="connections-detail", markup=False)
 
     async def on_mount(self) -> None:
-        table = self.query_one("#connections-table", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
         await self.refresh_connections()
 
     async def on_screen_resume(self) -> None:
@@ -104,16 +109,19 @@ class ConnectionsScreen(AppScreen[None]):
         """Reload the list, keeping the highlighted connection (or moving to `select`)."""
         current = self.selected
         keep = select or (current.id if current else None)
-        self._rows = {c.id: (c, where) for c, where in await self.service.connections()}
-        table = self.query_one("#connections-table", DataTable)
-        table.clear()
-        for connection_id, (connection, where) in self._rows.items():
-            table.add_row(Text(connection.name), platform_title(connection.platform),
-                          self._status(connection_id), Text(account(connection, where)),
-                          key=connection_id)
+        every = await self.service.connections()
+        shown = self.query_one("#connections-filter", ListFilter)
+        self._rows = {c.id: (c, where) for c, where in every if shown.matches(c.name, where)}
+        table = self.query_one("#connections-table", FittedTable)
+        table.show({connection_id: (connection.name, platform_title(connection.platform),
+                                    self._status(connection_id), account(connection, where))
+                    for connection_id, (connection, where) in self._rows.items()})
         if keep in self._rows:
             table.move_cursor(row=list(self._rows).index(keep))
-        self.query_one("#connections-empty").display = not self._rows
+        empty = self.query_one("#connections-empty", Static)
+        empty.display = not self._rows
+        empty.update(Text(f"No connection matches “{shown.value.strip()}”. Esc twice clears "
+                          "the filter.") if every else EMPTY)
         await self._show_detail()
 
     @property
@@ -198,9 +206,7 @@ class ConnectionsScreen(AppScreen[None]):
     def _set_test(self, connection_id: str, status: str, message: str) -> None:
         self._tests[connection_id] = (status, message)
         if connection_id in self._rows:
-            self.query_one("#connections-table", DataTable).update_cell(
-                connection_id, "status", self._status(connection_id))
-            self.call_later(self._show_detail)
+            self.call_later(self.refresh_connections)
 
     async def action_remove(self) -> None:
         connection = self._target()
@@ -225,6 +231,21 @@ class ConnectionsScreen(AppScreen[None]):
         self._tests.pop(connection.id, None)
         self.notify(f"Removed connection {connection.name}", markup=False)
         await self.refresh_connections()
+
+    # -- the filter ---------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one("#connections-filter", ListFilter).open()
+
+    @on(Input.Changed, "#connections-filter")
+    async def _filter_changed(self) -> None:
+        await self.refresh_connections()
+
+    @on(Input.Submitted, "#connections-filter")
+    def action_leave_filter(self) -> None:
+        """From the filter back to the list; on the list, Esc clears the filter."""
+        leave_filter(self.query_one("#connections-filter", ListFilter),
+                     self.query_one("#connections-table", DataTable))
 
     @on(DataTable.RowSelected, "#connections-table")
     async def action_browse(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.syntax import Syntax
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -22,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from core.engine.runner import SUPPORTED_TRANSFER_TYPES
+from core.job_store import update_job
 from core.jobs import (
     POLICY_CHOICES,
     SCHEDULE_MODES,
@@ -30,8 +32,12 @@ from core.jobs import (
     load_job_json,
     parse_job,
 )
+from core.paths import printable
+from core.state import JobRecord
 from tui.screens import AppScreen
 from tui.service import AppService, Created, read_job_file
+from tui.widgets.choice import TypeToChoose
+from tui.widgets.confirm import ConfirmScreen
 
 Endpoint = tuple[str, str]  # (connection name, folder path)
 
@@ -56,22 +62,22 @@ class FormField:
 
 
 FIELDS = (
-    FormField("name", "Name", "name", placeholder="Tower A drawings to the office share",
+    FormField("name", "Name", "name", placeholder="e.g. Tower A drawings to the share",
               required=True),
     FormField("transfer_type", "Transfer type", "transfer.transfer_type", "choice",
               TRANSFER_TYPES, default="copy"),
     FormField("source_connection", "Source", "transfer.source.connection.id", "connection",
               required=True),
     FormField("source_path", "Source folder", "transfer.source.target.path",
-              placeholder="/Drawings", required=True),
+              placeholder="e.g. /Drawings", required=True),
     FormField("destination_connection", "Destination", "transfer.destination.connection.id",
               "connection", required=True),
     FormField("destination_path", "Destination folder", "transfer.destination.target.path",
-              placeholder="/Projects/Tower A", required=True),
+              placeholder="e.g. /Projects/Tower A", required=True),
     FormField("simulation_mode", "Simulation", "transfer.simulation_mode", "flag",
               default=False),
     FormField("parallel_writes", "Parallel writes", "transfer.performance.parallel_writes",
-              "number", placeholder="2 (1 to 64)", nested="requested"),
+              "number", placeholder="empty: 2 (1 to 64)", nested="requested"),
     FormField("conflict_resolution", "Conflicts", "transfer.conflict_resolution", "choice",
               POLICY_CHOICES["conflict_resolution"], default="copy"),
     FormField("segment_transform", "Fix bad names", "transfer.segment_transform", "flag",
@@ -79,18 +85,28 @@ FIELDS = (
     FormField("schedule_mode", "Schedule", "schedule.mode", "choice", SCHEDULE_MODES,
               default="manual"),
     FormField("on_success", "Stop: successes", "stop_policy.on_success", "number",
-              placeholder="no limit"),
+              placeholder="empty: no limit"),
     FormField("on_failure", "Stop: failures", "stop_policy.on_failure", "number",
-              placeholder="no limit"),
+              placeholder="empty: no limit"),
     FormField("on_execute", "Stop: runs", "stop_policy.on_execute", "number",
-              placeholder="no limit"),
-    FormField("category", "Category", "category.name", placeholder="Default"),
+              placeholder="empty: no limit"),
+    FormField("category", "Category", "category.name", placeholder="empty: Default"),
 )
 FLAG_LABELS = {"simulation_mode": "plan only, change nothing",
                "segment_transform": "rename what the destination refuses"}
-TYPE_HINT = (f"Only {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs run today; other types are "
-             "saved and refused at run time.")
+TYPE_FIELD = next(field for field in FIELDS if field.name == "transfer_type")
+NOT_AVAILABLE = "not available in this version"
+TYPE_HINT = f"This version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs."
 _ABSENT = object()  # a key the document does not have
+
+
+def choices(field: FormField) -> list[tuple[str | Text, str]]:
+    """A choice field's (label, value) options; transfer types the engine cannot run yet are
+    marked, so nobody builds a job that fails only when it runs."""
+    if field.name != "transfer_type":
+        return [(c, c) for c in field.choices]
+    return [(c if c in SUPPORTED_TRANSFER_TYPES else f"{c} ({NOT_AVAILABLE})", c)
+            for c in field.choices]
 
 
 def _skeleton() -> dict[str, Any]:
@@ -183,22 +199,36 @@ def load_job_document(path: str) -> dict[str, Any]:
 
 
 class JobBuilderScreen(AppScreen[Created | None]):
-    """Builds a job from fields or an imported file; dismisses with the created job."""
+    """Builds a job from fields or an imported file, or edits a stored one (`existing`);
+    dismisses with the saved job. Esc asks before it throws edits away."""
 
     SUB_TITLE = "New job"
+    TAKES_TYPING = True  # a form: no one-letter key of the app acts while it is open
+    DEFAULT_CSS = """
+    JobBuilderScreen Input > .input--placeholder {
+        color: $text-disabled;
+        text-style: italic;
+    }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", id="save-job", priority=True),
-        Binding("escape", "dismiss", "Cancel", id="close-builder"),
+        Binding("escape", "close", "Cancel", id="close-builder"),
     ]
 
     def __init__(self, service: AppService, *, source: Endpoint | None = None,
-                 destination: Endpoint | None = None) -> None:
+                 destination: Endpoint | None = None, existing: JobRecord | None = None,
+                 ) -> None:
         super().__init__(service)
+        self.existing = existing
         self._base: dict[str, Any] = {}
+        if existing is not None:
+            self.sub_title = f"Edit job {printable(existing.name)}"
+            self._base = load_job_json(existing.definition)
         self._picks = {"source": source, "destination": destination}
-        self._options: dict[str, list[tuple[str, str]]] = {}
+        self._options: dict[str, list[tuple[str | Text, str]]] = {}
         self._connection_names: dict[str, str] = {}  # id -> name
         self._submitted = False  # after a Save, empty required fields are called out too
+        self._saved_text = ""  # the JSON as opened: anything else is an edit Esc asks about
         self.text = ""  # the job JSON Save would store
 
     def compose_body(self) -> ComposeResult:
@@ -233,7 +263,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
             return Checkbox(FLAG_LABELS.get(field.name, ""), value=bool(field.default),
                             id=field.widget_id, compact=True)
         if field.kind in ("choice", "connection"):
-            return Select([(c, c) for c in field.choices], prompt="(not set)",
+            return TypeToChoose(choices(field), prompt="(not set)",
                           value=field.default or Select.NULL, id=field.widget_id,
                           compact=True)
         return Input(placeholder=field.placeholder, id=field.widget_id, compact=True)
@@ -241,7 +271,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
     async def on_mount(self) -> None:
         connections = [c for c, _ in await self.service.connections()]
         self._connection_names = {c.id: c.name for c in connections}
-        names = [(c.name, c.name) for c in connections]
+        names = [(Text(c.name), c.name) for c in connections]  # names are not markup
         for field in FIELDS:
             if field.kind == "connection":
                 self._set_options(field, names)
@@ -250,12 +280,22 @@ class JobBuilderScreen(AppScreen[Created | None]):
             if pick:
                 name, path = pick
                 picks[f"{side}_connection"], picks[f"{side}_path"] = name, "/" + path.lstrip("/")
-        self._fill({f.name: picks.get(f.name, f.default) for f in FIELDS})
+        if self.existing is not None:
+            self._fill({field.name: field_value(self._base, field) for field in FIELDS})
+        else:
+            self._fill({f.name: picks.get(f.name, f.default) for f in FIELDS})
+        self._saved_text = self.text
         self.query_one(f"#{FIELDS[0].widget_id}").focus()
+
+    @property
+    def edited(self) -> bool:
+        """Whether closing now would lose something the user typed."""
+        typed_path = self.query_one("#builder-import-path", Input).value.strip()
+        return self.text != self._saved_text or bool(typed_path)
 
     # -- the form and its document ----------------------------------------------------------
 
-    def _set_options(self, field: FormField, options: list[tuple[str, str]]) -> None:
+    def _set_options(self, field: FormField, options: list[tuple[str | Text, str]]) -> None:
         self._options[field.name] = options
         self.query_one(f"#{field.widget_id}", Select).set_options(options)
 
@@ -279,9 +319,9 @@ class JobBuilderScreen(AppScreen[Created | None]):
         if value is None:
             return Select.NULL
         value = self._connection_names.get(value, value) if field.kind == "connection" else value
-        options = self._options.setdefault(field.name, [(c, c) for c in field.choices])
+        options = self._options.setdefault(field.name, choices(field))
         if not any(value == v for _, v in options):
-            self._set_options(field, [*options, (f"{value} (unknown)", value)])
+            self._set_options(field, [*options, (Text(f"{value} (unknown)"), value)])
         return value
 
     def _value(self, field: FormField) -> Any:
@@ -305,12 +345,15 @@ class JobBuilderScreen(AppScreen[Created | None]):
         self.query_one("#builder-json", Static).update(
             Syntax(self.text, "json", theme="ansi_dark", background_color="default",
                    word_wrap=True))
+        errors: list[str] = []
         try:
             parse_job(self.text)
         except JobError as exc:
-            self._show_errors(exc.errors, values)
-        else:
-            self._show_errors([], values)
+            errors = list(exc.errors)
+        chosen = values[TYPE_FIELD]
+        if chosen and chosen not in SUPPORTED_TRANSFER_TYPES:  # said now, not at run time
+            errors.append(f"transfer.transfer_type: {NOT_AVAILABLE}: {TYPE_HINT}")
+        self._show_errors(errors, values)
 
     def _show_errors(self, errors: Iterable[str], values: Mapping[FormField, Any]) -> None:
         """Each error beside its field; an empty field's only once Save was pressed."""
@@ -365,14 +408,33 @@ class JobBuilderScreen(AppScreen[Created | None]):
         self._submitted = True
         self._refresh()
         try:
-            created = await self.service.create_job(self.text)
+            if self.existing is None:
+                saved = await self.service.create_job(self.text)
+            else:
+                saved = await update_job(self.service.state, self.existing, self.text)
         except JobError as exc:
             self._show_errors(exc.errors, {field: self._value(field) for field in FIELDS})
-            self.notify(f"The job was not saved: {len(exc.errors)} problem(s) to fix",
+            self.notify(f"The job was not saved: {problems(len(exc.errors))} to fix",
                         severity="error")
             return
-        self.dismiss(created)
+        self.dismiss(saved)
 
     @on(Button.Pressed, "#builder-cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    async def action_close(self) -> None:
+        """Close; with edits, only once the user says they may go."""
+        if self.edited:
+            what = "the changes to this job" if self.existing else "this new job"
+            self.app.push_screen(
+                ConfirmScreen(f"Discard {what}?", "Discard",
+                              detail="What you typed is lost; Keep editing goes back to it."),
+                self._discard)
+        else:
+            self.dismiss(None)
+
+    def _discard(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self.dismiss(None)
+
+
+def problems(count: int) -> str:
+    return "1 problem" if count == 1 else f"{count} problems"

@@ -1,5 +1,5 @@
 """The jobs list: every job with its route and last run, the selected job's history, and the
-dialog that imports a DryvIQ job JSON file."""
+dialog that imports a DryvIQ job JSON file. Jobs are edited, duplicated and deleted from here."""
 
 from __future__ import annotations
 
@@ -17,23 +17,26 @@ from core.jobs import JobError
 from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
 from tui.service import AppService, Created, JobRow
 from tui.widgets.confirm import DialogScroll, dismiss_unless_kept
+from tui.widgets.fitted_table import FittedTable
 from tui.widgets.format import status_text, when
 from tui.widgets.history import ExecutionHistory
+from tui.widgets.list_filter import ListFilter, leave_filter
 
 POLL = 0.5  # seconds between refreshes: statuses change while jobs run
 # The route last: it is the longest, and at 80 columns it is the one cut short.
 COLUMNS = (("name", "Name"), ("status", "Last run"), ("at", "Started"), ("type", "Type"),
            ("simulation", "Sim"), ("route", "Source → Destination"))
-NAME_WIDTH = 30  # longer names are cut here (the history title shows them whole)
+# Names and routes share the width the other columns leave; the history title shows a name
+# whole, so one long name never takes more than this.
+FLEXIBLE = {"name": 40, "route": 80}
+NO_CONNECTIONS = ("No jobs yet. A job copies from one connection to another, so add a "
+                  "connection first: press [b]c[/b] for Connections, then [b]a[/b] to add one.")
 EMPTY = ("No jobs yet. Press [b]n[/b] to build one, or [b]i[/b] to import a DryvIQ job JSON "
          "file.")
 
 
 def _cells(row: JobRow) -> tuple[object, ...]:
-    name = row.job.name
-    if len(name) > NAME_WIDTH:
-        name = name[:NAME_WIDTH - 1] + "…"
-    return (Text(name), status_text(row.status, row.where),
+    return (Text(row.job.name), status_text(row.status, row.where),
             when(row.last.started_at)[:16] if row.last else "", row.job.transfer_type,
             "yes" if row.job.simulation_mode else "", Text(f"{row.source} → {row.destination}"))
 
@@ -42,29 +45,33 @@ class JobsScreen(AppScreen[None]):
     """Jobs and their last runs; the highlighted job is the one the job keys act on."""
 
     SUB_TITLE = "Jobs"
+    AUTO_FOCUS = "#jobs-table"
     BINDINGS: ClassVar[list[BindingType]] = [
         *JOB_CONTROL_BINDINGS,
         Binding("m", "open_monitor", "Monitor", id="open-monitor"),
+        Binding("e", "app.edit_job", "Edit", id="edit-job"),
+        Binding("y", "app.duplicate_job", "Duplicate", id="duplicate-job", show=False),
+        Binding("delete", "app.delete_job", "Delete", id="delete-job"),
+        Binding("slash", "filter", "Filter", id="filter-jobs"),
+        Binding("escape", "leave_filter", "Back to the list", id="leave-jobs-filter",
+                show=False),
     ]
 
     def __init__(self, service: AppService) -> None:
         super().__init__(service)
-        self._shown: dict[str, tuple[object, ...]] = {}
         self._rows: dict[str, JobRow] = {}
         self._follow_selection = True
         self._history_of: tuple[object, ...] | None = None
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="jobs-body"):
+            yield ListFilter("jobs", id="jobs-filter")
             yield Static(EMPTY, id="jobs-empty")
-            yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+            yield FittedTable(COLUMNS, FLEXIBLE, id="jobs-table")
             yield Static("History", id="jobs-history-title", classes="section")
             yield ExecutionHistory(id="jobs-history")
 
     async def on_mount(self) -> None:
-        table = self.query_one("#jobs-table", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
         await self.refresh_jobs()
         self.set_interval(POLL, self.refresh_jobs)
 
@@ -77,27 +84,31 @@ class JobsScreen(AppScreen[None]):
         screen it waits: the resume refreshes it, and the job in view stays that screen's."""
         if not self.is_current:
             return
-        rows = {row.job.id: row for row in await self.service.job_rows()}
-        table = self.query_one("#jobs-table", DataTable)
-        wanted = {job_id: _cells(row) for job_id, row in rows.items()}
-        rebuilt = list(wanted) != list(self._shown)
-        if rebuilt:
-            table.clear()
-            for job_id, cells in wanted.items():
-                table.add_row(*cells, key=job_id)
-        else:
-            for job_id, cells in wanted.items():
-                for (column, _), old, new in zip(COLUMNS, self._shown[job_id], cells,
-                                                 strict=True):
-                    if old != new:
-                        table.update_cell(job_id, column, new, update_width=True)
-        self._shown, self._rows = wanted, rows
-        self.query_one("#jobs-empty").display = not rows
+        every = await self.service.job_rows()
+        shown = self.query_one("#jobs-filter", ListFilter)
+        rows = {row.job.id: row for row in every
+                if shown.matches(row.job.name, row.source, row.destination)}
+        table = self.query_one("#jobs-table", FittedTable)
+        rebuilt = table.show({job_id: _cells(row) for job_id, row in rows.items()})
+        self._rows = rows
+        await self._show_empty(bool(every), bool(rows))
         selected = self.dryviq.selected_job
         if (rebuilt or self._follow_selection) and selected and selected.id in rows:
             table.move_cursor(row=list(rows).index(selected.id))
         self._follow_selection = False
         await self._sync_selection()
+
+    async def _show_empty(self, any_jobs: bool, any_shown: bool) -> None:
+        """Why the list is empty, and what to do about it."""
+        empty = self.query_one("#jobs-empty", Static)
+        empty.display = not any_shown
+        if any_jobs:
+            typed = self.query_one("#jobs-filter", ListFilter).value.strip()
+            empty.update(Text(f"No job matches “{typed}”. Esc twice clears the filter."))
+        elif any_shown is False and not await self.service.connections():
+            empty.update(NO_CONNECTIONS)
+        else:
+            empty.update(EMPTY)
 
     async def _sync_selection(self) -> None:
         """The highlighted job becomes the app's selected job; its history is shown."""
@@ -128,6 +139,21 @@ class JobsScreen(AppScreen[None]):
 
     def action_open_monitor(self) -> None:
         self.dryviq.action_open_monitor()
+
+    # -- the filter ---------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one("#jobs-filter", ListFilter).open()
+
+    @on(Input.Changed, "#jobs-filter")
+    async def _filter_changed(self) -> None:
+        await self.refresh_jobs()
+
+    @on(Input.Submitted, "#jobs-filter")
+    def action_leave_filter(self) -> None:
+        """From the filter back to the list; on the list, Esc clears the filter."""
+        leave_filter(self.query_one("#jobs-filter", ListFilter),
+                     self.query_one("#jobs-table", DataTable))
 
 
 class ImportJobScreen(ModalScreen[Created | None]):

@@ -19,7 +19,8 @@ class ScreenKeysProvider(Provider):
             binding = active.binding
             if active.node is screen and binding.description and binding.show:
                 key = self.app.get_key_display(binding)
-                yield (binding.description, f"{screen.sub_title}: key {key}",
+                what = f"{binding.tooltip} · " if binding.tooltip else ""
+                yield (binding.description, f"{what}{screen.sub_title}: key {key}",
                        partial(screen.run_action, binding.action))
 
     async def discover(self) -> Hits:

@@ -1,0 +1,61 @@
+"""Editing and duplicating a stored job (the app's e and y keys) through core."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.connections import add_local
+from core.job_store import copy_name, create_job, duplicate_job, update_job
+from core.jobs import JobError
+from core.state import State
+from tests.tui.conftest import job_json
+
+
+@pytest.fixture
+async def state(tmp_path):
+    state = await State.open(tmp_path / "state.db")
+    for name in ("plans", "share"):
+        (tmp_path / name).mkdir()
+        await add_local(state, name, str(tmp_path / name))
+    yield state
+    await state.close()
+
+
+async def test_an_update_keeps_the_id_creation_time_and_history(state):
+    job, _ = await create_job(state, job_json("Tower A"))
+    execution = await state.start_execution(job.id)
+    text = job_json("Tower A v2", parallel=8)
+    updated, warnings = await update_job(state, job, text)
+    assert (updated.id, updated.created_at, updated.name) == (job.id, job.created_at, "Tower A v2")
+    assert warnings == []
+    [stored] = await state.find_jobs()
+    assert (stored.name, stored.parallel_writes, stored.definition) == ("Tower A v2", 8, text)
+    assert [e.id for e in await state.executions(job.id)] == [execution.id]
+
+
+async def test_an_update_is_validated_and_refuses_another_jobs_name(state):
+    job, _ = await create_job(state, job_json("Tower A"))
+    other, _ = await create_job(state, job_json("Tower B"))
+    with pytest.raises(JobError) as refused:
+        await update_job(state, job, job_json("Tower B"))
+    assert refused.value.errors == [f"name: a job named 'Tower B' already exists (id {other.id})"]
+    with pytest.raises(JobError, match="no connection"):
+        await update_job(state, job, job_json(source="nowhere"))
+    await update_job(state, job, job_json("Tower A"))  # its own name is not a clash
+    assert sorted(j.name for j in await state.find_jobs()) == ["Tower A", "Tower B"]
+
+
+def test_a_copy_takes_the_first_free_name():
+    assert copy_name("A", set()) == "A (copy)"
+    assert copy_name("A", {"A (copy)", "A (copy 2)"}) == "A (copy 3)"
+
+
+async def test_a_duplicate_keeps_the_definition_under_a_new_name(state):
+    job, _ = await create_job(state, json.dumps({"type": "job", "job": json.loads(
+        job_json("Tower A"))}))
+    copy, _ = await duplicate_job(state, job)
+    assert copy.id != job.id and copy.name == "Tower A (copy)"
+    assert json.loads(copy.definition)["job"]["transfer"] == json.loads(
+        job.definition)["job"]["transfer"]
