@@ -524,7 +524,7 @@ async def test_the_jobs_table_uses_the_window(world: World, size: tuple[int, int
 
 
 async def test_a_long_name_does_not_keep_its_width_after_it_is_gone(world: World) -> None:
-    long_job = await world.job(job_json("L" * 300))
+    long_job = await world.job(job_json("L" * 128))
     await world.job(job_json("Short"))
     async with running(world) as (app, pilot):
         await wait_for(lambda: len(jobs_table(app)) == 2, what="the jobs")

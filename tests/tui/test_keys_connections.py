@@ -46,7 +46,7 @@ async def test_slash_filters_the_connections_by_name_or_place(world: World) -> N
 
 
 async def test_a_removed_long_name_gives_its_width_back(world: World, tmp_path) -> None:
-    long = await add_local(world.state, "N" * 300, str(tmp_path))
+    long = await add_local(world.state, "N" * 128, str(tmp_path))  # the longest allowed
     async with connections_list(world, (120, 40)) as (app, pilot):
         table = app.screen.query_one("#connections-table", DataTable)
         await wait_for(lambda: len(names(app)) == 3, what="the three connections")
