@@ -51,14 +51,15 @@ def destination_name(item: ItemRecord) -> str | None:
 
 
 def item_detail(item: ItemRecord) -> str:
-    """Why an item is where it is, naming both names of a renamed item: "renamed from
-    'bad:name?.pdf' to 'bad_name_.pdf': ..."."""
-    text = item.last_error or item.note or ""
+    """Why an item is where it is: its last error, else its note, naming both names of a
+    renamed item ("renamed from 'bad:name?.pdf' to 'bad_name_.pdf': ...")."""
+    if item.last_error:
+        return item.last_error
+    text = item.note or ""
     new = destination_name(item)
     if new is None:
         return text
-    old = item.path.rpartition("/")[2]
-    said = f"renamed from {old!r}"
+    said = f"renamed from {item.path.rpartition('/')[2]!r}"
     if text.startswith(said):
         return f"{said} to {new!r}{text[len(said):]}"
-    return f"saved as {new!r}" + (f"; {text}" if text else "")
+    return f"named {new!r} at the destination" + (f"; {text}" if text else "")

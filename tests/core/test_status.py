@@ -26,7 +26,7 @@ def test_a_renamed_item_names_both_names() -> None:
     assert item_detail(renamed) == ("renamed from 'bad:name?.pdf' to 'bad_name_.pdf': "
                                     "characters Procore refuses")
     moved = item(note=None, destination_path="Out/Drawings/bad_name_.pdf")
-    assert item_detail(moved) == "saved as 'bad_name_.pdf'"
+    assert item_detail(moved) == "named 'bad_name_.pdf' at the destination"
     same = item(path="a.pdf", note="taken as the same file", destination_path="Out/a.pdf")
     assert item_detail(same) == "taken as the same file"
     failed = item(status="retry", last_error="disk full", note="renamed from 'x'")

@@ -41,8 +41,9 @@ from tui.widgets.theme import AMBER, BLUE, GREEN, RED
 POLL = 0.5  # seconds: the engine reports twice a second; repainting faster shows nothing new
 TABLES_EVERY = 2.0  # seconds between re-reading items and history while a run goes on
 RESUMABLE = ("interrupted", "paused")
-STATUS_WIDTH = 18  # "failed, will retry"
 TRIES_WIDTH = 5
+REASON_LINES = 3  # a longer reason is cut; Enter on its row shows all of it
+PATH_LINES = 2  # a longer path is cut in the middle, keeping its start and its name
 CONTROLS = {"monitor-start": "app.run_job", "monitor-pause": "app.pause_job",
             "monitor-cancel": "app.cancel_job"}
 
@@ -124,17 +125,18 @@ def waiting_line(live: LiveView, now: float) -> Text | None:
     return Text(f"⏸ {text[0].upper()}{text[1:]}", style=f"bold {AMBER}")
 
 
-def problem_widths(width: int) -> tuple[int, int]:
+def problem_widths(width: int, status_width: int) -> tuple[int, int]:
     """Reason and path column widths in a table `width` cells wide: the reason gets the
-    larger share (it says what to do), the path the rest (shortened in the middle)."""
-    rest = max(20, width - STATUS_WIDTH - TRIES_WIDTH - 4 * 2 - 2)  # padding, scrollbar
-    reason = max(12, rest * 11 // 20)
+    larger share (it says what to do), the path the rest; both wrap."""
+    rest = max(24, width - status_width - TRIES_WIDTH - 4 * 2 - 2)  # padding, scrollbar
+    reason = rest * 3 // 5
     return reason, rest - reason
 
 
 def problem_row(item: ItemRecord, reason_width: int, path_width: int) -> tuple[Text, ...]:
-    return (status_text(item.status), Text(ellipsis(item_detail(item), reason_width)),
-            Text(middle("/" + item.path, path_width)), Text(attempts(item)))
+    reason = Text(ellipsis(item_detail(item), reason_width * REASON_LINES))
+    path = Text(middle("/" + item.path, path_width * PATH_LINES), overflow="fold")
+    return status_text(item.status), reason, path, Text(attempts(item))
 
 
 def progress_percent(live: LiveView) -> float:
@@ -265,19 +267,21 @@ class MonitorScreen(AppScreen[None]):
         tabs = self.query_one("#monitor-tabs", TabbedContent)
         tabs.get_tab("tab-problems").label = f"Flagged and failed ({len(items)})"
         table = self.query_one("#monitor-problems", DataTable)
-        reason_width, path_width = problem_widths(table.size.width or self.size.width)
+        status_width = max([len("Status"), *(len(label(item.status)) for item in items)])
+        reason_width, path_width = problem_widths(table.size.width or self.size.width,
+                                                  status_width)
         shown = (reason_width, path_width, *items)
         if shown == self._problems_shown:
             return
         self._problems, self._problems_shown = items, shown
         row = table.cursor_row
         table.clear(columns=True)
-        table.add_column("Status", width=STATUS_WIDTH)
+        table.add_column("Status", width=status_width)
         table.add_column("Reason", width=reason_width)
         table.add_column("Path", width=path_width)
         table.add_column("Tries", width=TRIES_WIDTH)
         for item in items:
-            table.add_row(*problem_row(item, reason_width, path_width))
+            table.add_row(*problem_row(item, reason_width, path_width), height=None)
         if items:
             table.move_cursor(row=min(row, len(items) - 1))
 

@@ -3,6 +3,7 @@ path and its reason, so Enter on a row opens this."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 from rich.text import Text
@@ -22,7 +23,7 @@ from tui.widgets.format import size, when
 def item_facts(item: ItemRecord, job: JobRecord) -> list[tuple[str, str]]:
     """What a person checks about one item, in reading order; empty facts left out."""
     new = destination_name(item)
-    reason = item_detail(item)
+    why = item_detail(dataclasses.replace(item, last_error=None))  # the note, both names
     facts = [
         ("Status", f"{label(item.status)} ({item.status})"),
         ("Source", "/" + join(job.source_path, item.path)),
@@ -32,7 +33,7 @@ def item_facts(item: ItemRecord, job: JobRecord) -> list[tuple[str, str]]:
         ("Size", "" if item.is_dir else size(item.size)),
         ("Attempts", f"{item.attempts:,}" if item.attempts else ""),
         ("Last error", item.last_error or ""),
-        ("Why", reason if reason != (item.last_error or "") else ""),
+        ("Why", why),
         ("Modified", when(item.mtime)),
         ("Recorded", when(item.updated_at)),
         ("Execution", f"#{item.execution_id}" if item.execution_id else ""),
