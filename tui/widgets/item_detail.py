@@ -42,7 +42,8 @@ def item_facts(item: ItemRecord, job: JobRecord) -> list[tuple[str, str]]:
 
 
 class ItemDetailScreen(ModalScreen[None]):
-    """Every fact about one item, wrapped to the window; Esc or Enter closes it."""
+    """Every fact about one item, wrapped to the window and scrolled with the arrow keys;
+    Esc or Enter closes it."""
 
     DEFAULT_CSS = """
     ItemDetailScreen {
@@ -50,7 +51,7 @@ class ItemDetailScreen(ModalScreen[None]):
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close", id="close-item-detail")]
+        Binding("escape,enter", "dismiss", "Close", id="close-item-detail")]
 
     def __init__(self, item: ItemRecord, job: JobRecord) -> None:
         super().__init__()
@@ -63,14 +64,14 @@ class ItemDetailScreen(ModalScreen[None]):
             text.append(f"{name}: ", style="bold")
             text.append(value + "\n")  # a Text: names and errors are never read as markup
         text.rstrip()
-        with VerticalScroll(classes="dialog"):
+        with VerticalScroll(classes="dialog", id="item-detail"):
             yield Static(Text(self.item.path.rpartition("/")[2] or "/"), classes="dialog-title")
             yield Static(text, id="item-facts")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="item-close", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#item-close", Button).focus()
+        self.query_one("#item-detail", VerticalScroll).focus()  # the arrows scroll it
 
     @on(Button.Pressed, "#item-close")
     def _close(self) -> None:
