@@ -99,6 +99,13 @@ def pause_text(until: float, now: float) -> str:
             f"{countdown(until - now)}")
 
 
+def short_pause_text(until: float, now: float) -> str:
+    """The pause for a progress line: `paused until 05:12:14 (14 s)`."""
+    if until <= now:
+        return "pause over"
+    return f"paused until {clock(until)} ({countdown(until - now)})"
+
+
 class PauseWatch:
     """Turns a run's successive stats into events when a rate-limit pause starts and ends,
     for the monitor's Events tab and `jobs run`'s log (the pacer only sets `waiting_until`)."""

@@ -13,7 +13,7 @@ import humanize
 
 from core.engine.stats import ExecutionStats, Throughput
 from core.paths import printable
-from core.readout import BudgetReadout, eta_text, pause_text
+from core.readout import BudgetReadout, PauseWatch, eta_text, short_pause_text
 
 CLEAR_TO_END = "\x1b[K"  # erase the rest of the terminal line
 PROBLEM_EVENTS = ("flagged", "failed", "warning")
@@ -73,20 +73,21 @@ def duration(seconds: float | None) -> str:
 def progress_text(stats: ExecutionStats, throughput: Throughput,
                   budget: BudgetReadout | None = None, now: float | None = None) -> str:
     """One line, as rclone -P: files and bytes done of what is planned so far, rate, ETA
-    (with the budget's waits), items checked, API calls and budget, the pause's countdown."""
+    (with the budget's waits), the pause's countdown, API calls and budget, items checked;
+    what matters most first, as a narrow terminal cuts the end off."""
     now = time.time() if now is None else now
     more = "" if stats.listing_done else "+"
     parts = [f"{stats.transferred:,}/{stats.planned_files:,}{more} files",
              f"{size(stats.bytes)}/{size(stats.planned_bytes)}{more}",
              rate(throughput.rate),
-             f"ETA {eta_text(stats, throughput.eta(stats), budget, now)}",
-             f"{stats.files + stats.folders:,} checked"]
+             f"ETA {eta_text(stats, throughput.eta(stats), budget, now)}"]
+    if stats.waiting_until:
+        parts.append(short_pause_text(stats.waiting_until, now))
     if stats.api_calls:
         calls = count(stats.api_calls, "API call")
         parts.append(f"{calls}, {budget.left(now):,}/{budget.limit:,} left" if budget
                      else calls)
-    if stats.waiting_until:
-        parts.append(pause_text(stats.waiting_until, now))
+    parts.append(f"{stats.files + stats.folders:,} checked")
     return " · ".join(parts)
 
 
@@ -106,8 +107,11 @@ class ProgressReporter:
         self._last_log = clock()
         self._phase: tuple[bool, bool] | None = None
         self._shown = False
+        self._pauses = PauseWatch()
 
     def __call__(self, stats: ExecutionStats, throughput: Throughput) -> None:
+        for kind, message in self._pauses(stats):
+            self.event(kind, message)
         if self.quiet:
             return
         text = progress_text(stats, throughput, self.budget)

@@ -48,10 +48,8 @@ def test_progress_line_has_the_budget_and_the_pause_countdown():
     budget = BudgetReadout("c", 30, 0, now + 14, 0.0, stated=True)
     stats.waiting_until = now + 14
     line = progress_text(stats, rolling, budget, now=now)
-    assert "ETA paused" in line
-    assert "1 API call, 0/30 left" in line
-    assert line.endswith(f"paused until {clock(now + 14)} (rate limit): continues by itself "
-                         "in 14 s")
+    assert line.startswith("3/10 files · 3.0 MiB/10.0 MiB · 1.0 MiB/s · ETA paused · "
+                           f"paused until {clock(now + 14)} (14 s) · 1 API call, 0/30 left · ")
 
 
 def test_words_for_counts_sizes_and_rates():
@@ -89,9 +87,10 @@ def test_elsewhere_plain_lines_at_intervals_and_on_a_pause():
     stats.waiting_until = time.time() + 60
     reporter(stats, rolling)  # t=2: a pause began: said at once
     reporter(stats, rolling)  # t=15: the interval
-    lines = stream.getvalue().splitlines()
+    paused, *lines = stream.getvalue().splitlines()
+    assert paused.startswith("paused: rate limit: paused until")  # the event, once
     assert len(lines) == 2 and all(line.startswith("progress: ") for line in lines)
-    assert "\r" not in stream.getvalue() and "(rate limit)" in lines[0]
+    assert "\r" not in stream.getvalue() and "ETA paused · paused until" in lines[0]
 
 
 def test_quiet_says_nothing_but_problems():

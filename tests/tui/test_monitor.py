@@ -17,7 +17,7 @@ from core.state import ItemRecord
 from tests.tui.conftest import World, text_of, wait_for
 from tui.app import DryvIQApp
 from tui.screens.jobs import JobsScreen
-from tui.screens.monitor import MonitorScreen
+from tui.screens.monitor import MonitorScreen, waiting_line
 from tui.widgets.item_detail import ItemDetailScreen
 
 FOLDER = "Projects/Riverside Medical Center/Drawings/Architectural/Level 2/North wing sheets"
@@ -110,14 +110,19 @@ async def test_the_monitor_and_jobs_run_show_the_same_budget(world: World) -> No
             api = text_of(app, "#monitor-api")
             waiting = text_of(app, "#monitor-waiting")
             counts = text_of(app, "#monitor-counts")
+            live = await world.service.live(job.id)
     budget = tightest(budget_readouts(await world.state.rate_budgets()), now)
     line = progress_text(ExecutionStats(**stats), Throughput(), budget, now)  # type: ignore[arg-type]
     assert "1 API call, 0/30 left" in line and api.startswith("1 API call · 1 rate-limit wait")
     assert api.endswith("hourly budget 0 of 30 calls left")  # the pause is the one countdown
     assert "-2" not in api + line
-    pause = line.rpartition(" · ")[2]
-    assert pause.startswith("paused until") and waiting[2:].lower().startswith(
-        pause.rpartition(" in ")[0].lower())
+    # the same moment and the same countdown: "paused until 05:12:14 (40 s)"
+    until, left = next(p for p in line.split(" · ") if p.startswith("paused until"))[
+        len("paused until "):].rstrip(")").split(" (")
+    assert waiting.startswith(f"⏸ Paused until {until} (rate limit)")
+    # and at one moment, the monitor's countdown is the progress line's
+    shown = waiting_line(live, now)
+    assert shown is not None and shown.plain.endswith(f"continues by itself in {left}")
     assert "ETA paused" in line and "ETA paused" in counts
 
 
