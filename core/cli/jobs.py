@@ -24,11 +24,13 @@ from core.cli.output import (
     table,
     when,
 )
+from core.connectors.base import ConnectorError
+from core.connectors.procore import procore_app
 from core.engine.runner import NotSupported, RunResult, run_job
-from core.home import JobBusy
+from core.home import ConfigError, Home, JobBusy
 from core.job_store import JobLookupError, create_job, find_job
 from core.jobs import JobError
-from core.readout import budget_readouts, clock, tightest
+from core.readout import BudgetReadout, budget_readouts, clock, tightest
 from core.state import Execution, ItemRecord, JobRecord, State
 from core.status import attempts, item_detail, label
 
@@ -147,12 +149,17 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    async with opened_state(args) as (_, state):
+    async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
         last = next(iter(await state.executions(job.id, limit=1)), None)
         names = {c.id: c.name for c in await state.list_connections()}
+        budgets = await _job_budgets(state, home, job)
+    now = time.time()
     if args.json:
-        emit_json(_job_dict(job, last) | {"definition": json.loads(job.definition)})
+        emit_json(_job_dict(job, last) | {"definition": json.loads(job.definition)} | {
+            "api_budgets": [{"client": b.client, "limit": b.limit, "remaining": b.left(now),
+                             "reset_at": b.reset_at or None, "stated": b.stated}
+                            for b in budgets]})
         return 0
     rows = [("name", job.name), ("id", job.id), ("type", job.transfer_type),
             ("source", f"{names.get(job.source_connection_id)}:/{job.source_path}"),
@@ -162,10 +169,28 @@ async def _show(args: argparse.Namespace) -> int:
             ("schedule", job.schedule_mode), ("category", job.category),
             ("parallel writes", job.parallel_writes), ("created", when(job.created_at)),
             ("last run", f"{label(last.status)} at {when(last.started_at)}" if last
-             else label("never run"))]
+             else label("never run")),
+            *(("API budget", b.line(now)) for b in budgets)]
     print(table(rows, ("FIELD", "VALUE")))
     print("\nJob JSON as given:\n" + job.definition.strip())
     return 0
+
+
+async def _job_budgets(state: State, home: Home, job: JobRecord) -> list[BudgetReadout]:
+    """The API budgets the job's Procore connections draw on, as the pacers recorded them
+    (the monitor and `jobs run` show the same)."""
+    rows = await state.rate_budgets()
+    keys = set()
+    for connection_id in (job.source_connection_id, job.destination_connection_id):
+        connection = await state.find_connection(connection_id)
+        if connection is None or connection.platform != "procore":
+            continue
+        try:
+            secrets = await state.connection_secrets(connection.id)
+            keys.add(procore_app(connection.config, secrets, home.config()).budget_key)
+        except (ConnectorError, ConfigError, KeyError):
+            continue  # no credentials to tell the client by: no budget to show
+    return [BudgetReadout.from_row(key, rows[key]) for key in sorted(keys) if key in rows]
 
 
 async def _remove(args: argparse.Namespace) -> int:

@@ -103,6 +103,10 @@ def test_a_no_wait_pause_is_a_status_and_a_renamed_item_names_both_names(
                             "jobs run budget` after "), describe(paused)
     resume = cli.json("jobs", "history", "budget")[0]["resume_at"]
     assert first.endswith(time.strftime("%H:%M:%S", time.localtime(resume)))
+    shown = cli("jobs", "show", "budget").stdout
+    [budget] = cli.json("jobs", "show", "budget")["api_budgets"]
+    assert budget["limit"] == 40 and budget["stated"] and budget["remaining"] >= 0
+    assert f"hourly budget {budget['remaining']} of 40 calls left" in shown, shown
 
     time.sleep(max(0.0, resume - time.time()) + 0.5)
     cli("jobs", "run", "budget", "--no-wait", "--quiet")
