@@ -42,6 +42,8 @@ POLL = 0.5  # seconds: the engine reports twice a second; repainting faster show
 TABLES_EVERY = 2.0  # seconds between re-reading items and history while a run goes on
 RESUMABLE = ("interrupted", "paused")
 TRIES_WIDTH = 5
+EVENTS_HINT = ("What this job's runs say while the app is open: rate-limit pauses, your "
+               "pauses, flagged and failed items, retries.")
 REASON_LINES = 3  # a longer reason is cut; Enter on its row shows all of it
 PATH_LINES = 2  # a longer path is cut in the middle, keeping its start and its name
 CONTROLS = {"monitor-start": "app.run_job", "monitor-pause": "app.pause_job",
@@ -188,6 +190,7 @@ class MonitorScreen(AppScreen[None]):
                 yield Log(id="monitor-events", max_lines=2000)
 
     async def on_mount(self) -> None:
+        self.query_one("#monitor-events", Log).write_line(EVENTS_HINT)
         await self.refresh_view()
         self.set_interval(POLL, self.refresh_view)
 
