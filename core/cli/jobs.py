@@ -71,7 +71,8 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
         if action == "items":
             one.add_argument("--status", choices=ITEM_STATUSES, metavar="STATUS",
                              help="only items with this status: " + ", ".join(
-                                 f"{code} ({label(code)})" for code in ITEM_STATUSES))
+                                 code if code == label(code) else f"{code} ({label(code)})"
+                                 for code in ITEM_STATUSES))
             one.add_argument("--execution", type=int, metavar="ID",
                              help="only items touched by this execution")
 
