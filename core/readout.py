@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.engine.stats import ExecutionStats
-from core.pacer import DEFAULT_HOURLY_LIMIT, DEFAULT_HOURLY_WINDOW, DEFAULT_RESERVE
+
+# core.pacer (and the httpx it brings) is imported only where a budget was recorded: a
+# headless command on local folders never loads the HTTP stack
 
 
 def countdown(seconds: float) -> str:
@@ -44,8 +46,11 @@ class BudgetReadout:
 
     @classmethod
     def from_row(cls, client: str, row: Mapping[str, Any],
-                 assumed_limit: int = DEFAULT_HOURLY_LIMIT) -> BudgetReadout:
-        """From a row of `State.rate_budgets()`."""
+                 assumed_limit: int | None = None) -> BudgetReadout:
+        """From a row of `State.rate_budgets()`; `assumed_limit`: the hourly limit assumed
+        until Procore states one (the pacer's default)."""
+        if assumed_limit is None:
+            from core.pacer import DEFAULT_HOURLY_LIMIT as assumed_limit
         limit = max(1, int(row["hourly_limit"]))
         reset_at = float(row["hourly_reset"] or 0.0)
         return cls(client, limit, min(limit, max(0, int(row["hourly_remaining"]))), reset_at,
@@ -124,11 +129,15 @@ class PauseWatch:
 
 
 def budget_wait(stats: ExecutionStats, budget: BudgetReadout | None, now: float,
-                reserve: float = DEFAULT_RESERVE) -> float:
+                reserve: float | None = None) -> float:
     """Seconds the budget will hold the rest of the run up: the calls the remaining files
-    need (at the rate of calls per file so far) beyond what is left now, in whole windows."""
+    need (at the rate of calls per file so far) beyond what is left now, in whole windows;
+    `reserve` is the share kept for browsing (the pacer's default)."""
     if budget is None or not stats.api_calls or not stats.transferred:
         return 0.0
+    from core.pacer import DEFAULT_HOURLY_WINDOW, DEFAULT_RESERVE
+
+    reserve = DEFAULT_RESERVE if reserve is None else reserve
     files_left = max(0, stats.planned_files - stats.transferred)
     needed = math.ceil(stats.api_calls / stats.transferred * files_left)
     kept = math.ceil(reserve * budget.limit)

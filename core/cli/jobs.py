@@ -25,7 +25,6 @@ from core.cli.output import (
     when,
 )
 from core.connectors.base import ConnectorError
-from core.connectors.procore import procore_app
 from core.engine.runner import NotSupported, RunResult, run_job
 from core.home import ConfigError, Home, JobBusy
 from core.job_store import JobLookupError, create_job, find_job
@@ -181,6 +180,10 @@ async def _job_budgets(state: State, home: Home, job: JobRecord) -> list[BudgetR
     """The API budgets the job's Procore connections draw on, as the pacers recorded them
     (the monitor and `jobs run` show the same)."""
     rows = await state.rate_budgets()
+    if not rows:
+        return []
+    from core.connectors.procore import procore_app  # the HTTP stack: only with a budget
+
     keys = set()
     for connection_id in (job.source_connection_id, job.destination_connection_id):
         connection = await state.find_connection(connection_id)
