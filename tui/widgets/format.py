@@ -5,12 +5,12 @@ from __future__ import annotations
 from rich.text import Text
 
 from core.cli.output import count, duration, rate, size, when
-from core.readout import clock, countdown
+from core.readout import clock
 from core.status import label
 from tui.widgets.theme import STATUS_STYLES
 
-__all__ = ["clock", "count", "countdown", "duration", "ellipsis", "middle", "rate", "size",
-           "status_text", "when"]
+__all__ = ["clock", "count", "duration", "ellipsis", "middle", "rate", "size", "status_text",
+           "when"]
 
 
 def status_text(status: str, where: str = "idle") -> Text:
