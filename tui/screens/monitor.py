@@ -94,10 +94,11 @@ def counts(live: LiveView, budget: BudgetReadout | None, now: float) -> str:
     more = "" if stats.listing_done or not live.running else "+"
     if live.running:
         timing = f"{rate(live.rate)} · ETA {eta_text(stats, live.eta, budget, now)}"
-    else:
-        timing = f"{rate(live.rate)} average"
-    return (f"Files {stats.transferred:,} of {stats.planned_files:,}{more} · "
-            f"{size(stats.bytes)} of {size(stats.planned_bytes)}{more} · {timing}")
+    else:  # a run that moved nothing has no average worth a word
+        timing = f"{rate(live.rate)} average" if live.rate >= 1 else ""
+    return " · ".join(filter(None, [
+        f"Files {stats.transferred:,} of {stats.planned_files:,}{more}",
+        f"{size(stats.bytes)} of {size(stats.planned_bytes)}{more}", timing]))
 
 
 def details(live: LiveView) -> str:
