@@ -35,7 +35,7 @@ from tui.screens.monitor import MonitorScreen
 from tui.screens.quit import QuitChoice, QuitScreen
 from tui.service import AppService, Created, ServiceError
 from tui.widgets.confirm import ConfirmScreen
-from tui.widgets.format import STATUS_LABELS, size
+from tui.widgets.format import count, size, status_text
 from tui.widgets.theme import DRYVIQ_THEME
 
 # mode -> (module, class, title). Imported behind a guard, so a build without one of them
@@ -307,8 +307,9 @@ class DryvIQApp(App[int]):
             self.notify(f"{job.name}: {error}", severity="error", markup=False)
             return
         stats = result.stats
-        status = STATUS_LABELS.get(result.status, result.status)
-        self.notify(f"{job.name}: {status}, {stats.transferred:,} files ({size(stats.bytes)})"
+        status = status_text(result.status).plain
+        self.notify(f"{job.name}: {status}, {count(stats.transferred, 'file')} "
+                    f"({size(stats.bytes)})"
                     + (f"\n{result.error}" if result.error else ""), markup=False,
                     severity="error" if result.status == "failed" else
                     "warning" if result.status == "warn" else "information")

@@ -26,7 +26,9 @@ from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
+from core.readout import BudgetReadout, PauseWatch, budget_readouts
 from core.state import Connection, Execution, ItemRecord, JobRecord, State
+from core.status import label
 
 log = logging.getLogger("dryviq.tui")
 
@@ -42,7 +44,7 @@ class ServiceError(Exception):
 @dataclass(frozen=True)
 class RunEvent:
     at: float
-    kind: str  # info, flagged, failed (the engine's kinds)
+    kind: str  # the engine's kinds (info, warning, flagged, failed, retry), paused, continued
     message: str
 
 
@@ -68,7 +70,7 @@ class LiveView:
     def phase(self) -> str:
         """What the run is doing, in words."""
         if not self.running:
-            return "finished" if self.execution else "not started"
+            return "not running" if self.execution else "not started"
         if self.status == "stopping":
             return "stopping: finishing the files in flight"
         if self.stats.waiting_until:
@@ -95,15 +97,7 @@ class JobRow:
         return shown_status(self.last, self.where)
 
 
-@dataclass(frozen=True)
-class Budget:
-    """One API client's rate-limit budget, as the pacers last recorded it."""
-
-    client: str
-    limit: int
-    remaining: int
-    reset_at: float  # epoch seconds; 0 while unknown
-    blocked_until: float  # epoch seconds; after a 429 nobody calls before this
+Budget = BudgetReadout  # one API client's rate-limit budget, as the screens read it
 
 
 @dataclass
@@ -117,6 +111,7 @@ class _Run:
     throughput: Throughput = field(default_factory=Throughput)
     events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=EVENT_LIMIT))
     requested: str | None = None  # "pause" or "cancel": how the user stopped it
+    pauses: PauseWatch = field(default_factory=PauseWatch)
 
     @property
     def active(self) -> bool:
@@ -127,6 +122,18 @@ class _Run:
 
     def progress(self, stats: ExecutionStats, throughput: Throughput) -> None:
         self.stats, self.throughput = stats, throughput
+        for kind, message in self.pauses(stats):
+            self.event(kind, message)
+
+
+@dataclass
+class _Watched:
+    """An execution running in another process, as this app follows it."""
+
+    execution_id: int
+    throughput: Throughput = field(default_factory=Throughput)
+    pauses: PauseWatch = field(default_factory=PauseWatch)
+    events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=EVENT_LIMIT))
 
 
 Created = tuple[JobRecord, list[str]]  # a stored job and the warnings core gave for it
@@ -141,8 +148,7 @@ class AppService:
         self.state = state
         self.on_finished: Finished | None = None  # (job, result, error): for notifications
         self._runs: dict[str, _Run] = {}
-        # runs in other processes: (execution id, rate sampled at its heartbeats)
-        self._watched: dict[str, tuple[int, Throughput]] = {}
+        self._watched: dict[str, _Watched] = {}  # runs in other processes
 
     @classmethod
     async def open(cls, home: Home) -> AppService:
@@ -206,10 +212,8 @@ class AppService:
         return [item for status in PROBLEM_STATUSES
                 for item in await self.state.items(job_id, status=status)]
 
-    async def budgets(self) -> list[Budget]:
-        return [Budget(client, row["hourly_limit"], row["hourly_remaining"],
-                       row["hourly_reset"], row["blocked_until"])
-                for client, row in sorted((await self.state.rate_budgets()).items())]
+    async def budgets(self) -> list[BudgetReadout]:
+        return budget_readouts(await self.state.rate_budgets())
 
     # -- executions -------------------------------------------------------------------------
 
@@ -254,7 +258,7 @@ class AppService:
             run.event("failed", error)
         elif result is not None:
             run.stats = result.stats
-            run.event("info", f"execution {result.status}"
+            run.event("info", f"execution #{result.execution_id} {label(result.status)}"
                       + (f": {result.error}" if result.error else ""))
         if self.on_finished:
             self.on_finished(run.job, result, error)
@@ -268,7 +272,8 @@ class AppService:
             return
         run.requested = run.requested or "pause"
         run.stop.set()
-        run.event("info", "pausing: finishing the files in flight")
+        run.event("paused", "paused by you: finishing the files in flight, then it stops "
+                            "resumable")
 
     async def cancel(self, job_id: str) -> None:
         """Stop now: files in flight are rolled back (as a second Ctrl-C does); what finished
@@ -279,6 +284,7 @@ class AppService:
             return
         run.requested = "cancel"
         run.stop.set()
+        run.event("paused", "cancelled by you: the files in flight are rolled back")
         run.task.cancel()
 
     async def _signal_other(self, job_id: str) -> None:
@@ -312,9 +318,9 @@ class AppService:
             if newest is None or newest.status != "running":  # its execution is not in yet
                 return LiveView(job, where, "running", None, ExecutionStats(), 0.0, None)
             stats = _stats(newest)
-            throughput = self._watch(job_id, newest, stats)
-            return LiveView(job, where, "running", newest, stats, throughput.rate,
-                            throughput.eta(stats), events, requested)
+            watched = self._watch(job_id, newest, stats)
+            return LiveView(job, where, "running", newest, stats, watched.throughput.rate,
+                            watched.throughput.eta(stats), tuple(watched.events), requested)
         stats = _stats(newest)
         status = shown_status(newest, where)
         self._watched.pop(job_id, None)
@@ -327,15 +333,18 @@ class AppService:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _watch(self, job_id: str, execution: Execution, stats: ExecutionStats) -> Throughput:
-        """A rolling rate for another process's run, sampled at its heartbeats (~1 s)."""
+    def _watch(self, job_id: str, execution: Execution, stats: ExecutionStats) -> _Watched:
+        """A rolling rate for another process's run, sampled at its heartbeats (~1 s), and
+        its rate-limit pauses as events."""
         watched = self._watched.get(job_id)
-        if watched is None or watched[0] != execution.id:
-            watched = self._watched[job_id] = (execution.id, Throughput())
-        throughput = watched[1]
+        if watched is None or watched.execution_id != execution.id:
+            watched = self._watched[job_id] = _Watched(execution.id)
+        throughput = watched.throughput
         if not throughput.samples or throughput.samples[-1][0] != execution.heartbeat_at:
             throughput.sample(stats.bytes, now=execution.heartbeat_at)
-        return throughput
+        for kind, message in watched.pauses(stats):
+            watched.events.append(RunEvent(time.time(), kind, message))
+        return watched
 
     def _where(self, job_id: str) -> str:
         if self.runs_here(job_id):

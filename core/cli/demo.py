@@ -11,7 +11,7 @@ import tempfile
 from typing import Any
 
 from core.cli import opened_state
-from core.cli.output import ProgressReporter
+from core.cli.output import ProgressReporter, count, size
 from core.engine.runner import run_job
 
 
@@ -74,9 +74,10 @@ async def _demo_in_home(args: argparse.Namespace, kept: bool) -> int:
                                    on_event=reporter.event)
             reporter.end_line()
             stats = result.stats
-            print(f"{result.status}: {stats.transferred} files ({stats.bytes:,} bytes) copied, "
-                  f"{stats.folders_created} folders created, {stats.api_calls} API calls, "
-                  f"{stats.rate_limit_waits} waits for the rate limit")
+            print(f"{result.status}: {count(stats.transferred, 'file')} ({size(stats.bytes)}) "
+                  f"copied, {count(stats.folders_created, 'folder')} created, "
+                  f"{count(stats.api_calls, 'API call')}, "
+                  f"{count(stats.rate_limit_waits, 'wait')} for the rate limit")
     if kept:
         print(f"\nThe copy: {home.root / 'Office Share'}\n"
               f"Try: dryviq-tui --home {home.root} jobs items \"{DEMO_JOB['name']}\"")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from core.cli import UsageError, opened_state
 from core.cli.output import (
     ProgressReporter,
+    count,
     duration,
     emit_json,
     reply,
@@ -21,12 +24,17 @@ from core.cli.output import (
     when,
     write_csv,
 )
-from core.engine.runner import NotSupported, run_job
-from core.home import JobBusy
+from core.connectors.base import ConnectorError
+from core.engine.runner import NotSupported, RunResult, run_job
+from core.home import ConfigError, Home, JobBusy
 from core.job_store import JobLookupError, create_job, find_job
 from core.jobs import JobError
-from core.paths import printable_lines
+from core.paths import printable, printable_lines
+from core.readout import BudgetReadout, budget_readouts, clock, tightest
 from core.state import Execution, ItemRecord, JobRecord, State
+from core.status import attempts, item_detail, label
+
+BUDGET_POLL = 1.0  # seconds between readings of the API budget for the progress line
 
 ITEM_STATUSES = ("pending", "success", "skipped", "processed", "remediation", "retry")
 
@@ -48,6 +56,8 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     run.add_argument("--no-wait", action="store_true",
                      help="when the API rate limit is spent, stop as paused (exit 3) instead "
                           "of waiting for the reset")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress line and no notes; only problems and the exit code")
     run.add_argument("--parallel", type=int, metavar="N",
                      help="files written at once (default: the job's "
                           "performance.parallel_writes, else 2)")
@@ -59,7 +69,10 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
         one.add_argument("--csv", action="store_true", help="print CSV")
         one.set_defaults(handler=handler)
         if action == "items":
-            one.add_argument("--status", choices=ITEM_STATUSES, help="only items with this status")
+            one.add_argument("--status", choices=ITEM_STATUSES, metavar="STATUS",
+                             help="only items with this status: " + ", ".join(
+                                 code if code == label(code) else f"{code} ({label(code)})"
+                                 for code in ITEM_STATUSES))
             one.add_argument("--execution", type=int, metavar="ID",
                              help="only items touched by this execution")
 
@@ -125,8 +138,8 @@ async def _list(args: argparse.Namespace) -> int:
     def status(job: JobRecord) -> str:
         execution = last[job.id]
         if job.id in running:
-            return "running"
-        return execution.status if execution else "never run"
+            return label("running")
+        return label(execution.status) if execution else label("never run")
 
     print(table([(j.name, j.transfer_type + (" (simulation)" if j.simulation_mode else ""),
                   status(j), when(last[j.id].started_at) if last[j.id] else "", j.id)
@@ -135,12 +148,17 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    async with opened_state(args) as (_, state):
+    async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
         last = next(iter(await state.executions(job.id, limit=1)), None)
         names = {c.id: c.name for c in await state.list_connections()}
+        budgets = await _job_budgets(state, home, job)
+    now = time.time()
     if args.json:
-        emit_json(_job_dict(job, last) | {"definition": json.loads(job.definition)})
+        emit_json(_job_dict(job, last) | {"definition": json.loads(job.definition)} | {
+            "api_budgets": [{"client": b.client, "limit": b.limit, "remaining": b.left(now),
+                             "reset_at": b.reset_at or None, "stated": b.stated}
+                            for b in budgets]})
         return 0
     rows = [("name", job.name), ("id", job.id), ("type", job.transfer_type),
             ("source", f"{names.get(job.source_connection_id)}:/{job.source_path}"),
@@ -149,10 +167,33 @@ async def _show(args: argparse.Namespace) -> int:
             ("simulation", "yes" if job.simulation_mode else "no"),
             ("schedule", job.schedule_mode), ("category", job.category),
             ("parallel writes", job.parallel_writes), ("created", when(job.created_at)),
-            ("last run", f"{last.status} at {when(last.started_at)}" if last else "never")]
+            ("last run", f"{label(last.status)} at {when(last.started_at)}" if last
+             else label("never run")),
+            *(("API budget", b.line(now)) for b in budgets)]
     print(table(rows, ("FIELD", "VALUE")))
     print("\nJob JSON as given:\n" + printable_lines(job.definition.strip()))
     return 0
+
+
+async def _job_budgets(state: State, home: Home, job: JobRecord) -> list[BudgetReadout]:
+    """The API budgets the job's Procore connections draw on, as the pacers recorded them
+    (the monitor and `jobs run` show the same)."""
+    rows = await state.rate_budgets()
+    if not rows:
+        return []
+    from core.connectors.procore import procore_app  # the HTTP stack: only with a budget
+
+    keys = set()
+    for connection_id in (job.source_connection_id, job.destination_connection_id):
+        connection = await state.find_connection(connection_id)
+        if connection is None or connection.platform != "procore":
+            continue
+        try:
+            secrets = await state.connection_secrets(connection.id)
+            keys.add(procore_app(connection.config, secrets, home.config()).budget_key)
+        except (ConnectorError, ConfigError, KeyError):
+            continue  # no credentials to tell the client by: no budget to show
+    return [BudgetReadout.from_row(key, rows[key]) for key in sorted(keys) if key in rows]
 
 
 async def _remove(args: argparse.Namespace) -> int:
@@ -186,11 +227,12 @@ def _install_stop_handlers(stop: asyncio.Event, reporter: ProgressReporter) -> N
 async def _run(args: argparse.Namespace) -> int:
     if args.parallel is not None and not 1 <= args.parallel <= 64:
         raise UsageError("--parallel: expected a number from 1 to 64")
-    reporter = ProgressReporter()
+    reporter = ProgressReporter(quiet=args.quiet)
     stop = asyncio.Event()
     _install_stop_handlers(stop, reporter)
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
+        budgets = asyncio.create_task(_follow_budget(state, reporter))
         try:
             result = await run_job(state, home, job, parallel=args.parallel, stop=stop,
                                    on_progress=reporter, on_event=reporter.event,
@@ -201,26 +243,59 @@ async def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"job {job.name!r}: {exc}") from None
         except asyncio.CancelledError:
             reporter.end_line()
-            print("stopped; the execution is interrupted and resumable", file=sys.stderr)
+            print(f"{label('interrupted')}: the files in flight were rolled back; "
+                  f"{_again(args, job)} continues where it stopped", file=sys.stderr)
             return 3
+        finally:
+            budgets.cancel()
+        newest = next(iter(await state.executions(job.id, limit=1)), None)
     reporter.end_line()
-    stats = result.stats
-    summary = (f"{result.status}: {stats.transferred:,} files transferred "
-               f"({size(stats.bytes)}), {stats.folders_created:,} folders created, "
-               f"{stats.skipped:,} skipped, {stats.flagged:,} flagged, {stats.failed:,} failed")
-    if result.status == "no_changes":
-        summary = f"no changes: {stats.files:,} files and {stats.folders:,} folders are in step"
-    if stats.api_calls:
-        summary += (f"; {stats.api_calls:,} API calls, {stats.rate_limit_waits:,} rate-limit "
-                    "waits")
-    if result.error:
-        summary += f"\nerror: {result.error}"
+    summary = run_summary(result, _again(args, job), newest.resume_at if newest else None)
     if args.json:
         emit_json(result.as_dict())
-        print(summary, file=sys.stderr)
-    else:
+        if not args.quiet:
+            print(summary, file=sys.stderr)
+    elif not args.quiet or result.exit_code:
         print(summary)
     return result.exit_code
+
+
+async def _follow_budget(state: State, reporter: ProgressReporter) -> None:
+    """Keep the progress line's API budget fresh from what the pacers record."""
+    while True:
+        reporter.budget = tightest(budget_readouts(await state.rate_budgets()), time.time())
+        await asyncio.sleep(BUDGET_POLL)
+
+
+def _again(args: argparse.Namespace, job: JobRecord) -> str:
+    """The command that continues the job, as the user would type it."""
+    home = getattr(args, "home", None)
+    where = f" --home {shlex.quote(str(home))}" if home else ""
+    return f"`dryviq-tui{where} jobs run {shlex.quote(job.name)}`"
+
+
+def run_summary(result: RunResult, again: str, resume_at: float | None) -> str:
+    """What a run did, first its status's label: a planned stop (the rate limit with
+    --no-wait, Ctrl-C) reads as a status, never as an error."""
+    stats = result.stats
+    done = (f"{count(stats.transferred, 'file')} transferred ({size(stats.bytes)}), "
+            f"{count(stats.folders_created, 'folder')} created, {stats.skipped:,} skipped, "
+            f"{stats.flagged:,} flagged, {stats.failed:,} failed")
+    if stats.api_calls:
+        done += (f"; {count(stats.api_calls, 'API call')}, "
+                 f"{count(stats.rate_limit_waits, 'rate-limit wait')}")
+    status = label(result.status)
+    if result.status == "no_changes":
+        return (f"{status}: {count(stats.files, 'file')} and {count(stats.folders, 'folder')} "
+                "are in step")
+    if result.status == "paused":
+        after = f" after {clock(resume_at)}" if resume_at else ""
+        return f"{status}, resumes with {again}{after}\nso far: {done}"
+    if result.status == "interrupted":
+        return f"{status}: {again} continues where it stopped\nso far: {done}"
+    if result.error:
+        return f"{status}: {done}\nerror: {printable(result.error)}"
+    return f"{status}: {done}"
 
 
 async def _history(args: argparse.Namespace) -> int:
@@ -232,12 +307,17 @@ async def _history(args: argparse.Namespace) -> int:
     if args.json:
         emit_json([_execution_dict(e) for e in executions])
         return 0
-    headers = ("ID", "STATUS", "STARTED", "DURATION", "TRANSFERRED", "BYTES", "FLAGGED",
-               "FAILED")
-    rows = [(e.id, e.status, when(e.started_at),
-             duration((e.ended_at or e.heartbeat_at) - e.started_at),
-             e.stats.get("transferred", 0), size(e.stats.get("bytes", 0)),
-             e.stats.get("flagged", 0), e.stats.get("failed", 0)) for e in executions]
+    # CSV carries the status codes and plain numbers (seconds, bytes); people read labels
+    headers = ("ID", "STATUS", "STARTED", "SECONDS" if args.csv else "DURATION", "TRANSFERRED",
+               "BYTES", "FLAGGED", "FAILED")
+    rows = []
+    for e in executions:
+        took = (e.ended_at or e.heartbeat_at) - e.started_at
+        stored = e.stats.get("bytes", 0)
+        rows.append((e.id, e.status if args.csv else label(e.status), when(e.started_at),
+                     round(took) if args.csv else duration(took),
+                     e.stats.get("transferred", 0), stored if args.csv else size(stored),
+                     e.stats.get("flagged", 0), e.stats.get("failed", 0)))
     _print_rows(args, rows, headers, empty="No executions yet")
     return 0
 
@@ -250,9 +330,11 @@ async def _items(args: argparse.Namespace) -> int:
         emit_json([_item_dict(i) for i in items])
         return 0
     headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL")
-    rows = [(i.status, i.action, "/" + i.path + ("/" if i.is_dir else ""),
-             "" if i.is_dir else i.size, i.attempts, i.last_error or i.note or "")
-            for i in items]
+    # CSV carries the status codes and plain numbers; people read labels and sizes
+    rows = [(i.status if args.csv else label(i.status), i.action,
+             "/" + i.path + ("/" if i.is_dir else ""),
+             "" if i.is_dir else (i.size if args.csv else size(i.size)),
+             i.attempts if args.csv else attempts(i), item_detail(i)) for i in items]
     _print_rows(args, rows, headers, empty="No items recorded")
     return 0
 
@@ -261,6 +343,7 @@ def _item_dict(item: ItemRecord) -> dict[str, Any]:
     return {"path": "/" + item.path, "is_dir": item.is_dir, "size": item.size,
             "mtime": item.mtime, "action": item.action, "status": item.status,
             "attempts": item.attempts, "last_error": item.last_error, "note": item.note,
+            "detail": item_detail(item),
             "source_id": item.source_id, "destination_id": item.destination_id,
             "destination_path": None if item.destination_path is None
             else "/" + item.destination_path,

@@ -273,6 +273,8 @@ class Executor:
                 delay = RETRY_DELAY * 2 ** attempt
                 if isinstance(exc, RetryAfter):
                     delay = max(delay, exc.until - time.time())
+                self.on_event("retry", f"{task.source_path}: {exc}; trying again in "
+                                       f"{delay:.1f} s")
                 await asyncio.sleep(delay)
             except ConnectorError as exc:
                 self.stats.bytes -= sent

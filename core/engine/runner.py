@@ -315,7 +315,7 @@ class _Run:
             return child  # created with its first file
         if not await self._ensure(child):
             return None
-        self._settle(source_path, source, plan, known, note,
+        self._settle(source_path, source, plan, known, note, destination_path=destination_path,
                      status="pending" if self.transfer.simulation_mode else "success")
         return child
 

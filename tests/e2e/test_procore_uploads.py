@@ -130,7 +130,7 @@ def test_a_killed_segmented_upload_resumes_without_resending(cli: Cli, sandbox: 
     killed_mid_upload(cli, sandbox, tmp_path)
     world = sandbox.world
     code, output, peak = run_job(cli, tmp_path)
-    assert code == 0 and "completed: 1 files transferred" in output, output
+    assert code == 0 and "completed: 1 file transferred" in output, output
     assert f"{STORED_AT_KILL} of {SEGMENTS} segments are already stored" in output
     one_document(sandbox, data)
     assert world.requests[UPLOADS] == 1  # the killed run's upload, resumed
@@ -152,7 +152,7 @@ def test_an_upload_that_expired_meanwhile_starts_again(cli: Cli, sandbox: Sandbo
     world = sandbox.world
     world.clock = lambda: time.time() + 3601  # an hour and a second later
     code, output, _ = run_job(cli, tmp_path)
-    assert code == 0 and "completed: 1 files transferred" in output, output
+    assert code == 0 and "completed: 1 file transferred" in output, output
     one_document(sandbox, data)
     assert world.requests[UPLOADS] == 2  # a fresh upload
     uploads = {uuid for uuid, _ in world.segment_puts}

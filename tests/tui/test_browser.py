@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select
 from textual.widgets.tree import TreeNode
 
+from core.readout import clock
 from core.sandbox import (
     DEMO_PROJECT,
     SANDBOX_LOGIN,
@@ -147,7 +148,7 @@ async def test_the_filter_narrows_the_folder_being_browsed(world: World) -> None
         await pilot.press("slash")
         await pilot.press(*"FLOOR")
         await pilot.pause()
-        assert children(browser, "") == ["Floor plan L1.pdf  1 Byte", "floor plan L2.pdf  1 Byte"]
+        assert children(browser, "") == ["Floor plan L1.pdf  1 B", "floor plan L2.pdf  1 B"]
         await pilot.press("backspace", *"ZZZ")
         await pilot.pause()
         assert children(browser, "") == ["(no names contain “FLOOZZZ”)"]
@@ -226,9 +227,12 @@ async def test_the_palette_offers_the_browser_keys(world: World) -> None:
 
 def test_the_budget_counts_down_to_its_reset() -> None:
     now = 1_750_000_000.0
-    shown = budget_text(Budget("client@host", 3600, 12, now + 125, now + 30), 7, now)
-    assert shown.splitlines() == ["12 of 3,600 calls left", "⏸ blocked until 15:07 (slow down)",
-                                  "resets in 0:02:05", "Browsing here: 7 API calls"]
+    shown = budget_text(Budget("client@host", 3600, 12, now + 125, now + 30, stated=True), 7,
+                        now)
+    assert shown.splitlines() == [
+        "hourly budget 12 of 3,600 calls left",
+        f"blocked until {clock(now + 30)} (Procore said slow down)", "resets in 0:02:05",
+        "Browsing here: 7 API calls"]
     assert budget_text(None, 0, now).endswith("Browsing here: 0 API calls")
 
 
@@ -239,6 +243,6 @@ async def test_expand_path_opens_each_folder_down_to_it(world: World) -> None:
         tree = browser.remote_tree
         assert tree is not None
         node = await tree.expand_path("A/B")
-        assert node.is_expanded and children(browser, "A/B") == ["c.txt  1 Byte"]
+        assert node.is_expanded and children(browser, "A/B") == ["c.txt  1 B"]
         with pytest.raises(LookupError, match="no folder 'nowhere'"):
             await tree.expand_path("A/nowhere")

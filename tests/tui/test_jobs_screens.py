@@ -233,7 +233,8 @@ async def test_the_run_outlives_its_monitor_and_pauses_then_resumes(world: World
         await wait_for(lambda: arrived(world) > 0, what="the first files")
         await pilot.press("p")  # from the list: the highlighted job
         monitor = await open_monitor(app, pilot)
-        await wait_for(lambda: monitor_says(app, "Paused by you"), what="the paused state")
+        await wait_for(lambda: monitor_says(app, "Interrupted by your pause"),
+                       what="the paused state")
         assert str(monitor.query_one("#monitor-start").label) == "Resume"
         [execution] = await world.state.executions(job.id)
         assert execution.status == "interrupted"
@@ -266,9 +267,11 @@ async def test_the_monitor_shows_a_rate_limit_pause_and_the_budget(world: World)
                 app, f"Paused until {clock(now + 300)} (rate limit): continues by itself",
                 "#monitor-waiting"), what="the rate-limit pause")
             assert "Phase: waiting for the API rate limit" in text_of(app, "#monitor-details")
+            assert "ETA paused" in text_of(app, "#monitor-counts")
             api = text_of(app, "#monitor-api")
-            assert "API calls 3,240 · rate-limit waits 1" in api
-            assert "budget 0 of 3,600 left, resets in 0:04:" in api
+            assert "3,240 API calls · 1 rate-limit wait" in api
+            # while paused, the pause is the one countdown (no "resets in" beside it)
+            assert api.endswith("hourly budget 0 of 3,600 calls left")
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ async def test_a_run_pauses_for_the_rate_limit_and_continues(world: World, make_
                        timeout=30, what="the rate-limit pause")
         await wait_for(lambda: monitor_says(app, "Completed"), timeout=60,
                        what="the run to continue and complete")
-        assert "rate-limit waits" in text_of(app, "#monitor-api")
+        assert "rate-limit wait" in text_of(app, "#monitor-api")
     project = next(p.id for p in sandbox.world.projects.values() if p.name == DEMO_PROJECT)
     sent = [path for path in sandbox.world.tree(project) if path.startswith("copy/")]
     assert len(sent) == 30 and sandbox.world.rate_limited == 0

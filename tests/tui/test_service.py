@@ -33,10 +33,10 @@ async def test_a_run_completes_and_its_live_view_says_so(world: World) -> None:
     await world.service.wait(job.id)
 
     live = await world.service.live(job.id)
-    assert (live.where, live.status, live.phase) == ("idle", "completed", "finished")
+    assert (live.where, live.status, live.phase) == ("idle", "completed", "not running")
     assert live.stats.transferred == 120 and live.stats.planned_files == 120
     assert live.rate > 0 and live.eta is None
-    assert any("execution completed" in e.message for e in live.events)
+    assert any(e.message.endswith(" completed") for e in live.events)
     assert arrived(world) == 120
     assert [(r.status, e) for r, e in finished] == [("completed", None)]
     assert [e.status for e in await world.service.history(job.id)] == ["completed"]

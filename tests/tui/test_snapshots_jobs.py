@@ -83,7 +83,7 @@ def steady(*keys: str, until: Callable[[DryvIQApp], bool]) -> Callable[[Pilot[in
 @pytest.mark.parametrize("size", [*SIZES, pytest.param((120, 40), id="120x40")])
 def test_jobs_list(snap_compare, home: Home, size: tuple[int, int]) -> None:
     def loaded(app: DryvIQApp) -> bool:
-        return "done, flagged" in str(app.screen.query_one("#jobs-table").get_row_at(0))
+        return "completed, flagged" in str(app.screen.query_one("#jobs-table").get_row_at(0))
 
     assert snap_compare(DryvIQApp(home=home), terminal_size=size,
                         run_before=steady(until=loaded))

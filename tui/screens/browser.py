@@ -33,7 +33,7 @@ from tui.screens import AppScreen
 from tui.screens.job_builder import Endpoint
 from tui.service import AppService, Budget
 from tui.widgets.conn_commands import ScreenKeysProvider
-from tui.widgets.format import clock, duration, size, when
+from tui.widgets.format import count, size, when
 from tui.widgets.remote_tree import Item, RemoteTree
 
 BUDGET_POLL = 1.0  # seconds: the reset countdown ticks
@@ -88,15 +88,10 @@ def details(connection: Connection, item: Item) -> str:
 def budget_text(budget: Budget | None, api_calls: int, now: float) -> str:
     """A Procore client's hourly budget as the pacers last recorded it, and this browser's
     share of it."""
-    here = f"Browsing here: {api_calls:,} API calls"
+    here = f"Browsing here: {count(api_calls, 'API call')}"
     if budget is None:
         return f"No calls recorded yet for\nthis API client.\n{here}"
-    lines = [f"{budget.remaining:,} of {budget.limit:,} calls left"]
-    if budget.blocked_until > now:
-        lines.append(f"⏸ blocked until {clock(budget.blocked_until)} (slow down)")
-    if budget.reset_at > now:
-        lines.append(f"resets in {duration(budget.reset_at - now)}")
-    return "\n".join([*lines, here])
+    return "\n".join([budget.amount(now), *budget.timing(now), here])  # as the monitor says
 
 
 class BrowserScreen(AppScreen[None]):

@@ -8,7 +8,6 @@ It polls the service twice a second, whether the run is in this app or in anothe
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -18,22 +17,42 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Log, ProgressBar, Static, TabbedContent, TabPane
 
+from core.paths import printable
+from core.readout import BudgetReadout, eta_text, pause_text, tightest
 from core.state import ItemRecord
+from core.status import attempts, item_detail, label
 from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
-from tui.service import AppService, Budget, LiveView, RunEvent, ServiceError
-from tui.widgets.format import clock, duration, rate, size, status_text, when
+from tui.service import AppService, LiveView, RunEvent, ServiceError
+from tui.widgets.format import (
+    clock,
+    count,
+    duration,
+    ellipsis,
+    middle,
+    rate,
+    size,
+    status_text,
+    when,
+)
 from tui.widgets.history import ExecutionHistory
+from tui.widgets.item_detail import ItemDetailScreen
 from tui.widgets.theme import AMBER, BLUE, GREEN, RED
 
 POLL = 0.5  # seconds: the engine reports twice a second; repainting faster shows nothing new
 TABLES_EVERY = 2.0  # seconds between re-reading items and history while a run goes on
 RESUMABLE = ("interrupted", "paused")
+TRIES_WIDTH = 5
+EVENTS_HINT = ("What this job's runs say while the app is open: rate-limit pauses, your "
+               "pauses, flagged and failed items, retries.")
+REASON_LINES = 3  # a longer reason is cut; Enter on its row shows all of it
+PATH_LINES = 2  # a longer path is cut in the middle, keeping its start and its name
 CONTROLS = {"monitor-start": "app.run_job", "monitor-pause": "app.pause_job",
             "monitor-cancel": "app.cancel_job"}
 
 
 def headline(live: LiveView) -> Text:
-    """One line saying what is happening to the job, in words a user acts on."""
+    """One line saying what is happening to the job, in words a user acts on. A stopped run
+    says its status's label first, as the history and `jobs history` do."""
     execution = live.execution
     if live.where == "here":
         if live.status == "stopping":
@@ -53,33 +72,33 @@ def headline(live: LiveView) -> Text:
         return Text("Never run: press r to start it")
     status = live.status
     if status == "interrupted":
-        text = {"pause": "Paused by you", "cancel": "Cancelled by you"}.get(
-            live.requested or "", "Interrupted")
-        return Text(f"{text}: resumable, r continues where it stopped", style=AMBER)
+        cause = {"pause": " by your pause", "cancel": " by your cancel"}.get(
+            live.requested or "", "")
+        return Text(f"Interrupted{cause}: resumable, r continues where it stopped",
+                    style=AMBER)
     if status == "paused":
         after = f" after {clock(execution.resume_at)}" if execution.resume_at else ""
-        return Text(f"Paused for the API rate limit: run it again{after} to continue",
-                    style=AMBER)
+        return Text(f"Paused: rate limit; r{after} continues where it stopped", style=AMBER)
     if status == "failed":
         return Text(f"Failed: {execution.error or 'see the events'}", style=f"bold {RED}")
     words = {"completed": ("Completed", GREEN),
              "no_changes": ("No changes: both sides are in step", GREEN),
-             "warn": ("Completed with flagged or failed items (below)", f"bold {AMBER}")}
-    label, style = words.get(status, (status, ""))
-    return Text(label, style=style)
+             "warn": ("Completed, flagged: see the flagged and failed items below",
+                      f"bold {AMBER}")}
+    text, style = words.get(status, (label(status), ""))
+    return Text(text, style=style)
 
 
-def counts(live: LiveView) -> str:
+def counts(live: LiveView, budget: BudgetReadout | None, now: float) -> str:
     stats = live.stats
     more = "" if stats.listing_done or not live.running else "+"
     if live.running:
-        speed = rate(live.rate)
-        eta = "…" if live.eta is None else duration(live.eta)
-        timing = f"{speed} · ETA {eta}"
-    else:
-        timing = f"{rate(live.rate)} average"
-    return (f"Files {stats.transferred:,} of {stats.planned_files:,}{more} · "
-            f"{size(stats.bytes)} of {size(stats.planned_bytes)}{more} · {timing}")
+        timing = f"{rate(live.rate)} · ETA {eta_text(stats, live.eta, budget, now)}"
+    else:  # a run that moved nothing has no average worth a word
+        timing = f"{rate(live.rate)} average" if live.rate >= 1 else ""
+    return " · ".join(filter(None, [
+        f"Files {stats.transferred:,} of {stats.planned_files:,}{more}",
+        f"{size(stats.bytes)} of {size(stats.planned_bytes)}{more}", timing]))
 
 
 def details(live: LiveView) -> str:
@@ -89,18 +108,15 @@ def details(live: LiveView) -> str:
             f"{stats.in_flight} in flight (up to {live.job.parallel_writes} at once)")
 
 
-def api_line(live: LiveView, budgets: Sequence[Budget], now: float) -> str:
+def api_line(live: LiveView, budget: BudgetReadout | None, now: float) -> str:
+    """Calls, waits and the tightest budget, in the words `jobs run` uses (core.readout)."""
     stats = live.stats
-    text = f"API calls {stats.api_calls:,} · rate-limit waits {stats.rate_limit_waits:,}"
-    if not budgets:
+    text = (f"{count(stats.api_calls, 'API call')} · "
+            f"{count(stats.rate_limit_waits, 'rate-limit wait')}")
+    if budget is None:
         return text + " · no API rate limit recorded"
-    tightest = min(budgets, key=lambda b: b.remaining / max(b.limit, 1))
-    text += f" · budget {tightest.remaining:,} of {tightest.limit:,} left"
-    if tightest.reset_at > now:
-        text += f", resets in {duration(tightest.reset_at - now)}"
-    if tightest.blocked_until > now:
-        text += f" · blocked until {clock(tightest.blocked_until)} (the API said slow down)"
-    return text
+    paused = stats.waiting_until if live.running else None
+    return f"{text} · {budget.line(now, paused)}"
 
 
 def waiting_line(live: LiveView, now: float) -> Text | None:
@@ -108,8 +124,22 @@ def waiting_line(live: LiveView, now: float) -> Text | None:
     until = live.stats.waiting_until
     if not live.running or not until:
         return None
-    return Text(f"⏸ Paused until {clock(until)} (rate limit): continues by itself in "
-                f"{duration(until - now)}", style=f"bold {AMBER}")
+    text = pause_text(until, now)
+    return Text(f"⏸ {text[0].upper()}{text[1:]}", style=f"bold {AMBER}")
+
+
+def problem_widths(width: int, status_width: int) -> tuple[int, int]:
+    """Reason and path column widths in a table `width` cells wide: the reason gets the
+    larger share (it says what to do), the path the rest; both wrap."""
+    rest = max(24, width - status_width - TRIES_WIDTH - 4 * 2 - 2)  # padding, scrollbar
+    reason = rest * 3 // 5
+    return reason, rest - reason
+
+
+def problem_row(item: ItemRecord, reason_width: int, path_width: int) -> tuple[Text, ...]:
+    reason = Text(ellipsis(item_detail(item), reason_width * REASON_LINES))
+    path = Text(middle("/" + item.path, path_width * PATH_LINES), overflow="fold")
+    return status_text(item.status), reason, path, Text(attempts(item))
 
 
 def progress_percent(live: LiveView) -> float:
@@ -135,7 +165,8 @@ class MonitorScreen(AppScreen[None]):
         self.job_id = job_id
         self._tables_key: tuple[object, ...] | None = None
         self._tables_at = 0.0
-        self._problems: list[tuple[str, str, str, str]] | None = None
+        self._problems: list[ItemRecord] = []
+        self._problems_shown: tuple[object, ...] | None = None  # what the table was built from
         self._last_event: RunEvent | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -160,8 +191,7 @@ class MonitorScreen(AppScreen[None]):
                 yield Log(id="monitor-events", max_lines=2000)
 
     async def on_mount(self) -> None:
-        self.query_one("#monitor-problems", DataTable).add_columns(
-            "Status", "Path", "Reason", "Tries")
+        self.query_one("#monitor-events", Log).write_line(EVENTS_HINT)
         await self.refresh_view()
         self.set_interval(POLL, self.refresh_view)
 
@@ -177,8 +207,8 @@ class MonitorScreen(AppScreen[None]):
             self.query_one("#monitor-status", Static).update(Text(str(exc)))
             return
         self.dryviq.selected_job = live.job
-        budgets = await self.service.budgets()
         now = time.time()
+        budget = tightest(await self.service.budgets(), now)
         job = live.job
         self.sub_title = f"Monitor · {job.name}"
         self.query_one("#monitor-job", Static).update(Text(
@@ -190,9 +220,9 @@ class MonitorScreen(AppScreen[None]):
                           f", {duration(ran)}")
         self.query_one("#monitor-status", Static).update(status)
         self.query_one("#monitor-progress", ProgressBar).update(progress=progress_percent(live))
-        self.query_one("#monitor-counts", Static).update(counts(live))
+        self.query_one("#monitor-counts", Static).update(counts(live, budget, now))
         self.query_one("#monitor-details", Static).update(details(live))
-        self.query_one("#monitor-api", Static).update(api_line(live, budgets, now))
+        self.query_one("#monitor-api", Static).update(api_line(live, budget, now))
         waiting = waiting_line(live, now)
         waiting_widget = self.query_one("#monitor-waiting", Static)
         waiting_widget.display = waiting is not None
@@ -218,7 +248,7 @@ class MonitorScreen(AppScreen[None]):
         log = self.query_one("#monitor-events", Log)
         for event in events:
             log.write_line(f"{time.strftime('%H:%M:%S', time.localtime(event.at))} "
-                           f"{event.kind}: {event.message}")
+                           f"{event.kind}: {printable(event.message)}")
         self._last_event = events[-1]
 
     async def _refresh_tables(self, live: LiveView, now: float) -> None:
@@ -231,22 +261,43 @@ class MonitorScreen(AppScreen[None]):
                                             >= TABLES_EVERY):
             return
         self._tables_key, self._tables_at = key, now
-        self._show_problems(await self.service.problems(self.job_id))
+        self._show_problems(list(await self.service.problems(self.job_id)))
         self.query_one("#monitor-history", ExecutionHistory).show(
             await self.service.history(self.job_id))
 
-    def _show_problems(self, items: Sequence[ItemRecord]) -> None:
-        rows = [(item.status, "/" + item.path, item.last_error or item.note or "",
-                 str(item.attempts)) for item in items]
+    def _show_problems(self, items: list[ItemRecord]) -> None:
+        """Reason before path, both cut to the table's width (the path in the middle, so
+        its start and its name both show); Enter on a row shows the item in full."""
         tabs = self.query_one("#monitor-tabs", TabbedContent)
-        tabs.get_tab("tab-problems").label = f"Flagged and failed ({len(rows)})"
-        if rows == self._problems:
-            return
-        self._problems = rows
+        tabs.get_tab("tab-problems").label = f"Flagged and failed ({len(items)})"
         table = self.query_one("#monitor-problems", DataTable)
-        table.clear()
-        for status, path, reason, tries in rows:
-            table.add_row(status_text(status), Text(path), Text(reason), tries)
+        status_width = max([len("Status"), *(len(label(item.status)) for item in items)])
+        reason_width, path_width = problem_widths(table.size.width or self.size.width,
+                                                  status_width)
+        shown = (reason_width, path_width, *items)
+        if shown == self._problems_shown:
+            return
+        self._problems, self._problems_shown = items, shown
+        row = table.cursor_row
+        table.clear(columns=True)
+        table.add_column("Status", width=status_width)
+        table.add_column("Reason", width=reason_width)
+        table.add_column("Path", width=path_width)
+        table.add_column("Tries", width=TRIES_WIDTH)
+        for item in items:
+            table.add_row(*problem_row(item, reason_width, path_width), height=None)
+        if items:
+            table.move_cursor(row=min(row, len(items) - 1))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._show_problems, self._problems)
+
+    @on(DataTable.RowSelected, "#monitor-problems")
+    def _open_item(self, event: DataTable.RowSelected) -> None:
+        if 0 <= event.cursor_row < len(self._problems):
+            job = self.dryviq.selected_job
+            if job is not None:
+                self.app.push_screen(ItemDetailScreen(self._problems[event.cursor_row], job))
 
     @on(Button.Pressed, "#monitor-buttons Button")
     async def _control(self, event: Button.Pressed) -> None:

@@ -1,37 +1,37 @@
-"""How the screens write statuses, times, sizes and rates (sizes via humanize, as the CLI)."""
+"""How the screens write statuses, times, sizes and rates: core's words, in colour."""
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 
-from core.cli.output import duration, size, when
+from core.cli.output import count, duration, rate, size, when
+from core.readout import clock
+from core.status import label
 from tui.widgets.theme import STATUS_STYLES
 
-__all__ = ["clock", "duration", "rate", "size", "status_text", "when"]
-
-STATUS_LABELS = {
-    "no_changes": "no changes",
-    "warn": "done, flagged",
-    "paused": "paused (rate limit)",
-    "remediation": "flagged",
-    "retry": "failed, will retry",
-}
+__all__ = ["clock", "count", "duration", "ellipsis", "middle", "rate", "size", "status_text",
+           "when"]
 
 
 def status_text(status: str, where: str = "idle") -> Text:
-    """A status word for a table cell; a run in another process says "elsewhere"."""
-    label = STATUS_LABELS.get(status, status)
+    """A status's one label for a table cell; a run in another process says "elsewhere"."""
+    text = label(status)
     if where == "elsewhere":
-        label += " elsewhere"
-    return Text(label, style=STATUS_STYLES.get(status, ""))
+        text += " elsewhere"
+    return Text(text, style=STATUS_STYLES.get(status, ""))
 
 
-def rate(bytes_per_second: float) -> str:
-    return f"{size(int(bytes_per_second))}/s"
+def middle(text: str, width: int) -> str:
+    """`text` in `width` cells, cut in the middle (`/Projects/…/Sheet 12.pdf`): a path's
+    start and its name both stay readable."""
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return text[:width]
+    tail = (width - 1) // 2 + (width - 1) % 2
+    return text[:width - 1 - tail] + "…" + text[len(text) - tail:]
 
 
-def clock(epoch: float) -> str:
-    return time.strftime("%H:%M", time.localtime(epoch))
-
+def ellipsis(text: str, width: int) -> str:
+    """`text` in `width` cells, cut at the end; the item's detail has the whole of it."""
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
