@@ -91,6 +91,10 @@ async def shoot(home: Home, sandbox: SandboxThread) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(1)
         save(app, "jobs")
+        await pilot.press("question_mark")
+        await pilot.pause(0.5)
+        save(app, "help")
+        await pilot.press("escape")
 
         await service.start(job.id)
         await app.push_screen(MonitorScreen(service, job.id))
