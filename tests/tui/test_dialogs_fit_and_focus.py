@@ -12,7 +12,16 @@ import pytest
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, DataTable, Input, RadioSet, Select, Static
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Input,
+    RadioSet,
+    Select,
+    Static,
+    Tabs,
+)
 
 from core.connections import add_local
 from tests.tui.conftest import World, wait_for
@@ -20,6 +29,7 @@ from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.connections import ConfirmRemoveScreen, ConnectionsScreen
 from tui.screens.jobs import ImportJobScreen, JobsScreen
+from tui.screens.monitor import MonitorScreen
 from tui.widgets.confirm import ConfirmScreen
 
 SSH = (80, 24)
@@ -241,3 +251,18 @@ async def test_checkbox_focus_is_marked(world: World) -> None:
         box.focus()
         await pilot.pause()
         assert mark(box) == "outer"
+
+
+async def test_a_focused_row_of_tabs_reverses_its_active_tab(world: World) -> None:
+    """The monitor's tabs (Flagged and failed, History, Events) take the focus on Tab: with no
+    column for a bar, the active tab is reversed, so the arrow keys' target is seen."""
+    job = await world.job()
+    async with at_80x24(world) as (app, pilot):
+        await app.push_screen(MonitorScreen(world.service, job.id))
+        await shown(app, pilot, MonitorScreen)
+        tabs = app.screen.query_one("#monitor-tabs ContentTabs", Tabs)
+        active = tabs.query_one("Tab.-active")
+        assert "reverse" not in str(active.styles.text_style)
+        tabs.focus()
+        await pilot.pause()
+        assert "reverse" in str(active.styles.text_style)
