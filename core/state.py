@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -187,6 +188,92 @@ def translate_db_error(exc: Exception, path: Path) -> Exception:
     return exc
 
 
+class StateBusy(StateError):
+    """Another process holds the state file in a way that excludes this one (a repair under
+    way, or processes using it while a repair was asked for)."""
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file beside the state file: every process holding the state open holds it
+    shared, and `doctor --repair` holds it exclusive while it replaces the file."""
+    return path.with_name(f"{path.name}.lock")
+
+
+def _open_lock(path: Path, *, create: bool) -> int | None:
+    """A descriptor on the state's lock file (created 0600), or None when it neither exists
+    nor can be created (a read-only home: then nobody can repair it either)."""
+    lock = lock_path(path)
+    try:
+        return os.open(lock, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+    except OSError:
+        try:
+            return os.open(lock, os.O_RDONLY)
+        except OSError:
+            if create:
+                raise
+            return None
+
+
+def share_state_lock(path: Path, *, read_only: bool) -> int | None:
+    """Hold the state's lock shared (the returned descriptor keeps it until closed), so that
+    `doctor --repair` cannot replace the file under this process. A read-only open in a home
+    where the lock file cannot be made goes without. StateBusy while a repair is under way."""
+    fd = _open_lock(path, create=not read_only)
+    if fd is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateBusy(f"`dryviq-tui doctor --repair` is rebuilding the state file {path}; "
+                        "try again when it has finished", path) from None
+    return fd
+
+
+@contextlib.contextmanager
+def exclusive_state_lock(path: Path) -> Iterator[int]:
+    """Hold the state's lock exclusive (for a repair); StateBusy, naming how many processes
+    have the state open, when any does."""
+    fd = _open_lock(path, create=True)
+    assert fd is not None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holders = _lock_holders(fd)
+            raise StateBusy(
+                f"close the app and stop running jobs first: "
+                f"{_processes(holders)} the state file {path} open"
+                + (f" (pid {', '.join(map(str, holders))})" if holders else "")
+                + "; nothing was changed", path) from None
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _processes(holders: list[int]) -> str:
+    if not holders:
+        return "other processes have"
+    return f"{len(holders)} process{'' if len(holders) == 1 else 'es'} " \
+           f"{'has' if len(holders) == 1 else 'have'}"
+
+
+def _lock_holders(fd: int) -> list[int]:
+    """The processes holding a lock on this file, as Linux's /proc/locks lists them ([] where
+    it cannot be read)."""
+    inode = os.fstat(fd).st_ino
+    holders: set[int] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "->" in fields:  # a process waiting for the lock, not holding it
+                continue
+            if len(fields) >= 6 and fields[1] == "FLOCK" and \
+                    fields[5].rsplit(":", 1)[-1] == str(inode):
+                holders.add(int(fields[4]))
+    return sorted(holders)
+
+
 def _writable(path: Path) -> bool:
     """Whether SQLite can write the file: the file itself, and its folder (for the WAL)."""
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
@@ -333,13 +420,15 @@ class State:
         self.db = db
         self.path = path  # for the pacer, which keeps its own connection to the same file
         self.read_only = read_only  # opened read-only: the file could not be written
+        self._lock: int | None = None  # the state's lock, held shared while open
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, read_only_ok: bool = False,
-                   purpose: str | None = None) -> State:
-        """Open (creating and upgrading as needed) the state file at `path`. A file that
-        cannot be written raises StateReadOnly (naming `purpose`, what wanted to write it),
-        unless `read_only_ok`: then it is opened read-only if its schema is current."""
+                   purpose: str | None = None, locked_by_caller: bool = False) -> State:
+        """Open (creating and upgrading as needed) the state file at `path`, holding its lock
+        shared until closed (unless `locked_by_caller`, a repair holding it exclusive). A file
+        that cannot be written raises StateReadOnly (naming `purpose`, what wanted to write
+        it), unless `read_only_ok`: then it is opened read-only if its schema is current."""
         path = Path(path)
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
@@ -347,6 +436,18 @@ class State:
         read_only = not _writable(path)
         if read_only and not read_only_ok:
             raise StateReadOnly(path, purpose)
+        lock = None if locked_by_caller else share_state_lock(path, read_only=read_only)
+        try:
+            state = await cls._open_file(path, read_only=read_only)
+        except BaseException:
+            if lock is not None:
+                os.close(lock)
+            raise
+        state._lock = lock
+        return state
+
+    @classmethod
+    async def _open_file(cls, path: Path, *, read_only: bool) -> State:
         try:
             return await cls._open(path, read_only=read_only)
         except aiosqlite.OperationalError as exc:
@@ -404,7 +505,12 @@ class State:
                 f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
     async def close(self) -> None:
-        await self.db.close()
+        try:
+            await self.db.close()
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
 
     async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         # one job in aiosqlite's thread: a statement left open between an execute and its

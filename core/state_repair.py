@@ -107,13 +107,15 @@ def _connect(path: Path, *, read_only: bool = False,
 
 
 def check(path: Path) -> CheckReport:
-    """SQLite's quick_check, then (when that passes) its full integrity_check."""
+    """SQLite's quick_check, then (when that passes) its full integrity_check. Always read-only:
+    a connection that can write checkpoints the WAL into the file as it closes, which would
+    change a damaged file before any backup of it exists."""
     read_only = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
     # in a folder it cannot write, SQLite reads a WAL file only as immutable (see State.open)
     immutable = read_only and not os.access(path.parent, os.W_OK)
     schema = None
     try:
-        with _connect(path, read_only=read_only, immutable=immutable) as db:
+        with _connect(path, read_only=True, immutable=immutable) as db:
             (schema,) = db.execute("PRAGMA user_version").fetchone()
             problems = [row[0] for row in db.execute("PRAGMA quick_check")]
             if problems == ["ok"]:
@@ -124,12 +126,13 @@ def check(path: Path) -> CheckReport:
 
 
 def backup(path: Path, now: float | None = None) -> list[Path]:
-    """Copy the state file, and its write-ahead log if there is one, beside it as
-    `state.db.corrupt-DATE` (and `-wal`), private like the file."""
+    """Copy the state file, and its write-ahead log and shared-memory index if there are any,
+    beside it as `state.db.corrupt-DATE` (and `-wal`, `-shm`), private like the file."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     copies = []
-    for source, copy in ((path, target), (Path(f"{path}-wal"), Path(f"{target}-wal"))):
+    for source, copy in [(path, target)] + [(Path(f"{path}{end}"), Path(f"{target}{end}"))
+                                            for end in ("-wal", "-shm")]:
         if source.exists():
             fd = os.open(copy, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             with os.fdopen(fd, "wb") as out, open(source, "rb") as into:
@@ -165,7 +168,7 @@ def repair(path: Path, now: float | None = None) -> RepairReport:
     else:  # an empty file, which the migrations turn into a new state
         os.close(os.open(rebuilt, os.O_CREAT | os.O_WRONLY, 0o600))
     for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-        leftover.unlink(missing_ok=True)  # they belong to the damaged file
+        leftover.unlink(missing_ok=True)  # they belong to the damaged file (and are backed up)
     os.replace(rebuilt, path)
     return report
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.cli import UsageError, open_home
 from core.cli.output import emit_json
-from core.state import State
+from core.state import MIGRATIONS, State, exclusive_state_lock
 from core.state_repair import CheckReport, RepairReport, check, repair
 
 log = logging.getLogger(__name__)
@@ -51,18 +51,32 @@ async def _doctor(args: argparse.Namespace) -> int:
     if found.read_only:
         raise UsageError(f"{path} is read-only; make it writable (chmod u+w {path}) to repair "
                          "it", path=str(path))
-    running = [lock.stem.removeprefix("job-") for lock in (home.root / "locks").glob("job-*")
-               if home.job_running(lock.stem.removeprefix("job-"))]
-    if running:
-        raise UsageError(f"{len(running)} job(s) are running on this home; stop them (and the "
-                         "app) before repairing its state file", path=str(path))
-    repaired = await asyncio.to_thread(repair, path)
-    state = await State.open(path)  # the migrations bring the rebuilt file up to date
-    await state.close()
+    _refuse_a_newer_schema(found)
+    # held from the check to the migrations of the new file: nothing writes to the file being
+    # replaced, and no process opens it until the new one is in place
+    with exclusive_state_lock(path):
+        found = await asyncio.to_thread(check, path)  # what is replaced is what was checked
+        if found.ok:
+            _say_checked(args, found)
+            return 0
+        _refuse_a_newer_schema(found)
+        repaired = await asyncio.to_thread(repair, path)
+        # the migrations bring the new file up to date (the lock this process holds is its)
+        state = await State.open(path, locked_by_caller=True)
+        await state.close()
     log.warning("doctor: repaired %s (%s); backups %s", path, repaired.method,
                 [str(b) for b in repaired.backups])
     _say_repaired(args, found, repaired)
     return 0
+
+
+def _refuse_a_newer_schema(found: CheckReport) -> None:
+    """A newer dryviq-tui's tables and columns would not survive this version's rebuild."""
+    if found.schema is not None and found.schema > len(MIGRATIONS):
+        raise UsageError(
+            f"{found.path} was written by a newer dryviq-tui (schema {found.schema}, this "
+            f"version knows up to {len(MIGRATIONS)}); repair it with that version's "
+            "`dryviq-tui doctor --repair`. Nothing was changed", path=str(found.path))
 
 
 def _say_checked(args: argparse.Namespace, found: CheckReport) -> None:

@@ -4,8 +4,10 @@ reads and says what was lost; read-only commands work on a read-only state file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 # imported now: its ProgressReporter keeps the stderr of import time, which must outlive capsys
 import core.cli.output  # noqa: F401
 from core.cli import main
+from core.state import MIGRATIONS, State, StateBusy, exclusive_state_lock
 from tests.core.state_damage import pages_of, read_only, zero_pages
 from tests.e2e.conftest import DESTINATION_CONNECTION, SIMPLE_JOB_JSON, SOURCE_CONNECTION
 
@@ -183,3 +186,90 @@ def test_commands_that_write_say_the_state_is_read_only(home: Path, command: lis
         assert f"the state file {state} is read-only and dryviq-tui {command[0]}" in err
         assert f"chmod u+w {state}" in err
     assert executions(state) == [(1, "completed")]
+
+
+def damage_items(state: Path) -> None:
+    leaves = pages_of(state, "items")
+    zero_pages(state, [leaves[len(leaves) // 2][0]])
+
+
+def files_of(home: Path) -> dict[str, bytes]:
+    """The home's files and their bytes, but for what any reader of a WAL file may make or
+    change: its shared-memory index and an empty log."""
+    return {path.name: path.read_bytes() for path in home.iterdir() if path.is_file()
+            and not path.name.endswith("-shm") and not (path.name.endswith("-wal")
+                                                       and not path.stat().st_size)}
+
+
+async def test_repair_refuses_while_another_process_has_the_state_open(home: Path,
+                                                                       capsys) -> None:
+    state = home / "state.db"
+    damage_items(state)
+    before = files_of(home)
+    holder = await State.open(state)  # the app, or a `jobs run` between check and swap
+    try:
+        assert await asyncio.to_thread(cli, home, "doctor", "--repair") == 1
+        err = capsys.readouterr().err
+        assert "close the app and stop running jobs first: 1 process has the state file" in err
+        assert f"(pid {os.getpid()})" in err and "nothing was changed" in err
+        assert files_of(home) == before  # no backup, no rebuilt file
+        assert await asyncio.to_thread(cli, home, "doctor") == 1  # the check needs no lock
+    finally:
+        await holder.close()
+    assert await asyncio.to_thread(cli, home, "doctor", "--repair") == 0
+    assert "backed up as" in capsys.readouterr().out
+
+
+async def test_nothing_opens_the_state_while_a_repair_holds_it(home: Path) -> None:
+    with exclusive_state_lock(home / "state.db"), pytest.raises(
+            StateBusy, match="doctor --repair` is rebuilding the state file"):
+        await State.open(home / "state.db")
+
+
+def crash_with_a_wal(home: Path) -> None:
+    """Leave home/state.db with committed rows only in its WAL, as a killed process does."""
+    elsewhere = home.parent / "copy"
+    elsewhere.mkdir()
+    writer = sqlite3.connect(home / "state.db")
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("DELETE FROM audit_events")  # sure to be in the WAL only
+        writer.commit()
+        for end in ("", "-wal", "-shm"):
+            shutil.copy(home / f"state.db{end}", elsewhere / f"state.db{end}")
+    finally:
+        writer.close()
+    for end in ("", "-wal", "-shm"):
+        shutil.copy(elsewhere / f"state.db{end}", home / f"state.db{end}")
+
+
+def test_the_check_leaves_the_file_and_its_wal_as_they_were(home: Path, capsys) -> None:
+    damage_items(home / "state.db")
+    crash_with_a_wal(home)
+    before = files_of(home)
+    assert before["state.db-wal"]
+    assert cli(home, "doctor") == 1
+    capsys.readouterr()
+    assert files_of(home) == before  # nothing checkpointed into the damaged file
+    assert cli(home, "doctor", "--repair", "--json") == 0
+    backups = [Path(b) for b in json.loads(capsys.readouterr().out)["repair"]["backups"]]
+    assert [b.name.rsplit("-", 1)[-1] for b in backups[1:]] == ["wal", "shm"]
+    for backup in backups[:2]:  # (readers write their marks in the shared-memory index)
+        original = "state.db" + backup.name.removeprefix(backups[0].name)
+        assert backup.read_bytes() == before[original], original
+
+
+def test_repair_refuses_a_state_from_a_newer_version(home: Path, capsys) -> None:
+    state = home / "state.db"
+    db = sqlite3.connect(state)
+    try:
+        db.executescript(f"CREATE TABLE future (x); PRAGMA user_version = {len(MIGRATIONS) + 1};")
+    finally:
+        db.close()
+    damage_items(state)
+    before = files_of(home)
+    assert cli(home, "doctor", "--repair") == 2
+    err = capsys.readouterr().err
+    assert f"written by a newer dryviq-tui (schema {len(MIGRATIONS) + 1}" in err
+    assert "Nothing was changed" in err
+    assert files_of(home) == before

@@ -14,9 +14,11 @@ from core.state import (
     ItemLog,
     ItemRecord,
     State,
+    StateBusy,
     StateDamaged,
     StateError,
     StateReadOnly,
+    exclusive_state_lock,
 )
 from tests.core.state_damage import pages_of, read_only, zero_pages
 
@@ -156,3 +158,32 @@ async def test_a_read_only_file_of_an_older_schema_says_it_needs_writing(tmp_pat
     db.close()
     with read_only(path), pytest.raises(StateError, match=r"needs an upgrade .*chmod u\+w"):
         await State.open(path, read_only_ok=True)
+
+
+async def test_an_open_state_holds_its_private_lock_shared(tmp_path):
+    path = tmp_path / "state.db"
+    first, second = await State.open(path), await State.open(path)  # shared: both open
+    lock = tmp_path / "state.db.lock"
+    assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
+    try:
+        with pytest.raises(StateBusy, match="1 process has the state file"), \
+                exclusive_state_lock(path):
+            pass  # (both are this process's)
+    finally:
+        await first.close()
+        await second.close()
+    with exclusive_state_lock(path):  # closing let it go
+        pass
+
+
+async def test_a_read_only_home_without_a_lock_file_still_opens_read_only(tmp_path):
+    path = tmp_path / "state.db"
+    await (await State.open(path)).close()
+    (tmp_path / "state.db.lock").unlink()
+    with read_only(tmp_path):
+        state = await State.open(path, read_only_ok=True)
+        try:
+            assert state.read_only and await state.find_jobs() == []
+        finally:
+            await state.close()
+    assert not (tmp_path / "state.db.lock").exists()
