@@ -28,11 +28,17 @@ LEVELS = ("debug", "info", "warning", "error")
 OUR_LOGGERS = ("core", "tui", "dryviq")
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
-_SECRET_KEYS = (r"access_token|refresh_token|id_token|client_secret|password|passwd|secret"
-                r"|api_key|token")
+# a key naming a credential: any name ending in one of these words (client_secret,
+# DRYVIQ_PROCORE_CLIENT_SECRET, procore_refresh_token, "access_token", api-key, ...)
+_SECRET_KEY = r"[\w.-]*(?:secret|token|password|passwd|api[_-]?key)"
+# a value: quoted to its closing quote (which may hold spaces), else up to a separator
+_VALUE = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"',&;}\]]+)"""
 _SECRETS = (
-    # key=value, key: value, "key": "value" (JSON, query strings, reprs of dicts)
-    re.compile(rf"""(?ix)(["']?\b(?:{_SECRET_KEYS})\b["']?\s*[:=]\s*["']?)([^"'\s,&}}]+)"""),
+    # key=value, key: value, "key": "value" (JSON, env, form bodies, query strings, reprs)
+    re.compile(rf"""(?i)(["']?(?<![\w.-]){_SECRET_KEY}["']?\s*[:=]\s*)({_VALUE})"""),
+    # an OAuth authorization code in a query string or a form body (?code=..., &code=...),
+    # where a bare "code" key means just that; "code" in a JSON error is left alone
+    re.compile(r"""(?i)((?<![^?&\s"'])code=)([^\s&#"']+)"""),
     # Authorization: Bearer xyz / Basic xyz, also as a dict entry
     re.compile(r"""(?i)(\bauthorization["']?\s*[:=]\s*["']?(?:bearer|basic|token)?\s*)"""
                r"""([^"'\s,}]+)"""),
@@ -41,10 +47,16 @@ _SECRETS = (
 REDACTED = "[redacted]"
 
 
+def _blank(match: re.Match[str]) -> str:
+    value = match.group(2)
+    quote = value[0] if value[:1] in ("'", '"') and len(value) > 1 else ""
+    return f"{match.group(1)}{quote}{REDACTED}{quote}"
+
+
 def redact(text: str) -> str:
     """`text` with the values of anything that looks like a credential blanked."""
     for pattern in _SECRETS:
-        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+        text = pattern.sub(_blank, text)
     return text
 
 

@@ -31,14 +31,32 @@ LOG = Path("logs") / "dryviq-tui.log"
     ("{'Authorization': 'Bearer tok-123456789'}", "tok-123456789"),
     ("sign-in failed: password=hunter2 rejected", "hunter2"),
     ("POST /oauth/token?code=abc&client_secret=zz9", "zz9"),
+    # names that end in a credential's word, in env, form, query, JSON and repr forms
+    ("DRYVIQ_PROCORE_CLIENT_SECRET=cs-0987 in the environment", "cs-0987"),
+    ("export DRYVIQ_PROCORE_CLIENT_SECRET='cs with spaces'", "cs with spaces"),
+    ("procore_refresh_token=rt-5555", "rt-5555"),
+    ('{"procore_refresh_token": "rt 6666", "expires_in": 7200}', "rt 6666"),
+    ("{'client_secret': 'it\\'s-secret'}", "s-secret"),
+    ("GET /files?access_token=at-7777&page=2", "at-7777"),
+    ("grant_type=refresh_token&refresh_token=rt-8888&client_id=c", "rt-8888"),
+    ("Procore(api-key=ak-1234)", "ak-1234"),
+    # an OAuth authorization code in the redirect's query and in the token request's form
+    ("GET https://localhost:8765/callback?code=oc-4242&state=xyz", "oc-4242"),
+    ("POST /oauth/token grant_type=authorization_code&code=oc-4343&redirect_uri=u", "oc-4343"),
+    ("body: code=oc-4444&grant_type=authorization_code", "oc-4444"),
 ])
 def test_credentials_are_blanked(text: str, secret: str) -> None:
     cleaned = redact(text)
     assert secret not in cleaned and REDACTED in cleaned
 
 
-def test_plain_messages_are_left_alone() -> None:
-    text = "job Plans: 3 files transferred, 2 tokens of advice, secretary.pdf flagged"
+@pytest.mark.parametrize("text", [
+    "job Plans: 3 files transferred, 2 tokens of advice, secretary.pdf flagged",
+    '{"error": {"code": "state_damaged", "message": "exit code 1"}}',  # not an OAuth code
+    "grant_type=authorization_code",  # a value, not a key
+    "zipcode=48104 barcode=123",
+])
+def test_plain_messages_are_left_alone(text: str) -> None:
     assert redact(text) == text
 
 
