@@ -628,6 +628,11 @@ class State:
     async def start_execution(self, job_id: str) -> Execution:
         """Record a new running execution, after SQLite's quick check of the whole file: a
         damaged file raises StateDamaged before a run starts (and is left interrupted)."""
+        # Measured (2 shared cores, SSD) on a state of 1,000,000 item rows, 529 MB: 6.6 s with
+        # a cold page cache, about 1 s warm; 500,000 rows, 265 MB: 2.8 s cold, 0.35 s warm.
+        # Kept: a run reads every item of its job anyway (1M rows: 2.2 s warm), and catching
+        # the damage later would leave a run that has already copied files half-recorded;
+        # only checking what start_execution itself writes would miss damaged item pages.
         problems = await self.quick_check()
         if problems:
             raise StateDamaged(self.path, problems[0])
