@@ -199,18 +199,19 @@ def lock_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.lock")
 
 
-def _open_lock(path: Path, *, create: bool) -> int | None:
-    """A descriptor on the state's lock file (created 0600), or None when it neither exists
-    nor can be created (a read-only home: then nobody can repair it either)."""
+def _open_lock(path: Path, *, required: bool) -> int | None:
+    """A descriptor on the state's lock file (created 0600), or None when it neither exists nor
+    can be created and is not `required` (a read-only home, which nobody can repair either)."""
     lock = lock_path(path)
     try:
-        return os.open(lock, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        return os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         try:
-            return os.open(lock, os.O_RDONLY)
-        except OSError:
-            if create:
-                raise
+            return os.open(lock, os.O_RDONLY)  # flock needs no write access
+        except OSError as exc:
+            if required:
+                raise StateError(f"cannot create the state's lock file {lock}: "
+                                 f"{exc.strerror or exc}", path) from None
             return None
 
 
@@ -218,7 +219,7 @@ def share_state_lock(path: Path, *, read_only: bool) -> int | None:
     """Hold the state's lock shared (the returned descriptor keeps it until closed), so that
     `doctor --repair` cannot replace the file under this process. A read-only open in a home
     where the lock file cannot be made goes without. StateBusy while a repair is under way."""
-    fd = _open_lock(path, create=not read_only)
+    fd = _open_lock(path, required=not read_only)
     if fd is None:
         return None
     try:
@@ -234,7 +235,7 @@ def share_state_lock(path: Path, *, read_only: bool) -> int | None:
 def exclusive_state_lock(path: Path) -> Iterator[int]:
     """Hold the state's lock exclusive (for a repair); StateBusy, naming how many processes
     have the state open, when any does."""
-    fd = _open_lock(path, create=True)
+    fd = _open_lock(path, required=True)
     assert fd is not None
     try:
         try:
