@@ -7,8 +7,11 @@ import json
 import pytest
 
 from core.connections import add_local
+from core.engine.runner import run_job
+from core.home import Home
 from core.job_store import copy_name, create_job, duplicate_job, update_job
 from core.jobs import JobError
+from core.paths import NAME_MAX
 from core.state import State
 from tests.tui.conftest import job_json
 
@@ -59,3 +62,30 @@ async def test_a_duplicate_keeps_the_definition_under_a_new_name(state):
     assert copy.id != job.id and copy.name == "Tower A (copy)"
     assert json.loads(copy.definition)["job"]["transfer"] == json.loads(
         job.definition)["job"]["transfer"]
+
+
+async def test_a_job_pointed_elsewhere_compares_every_file_afresh(state, tmp_path):
+    """Its item records describe the old destination: kept, they made a stale file at the new
+    one look in step ("changed only at the destination") and the run reported no changes."""
+    (tmp_path / "plans" / "f.txt").write_text("the source's text")
+    (tmp_path / "other").mkdir()
+    await add_local(state, "other", str(tmp_path / "other"))
+    home = Home(tmp_path / "home")
+    home.ensure()
+    job, _ = await create_job(state, job_json("Tower A"))
+    assert (await run_job(state, home, job)).status == "completed"
+    stale = tmp_path / "other" / "copy" / "f.txt"
+    stale.parent.mkdir()
+    stale.write_text("stale")
+    moved, _ = await update_job(state, job, job_json("Tower A", destination="other"))
+    assert await state.items(job.id) == []
+    assert (await run_job(state, home, moved)).status == "completed"
+    assert stale.read_text() == "the source's text"
+    await update_job(state, moved, job_json("Tower A v2", destination="other"))
+    assert await state.items(job.id) != [], "a new name alone keeps the records"
+
+
+def test_a_copy_of_the_longest_name_stays_within_the_limit():
+    name = "N" * NAME_MAX
+    assert copy_name(name, set()) == "N" * (NAME_MAX - 7) + " (copy)"
+    assert len(copy_name(name, {copy_name(name, set())})) == NAME_MAX
