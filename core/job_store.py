@@ -8,7 +8,7 @@ from collections.abc import Collection
 from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
 from core.home import Home
-from core.jobs import Job, JobError, parse_job
+from core.jobs import Job, JobError, job_object, parse_job
 from core.paths import NAME_MAX, match_key
 from core.state import Connection, JobRecord, State
 
@@ -125,6 +125,6 @@ def copy_name(name: str, taken: Collection[str]) -> str:
 async def duplicate_job(state: State, job: JobRecord) -> tuple[JobRecord, list[str]]:
     """A new job with `job`'s definition under a free name like "NAME (copy)"."""
     definition = json.loads(job.definition)
-    document = definition.get("job") if definition.get("type") == "job" else definition
+    document, _ = job_object(definition)
     document["name"] = copy_name(job.name, {j.name for j in await state.find_jobs()})
     return await create_job(state, json.dumps(definition, indent=2, ensure_ascii=False))
