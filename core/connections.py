@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from core.cli.output import count
 from core.connectors import Opening, open_connector
 from core.connectors.base import ConnectorError
 from core.home import ConfigError, Home
@@ -91,7 +92,7 @@ async def test_connection(state: State, home: Home, connection: Connection) -> s
     finally:
         await connector.close()
     return (f"Connection test succeeded: {who}{describe(connection)} "
-            f"({len(entries)} items at the top)")
+            f"({count(len(entries), 'item')} at the top)")
 
 
 async def removal_refusal(state: State, connection: Connection) -> str | None:
@@ -99,8 +100,9 @@ async def removal_refusal(state: State, connection: Connection) -> str | None:
     jobs = await state.jobs_using(connection.id)
     if not jobs:
         return None
-    return (f"connection {connection.name!r} is used by job(s) "
-            f"{', '.join(repr(j.name) for j in jobs)}; remove those first")
+    return (f"connection {connection.name!r} is used by {count(len(jobs), 'job')}: "
+            f"{', '.join(repr(j.name) for j in jobs)}; remove {'it' if len(jobs) == 1 else 'them'}"
+            " first")
 
 
 async def remove_connection(state: State, home: Home, connection: Connection) -> str | None:

@@ -344,7 +344,7 @@ class DryvIQApp(App[int]):
         for job in active:
             await self.service.pause(job.id)
         then = "hand them to a background process" if background else "quitting"
-        self.notify(f"Pausing {plural(len(active), 'running job')} before {then}: the files "
+        self.notify(f"Pausing {count(len(active), 'running job')} before {then}: the files "
                     "in flight finish first. Quit again to stop them now (resumable either "
                     "way).", timeout=30)
         self.run_worker(self._exit_when_stopped(active, background), group="quit")
@@ -356,10 +356,6 @@ class DryvIQApp(App[int]):
             for job in jobs:
                 run_in_background(self.service.home, job.id)
         self.exit()
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 async def run(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:

@@ -252,7 +252,7 @@ async def test_a_connection_a_job_uses_is_not_removed(world: World, tmp_path) ->
         assert isinstance(app.screen, ConnectionsScreen), "no confirmation for a refusal"
         assert "Jobs using it: Tower A" in text_of(app, "#connections-detail")
         assert [str(n.message) for n in app._notifications] == [
-            "Cannot remove: connection 'plans' is used by job(s) 'Tower A'; remove those first"]
+            "Cannot remove: connection 'plans' is used by 1 job: 'Tower A'; remove it first"]
 
         await highlight_row(app, pilot, "spare")
         await pilot.press("x")
