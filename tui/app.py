@@ -358,11 +358,11 @@ class DryvIQApp(App[int]):
         self.exit()
 
 
-async def run(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
+async def run(home: Home, *, mouse: bool = True, greeting: str | None = None,
+              background_runs: bool = True) -> int:
     """Open the TUI on `home` until the user quits; returns the process exit code.
-    `greeting` is shown once the app is up (the demo says what to try)."""
-    # Only the demo greets, and its Procore sandbox is served from this process: a run left
-    # to a background process would lose its server when the app ends.
-    app = DryvIQApp(home=home, greeting=greeting, background_runs=greeting is None)
+    `greeting` is shown once the app is up (the demo says what to try); `background_runs`
+    says whether quitting may hand runs to a headless process (see DryvIQApp)."""
+    app = DryvIQApp(home=home, greeting=greeting, background_runs=background_runs)
     await app.run_async(mouse=mouse)
     return app.return_code or 0

@@ -69,10 +69,12 @@ Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
 class OpenApp(Protocol):
-    """Opens the TUI on a home until the user quits; returns the exit code."""
+    """Opens the TUI on a home until the user quits; returns the exit code. Without
+    `background_runs` quitting never offers to hand runs to a headless process (the demo's
+    sandbox is served from this process and would end with it)."""
 
-    def __call__(self, home: Home, *, mouse: bool = True,
-                 greeting: str | None = None) -> Awaitable[int]: ...
+    def __call__(self, home: Home, *, mouse: bool = True, greeting: str | None = None,
+                 background_runs: bool = True) -> Awaitable[int]: ...
 
 
 def deferred(module: str, name: str) -> Command:
@@ -250,9 +252,9 @@ def _command_words(args: argparse.Namespace) -> list[str]:
 def _app_owning_the_terminal(open_app: OpenApp) -> OpenApp:
     """`open_app`, which first stops the log going to stderr (-v): the app draws there."""
     def opening(home: Home, *, mouse: bool = True, greeting: str | None = None,
-                ) -> Awaitable[int]:
+                background_runs: bool = True) -> Awaitable[int]:
         log_to_stderr(None)
-        return open_app(home, mouse=mouse, greeting=greeting)
+        return open_app(home, mouse=mouse, greeting=greeting, background_runs=background_runs)
 
     return opening
 
