@@ -9,7 +9,7 @@ from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
 from core.home import Home
 from core.jobs import Job, JobError, job_object, parse_job
-from core.paths import NAME_MAX, match_key
+from core.paths import NAME_MAX, name_key
 from core.state import Connection, JobRecord, State
 
 
@@ -55,13 +55,6 @@ async def _checked(state: State, text: str, editing: str | None = None,
     except NotSupported as exc:
         warnings.append(f"{exc}; `jobs run` will refuse it until then")
     return job, found, warnings
-
-
-def name_key(name: str) -> str:
-    """What two job names are compared on: "Nightly", "nightly " and a decomposed "Café" all
-    name one job, since a person choosing from a list or typing `jobs run NAME` cannot tell
-    them apart (lookups by name stay exact)."""
-    return match_key(name.strip(), case_insensitive=True)
 
 
 async def job_named(state: State, name: str, *, other_than: str | None = None,

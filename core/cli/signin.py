@@ -27,7 +27,7 @@ from core.auth import (
 )
 from core.cli import UsageError, opened_state
 from core.cli.output import reply
-from core.connections import ConnectionInputError, check_name, describe
+from core.connections import ConnectionInputError, check_new_name, describe
 from core.connectors import Opening
 from core.connectors.base import ConnectorError
 from core.connectors.procore import procore_app, signed_in_as
@@ -164,12 +164,10 @@ async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn, *,
 
 async def add_procore(args: argparse.Namespace) -> int:
     async with opened_state(args) as (home, state):
-        try:
-            name = check_name(args.name)
+        try:  # before signing in; save() checks again
+            name = await check_new_name(state, args.name)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
-        if await state.find_connection(name) is not None:
-            raise UsageError(f"a connection named {name!r} already exists")
         company_id = _service_company(args)
         if args.client_id is not None:  # before the secret is asked for
             _redirect_uri(args, None)
