@@ -40,6 +40,15 @@ class UsageError(Exception):
         self.path = path
 
 
+class CommandFailed(Exception):
+    """A command ran and failed, nothing saved (Procore refused a sign-in, say): reported as
+    every error is, `code` naming it for scripts, exit code 1."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class _ArgumentError(Exception):
     """argparse found bad arguments; main reports it the way it reports every error."""
 
@@ -164,11 +173,14 @@ class Failure:
             print(f"  {printable(line)}", file=sys.stderr)
 
 
-REPORTED = (UsageError, HomeError, ConfigError, StateError)  # what main reports as errors
+# what main reports as errors
+REPORTED = (UsageError, CommandFailed, HomeError, ConfigError, StateError)
 
 
-def failure(exc: UsageError | HomeError | ConfigError | StateError) -> Failure:
+def failure(exc: UsageError | CommandFailed | HomeError | ConfigError | StateError) -> Failure:
     """The Failure an expected error stands for (anything else is a bug: a traceback)."""
+    if isinstance(exc, CommandFailed):
+        return Failure(exc.code, str(exc), 1)
     if isinstance(exc, UsageError):
         return Failure("usage", str(exc), 2, exc.path, tuple(exc.details))
     if isinstance(exc, HomeError):
