@@ -7,8 +7,9 @@ from collections.abc import Collection
 
 from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
-from core.jobs import Job, JobError, parse_job
-from core.paths import match_key
+from core.home import Home
+from core.jobs import Job, JobError, job_object, parse_job
+from core.paths import NAME_MAX, name_key
 from core.state import Connection, JobRecord, State
 
 
@@ -56,13 +57,6 @@ async def _checked(state: State, text: str, editing: str | None = None,
     return job, found, warnings
 
 
-def name_key(name: str) -> str:
-    """What two job names are compared on: "Nightly", "nightly " and a decomposed "Café" all
-    name one job, since a person choosing from a list or typing `jobs run NAME` cannot tell
-    them apart (lookups by name stay exact)."""
-    return match_key(name.strip(), case_insensitive=True)
-
-
 async def job_named(state: State, name: str, *, other_than: str | None = None,
                     ) -> JobRecord | None:
     """The job whose name is `name` as name_key compares them, other than job `other_than`
@@ -86,27 +80,44 @@ async def find_job(state: State, id_or_name: str) -> JobRecord:
 # -- editing and copying a stored job (the app's edit and duplicate) ---------------------------
 
 
-async def update_job(state: State, old: JobRecord, text: str) -> tuple[JobRecord, list[str]]:
+async def update_job(home: Home, state: State, old: JobRecord, text: str,
+                     ) -> tuple[JobRecord, list[str]]:
     """Replace a job's definition with `text`, validated as at create; its id and history stay.
-    Raises JobError, also when another job already has the new name."""
+    A new source or destination starts with no item records, so the next run compares every
+    file afresh. Raises JobError, also when another job already has the new name, and JobBusy
+    while the job runs (its run lock is held for the change, so no run starts half-way)."""
     job, found, warnings = await _checked(state, text, editing=old.id)
-    return await state.update_job(old, job, text, found[0].id, found[1].id), warnings
+    endpoints = (found[0].id, job.transfer.source.path, found[1].id, job.transfer.destination.path)
+    with home.job_lock(old.id):
+        if endpoints != (old.source_connection_id, old.source_path,
+                         old.destination_connection_id, old.destination_path):
+            await state.forget_items(old.id)  # first: a crash in between only costs a recheck
+        return await state.update_job(old, job, text, found[0].id, found[1].id), warnings
+
+
+async def remove_job(home: Home, state: State, job: JobRecord) -> None:
+    """Remove a job with its history and item records; JobBusy while it runs, here or in
+    another process (the run lock is held for the removal)."""
+    with home.job_lock(job.id):
+        await state.remove_job(job.id)
 
 
 def copy_name(name: str, taken: Collection[str]) -> str:
     """The first free "NAME (copy)", "NAME (copy 2)", ... among the names `taken` (compared
     as name_key compares them)."""
     keys = {name_key(other) for other in taken}
-    candidate, number = f"{name} (copy)", 1
-    while name_key(candidate) in keys:
+    number = 1
+    while True:
+        suffix = " (copy)" if number == 1 else f" (copy {number})"
+        candidate = name[:NAME_MAX - len(suffix)].rstrip() + suffix  # a long name is shortened
+        if name_key(candidate) not in keys:
+            return candidate
         number += 1
-        candidate = f"{name} (copy {number})"
-    return candidate
 
 
 async def duplicate_job(state: State, job: JobRecord) -> tuple[JobRecord, list[str]]:
     """A new job with `job`'s definition under a free name like "NAME (copy)"."""
     definition = json.loads(job.definition)
-    document = definition.get("job") if definition.get("type") == "job" else definition
+    document, _ = job_object(definition)
     document["name"] = copy_name(job.name, {j.name for j in await state.find_jobs()})
     return await create_job(state, json.dumps(definition, indent=2, ensure_ascii=False))

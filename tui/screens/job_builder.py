@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from core.engine.runner import SUPPORTED_TRANSFER_TYPES
+from core.home import JobBusy
 from core.job_store import update_job
 from core.jobs import (
     POLICY_CHOICES,
@@ -38,6 +39,7 @@ from tui.screens import AppScreen
 from tui.service import AppService, Created, read_job_file
 from tui.widgets.choice import TypeToChoose
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.format import count
 
 Endpoint = tuple[str, str]  # (connection name, folder path)
 
@@ -411,11 +413,16 @@ class JobBuilderScreen(AppScreen[Created | None]):
             if self.existing is None:
                 saved = await self.service.create_job(self.text)
             else:
-                saved = await update_job(self.service.state, self.existing, self.text)
+                saved = await update_job(self.service.home, self.service.state, self.existing,
+                                         self.text)
         except JobError as exc:
             self._show_errors(exc.errors, {field: self._value(field) for field in FIELDS})
-            self.notify(f"The job was not saved: {problems(len(exc.errors))} to fix",
+            self.notify(f"The job was not saved: {count(len(exc.errors), 'problem')} to fix",
                         severity="error")
+            return
+        except JobBusy:
+            self.notify("The job was not saved: it started running meanwhile; save again once "
+                        "it has stopped", severity="error")
             return
         self.dismiss(saved)
 
@@ -434,7 +441,3 @@ class JobBuilderScreen(AppScreen[Created | None]):
     def _discard(self, confirmed: bool | None) -> None:
         if confirmed:
             self.dismiss(None)
-
-
-def problems(count: int) -> str:
-    return "1 problem" if count == 1 else f"{count} problems"
