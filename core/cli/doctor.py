@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from core.cli import UsageError, open_home
-from core.cli.output import emit_json
+from core.cli.output import count, emit_json
+from core.home import Home
 from core.state import MIGRATIONS, State, exclusive_state_lock
 from core.state_repair import CheckReport, RepairReport, check, repair
 
@@ -60,6 +62,7 @@ async def _doctor(args: argparse.Namespace) -> int:
             _say_checked(args, found)
             return 0
         _refuse_a_newer_schema(found)
+        _refuse_running_jobs(home, path)
         repaired = await asyncio.to_thread(repair, path)
         # the migrations bring the new file up to date (the lock this process holds is its)
         state = await State.open(path, locked_by_caller=True)
@@ -68,6 +71,17 @@ async def _doctor(args: argparse.Namespace) -> int:
                 [str(b) for b in repaired.backups])
     _say_repaired(args, found, repaired)
     return 0
+
+
+def _refuse_running_jobs(home: Home, path: Path) -> None:
+    """A job's run lock with no hold on the state's lock: a run by a dryviq-tui from before
+    the state's lock, still going."""
+    running = [lock.stem.removeprefix("job-") for lock in (home.root / "locks").glob("job-*")
+               if home.job_running(lock.stem.removeprefix("job-"))]
+    if running:
+        verb, them = ("is", "it") if len(running) == 1 else ("are", "them")
+        raise UsageError(f"{count(len(running), 'job')} {verb} running on this home; stop {them} "
+                         "(and the app) before repairing its state file", path=str(path))
 
 
 def _refuse_a_newer_schema(found: CheckReport) -> None:
