@@ -5,10 +5,16 @@ user's terminal (set its title, write its clipboard) byte for byte."""
 
 from __future__ import annotations
 
-from textual.app import App
+import time
 
-from tests.tui.conftest import World
-from tests.tui.test_browser import browsing, highlight, open_folder, text_of
+from textual.app import App
+from textual.widgets import DataTable
+
+from core.state import ItemRecord
+from tests.tui.conftest import World, text_of, wait_for
+from tests.tui.test_browser import browsing, highlight, open_folder
+from tests.tui.test_monitor import monitor_at
+from tui.widgets.item_detail import ItemDetailScreen
 
 EVIL = "plan\x1b]0;PWNED\x1b\\ A\u202e.pdf"  # an OSC title, then a right-to-left override
 SHOWN = "plan\\x1b]0;PWNED\\x1b\\ A\\u202e.pdf"
@@ -37,3 +43,46 @@ async def test_a_file_name_with_an_escape_sequence_is_shown_escaped_in_the_brows
         assert "\x1b" not in details and "\u202e" not in details
         assert f"Name       {SHOWN}" in details and f"/{SHOWN}" in details
         assert_escaped(app, "plan\\x1b]0;PWNED")
+
+
+async def rename(world: World, table: str, row_id: str, name: str) -> None:
+    """Give a job or a connection a name an older version could store (no check then)."""
+    await world.state.db.execute(f"UPDATE {table} SET name = ? WHERE id = ?", (name, row_id))
+    await world.state.db.commit()
+
+
+async def failed_with_evil_item(world: World) -> str:
+    """A job named EVIL whose last run failed with an error naming EVIL and flagged an item
+    at a path holding EVIL, for a reason quoting it."""
+    job = await world.job()
+    await rename(world, "jobs", job.id, f"Job {EVIL}")
+    execution = await world.state.start_execution(job.id)
+    await world.state.update_execution(execution.id, status="failed", phase="complete",
+                                       ended_at=time.time(), error=f"cannot read {EVIL}",
+                                       stats={"flagged": 1})
+    await world.state.save_items([ItemRecord(
+        path=f"docs/{EVIL}", parent="docs", status="remediation", note=f"{EVIL} is refused",
+        job_id=job.id, is_dir=False, size=1, mtime=None, action="create",
+        execution_id=execution.id)])
+    return job.id
+
+
+async def test_the_monitor_and_item_detail_escape_names_paths_reasons_and_errors(
+        world: World) -> None:
+    await failed_with_evil_item(world)
+    async with monitor_at(world, (120, 40)) as (app, pilot, monitor):
+        table = monitor.query_one("#monitor-problems", DataTable)
+        await wait_for(lambda: table.row_count == 1, what="the flagged row")
+        await pilot.pause()
+        assert text_of(app, "#monitor-status").startswith(f"Failed: cannot read {SHOWN}")
+        assert text_of(app, "#monitor-job").startswith(f"Job {SHOWN}")
+        row = [str(cell) for cell in table.get_row_at(0)]
+        assert row[1].startswith(f"{SHOWN} is refused") and row[2] == f"/docs/{SHOWN}"
+        assert_escaped(app, "cannot read plan\\x1b]0;PWNED")
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, ItemDetailScreen), what="the detail")
+        facts = text_of(app, "#item-facts")
+        assert f"Source: /docs/{SHOWN}" in facts and "\x1b" not in facts
+        assert text_of(app, ".dialog-title") == SHOWN
+        assert_escaped(app, "/docs/plan\\x1b]0;PWNED")
