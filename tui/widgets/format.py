@@ -5,13 +5,13 @@ from __future__ import annotations
 from rich.text import Text
 
 from core.cli.output import count, duration, rate, size, when
-from core.paths import printable
+from core.paths import printable, printable_lines
 from core.readout import clock
 from core.status import label
 from tui.widgets.theme import STATUS_STYLES
 
-__all__ = ["clock", "count", "duration", "ellipsis", "middle", "plain", "printable", "rate", "size",
-           "status_text", "when"]
+__all__ = ["clock", "count", "duration", "ellipsis", "middle", "plain", "printable",
+           "printable_lines", "rate", "size", "status_text", "when"]
 
 
 def plain(text: object, style: str = "") -> Text:
