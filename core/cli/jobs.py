@@ -118,8 +118,9 @@ async def _create(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.file}: the job was not created", details=exc.errors,
                              path=args.file) from None
     for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    reply(args, _job_dict(job) | {"warnings": warnings}, f"Created job {job.name} ({job.id})")
+        print(f"warning: {printable(warning)}", file=sys.stderr)
+    reply(args, _job_dict(job) | {"warnings": warnings},
+          f"Created job {printable(job.name)} ({job.id})")
     return 0
 
 
@@ -202,7 +203,8 @@ async def _remove(args: argparse.Namespace) -> int:
         if home.job_running(job.id):
             raise UsageError(f"job {job.name!r} is running; stop it first")
         await state.remove_job(job.id)
-    reply(args, {"id": job.id, "name": job.name, "removed": True}, f"Removed job {job.name}")
+    reply(args, {"id": job.id, "name": job.name, "removed": True},
+          f"Removed job {printable(job.name)}")
     return 0
 
 
