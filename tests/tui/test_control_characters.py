@@ -5,15 +5,20 @@ user's terminal (set its title, write its clipboard) byte for byte."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from textual.app import App
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Select
 
 from core.state import ItemRecord
-from tests.tui.conftest import World, text_of, wait_for
+from tests.tui.conftest import World, running, table_rows, text_of, wait_for
 from tests.tui.test_browser import browsing, highlight, open_folder
 from tests.tui.test_monitor import monitor_at
+from tui.screens.connections import ConnectionsScreen
+from tui.screens.job_builder import JobBuilderScreen
+from tui.screens.quit import quit_question
+from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.item_detail import ItemDetailScreen
 
 EVIL = "plan\x1b]0;PWNED\x1b\\ A\u202e.pdf"  # an OSC title, then a right-to-left override
@@ -86,3 +91,48 @@ async def test_the_monitor_and_item_detail_escape_names_paths_reasons_and_errors
         assert f"Source: /docs/{SHOWN}" in facts and "\x1b" not in facts
         assert text_of(app, ".dialog-title") == SHOWN
         assert_escaped(app, "/docs/plan\\x1b]0;PWNED")
+
+
+async def test_a_job_name_is_escaped_in_the_list_history_dialogs_and_toasts(
+        world: World) -> None:
+    job = await world.job()
+    await rename(world, "jobs", job.id, f"Job {EVIL}")
+    async with running(world) as (app, pilot):
+        await wait_for(lambda: table_rows(app, "#jobs-table") != [], what="the job's row")
+        assert table_rows(app, "#jobs-table")[0][0] == f"Job {SHOWN}"
+        assert text_of(app, "#jobs-history-title") == f"History of Job {SHOWN}"
+        assert_escaped(app, "Job plan\\x1b]0;PWNED")
+        await pilot.press("delete")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        assert text_of(app, ".dialog-title") == f"Delete job Job {SHOWN}?"
+        assert_escaped(app, "plan\\x1b]0;PWNED")
+        await pilot.click("#confirm-yes")
+        await wait_for(lambda: not app.screen.query(".dialog-title"), what="the deletion")
+        await wait_for(lambda: any("Deleted job" in n.message for n in app._notifications),
+                       what="the toast")
+        assert [n.message for n in app._notifications] == [f"Deleted job Job {SHOWN}"]
+    _, text = quit_question([dataclasses.replace(job, name=f"Job {EVIL}")], background=False)
+    assert text.startswith(f"Running: Job {SHOWN}.")
+
+
+async def test_a_connection_name_is_escaped_in_the_list_and_the_builder(world: World) -> None:
+    connection = await world.state.find_connection("share")
+    assert connection is not None
+    await rename(world, "connections", connection.id, f"share {EVIL}")
+    async with running(world) as (app, pilot):
+        await pilot.press("c")
+        await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="connections")
+        await wait_for(lambda: len(table_rows(app, "#connections-table")) == 2,
+                       what="the rows")
+        assert [row[0] for row in table_rows(app, "#connections-table")] == [
+            "plans", f"share {SHOWN}"]
+        app.screen.query_one("#connections-table", DataTable).move_cursor(row=1)
+        await wait_for(lambda: text_of(app, "#connections-detail").startswith(
+            f"share {SHOWN}: "), what="the detail")
+        assert_escaped(app, "share plan\\x1b]0;PWNED")
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, JobBuilderScreen), what="the builder")
+        await pilot.pause()
+        select = app.screen.query_one("#field-source_connection", Select)
+        prompts = [str(prompt) for prompt, _ in select._options]
+        assert f"share {SHOWN}" in prompts and "\x1b" not in "".join(prompts)
