@@ -7,8 +7,9 @@ from collections.abc import Collection
 
 from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
+from core.home import Home
 from core.jobs import Job, JobError, parse_job
-from core.paths import match_key
+from core.paths import NAME_MAX, match_key
 from core.state import Connection, JobRecord, State
 
 
@@ -86,22 +87,39 @@ async def find_job(state: State, id_or_name: str) -> JobRecord:
 # -- editing and copying a stored job (the app's edit and duplicate) ---------------------------
 
 
-async def update_job(state: State, old: JobRecord, text: str) -> tuple[JobRecord, list[str]]:
+async def update_job(home: Home, state: State, old: JobRecord, text: str,
+                     ) -> tuple[JobRecord, list[str]]:
     """Replace a job's definition with `text`, validated as at create; its id and history stay.
-    Raises JobError, also when another job already has the new name."""
+    A new source or destination starts with no item records, so the next run compares every
+    file afresh. Raises JobError, also when another job already has the new name, and JobBusy
+    while the job runs (its run lock is held for the change, so no run starts half-way)."""
     job, found, warnings = await _checked(state, text, editing=old.id)
-    return await state.update_job(old, job, text, found[0].id, found[1].id), warnings
+    endpoints = (found[0].id, job.transfer.source.path, found[1].id, job.transfer.destination.path)
+    with home.job_lock(old.id):
+        if endpoints != (old.source_connection_id, old.source_path,
+                         old.destination_connection_id, old.destination_path):
+            await state.forget_items(old.id)  # first: a crash in between only costs a recheck
+        return await state.update_job(old, job, text, found[0].id, found[1].id), warnings
+
+
+async def remove_job(home: Home, state: State, job: JobRecord) -> None:
+    """Remove a job with its history and item records; JobBusy while it runs, here or in
+    another process (the run lock is held for the removal)."""
+    with home.job_lock(job.id):
+        await state.remove_job(job.id)
 
 
 def copy_name(name: str, taken: Collection[str]) -> str:
     """The first free "NAME (copy)", "NAME (copy 2)", ... among the names `taken` (compared
     as name_key compares them)."""
     keys = {name_key(other) for other in taken}
-    candidate, number = f"{name} (copy)", 1
-    while name_key(candidate) in keys:
+    number = 1
+    while True:
+        suffix = " (copy)" if number == 1 else f" (copy {number})"
+        candidate = name[:NAME_MAX - len(suffix)].rstrip() + suffix  # a long name is shortened
+        if name_key(candidate) not in keys:
+            return candidate
         number += 1
-        candidate = f"{name} (copy {number})"
-    return candidate
 
 
 async def duplicate_job(state: State, job: JobRecord) -> tuple[JobRecord, list[str]]:

@@ -691,6 +691,14 @@ class State:
             "VALUES (?, ?, ?, ?, ?, ?)", (time.time(), job_id, execution_id, level, event, detail))
         await self.db.commit()
 
+    # -- a job pointed elsewhere ----------------------------------------------------------------
+
+    async def forget_items(self, job_id: str) -> None:
+        """Drop a job's item records (its executions stay): they describe what was sent to the
+        old source or destination, and would make the new one's files look in step."""
+        await self.db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
+        await self.db.commit()
+
 
 class ItemLog:
     """Batches item updates into few commits (group commit), so recording 10,000 small files

@@ -27,7 +27,14 @@ from core.cli.output import (
 from core.connectors.base import ConnectorError
 from core.engine.runner import NotSupported, RunResult, run_job
 from core.home import ConfigError, Home, JobBusy
-from core.job_store import JobLookupError, create_job, find_job
+from core.job_store import (
+    JobLookupError,
+    create_job,
+    duplicate_job,
+    find_job,
+    remove_job,
+    update_job,
+)
 from core.jobs import JobError
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
@@ -45,8 +52,15 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     create = sub.add_parser("create", help="create a job from DryvIQ job JSON", **leaf)
     create.add_argument("--file", required=True, help="the job JSON file ('-' for stdin)")
     create.set_defaults(handler=_create)
+    update = sub.add_parser("update", help="replace a job's JSON; its id and history stay (a "
+                            "new source or destination is compared afresh)", **leaf)
+    update.add_argument("job", help="job name or id")
+    update.add_argument("--file", required=True, help="the job JSON file ('-' for stdin)")
+    update.set_defaults(handler=_update)
     sub.add_parser("list", help="list jobs", **leaf).set_defaults(handler=_list)
     for action, handler, text in (("show", _show, "show a job and its JSON"),
+                                  ("duplicate", _duplicate,
+                                   'copy a job under a free name, "NAME (copy)"'),
                                   ("remove", _remove, "remove a job and its history")):
         one = sub.add_parser(action, help=text, **leaf)
         one.add_argument("job", help="job name or id")
@@ -104,13 +118,18 @@ def _execution_dict(execution: Execution) -> dict[str, Any]:
             "stats": execution.stats}
 
 
-async def _create(args: argparse.Namespace) -> int:
+def _job_file(args: argparse.Namespace) -> str:
+    """The text of --file (or stdin for '-')."""
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        return sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
     except OSError as exc:
         raise UsageError(f"--file {args.file}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"--file {args.file}: not UTF-8 text") from None
+
+
+async def _create(args: argparse.Namespace) -> int:
+    text = _job_file(args)
     async with opened_state(args) as (_, state):
         try:
             job, warnings = await create_job(state, text)
@@ -197,12 +216,43 @@ async def _job_budgets(state: State, home: Home, job: JobRecord) -> list[BudgetR
     return [BudgetReadout.from_row(key, rows[key]) for key in sorted(keys) if key in rows]
 
 
+async def _update(args: argparse.Namespace) -> int:
+    text = _job_file(args)
+    async with opened_state(args) as (home, state):
+        old = await _job(state, args.job)
+        try:
+            job, warnings = await update_job(home, state, old, text)
+        except JobError as exc:
+            raise UsageError(f"{args.file}: the job was not changed", details=exc.errors,
+                             path=args.file) from None
+        except JobBusy:
+            raise UsageError(f"job {printable(old.name)!r} is running; stop it first") from None
+    for warning in warnings:
+        print(f"warning: {printable(warning)}", file=sys.stderr)
+    reply(args, _job_dict(job) | {"warnings": warnings},
+          f"Updated job {printable(job.name)} ({job.id})")
+    return 0
+
+
+async def _duplicate(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (_, state):
+        original = await _job(state, args.job)
+        try:
+            job, _ = await duplicate_job(state, original)
+        except JobError as exc:
+            raise UsageError(f"job {printable(original.name)!r} was not copied",
+                             details=exc.errors) from None
+    reply(args, _job_dict(job), f"Created job {printable(job.name)} ({job.id})")
+    return 0
+
+
 async def _remove(args: argparse.Namespace) -> int:
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
-        if home.job_running(job.id):
-            raise UsageError(f"job {job.name!r} is running; stop it first")
-        await state.remove_job(job.id)
+        try:
+            await remove_job(home, state, job)
+        except JobBusy:
+            raise UsageError(f"job {printable(job.name)!r} is running; stop it first") from None
     reply(args, {"id": job.id, "name": job.name, "removed": True},
           f"Removed job {printable(job.name)}")
     return 0

@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from core.engine.runner import SUPPORTED_TRANSFER_TYPES
+from core.home import JobBusy
 from core.job_store import update_job
 from core.jobs import (
     POLICY_CHOICES,
@@ -412,11 +413,16 @@ class JobBuilderScreen(AppScreen[Created | None]):
             if self.existing is None:
                 saved = await self.service.create_job(self.text)
             else:
-                saved = await update_job(self.service.state, self.existing, self.text)
+                saved = await update_job(self.service.home, self.service.state, self.existing,
+                                         self.text)
         except JobError as exc:
             self._show_errors(exc.errors, {field: self._value(field) for field in FIELDS})
             self.notify(f"The job was not saved: {problems(len(exc.errors))} to fix",
                         severity="error")
+            return
+        except JobBusy:
+            self.notify("The job was not saved: it started running meanwhile; save again once "
+                        "it has stopped", severity="error")
             return
         self.dismiss(saved)
 
