@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from core.cli.output import count
 from core.connectors import Opening, open_connector
 from core.connectors.base import ConnectorError
 from core.home import ConfigError, Home
-from core.paths import name_problem
+from core.paths import name_key, name_problem
 from core.state import Connection, State, StateError
 
 
@@ -29,6 +30,20 @@ def check_name(name: str) -> str:
         raise ConnectionInputError(f"connection name {name!r}: ':' is not allowed "
                                    "(it separates the name from a path, as in NAME:/folder)")
     return name
+
+
+async def check_new_name(state: State, name: str) -> str:
+    """`name` checked (check_name) and free: no connection's name equals it as name_key
+    compares them, so a person never has to tell "Plans" from "plans" (lookups by name stay
+    exact; the state file only refuses an exact twin)."""
+    name = check_name(name)
+    key = name_key(name)
+    taken = next((c for c in await state.list_connections() if name_key(c.name) == key), None)
+    if taken is None:
+        return name
+    same = "" if taken.name == name else f" ({name!r} differs from it only in case or spacing)"
+    raise ConnectionInputError(f"a connection named {taken.name!r} already exists{same}; "
+                               "choose another name")
 
 
 def describe(connection: Connection) -> str:
@@ -68,7 +83,7 @@ def overlap(source: Connection, source_path: str, destination: Connection,
 
 
 async def add_local(state: State, name: str, path: str, *, fsync: bool = True) -> Connection:
-    name = check_name(name)
+    name = await check_new_name(state, name)
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ConnectionInputError(f"no such folder: {path}")
@@ -91,7 +106,7 @@ async def test_connection(state: State, home: Home, connection: Connection) -> s
     finally:
         await connector.close()
     return (f"Connection test succeeded: {who}{describe(connection)} "
-            f"({len(entries)} items at the top)")
+            f"({count(len(entries), 'item')} at the top)")
 
 
 async def removal_refusal(state: State, connection: Connection) -> str | None:
@@ -99,8 +114,9 @@ async def removal_refusal(state: State, connection: Connection) -> str | None:
     jobs = await state.jobs_using(connection.id)
     if not jobs:
         return None
-    return (f"connection {connection.name!r} is used by job(s) "
-            f"{', '.join(repr(j.name) for j in jobs)}; remove those first")
+    return (f"connection {connection.name!r} is used by {count(len(jobs), 'job')}: "
+            f"{', '.join(repr(j.name) for j in jobs)}; remove {'it' if len(jobs) == 1 else 'them'}"
+            " first")
 
 
 async def remove_connection(state: State, home: Home, connection: Connection) -> str | None:

@@ -8,8 +8,8 @@ from collections.abc import Collection
 from core.connections import overlap
 from core.engine.runner import NotSupported, check_supported
 from core.home import Home
-from core.jobs import Job, JobError, parse_job
-from core.paths import NAME_MAX, match_key
+from core.jobs import Job, JobError, job_object, parse_job
+from core.paths import NAME_MAX, name_key
 from core.state import Connection, JobRecord, State
 
 
@@ -55,13 +55,6 @@ async def _checked(state: State, text: str, editing: str | None = None,
     except NotSupported as exc:
         warnings.append(f"{exc}; `jobs run` will refuse it until then")
     return job, found, warnings
-
-
-def name_key(name: str) -> str:
-    """What two job names are compared on: "Nightly", "nightly " and a decomposed "Café" all
-    name one job, since a person choosing from a list or typing `jobs run NAME` cannot tell
-    them apart (lookups by name stay exact)."""
-    return match_key(name.strip(), case_insensitive=True)
 
 
 async def job_named(state: State, name: str, *, other_than: str | None = None,
@@ -125,6 +118,6 @@ def copy_name(name: str, taken: Collection[str]) -> str:
 async def duplicate_job(state: State, job: JobRecord) -> tuple[JobRecord, list[str]]:
     """A new job with `job`'s definition under a free name like "NAME (copy)"."""
     definition = json.loads(job.definition)
-    document = definition.get("job") if definition.get("type") == "job" else definition
+    document, _ = job_object(definition)
     document["name"] = copy_name(job.name, {j.name for j in await state.find_jobs()})
     return await create_job(state, json.dumps(definition, indent=2, ensure_ascii=False))

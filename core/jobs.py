@@ -571,6 +571,14 @@ def _hostile_values(data: Any, duplicates: dict[int, list[str]]) -> list[str]:
     return sorted(errors)
 
 
+def job_object(data: Any) -> tuple[Any, str]:
+    """The job object inside parsed job JSON, and its JSON path: the API's
+    {"type": "job", "job": …} envelope's "job", else `data` itself (a bare job object)."""
+    if isinstance(data, dict) and data.get("type") == "job" and "job" in data:
+        return data["job"], "job"
+    return data, _TOP
+
+
 def load_job_json(text: str) -> dict[str, Any]:
     """The job object of DryvIQ job JSON `text` (a bare job object or the API's
     {"type": "job", "job": …} envelope). Raises JobError, naming the JSON path, for text that
@@ -599,9 +607,7 @@ def load_job_json(text: str) -> dict[str, Any]:
         raise JobError(
             [f"job JSON is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]
         ) from exc
-    where = _TOP
-    if isinstance(data, dict) and data.get("type") == "job" and "job" in data:
-        data, where = data["job"], "job"
+    data, where = job_object(data)
     if not isinstance(data, dict):
         raise JobError([f"{where}: expected a job object, got {_show(data)}"])
     errors = _hostile_values(data, duplicates)

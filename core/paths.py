@@ -127,6 +127,13 @@ def match_key(name: str, case_insensitive: bool) -> str:
     return key.casefold() if case_insensitive else key
 
 
+def name_key(name: str) -> str:
+    """What two job names, or two connection names, are compared on: "Nightly", "nightly "
+    and a decomposed "Café" all name one, since a person choosing from a list or typing
+    `jobs run NAME` cannot tell them apart (lookups by name stay exact)."""
+    return match_key(name.strip(), case_insensitive=True)
+
+
 @functools.cache
 def _invalid(chars: str) -> re.Pattern[str]:
     """A pattern matching any of `chars`: names are checked by the ten thousand."""

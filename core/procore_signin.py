@@ -21,6 +21,7 @@ from core.auth import (
     exchange_code,
     loopback_sign_in,
 )
+from core.connections import check_new_name
 from core.connectors import Opening
 from core.connectors.procore import procore_client
 from core.connectors.procore_client import ProcoreClient
@@ -124,6 +125,9 @@ class ProcoreSignIn:
 
     async def save(self, name: str, company: Choice, project: Choice,
                    identity: dict[str, Any]) -> Connection:
+        """The new connection, named `name` (ConnectionInputError when check_new_name
+        refuses it)."""
+        name = await check_new_name(self.opening.state, name)
         token = await self.store.load()
         assert token is not None, "sign in first"
         config = {"domain": self.app.domain, "login_url": self.app.login_url,

@@ -20,6 +20,8 @@ EXECUTION_LABELS = {
     "interrupted": "interrupted, resumable",
     "never run": "never run",
 }
+# executions that stopped part-way and continue where they stopped on the next run
+RESUMABLE = frozenset({"paused", "interrupted"})
 # items (`jobs items`, the monitor's flagged and failed items)
 ITEM_LABELS = {
     "pending": "pending",

@@ -10,10 +10,11 @@ from core.cli import main as cli_main
 from core.home import Home
 
 
-async def open_app(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
+async def open_app(home: Home, *, mouse: bool = True, greeting: str | None = None,
+                   background_runs: bool = True) -> int:
     from tui.app import run
 
-    return await run(home, mouse=mouse, greeting=greeting)
+    return await run(home, mouse=mouse, greeting=greeting, background_runs=background_runs)
 
 
 def main() -> int:

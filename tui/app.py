@@ -22,10 +22,12 @@ from textual.screen import Screen
 
 from core.background import run_in_background
 from core.engine.runner import RunResult
-from core.home import ConfigError, Home
-from core.job_store import duplicate_job
+from core.home import ConfigError, Home, JobBusy
+from core.job_store import duplicate_job, remove_job
 from core.jobs import JobError
+from core.paths import printable
 from core.state import JobRecord, StateError
+from core.status import RESUMABLE, label
 from tui.keymap import package_binding_ids, read_keymap
 from tui.screens import AppScreen, PlaceholderScreen
 from tui.screens.help import HelpScreen
@@ -292,11 +294,12 @@ class DryvIQApp(App[int]):
     async def _delete(self, job: JobRecord, confirmed: bool | None) -> None:
         if not confirmed:
             return
-        if self.service.is_running(job.id):  # started meanwhile (the CLI, the agent)
-            self.notify(f"Cannot delete {job.name}: it started running", severity="error",
-                        markup=False)
+        try:
+            await remove_job(self.service.home, self.service.state, job)
+        except JobBusy:  # started meanwhile (here, the CLI, the agent)
+            self.notify(f"Cannot delete {printable(job.name)}: it started running",
+                        severity="error", markup=False)
             return
-        await self.service.state.remove_job(job.id)
         if self.selected_job and self.selected_job.id == job.id:
             self.selected_job = None
         if isinstance(self.screen, MonitorScreen) and self.screen.job_id == job.id:
@@ -346,7 +349,7 @@ class DryvIQApp(App[int]):
         for job in active:
             await self.service.pause(job.id)
         then = "hand them to a background process" if background else "quitting"
-        self.notify(f"Pausing {plural(len(active), 'running job')} before {then}: the files "
+        self.notify(f"Pausing {count(len(active), 'running job')} before {then}: the files "
                     "in flight finish first. Quit again to stop them now (resumable either "
                     "way).", timeout=30)
         self.run_worker(self._exit_when_stopped(active, background), group="quit")
@@ -354,21 +357,34 @@ class DryvIQApp(App[int]):
     async def _exit_when_stopped(self, jobs: list[JobRecord], background: bool) -> None:
         for job in jobs:
             await self.service.wait(job.id)
+        said: list[str] = []
         if background and self._quitting:
             for job in jobs:
-                run_in_background(self.service.home, job.id)
-        self.exit()
+                said.append(await self._hand_over(job))
+        self.exit(message="\n".join(said) or None)
+
+    async def _hand_over(self, job: JobRecord) -> str:
+        """Start a headless run of `job` if its run stopped resumable (one that completed or
+        failed meanwhile is left alone); what happened, for the terminal after the app."""
+        name = printable(job.name)
+        newest = next(iter(await self.service.state.executions(job.id, limit=1)), None)
+        if newest is None or newest.status not in RESUMABLE:
+            ended = label(newest.status) if newest else "did not start"
+            return f"{name}: {ended}, nothing to continue"
+        try:
+            pid, log = run_in_background(self.service.home, job.id)
+        except OSError as exc:
+            return (f"{name}: could not start in the background ({printable(str(exc))}); "
+                    f"continue it with: dryviq-tui --home {self.service.home.root} jobs run "
+                    f"{job.id}")
+        return f"{name}: continues in the background (process {pid}, output in {log})"
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-async def run(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
+async def run(home: Home, *, mouse: bool = True, greeting: str | None = None,
+              background_runs: bool = True) -> int:
     """Open the TUI on `home` until the user quits; returns the process exit code.
-    `greeting` is shown once the app is up (the demo says what to try)."""
-    # Only the demo greets, and its Procore sandbox is served from this process: a run left
-    # to a background process would lose its server when the app ends.
-    app = DryvIQApp(home=home, greeting=greeting, background_runs=greeting is None)
+    `greeting` is shown once the app is up (the demo says what to try); `background_runs`
+    says whether quitting may hand runs to a headless process (see DryvIQApp)."""
+    app = DryvIQApp(home=home, greeting=greeting, background_runs=background_runs)
     await app.run_async(mouse=mouse)
     return app.return_code or 0

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +28,15 @@ from core.home import Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
-from core.state import Connection, Execution, ItemRecord, JobRecord, State
+from core.state import (
+    Connection,
+    Execution,
+    ItemRecord,
+    JobRecord,
+    State,
+    StateError,
+    translate_db_error,
+)
 from core.status import label
 
 log = logging.getLogger("dryviq.tui")
@@ -247,13 +256,16 @@ class AppService:
         try:
             result = await run_job(self.state, self.home, run.job, stop=run.stop,
                                    on_progress=run.progress, on_event=run.event)
-        except (JobBusy, NotSupported) as exc:
+        except (JobBusy, NotSupported, StateError) as exc:
             error = str(exc)
+        except sqlite3.DatabaseError as exc:  # the state file went bad or read-only under it
+            log.exception("job %s", run.job.name)
+            error = str(translate_db_error(exc, self.home.state_path))
         except asyncio.CancelledError:
             error = "cancelled: the files in flight were rolled back"
         except Exception as exc:  # shown to the user, not lost in an unawaited task
             log.exception("job %s", run.job.name)
-            error = f"the run stopped on an unexpected error: {exc!r}"
+            error = f"the run stopped on an unexpected error: {exc or type(exc).__name__}"
         if error:
             run.event("failed", error)
         elif result is not None:

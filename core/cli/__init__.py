@@ -40,6 +40,15 @@ class UsageError(Exception):
         self.path = path
 
 
+class CommandFailed(Exception):
+    """A command ran and failed, nothing saved (Procore refused a sign-in, say): reported as
+    every error is, `code` naming it for scripts, exit code 1."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class _ArgumentError(Exception):
     """argparse found bad arguments; main reports it the way it reports every error."""
 
@@ -69,10 +78,12 @@ Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
 class OpenApp(Protocol):
-    """Opens the TUI on a home until the user quits; returns the exit code."""
+    """Opens the TUI on a home until the user quits; returns the exit code. Without
+    `background_runs` quitting never offers to hand runs to a headless process (the demo's
+    sandbox is served from this process and would end with it)."""
 
-    def __call__(self, home: Home, *, mouse: bool = True,
-                 greeting: str | None = None) -> Awaitable[int]: ...
+    def __call__(self, home: Home, *, mouse: bool = True, greeting: str | None = None,
+                 background_runs: bool = True) -> Awaitable[int]: ...
 
 
 def deferred(module: str, name: str) -> Command:
@@ -162,11 +173,14 @@ class Failure:
             print(f"  {printable(line)}", file=sys.stderr)
 
 
-REPORTED = (UsageError, HomeError, ConfigError, StateError)  # what main reports as errors
+# what main reports as errors
+REPORTED = (UsageError, CommandFailed, HomeError, ConfigError, StateError)
 
 
-def failure(exc: UsageError | HomeError | ConfigError | StateError) -> Failure:
+def failure(exc: UsageError | CommandFailed | HomeError | ConfigError | StateError) -> Failure:
     """The Failure an expected error stands for (anything else is a bug: a traceback)."""
+    if isinstance(exc, CommandFailed):
+        return Failure(exc.code, str(exc), 1)
     if isinstance(exc, UsageError):
         return Failure("usage", str(exc), 2, exc.path, tuple(exc.details))
     if isinstance(exc, HomeError):
@@ -250,9 +264,9 @@ def _command_words(args: argparse.Namespace) -> list[str]:
 def _app_owning_the_terminal(open_app: OpenApp) -> OpenApp:
     """`open_app`, which first stops the log going to stderr (-v): the app draws there."""
     def opening(home: Home, *, mouse: bool = True, greeting: str | None = None,
-                ) -> Awaitable[int]:
+                background_runs: bool = True) -> Awaitable[int]:
         log_to_stderr(None)
-        return open_app(home, mouse=mouse, greeting=greeting)
+        return open_app(home, mouse=mouse, greeting=greeting, background_runs=background_runs)
 
     return opening
 

@@ -59,9 +59,10 @@ async def _demo_in_home(args: argparse.Namespace, kept: bool) -> int:
         async with opened_state(args) as (home, state):
             job = await prepare_demo(state, home, sandbox.url, sandbox.world)
         if args.open_app is not None and not args.headless:
-            # the sandbox lives in its own thread, so serving it never slows the app
+            # the sandbox lives in its own thread, so serving it never slows the app; a run
+            # handed to a background process would lose that server when the app ends
             return await args.open_app(home, mouse=not getattr(args, "no_mouse", False),
-                                       greeting=greeting())
+                                       greeting=greeting(), background_runs=False)
         async with opened_state(args) as (home, state):
             print(f"Demo home: {home.root}" + ("" if kept else " (removed when the demo ends; "
                                                 "--keep keeps it)")

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from core.cli import UsageError, open_home
-from core.cli.output import emit_json
+from core.cli.output import count, emit_json
 from core.state import State
 from core.state_repair import CheckReport, RepairReport, check, repair
 
@@ -54,8 +54,9 @@ async def _doctor(args: argparse.Namespace) -> int:
     running = [lock.stem.removeprefix("job-") for lock in (home.root / "locks").glob("job-*")
                if home.job_running(lock.stem.removeprefix("job-"))]
     if running:
-        raise UsageError(f"{len(running)} job(s) are running on this home; stop them (and the "
-                         "app) before repairing its state file", path=str(path))
+        verb, them = ("is", "it") if len(running) == 1 else ("are", "them")
+        raise UsageError(f"{count(len(running), 'job')} {verb} running on this home; stop {them} "
+                         "(and the app) before repairing its state file", path=str(path))
     repaired = await asyncio.to_thread(repair, path)
     state = await State.open(path)  # the migrations bring the rebuilt file up to date
     await state.close()

@@ -25,13 +25,14 @@ from core.auth import (
     normalize_domain,
     system_default_app,
 )
-from core.cli import UsageError, opened_state
+from core.cli import CommandFailed, UsageError, opened_state
 from core.cli.output import reply
-from core.connections import ConnectionInputError, check_name, describe
+from core.connections import ConnectionInputError, check_new_name, describe
 from core.connectors import Opening
 from core.connectors.base import ConnectorError
 from core.connectors.procore import procore_app, signed_in_as
 from core.home import Home
+from core.paths import printable
 from core.procore_signin import Choice, ProcoreSignIn, pick
 
 NO_REDIRECT = (
@@ -137,11 +138,12 @@ def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> 
         return found
     if not choices:
         raise UsageError(f"this sign-in can reach no {what}")
-    listing = "\n".join(f"  {n}. {c.label or c.name} ({c.id})"
-                        for n, c in enumerate(choices, 1))
+    # names as Procore sends them: printable, so none can act on the terminal
+    listing = [f"{n}. {printable(c.label or c.name)} ({c.id})" for n, c in enumerate(choices, 1)]
     if not sys.stdin.isatty():
-        raise UsageError(f"several {what}s; pick one with {flag}:\n{listing}")
-    print(f"Choose the {what}:\n{listing}", file=sys.stderr)
+        several = "companies" if what == "company" else f"{what}s"
+        raise UsageError(f"several {several}; pick one with {flag}:", details=listing)
+    print(f"Choose the {what}:", *(f"  {line}" for line in listing), sep="\n", file=sys.stderr)
     answer = _read_line(f"{what} number: ")
     if not answer.isdigit() or not 1 <= int(answer) <= len(choices):
         raise UsageError(f"{answer!r} is not one of the numbers listed")
@@ -164,12 +166,10 @@ async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn, *,
 
 async def add_procore(args: argparse.Namespace) -> int:
     async with opened_state(args) as (home, state):
-        try:
-            name = check_name(args.name)
+        try:  # before signing in; save() checks again
+            name = await check_new_name(state, args.name)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
-        if await state.find_connection(name) is not None:
-            raise UsageError(f"a connection named {name!r} already exists")
         company_id = _service_company(args)
         if args.client_id is not None:  # before the secret is asked for
             _redirect_uri(args, None)
@@ -184,15 +184,17 @@ async def add_procore(args: argparse.Namespace) -> int:
             project = _choose(await signin.projects(company), args.project, "project",
                               "--project")
             connection = await signin.save(name, company, project, identity)
+        except ConnectionInputError as exc:  # its name was taken while signing in
+            raise UsageError(str(exc)) from None
         except (SignInError, ConnectorError) as exc:
-            print(f"Connection test failed: {exc}", file=sys.stderr)
-            return 1
+            raise CommandFailed("connection_test", f"Connection test failed: {exc}") from None
         finally:
             await signin.close()
     reply(args, {"id": connection.id, "name": connection.name, "platform": "procore",
                  "location": describe(connection), "user": connection.config["user"]},
-          f"Connection test succeeded: signed in as {signed_in_as(connection.config['user'])}\n"
-          f"Added connection {connection.name} ({connection.id}): {describe(connection)}")
+          printable("Connection test succeeded: signed in as "
+                    f"{signed_in_as(connection.config['user'])}") + "\n" + printable(
+              f"Added connection {connection.name} ({connection.id}): {describe(connection)}"))
     return 0
 
 
@@ -216,10 +218,10 @@ async def sign_in_again(args: argparse.Namespace) -> int:
             await _sign_in(args, signin, redirect_uri=redirect_uri, company_id=company_id)
             renewed = await signin.renew(connection, await signin.identity())
         except (SignInError, ConnectorError, LookupError) as exc:
-            print(f"Sign-in failed, nothing changed: {exc}", file=sys.stderr)
-            return 1
+            raise CommandFailed("signin", f"Sign-in failed, nothing changed: {exc}") from None
         finally:
             await signin.close()
     reply(args, {"id": renewed.id, "name": renewed.name, "user": renewed.config["user"]},
-          f"Signed in again: {renewed.name} as {signed_in_as(renewed.config['user'])}")
+          printable(f"Signed in again: {renewed.name} as "
+                    f"{signed_in_as(renewed.config['user'])}"))
     return 0

@@ -94,3 +94,12 @@ def test_a_copy_of_the_longest_name_stays_within_the_limit():
     name = "N" * NAME_MAX
     assert copy_name(name, set()) == "N" * (NAME_MAX - 7) + " (copy)"
     assert len(copy_name(name, {copy_name(name, set())})) == NAME_MAX
+
+
+async def test_a_duplicate_of_a_bare_job_with_a_type_key_renames_the_job_itself(state):
+    """A bare job object may carry "type": "job" without the envelope's "job" key: the copy
+    renames the job object, as reading the JSON sees it (core.jobs.job_object)."""
+    job, _ = await create_job(state, json.dumps({"type": "job", **json.loads(
+        job_json("Tower A"))}))
+    copy, _ = await duplicate_job(state, job)
+    assert copy.name == "Tower A (copy)" and json.loads(copy.definition)["name"] == copy.name

@@ -157,6 +157,14 @@ async def test_the_filter_narrows_the_folder_being_browsed(world: World) -> None
         assert len(children(browser, "")) == 5
 
 
+async def test_a_one_byte_file_is_one_byte(world: World) -> None:
+    (world.source / "x.txt").write_bytes(b"x")
+    async with browsing(world, "plans") as (app, pilot, browser):
+        await open_folder(pilot, browser, "")
+        await highlight(pilot, browser, "x.txt")
+        assert "Size       1 B (1 byte)" in text_of(app, "#browse-details")
+
+
 async def test_local_names_are_checked_against_procore(world: World) -> None:
     (world.source / 'bad: "name"?.txt').write_bytes(b"abc")
     async with browsing(world, "plans") as (app, pilot, browser):

@@ -223,6 +223,19 @@ async def test_a_local_folder_connection_is_added(world: World, tmp_path) -> Non
     assert connection is not None and connection.config["path"] == str(folder)
 
 
+async def test_the_dialog_refuses_a_name_differing_only_in_case(world: World, tmp_path) -> None:
+    async with on_connections(world) as (app, pilot):
+        dialog = await open_dialog(app, pilot)
+        await pick_option(pilot, "#add-platform", "Local folder")
+        await fill(pilot, {"#add-name": "PLANS", "#local-path": str(tmp_path)})
+        await click(pilot, "#add-done")
+        await pilot.pause()
+        assert "a connection named 'plans' already exists ('PLANS' differs from it only in " \
+            "case or spacing)" in text_of(app, "#add-error")
+        assert app.screen is dialog
+    assert [c.name for c in await world.state.list_connections()] == ["plans", "share"]
+
+
 async def test_a_connection_is_tested_from_the_list(world: World) -> None:
     async with on_connections(world) as (app, pilot):
         await highlight_row(app, pilot, "plans")
@@ -252,7 +265,7 @@ async def test_a_connection_a_job_uses_is_not_removed(world: World, tmp_path) ->
         assert isinstance(app.screen, ConnectionsScreen), "no confirmation for a refusal"
         assert "Jobs using it: Tower A" in text_of(app, "#connections-detail")
         assert [str(n.message) for n in app._notifications] == [
-            "Cannot remove: connection 'plans' is used by job(s) 'Tower A'; remove those first"]
+            "Cannot remove: connection 'plans' is used by 1 job: 'Tower A'; remove it first"]
 
         await highlight_row(app, pilot, "spare")
         await pilot.press("x")

@@ -44,9 +44,11 @@ def run_demo(drive: Drive, *argv: str) -> tuple[int, Path]:
     """Run `dryviq-tui demo ARGV` with the app under Pilot; returns its exit code and home."""
     homes: list[Path] = []
 
-    async def open_app(home: Home, *, mouse: bool = True, greeting: str | None = None) -> int:
+    async def open_app(home: Home, *, mouse: bool = True, greeting: str | None = None,
+                       background_runs: bool = True) -> int:
         homes.append(home.root)
-        app = DryvIQApp(home=home, greeting=greeting)
+        assert not background_runs, "the demo's sandbox would end with the app"
+        app = DryvIQApp(home=home, greeting=greeting, background_runs=background_runs)
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
             await pilot.pause()

@@ -611,3 +611,22 @@ async def test_quit_can_leave_a_job_running_in_the_background(world: World) -> N
         os.kill(newest.pid, signal.SIGTERM)
     await wait_for(lambda: not world.home.job_running(job.id), timeout=60,
                    what="the headless run to stop")
+
+
+async def test_only_a_resumable_run_is_handed_to_the_background(world: World, monkeypatch) -> None:
+    """A run that completed while the app paused it has nothing to continue: no process is
+    started for it, and the terminal is told so after the app."""
+    started: list[str] = []
+    monkeypatch.setattr(app_module, "run_in_background",
+                        lambda home, job_id: (started.append(job_id), (4242, Path("x.log")))[1])
+    done = await world.job(job_json("Done already"))
+    await world.service.start(done.id)
+    await world.service.wait(done.id)
+    stopped = await world.job(job_json("Stopped part-way"))
+    execution = await world.state.start_execution(stopped.id)
+    await world.state.update_execution(execution.id, status="interrupted", phase="complete",
+                                       ended_at=time.time())
+    app = DryvIQApp(world.service)
+    assert "nothing to continue" in await app._hand_over(done)
+    assert "process 4242" in await app._hand_over(stopped)
+    assert started == [stopped.id]

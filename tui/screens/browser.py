@@ -63,7 +63,7 @@ def details(connection: Connection, item: Item) -> str:
     rules_of, rules = other_side(connection.platform)
     lines = [_line("Name", entry.name), _line("Kind", "folder" if entry.is_dir else "file")]
     if not entry.is_dir:
-        lines.append(_line("Size", f"{size(entry.size)} ({entry.size:,} bytes)"))
+        lines.append(_line("Size", f"{size(entry.size)} ({count(entry.size, 'byte')})"))
     if entry.mtime is not None:
         lines.append(_line("Modified", when(entry.mtime)))
     if entry.version:

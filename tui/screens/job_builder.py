@@ -39,7 +39,7 @@ from tui.screens import AppScreen
 from tui.service import AppService, Created, read_job_file
 from tui.widgets.choice import TypeToChoose
 from tui.widgets.confirm import ConfirmScreen
-from tui.widgets.format import plain
+from tui.widgets.format import count, plain
 
 Endpoint = tuple[str, str]  # (connection name, folder path)
 
@@ -417,7 +417,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
                                          self.text)
         except JobError as exc:
             self._show_errors(exc.errors, {field: self._value(field) for field in FIELDS})
-            self.notify(f"The job was not saved: {problems(len(exc.errors))} to fix",
+            self.notify(f"The job was not saved: {count(len(exc.errors), 'problem')} to fix",
                         severity="error")
             return
         except JobBusy:
@@ -441,7 +441,3 @@ class JobBuilderScreen(AppScreen[Created | None]):
     def _discard(self, confirmed: bool | None) -> None:
         if confirmed:
             self.dismiss(None)
-
-
-def problems(count: int) -> str:
-    return "1 problem" if count == 1 else f"{count} problems"

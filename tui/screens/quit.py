@@ -15,6 +15,7 @@ from textual.widgets import Button, Static
 
 from core.paths import printable
 from core.state import JobRecord
+from tui.widgets.format import count
 
 QuitChoice = Literal["pause", "background"]
 
@@ -22,8 +23,7 @@ QuitChoice = Literal["pause", "background"]
 def quit_question(jobs: Sequence[JobRecord], background: bool) -> tuple[str, str]:
     """The dialog's title and text for quitting while `jobs` run (`background`: whether
     handing them to a headless process is offered)."""
-    count = len(jobs)
-    title = f"Quit while {'1 job runs' if count == 1 else f'{count} jobs run'}?"
+    title = f"Quit while {count(len(jobs), 'job')} run{'s' if len(jobs) == 1 else ''}?"
     names = ", ".join(printable(job.name) for job in jobs)
     text = (f"Running: {names}.\n"
             "Pause and quit: they stop after the files in flight, and the next run (r, or "
