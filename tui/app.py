@@ -38,6 +38,7 @@ from tui.screens.quit import QuitChoice, QuitScreen
 from tui.service import AppService, Created, ServiceError
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import count, size, status_text
+from tui.widgets.printable_notify import printable_notify
 from tui.widgets.theme import DRYVIQ_THEME
 
 # mode -> (module, class, title). Imported behind a guard, so a build without one of them
@@ -86,6 +87,7 @@ class DryvIQApp(App[int]):
 
     TITLE = "DryvIQ"
     CSS_PATH = "app.tcss"
+    notify = printable_notify  # type: ignore[assignment]  # escape #20: names in toasts
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "show('jobs')", "Jobs", id="show-jobs"),
         Binding("c", "show('connections')", "Connections", id="show-connections"),

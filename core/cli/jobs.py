@@ -137,8 +137,9 @@ async def _create(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.file}: the job was not created", details=exc.errors,
                              path=args.file) from None
     for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    reply(args, _job_dict(job) | {"warnings": warnings}, f"Created job {job.name} ({job.id})")
+        print(f"warning: {printable(warning)}", file=sys.stderr)
+    reply(args, _job_dict(job) | {"warnings": warnings},
+          f"Created job {printable(job.name)} ({job.id})")
     return 0
 
 
@@ -252,7 +253,8 @@ async def _remove(args: argparse.Namespace) -> int:
             await remove_job(home, state, job)
         except JobBusy:
             raise UsageError(f"job {printable(job.name)!r} is running; stop it first") from None
-    reply(args, {"id": job.id, "name": job.name, "removed": True}, f"Removed job {job.name}")
+    reply(args, {"id": job.id, "name": job.name, "removed": True},
+          f"Removed job {printable(job.name)}")
     return 0
 
 

@@ -51,6 +51,7 @@ from core.procore_signin import Choice, ProcoreSignIn, pick
 from core.state import Connection, StateError
 from tui.service import AppService
 from tui.widgets.confirm import dismiss_unless_kept
+from tui.widgets.format import plain, printable, printable_lines
 
 SIGN_IN_FIRST, COMPANY_FIRST = "(sign in first)", "(choose the company first)"
 NO_DEFAULT = ("none are set up on this machine (set DRYVIQ_PROCORE_CLIENT_ID and "
@@ -427,7 +428,7 @@ class ProcoreForm(PlatformForm):
     def _offer(self, selector: str, choices: list[Choice], chosen: Choice | None) -> None:
         select = self.query_one(selector, Select)
         select.prompt = "(choose one)"
-        select.set_options([(c.label or c.name, c.id) for c in choices])
+        select.set_options([(plain(c.label or c.name), c.id) for c in choices])
         select.disabled = self.existing is not None
         if chosen is not None:
             select.value = chosen.id
@@ -495,7 +496,7 @@ class ProcoreForm(PlatformForm):
                                ("#procore-error", error)):
             if text is not None:
                 shown = self.query_one(selector, Static)
-                shown.update(text)
+                shown.update(printable_lines(text))  # company, project and user names
                 shown.display = bool(text)
                 if text:
                     self.call_after_refresh(shown.scroll_visible, animate=False)  # laid out
@@ -624,7 +625,8 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
 
     def compose(self) -> ComposeResult:
         first = self.forms[0]
-        title = f"Sign in again: {self.existing.name}" if self.existing else "Add connection"
+        title = (f"Sign in again: {printable(self.existing.name)}" if self.existing
+                 else "Add connection")
         with Vertical(id="add-dialog", classes="dialog"):
             yield Static(title, classes="dialog-title", markup=False)
             with DialogBody(id="add-body"):
@@ -672,7 +674,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
             name = check_name(self.query_one("#add-name", Input).value or form.default_name)
             connection = await form.finish(name)
         except ConnectionInputError as exc:
-            error.update(f"⚠ Not saved: {exc}")
+            error.update(plain(f"⚠ Not saved: {exc}"))
             error.display = True
             self.call_after_refresh(error.scroll_visible, animate=False)
             return

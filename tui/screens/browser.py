@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -33,7 +32,7 @@ from tui.screens import AppScreen
 from tui.screens.job_builder import Endpoint
 from tui.service import AppService, Budget
 from tui.widgets.conn_commands import ScreenKeysProvider
-from tui.widgets.format import count, size, when
+from tui.widgets.format import count, plain, printable, size, when
 from tui.widgets.remote_tree import Item, RemoteTree
 
 BUDGET_POLL = 1.0  # seconds: the reset countdown ticks
@@ -50,7 +49,8 @@ def other_side(platform: str) -> tuple[str, PathRules]:
 
 
 def _line(label: str, value: object) -> str:
-    return f"{label:<{LABEL_WIDTH}} {value}"
+    """One labelled line of the details; the value printable (names come from the platform)."""
+    return f"{label:<{LABEL_WIDTH}} {printable(str(value))}"
 
 
 def details(connection: Connection, item: Item) -> str:
@@ -79,7 +79,7 @@ def details(connection: Connection, item: Item) -> str:
     if limit is not None and len(path) > limit:
         problems.append(f"path is longer than the {limit} characters allowed")
     if problems:
-        lines += [f"⚠ In {rules_of} this name:", *(f"  • {p}" for p in problems)]
+        lines += [f"⚠ In {rules_of} this name:", *(f"  • {printable(p)}" for p in problems)]
     else:
         lines.append(f"✓ The name fits {rules_of}")
     return "\n".join(lines)
@@ -207,7 +207,7 @@ class BrowserScreen(AppScreen[None]):
         current = select.value
         ids = [c.id for c in connections]
         with select.prevent(Select.Changed):
-            select.set_options([(Text(c.name), c.id) for c in connections])  # not markup
+            select.set_options([(plain(c.name), c.id) for c in connections])
             if current in ids:
                 select.value = current
         if self.connection is not None and self.connection.id not in ids:
@@ -221,7 +221,8 @@ class BrowserScreen(AppScreen[None]):
         """Show this connection, by id or name (the Connections screen's browse)."""
         found = await self.service.state.find_connection(connection)
         if found is None:
-            self.notify(f"No connection {connection!r}", severity="error", markup=False)
+            self.notify(f"No connection {printable(repr(connection))}", severity="error",
+                        markup=False)
             return
         if not self._ready:
             self._wanted = found.id
@@ -274,7 +275,7 @@ class BrowserScreen(AppScreen[None]):
 
     def _message(self, text: str) -> None:
         message = self.query_one("#browse-message", Static)
-        message.update(text)
+        message.update(plain(text))
         message.display = bool(text)
 
     @property
@@ -292,7 +293,7 @@ class BrowserScreen(AppScreen[None]):
         item = node.data
         if self.connection is None or item is None:
             return
-        text = str(node.label) if item.note else details(self.connection, item)
+        text = str(node.label) if item.note else details(self.connection, item)  # printable
         self.query_one("#browse-details", Static).update(text)
 
     async def _show_budget(self) -> None:
@@ -354,10 +355,11 @@ class BrowserScreen(AppScreen[None]):
             return
         self.picks[side] = (self.connection.name, item.path)
         self._show_picks()
-        self.notify(f"{side.capitalize()}: {self.connection.name}:/{item.path}", markup=False)
+        self.notify(printable(f"{side.capitalize()}: {self.connection.name}:/{item.path}"),
+                    markup=False)
 
     def _show_picks(self) -> None:
-        lines = [f"{side.capitalize():<12}" + (f"{pick[0]}:/{pick[1]}" if pick else
+        lines = [f"{side.capitalize():<12}" + (printable(f"{pick[0]}:/{pick[1]}") if pick else
                                                 f"(press {side[0]} on a folder)")
                  for side, pick in self.picks.items()]
         lines.append("n: a new job from these picks")

@@ -32,6 +32,7 @@ from tui.screens.browser import BrowserScreen
 from tui.service import AppService
 from tui.widgets.conn_commands import ScreenKeysProvider
 from tui.widgets.fitted_table import FittedTable
+from tui.widgets.format import plain, printable
 from tui.widgets.list_filter import ListFilter, leave_filter
 from tui.widgets.theme import BLUE, GREEN, RED
 
@@ -120,8 +121,8 @@ class ConnectionsScreen(AppScreen[None]):
             table.move_cursor(row=list(self._rows).index(keep))
         empty = self.query_one("#connections-empty", Static)
         empty.display = not self._rows
-        empty.update(Text(f"No connection matches “{shown.value.strip()}”. Esc twice clears "
-                          "the filter.") if every else EMPTY)
+        empty.update(plain(f"No connection matches “{shown.value.strip()}”. Esc twice clears "
+                           "the filter.") if every else EMPTY)
         await self._show_detail()
 
     @property
@@ -146,9 +147,9 @@ class ConnectionsScreen(AppScreen[None]):
         where = self._rows[connection.id][1]  # before the await: the list may reload meanwhile
         jobs = await self.service.state.jobs_using(connection.id)
         _, message = self._tests.get(connection.id, ("", "not tested in this session (t tests)"))
-        used = ", ".join(j.name for j in jobs) or "none"
-        detail.update(f"{connection.name}: {account(connection, where)}"
-                      f"\nLast test: {message}\nJobs using it: {used}")
+        used = ", ".join(printable(j.name) for j in jobs) or "none"
+        detail.update(f"{printable(connection.name)}: {printable(account(connection, where))}"
+                      f"\nLast test: {printable(message)}\nJobs using it: {used}")
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -278,7 +279,8 @@ class ConfirmRemoveScreen(ModalScreen[Connection | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="remove-dialog", classes="dialog"):
-            yield Static(f"Remove connection {self.connection.name}?", classes="dialog-title",
+            yield Static(f"Remove connection {printable(self.connection.name)}?",
+                         classes="dialog-title",
                          markup=False)
             yield Static("Its stored credentials go with it. No job uses it, and the files it "
                          "points to are not touched.", classes="hint")

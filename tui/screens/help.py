@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.table import Table
-from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+from tui.widgets.format import plain
 
 REMAP = ('Remap a key in config.toml with its id, e.g.\n[keys]\nrun-job = "ctrl+r"\n'
          "(several keys: \"ctrl+r,f5\"). Esc, ? or F1 closes this.")
@@ -45,9 +46,9 @@ def keys_table(groups: dict[str, list[tuple[str, str, str]]]) -> Table:
     table.add_column("Does")
     table.add_column("Binding id", no_wrap=True, style="dim")
     for where, rows in groups.items():
-        table.add_row(Text(where, style="bold underline"), "", "")
+        table.add_row(plain(where, style="bold underline"), "", "")  # may name a job
         for key, description, binding_id in rows:
-            table.add_row(Text(key), Text(description), Text(binding_id or "(fixed)"))
+            table.add_row(plain(key), plain(description), plain(binding_id or "(fixed)"))
         table.add_row("", "", "")
     return table
 

@@ -33,13 +33,13 @@ from core.jobs import (
     load_job_json,
     parse_job,
 )
-from core.paths import printable
+from core.paths import printable, printable_lines
 from core.state import JobRecord
 from tui.screens import AppScreen
 from tui.service import AppService, Created, read_job_file
 from tui.widgets.choice import TypeToChoose
 from tui.widgets.confirm import ConfirmScreen
-from tui.widgets.format import count
+from tui.widgets.format import count, plain
 
 Endpoint = tuple[str, str]  # (connection name, folder path)
 
@@ -273,7 +273,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
     async def on_mount(self) -> None:
         connections = [c for c, _ in await self.service.connections()]
         self._connection_names = {c.id: c.name for c in connections}
-        names = [(Text(c.name), c.name) for c in connections]  # names are not markup
+        names = [(plain(c.name), c.name) for c in connections]
         for field in FIELDS:
             if field.kind == "connection":
                 self._set_options(field, names)
@@ -323,7 +323,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
         value = self._connection_names.get(value, value) if field.kind == "connection" else value
         options = self._options.setdefault(field.name, choices(field))
         if not any(value == v for _, v in options):
-            self._set_options(field, [*options, (Text(f"{value} (unknown)"), value)])
+            self._set_options(field, [*options, (plain(f"{value} (unknown)"), value)])
         return value
 
     def _value(self, field: FormField) -> Any:
@@ -345,8 +345,8 @@ class JobBuilderScreen(AppScreen[Created | None]):
         values = {field: self._value(field) for field in FIELDS}
         self.text = json.dumps(job_document(self._base, values), indent=2, ensure_ascii=False)
         self.query_one("#builder-json", Static).update(
-            Syntax(self.text, "json", theme="ansi_dark", background_color="default",
-                   word_wrap=True))
+            Syntax(printable_lines(self.text), "json", theme="ansi_dark",  # U+202E, C1 as is
+                   background_color="default", word_wrap=True))
         errors: list[str] = []
         try:
             parse_job(self.text)
@@ -367,13 +367,13 @@ class JobBuilderScreen(AppScreen[Created | None]):
             if field is None:
                 general.append(error)
             elif self._submitted or values[field] not in (None, ""):
-                by_field.setdefault(field.name, []).append(f"⚠ {message or path}")
+                by_field.setdefault(field.name, []).append(f"⚠ {printable(message or path)}")
         for field in FIELDS:
             shown = self.query_one(f"#error-{field.name}", Static)
             shown.update("\n".join(by_field.get(field.name, [])))
             shown.display = field.name in by_field
         box = self.query_one("#builder-errors", Static)
-        box.update("\n".join(f"⚠ {e}" for e in general))
+        box.update("\n".join(f"⚠ {printable(e)}" for e in general))
         box.display = bool(general)
 
     @on(Input.Changed)
@@ -393,7 +393,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
         try:
             document = load_job_document(path) if path else None
         except JobError as exc:
-            problems.update("\n".join(f"⚠ {e}" for e in exc.errors))
+            problems.update("\n".join(f"⚠ {printable(e)}" for e in exc.errors))
             problems.display = True
             return
         if document is None:
@@ -403,7 +403,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
         problems.display = False
         self._base = document
         self._fill({field.name: field_value(document, field) for field in FIELDS})
-        self.notify(f"Loaded {path}: check the fields, then save", markup=False)
+        self.notify(f"Loaded {printable(path)}: check the fields, then save", markup=False)
 
     @on(Button.Pressed, "#builder-save")
     async def action_save(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -18,7 +17,7 @@ from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
 from tui.service import AppService, Created, JobRow
 from tui.widgets.confirm import DialogScroll, dismiss_unless_kept
 from tui.widgets.fitted_table import FittedTable
-from tui.widgets.format import status_text, when
+from tui.widgets.format import plain, printable, status_text, when
 from tui.widgets.history import ExecutionHistory
 from tui.widgets.list_filter import ListFilter, leave_filter
 
@@ -36,9 +35,9 @@ EMPTY = ("No jobs yet. Press [b]n[/b] to build one, or [b]i[/b] to import a Dryv
 
 
 def _cells(row: JobRow) -> tuple[object, ...]:
-    return (Text(row.job.name), status_text(row.status, row.where),
+    return (plain(row.job.name), status_text(row.status, row.where),
             when(row.last.started_at)[:16] if row.last else "", row.job.transfer_type,
-            "yes" if row.job.simulation_mode else "", Text(f"{row.source} → {row.destination}"))
+            "yes" if row.job.simulation_mode else "", plain(f"{row.source} → {row.destination}"))
 
 
 class JobsScreen(AppScreen[None]):
@@ -104,7 +103,7 @@ class JobsScreen(AppScreen[None]):
         empty.display = not any_shown
         if any_jobs:
             typed = self.query_one("#jobs-filter", ListFilter).value.strip()
-            empty.update(Text(f"No job matches “{typed}”. Esc twice clears the filter."))
+            empty.update(plain(f"No job matches “{typed}”. Esc twice clears the filter."))
         elif any_shown is False and not await self.service.connections():
             empty.update(NO_CONNECTIONS)
         else:
@@ -126,7 +125,7 @@ class JobsScreen(AppScreen[None]):
         self._history_of = key
         title = self.query_one("#jobs-history-title", Static)
         history = self.query_one("#jobs-history", ExecutionHistory)
-        title.update(Text(f"History of {row.job.name}" if row else "History"))
+        title.update(plain(f"History of {row.job.name}" if row else "History"))
         history.show(await self.service.history(row.job.id) if row else [])
 
     @on(DataTable.RowHighlighted, "#jobs-table")
@@ -194,6 +193,7 @@ class ImportJobScreen(ModalScreen[Created | None]):
         try:
             created = await self.service.import_job(path)
         except JobError as exc:
-            errors.update("The job was not created:\n" + "\n".join(f"• {e}" for e in exc.errors))
+            errors.update("The job was not created:\n"
+                          + "\n".join(f"• {printable(e)}" for e in exc.errors))
             return
         self.dismiss(created)

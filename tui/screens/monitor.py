@@ -29,6 +29,7 @@ from tui.widgets.format import (
     duration,
     ellipsis,
     middle,
+    plain,
     rate,
     size,
     status_text,
@@ -80,7 +81,7 @@ def headline(live: LiveView) -> Text:
         after = f" after {clock(execution.resume_at)}" if execution.resume_at else ""
         return Text(f"Paused: rate limit; r{after} continues where it stopped", style=AMBER)
     if status == "failed":
-        return Text(f"Failed: {execution.error or 'see the events'}", style=f"bold {RED}")
+        return plain(f"Failed: {execution.error or 'see the events'}", style=f"bold {RED}")
     words = {"completed": ("Completed", GREEN),
              "no_changes": ("No changes: both sides are in step", GREEN),
              "warn": ("Completed, flagged: see the flagged and failed items below",
@@ -137,8 +138,8 @@ def problem_widths(width: int, status_width: int) -> tuple[int, int]:
 
 
 def problem_row(item: ItemRecord, reason_width: int, path_width: int) -> tuple[Text, ...]:
-    reason = Text(ellipsis(item_detail(item), reason_width * REASON_LINES))
-    path = Text(middle("/" + item.path, path_width * PATH_LINES), overflow="fold")
+    reason = Text(ellipsis(printable(item_detail(item)), reason_width * REASON_LINES))
+    path = Text(middle(printable("/" + item.path), path_width * PATH_LINES), overflow="fold")
     return status_text(item.status), reason, path, Text(attempts(item))
 
 
@@ -204,14 +205,14 @@ class MonitorScreen(AppScreen[None]):
         try:
             live = await self.service.live(self.job_id)
         except ServiceError as exc:
-            self.query_one("#monitor-status", Static).update(Text(str(exc)))
+            self.query_one("#monitor-status", Static).update(plain(exc))
             return
         self.dryviq.selected_job = live.job
         now = time.time()
         budget = tightest(await self.service.budgets(), now)
         job = live.job
-        self.sub_title = f"Monitor · {job.name}"
-        self.query_one("#monitor-job", Static).update(Text(
+        self.sub_title = f"Monitor · {printable(job.name)}"
+        self.query_one("#monitor-job", Static).update(plain(
             f"{job.name} · {job.transfer_type}{' (simulation)' if job.simulation_mode else ''}"))
         status = headline(live)
         if live.execution:

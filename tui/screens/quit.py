@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from core.paths import printable
 from core.state import JobRecord
 from tui.widgets.format import count
 
@@ -23,7 +24,7 @@ def quit_question(jobs: Sequence[JobRecord], background: bool) -> tuple[str, str
     """The dialog's title and text for quitting while `jobs` run (`background`: whether
     handing them to a headless process is offered)."""
     title = f"Quit while {count(len(jobs), 'job')} run{'s' if len(jobs) == 1 else ''}?"
-    names = ", ".join(job.name for job in jobs)
+    names = ", ".join(printable(job.name) for job in jobs)
     text = (f"Running: {names}.\n"
             "Pause and quit: they stop after the files in flight, and the next run (r, or "
             "`dryviq-tui jobs run`) resumes from where they stopped.")

@@ -16,6 +16,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from core.paths import printable, printable_lines
+
 
 class DialogScroll(VerticalScroll):
     """A dialog's long text (a question's detail, a list of errors), scrolled inside the
@@ -50,10 +52,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question, classes="dialog-title", markup=False)
+            yield Static(printable(self.question), classes="dialog-title", markup=False)
             if self.detail:
                 with DialogScroll(classes="dialog-scroll"):
-                    yield Static(self.detail, classes="hint", markup=False)
+                    yield Static(printable_lines(self.detail), classes="hint", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm-yes", variant="error", compact=True)
                 yield Button(self.keep_label, id="confirm-no", compact=True)

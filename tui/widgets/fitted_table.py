@@ -16,6 +16,8 @@ from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
+from core.paths import printable
+
 MIN_FLEXIBLE = 12  # a squeezed flexible column still shows this much (with its "…")
 SCROLLBAR = 2  # kept free: the vertical scrollbar appears once the rows outgrow the table
 
@@ -23,8 +25,10 @@ SCROLLBAR = 2  # kept free: the vertical scrollbar appears once the rows outgrow
 def as_text(cell: object) -> Text:
     """A cell as one line of Rich Text that ends in "…" where its column cuts it, never
     parsed as markup (DataTable reads a str cell as markup; names come from disks and
-    servers)."""
+    servers) and with its control characters escaped, whatever the screen passed."""
     text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+    if not text.plain.isprintable():
+        text.plain = printable(text.plain)  # keeps the style spans
     text.no_wrap, text.overflow = True, "ellipsis"
     return text
 

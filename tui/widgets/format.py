@@ -5,12 +5,20 @@ from __future__ import annotations
 from rich.text import Text
 
 from core.cli.output import count, duration, rate, size, when
+from core.paths import printable, printable_lines
 from core.readout import clock
 from core.status import label
 from tui.widgets.theme import STATUS_STYLES
 
-__all__ = ["clock", "count", "duration", "ellipsis", "middle", "rate", "size", "status_text",
-           "when"]
+__all__ = ["clock", "count", "duration", "ellipsis", "middle", "plain", "printable",
+           "printable_lines", "rate", "size", "status_text", "when"]
+
+
+def plain(text: object, style: str = "") -> Text:
+    """A name, path, reason or message from a disk, a server or a job file, as Text drawn as
+    is: never read as markup, and its control characters escaped (\\x1b, \\n, \\u202e), since
+    Rich passes ESC through and a name holding an escape sequence would drive the terminal."""
+    return Text(printable(str(text)), style=style)
 
 
 def status_text(status: str, where: str = "idle") -> Text:

@@ -17,7 +17,7 @@ from textual.widgets import Button, Static
 from core.paths import join
 from core.state import ItemRecord, JobRecord
 from core.status import destination_name, item_detail, label
-from tui.widgets.format import size, when
+from tui.widgets.format import plain, printable, size, when
 
 
 def item_facts(item: ItemRecord, job: JobRecord) -> list[tuple[str, str]]:
@@ -62,10 +62,10 @@ class ItemDetailScreen(ModalScreen[None]):
         text = Text()
         for name, value in item_facts(self.item, self.job):
             text.append(f"{name}: ", style="bold")
-            text.append(value + "\n")  # a Text: names and errors are never read as markup
+            text.append(printable(value) + "\n")  # a Text: never read as markup
         text.rstrip()
         with VerticalScroll(classes="dialog", id="item-detail"):
-            yield Static(Text(self.item.path.rpartition("/")[2] or "/"), classes="dialog-title")
+            yield Static(plain(self.item.path.rpartition("/")[2] or "/"), classes="dialog-title")
             yield Static(text, id="item-facts")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="item-close", compact=True)

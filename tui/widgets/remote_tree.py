@@ -17,7 +17,7 @@ from textual.worker import Worker
 
 from core.connectors.base import Connector, ConnectorError, Entry
 from core.paths import join
-from tui.widgets.format import size
+from tui.widgets.format import plain, printable, size
 
 LOADING = "loading…"
 
@@ -42,18 +42,20 @@ def _order(entry: Entry) -> tuple[bool, str]:
 
 
 def _label(entry: Entry) -> Text:
+    """A listed name as drawn: printable (a name can hold an escape sequence)."""
+    name = printable(entry.name)
     if entry.skip_reason:
-        return Text.assemble(entry.name, (f"  (skipped: {entry.skip_reason})", "dim"))
+        return Text.assemble(name, (f"  (skipped: {printable(entry.skip_reason)})", "dim"))
     if entry.is_dir:
-        return Text(entry.name, style="bold")
-    return Text.assemble(entry.name, (f"  {size(entry.size)}", "dim"))
+        return Text(name, style="bold")
+    return Text.assemble(name, (f"  {size(entry.size)}", "dim"))
 
 
 class RemoteTree(Tree[Item]):
     """One connection's folders, listed through its connector one folder at a time."""
 
     def __init__(self, connector: Connector, label: str, *, id: str | None = None) -> None:
-        super().__init__(Text(label, style="bold"), data=Item(""), id=id)
+        super().__init__(plain(label, style="bold"), data=Item(""), id=id)
         self.connector = connector
         self.listings: dict[str, list[Entry]] = {}  # folder path -> its entries, as listed
         self._loading: dict[str, Worker[None]] = {}  # folder path -> its listing in flight
@@ -83,7 +85,7 @@ class RemoteTree(Tree[Item]):
             entries = await self.connector.list_dir(path)
         except ConnectorError as exc:
             node.remove_children()
-            node.add_leaf(Text(f"⚠ cannot list: {exc}", style="bold red"),
+            node.add_leaf(plain(f"⚠ cannot list: {exc}", style="bold red"),
                           Item(path, note="error"))
             return
         finally:
@@ -106,7 +108,7 @@ class RemoteTree(Tree[Item]):
                 node.add_leaf(_label(entry), item)
         if not shown:
             note = f"(no names contain “{text}”)" if text else "(empty folder)"
-            node.add_leaf(Text(note, style="italic dim"), Item(path, note="empty"))
+            node.add_leaf(plain(note, style="italic dim"), Item(path, note="empty"))
 
     async def expand_path(self, path: str) -> TreeNode[Item]:
         """Open every folder down to `path` ('' is the root), each once it is listed, as a
