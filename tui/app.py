@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from core.background import run_in_background
@@ -25,7 +26,7 @@ from core.engine.runner import RunResult
 from core.home import ConfigError, Home, JobBusy
 from core.job_store import duplicate_job, remove_job
 from core.jobs import JobError
-from core.paths import printable
+from core.paths import printable, printable_lines
 from core.state import JobRecord, StateError
 from core.status import RESUMABLE, label
 from tui.keymap import package_binding_ids, read_keymap
@@ -38,7 +39,6 @@ from tui.screens.quit import QuitChoice, QuitScreen
 from tui.service import AppService, Created, ServiceError
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import count, size, status_text
-from tui.widgets.printable_notify import printable_notify
 from tui.widgets.theme import DRYVIQ_THEME
 
 # mode -> (module, class, title). Imported behind a guard, so a build without one of them
@@ -87,7 +87,6 @@ class DryvIQApp(App[int]):
 
     TITLE = "DryvIQ"
     CSS_PATH = "app.tcss"
-    notify = printable_notify  # type: ignore[assignment]  # escape #20: names in toasts
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "show('jobs')", "Jobs", id="show-jobs"),
         Binding("c", "show('connections')", "Connections", id="show-connections"),
@@ -244,6 +243,14 @@ class DryvIQApp(App[int]):
             self.notify(str(exc), severity="error", markup=False)
             return
         self.notify(done.format(job.name), markup=False)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast, the screens' too: they carry names, paths and errors from disks and
+        servers, and Rich passes ESC through, so control characters are escaped (core.paths);
+        the message keeps its line breaks."""
+        super().notify(printable_lines(message), title=printable(title), severity=severity,
+                       timeout=timeout, markup=markup)
 
     def job_in_view(self) -> JobRecord | None:
         """The job the job keys act on; without one, says so (once, however often the
