@@ -313,7 +313,10 @@ class Executor:
 
     async def _appeared(self, task: FileTask, found: Entry) -> None:
         """Something stands at the destination that was not there when its folder was
-        listed: decide again with it, as if it had been listed then."""
+        listed: decide again with it, as if it had been listed then. Only connectors that
+        refuse to replace a file raise this (Procore); a local write replaces what appeared,
+        which is what plan_copy decides for a file this job has no record of. A planner that
+        decides otherwise for unrecorded files needs the local connector to refuse too."""
         assert self.decide_again is not None
         plan = self.decide_again(task, found)
         if plan.action in (Action.UPDATE, Action.KEEP_BOTH):
