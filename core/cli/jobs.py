@@ -136,11 +136,7 @@ async def _create(args: argparse.Namespace) -> int:
         except JobError as exc:
             raise UsageError(f"{args.file}: the job was not created", details=exc.errors,
                              path=args.file) from None
-    for warning in warnings:
-        print(f"warning: {printable(warning)}", file=sys.stderr)
-    reply(args, _job_dict(job) | {"warnings": warnings},
-          f"Created job {printable(job.name)} ({job.id})")
-    return 0
+    return _saved(args, job, warnings, "Created")
 
 
 async def _list(args: argparse.Namespace) -> int:
@@ -227,10 +223,15 @@ async def _update(args: argparse.Namespace) -> int:
                              path=args.file) from None
         except JobBusy:
             raise UsageError(f"job {printable(old.name)!r} is running; stop it first") from None
+    return _saved(args, job, warnings, "Updated")
+
+
+def _saved(args: argparse.Namespace, job: JobRecord, warnings: list[str], done: str) -> int:
+    """Say what `jobs create` or `jobs update` stored, with the warnings it gave."""
     for warning in warnings:
         print(f"warning: {printable(warning)}", file=sys.stderr)
     reply(args, _job_dict(job) | {"warnings": warnings},
-          f"Updated job {printable(job.name)} ({job.id})")
+          f"{done} job {printable(job.name)} ({job.id})")
     return 0
 
 
