@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from core.connectors.base import InvalidPath
-from core.paths import is_utf8, name_problem, normalize_path, printable
+from core.paths import control_problem, is_utf8, name_problem, normalize_path, printable
 
 TRANSFER_TYPES = ("copy", "sync", "move", "migrate", "publish", "taxonomy")
 
@@ -543,8 +543,8 @@ def _path_of(link: _Link) -> str:
 
 def _hostile_values(data: Any, duplicates: dict[int, list[str]]) -> list[str]:
     """Where `data` holds what json accepts and a job cannot: a key given twice in one object
-    (json keeps the last without a word), a lone surrogate (SQLite cannot store it), an
-    unusable number."""
+    (json keeps the last without a word), a lone surrogate (SQLite cannot store it), a
+    control character, an unusable number."""
     errors = []
     checked = (str, list, dict, _Unusable)  # numbers, booleans and null are fine as read
     pending: list[tuple[Any, _Link]] = [(data, None)]
@@ -555,6 +555,10 @@ def _hostile_values(data: Any, duplicates: dict[int, list[str]]) -> list[str]:
         elif isinstance(value, str) and not is_utf8(value):
             errors.append(f"{_path_of(link)}: not valid Unicode text (a lone surrogate "
                           "such as \\ud800)")
+        elif isinstance(value, str) and (problem := control_problem(value)):
+            # a job's values are names, paths, patterns and codes, which never hold one; shown
+            # raw (the builder's fields, a terminal) they could drive the terminal
+            errors.append(f"{_path_of(link)}: {problem}")
         elif isinstance(value, list):
             pending.extend((item, (link, i)) for i, item in enumerate(value)
                            if isinstance(item, checked))

@@ -27,6 +27,15 @@ CONTROL_CHARS = "".join(
 _CONTROL = re.compile(f"[{re.escape(CONTROL_CHARS)}]")
 _SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
+
+def control_problem(text: str) -> str | None:
+    """Why `text` may not be a name or a job value: the control characters (CONTROL_CHARS) it
+    holds, escaped; None when it holds none."""
+    bad = sorted(set(_CONTROL.findall(text)))
+    if bad:
+        return f"contains control characters ({' '.join(map(printable, bad))}), not allowed"
+    return None
+
 # Job and connection names: long enough for "Drawings to the office share, nightly (phase 2)",
 # short enough for a table column and a `NAME:/path` argument.
 NAME_MAX = 128
@@ -72,10 +81,7 @@ def name_problem(name: str) -> str | None:
         return f"{len(name):,} characters, more than the {NAME_MAX} allowed"
     if not is_utf8(name):
         return "is not valid UTF-8 text"
-    bad = sorted(set(_CONTROL.findall(name)))
-    if bad:
-        return f"contains control characters ({' '.join(map(printable, bad))}), not allowed"
-    return None
+    return control_problem(name)
 
 
 def segment_problem(name: str) -> str | None:

@@ -402,6 +402,9 @@ DEEP_IN_A_FILTER = json.dumps(
         pytest.param(changed(set_in("transfer.source.connection.id", "share\0")),
                      "transfer.source.connection.id: contains control characters (\\x00)",
                      id="NUL in connection id"),
+        pytest.param(changed(set_in("transfer.destination.target.path", "/a\x1b]0;x\x07")),
+                     "transfer.destination.target.path: contains control characters "
+                     "(\\x07 \\x1b)", id="escape sequence in a path"),
     ],
 )
 def test_hostile_json_is_refused_at_its_path(text: str, expected: str):
