@@ -45,7 +45,7 @@ _KEPT_TRANSFER_KEYS = (
     "permissions", "account_map", "group_map", "metadata_import", "item_overwrite",
     "restricted_content", "lock_propagation", "batch_mode", "max_items_per_container",
     "preserve_owners", "timestamps", "tags", "rendition", "item_inspection_policy",
-    "versioning", "audit_level",
+    "audit_level",
 )
 _ENDPOINT = 'an object such as {"connection": {"id": "…"}, "target": {"path": "/…"}}'
 _METADATA_KEYS = ("description", "priority", "disabled", "id", "execution", "previous_execution")
@@ -167,7 +167,8 @@ class Transfer:
     destination: Endpoint
     simulation_mode: bool = False
     conflict_resolution: str = "copy"
-    delete_propagation: tuple[str, ...] = ("ignore_source",)
+    # as written; () when the job leaves it to the type (see `propagation`)
+    delete_propagation: tuple[str, ...] = ()
     failure_policy: str = "continue"
     duplicate_names: str = "rename"
     large_item: str = "fail"
@@ -178,6 +179,21 @@ class Transfer:
     parallel_writes: int = 2
     source_filters: Filters = Filters()
     destination_filters: Filters = Filters()
+    # dryviq-tui's own keys: the delete guard (percent of either side one run may delete) and
+    # whether deletes go to a trash (Procore's Recycle Bin, `.dryviq-trash/` elsewhere)
+    max_delete: int = 50
+    trash: bool = True
+    versions: str = "latest"  # "all" with versioning {"preserve": "native", "select": "all"}
+    upload_bytes_per_second: int | None = None  # performance.upload/download throttles
+    download_bytes_per_second: int | None = None
+
+    @property
+    def propagation(self) -> tuple[str, ...]:
+        """The delete propagation in force: as written, else the type's default (DryvIQ names
+        ignore_source for copy; a two-way sync mirrors deletes, guarded by max_delete)."""
+        if self.delete_propagation:
+            return self.delete_propagation
+        return ("mirror",) if self.transfer_type == "sync" else ("ignore_source",)
 
 
 @dataclass(frozen=True)
@@ -674,14 +690,25 @@ def _transfer(t: _Reader | None) -> Transfer | None:
     performance = t.child("performance")
     if performance:
         options["parallel_writes"] = _parallel_writes(performance)
+        for direction in ("upload", "download"):
+            throttle = performance.child(direction,
+                                         'an object such as {"bytes_per_second": 1048576}')
+            if throttle:
+                options[f"{direction}_bytes_per_second"] = throttle.get(
+                    "bytes_per_second", _integer(1))
+                throttle.kept("window")
     filters = t.child("filter", "an object with source and destination filter lists")
     if filters:
         options["source_filters"] = _filters(filters, "source")
         options["destination_filters"] = _filters(filters, "destination")
     versioning = t.child("versioning", 'an object such as {"preserve": "native", "select": "all"}')
     if versioning:
-        versioning.get("preserve", _one_of("none", "native"))
-        versioning.get("select", _one_of("all", "latest"))
+        preserve = versioning.get("preserve", _one_of("none", "native"))
+        select = versioning.get("select", _one_of("all", "latest"))
+        if preserve != "none" and select == "all":
+            options["versions"] = "all"
+    options["max_delete"] = t.get("max_delete", _integer(0, 100))
+    options["trash"] = t.get("trash", _boolean)
     t.get("audit_level", _one_of(*_AUDIT_LEVELS))
     t.kept(*_KEPT_TRANSFER_KEYS)
     if source is None or destination is None:
@@ -721,7 +748,7 @@ def _parallel_writes(performance: _Reader) -> int | None:
         requested = writes.get("requested", parallel)
         writes.get("max", _integer(1))
         writes.kept("max")
-    performance.kept("upload", "download", "retries")
+    performance.kept("retries")
     return requested
 
 

@@ -18,6 +18,7 @@ EXECUTION_LABELS = {
     "failed": "failed",
     "paused": "paused: rate limit",
     "interrupted": "interrupted, resumable",
+    "guarded": "stopped by the delete guard",
     "never run": "never run",
 }
 # executions that stopped part-way and continue where they stopped on the next run

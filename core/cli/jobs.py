@@ -72,6 +72,9 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
                           "of waiting for the reset")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no progress line and no notes; only problems and the exit code")
+    run.add_argument("--force", action="store_true",
+                     help="run even when the delete guard would stop it (more of either side "
+                          "to delete than the job's max_delete percent, or one side empty)")
     run.add_argument("--parallel", type=int, metavar="N",
                      help="files written at once (default: the job's "
                           "performance.parallel_writes, else 2)")
@@ -289,7 +292,7 @@ async def _run(args: argparse.Namespace) -> int:
         try:
             result = await run_job(state, home, job, parallel=args.parallel, stop=stop,
                                    on_progress=reporter, on_event=reporter.event,
-                                   wait_for_budget=not args.no_wait)
+                                   wait_for_budget=not args.no_wait, force=args.force)
         except NotSupported as exc:
             raise UsageError(str(exc)) from None
         except JobBusy as exc:

@@ -38,7 +38,7 @@ from core.paths import join, valid_utf8
 from core.state import ItemLog, ItemRecord, ItemState, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
-              "interrupted": 3}
+              "interrupted": 3, "guarded": 1}
 SUPPORTED_TRANSFER_TYPES = ("copy",)
 PROGRESS_INTERVAL = 0.5  # seconds between progress callbacks
 HEARTBEAT_INTERVAL = 1.0  # seconds between stats written to the state DB
@@ -365,7 +365,7 @@ def final_status(stats: ExecutionStats, *, stopped: bool, halted: bool,
 async def run_job(
     state: State, home: Home, record: JobRecord, *, parallel: int | None = None,
     stop: asyncio.Event | None = None, on_progress: Progress | None = None,
-    on_event: EventSink | None = None, wait_for_budget: bool = True,
+    on_event: EventSink | None = None, wait_for_budget: bool = True, force: bool = False,
 ) -> RunResult:
     """Run one execution of `record`, resuming from what earlier executions recorded. When an
     API budget runs out it waits for the reset, or with `wait_for_budget` off stops as paused.

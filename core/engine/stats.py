@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 class ExecutionStats:
     """What an execution has seen and done so far; `--json` prints these."""
 
-    files: int = 0  # source files examined
-    folders: int = 0  # source folders examined
-    bytes: int = 0  # bytes written to the destination (or that would be, in a simulation)
-    transferred: int = 0  # files created or updated at the destination
+    files: int = 0  # files examined (on either side, once per pair)
+    folders: int = 0  # folders examined
+    bytes: int = 0  # bytes written to either side (or that would be, in a simulation)
+    transferred: int = 0  # files created or updated on either side
     folders_created: int = 0
     skipped: int = 0  # unchanged, filtered out, or not transferable
     revised: int = 0  # renamed or truncated to fit the destination's rules
@@ -28,13 +28,27 @@ class ExecutionStats:
     planned_files: int = 0  # files found to need a transfer (grows while listing)
     planned_bytes: int = 0
     listing_done: bool = False
+    # each side's changes (a two-way sync writes to the source too): `transferred` and
+    # `bytes` count both directions; these say where
+    added_destination: int = 0
+    updated_destination: int = 0
+    deleted_destination: int = 0  # files and folders deleted (to the trash, by default)
+    added_source: int = 0
+    updated_source: int = 0
+    deleted_source: int = 0
+    bytes_to_source: int = 0  # of `bytes`, those written to the source
+    conflicts: int = 0  # files changed on both sides, however the policy resolved them
+    moved: int = 0  # renames and moves made in place instead of a new transfer
+    versions: int = 0  # older versions preserved (versioning select "all")
+    delete_guard: str | None = None  # why the delete guard stopped the run before any change
 
     def as_dict(self) -> dict[str, int | bool | float | None]:
         return asdict(self)
 
     @property
     def changed(self) -> bool:
-        return bool(self.transferred or self.folders_created)
+        return bool(self.transferred or self.folders_created or self.deleted_destination
+                    or self.deleted_source or self.moved)
 
 
 @dataclass

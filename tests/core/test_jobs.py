@@ -114,7 +114,10 @@ def test_defaults_follow_the_spec():
     assert job.transfer.transfer_type == "sync"
     assert job.transfer.source.path == "Drawings/A"
     assert job.transfer.destination.path == ""
-    assert job.transfer.delete_propagation == ("ignore_source",)
+    assert job.transfer.delete_propagation == ()  # left to the type: a sync mirrors deletes
+    assert job.transfer.propagation == ("mirror",)
+    assert (job.transfer.max_delete, job.transfer.trash, job.transfer.versions) == (
+        50, True, "latest")
     assert job.transfer.parallel_writes == 2
     assert (job.schedule_mode, job.category, job.stop_policy) == (
         "manual", "Default", StopPolicy(None, None, None),
