@@ -60,6 +60,8 @@ class Features:
     # hands out `local_file()` for its files and copies many small ones in one step with
     # `copy_small()`: a local disk to a local disk without a round trip per file
     local_files: bool = False
+    max_file_size: int | None = None  # bytes; larger files follow the job's large_item policy
+    versions: bool = False  # keeps a file's earlier versions (a write adds one: Procore)
 
 
 class LocalFile(Protocol):

@@ -77,7 +77,8 @@ PROCORE_RULES = PathRules(invalid_chars='/<>:\\|?*' + CONTROL_CHARS, max_path_le
                           no_trailing_whitespace=True, no_leading_whitespace=True)
 PROCORE_FEATURES = Features(
     mtime_precision=1.0,  # updated_at, to the second; Procore sets it, nobody else can
-    can_set_mtime=False, case_insensitive=True, empty_dirs=True, path_rules=PROCORE_RULES)
+    can_set_mtime=False, case_insensitive=True, empty_dirs=True, path_rules=PROCORE_RULES,
+    versions=True)
 SPOOL_IN_MEMORY = 8 << 20
 MIB = 1 << 20
 SEGMENT_SIZE_MIB = 100  # default: larger files go in segments
