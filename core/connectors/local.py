@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from core.connectors.base import (
     LEFTOVER_PART,
+    TRASH_FOLDER,
     AlreadyExists,
     ConnectorError,
     Entry,
@@ -502,6 +503,12 @@ class LocalConnector:
     async def set_mtime(self, path: str, mtime: float) -> None:
         await self._run(path, self._set_mtime, _named(path), path, mtime)
 
+    async def trash(self, path: str, entry: Entry) -> None:
+        await self._run(path, self._trash, _named(path), path)
+
+    async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
+        return await self._run(path, self._rename, _named(path), path, new_name)
+
     async def close(self) -> None:
         """Stop the copy workers once they finish what they were sent; every file is closed by
         the call that opened it."""
@@ -773,6 +780,36 @@ class LocalConnector:
 
     def _set_mtime(self, segments: list[str], path: str, mtime: float) -> None:
         _utime(self._resolve(segments, path), mtime)
+
+    def _trash(self, segments: list[str], path: str) -> None:
+        """Move the item to `.dryviq-trash/DATE/path` (UTC date); a name already in today's
+        trash gets " (1)", " (2)" …, so nothing trashed twice in a day is lost."""
+        full = os.path.join(self._resolve(segments[:-1], path), segments[-1])
+        root, _ = self._root_paths()
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        folder = os.path.join(root, TRASH_FOLDER, day, *segments[:-1])
+        os.makedirs(folder, exist_ok=True)
+        stem, ext = os.path.splitext(segments[-1])
+        target = os.path.join(folder, segments[-1])
+        for n in itertools.count(1):
+            if not os.path.lexists(target):
+                break
+            target = os.path.join(folder, f"{stem} ({n}){ext}")
+        os.rename(full, target)
+        self._folders.clear()
+
+    def _rename(self, segments: list[str], path: str, new_name: str) -> Entry:
+        problem = segment_problem(new_name)
+        if problem:
+            raise InvalidPath(f"name {new_name!r}: {problem}")
+        folder = self._resolve(segments[:-1], path)
+        target = os.path.join(folder, new_name)
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", target)
+        os.rename(os.path.join(folder, segments[-1]), target)
+        self._folders.clear()
+        info = os.lstat(target)
+        return Entry(new_name, stat.S_ISDIR(info.st_mode), info.st_size, _mtime(info))
 
     def _remove(self, segments: list[str], path: str, delete: Callable[[str], None]) -> None:
         delete(os.path.join(self._resolve(segments[:-1], path), segments[-1]))

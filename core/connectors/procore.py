@@ -588,6 +588,11 @@ class ProcoreConnector:
     async def rmdir(self, path: str, entry: Entry) -> None:
         await self._delete("folders", path, entry)
 
+    async def trash(self, path: str, entry: Entry) -> None:
+        """Procore's deletes go to the project's Recycle Bin (procore-api.md: Delete file and
+        Delete folder answer 200, "moved to Recycle Bin")."""
+        await self._delete("folders" if entry.is_dir else "files", path, entry)
+
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
         """Rename a file or folder in place; a file keeps its version history."""
         what = f"rename /{path}"
