@@ -369,8 +369,6 @@ class Executor:
         if self.simulate:
             self.stats.bytes += entry.size
         await self._succeeded(task, path, written)
-        if task.move and not self.simulate:
-            await self._remove_moved(task, written)
 
     async def _remove_moved(self, task: FileTask, written: Entry) -> None:
         """A move job's last step: the source file goes once its copy is confirmed (same size,
@@ -415,6 +413,8 @@ class Executor:
             await self.items.record_durably(record)
         else:
             self.items.record(record)
+        if task.move:
+            await self._remove_moved(task, written)
 
     async def _not_written(self, task: FileTask, exc: ConnectorError) -> None:
         """A write that did not happen: the source file gone, something new at the
