@@ -196,6 +196,11 @@ class Connector(Protocol):
         """Rename a file or folder within its folder; AlreadyExists if the name is taken."""
         ...
 
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        """Move a file to `new_path` (its folder exists), keeping what the platform keeps
+        with it (Procore: its versions); AlreadyExists if something stands there."""
+        ...
+
     async def close(self) -> None:
         """Release sessions and files."""
         ...

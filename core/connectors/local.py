@@ -509,6 +509,10 @@ class LocalConnector:
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
         return await self._run(path, self._rename, _named(path), path, new_name)
 
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        return await self._run(path, self._move, _named(path), path, _named(new_path),
+                               new_path)
+
     async def close(self) -> None:
         """Stop the copy workers once they finish what they were sent; every file is closed by
         the call that opened it."""
@@ -590,7 +594,8 @@ class LocalConnector:
                 except FileNotFoundError:
                     continue  # deleted while we were listing
                 if stat.S_ISREG(info.st_mode):  # the common case, without a call
-                    entries.append(Entry(item.name, False, info.st_size, _mtime(info)))
+                    entries.append(Entry(item.name, False, info.st_size, _mtime(info),
+                                         str(info.st_ino)))
                 else:
                     entries.append(self._entry(item.name, item.path, info))
         return entries
@@ -616,7 +621,7 @@ class LocalConnector:
             if stat.S_ISDIR(info.st_mode):
                 return Entry(name, False, skip_reason=_LINK_TO_FOLDER)
         if stat.S_ISREG(info.st_mode):
-            return Entry(name, False, info.st_size, _mtime(info))
+            return Entry(name, False, info.st_size, _mtime(info), str(info.st_ino))
         if stat.S_ISDIR(info.st_mode):
             return Entry(name, True, mtime=_mtime(info))
         return Entry(name, False, skip_reason=_NOT_REGULAR)
@@ -699,7 +704,7 @@ class LocalConnector:
             raise AlreadyExists(f"a folder already stands at {self._where(path)}",
                                 Entry(segments[-1], True)) from err
         part.path = None  # published: nothing left to delete
-        return Entry(segments[-1], False, info.st_size, _mtime(info))
+        return Entry(segments[-1], False, info.st_size, _mtime(info), str(info.st_ino))
 
     def _stage_small(self, staged: _Staged) -> None:
         for item in staged.waiting:
@@ -802,14 +807,19 @@ class LocalConnector:
         problem = segment_problem(new_name)
         if problem:
             raise InvalidPath(f"name {new_name!r}: {problem}")
-        folder = self._resolve(segments[:-1], path)
-        target = os.path.join(folder, new_name)
+        return self._move(segments, path, [*segments[:-1], new_name], path)
+
+    def _move(self, segments: list[str], path: str, new: list[str], new_path: str) -> Entry:
+        """Rename within the root, never over something already there."""
+        target = os.path.join(self._resolve(new[:-1], new_path), new[-1])
         if os.path.lexists(target):
             raise FileExistsError(errno.EEXIST, "exists", target)
-        os.rename(os.path.join(folder, segments[-1]), target)
+        os.rename(os.path.join(self._resolve(segments[:-1], path), segments[-1]), target)
         self._folders.clear()
         info = os.lstat(target)
-        return Entry(new_name, stat.S_ISDIR(info.st_mode), info.st_size, _mtime(info))
+        if stat.S_ISDIR(info.st_mode):
+            return Entry(new[-1], True, mtime=_mtime(info))
+        return Entry(new[-1], False, info.st_size, _mtime(info), str(info.st_ino))
 
     def _remove(self, segments: list[str], path: str, delete: Callable[[str], None]) -> None:
         delete(os.path.join(self._resolve(segments[:-1], path), segments[-1]))

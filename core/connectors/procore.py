@@ -607,6 +607,28 @@ class ProcoreConnector:
         self.forget()
         return _folder_entry(data) if entry.is_dir else _file_child(data).entry
 
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        """Move a file to another folder and name in one call (PATCH /files/{id} with
+        file[parent_id] and file[name], procore-api.md "Rename / move"); its version history
+        goes with it. The new folder exists."""
+        new_parent, _, new_name = new_path.rpartition("/")
+        target = await self._listed(new_parent)
+        if target.find(new_name) is not None:
+            raise AlreadyExists(f"/{new_path} already exists")
+        data = (await self.client.send(
+            "PATCH", f"/rest/v1.0/files/{entry.native_id}", what=f"move /{path}",
+            params=self._params,
+            data={"file[name]": new_name, "file[parent_id]": str(target.id)})).json()
+        moved = _file_child(data)
+        old = self._folders.get(path.rpartition("/")[0])
+        if old is not None and old.children is not None:
+            gone = old.find(path.rpartition("/")[2])
+            if gone is not None:
+                old.children.pop(gone.entry.name, None)
+        if target.children is not None:
+            target.children[moved.entry.name] = moved
+        return moved.entry
+
     async def set_mtime(self, path: str, mtime: float) -> None:
         raise InvalidPath("Procore sets modification times itself")
 

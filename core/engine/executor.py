@@ -83,12 +83,37 @@ class DeleteTask:
     to_source: bool = False
 
 
+@dataclass(slots=True)
+class MoveTask:
+    """A file moved or renamed on one side since the last run, content unchanged: the same
+    move made on the other side, instead of a new transfer there and a delete."""
+
+    path: str  # where the file still is on the side changed
+    entry: Entry
+    to_path: str
+    gone: ItemRecord  # the record of its old place
+    record: ItemRecord  # the pending record of its new place
+    moved: Entry  # the file the user moved, at its new place on the other side
+    to_source: bool = False
+
+
 def conflict_name(name: str, mtime: float | None, label: str = "source conflict") -> str:
     """The name of a conflict copy: the file's own name, then the label and the date (of the
     copied version's modification time), so it sorts beside its file."""
     stem, ext = os.path.splitext(name)
     stamp = time.strftime("%Y-%m-%d %H%M%S", time.gmtime(mtime or time.time()))
     return f"{stem} ({label} {stamp}){ext}"
+
+
+def _in_step(record: ItemRecord, there: Entry, here: Entry) -> None:
+    """Set what each side holds now (`there`: the source, `here`: the destination): what the
+    next run compares with."""
+    record.size, record.mtime = there.size, there.mtime
+    record.source_id, record.source_version = there.native_id, there.version
+    record.destination_id, record.destination_version = here.native_id, here.version
+    record.destination_mtime = here.mtime
+    record.last_error = None
+    record.updated_at = time.time()
 
 
 class Executor:
@@ -150,6 +175,30 @@ class Executor:
                                   Entry(path.rpartition("/")[2], is_dir=True))
         self.stats.folders_created += 1
         return entry
+
+    async def move_now(self, task: MoveTask) -> None:
+        side = self._ends(task.to_source)[1]
+        try:
+            moved = await self._apply(f"move {task.path} to {task.to_path}",
+                                      lambda: side.move(task.path, task.entry, task.to_path),
+                                      task.entry)
+        except ConnectorError as exc:
+            if isinstance(exc, BudgetSpent | Fatal | AuthExpired):
+                await self._failed(None, exc)
+                return
+            self.stats.failed += 1  # the next run sends it as a new file instead
+            self.on_event("failed", f"{task.path}: cannot move to {task.to_path}: {exc}")
+            return
+        self.stats.moved += 1
+        if self.simulate:
+            return
+        self.items.record(Forgotten(task.gone.job_id, task.gone.path))
+        record = task.record
+        there, here = (moved, task.moved) if task.to_source else (task.moved, moved)
+        _in_step(record, there, here)
+        record.destination_path = task.path if task.to_source else task.to_path
+        record.status = "success"
+        self.items.record(record)
 
     async def delete(self, task: DeleteTask) -> None:
         self.stats.planned_files += not task.entry.is_dir
@@ -400,15 +449,9 @@ class Executor:
             return  # recorded as pending when planned: that is all a simulation leaves
         record = task.record
         record.status = "processed" if record.note else "success"
-        # what each side holds now: what the next run compares with
         there, here = (written, task.entry) if task.to_source else (task.entry, written)
-        record.size, record.mtime = there.size, there.mtime
-        record.source_id, record.source_version = there.native_id, there.version
-        record.destination_id, record.destination_version = here.native_id, here.version
-        record.destination_mtime = here.mtime
+        _in_step(record, there, here)
         record.destination_path = task.from_path if task.to_source else path
-        record.last_error = None
-        record.updated_at = time.time()
         if self._durable(self._ends(task.to_source)[1]):
             await self.items.record_durably(record)
         else:

@@ -134,6 +134,13 @@ def _too_large(entry: Entry, limit: int | None, rules: Rules, where: str) -> Pla
     return Plan(Action.SKIP if rules.skip_large else Action.FLAG, reason)
 
 
+def unchanged_since(entry: Entry, record: ItemRecord, rules: Rules, *, at_source: bool) -> bool:
+    """Whether a file on one side is as the record has it."""
+    if at_source:
+        return _source_unchanged(entry, record)
+    return _destination_unchanged(entry, record, rules)
+
+
 def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     """One-way copy: send new and changed source content, never touch the source, never
     propagate deletes (destination-only items are left alone)."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from core.connections import overlap
@@ -29,9 +28,9 @@ from core.connectors.base import (
     NotFound,
     Vanished,
 )
-from core.engine.executor import VANISHED, DeleteTask, Executor, FileTask
+from core.engine.executor import VANISHED, DeleteTask, Executor, FileTask, MoveTask
 from core.engine.march import NamePolicy, Pair, pair_folder
-from core.engine.planner import PLANNERS, SENT, Action, Plan, Rules
+from core.engine.planner import PLANNERS, SENT, Action, Plan, Rules, unchanged_since
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import TRANSFER_TYPES, Job, Transfer, parse_job
@@ -106,7 +105,13 @@ def check_supported(job: Job) -> None:
             f"this version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs")
 
 
-Change = Callable[[], Awaitable[object]]
+@dataclass(slots=True)
+class _MakeFolder:
+    path: str
+    to_source: bool
+
+
+_Change = FileTask | DeleteTask | MoveTask | _MakeFolder
 
 
 class _Run:
@@ -153,7 +158,7 @@ class _Run:
         # sees every planned delete before anything changes. None: changes are made at once.
         deletes = transfer.transfer_type == "publish" or (
             transfer.transfer_type == "sync" and "ignore_both" not in transfer.propagation)
-        self.held: list[Change] | None = [] if deletes else None
+        self.held: list[_Change] | None = [] if deletes else None
         self.planned_deletes = {False: 0, True: 0}  # files to delete, by side (True: source)
         self.listed_files = {False: 0, True: 0}  # files each side has
         self.removals: list[DeleteTask] = []  # folders to delete if left empty, deepest last
@@ -176,12 +181,18 @@ class _Run:
             status="pending", source_id=entry.native_id, execution_id=self.execution_id,
             source_version=entry.version, **fields)  # type: ignore[arg-type]
 
-    async def _change(self, change: Change) -> None:
+    async def _change(self, change: _Change) -> None:
         """Make a change now, or hold it for after the delete guard's check."""
-        if self.held is None:
-            await change()
-        else:
+        if self.held is not None:
             self.held.append(change)
+        elif isinstance(change, FileTask):
+            await self.executor.submit(change)
+        elif isinstance(change, DeleteTask):
+            await self.executor.delete(change)
+        elif isinstance(change, MoveTask):
+            await self.executor.move_now(change)
+        else:
+            await self._make_folder(change.path, change.to_source)
 
     async def destination_root(self) -> _Folder:
         """Check the source folder exists and find (or plan) the destination folder."""
@@ -212,7 +223,7 @@ class _Run:
         missing = folder.missing_source if to_source else folder.missing
         for path in missing:
             if self.held is not None:
-                self.held.append(functools.partial(self._make_folder, path, to_source))
+                self.held.append(_MakeFolder(path, to_source))
             elif not await self._make_folder(path, to_source):
                 return False
         made = bool(missing) and self.held is None and not self.transfer.simulation_mode
@@ -371,8 +382,7 @@ class _Run:
         elif action is Action.DELETE:
             self.planned_deletes[plan.to_source] += 1
             path = source_path if plan.to_source else destination_path
-            await self._change(functools.partial(
-                self.executor.delete, DeleteTask(path, entry, record, plan.to_source)))
+            await self._change(DeleteTask(path, entry, record, plan.to_source))
         else:
             await self._write(folder, pair, source_path, destination_path, record, plan)
 
@@ -389,7 +399,7 @@ class _Run:
             task = FileTask(source_path, pair.source, destination_path, pair.destination,
                             plan.action, record, move=plan.move)  # type: ignore[arg-type]
         task.record = self._pending(task, pair, plan, record)
-        await self._change(functools.partial(self.executor.submit, task))
+        await self._change(task)
 
     def _pending(self, task: FileTask, pair: Pair, plan: Plan,
                  record: ItemRecord | None) -> ItemRecord:
@@ -504,12 +514,47 @@ class _Run:
                         f"{limit}% allows")
         return None
 
+    def pair_moves(self) -> None:
+        """Find files moved or renamed on one side, unchanged: their planned delete (at the
+        old place on the other side) and create (at the new place) become one move there,
+        which costs Procore one call instead of an upload, and keeps the file's versions. A
+        file is known again by its native id (an inode on a disk, Procore's file id)."""
+        if not self.held:
+            return
+        deletes: dict[tuple[bool, str], int] = {}
+        for i, change in enumerate(self.held):
+            if (isinstance(change, DeleteTask) and not change.entry.is_dir
+                    and change.record is not None):
+                # deleted at the destination: the source lost the file (and the other way)
+                known = (change.record.destination_id if change.to_source
+                         else change.record.source_id)
+                if known:
+                    deletes.setdefault((change.to_source, known), i)
+        for i, change in enumerate(self.held):
+            if not (isinstance(change, FileTask) and change.action is Action.CREATE
+                    and change.entry.native_id):
+                continue
+            j = deletes.get((change.to_source, change.entry.native_id))
+            if j is None:
+                continue
+            delete = self.held[j]
+            assert isinstance(delete, DeleteTask) and delete.record is not None
+            if not unchanged_since(change.entry, delete.record, self.rules,
+                                   at_source=not change.to_source):
+                continue
+            del deletes[(change.to_source, change.entry.native_id)]
+            self.held[i] = MoveTask(delete.path, delete.entry, change.to_path, delete.record,
+                                    change.record, change.entry, change.to_source)
+            self.held[j] = _MakeFolder("", False)  # a placeholder, dropped below
+            self.planned_deletes[change.to_source] -= 1
+        self.held = [c for c in self.held if not (isinstance(c, _MakeFolder) and not c.path)]
+
     async def make_held_changes(self) -> None:
         changes, self.held = self.held or [], None
         for change in changes:
             if self.stop.is_set() or self.executor.halted:
                 return
-            await change()
+            await self._change(change)
 
     async def remove_emptied_folders(self) -> None:
         """Folders deleted on the other side (or moved out of): each goes once nothing is
@@ -643,6 +688,7 @@ async def _execute(
             try:
                 await _begin_walks(pair, record)
                 await run.march(await run.destination_root())
+                run.pair_moves()
                 stats.delete_guard = run.guard(force) if stats.listing_done else None
                 if stats.delete_guard is None:
                     await run.make_held_changes()

@@ -360,3 +360,23 @@ async def test_taxonomy_copies_folders_only(folders):
     assert tree(f.b) == {"theirs.pdf": b"theirs"}
     assert (f.b / "d").is_dir() and (f.b / "empty").is_dir()
     assert result.stats.files == 0
+
+
+async def test_a_file_moved_on_one_side_is_moved_on_the_other_not_sent_again(folders):
+    f = folders
+    f.put(f.a, "inbox/A-101.pdf", b"a101")
+    f.put(f.a, "keep.pdf", b"k")
+    f.put(f.a, "more.pdf", b"m")
+    job = await f.job()
+    await f.run(job)
+    inode = (f.b / "inbox" / "A-101.pdf").stat().st_ino
+    (f.a / "filed").mkdir()
+    (f.a / "inbox" / "A-101.pdf").rename(f.a / "filed" / "A-101 rev B.pdf")
+    result = await f.run(job)
+    assert result.status == "completed", result.error
+    assert tree(f.a) == tree(f.b) == {"filed/A-101 rev B.pdf": b"a101", "keep.pdf": b"k",
+                                      "more.pdf": b"m"}
+    assert (result.stats.moved, result.stats.transferred, result.stats.bytes) == (1, 0, 0)
+    assert (f.b / "filed" / "A-101 rev B.pdf").stat().st_ino == inode  # moved, not copied
+    assert (f.b / "inbox").is_dir()  # left empty at the source: the same at the destination
+    assert (await f.run(job)).status == "no_changes"
