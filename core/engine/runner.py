@@ -150,8 +150,7 @@ class _Run:
             transform=transfer.segment_transform, encode=transfer.encode_invalid_characters,
             truncate=transfer.segment_truncate,
             rename_duplicates=transfer.duplicate_names == "rename")
-        # names that exist only at the destination, fitted for the source (a sync sends back)
-        self.back_names = replace(self.names, rules=source.features.path_rules)
+        self.source_rules = source.features.path_rules  # for names a sync sends back
         self.skip_empty = transfer.empty_containers == "skip"
         self.slow_listings = True  # until a listing shows otherwise
         # Changes held until the march is over, where the job may delete: the delete guard
@@ -305,11 +304,13 @@ class _Run:
             if pair.destination.skip_reason == LEFTOVER_PART or not self.two_sided:
                 yield pair, pair.name
                 continue
-            fit = fit_name(pair.name, folder.source_path, self.back_names.rules,
-                           transform=self.names.transform, encode=self.names.encode,
-                           truncate=self.names.truncate)
-            pair.refusal = fit.refusal
-            yield pair, fit.name
+            fit = fit_name(pair.name, folder.source_path, self.source_rules)
+            if fit.refusal or fit.name != pair.name:
+                # a name changed on the way back would not pair with the original on the
+                # next run (names are matched as the destination has them): flagged instead
+                pair.refusal = (f"the source does not take this name "
+                                f"({fit.refusal or fit.note}); rename it at the destination")
+            yield pair, pair.name
 
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:

@@ -2,6 +2,7 @@
 each test runs the engine as `jobs run` does and asserts on the bytes in both folders, the
 trash and the run's counts."""
 
+import dataclasses
 import json
 import os
 import time
@@ -380,3 +381,29 @@ async def test_a_file_moved_on_one_side_is_moved_on_the_other_not_sent_again(fol
     assert (f.b / "filed" / "A-101 rev B.pdf").stat().st_ino == inode  # moved, not copied
     assert (f.b / "inbox").is_dir()  # left empty at the source: the same at the destination
     assert (await f.run(job)).status == "no_changes"
+
+
+async def test_a_name_the_source_refuses_is_flagged_not_renamed_on_the_way_back(
+        folders, monkeypatch):
+    """A destination-only file whose name the source would change (here a source that, like
+    Procore, refuses ':') is flagged: a renamed copy would not pair with it on the next run."""
+    f = folders
+    opened = runner.open_connector
+
+    def strict_source(connection, secrets, opening=None):
+        connector = opened(connection, secrets, opening)
+        if connection.name == "a":
+            connector.features = dataclasses.replace(
+                connector.features, path_rules=dataclasses.replace(
+                    connector.features.path_rules, invalid_chars="/\0:"))
+        return connector
+
+    monkeypatch.setattr(runner, "open_connector", strict_source)
+    f.put(f.b, "site: photos.txt", b"field")
+    f.put(f.b, "fine.txt", b"ok")
+    job = await f.job()
+    for _ in range(2):
+        result = await f.run(job)
+        assert (result.status, result.stats.flagged) == ("warn", 1)
+        assert tree(f.a) == {"fine.txt": b"ok"}
+        assert tree(f.b) == {"fine.txt": b"ok", "site: photos.txt": b"field"}
