@@ -79,7 +79,7 @@ class DeleteTask:
 
     path: str
     entry: Entry
-    record: ItemRecord | None  # dropped once the item is gone
+    record: ItemRecord | None  # what the item's record says once it is gone (`jobs items`)
     to_source: bool = False
 
 
@@ -224,7 +224,8 @@ class Executor:
         else:
             self.stats.deleted_destination += 1
         if task.record is not None and not self.simulate:
-            self.items.record(Forgotten(task.record.job_id, task.record.path))
+            task.record.updated_at = time.time()
+            self.items.record(task.record)
 
     async def remove_leftover(self, path: str, entry: Entry) -> None:
         """Delete a partial file an interrupted run left at the destination."""
@@ -433,7 +434,9 @@ class Executor:
             self.on_event("flagged", f"{task.from_path}: {task.record.note}")
             self.items.record(task.record)
             return
-        await self.delete_now(DeleteTask(task.from_path, task.entry, None, to_source=True))
+        task.record.action = "move"  # what `jobs items` shows once the source is gone
+        await self.delete_now(DeleteTask(task.from_path, task.entry, task.record,
+                                         to_source=True))
 
     async def _succeeded(self, task: FileTask, path: str, written: Entry) -> None:
         self.stats.transferred += 1

@@ -322,13 +322,15 @@ def plan_sync(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     return _sync_conflict(source, destination, rules)
 
 
-# The actions whose pending record still holds the last in-step state (a write or delete of an
-# item both sides had): an interrupted run's record is still the base for the next
-_BASED = frozenset({"update", "update_source", "conflict", "conflict_source", "delete",
-                    "delete_source"})
+# The actions whose pending record still holds the last in-step state (a write over an item
+# both sides had): an interrupted run's record is still the base for the next
+_BASED = frozenset({"update", "update_source", "conflict", "conflict_source"})
+DELETED = frozenset({"delete", "delete_source"})  # the record of an item deleted on both sides
 
 
 def _in_step_before(record: ItemRecord) -> bool:
+    if record.action in DELETED:
+        return False  # gone from both sides: whatever stands there now is new
     return record.status in SENT or record.action in _BASED
 
 

@@ -383,7 +383,8 @@ class _Run:
         elif action is Action.DELETE:
             self.planned_deletes[plan.to_source] += 1
             path = source_path if plan.to_source else destination_path
-            await self._change(DeleteTask(path, entry, record, plan.to_source))
+            await self._change(DeleteTask(path, entry, self._deleted(record, plan),
+                                          plan.to_source))
         else:
             await self._write(folder, pair, source_path, destination_path, record, plan)
 
@@ -401,6 +402,17 @@ class _Run:
                             plan.action, record, move=plan.move)  # type: ignore[arg-type]
         task.record = self._pending(task, pair, plan, record)
         await self._change(task)
+
+    def _deleted(self, record: ItemRecord | None, plan: Plan) -> ItemRecord | None:
+        """The record an item keeps once deleted: listed by `jobs items` until a later run
+        finds it gone from both sides and drops it."""
+        if record is None:
+            return None
+        where = "source" if plan.to_source else "destination"
+        kept = ", recoverable from its trash" if self.transfer.trash else ""
+        return replace(record, action=_action(plan), status="success", last_error=None,
+                       note=f"{plan.reason}; deleted at the {where}{kept}",
+                       execution_id=self.execution_id)
 
     def _pending(self, task: FileTask, pair: Pair, plan: Plan,
                  record: ItemRecord | None) -> ItemRecord:
@@ -451,8 +463,8 @@ class _Run:
             child.missing_source = (*parent.missing_source, source_path)
         if plan.action is Action.DELETE or (plan.move and source is not None):
             side = plan.to_source or plan.move
-            self.removals.append(DeleteTask(source_path if side else destination_path,
-                                            entry, record, side))
+            self.removals.append(DeleteTask(source_path if side else destination_path, entry,
+                                            self._deleted(record, plan), side))
         if plan.action is not Action.MKDIR:
             if record is None and source is not None and destination is not None:
                 self._settle(source_path, entry, plan, None, pair.note)

@@ -167,7 +167,12 @@ async def test_a_delete_goes_to_the_other_sides_trash(folders):
     assert tree(f.a) == tree(f.b) == {"d/keep.pdf": b"keep.pdf", "d/older.pdf": b"older.pdf"}
     assert trashed(f.a) == {"d/old.pdf": b"old.pdf"}
     assert result.stats.deleted_source == 1
+    deleted, = [i for i in await f.state.items(job.id) if i.path == "d/old.pdf"]
+    assert (deleted.action, deleted.status) == ("delete_source", "success")
+    assert deleted.note == ("deleted at the destination; deleted at the source, recoverable "
+                            "from its trash")
     assert (await f.run(job)).status == "no_changes"
+    assert "d/old.pdf" not in {i.path for i in await f.state.items(job.id)}  # gone from both
 
 
 async def test_a_deleted_folder_goes_with_its_files_unless_one_changed(folders):
@@ -330,6 +335,8 @@ async def test_move_removes_each_source_file_after_its_copy(folders):
     assert tree(f.a) == {} and not (f.a / "d").exists()
     assert trashed(f.a) == {"d/one.pdf": b"one", "d/two.pdf": b"two"}
     assert result.stats.deleted_source == 2 + 2  # two files, then their two emptied folders
+    assert {i.path: i.action for i in await f.state.items(job.id) if not i.is_dir} == {
+        "d/one.pdf": "move", "d/two.pdf": "move"}
 
 
 async def test_move_keeps_a_source_file_whose_name_is_taken(folders):
