@@ -16,6 +16,11 @@ deprecated and slower since 2025-11-01 (announcements/overview.md); `[procore]
 direct_upload_max` may still turn it on for small files, with a warning. Files above `[procore]
 segment_size_mib` go in segments, each PUT to its own URL; a segmented upload is recorded in
 the state DB after every segment, so a killed run's successor sends only the segments missing.
+
+A file keeps every version (`Features.versions`): `versions` lists them oldest first, free
+where the folder listing held the file's `file_versions[]` (a folder-by-folder listing does;
+the flat index shows only the current version, so a file with several costs one
+`GET /files/{id}`), and `read_version` streams one (one download call each).
 """
 
 from __future__ import annotations

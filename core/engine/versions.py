@@ -27,9 +27,9 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
-from core.connectors.base import Connector, Entry, InvalidPath, PathRules
+from core.connectors.base import Connector, Entry, InvalidPath, NotFound, PathRules, Vanished
 from core.paths import fit_name, join
 
 VERSIONS_FOLDER = ".dryviq-versions"  # beside a file, where its older versions go; never marched
@@ -102,8 +102,13 @@ async def carry_older_versions(
     For a destination that keeps versions, `on_carried(number, entry)` follows each version
     written into the file: the file now stands as `entry` and holds the source's versions
     up to `number` (record both before going on). `on_bytes` counts bytes as they are sent.
-    Raises what the connectors raise; a caller that retries passes what it recorded."""
-    history = await source.versions(source_path, source_entry)  # type: ignore[attr-defined]
+    Raises what the connectors raise, the source's NotFound as Vanished (the file is gone
+    since it was listed); a caller that retries passes what it recorded."""
+    keeper = cast(KeepsVersions, source)
+    try:
+        history = await keeper.versions(source_path, source_entry)
+    except NotFound as exc:
+        raise Vanished(str(exc)) from exc
     latest = next((v for v in history if v.version == source_entry.version),
                   history[-1] if history else None)
     if latest is None:
@@ -123,13 +128,16 @@ async def carry_older_versions(
 
         async def chunks(version: SourceVersion = version) -> AsyncIterator[bytes]:
             nonlocal sent
-            reading = source.read_version(source_path, source_entry, version)  # type: ignore[attr-defined]
-            async with contextlib.aclosing(reading) as stream:
-                async for chunk in stream:
-                    sent += len(chunk)
-                    if on_bytes is not None:
-                        on_bytes(len(chunk))
-                    yield chunk
+            reading = keeper.read_version(source_path, source_entry, version)
+            try:
+                async with contextlib.aclosing(reading) as stream:
+                    async for chunk in stream:
+                        sent += len(chunk)
+                        if on_bytes is not None:
+                            on_bytes(len(chunk))
+                        yield chunk
+            except NotFound as exc:  # told apart here from the destination's NotFound
+                raise Vanished(str(exc)) from exc
 
         if into_file:
             carried.replacing = await destination.write(

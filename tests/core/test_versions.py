@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.connectors.base import Entry, PathRules
+from core.connectors.base import Entry, PathRules, Vanished
 from core.connectors.local import LocalConnector
 from core.connectors.procore import ProcoreConnector
 from core.engine.versions import (
@@ -205,3 +205,12 @@ def test_version_names_keep_the_number_and_extension_within_the_length_limit() -
     assert version_name("README", 12, "", rules) == "README (v12)"
     long = version_name("A-101 Floor Plan Level 1 Revised.pdf", 7, "", rules)
     assert long == "A-101 Floor Plan Leve (v7).pdf" and len(long) == 30
+
+
+async def test_a_source_file_gone_since_its_listing_is_vanished_not_a_failure(
+        riverside, tmp_path: Path) -> None:
+    entry = await riverside.stat(PLAN)
+    gone = Entry(entry.name, False, entry.size, entry.mtime, "999999999", "1")
+    with pytest.raises(Vanished):
+        await carry_older_versions(riverside, LocalConnector(tmp_path), PLAN, gone,
+                                   "S-101 Foundation Plan.pdf", None)
