@@ -103,8 +103,10 @@ async def test_procore_to_a_folder_keeps_older_versions_beside_the_file(
     await folder.mkdir("Structural")
     target = "Structural/S-101 Foundation Plan.pdf"
     entry = await riverside.stat(PLAN)
+    calls = world.api_calls
     carried = await carry_older_versions(riverside, folder, PLAN, entry, target, None)
     assert (carried.versions, carried.latest, carried.replacing) == (2, 3, None)
+    assert world.api_calls == calls + 2  # one download call per older version, no listing
     written = await latest(riverside, folder, PLAN, entry, target, carried)
 
     first = history(world, DEMO_PROJECT, PLAN)
@@ -152,9 +154,12 @@ async def test_procore_to_procore_keeps_every_version_in_order(
     async def on_carried(number: int, written: Entry) -> None:
         seen.append((number, written.version))
 
+    calls = world.api_calls
     carried = await carry_older_versions(riverside, harbor, PLAN, entry, target, None,
                                          on_carried=on_carried)
     assert (carried.versions, carried.latest) == (2, 3)
+    # per older version: its download, an upload slot, and the create or new version
+    assert world.api_calls == calls + 2 * 3
     assert [n for n, _ in seen] == [1, 2] and seen[-1][1] == carried.replacing.version
     await latest(riverside, harbor, PLAN, entry, target, carried)
     assert history(world, SECOND_PROJECT, target) == history(world, DEMO_PROJECT, PLAN)
