@@ -128,10 +128,12 @@ class FileVersion:
 def _file_versions(data: list[dict[str, Any]]) -> tuple[FileVersion, ...]:
     """Versions oldest first. Procore's docs name no order for `file_versions[]` (the
     sandbox lists the newest first), so they are sorted by number."""
-    return tuple(sorted(
-        (FileVersion(int(v.get("number") or 0), int(v.get("size") or 0),
-                     _epoch(v.get("created_at")), str(v["id"]), v.get("url"))
-         for v in data if v.get("id") is not None), key=lambda v: v.number))
+    versions = [FileVersion(int(v.get("number") or 0), int(v.get("size") or 0),
+                            _epoch(v.get("created_at")), str(v["id"]), v.get("url"))
+                for v in data if v.get("id") is not None]
+    if len(versions) > 1:
+        versions.sort(key=lambda v: v.number)
+    return tuple(versions)
 
 
 @dataclass(slots=True)
