@@ -141,10 +141,12 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE rate_budgets ADD COLUMN calls_taken INTEGER NOT NULL DEFAULT 0;
     """,
     # v5: what a two-way sync compares each side with: the source's version as last in step,
-    # and the destination's modification time (Procore's is when it was stored)
+    # and the destination's modification time (Procore's is when it was stored); and the
+    # number of the source's newest version at the destination (versioning "select": "all")
     """
     ALTER TABLE items ADD COLUMN source_version TEXT;
     ALTER TABLE items ADD COLUMN destination_mtime REAL;
+    ALTER TABLE items ADD COLUMN source_versions INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -352,6 +354,7 @@ class ItemRecord:
     updated_at: float = field(default_factory=time.time)
     source_version: str | None = None
     destination_mtime: float | None = None
+    source_versions: int = 0  # the source's newest version number carried (versions "all")
 
 
 @dataclass
@@ -386,6 +389,7 @@ ITEM_COLUMNS = (
     "job_id", "path", "parent", "is_dir", "size", "mtime", "action", "status", "source_id",
     "destination_id", "destination_path", "destination_version", "attempts", "last_error",
     "note", "execution_id", "updated_at", "source_version", "destination_mtime",
+    "source_versions",
 )
 _ITEM_UPSERT = (
     f"INSERT OR REPLACE INTO items ({', '.join(ITEM_COLUMNS)}) "

@@ -32,6 +32,7 @@ from core.connectors.base import (
 )
 from core.engine.planner import Action, Plan
 from core.engine.stats import ExecutionStats
+from core.engine.versions import carry_older_versions
 from core.paths import join
 from core.state import Forgotten, ItemLog, ItemRecord
 
@@ -124,6 +125,7 @@ class Executor:
         self, source: Connector, destination: Connector, *, items: ItemLog,
         stats: ExecutionStats, parallel: int, simulate: bool, halt_on_failure: bool,
         stop: asyncio.Event, on_event: Callable[[str, str], None], trash: bool = True,
+        carry_versions: bool = False,
     ) -> None:
         self.source = source
         self.destination = destination
@@ -132,6 +134,9 @@ class Executor:
         self.simulate = simulate
         self.halt_on_failure = halt_on_failure
         self.trash = trash
+        # versioning "select": "all": a file's older versions go first (to the destination
+        # only: a sync sends a change back to the source as its latest version alone)
+        self.carry_versions = carry_versions and source.features.versions
         self.stop = stop
         self.on_event = on_event
         self.halted = False
@@ -382,6 +387,17 @@ class Executor:
 
         path, replacing = self._target(task)
         entry = task.entry
+        carry = (self.carry_versions and not task.to_source and not self.simulate
+                 and task.action in (Action.CREATE, Action.UPDATE))
+
+        async def carried_one(number: int, written: Entry) -> None:
+            # into a file that keeps versions, each carried version is recorded before the
+            # next: a rerun must not add one twice, nor take it for an edit made there
+            task.record.source_versions = number
+            task.record.destination_id = written.native_id
+            task.record.destination_version = written.version
+            await self.items.record_durably(task.record)
+
         if self._durable(writer) and replacing is not None and not self.simulate:
             # on disk before the new version can land: a run killed after it landed leaves
             # a record that tells the next run so, not one that reads as a change made there
@@ -397,6 +413,14 @@ class Executor:
 
         for attempt in range(IN_RUN_RETRIES + 1):
             try:
+                if carry:
+                    carried = await carry_older_versions(
+                        reader, writer, task.from_path, entry, path, replacing,
+                        already=task.record.source_versions, on_carried=carried_one,
+                        on_bytes=count)
+                    replacing = carried.replacing  # the file the first older version made
+                    self.stats.versions += carried.versions
+                    task.record.source_versions = carried.latest
                 written = await self._apply(f"{task.action} {path}", write,
                                             replace(entry, native_id=None, version=None))
                 break

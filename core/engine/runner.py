@@ -425,9 +425,13 @@ class _Run:
                            execution_id=self.execution_id, updated_at=time.time())
         source = pair.source or task.entry
         replaced = pair.destination.version if pair.destination else None
+        # versions an earlier run carried of this same source file (not of one deleted and
+        # made again under its name)
+        carried = record.source_versions if (
+            record is not None and record.source_id == source.native_id) else 0
         return self._record(task.to_path if task.to_source else task.from_path, source, plan,
                             note=note, attempts=record.attempts if record else 0,
-                            destination_version=replaced)
+                            destination_version=replaced, source_versions=carried)
 
     def _in_step(self, source_path: str, pair: Pair, plan: Plan, record: ItemRecord | None,
                  destination_path: str) -> None:
@@ -695,7 +699,8 @@ async def _execute(
                 parallel=parallel or job.transfer.parallel_writes,
                 simulate=job.transfer.simulation_mode,
                 halt_on_failure=job.transfer.failure_policy == "halt", stop=stop,
-                on_event=emit, trash=job.transfer.trash)
+                on_event=emit, trash=job.transfer.trash,
+                carry_versions=job.transfer.versions == "all")
             run = _Run(state, record, job.transfer, execution_id, executor)
             await state.update_execution(execution_id, phase="executing")
             try:

@@ -29,10 +29,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from core.connectors.base import Connector, Entry, InvalidPath, NotFound, PathRules, Vanished
+from core.connectors.base import (
+    VERSIONS_FOLDER,
+    Connector,
+    Entry,
+    InvalidPath,
+    NotFound,
+    PathRules,
+    Vanished,
+)
 from core.paths import fit_name, join
-
-VERSIONS_FOLDER = ".dryviq-versions"  # beside a file, where its older versions go; never marched
 
 
 class SourceVersion(Protocol):

@@ -28,7 +28,6 @@ from core.sandbox.samples import SECOND_PROJECT
 from core.state import JobRecord, State
 
 PLAN = "Drawings/Structural/S-101 Foundation Plan.pdf"  # three versions in the demo world
-WIRED = pytest.mark.xfail(strict=True, reason="the executor does not carry older versions yet")
 
 
 def project_id(world: World, name: str) -> int:
@@ -94,7 +93,6 @@ async def test_local_to_procore_each_changed_upload_is_a_new_version(
     assert len(history(world, DEMO_PROJECT, "Office/Drawings/A-101.pdf")) == 3
 
 
-@WIRED
 async def test_procore_to_a_folder_keeps_every_older_version_beside_the_file(
         sandbox, opened, tmp_path: Path) -> None:
     state, home = opened
@@ -122,7 +120,6 @@ async def test_procore_to_a_folder_keeps_every_older_version_beside_the_file(
     assert (await run_job(state, home, job)).status == "no_changes"
 
 
-@WIRED
 async def test_procore_to_procore_keeps_every_version_in_order(sandbox, opened) -> None:
     state, home = opened
     world = sandbox.world
