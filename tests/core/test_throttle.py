@@ -10,6 +10,8 @@ import pytest
 
 from core.connectors.base import Features
 from core.engine.throttle import JobThrottles, Throttle, throttled
+from tests.core import test_policies
+from tests.core.test_policies import Rig
 
 RATE = 1000  # bytes per second
 
@@ -178,3 +180,30 @@ def test_a_job_without_rates_has_no_throttles() -> None:
     assert throttles.between(REMOTE, REMOTE) == ()
     only_up = JobThrottles.of(1 << 20, None)
     assert only_up.between(REMOTE, REMOTE) == (only_up.upload,)
+
+
+# -- the engine passes a job's transfers through its throttles ---------------------------------
+
+rig = test_policies.rig  # the fixture: an in-memory source, a local destination folder
+
+
+@pytest.mark.xfail(strict=True, reason="the executor wires the throttle in the integration")
+async def test_a_job_passes_what_it_reads_from_a_remote_platform_through_its_download_throttle(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[tuple[int, int]] = []  # (the throttle's rate, bytes)
+    take = Throttle.take
+
+    async def recorded(self: Throttle, size: int) -> None:
+        taken.append((self.rate, size))
+        await take(self, size)
+
+    monkeypatch.setattr(Throttle, "take", recorded)
+    assert not rig.source.features.local_files  # the in-memory source stands for Procore
+    rig.source.tree.update({"a.pdf": b"a" * 300, "sub": {"b.pdf": b"b" * 200}})
+    job = await rig.job(performance={"upload": {"bytes_per_second": 1 << 30},
+                                     "download": {"bytes_per_second": 1 << 29}})
+    result = await rig.run(job)
+    assert (result.status, rig.tree()["sub/b.pdf"]) == ("completed", b"b" * 200)
+    # downloaded once; the destination is a local folder, so nothing is uploaded
+    assert {rate for rate, _ in taken} == {1 << 29}
+    assert sum(size for _, size in taken) == 500
