@@ -22,8 +22,10 @@ from tests.core.test_policies import (
     COLLIDING,
     COMBINATIONS,
     DESTINATION,
+    FILTER_TMP,
     LONG_FOLDER,
     PAYLOAD,
+    WITH_EMPTIES,
     assert_segment_policies,
     combination_id,
     fitted_names,
@@ -125,6 +127,22 @@ async def test_duplicate_names_on_procore_which_ignores_case(
     assert again.stats.transferred == 0
 
 
+@pytest.mark.parametrize("empty_containers", ["create", "skip"])
+async def test_empty_containers_on_procore(rig: ProcoreRig, empty_containers: str) -> None:
+    rig.source.tree.update(copy.deepcopy(WITH_EMPTIES))
+    job = await rig.job(empty_containers=empty_containers, filter=FILTER_TMP)
+    result = await rig.run(job)
+    assert (result.status, result.exit_code) == ("completed", 0)
+    with_files = {"full": None, "full/f.txt": b"f"}
+    if empty_containers == "create":
+        assert rig.tree() == {**with_files, "empty": None, "empty/deeper": None,
+                              "filtered": None, "filtered/sub": None}
+    else:
+        assert rig.tree() == with_files
+    again = await rig.run(job)
+    assert (again.status, again.stats.folders_created) == ("no_changes", 0)
+
+
 @pytest.mark.xfail(strict=True, reason="defect in core/engine/march.py _separate: the ' (1)' "
                    "added to a name truncated to the limit is not fitted again; Procore refuses "
                    "the longer path and the item fails")
@@ -136,3 +154,18 @@ async def test_a_renamed_duplicate_of_a_truncated_name_is_accepted_by_procore(
     assert (result.stats.failed, result.stats.transferred) == (0, 2)
     assert len([data for data in rig.tree().values() if data is not None]) == 2
 
+
+
+@pytest.mark.xfail(strict=True, reason="defect in core/engine/march.py _separate: the ' (1)' "
+                   "name is chosen among the source's names only, so it lands on a document "
+                   "only in Procore and adds a version to it")
+async def test_a_renamed_duplicate_never_adds_a_version_to_a_document_only_in_procore(
+        rig: ProcoreRig) -> None:
+    site = b"the site's own document"
+    rig.world.add_file(rig.project, f"{DESTINATION}/plan (1).pdf", site)  # type: ignore[attr-defined]
+    rig.source.tree.update({"Plan.pdf": b"upper case", "plan.pdf": b"lower case"})
+    job = await rig.job(duplicate_names="rename")
+    await rig.run(job)
+    assert rig.tree()["plan (1).pdf"] == site
+    assert rig.world.versions(rig.project, f"{DESTINATION}/plan (1).pdf") == 1  # type: ignore[attr-defined]
+    assert rig.tree()["plan (2).pdf"] == b"lower case"
