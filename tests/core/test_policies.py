@@ -99,6 +99,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 # -- segment_transform x encode_invalid_characters x segment_truncate -------------------------
 
 LONG_FOLDER = "F" * 100  # "out/FFF…" leaves 150 characters for a name below it (255 in all)
+NO_ROOM = "G" * 249  # "out/GGG…" leaves 1 character: no name with an extension fits
 PAYLOAD = {  # the same names on every destination; each has its own bytes
     "RFI: 12?.pdf": b"invalid characters",
     " Addendum.pdf": b"leading whitespace",
@@ -107,6 +108,7 @@ PAYLOAD = {  # the same names on every destination; each has its own bytes
         "Q:?" + "N" * 142 + ".pdf": b"fits with '_' for ':?', not with their hex",
     },
     "é" * 130 + ".pdf": b"264 bytes of name",
+    NO_ROOM: {"x.pdf": b"even truncated, too long for the path"},
 }
 COMBINATIONS = list(itertools.product((True, False), repeat=3))
 
@@ -129,7 +131,7 @@ def fitted_names(transform: bool, encode: bool, truncate: bool, *, destination: 
         return {"RFI: 12?.pdf": "RFI: 12?.pdf", " Addendum.pdf": " Addendum.pdf",
                 f"{LONG_FOLDER}/{long_name}": f"{LONG_FOLDER}/{long_name}",
                 f"{LONG_FOLDER}/{hex_name}": f"{LONG_FOLDER}/{hex_name}",
-                accented: disk_fit}
+                accented: disk_fit, f"{NO_ROOM}/x.pdf": f"{NO_ROOM}/x.pdf"}
     fixed = transform or None  # with segment_transform off, a name that breaks a rule is flagged
     if not encode:
         rfi, near_limit = "RFI_ 12_.pdf", "Q__" + "N" * 142 + ".pdf"  # 149 characters fit
@@ -140,7 +142,8 @@ def fitted_names(transform: bool, encode: bool, truncate: bool, *, destination: 
             f"{LONG_FOLDER}/{long_name}":
                 f"{LONG_FOLDER}/{'N' * 146}.pdf" if truncate else None,
             f"{LONG_FOLDER}/{hex_name}": fixed and near_limit and f"{LONG_FOLDER}/{near_limit}",
-            accented: accented if destination == "procore" else disk_fit}
+            accented: accented if destination == "procore" else disk_fit,
+            f"{NO_ROOM}/x.pdf": None}  # truncation keeps one character and the extension
 
 
 def payload_files() -> dict[str, bytes]:
