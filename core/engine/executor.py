@@ -32,6 +32,7 @@ from core.connectors.base import (
 )
 from core.engine.planner import Action, Plan
 from core.engine.stats import ExecutionStats
+from core.engine.throttle import JobThrottles, throttled
 from core.engine.versions import carry_older_versions
 from core.paths import join
 from core.state import Forgotten, ItemLog, ItemRecord
@@ -125,7 +126,7 @@ class Executor:
         self, source: Connector, destination: Connector, *, items: ItemLog,
         stats: ExecutionStats, parallel: int, simulate: bool, halt_on_failure: bool,
         stop: asyncio.Event, on_event: Callable[[str, str], None], trash: bool = True,
-        carry_versions: bool = False,
+        carry_versions: bool = False, throttles: JobThrottles | None = None,
     ) -> None:
         self.source = source
         self.destination = destination
@@ -137,6 +138,7 @@ class Executor:
         # versioning "select": "all": a file's older versions go first (to the destination
         # only: a sync sends a change back to the source as its latest version alone)
         self.carry_versions = carry_versions and source.features.versions
+        self.throttles = throttles or JobThrottles()  # the job's bandwidth limits
         self.stop = stop
         self.on_event = on_event
         self.halted = False
@@ -376,9 +378,13 @@ class Executor:
             sent += size
             self.stats.bytes += size
 
+        # the job's limits on this direction (none between two local folders)
+        limits = self.throttles.between(reader.features, writer.features)
+
         async def counted() -> AsyncIterator[bytes]:
             try:
-                async with contextlib.aclosing(reader.read(task.from_path, task.entry)) as it:
+                async with contextlib.aclosing(throttled(
+                        reader.read(task.from_path, task.entry), *limits)) as it:
                     async for chunk in it:
                         count(len(chunk))
                         yield chunk

@@ -32,6 +32,7 @@ from core.engine.executor import VANISHED, DeleteTask, Executor, FileTask, MoveT
 from core.engine.march import NamePolicy, Pair, pair_folder
 from core.engine.planner import PLANNERS, SENT, Action, Plan, Rules, unchanged_since
 from core.engine.stats import ExecutionStats, Throughput
+from core.engine.throttle import JobThrottles
 from core.home import Home
 from core.jobs import TRANSFER_TYPES, Job, Transfer, parse_job
 from core.logs import logged_events
@@ -700,7 +701,9 @@ async def _execute(
                 simulate=job.transfer.simulation_mode,
                 halt_on_failure=job.transfer.failure_policy == "halt", stop=stop,
                 on_event=emit, trash=job.transfer.trash,
-                carry_versions=job.transfer.versions == "all")
+                carry_versions=job.transfer.versions == "all",
+                throttles=JobThrottles.of(job.transfer.upload_bytes_per_second,
+                                          job.transfer.download_bytes_per_second))
             run = _Run(state, record, job.transfer, execution_id, executor)
             await state.update_execution(execution_id, phase="executing")
             try:

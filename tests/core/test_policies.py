@@ -375,7 +375,6 @@ async def test_failure_policy_continue_goes_on_halt_stops_at_the_first_failure(
 
 # -- large_item --------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="planner rule lands in the integration")
 @pytest.mark.parametrize("large_item", ["fail", "skip"])
 async def test_large_item_fail_flags_skip_skips_a_file_over_the_destinations_limit(
         rig: Rig, large_item: str) -> None:

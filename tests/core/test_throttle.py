@@ -187,7 +187,6 @@ def test_a_job_without_rates_has_no_throttles() -> None:
 rig = test_policies.rig  # the fixture: an in-memory source, a local destination folder
 
 
-@pytest.mark.xfail(strict=True, reason="the executor wires the throttle in the integration")
 async def test_a_job_passes_what_it_reads_from_a_remote_platform_through_its_download_throttle(
         rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     taken: list[tuple[int, int]] = []  # (the throttle's rate, bytes)
