@@ -162,6 +162,8 @@ class _Run:
         self.planned_deletes = {False: 0, True: 0}  # files to delete, by side (True: source)
         self.listed_files = {False: 0, True: 0}  # files each side has
         self.removals: list[DeleteTask] = []  # folders to delete if left empty, deepest last
+        # the records of folders planned but not made yet, by (side is source, path)
+        self.folder_records: dict[tuple[bool, str], ItemRecord] = {}
         executor.decide_again = self._decide_again
 
     def _decide_again(self, task: FileTask, found: Entry) -> Plan:
@@ -246,6 +248,9 @@ class _Run:
             side = "source" if to_source else "destination"
             self.on_event("failed", f"cannot create {side} folder /{path}: {exc}")
             return False
+        made = self.folder_records.pop((to_source, path), None)
+        if made is not None:
+            self.items.record(made)
         return True
 
     async def march(self, root: _Folder) -> None:
@@ -295,9 +300,12 @@ class _Run:
             raise Vanished(str(exc)) from exc
 
     def _pairs(self, folder: _Folder, sources: list[Entry], destinations: list[Entry],
-               ) -> Iterator[tuple[Pair, str]]:
+               records: dict[str, ItemRecord]) -> Iterator[tuple[Pair, str]]:
         """The folder's pairs, each with its item's source-side name."""
-        for pair in pair_folder(sources, destinations, folder.destination_path, self.names):
+        chosen = {r.path.rpartition("/")[2]: r.destination_path.rpartition("/")[2]
+                  for r in records.values() if r.destination_path}
+        for pair in pair_folder(sources, destinations, folder.destination_path, self.names,
+                                chosen):
             if pair.source is not None:
                 yield pair, pair.source.name
                 continue
@@ -331,7 +339,7 @@ class _Run:
         self.listed_files[True] += sum(not e.is_dir for e in sources)
         self.listed_files[False] += sum(not e.is_dir for e in destinations)
         children: list[_Folder] = []
-        for pair, source_name in self._pairs(folder, sources, destinations):
+        for pair, source_name in self._pairs(folder, sources, destinations, records):
             if self.stop.is_set() or self.executor.halted:
                 return children
             source_path = join(folder.source_path, source_name)
@@ -412,7 +420,8 @@ class _Run:
         where = "source" if plan.to_source else "destination"
         kept = ", recoverable from its trash" if self.transfer.trash else ""
         return replace(record, action=_action(plan), status="success", last_error=None,
-                       note=f"{plan.reason}; deleted at the {where}{kept}",
+                       note="; ".join(filter(None, [plan.reason,
+                                                    f"deleted at the {where}{kept}"])),
                        execution_id=self.execution_id)
 
     def _pending(self, task: FileTask, pair: Pair, plan: Plan,
@@ -474,13 +483,17 @@ class _Run:
             if record is None and source is not None and destination is not None:
                 self._settle(source_path, entry, plan, None, pair.note)
             return child
-        if self.skip_empty:
-            return child  # created with its first file
-        if not await self._ensure(child, to_source=plan.to_source):
+        # recorded once made: now, or with its first file (empty_containers "skip"), or
+        # when the held changes are made
+        note = "; ".join(filter(None, [pair.note, plan.reason])) or None
+        item = self._record(source_path, entry, plan, note=note,
+                            destination_path=destination_path)
+        item.status = ("pending" if self.transfer.simulation_mode
+                       else "processed" if note else "success")
+        self.folder_records[plan.to_source, source_path if plan.to_source
+                            else destination_path] = item
+        if not self.skip_empty and not await self._ensure(child, to_source=plan.to_source):
             return None
-        self._settle(source_path, entry, plan, record, pair.note,
-                     destination_path=destination_path,
-                     status="pending" if self.transfer.simulation_mode else "success")
         return child
 
     def _leave(self, sent: ItemRecord, plan: Plan, note: str | None) -> None:

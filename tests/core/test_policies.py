@@ -246,9 +246,6 @@ async def test_duplicate_names_rename_with_a_number_or_flag_the_second(
 
 
 
-@pytest.mark.xfail(strict=True, reason="defect in core/engine/march.py _separate: numbers go "
-                   "by source name order on every run, not by what earlier runs chose, so a "
-                   "new colliding name takes ' (1)' and overwrites the file sent there before")
 async def test_a_renamed_duplicate_keeps_its_number_when_another_collision_appears(
         rig: Rig) -> None:
     rig.features = SHARE
@@ -314,8 +311,6 @@ async def test_a_source_with_nothing_to_copy_leaves_no_folder_when_empty_ones_ar
 
 
 
-@pytest.mark.xfail(strict=True, reason="defect in core/engine/runner.py _Run._folder: a folder "
-                   "renamed to fit is recorded 'success' where a renamed file is 'processed'")
 async def test_a_folder_renamed_to_fit_is_recorded_as_processed_like_a_file(rig: Rig) -> None:
     rig.features = SHARE
     rig.source.tree.update({"RFI: 1": {"a?.pdf": b"a"}})
@@ -326,9 +321,6 @@ async def test_a_folder_renamed_to_fit_is_recorded_as_processed_like_a_file(rig:
     assert "renamed from 'RFI: 1'" in (await rig.notes(job))["RFI: 1"]
 
 
-@pytest.mark.xfail(strict=True, reason="defect in core/engine/runner.py _Run._folder/_ensure: "
-                   "with empty_containers skip, a folder created with its first file gets no "
-                   "item record, so `jobs items` never shows it (nor how it was renamed)")
 async def test_empty_containers_skip_records_the_folders_it_creates_as_create_does(
         rig: Rig) -> None:
     rig.features = SHARE
@@ -395,9 +387,6 @@ async def test_large_item_fail_flags_skip_skips_a_file_over_the_destinations_lim
 
 
 
-@pytest.mark.xfail(strict=True, reason="defect in core/engine/march.py _separate: the ' (1)' "
-                   "name is chosen among the source's names only, so it can land on a file "
-                   "that is only at the destination and overwrite it")
 async def test_a_renamed_duplicate_never_lands_on_a_file_only_at_the_destination(
         rig: Rig) -> None:
     rig.features = SHARE
@@ -410,9 +399,6 @@ async def test_a_renamed_duplicate_never_lands_on_a_file_only_at_the_destination
     assert rig.tree()["plan (2).pdf"] == b"lower case"
 
 
-@pytest.mark.xfail(strict=True, reason="defect in core/engine/march.py _separate: the ' (1)' "
-                   "added to a name that was truncated to the limit is not fitted again, so "
-                   "the renamed path breaks the destination's length rule")
 async def test_a_renamed_duplicate_still_fits_the_destinations_path_length(rig: Rig) -> None:
     rig.features = SHARE
     rig.source.tree.update({LONG_FOLDER: {"N" * 200 + "A.pdf": b"a", "N" * 200 + "B.pdf": b"b"}})

@@ -143,9 +143,6 @@ async def test_empty_containers_on_procore(rig: ProcoreRig, empty_containers: st
     assert (again.status, again.stats.folders_created) == ("no_changes", 0)
 
 
-@pytest.mark.xfail(strict=True, reason="defect in core/engine/march.py _separate: the ' (1)' "
-                   "added to a name truncated to the limit is not fitted again; Procore refuses "
-                   "the longer path and the item fails")
 async def test_a_renamed_duplicate_of_a_truncated_name_is_accepted_by_procore(
         rig: ProcoreRig) -> None:
     rig.source.tree.update({LONG_FOLDER: {"N" * 200 + "A.pdf": b"a", "N" * 200 + "B.pdf": b"b"}})
@@ -156,9 +153,6 @@ async def test_a_renamed_duplicate_of_a_truncated_name_is_accepted_by_procore(
 
 
 
-@pytest.mark.xfail(strict=True, reason="defect in core/engine/march.py _separate: the ' (1)' "
-                   "name is chosen among the source's names only, so it lands on a document "
-                   "only in Procore and adds a version to it")
 async def test_a_renamed_duplicate_never_adds_a_version_to_a_document_only_in_procore(
         rig: ProcoreRig) -> None:
     site = b"the site's own document"
