@@ -752,6 +752,9 @@ class State:
             "WHERE job_id = ? AND parent = ?", (job_id, parent))
         return {record.path: record for record in map(_item, rows)}
 
+    async def has_items(self, job_id: str) -> bool:
+        return bool(await self._rows("SELECT 1 FROM items WHERE job_id = ? LIMIT 1", (job_id,)))
+
     async def item(self, job_id: str, path: str) -> ItemRecord | None:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND path = ?",

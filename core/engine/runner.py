@@ -154,11 +154,9 @@ class _Run:
         self.source_rules = source.features.path_rules  # for names a sync sends back
         self.skip_empty = transfer.empty_containers == "skip"
         self.slow_listings = True  # until a listing shows otherwise
-        # Changes held until the march is over, where the job may delete: the delete guard
-        # sees every planned delete before anything changes. None: changes are made at once.
-        deletes = transfer.transfer_type == "publish" or (
-            transfer.transfer_type == "sync" and "ignore_both" not in transfer.propagation)
-        self.held: list[_Change] | None = [] if deletes else None
+        # Changes held until the march is over, where the job may delete (see `hold`): the
+        # delete guard sees every planned delete before anything changes. None: made at once.
+        self.held: list[_Change] | None = None
         self.planned_deletes = {False: 0, True: 0}  # files to delete, by side (True: source)
         self.listed_files = {False: 0, True: 0}  # files each side has
         self.removals: list[DeleteTask] = []  # folders to delete if left empty, deepest last
@@ -182,6 +180,16 @@ class _Run:
             is_dir=entry.is_dir, size=entry.size, mtime=entry.mtime, action=_action(plan),
             status="pending", source_id=entry.native_id, execution_id=self.execution_id,
             source_version=entry.version, **fields)  # type: ignore[arg-type]
+
+    async def hold(self) -> None:
+        """Hold this run's changes for the delete guard where it may delete: a publish, or a
+        sync that propagates deletes and has records (without them nothing reads as deleted,
+        so a first sync of a million files does not hold a million changes in memory)."""
+        transfer = self.transfer
+        deletes = transfer.transfer_type == "publish" or (
+            transfer.transfer_type == "sync" and "ignore_both" not in transfer.propagation
+            and await self.state.has_items(self.record.id))
+        self.held = [] if deletes else None
 
     async def _change(self, change: _Change) -> None:
         """Make a change now, or hold it for after the delete guard's check."""
@@ -721,6 +729,7 @@ async def _execute(
             await state.update_execution(execution_id, phase="executing")
             try:
                 await _begin_walks(pair, record)
+                await run.hold()
                 await run.march(await run.destination_root())
                 run.pair_moves()
                 stats.delete_guard = run.guard(force) if stats.listing_done else None
