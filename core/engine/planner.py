@@ -5,6 +5,7 @@ Pure functions, so every rule here is tested without touching storage.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -413,5 +414,22 @@ def _sync_conflict(source: Entry, destination: Entry, rules: Rules) -> Plan:
     return _sized(Plan(Action.UPDATE, why, to_source=True, conflict=True), destination, rules)
 
 
-PLANNERS = {"copy": plan_copy, "sync": plan_sync, "move": plan_move, "migrate": plan_migrate,
-            "publish": plan_publish, "taxonomy": plan_taxonomy}
+@dataclass(frozen=True, slots=True)
+class TransferKind:
+    """A transfer type: its planner, and the two things the runner must know of it."""
+
+    plan: Callable[[Pair, ItemRecord | None, Rules], Plan]
+    walks_destination: bool = False  # items only at the destination are planned too
+    # when it may delete: "never", "recorded" (what a side lost since the last run, so only
+    # with records, and unless delete_propagation ignores both sides) or "always"
+    deletes: str = "never"
+
+
+KINDS = {
+    "copy": TransferKind(plan_copy),
+    "sync": TransferKind(plan_sync, walks_destination=True, deletes="recorded"),
+    "move": TransferKind(plan_move),  # it removes sources it delivered: not a delete to guard
+    "migrate": TransferKind(plan_migrate),
+    "publish": TransferKind(plan_publish, walks_destination=True, deletes="always"),
+    "taxonomy": TransferKind(plan_taxonomy),
+}

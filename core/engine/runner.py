@@ -30,7 +30,7 @@ from core.connectors.base import (
 )
 from core.engine.executor import VANISHED, DeleteTask, Executor, FileTask, MoveTask
 from core.engine.march import NamePolicy, Pair, pair_folder
-from core.engine.planner import PLANNERS, SENT, Action, Plan, Rules, unchanged_since
+from core.engine.planner import KINDS, SENT, Action, Plan, Rules, unchanged_since
 from core.engine.stats import ExecutionStats, Throughput
 from core.engine.throttle import JobThrottles
 from core.home import Home
@@ -131,8 +131,8 @@ class _Run:
         self.stop, self.on_event = executor.stop, executor.on_event
         source, destination = self.source, self.destination
         precisions = (source.features.mtime_precision, destination.features.mtime_precision)
-        self.planner = PLANNERS[transfer.transfer_type]
-        self.two_sided = transfer.transfer_type in ("sync", "publish")  # walks both trees
+        self.kind = KINDS[transfer.transfer_type]
+        self.planner = self.kind.plan
         self.rules = Rules(
             conflict_resolution=transfer.conflict_resolution,
             source_filters=transfer.source_filters,
@@ -185,9 +185,8 @@ class _Run:
         """Hold this run's changes for the delete guard where it may delete: a publish, or a
         sync that propagates deletes and has records (without them nothing reads as deleted,
         so a first sync of a million files does not hold a million changes in memory)."""
-        transfer = self.transfer
-        deletes = transfer.transfer_type == "publish" or (
-            transfer.transfer_type == "sync" and "ignore_both" not in transfer.propagation
+        deletes = self.kind.deletes == "always" or (
+            self.kind.deletes == "recorded" and "ignore_both" not in self.rules.propagation
             and await self.state.has_items(self.record.id))
         self.held = [] if deletes else None
 
@@ -318,7 +317,7 @@ class _Run:
                 yield pair, pair.source.name
                 continue
             assert pair.destination is not None
-            if pair.destination.skip_reason == LEFTOVER_PART or not self.two_sided:
+            if pair.destination.skip_reason == LEFTOVER_PART or not self.kind.walks_destination:
                 yield pair, pair.name
                 continue
             fit = fit_name(pair.name, folder.source_path, self.source_rules)
@@ -357,7 +356,7 @@ class _Run:
                     await self.executor.remove_leftover(
                         join(folder.destination_path, pair.name), pair.destination)
                     continue
-                if not self.two_sided:
+                if not self.kind.walks_destination:
                     continue
             record = records.pop(self._relative(source_path), None)
             plan = self.planner(pair, record, self.rules)
