@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -294,15 +295,26 @@ def routes(world: World, before: Counter[str]) -> Counter[str]:
                     if n > before[route]})
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process's finished children (the dryviq-tui runs) and of this
+    process (the sandbox serving them)."""
+    children, own = (resource.getrusage(who) for who in (resource.RUSAGE_CHILDREN,
+                                                        resource.RUSAGE_SELF))
+    return children.ru_utime + children.ru_stime, own.ru_utime + own.ru_stime
+
+
 def print_run(label: str, dryviq: Dryviq, world: World, minimum: int | None,
               budget: str) -> None:
     before = Counter(world.requests)
+    cpu = cpu_seconds()
     result, calls, limited, wall = dryviq.run(world, "bench-sync")
+    client, server = (after - earlier for after, earlier in zip(cpu_seconds(), cpu, strict=True))
     stats = result["stats"]
     sides = ", ".join(f"{key} {stats[key]}" for key in (
         "added_destination", "updated_destination", "deleted_destination", "added_source",
         "updated_source", "deleted_source", "conflicts", "folders_created") if stats[key])
-    print(f"{label}: {result['status']} in {wall:.1f} s; {sides or 'nothing changed'}")
+    print(f"{label}: {result['status']} in {wall:.1f} s (CPU: dryviq-tui {client:.1f} s, the "
+          f"sandbox {server:.1f} s); {sides or 'nothing changed'}")
     against = (f" (minimum {minimum}: {budget}): {calls / minimum:.3f}x" if minimum
                else f" ({budget})")
     print(f"  API calls {calls}{against}   429s {limited}   client counted "
