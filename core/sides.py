@@ -1,0 +1,75 @@
+"""What one execution changed on each side of a job, in the words the monitor, `jobs history`
+and `jobs run` share: ↑ is toward the destination, ↓ toward the source (a two-way sync, or a
+move that removes what it delivered)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from core.cli.output import count
+from core.engine.stats import ExecutionStats
+
+UP, DOWN, CONFLICT = "↑", "↓", "⚡"
+_STATS_FIELDS = {f.name for f in dataclasses.fields(ExecutionStats)}
+
+
+def recorded_stats(stats: Mapping[str, Any]) -> ExecutionStats:
+    """An execution's stats as the state DB holds them (keys this version does not know are
+    left out, keys an older version did not write read as zero)."""
+    return ExecutionStats(**{k: v for k, v in stats.items() if k in _STATS_FIELDS})
+
+
+def wrote_source(stats: ExecutionStats) -> bool:
+    return bool(stats.added_source or stats.updated_source or stats.deleted_source
+                or stats.bytes_to_source)
+
+
+def two_sided(stats: ExecutionStats, transfer_type: str) -> bool:
+    """Whether the ↓ side is worth a line: a sync, or a run that changed the source."""
+    return transfer_type == "sync" or wrote_source(stats)
+
+
+def to_destination(stats: ExecutionStats) -> str:
+    return (f"{UP} to destination: {stats.added_destination:,} added, "
+            f"{stats.updated_destination:,} updated, {stats.deleted_destination:,} deleted")
+
+
+def to_source(stats: ExecutionStats) -> str:
+    return (f"{DOWN} to source: {stats.added_source:,} added, {stats.updated_source:,} updated, "
+            f"{stats.deleted_source:,} deleted")
+
+
+def side_lines(stats: ExecutionStats, transfer_type: str) -> list[str]:
+    """The ↑ line, and the ↓ line when the job is two-sided."""
+    lines = [to_destination(stats)]
+    if two_sided(stats, transfer_type):
+        lines.append(to_source(stats))
+    return lines
+
+
+def outcomes(stats: ExecutionStats, transfer_type: str) -> str:
+    """Conflicts, moves and preserved versions ("2 conflicts · 1 moved · 3 versions
+    preserved"); a sync always says its conflicts, the rest only when there were some."""
+    parts = []
+    if stats.conflicts or transfer_type == "sync":
+        parts.append(count(stats.conflicts, "conflict"))
+    if stats.moved:
+        parts.append(f"{stats.moved:,} moved")
+    if stats.versions:
+        parts.append(f"{count(stats.versions, 'version')} preserved")
+    return " · ".join(parts)
+
+
+def compact(stats: ExecutionStats, transfer_type: str) -> str:
+    """A table cell: "↑+3 ~1 -0  ↓+0 ~2 -1  ⚡1" (added, updated, deleted per side, then
+    conflicts); the ↓ part only when two-sided, ⚡ only with conflicts."""
+    parts = [f"{UP}+{stats.added_destination:,} ~{stats.updated_destination:,} "
+             f"-{stats.deleted_destination:,}"]
+    if two_sided(stats, transfer_type):
+        parts.append(f"{DOWN}+{stats.added_source:,} ~{stats.updated_source:,} "
+                     f"-{stats.deleted_source:,}")
+    if stats.conflicts:
+        parts.append(f"{CONFLICT}{stats.conflicts:,}")
+    return "  ".join(parts)
