@@ -14,7 +14,7 @@ from core.cli.output import rate
 
 UPLOAD = "performance.upload.bytes_per_second"
 DOWNLOAD = "performance.download.bytes_per_second"
-TRASH_PLACES = "Procore's Recycle Bin, elsewhere .dryviq-trash/DATE/ at the connection's root"
+TRASH_PLACES = "Procore's Recycle Bin, elsewhere .dryviq-trash/DATE/ at its root"
 
 _LINES: dict[str, dict[Any, str]] = {
     "transfer_type": {
@@ -116,6 +116,8 @@ def values(key: str) -> tuple[Any, ...]:
 def explain(key: str, value: Any = None, *, transfer_type: str | None = None) -> str:
     """What `value` of `key` does, in one line; None explains the default, saying so. A value
     the key does not take gets an empty line (core's validation says what is wrong)."""
+    if key not in KEYS:
+        return ""
     if value is None or value == "":
         chosen = default(key, transfer_type)
         line = explain(key, chosen, transfer_type=transfer_type) if chosen is not None \
