@@ -149,6 +149,8 @@ def _skeleton() -> dict[str, Any]:
         node = skeleton
         for part in parents:
             node = node.setdefault(part, {})
+        for beside, _ in field.beside:
+            node.setdefault(beside, _ABSENT)
         node.setdefault(key, _ABSENT)
     return skeleton
 
@@ -161,7 +163,7 @@ def _merged(skeleton: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, A
         if isinstance(value, dict) and isinstance(given, dict):
             out[key] = _merged(value, given)
         else:
-            out[key] = copy.deepcopy(value if given is _ABSENT else given)
+            out[key] = value if given is _ABSENT else copy.deepcopy(given)
     out.update({k: copy.deepcopy(v) for k, v in base.items() if k not in out})
     return out
 
@@ -179,11 +181,8 @@ def _put(document: dict[str, Any], field: FormField, value: Any) -> None:
     if isinstance(given, list) and _listed(given) == value:
         return  # an array the field shows as one choice: kept as the file has it
     node[key] = _ABSENT if value is None else value
-    missing = {k: v for k, v in field.beside if node.get(k, _ABSENT) is _ABSENT}
-    if value is not None and missing:  # first, as DryvIQ writes them
-        rest = dict(node)
-        node.clear()
-        node.update(missing | rest)
+    if value is not None:
+        node.update({k: v for k, v in field.beside if node.get(k, _ABSENT) is _ABSENT})
 
 
 def _listed(values: list[Any]) -> str:
