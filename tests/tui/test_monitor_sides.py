@@ -11,7 +11,7 @@ import pytest
 
 from core.engine.runner import RunResult
 from core.engine.stats import ExecutionStats
-from tests.tui.conftest import World, job_json, running, text_of, wait_for
+from tests.tui.conftest import World, job_json, running, table_rows, text_of, wait_for
 from tests.tui.test_jobs_screens import jobs_table
 from tests.tui.test_monitor import monitor_at
 from tui import service as service_module
@@ -46,6 +46,9 @@ async def test_a_sync_shows_both_directions_conflicts_and_its_throttle(world: Wo
                          "up"]
         assert not monitor.query_one("#monitor-guard").display
         assert not monitor.query_one("#monitor-force").display
+        await wait_for(lambda: table_rows(app, "#monitor-history") != [], what="the history")
+        [row] = table_rows(app, "#monitor-history")
+        assert row[4] == "↑+3 ~1 -0  ↓+0 ~2 -1  ⚡1"
 
 
 async def test_a_copy_shows_only_the_way_to_the_destination(world: World) -> None:

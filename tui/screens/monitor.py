@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Log, ProgressBar, Static, TabbedContent, TabPane
 
-from core.explain import throttle
+from core.explain import explain, throttle
 from core.jobs import JobError, Transfer, parse_job
 from core.paths import printable
 from core.readout import BudgetReadout, eta_text, pause_text, tightest
@@ -133,7 +133,8 @@ def sides_text(live: LiveView, transfer: Transfer | None) -> str:
     """What the run changed on each side, its conflicts, moves and versions, and the job's
     throttle; "" before the first run of a job without a throttle."""
     stats, kind = live.stats, live.job.transfer_type
-    lines = side_lines(stats, kind) if live.execution or live.running else []
+    changed = live.running or (live.execution is not None and live.status != "guarded")
+    lines = side_lines(stats, kind) if changed else []  # a guarded run changed nothing
     more = [outcomes(stats, kind) if lines else "",
             (throttle(transfer.upload_bytes_per_second, transfer.download_bytes_per_second)
              or "") if transfer else ""]
@@ -153,7 +154,8 @@ def guard_reason(live: LiveView) -> str | None:
 
 def guard_text(reason: str, job_name: str) -> Text:
     text = plain(f"⚠ {reason}", style=f"bold {AMBER}")
-    text.append(plain(f"\nIf the deletes are meant, f (Run anyway) proceeds, as "
+    text.append("\n")
+    text.append(plain(f"If the deletes are meant, f (Run anyway) proceeds, as "
                       f"`dryviq-tui jobs run --force {shlex.quote(job_name)}` does."))
     return text
 
@@ -308,10 +310,12 @@ class MonitorScreen(AppScreen[None]):
         """Ask, then run past the delete guard."""
         if self._guard is None:
             return
+        transfer = self._transfer[1]
+        where = explain("trash", transfer.trash if transfer else None)
         self.app.push_screen(
             ConfirmScreen("Run anyway, past the delete guard?", "Run anyway",
-                          detail=f"{self._guard}\nThe deletes go to the trash unless the "
-                                 "job turns it off.", keep_label="Don't run"),
+                          detail=f"{self._guard}\n{where[0].upper()}{where[1:]}.",
+                          keep_label="Don't run"),
             self._forced)
 
     async def _forced(self, confirmed: bool | None) -> None:
@@ -359,7 +363,7 @@ class MonitorScreen(AppScreen[None]):
         self._tables_key, self._tables_at = key, now
         self._show_problems(list(await self.service.problems(self.job_id)))
         self.query_one("#monitor-history", ExecutionHistory).show(
-            await self.service.history(self.job_id))
+            await self.service.history(self.job_id), live.job.transfer_type)
 
     def _show_problems(self, items: list[ItemRecord]) -> None:
         """Reason before path, both cut to the table's width (the path in the middle, so

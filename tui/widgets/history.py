@@ -6,10 +6,12 @@ from collections.abc import Sequence
 
 from textual.widgets import DataTable
 
+from core.sides import compact, recorded_stats
 from core.state import Execution
 from tui.widgets.format import duration, size, status_text, when
 
-COLUMNS = ("#", "Status", "Started", "Duration", "Files", "Bytes", "Flagged", "Failed")
+# Changes: added, updated, deleted toward the destination (↑) and, two-sided, the source (↓)
+COLUMNS = ("#", "Status", "Started", "Duration", "Changes", "Bytes", "Flagged", "Failed")
 
 
 class ExecutionHistory(DataTable[object]):
@@ -17,22 +19,23 @@ class ExecutionHistory(DataTable[object]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self._shown: list[Execution] | None = None
+        self._shown: list[object] | None = None
 
     def on_mount(self) -> None:
         self.add_columns(*COLUMNS)
 
-    def show(self, executions: Sequence[Execution]) -> None:
-        if list(executions) == self._shown:
+    def show(self, executions: Sequence[Execution], transfer_type: str = "") -> None:
+        """The executions of a job of `transfer_type` (a sync's rows show both sides)."""
+        if [transfer_type, *executions] == self._shown:
             return
-        self._shown = list(executions)
+        self._shown = [transfer_type, *executions]
         row = self.cursor_row
         self.clear()
         for e in executions:
-            stats = e.stats
+            stats = recorded_stats(e.stats)
             self.add_row(str(e.id), status_text(e.status), when(e.started_at),
                          duration((e.ended_at or e.heartbeat_at) - e.started_at),
-                         f"{stats.get('transferred', 0):,}", size(stats.get("bytes", 0)),
-                         f"{stats.get('flagged', 0):,}", f"{stats.get('failed', 0):,}")
+                         compact(stats, transfer_type), size(stats.bytes),
+                         f"{stats.flagged:,}", f"{stats.failed:,}")
         if executions:
             self.move_cursor(row=min(row, len(executions) - 1))
