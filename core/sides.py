@@ -62,14 +62,17 @@ def outcomes(stats: ExecutionStats, transfer_type: str) -> str:
     return " · ".join(parts)
 
 
-def compact(stats: ExecutionStats, transfer_type: str) -> str:
-    """A table cell: "↑+3 ~1 -0  ↓+0 ~2 -1  ⚡1" (added, updated, deleted per side, then
-    conflicts); the ↓ part only when two-sided, ⚡ only with conflicts."""
-    parts = [f"{UP}+{stats.added_destination:,} ~{stats.updated_destination:,} "
-             f"-{stats.deleted_destination:,}"]
-    if two_sided(stats, transfer_type):
-        parts.append(f"{DOWN}+{stats.added_source:,} ~{stats.updated_source:,} "
-                     f"-{stats.deleted_source:,}")
-    if stats.conflicts:
-        parts.append(f"{CONFLICT}{stats.conflicts:,}")
-    return "  ".join(parts)
+def _side(arrow: str, added: int, updated: int, deleted: int) -> str:
+    marks = [f"{mark}{n:,}" for mark, n in (("+", added), ("~", updated), ("-", deleted)) if n]
+    return arrow + " ".join(marks) if marks else ""
+
+
+def compact(stats: ExecutionStats) -> str:
+    """A table cell: "↑+3 ~1  ↓~2 -1  ⚡1" (added +, updated ~, deleted - toward the
+    destination ↑ and the source ↓, then conflicts ⚡); counts of zero are left out, so it
+    stays narrow; "—" for a run that changed nothing."""
+    parts = [_side(UP, stats.added_destination, stats.updated_destination,
+                   stats.deleted_destination),
+             _side(DOWN, stats.added_source, stats.updated_source, stats.deleted_source),
+             f"{CONFLICT}{stats.conflicts:,}" if stats.conflicts else ""]
+    return "  ".join(filter(None, parts)) or "—"

@@ -126,8 +126,7 @@ class JobsScreen(AppScreen[None]):
         title = self.query_one("#jobs-history-title", Static)
         history = self.query_one("#jobs-history", ExecutionHistory)
         title.update(plain(f"History of {row.job.name}" if row else "History"))
-        history.show(await self.service.history(row.job.id) if row else [],
-                     row.job.transfer_type if row else "")
+        history.show(await self.service.history(row.job.id) if row else [])
 
     @on(DataTable.RowHighlighted, "#jobs-table")
     async def _highlighted(self) -> None:

@@ -363,7 +363,7 @@ class MonitorScreen(AppScreen[None]):
         self._tables_key, self._tables_at = key, now
         self._show_problems(list(await self.service.problems(self.job_id)))
         self.query_one("#monitor-history", ExecutionHistory).show(
-            await self.service.history(self.job_id), live.job.transfer_type)
+            await self.service.history(self.job_id))
 
     def _show_problems(self, items: list[ItemRecord]) -> None:
         """Reason before path, both cut to the table's width (the path in the middle, so

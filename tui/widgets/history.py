@@ -19,23 +19,22 @@ class ExecutionHistory(DataTable[object]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self._shown: list[object] | None = None
+        self._shown: list[Execution] | None = None
 
     def on_mount(self) -> None:
         self.add_columns(*COLUMNS)
 
-    def show(self, executions: Sequence[Execution], transfer_type: str = "") -> None:
-        """The executions of a job of `transfer_type` (a sync's rows show both sides)."""
-        if [transfer_type, *executions] == self._shown:
+    def show(self, executions: Sequence[Execution]) -> None:
+        if list(executions) == self._shown:
             return
-        self._shown = [transfer_type, *executions]
+        self._shown = list(executions)
         row = self.cursor_row
         self.clear()
         for e in executions:
             stats = recorded_stats(e.stats)
             self.add_row(str(e.id), status_text(e.status), when(e.started_at),
                          duration((e.ended_at or e.heartbeat_at) - e.started_at),
-                         compact(stats, transfer_type), size(stats.bytes),
+                         compact(stats), size(stats.bytes),
                          f"{stats.flagged:,}", f"{stats.failed:,}")
         if executions:
             self.move_cursor(row=min(row, len(executions) - 1))
