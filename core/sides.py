@@ -12,6 +12,17 @@ from core.cli.output import count
 from core.engine.stats import ExecutionStats
 
 UP, DOWN, CONFLICT = "↑", "↓", "⚡"
+# the counters of each side and of what a two-way run resolved, as ExecutionStats names them
+SIDE_COUNTERS = ("added_destination", "updated_destination", "deleted_destination",
+                 "added_source", "updated_source", "deleted_source", "bytes_to_source",
+                 "conflicts", "moved", "versions")
+# an item's planned action, for people (`jobs items`; CSV keeps the codes): the codes of
+# actions on the destination read as they are (create, update, delete, mkdir, skip, flag)
+ACTION_WORDS = {
+    "create_source": "create at source", "update_source": "update at source",
+    "delete_source": "delete at source", "keep_both": "keep both (conflict)",
+    "none": "in step",
+}
 _STATS_FIELDS = {f.name for f in dataclasses.fields(ExecutionStats)}
 
 
@@ -62,17 +73,23 @@ def outcomes(stats: ExecutionStats, transfer_type: str) -> str:
     return " · ".join(parts)
 
 
+def problems(stats: ExecutionStats) -> str:
+    """"1 flagged, 2 failed", or "" when there were none."""
+    return ", ".join(f"{n:,} {what}" for n, what in ((stats.flagged, "flagged"),
+                                                      (stats.failed, "failed")) if n)
+
+
 def _side(arrow: str, added: int, updated: int, deleted: int) -> str:
     marks = [f"{mark}{n:,}" for mark, n in (("+", added), ("~", updated), ("-", deleted)) if n]
     return arrow + " ".join(marks) if marks else ""
 
 
 def compact(stats: ExecutionStats) -> str:
-    """A table cell: "↑+3 ~1  ↓~2 -1  ⚡1" (added +, updated ~, deleted - toward the
+    """A table cell: "↑+3 ~1 ↓~2 -1 ⚡1" (added +, updated ~, deleted - toward the
     destination ↑ and the source ↓, then conflicts ⚡); counts of zero are left out, so it
     stays narrow; "—" for a run that changed nothing."""
     parts = [_side(UP, stats.added_destination, stats.updated_destination,
                    stats.deleted_destination),
              _side(DOWN, stats.added_source, stats.updated_source, stats.deleted_source),
              f"{CONFLICT}{stats.conflicts:,}" if stats.conflicts else ""]
-    return "  ".join(filter(None, parts)) or "—"
+    return " ".join(filter(None, parts)) or "—"
