@@ -48,7 +48,7 @@ async def test_a_sync_shows_both_directions_conflicts_and_its_throttle(world: Wo
         assert not monitor.query_one("#monitor-force").display
         await wait_for(lambda: table_rows(app, "#monitor-history") != [], what="the history")
         [row] = table_rows(app, "#monitor-history")
-        assert row[4] == "↑+3 ~1 ↓~2 -1 ⚡1"
+        assert row[2] == "↑+3 ~1 ↓~2 -1 ⚡1"
 
 
 async def test_a_copy_shows_only_the_way_to_the_destination(world: World) -> None:

@@ -153,7 +153,8 @@ def guard_reason(live: LiveView) -> str | None:
 
 
 def guard_text(reason: str, job_name: str) -> Text:
-    text = plain(f"⚠ {reason}", style=f"bold {AMBER}")
+    text = Text()
+    text.append(plain(f"⚠ {reason}", style=f"bold {AMBER}"))
     text.append("\n")
     text.append(plain(f"If the deletes are meant, f (Run anyway) proceeds, as "
                       f"`dryviq-tui jobs run --force {shlex.quote(job_name)}` does."))

@@ -10,8 +10,9 @@ from core.sides import compact, recorded_stats
 from core.state import Execution
 from tui.widgets.format import duration, size, status_text, when
 
-# Changes: added, updated, deleted toward the destination (↑) and, two-sided, the source (↓)
-COLUMNS = ("#", "Status", "Started", "Duration", "Changes", "Bytes", "Flagged", "Failed")
+# Changes: added, updated, deleted toward the destination (↑) and the source (↓), conflicts
+# (⚡). What a run did comes first: at 80 columns the times and bytes are the ones cut off.
+COLUMNS = ("#", "Status", "Changes", "Flagged", "Failed", "Started", "Duration", "Bytes")
 
 
 class ExecutionHistory(DataTable[object]):
@@ -32,9 +33,9 @@ class ExecutionHistory(DataTable[object]):
         self.clear()
         for e in executions:
             stats = recorded_stats(e.stats)
-            self.add_row(str(e.id), status_text(e.status), when(e.started_at),
+            self.add_row(str(e.id), status_text(e.status), compact(stats),
+                         f"{stats.flagged:,}", f"{stats.failed:,}", when(e.started_at),
                          duration((e.ended_at or e.heartbeat_at) - e.started_at),
-                         compact(stats), size(stats.bytes),
-                         f"{stats.flagged:,}", f"{stats.failed:,}")
+                         size(stats.bytes))
         if executions:
             self.move_cursor(row=min(row, len(executions) - 1))
