@@ -65,7 +65,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 
 def after(*keys: str, until: Callable[[DryvIQApp], bool],
-          then: Callable[[DryvIQApp], Awaitable[None]] | None = None,
+          then: Callable[[Pilot[int]], Awaitable[None]] | None = None,
           ) -> Callable[[Pilot[int]], Awaitable[None]]:
     async def run_before(pilot: Pilot[int]) -> None:
         app = pilot.app
@@ -75,7 +75,7 @@ def after(*keys: str, until: Callable[[DryvIQApp], bool],
         await pilot.press(*keys)
         await wait_for(lambda: until(app), what="the screen to settle")
         if then is not None:
-            await then(app)
+            await then(pilot)
         for field in app.screen.query(Input):
             field.cursor_blink = False
         await pilot.pause()
@@ -102,8 +102,8 @@ def test_monitor_history_of_a_sync(snap_compare, home: Home, size: tuple[int, in
         return (isinstance(screen, MonitorScreen)
                 and screen.query_one("#monitor-history").row_count == 2)
 
-    async def history(app: DryvIQApp) -> None:
-        app.screen.query_one("#monitor-tabs", TabbedContent).active = "tab-history"
+    async def history(pilot: Pilot[int]) -> None:
+        pilot.app.screen.query_one("#monitor-tabs", TabbedContent).active = "tab-history"
 
     assert snap_compare(DryvIQApp(home=home), terminal_size=size,
                         run_before=after("m", until=loaded, then=history))
@@ -114,15 +114,18 @@ def test_builder_policies(snap_compare, home: Home, size: tuple[int, int]) -> No
     def opened(app: DryvIQApp) -> bool:
         return isinstance(app.screen, JobBuilderScreen)
 
-    async def policies(app: DryvIQApp) -> None:
-        screen = app.screen
+    async def policies(pilot: Pilot[int]) -> None:
+        screen = pilot.app.screen
         screen.query_one("#field-transfer_type", Select).value = "sync"
-        screen.query_one("#field-conflict_resolution", Select).value = "latest"
         conflicts = screen.query_one("#field-conflict_resolution", Select)
-        conflicts.focus()
+        conflicts.value = "latest"
         await wait_for(lambda: "newer file wins" in str(
             screen.query_one("#explain-conflict_resolution").render()), what="the line")
-        screen.query_one("#builder-form").scroll_to_widget(conflicts, animate=False, top=True)
+        await pilot.pause()
+        form = screen.query_one("#builder-form")
+        form.scroll_to_widget(conflicts, animate=False, top=True, immediate=True)
+        await wait_for(lambda: form.scroll_y == form.scroll_target_y, what="the scroll")
+        await pilot.pause()
 
     assert snap_compare(DryvIQApp(home=home), terminal_size=size,
                         run_before=after("n", until=opened, then=policies))
