@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import time
@@ -138,6 +139,14 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE rate_budgets ADD COLUMN hourly_window REAL NOT NULL DEFAULT 0;
     ALTER TABLE rate_budgets ADD COLUMN hourly_started REAL NOT NULL DEFAULT 0;
     ALTER TABLE rate_budgets ADD COLUMN calls_taken INTEGER NOT NULL DEFAULT 0;
+    """,
+    # v5: what a two-way sync compares each side with: the source's version as last in step,
+    # and the destination's modification time (Procore's is when it was stored); and the
+    # number of the source's newest version at the destination (versioning "select": "all")
+    """
+    ALTER TABLE items ADD COLUMN source_version TEXT;
+    ALTER TABLE items ADD COLUMN destination_mtime REAL;
+    ALTER TABLE items ADD COLUMN source_versions INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -343,6 +352,9 @@ class ItemRecord:
     note: str | None = None  # why it was skipped, flagged or renamed
     execution_id: int | None = None
     updated_at: float = field(default_factory=time.time)
+    source_version: str | None = None
+    destination_mtime: float | None = None
+    source_versions: int = 0  # the source's newest version number carried (versions "all")
 
 
 @dataclass
@@ -360,6 +372,13 @@ class SegmentedUpload:
     etags: dict[int, str] = field(default_factory=dict)
 
 
+class Forgotten(NamedTuple):
+    """An item gone from both sides: its record, and those of anything under it, are dropped."""
+
+    job_id: str
+    path: str
+
+
 class ItemState(NamedTuple):
     status: str
     note: str | None
@@ -369,7 +388,8 @@ class ItemState(NamedTuple):
 ITEM_COLUMNS = (
     "job_id", "path", "parent", "is_dir", "size", "mtime", "action", "status", "source_id",
     "destination_id", "destination_path", "destination_version", "attempts", "last_error",
-    "note", "execution_id", "updated_at",
+    "note", "execution_id", "updated_at", "source_version", "destination_mtime",
+    "source_versions",
 )
 _ITEM_UPSERT = (
     f"INSERT OR REPLACE INTO items ({', '.join(ITEM_COLUMNS)}) "
@@ -724,6 +744,17 @@ class State:
             "WHERE job_id = ? AND parent = ?", (job_id, parent))
         return {path: ItemState(status, note, attempts) for path, status, note, attempts in rows}
 
+    async def item_records(self, job_id: str, parent: str) -> dict[str, ItemRecord]:
+        """The records of the items directly under source folder `parent`, by path: what a
+        two-way sync compares both sides with."""
+        rows = await self._rows(
+            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items INDEXED BY items_by_parent "
+            "WHERE job_id = ? AND parent = ?", (job_id, parent))
+        return {record.path: record for record in map(_item, rows)}
+
+    async def has_items(self, job_id: str) -> bool:
+        return bool(await self._rows("SELECT 1 FROM items WHERE job_id = ? LIMIT 1", (job_id,)))
+
     async def item(self, job_id: str, path: str) -> ItemRecord | None:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND path = ?",
@@ -744,8 +775,17 @@ class State:
             "ORDER BY path", args)
         return [_item(row) for row in rows]
 
-    async def save_items(self, items: Sequence[ItemRecord]) -> None:
-        await self.db.executemany(_ITEM_UPSERT, [_item_row(item) for item in items])
+    async def save_items(self, items: Sequence[ItemRecord | Forgotten]) -> None:
+        """Upsert records and drop forgotten ones (with everything under them), in order."""
+        for forgetting, group in itertools.groupby(items, key=lambda i: isinstance(i, Forgotten)):
+            if forgetting:
+                await self.db.executemany(
+                    # the path itself, and every path below it ('/' sorts just before '0')
+                    "DELETE FROM items WHERE job_id = ? AND (path = ? OR (path >= ? || '/' "
+                    "AND path < ? || '0'))",
+                    [(f.job_id, f.path, f.path, f.path) for f in group])  # type: ignore[union-attr]
+            else:
+                await self.db.executemany(_ITEM_UPSERT, [_item_row(i) for i in group])  # type: ignore[arg-type]
         await self.db.commit()
 
     # -- rate limits ------------------------------------------------------------------------
@@ -820,7 +860,7 @@ class ItemLog:
         self._state = state
         self._interval = interval
         self._batch = batch
-        self._pending: list[ItemRecord] = []
+        self._pending: list[ItemRecord | Forgotten] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -837,7 +877,7 @@ class ItemLog:
             await self._task
         await self.flush()
 
-    def record(self, item: ItemRecord) -> None:
+    def record(self, item: ItemRecord | Forgotten) -> None:
         self._pending.append(item)
         if len(self._pending) >= self._batch:
             self._wake.set()

@@ -29,6 +29,14 @@ class Entry:
     skip_reason: str | None = None
 
 
+# Folders the engine keeps inside a connection, never part of any job's content: deleted items
+# (`.dryviq-trash/DATE/path`, at the connection's root) and the older versions of files
+# copied from a platform that keeps versions (`.dryviq-versions/`, beside the files)
+TRASH_FOLDER = ".dryviq-trash"
+VERSIONS_FOLDER = ".dryviq-versions"
+ENGINE_FOLDERS = frozenset({TRASH_FOLDER, VERSIONS_FOLDER})
+
+
 # The skip_reason of a connector's own temporary file whose writer is gone. The engine deletes
 # such a file on the destination side (through its one choke point) and never touches it on
 # the source side.
@@ -177,6 +185,20 @@ class Connector(Protocol):
 
     async def set_mtime(self, path: str, mtime: float) -> None:
         """Set a file's modification time (only where `features.can_set_mtime`)."""
+        ...
+
+    async def trash(self, path: str, entry: Entry) -> None:
+        """Delete the file or folder at `path` so it can be recovered: Procore's Recycle Bin,
+        elsewhere moved to `.dryviq-trash/DATE/path` at the connection's root."""
+        ...
+
+    async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
+        """Rename a file or folder within its folder; AlreadyExists if the name is taken."""
+        ...
+
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        """Move a file to `new_path` (its folder exists), keeping what the platform keeps
+        with it (Procore: its versions); AlreadyExists if something stands there."""
         ...
 
     async def close(self) -> None:

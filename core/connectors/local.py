@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from core.connectors.base import (
     LEFTOVER_PART,
+    TRASH_FOLDER,
     AlreadyExists,
     ConnectorError,
     Entry,
@@ -502,6 +503,16 @@ class LocalConnector:
     async def set_mtime(self, path: str, mtime: float) -> None:
         await self._run(path, self._set_mtime, _named(path), path, mtime)
 
+    async def trash(self, path: str, entry: Entry) -> None:
+        await self._run(path, self._trash, _named(path), path)
+
+    async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
+        return await self._run(path, self._rename, _named(path), path, new_name)
+
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        return await self._run(path, self._move, _named(path), path, _named(new_path),
+                               new_path)
+
     async def close(self) -> None:
         """Stop the copy workers once they finish what they were sent; every file is closed by
         the call that opened it."""
@@ -583,7 +594,8 @@ class LocalConnector:
                 except FileNotFoundError:
                     continue  # deleted while we were listing
                 if stat.S_ISREG(info.st_mode):  # the common case, without a call
-                    entries.append(Entry(item.name, False, info.st_size, _mtime(info)))
+                    entries.append(Entry(item.name, False, info.st_size, _mtime(info),
+                                         str(info.st_ino)))
                 else:
                     entries.append(self._entry(item.name, item.path, info))
         return entries
@@ -609,7 +621,7 @@ class LocalConnector:
             if stat.S_ISDIR(info.st_mode):
                 return Entry(name, False, skip_reason=_LINK_TO_FOLDER)
         if stat.S_ISREG(info.st_mode):
-            return Entry(name, False, info.st_size, _mtime(info))
+            return Entry(name, False, info.st_size, _mtime(info), str(info.st_ino))
         if stat.S_ISDIR(info.st_mode):
             return Entry(name, True, mtime=_mtime(info))
         return Entry(name, False, skip_reason=_NOT_REGULAR)
@@ -692,7 +704,7 @@ class LocalConnector:
             raise AlreadyExists(f"a folder already stands at {self._where(path)}",
                                 Entry(segments[-1], True)) from err
         part.path = None  # published: nothing left to delete
-        return Entry(segments[-1], False, info.st_size, _mtime(info))
+        return Entry(segments[-1], False, info.st_size, _mtime(info), str(info.st_ino))
 
     def _stage_small(self, staged: _Staged) -> None:
         for item in staged.waiting:
@@ -773,6 +785,41 @@ class LocalConnector:
 
     def _set_mtime(self, segments: list[str], path: str, mtime: float) -> None:
         _utime(self._resolve(segments, path), mtime)
+
+    def _trash(self, segments: list[str], path: str) -> None:
+        """Move the item to `.dryviq-trash/DATE/path` (UTC date); a name already in today's
+        trash gets " (1)", " (2)" …, so nothing trashed twice in a day is lost."""
+        full = os.path.join(self._resolve(segments[:-1], path), segments[-1])
+        root, _ = self._root_paths()
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        folder = os.path.join(root, TRASH_FOLDER, day, *segments[:-1])
+        os.makedirs(folder, exist_ok=True)
+        stem, ext = os.path.splitext(segments[-1])
+        target = os.path.join(folder, segments[-1])
+        for n in itertools.count(1):
+            if not os.path.lexists(target):
+                break
+            target = os.path.join(folder, f"{stem} ({n}){ext}")
+        os.rename(full, target)
+        self._folders.clear()
+
+    def _rename(self, segments: list[str], path: str, new_name: str) -> Entry:
+        problem = segment_problem(new_name)
+        if problem:
+            raise InvalidPath(f"name {new_name!r}: {problem}")
+        return self._move(segments, path, [*segments[:-1], new_name], path)
+
+    def _move(self, segments: list[str], path: str, new: list[str], new_path: str) -> Entry:
+        """Rename within the root, never over something already there."""
+        target = os.path.join(self._resolve(new[:-1], new_path), new[-1])
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", target)
+        os.rename(os.path.join(self._resolve(segments[:-1], path), segments[-1]), target)
+        self._folders.clear()
+        info = os.lstat(target)
+        if stat.S_ISDIR(info.st_mode):
+            return Entry(new[-1], True, mtime=_mtime(info))
+        return Entry(new[-1], False, info.st_size, _mtime(info), str(info.st_ino))
 
     def _remove(self, segments: list[str], path: str, delete: Callable[[str], None]) -> None:
         delete(os.path.join(self._resolve(segments[:-1], path), segments[-1]))

@@ -16,6 +16,11 @@ deprecated and slower since 2025-11-01 (announcements/overview.md); `[procore]
 direct_upload_max` may still turn it on for small files, with a warning. Files above `[procore]
 segment_size_mib` go in segments, each PUT to its own URL; a segmented upload is recorded in
 the state DB after every segment, so a killed run's successor sends only the segments missing.
+
+A file keeps every version (`Features.versions`): `versions` lists them oldest first, free
+where the folder listing held the file's `file_versions[]` (a folder-by-folder listing does;
+the flat index shows only the current version, so a file with several costs one
+`GET /files/{id}`), and `read_version` streams one (one download call each).
 """
 
 from __future__ import annotations
@@ -106,10 +111,38 @@ def _latest_version(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(versions, key=lambda v: v.get("number") or 0, default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """One stored version of a file, as Procore lists it in a File's `file_versions[]`
+    (OpenAPI: Project Folders and Files, FileVersion): its number (1 the first), size, when
+    it was made (`created_at`) and its id. `url` is Procore's opaque download URL for it
+    (best_practices/secure_file_access_tips.md: `files[].file_versions[].url`)."""
+
+    number: int
+    size: int
+    mtime: float | None
+    version: str
+    url: str | None = field(default=None, repr=False)
+
+
+def _file_versions(data: list[dict[str, Any]]) -> tuple[FileVersion, ...]:
+    """Versions oldest first. Procore's docs name no order for `file_versions[]` (the
+    sandbox lists the newest first), so they are sorted by number."""
+    versions = [FileVersion(int(v.get("number") or 0), int(v.get("size") or 0),
+                            _epoch(v.get("created_at")), str(v["id"]), v.get("url"))
+                for v in data if v.get("id") is not None]
+    if len(versions) > 1:
+        versions.sort(key=lambda v: v.number)
+    return tuple(versions)
+
+
 @dataclass(slots=True)
 class _Child:
     entry: Entry
     url: str | None = None  # a file's latest version download URL, where a listing gave it
+    # a file's versions, oldest first, where the listing gave them all (a folder's listing
+    # does, the flat index only the current one): None when unknown
+    versions: tuple[FileVersion, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -133,11 +166,12 @@ def _folder_entry(data: dict[str, Any]) -> Entry:
 
 
 def _file_child(data: dict[str, Any]) -> _Child:
-    latest = _latest_version(data.get("file_versions") or []) or {}
+    listed = data.get("file_versions") or []
+    latest = _latest_version(listed) or {}
     entry = Entry(data["name"], False, int(data.get("size") or latest.get("size") or 0),
                   _epoch(data.get("updated_at")), str(data["id"]),
                   str(latest["id"]) if latest.get("id") else None)
-    return _Child(entry, latest.get("url"))
+    return _Child(entry, latest.get("url"), _file_versions(listed))
 
 
 def _is_content(data: dict[str, Any]) -> bool:
@@ -306,7 +340,9 @@ class ProcoreConnector:
                 parent.children[item["name"]] = _Child(
                     Entry(item["name"], False, int(size or 0), _epoch(item.get("updated_at")),
                           str(item["id"]), str(current["id"]) if current.get("id") else None),
-                    current.get("url"))
+                    current.get("url"),
+                    # the current version is the whole history when it is the first
+                    _file_versions([current]) if current.get("number") == 1 else None)
         self._folders = {paths[fid]: folder for fid, folder in folders.items()}  # type: ignore[misc]
 
     # -- reading ----------------------------------------------------------------------------
@@ -322,6 +358,35 @@ class ProcoreConnector:
             if not url:
                 raise ConnectorError(f"/{path}: Procore lists no downloadable version")
         async for chunk in self.client.download(url, what=f"download /{path}"):
+            yield chunk
+
+    # -- versions ---------------------------------------------------------------------------
+
+    async def versions(self, path: str, entry: Entry) -> list[FileVersion]:
+        """The versions of the file `entry` listed at `path`, oldest first. Free where its
+        folder was listed folder by folder (a listing holds every file's `file_versions[]`)
+        or the index shows one version; otherwise one `GET /files/{id}`."""
+        parent_path, _, name = path.rpartition("/")
+        child = (await self._listed(parent_path)).find(name)
+        if (child is not None and child.versions is not None
+                and child.entry.native_id == entry.native_id
+                and child.entry.version == entry.version):
+            return list(child.versions)
+        data = await self.client.get_json(f"/rest/v1.0/files/{entry.native_id}",
+                                          what=f"/{path}", params=self._params)
+        return list(_file_versions(data.get("file_versions") or []))
+
+    async def read_version(self, path: str, entry: Entry,
+                           version: FileVersion) -> AsyncIterator[bytes]:
+        """Stream one version of the file `entry` at `path`, as `versions` listed it."""
+        url = version.url
+        if url is None:
+            found = {v.version: v for v in await self.versions(path, entry)}.get(version.version)
+            url = found.url if found else None
+            if url is None:
+                raise NotFound(f"/{path}: Procore no longer lists version {version.number}")
+        async for chunk in self.client.download(
+                url, what=f"download /{path} (version {version.number})"):
             yield chunk
 
     # -- writing ----------------------------------------------------------------------------
@@ -588,6 +653,11 @@ class ProcoreConnector:
     async def rmdir(self, path: str, entry: Entry) -> None:
         await self._delete("folders", path, entry)
 
+    async def trash(self, path: str, entry: Entry) -> None:
+        """Procore's deletes go to the project's Recycle Bin (procore-api.md: Delete file and
+        Delete folder answer 200, "moved to Recycle Bin")."""
+        await self._delete("folders" if entry.is_dir else "files", path, entry)
+
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
         """Rename a file or folder in place; a file keeps its version history."""
         what = f"rename /{path}"
@@ -601,6 +671,28 @@ class ProcoreConnector:
                 params=self._params, data={"file[name]": new_name})).json()
         self.forget()
         return _folder_entry(data) if entry.is_dir else _file_child(data).entry
+
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        """Move a file to another folder and name in one call (PATCH /files/{id} with
+        file[parent_id] and file[name], procore-api.md "Rename / move"); its version history
+        goes with it. The new folder exists."""
+        new_parent, _, new_name = new_path.rpartition("/")
+        target = await self._listed(new_parent)
+        if target.find(new_name) is not None:
+            raise AlreadyExists(f"/{new_path} already exists")
+        data = (await self.client.send(
+            "PATCH", f"/rest/v1.0/files/{entry.native_id}", what=f"move /{path}",
+            params=self._params,
+            data={"file[name]": new_name, "file[parent_id]": str(target.id)})).json()
+        moved = _file_child(data)
+        old = self._folders.get(path.rpartition("/")[0])
+        if old is not None and old.children is not None:
+            gone = old.find(path.rpartition("/")[2])
+            if gone is not None:
+                old.children.pop(gone.entry.name, None)
+        if target.children is not None:
+            target.children[moved.entry.name] = moved
+        return moved.entry
 
     async def set_mtime(self, path: str, mtime: float) -> None:
         raise InvalidPath("Procore sets modification times itself")

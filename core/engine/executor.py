@@ -32,8 +32,10 @@ from core.connectors.base import (
 )
 from core.engine.planner import Action, Plan
 from core.engine.stats import ExecutionStats
+from core.engine.throttle import JobThrottles, throttled
+from core.engine.versions import carry_older_versions
 from core.paths import join
-from core.state import ItemLog, ItemRecord
+from core.state import Forgotten, ItemLog, ItemRecord
 
 log = logging.getLogger("dryviq.engine")
 T = TypeVar("T")
@@ -60,21 +62,60 @@ def _open_files_allowed() -> int:
 
 @dataclass(slots=True)
 class FileTask:
-    """One file to write: where it comes from, where it goes, and its pending record."""
+    """One file to write: read from one side, written to the other (the destination, or the
+    source where a sync sends a change back), and its pending record."""
 
-    source_path: str
-    source: Entry
-    destination_path: str
-    destination: Entry | None
+    from_path: str
+    entry: Entry  # the file read
+    to_path: str
+    replacing: Entry | None  # what stands at `to_path` now
     action: Action
     record: ItemRecord
+    to_source: bool = False
+    move: bool = False  # the file read is removed once the written copy is verified
 
 
-def conflict_name(name: str, mtime: float | None) -> str:
-    """The name the source version gets beside a destination file changed on both sides."""
+@dataclass(slots=True)
+class DeleteTask:
+    """One file or empty folder to delete (to the trash, unless the job opts out)."""
+
+    path: str
+    entry: Entry
+    record: ItemRecord | None  # what the item's record says once it is gone (`jobs items`)
+    to_source: bool = False
+
+
+@dataclass(slots=True)
+class MoveTask:
+    """A file moved or renamed on one side since the last run, content unchanged: the same
+    move made on the other side, instead of a new transfer there and a delete."""
+
+    path: str  # where the file still is on the side changed
+    entry: Entry
+    to_path: str
+    gone: ItemRecord  # the record of its old place
+    record: ItemRecord  # the pending record of its new place
+    moved: Entry  # the file the user moved, at its new place on the other side
+    to_source: bool = False
+
+
+def conflict_name(name: str, mtime: float | None, label: str = "source conflict") -> str:
+    """The name of a conflict copy: the file's own name, then the label and the date (of the
+    copied version's modification time), so it sorts beside its file."""
     stem, ext = os.path.splitext(name)
     stamp = time.strftime("%Y-%m-%d %H%M%S", time.gmtime(mtime or time.time()))
-    return f"{stem} (source conflict {stamp}){ext}"
+    return f"{stem} ({label} {stamp}){ext}"
+
+
+def _in_step(record: ItemRecord, there: Entry, here: Entry) -> None:
+    """Set what each side holds now (`there`: the source, `here`: the destination): what the
+    next run compares with."""
+    record.size, record.mtime = there.size, there.mtime
+    record.source_id, record.source_version = there.native_id, there.version
+    record.destination_id, record.destination_version = here.native_id, here.version
+    record.destination_mtime = here.mtime
+    record.last_error = None
+    record.updated_at = time.time()
 
 
 class Executor:
@@ -84,7 +125,8 @@ class Executor:
     def __init__(
         self, source: Connector, destination: Connector, *, items: ItemLog,
         stats: ExecutionStats, parallel: int, simulate: bool, halt_on_failure: bool,
-        stop: asyncio.Event, on_event: Callable[[str, str], None],
+        stop: asyncio.Event, on_event: Callable[[str, str], None], trash: bool = True,
+        carry_versions: bool = False, throttles: JobThrottles | None = None,
     ) -> None:
         self.source = source
         self.destination = destination
@@ -92,6 +134,11 @@ class Executor:
         self.stats = stats
         self.simulate = simulate
         self.halt_on_failure = halt_on_failure
+        self.trash = trash
+        # versioning "select": "all": a file's older versions go first (to the destination
+        # only: a sync sends a change back to the source as its latest version alone)
+        self.carry_versions = carry_versions and source.features.versions
+        self.throttles = throttles or JobThrottles()  # the job's bandwidth limits
         self.stop = stop
         self.on_event = on_event
         self.halted = False
@@ -101,15 +148,13 @@ class Executor:
         # set by the run: the plan for a file when something turned up at its destination
         # after the folder was listed (another job writing there), as if it had been listed
         self.decide_again: Callable[[FileTask, Entry], Plan] | None = None
-        # the destination cannot be re-checked by mtime: a finished item's record must be on
-        # disk before the next one starts, or a crash would make the rerun send it again
-        self._durable = not destination.features.can_set_mtime
         self._local_to_local = source.features.local_files and destination.features.local_files
         # Two lanes, so large files start while thousands of small ones wait their turn;
         # `parallel` slots bound the files in flight across both, as parallel_writes says.
         self._slots = asyncio.Semaphore(parallel)
         self._batch_size = max(1, min(BATCH, _open_files_allowed() // parallel))
-        self._files: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=parallel * 4)
+        self._files: asyncio.Queue[FileTask | DeleteTask | None] = asyncio.Queue(
+            maxsize=parallel * 4)
         self._small: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=BACKLOG)
         self._workers = [asyncio.create_task(work()) for work in (self._work, self._work_small)
                          for _ in range(parallel)]
@@ -122,12 +167,72 @@ class Executor:
             return simulated
         return await change()
 
-    async def make_folder(self, path: str) -> Entry:
-        entry = await self._apply(f"create folder {path}",
-                                  lambda: self.destination.mkdir(path),
+    def _ends(self, to_source: bool) -> tuple[Connector, Connector]:
+        """(the side read, the side written)."""
+        return (self.destination, self.source) if to_source else (self.source, self.destination)
+
+    def _durable(self, writer: Connector) -> bool:
+        """A side that cannot be re-checked by mtime: a finished item's record must be on disk
+        before the next one starts, or a crash would make the rerun send it again."""
+        return not writer.features.can_set_mtime
+
+    async def make_folder(self, path: str, *, to_source: bool = False) -> Entry:
+        writer = self._ends(to_source)[1]
+        entry = await self._apply(f"create folder {path}", lambda: writer.mkdir(path),
                                   Entry(path.rpartition("/")[2], is_dir=True))
         self.stats.folders_created += 1
         return entry
+
+    async def move_now(self, task: MoveTask) -> None:
+        side = self._ends(task.to_source)[1]
+        try:
+            moved = await self._apply(f"move {task.path} to {task.to_path}",
+                                      lambda: side.move(task.path, task.entry, task.to_path),
+                                      task.entry)
+        except ConnectorError as exc:
+            if isinstance(exc, BudgetSpent | Fatal | AuthExpired):
+                await self._failed(None, exc)
+                return
+            self.stats.failed += 1  # the next run sends it as a new file instead
+            self.on_event("failed", f"{task.path}: cannot move to {task.to_path}: {exc}")
+            return
+        self.stats.moved += 1
+        if self.simulate:
+            return
+        self.items.record(Forgotten(task.gone.job_id, task.gone.path))
+        record = task.record
+        there, here = (moved, task.moved) if task.to_source else (task.moved, moved)
+        _in_step(record, there, here)
+        record.destination_path = task.path if task.to_source else task.to_path
+        record.status = "success"
+        self.items.record(record)
+
+    async def delete(self, task: DeleteTask) -> None:
+        self.stats.planned_files += not task.entry.is_dir
+        await self._files.put(task)
+
+    async def delete_now(self, task: DeleteTask) -> None:
+        """Delete a file (or an emptied folder) on one side; its record goes with it."""
+        side = self._ends(task.to_source)[1]
+        gone = side.trash if self.trash else (side.rmdir if task.entry.is_dir else side.remove)
+        try:
+            with contextlib.suppress(NotFound):  # gone already: the outcome wanted
+                await self._apply(f"delete {task.path}", lambda: gone(task.path, task.entry),
+                                  None)
+        except ConnectorError as exc:
+            if isinstance(exc, BudgetSpent | Fatal | AuthExpired):
+                await self._failed(None, exc)
+                return
+            self.stats.failed += 1
+            self.on_event("failed", f"{task.path}: cannot delete: {exc}")
+            return
+        if task.to_source:
+            self.stats.deleted_source += 1
+        else:
+            self.stats.deleted_destination += 1
+        if task.record is not None and not self.simulate:
+            task.record.updated_at = time.time()
+            self.items.record(task.record)
 
     async def remove_leftover(self, path: str, entry: Entry) -> None:
         """Delete a partial file an interrupted run left at the destination."""
@@ -142,8 +247,9 @@ class Executor:
 
     async def submit(self, task: FileTask) -> None:
         self.stats.planned_files += 1
-        self.stats.planned_bytes += task.source.size
-        task.record.destination_path = self._target(task)[0]
+        self.stats.planned_bytes += task.entry.size
+        if not task.to_source:
+            task.record.destination_path = self._target(task)[0]
         self.items.record(task.record)
         await (self._small if self._batchable(task) else self._files).put(task)
 
@@ -166,8 +272,12 @@ class Executor:
         while (task := await self._files.get()) is not None:
             if not self._stopping():
                 async with self._slots:
+                    if isinstance(task, DeleteTask):
+                        await self.delete_now(task)
+                        continue
                     with self._flying(1):
-                        await self._run(task)
+                        await (self._conflict(task) if task.action is Action.CONFLICT
+                               else self._run(task))
 
     async def _work_small(self) -> None:
         while (task := await self._small.get()) is not None:
@@ -194,27 +304,28 @@ class Executor:
             self.stats.in_flight -= files
 
     def _batchable(self, task: FileTask) -> bool:
-        return self._local_to_local and not self.simulate and task.source.size <= SMALL_FILE
+        return (self._local_to_local and not self.simulate and task.entry.size <= SMALL_FILE
+                and task.action is not Action.CONFLICT and task.to_source is False)
 
     @staticmethod
     def _target(task: FileTask) -> tuple[str, Entry | None]:
         """Where the file goes, and what it replaces there."""
         if task.action is Action.KEEP_BOTH:
-            parent, _, name = task.destination_path.rpartition("/")
-            return join(parent, conflict_name(name, task.source.mtime)), None
-        return task.destination_path, task.destination
+            parent, _, name = task.to_path.rpartition("/")
+            return join(parent, conflict_name(name, task.entry.mtime)), None
+        return task.to_path, task.replacing
 
     async def _run_batch(self, batch: list[FileTask]) -> None:
         """Small files from a local disk to a local disk: the destination copies the whole
         batch at once, with no round trip per file."""
         targets = [self._target(task)[0] for task in batch]
-        files = [(path, self.source.local_file(task.source_path, task.source),  # type: ignore[attr-defined]
-                  task.source.mtime) for path, task in zip(targets, batch, strict=True)]
+        files = [(path, self.source.local_file(task.from_path, task.entry),  # type: ignore[attr-defined]
+                  task.entry.mtime) for path, task in zip(targets, batch, strict=True)]
 
         def write() -> Awaitable[list[Entry | ConnectorError]]:
             return self.destination.copy_small(files)  # type: ignore[no-any-return, attr-defined]
 
-        simulated: list[Entry | ConnectorError] = [task.source for task in batch]
+        simulated: list[Entry | ConnectorError] = [task.entry for task in batch]
         results = await self._apply(f"write {len(batch)} small files", write, simulated)
         for task, path, result in zip(batch, targets, results, strict=True):
             if isinstance(result, Retryable):
@@ -222,21 +333,58 @@ class Executor:
             elif isinstance(result, ConnectorError):
                 await self._not_written(task, result)
             else:
-                self.stats.bytes += task.source.size
+                self.stats.bytes += task.entry.size
                 await self._succeeded(task, path, result)
+
+    async def _conflict(self, task: FileTask) -> None:
+        """Changed on both sides, `copy` policy: the older file (at `to_path`) is renamed to a
+        conflict copy where it is, the newer is written under the name, and the conflict copy
+        is copied to the other side. Each step leaves both versions on disk somewhere."""
+        writer = self._ends(task.to_source)[1]
+        older = task.replacing
+        assert older is not None
+        parent, _, name = task.to_path.rpartition("/")
+        copy_path = join(parent, conflict_name(name, older.mtime, "conflict"))
+        other_parent, _, other_name = task.from_path.rpartition("/")
+        other_copy = join(other_parent, conflict_name(other_name, older.mtime, "conflict"))
+        try:
+            renamed = await self._apply(f"rename {task.to_path} to a conflict copy",
+                                        lambda: writer.rename(task.to_path, older,
+                                                              copy_path.rpartition("/")[2]),
+                                        older)
+        except ConnectorError as exc:
+            await self._failed(task, exc)
+            return
+        await self._run(replace(task, replacing=None, action=Action.UPDATE))
+        if self.simulate or task.record.status not in ("success", "processed"):
+            return
+        # the older version, now beside the newer on its own side, goes to the other side too
+        copied = ItemRecord(
+            job_id=task.record.job_id,
+            path=join(task.record.parent, conflict_name(
+                task.record.path.rpartition("/")[2], older.mtime, "conflict")),
+            parent=task.record.parent, is_dir=False, size=renamed.size, mtime=None,
+            action="create_source" if not task.to_source else "create", status="pending",
+            execution_id=task.record.execution_id)
+        await self._run(FileTask(copy_path, renamed, other_copy, None, Action.CREATE, copied,
+                                 to_source=not task.to_source))
 
     async def _run(self, task: FileTask) -> None:
         sent = 0
+        reader, writer = self._ends(task.to_source)
 
         def count(size: int) -> None:
             nonlocal sent
             sent += size
             self.stats.bytes += size
 
+        # the job's limits on this direction (none between two local folders)
+        limits = self.throttles.between(reader.features, writer.features)
+
         async def counted() -> AsyncIterator[bytes]:
             try:
-                async with contextlib.aclosing(
-                        self.source.read(task.source_path, task.source)) as it:
+                async with contextlib.aclosing(throttled(
+                        reader.read(task.from_path, task.entry), *limits)) as it:
                     async for chunk in it:
                         count(len(chunk))
                         yield chunk
@@ -244,25 +392,43 @@ class Executor:
                 raise Vanished(str(exc)) from exc
 
         path, replacing = self._target(task)
-        source = task.source
-        if self._durable and replacing is not None and not self.simulate:
+        entry = task.entry
+        carry = (self.carry_versions and not task.to_source and not self.simulate
+                 and task.action in (Action.CREATE, Action.UPDATE))
+
+        async def carried_one(number: int, written: Entry) -> None:
+            # into a file that keeps versions, each carried version is recorded before the
+            # next: a rerun must not add one twice, nor take it for an edit made there
+            task.record.source_versions = number
+            task.record.destination_id = written.native_id
+            task.record.destination_version = written.version
+            await self.items.record_durably(task.record)
+
+        if self._durable(writer) and replacing is not None and not self.simulate:
             # on disk before the new version can land: a run killed after it landed leaves
-            # a record that tells the next run so, not one that reads as a change made at
-            # the destination
+            # a record that tells the next run so, not one that reads as a change made there
             await self.items.record_durably(task.record)
 
         def write() -> Awaitable[Entry]:
             if self._local_to_local:  # the kernel copies from file to file
-                return self.destination.write_local(  # type: ignore[attr-defined]
-                    path, self.source.local_file(task.source_path, source),  # type: ignore[attr-defined]
-                    mtime=source.mtime, on_copied=count)
-            return self.destination.write(path, counted(), size=source.size, mtime=source.mtime,
-                                          replacing=replacing)
+                return writer.write_local(  # type: ignore[attr-defined]
+                    path, reader.local_file(task.from_path, entry),  # type: ignore[attr-defined]
+                    mtime=entry.mtime, on_copied=count)
+            return writer.write(path, counted(), size=entry.size, mtime=entry.mtime,
+                                replacing=replacing)
 
         for attempt in range(IN_RUN_RETRIES + 1):
             try:
+                if carry:
+                    carried = await carry_older_versions(
+                        reader, writer, task.from_path, entry, path, replacing,
+                        already=task.record.source_versions, on_carried=carried_one,
+                        on_bytes=count)
+                    replacing = carried.replacing  # the file the first older version made
+                    self.stats.versions += carried.versions
+                    task.record.source_versions = carried.latest
                 written = await self._apply(f"{task.action} {path}", write,
-                                            replace(source, native_id=None, version=None))
+                                            replace(entry, native_id=None, version=None))
                 break
             except Retryable as exc:
                 self.stats.bytes -= sent
@@ -273,7 +439,7 @@ class Executor:
                 delay = RETRY_DELAY * 2 ** attempt
                 if isinstance(exc, RetryAfter):
                     delay = max(delay, exc.until - time.time())
-                self.on_event("retry", f"{task.source_path}: {exc}; trying again in "
+                self.on_event("retry", f"{task.from_path}: {exc}; trying again in "
                                        f"{delay:.1f} s")
                 await asyncio.sleep(delay)
             except ConnectorError as exc:
@@ -281,24 +447,50 @@ class Executor:
                 await self._not_written(task, exc)
                 return
         if self.simulate:
-            self.stats.bytes += source.size
+            self.stats.bytes += entry.size
         await self._succeeded(task, path, written)
+
+    async def _remove_moved(self, task: FileTask, written: Entry) -> None:
+        """A move job's last step: the source file goes once its copy is confirmed (same size,
+        and the same hash where both sides give one of the same kind)."""
+        mismatch = written.size != task.entry.size
+        theirs = dict(written.hashes)
+        mismatch = mismatch or any(theirs.get(kind, digest) != digest
+                                   for kind, digest in task.entry.hashes)
+        if mismatch:
+            task.record.status = "remediation"
+            task.record.note = "the copy at the destination does not match; the source is kept"
+            self.stats.flagged += 1
+            self.on_event("flagged", f"{task.from_path}: {task.record.note}")
+            self.items.record(task.record)
+            return
+        task.record.action = "move"  # what `jobs items` shows once the source is gone
+        await self.delete_now(DeleteTask(task.from_path, task.entry, task.record,
+                                         to_source=True))
 
     async def _succeeded(self, task: FileTask, path: str, written: Entry) -> None:
         self.stats.transferred += 1
+        new = task.action is Action.CREATE or task.replacing is None
+        if task.to_source:
+            self.stats.bytes_to_source += task.entry.size
+            self.stats.added_source += new
+            self.stats.updated_source += not new
+        else:
+            self.stats.added_destination += new
+            self.stats.updated_destination += not new
         if self.simulate:
             return  # recorded as pending when planned: that is all a simulation leaves
         record = task.record
         record.status = "processed" if record.note else "success"
-        record.destination_id = written.native_id
-        record.destination_version = written.version
-        record.destination_path = path
-        record.last_error = None
-        record.updated_at = time.time()
-        if self._durable:
+        there, here = (written, task.entry) if task.to_source else (task.entry, written)
+        _in_step(record, there, here)
+        record.destination_path = task.from_path if task.to_source else path
+        if self._durable(self._ends(task.to_source)[1]):
             await self.items.record_durably(record)
         else:
             self.items.record(record)
+        if task.move:
+            await self._remove_moved(task, written)
 
     async def _not_written(self, task: FileTask, exc: ConnectorError) -> None:
         """A write that did not happen: the source file gone, something new at the
@@ -306,7 +498,8 @@ class Executor:
         if isinstance(exc, Vanished):
             self._decided(task, Action.SKIP, "skipped", VANISHED)
         elif (isinstance(exc, AlreadyExists) and exc.existing is not None
-              and task.destination is None and self.decide_again is not None):
+              and task.replacing is None and not task.to_source
+              and self.decide_again is not None):
             await self._appeared(task, exc.existing)
         else:
             await self._failed(task, exc)
@@ -323,7 +516,7 @@ class Executor:
             task.record.action = str(plan.action)
             task.record.note = "; ".join(filter(None, [task.record.note, plan.reason])) or None
             task.record.destination_version = found.version  # what it replaces
-            await self._run(replace(task, destination=found, action=plan.action))
+            await self._run(replace(task, replacing=found, action=plan.action))
             return
         status = {Action.SKIP: "skipped", Action.FLAG: "remediation"}.get(
             plan.action, "processed" if task.record.note or plan.reason else "success")
@@ -333,11 +526,11 @@ class Executor:
                  found: Entry | None = None) -> None:
         """Record and count a file planned for writing that is not written after all."""
         self.stats.planned_files -= 1
-        self.stats.planned_bytes -= task.source.size
+        self.stats.planned_bytes -= task.entry.size
         record = task.record
         if status == "remediation":
             self.stats.flagged += 1
-            self.on_event("flagged", f"{task.source_path}: {reason}")
+            self.on_event("flagged", f"{task.from_path}: {reason}")
         else:
             self.stats.skipped += 1
         record.action, record.status = str(action), status
@@ -348,8 +541,7 @@ class Executor:
         record.updated_at = time.time()
         self.items.record(record)
 
-    async def _failed(self, task: FileTask, exc: ConnectorError) -> None:
-        record = task.record
+    async def _failed(self, task: FileTask | None, exc: ConnectorError) -> None:
         if isinstance(exc, BudgetSpent):
             # not the item's fault either: it stays pending for the run after the reset
             self.paused, self.halted = self.paused or exc, True
@@ -359,6 +551,8 @@ class Executor:
             # stop the run and leave the item to the next one without spending an attempt
             self.fatal, self.halted = self.fatal or exc, True
             return
+        assert task is not None
+        record = task.record
         record.attempts += 1
         # a destination's NotFound (the source's is Vanished): removed by someone meanwhile
         error = record.last_error = (f"gone from the destination during the run: {exc}"
@@ -367,12 +561,12 @@ class Executor:
         if record.attempts >= MAX_ATTEMPTS:
             record.status = "remediation"
             self.stats.flagged += 1
-            self.on_event("flagged", f"{task.source_path}: {error} (gave up after "
+            self.on_event("flagged", f"{task.from_path}: {error} (gave up after "
                                      f"{record.attempts} attempts)")
         else:
             record.status = "retry"
             self.stats.failed += 1
-            self.on_event("failed", f"{task.source_path}: {error}")
+            self.on_event("failed", f"{task.from_path}: {error}")
         self.items.record(record)
         if self.halt_on_failure:
             self.halted = True

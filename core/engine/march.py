@@ -8,7 +8,7 @@ follows the largest folder, never the whole tree.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from core.connectors.base import Entry, PathRules
@@ -38,12 +38,26 @@ class NamePolicy:
     rename_duplicates: bool = True
 
 
-def _numbered(name: str, n: int) -> str:
+def _numbered(name: str, n: int, parent: str, policy: NamePolicy) -> str | None:
+    """`name` with " (n)" before its extension, its stem shortened where the destination's
+    length rules need it and the job allows truncation; None when it cannot fit."""
     stem, ext = os.path.splitext(name)
-    return f"{stem} ({n}){ext}"
+    suffix = f" ({n}){ext}"
+    for keep in range(len(stem), 0, -1):
+        candidate = stem[:keep] + suffix
+        if fit_name(candidate, parent, policy.rules, transform=False).refusal is None:
+            return candidate
+        if not policy.truncate:
+            return None
+    return None
+
+
+def _renamed(name: str) -> str:
+    return f"renamed to {name!r}: another source item has the same name at the destination"
 
 
 def _fit_sources(sources: list[Entry], parent: str, policy: NamePolicy,
+                 destinations: list[Entry], chosen: Mapping[str, str],
                  ) -> tuple[list[tuple[str, Pair]], list[Pair]]:
     """Source pairs keyed for merging, and the pairs refused outright."""
     keyed: list[tuple[str, Pair]] = []
@@ -57,46 +71,69 @@ def _fit_sources(sources: list[Entry], parent: str, policy: NamePolicy,
         else:
             keyed.append((match_key(fit.name, policy.case_insensitive), pair))
     if len({key for key, _ in keyed}) < len(keyed):
-        keyed = _separate(keyed, policy, refused)
+        keyed = _separate(keyed, parent, policy, refused, destinations, chosen)
     keyed.sort(key=lambda kp: kp[0])
     refused.sort(key=lambda pair: pair.name)
     return keyed, refused
 
 
-def _separate(keyed: list[tuple[str, Pair]], policy: NamePolicy, refused: list[Pair],
+def _separate(keyed: list[tuple[str, Pair]], parent: str, policy: NamePolicy,
+              refused: list[Pair], destinations: list[Entry], chosen: Mapping[str, str],
               ) -> list[tuple[str, Pair]]:
     """Give source items that land on the same destination name distinct names (" (1)"), or
-    refuse all but one. A name that needed no fixing keeps it; the rest go in name order."""
-    keyed.sort(key=lambda kp: (kp[1].note is not None, kp[1].source.name))  # type: ignore[union-attr]
-    taken = {key for key, _ in keyed}
+    refuse all but one. The name an earlier run chose for an item stays its name (`chosen`:
+    source name -> destination name, from the job's records), so a new collision never takes
+    a number from a file already sent; then a name that needed no fixing keeps it, the rest
+    go in name order. A number is never one a file only at the destination already has."""
+    def key(name: str) -> str:
+        return match_key(name, policy.case_insensitive)
+
+    def rank(kp: tuple[str, Pair]) -> tuple[bool, bool, str]:
+        source = kp[1].source
+        assert source is not None
+        return source.name not in chosen, kp[1].note is not None, source.name
+
+    keyed.sort(key=rank)
+    owned = {key(name) for name in chosen.values()}
+    taken = {k for k, _ in keyed} | {key(e.name) for e in destinations} - owned
     seen: set[str] = set()
     separated = []
-    for key, pair in keyed:
-        if key in seen:
+    for fitted, pair in keyed:
+        source = pair.source
+        assert source is not None
+        earlier = chosen.get(source.name)
+        if earlier is not None and key(earlier) != fitted and key(earlier) not in seen:
+            fitted, pair.name = key(earlier), earlier  # the number an earlier run gave it
+            pair.note = "; ".join(filter(None, [pair.note, _renamed(earlier)]))
+        elif fitted in seen:
             if not policy.rename_duplicates:
                 pair.refusal = f"another source item also becomes {pair.name!r} at the destination"
                 refused.append(pair)
                 continue
-            n = 1
-            while match_key(_numbered(pair.name, n), policy.case_insensitive) in taken:
+            renamed, n = None, 1
+            while renamed is None or key(renamed) in taken or key(renamed) in seen:
+                renamed = _numbered(pair.name, n, parent, policy)
+                if renamed is None:
+                    break
                 n += 1
-            renamed = _numbered(pair.name, n)
-            pair.note = "; ".join(filter(None, [
-                pair.note, f"renamed to {renamed!r}: another source item has the same name "
-                           "at the destination"]))
-            pair.name = renamed
-            key = match_key(renamed, policy.case_insensitive)
-            taken.add(key)
-        seen.add(key)
-        separated.append((key, pair))
+            if renamed is None:
+                pair.refusal = (f"another source item also becomes {pair.name!r} at the "
+                                f"destination, and there is no room for a number in its name")
+                refused.append(pair)
+                continue
+            pair.note = "; ".join(filter(None, [pair.note, _renamed(renamed)]))
+            pair.name, fitted = renamed, key(renamed)
+        seen.add(fitted)
+        separated.append((fitted, pair))
     return separated
 
 
 def pair_folder(sources: list[Entry], destinations: list[Entry], parent: str,
-                policy: NamePolicy) -> Iterator[Pair]:
+                policy: NamePolicy, chosen: Mapping[str, str] | None = None) -> Iterator[Pair]:
     """Pairs for one folder: refused sources first, then the merge in key order.
-    `parent` is the destination folder's path (for path-length rules)."""
-    keyed, refused = _fit_sources(sources, parent, policy)
+    `parent` is the destination folder's path (for path-length rules); `chosen` the names
+    earlier runs gave source items at the destination, by source name."""
+    keyed, refused = _fit_sources(sources, parent, policy, destinations, chosen or {})
     yield from refused
     theirs = sorted(((match_key(e.name, policy.case_insensitive), e) for e in destinations),
                     key=lambda kp: kp[0])

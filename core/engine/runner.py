@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from core.connections import overlap
 from core.connectors import Opening, open_connector
 from core.connectors.base import (
+    ENGINE_FOLDERS,
     LEFTOVER_PART,
     AuthExpired,
     BudgetSpent,
@@ -27,19 +28,20 @@ from core.connectors.base import (
     NotFound,
     Vanished,
 )
-from core.engine.executor import VANISHED, Executor, FileTask
+from core.engine.executor import VANISHED, DeleteTask, Executor, FileTask, MoveTask
 from core.engine.march import NamePolicy, Pair, pair_folder
-from core.engine.planner import SENT, Action, Plan, Rules, plan_copy
+from core.engine.planner import KINDS, SENT, Action, Plan, Rules, unchanged_since
 from core.engine.stats import ExecutionStats, Throughput
+from core.engine.throttle import JobThrottles
 from core.home import Home
-from core.jobs import Job, Transfer, parse_job
+from core.jobs import TRANSFER_TYPES, Job, Transfer, parse_job
 from core.logs import logged_events
-from core.paths import join, valid_utf8
-from core.state import ItemLog, ItemRecord, ItemState, JobRecord, State
+from core.paths import fit_name, join, valid_utf8
+from core.state import Forgotten, ItemLog, ItemRecord, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
               "interrupted": 3, "guarded": 1}
-SUPPORTED_TRANSFER_TYPES = ("copy",)
+SUPPORTED_TRANSFER_TYPES = TRANSFER_TYPES
 PROGRESS_INTERVAL = 0.5  # seconds between progress callbacks
 HEARTBEAT_INTERVAL = 1.0  # seconds between stats written to the state DB
 LOOKAHEAD = 8  # folders listed ahead of the one being planned, where listing is slow
@@ -72,7 +74,7 @@ Progress = Callable[[ExecutionStats, Throughput], None]
 EventSink = Callable[[str, str], None]  # (kind, message): kind is info, flagged, failed
 
 
-_Listing = tuple[list[Entry], list[Entry], dict[str, ItemState]]
+_Listing = tuple[list[Entry], list[Entry], dict[str, ItemRecord]]
 
 
 @dataclass
@@ -84,10 +86,17 @@ class _Folder:
     # (empty_containers "skip": a folder that stays empty is never created)
     missing: tuple[str, ...] = ()
     listing: asyncio.Task[_Listing | ConnectorError] | None = None  # started ahead of a visit
+    source_exists: bool = True
+    missing_source: tuple[str, ...] = ()  # the same at the source, for a sync writing back
 
 
 async def _no_entries() -> list[Entry]:
     return []  # a folder this run creates has nothing in it yet
+
+
+def _content(entries: list[Entry]) -> list[Entry]:
+    """A listing without the engine's own folders (trash, preserved versions)."""
+    return [e for e in entries if not (e.is_dir and e.name in ENGINE_FOLDERS)]
 
 
 def check_supported(job: Job) -> None:
@@ -95,6 +104,15 @@ def check_supported(job: Job) -> None:
         raise NotSupported(
             f'transfer.transfer_type "{job.transfer.transfer_type}" is not supported yet; '
             f"this version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs")
+
+
+@dataclass(slots=True)
+class _MakeFolder:
+    path: str
+    to_source: bool
+
+
+_Change = FileTask | DeleteTask | MoveTask | _MakeFolder
 
 
 class _Run:
@@ -113,25 +131,42 @@ class _Run:
         self.stop, self.on_event = executor.stop, executor.on_event
         source, destination = self.source, self.destination
         precisions = (source.features.mtime_precision, destination.features.mtime_precision)
+        self.kind = KINDS[transfer.transfer_type]
+        self.planner = self.kind.plan
         self.rules = Rules(
-            conflict_resolution=self.transfer.conflict_resolution,
-            source_filters=self.transfer.source_filters,
+            conflict_resolution=transfer.conflict_resolution,
+            source_filters=transfer.source_filters,
+            destination_filters=transfer.destination_filters,
             mtime_precision=None if None in precisions else max(precisions),  # type: ignore[type-var]
-            destination_sets_mtime=destination.features.can_set_mtime)
+            destination_sets_mtime=destination.features.can_set_mtime,
+            source_sets_mtime=source.features.can_set_mtime,
+            propagation=transfer.propagation,
+            max_to_destination=destination.features.max_file_size,
+            max_to_source=source.features.max_file_size,
+            skip_large=transfer.large_item == "skip")
+        case_insensitive = source.features.case_insensitive or (
+            destination.features.case_insensitive)
         self.names = NamePolicy(
-            destination.features.path_rules,
-            source.features.case_insensitive or destination.features.case_insensitive,
-            transform=self.transfer.segment_transform,
-            encode=self.transfer.encode_invalid_characters,
-            truncate=self.transfer.segment_truncate,
-            rename_duplicates=self.transfer.duplicate_names == "rename")
-        self.skip_empty = self.transfer.empty_containers == "skip"
+            destination.features.path_rules, case_insensitive,
+            transform=transfer.segment_transform, encode=transfer.encode_invalid_characters,
+            truncate=transfer.segment_truncate,
+            rename_duplicates=transfer.duplicate_names == "rename")
+        self.source_rules = source.features.path_rules  # for names a sync sends back
+        self.skip_empty = transfer.empty_containers == "skip"
         self.slow_listings = True  # until a listing shows otherwise
+        # Changes held until the march is over, where the job may delete (see `hold`): the
+        # delete guard sees every planned delete before anything changes. None: made at once.
+        self.held: list[_Change] | None = None
+        self.planned_deletes = {False: 0, True: 0}  # files to delete, by side (True: source)
+        self.listed_files = {False: 0, True: 0}  # files each side has
+        self.removals: list[DeleteTask] = []  # folders to delete if left empty, deepest last
+        # the records of folders planned but not made yet, by (side is source, path)
+        self.folder_records: dict[tuple[bool, str], ItemRecord] = {}
         executor.decide_again = self._decide_again
 
     def _decide_again(self, task: FileTask, found: Entry) -> Plan:
         """The plan for a file whose destination turned up after its folder was listed."""
-        return plan_copy(Pair(task.source, found, found.name), task.record, self.rules)
+        return self.planner(Pair(task.entry, found, found.name), task.record, self.rules)
 
     def _relative(self, source_path: str) -> str:
         """An item's key: its path below the job's source folder, as valid UTF-8."""
@@ -142,9 +177,31 @@ class _Run:
         relative = self._relative(source_path)
         return ItemRecord(
             job_id=self.record.id, path=relative, parent=relative.rpartition("/")[0],
-            is_dir=entry.is_dir, size=entry.size, mtime=entry.mtime, action=str(plan.action),
+            is_dir=entry.is_dir, size=entry.size, mtime=entry.mtime, action=_action(plan),
             status="pending", source_id=entry.native_id, execution_id=self.execution_id,
-            **fields)  # type: ignore[arg-type]
+            source_version=entry.version, **fields)  # type: ignore[arg-type]
+
+    async def hold(self) -> None:
+        """Hold this run's changes for the delete guard where it may delete: a publish, or a
+        sync that propagates deletes and has records (without them nothing reads as deleted,
+        so a first sync of a million files does not hold a million changes in memory)."""
+        deletes = self.kind.deletes == "always" or (
+            self.kind.deletes == "recorded" and "ignore_both" not in self.rules.propagation
+            and await self.state.has_items(self.record.id))
+        self.held = [] if deletes else None
+
+    async def _change(self, change: _Change) -> None:
+        """Make a change now, or hold it for after the delete guard's check."""
+        if self.held is not None:
+            self.held.append(change)
+        elif isinstance(change, FileTask):
+            await self.executor.submit(change)
+        elif isinstance(change, DeleteTask):
+            await self.executor.delete(change)
+        elif isinstance(change, MoveTask):
+            await self.executor.move_now(change)
+        else:
+            await self._make_folder(change.path, change.to_source)
 
     async def destination_root(self) -> _Folder:
         """Check the source folder exists and find (or plan) the destination folder."""
@@ -170,21 +227,37 @@ class _Run:
                 raise ConnectorError(f"the destination /{path} is a file, not a folder")
         return _Folder(source_root, path, not missing, tuple(missing))
 
-    async def _ensure(self, folder: _Folder) -> bool:
-        """Create the folder's missing destination ancestors; False if that failed."""
-        for path in folder.missing:
-            try:
-                await self.executor.make_folder(path)
-            except (Fatal, AuthExpired, BudgetSpent):
-                raise
-            except ConnectorError as exc:
-                self.stats.failed += 1
-                self.on_event("failed", f"cannot create destination folder /{path}: {exc}")
+    async def _ensure(self, folder: _Folder, *, to_source: bool = False) -> bool:
+        """Create the folder's missing ancestors on the side written; False if that failed."""
+        missing = folder.missing_source if to_source else folder.missing
+        for path in missing:
+            if self.held is not None:
+                self.held.append(_MakeFolder(path, to_source))
+            elif not await self._make_folder(path, to_source):
                 return False
-        if folder.missing and not self.transfer.simulation_mode:
+        made = bool(missing) and self.held is None and not self.transfer.simulation_mode
+        if to_source:
+            folder.missing_source = ()
+            folder.source_exists = folder.source_exists or made
+        else:
+            folder.missing = ()
             # another job may have made it first, with content: list it like any other
-            folder.destination_exists = True
-        folder.missing = ()
+            folder.destination_exists = folder.destination_exists or made
+        return True
+
+    async def _make_folder(self, path: str, to_source: bool) -> bool:
+        try:
+            await self.executor.make_folder(path, to_source=to_source)
+        except (Fatal, AuthExpired, BudgetSpent):
+            raise
+        except ConnectorError as exc:
+            self.stats.failed += 1
+            side = "source" if to_source else "destination"
+            self.on_event("failed", f"cannot create {side} folder /{path}: {exc}")
+            return False
+        made = self.folder_records.pop((to_source, path), None)
+        if made is not None:
+            self.items.record(made)
         return True
 
     async def march(self, root: _Folder) -> None:
@@ -216,15 +289,16 @@ class _Run:
         try:
             # the state query first: it goes to SQLite's thread while the listings run (where
             # they are quick, they run right here and never yield until done)
-            states, sources, destinations = await asyncio.gather(
-                self.state.item_states(self.record.id, self._relative(folder.source_path)),
-                self._list_source(folder.source_path),
+            records, sources, destinations = await asyncio.gather(
+                self.state.item_records(self.record.id, self._relative(folder.source_path)),
+                self._list_source(folder.source_path) if folder.source_exists
+                else _no_entries(),
                 self.destination.list_dir(folder.destination_path)
                 if folder.destination_exists else _no_entries())
         except ConnectorError as exc:
             return exc
         self.slow_listings = time.monotonic() - started > SLOW_LISTING
-        return sources, destinations, states
+        return _content(sources), _content(destinations), records
 
     async def _list_source(self, path: str) -> list[Entry]:
         try:
@@ -232,9 +306,31 @@ class _Run:
         except NotFound as exc:  # listed in its parent a moment ago
             raise Vanished(str(exc)) from exc
 
+    def _pairs(self, folder: _Folder, sources: list[Entry], destinations: list[Entry],
+               records: dict[str, ItemRecord]) -> Iterator[tuple[Pair, str]]:
+        """The folder's pairs, each with its item's source-side name."""
+        chosen = {r.path.rpartition("/")[2]: r.destination_path.rpartition("/")[2]
+                  for r in records.values() if r.destination_path}
+        for pair in pair_folder(sources, destinations, folder.destination_path, self.names,
+                                chosen):
+            if pair.source is not None:
+                yield pair, pair.source.name
+                continue
+            assert pair.destination is not None
+            if pair.destination.skip_reason == LEFTOVER_PART or not self.kind.walks_destination:
+                yield pair, pair.name
+                continue
+            fit = fit_name(pair.name, folder.source_path, self.source_rules)
+            if fit.refusal or fit.name != pair.name:
+                # a name changed on the way back would not pair with the original on the
+                # next run (names are matched as the destination has them): flagged instead
+                pair.refusal = (f"the source does not take this name "
+                                f"({fit.refusal or fit.note}); rename it at the destination")
+            yield pair, pair.name
+
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:
-        """Plan one folder's pairs, submit its writes, and return its subfolders to walk."""
+        """Plan one folder's pairs, make (or hold) its changes, and return its subfolders."""
         if isinstance(listing, Fatal | AuthExpired | BudgetSpent):
             raise listing
         if isinstance(listing, Vanished):
@@ -246,77 +342,165 @@ class _Run:
             self.stats.failed += 1
             self.on_event("failed", f"/{folder.source_path}: cannot list: {listing}")
             return []
-        sources, destinations, states = listing
-        children = []
-        for pair in pair_folder(sources, destinations, folder.destination_path, self.names):
+        sources, destinations, records = listing
+        self.listed_files[True] += sum(not e.is_dir for e in sources)
+        self.listed_files[False] += sum(not e.is_dir for e in destinations)
+        children: list[_Folder] = []
+        for pair, source_name in self._pairs(folder, sources, destinations, records):
             if self.stop.is_set() or self.executor.halted:
-                break
-            source = pair.source
-            if source is None:  # only at the destination: a copy leaves it alone, except
-                if pair.destination and pair.destination.skip_reason == LEFTOVER_PART:
+                return children
+            source_path = join(folder.source_path, source_name)
+            if pair.source is None:
+                assert pair.destination is not None
+                if pair.destination.skip_reason == LEFTOVER_PART:
                     await self.executor.remove_leftover(
                         join(folder.destination_path, pair.name), pair.destination)
-                continue
-            source_path = join(folder.source_path, source.name)
-            destination_path = join(folder.destination_path, pair.name)
-            relative = self._relative(source_path)
-            known = states.get(relative)
-            plan = plan_copy(pair, None, self.rules)
-            recorded = None
-            if plan.unrecorded and known:
-                # it differs, and this job recorded it before: if sent, which side changed
-                # decides; if not, whether the write it planned landed
-                recorded = await self.state.item(self.record.id, relative)
-                plan = plan_copy(pair, recorded, self.rules)
-            if source.is_dir:
-                self.stats.folders += 1
-            else:
-                self.stats.files += 1
-            if plan.action is Action.SKIP and recorded and recorded.status in SENT:
-                self._leave(recorded, plan, pair.note)
-            elif plan.action in (Action.SKIP, Action.FLAG):
-                self._settle(source_path, source, plan, known, pair.note)
-            elif source.is_dir:
-                child = await self._folder(folder, source_path, destination_path, source, plan,
-                                           known, pair.note)
-                if child:
-                    children.append(child)
-            elif plan.action is Action.NONE:
-                self.stats.skipped += 1
-                if known is None or known.status not in SENT:
-                    # what is there now is what a later run compares with
-                    found = pair.destination
-                    assert found is not None
-                    self._settle(source_path, source, plan, known, pair.note,
-                                 destination_path=destination_path,
-                                 destination_id=found.native_id,
-                                 destination_version=found.version)
-            elif await self._ensure(folder):
-                # the version it replaces: if the run dies, the next one sees whether the
-                # write landed
-                replaced = pair.destination.version if pair.destination else None
-                await self.executor.submit(FileTask(
-                    source_path, source, destination_path, pair.destination, plan.action,
-                    self._record(source_path, source, plan, note=pair.note or plan.reason,
-                                 attempts=known.attempts if known else 0,
-                                 destination_version=replaced)))
+                    continue
+                if not self.kind.walks_destination:
+                    continue
+            record = records.pop(self._relative(source_path), None)
+            plan = self.planner(pair, record, self.rules)
+            await self._carry_out(folder, pair, source_path, record, plan, children)
+        for record in records.values():  # recorded, and now on neither side
+            if self.planner(Pair(None, None, ""), record, self.rules).action is Action.FORGET:
+                self.items.record(Forgotten(record.job_id, record.path))
         return children
 
-    async def _folder(self, parent: _Folder, source_path: str, destination_path: str,
-                      source: Entry, plan: Plan, known: ItemState | None,
-                      note: str | None) -> _Folder | None:
-        if plan.action is Action.NONE:
-            if known is None:
-                self._settle(source_path, source, plan, None, note)
-            return _Folder(source_path, destination_path, True)
-        missing = (*parent.missing, destination_path)
-        child = _Folder(source_path, destination_path, False, missing)
-        if self.skip_empty:
-            return child  # created with its first file
-        if not await self._ensure(child):
+    async def _carry_out(self, folder: _Folder, pair: Pair, source_path: str,
+                         record: ItemRecord | None, plan: Plan,
+                         children: list[_Folder]) -> None:
+        """Count one pair, and make, hold or record what its plan says."""
+        entry = pair.source or pair.destination
+        assert entry is not None
+        action = plan.action
+        if action is Action.OMIT:
+            return
+        if entry.is_dir:
+            self.stats.folders += 1
+        else:
+            self.stats.files += 1
+        self.stats.conflicts += plan.conflict
+        destination_path = join(folder.destination_path, pair.name)
+        sent = record is not None and record.status in SENT
+        if action is Action.SKIP and sent:
+            assert record is not None
+            self._leave(record, plan, pair.note)
+        elif action in (Action.SKIP, Action.FLAG):
+            self._settle(source_path, entry, plan, record, pair.note)
+        elif entry.is_dir:
+            child = await self._folder(folder, source_path, destination_path, pair, plan,
+                                       record)
+            if child:
+                children.append(child)
+        elif action is Action.NONE:
+            self.stats.skipped += 1
+            if pair.source is not None and pair.destination is not None:
+                self._in_step(source_path, pair, plan, record, destination_path)
+        elif action is Action.DELETE:
+            self.planned_deletes[plan.to_source] += 1
+            path = source_path if plan.to_source else destination_path
+            await self._change(DeleteTask(path, entry, self._deleted(record, plan),
+                                          plan.to_source))
+        else:
+            await self._write(folder, pair, source_path, destination_path, record, plan)
+
+    async def _write(self, folder: _Folder, pair: Pair, source_path: str,
+                     destination_path: str, record: ItemRecord | None, plan: Plan) -> None:
+        if not await self._ensure(folder, to_source=plan.to_source):
+            return
+        if plan.to_source:
+            assert pair.destination is not None
+            task = FileTask(destination_path, pair.destination, source_path, pair.source,
+                            plan.action, record, to_source=True)  # type: ignore[arg-type]
+        else:
+            assert pair.source is not None
+            task = FileTask(source_path, pair.source, destination_path, pair.destination,
+                            plan.action, record, move=plan.move)  # type: ignore[arg-type]
+        task.record = self._pending(task, pair, plan, record)
+        await self._change(task)
+
+    def _deleted(self, record: ItemRecord | None, plan: Plan) -> ItemRecord | None:
+        """The record an item keeps once deleted: listed by `jobs items` until a later run
+        finds it gone from both sides and drops it."""
+        if record is None:
             return None
-        self._settle(source_path, source, plan, known, note, destination_path=destination_path,
-                     status="pending" if self.transfer.simulation_mode else "success")
+        where = "source" if plan.to_source else "destination"
+        kept = ", recoverable from its trash" if self.transfer.trash else ""
+        return replace(record, action=_action(plan), status="success", last_error=None,
+                       note="; ".join(filter(None, [plan.reason,
+                                                    f"deleted at the {where}{kept}"])),
+                       execution_id=self.execution_id)
+
+    def _pending(self, task: FileTask, pair: Pair, plan: Plan,
+                 record: ItemRecord | None) -> ItemRecord:
+        """The record of a write about to be made. Over an item both sides had, it keeps
+        what both held then (the base a later run compares with, if this one stops short)
+        and the version it replaces, so the next run can tell whether the write landed."""
+        note = pair.note or plan.reason
+        if record is not None and plan.action is not Action.CREATE:
+            return replace(record, action=_action(plan), status="pending", note=note,
+                           execution_id=self.execution_id, updated_at=time.time())
+        source = pair.source or task.entry
+        replaced = pair.destination.version if pair.destination else None
+        # versions an earlier run carried of this same source file (not of one deleted and
+        # made again under its name)
+        carried = record.source_versions if (
+            record is not None and record.source_id == source.native_id) else 0
+        return self._record(task.to_path if task.to_source else task.from_path, source, plan,
+                            note=note, attempts=record.attempts if record else 0,
+                            destination_version=replaced, source_versions=carried)
+
+    def _in_step(self, source_path: str, pair: Pair, plan: Plan, record: ItemRecord | None,
+                 destination_path: str) -> None:
+        """Record a file found in step on both sides, where the record says otherwise: what
+        is there now is what a later run compares with."""
+        source, found = pair.source, pair.destination
+        assert source is not None and found is not None
+        note = "; ".join(filter(None, [pair.note, plan.reason])) or None
+        if (record is not None and record.status in SENT and record.note == note
+                and (record.size, record.mtime, record.source_version,
+                     record.destination_version) == (source.size, source.mtime, source.version,
+                                                     found.version)
+                and record.destination_mtime in (None, found.mtime)):
+            return
+        item = self._record(source_path, source, plan, note=note,
+                            destination_path=destination_path,
+                            destination_id=found.native_id, destination_version=found.version,
+                            destination_mtime=found.mtime)
+        item.status = "processed" if note else "success"
+        self.items.record(item)
+
+    async def _folder(self, parent: _Folder, source_path: str, destination_path: str,
+                      pair: Pair, plan: Plan, record: ItemRecord | None) -> _Folder | None:
+        """The folder to walk next for a folder pair, created where its plan says."""
+        source, destination = pair.source, pair.destination
+        entry = source or destination
+        assert entry is not None
+        child = _Folder(source_path, destination_path, destination is not None,
+                        source_exists=source is not None)
+        if destination is None:
+            child.missing = (*parent.missing, destination_path)
+        if source is None:
+            child.missing_source = (*parent.missing_source, source_path)
+        if plan.action is Action.DELETE or (plan.move and source is not None):
+            side = plan.to_source or plan.move
+            self.removals.append(DeleteTask(source_path if side else destination_path, entry,
+                                            self._deleted(record, plan), side))
+        if plan.action is not Action.MKDIR:
+            if record is None and source is not None and destination is not None:
+                self._settle(source_path, entry, plan, None, pair.note)
+            return child
+        # recorded once made: now, or with its first file (empty_containers "skip"), or
+        # when the held changes are made
+        note = "; ".join(filter(None, [pair.note, plan.reason])) or None
+        item = self._record(source_path, entry, plan, note=note,
+                            destination_path=destination_path)
+        item.status = ("pending" if self.transfer.simulation_mode
+                       else "processed" if note else "success")
+        self.folder_records[plan.to_source, source_path if plan.to_source
+                            else destination_path] = item
+        if not self.skip_empty and not await self._ensure(child, to_source=plan.to_source):
+            return None
         return child
 
     def _leave(self, sent: ItemRecord, plan: Plan, note: str | None) -> None:
@@ -330,7 +514,7 @@ class _Run:
             self.items.record(replace(sent, note=reason, execution_id=self.execution_id,
                                       updated_at=time.time()))
 
-    def _settle(self, source_path: str, source: Entry, plan: Plan, known: ItemState | None,
+    def _settle(self, source_path: str, source: Entry, plan: Plan, known: ItemRecord | None,
                 note: str | None, status: str | None = None, **found: object) -> None:
         """Count and record an item decided without a transfer (unless nothing changed);
         `found`: the record's fields about the file already at the destination."""
@@ -347,6 +531,90 @@ class _Run:
         item = self._record(source_path, source, plan, note=reason, **found)
         item.status = status
         self.items.record(item)
+
+    def guard(self, force: bool) -> str | None:
+        """Why the held changes must not be made: more of a side to delete than max_delete
+        allows, or a side found empty that had files (an unmounted share, a wrong folder)."""
+        if force or self.held is None:
+            return None
+        limit = self.transfer.max_delete
+        for to_source, side in ((False, "destination"), (True, "source")):
+            deletes, listed = self.planned_deletes[to_source], self.listed_files[to_source]
+            if not deletes:
+                continue
+            other = self.listed_files[not to_source]
+            if other == 0:
+                return (f"the {'destination' if to_source else 'source'} is empty, and "
+                        f"{deletes:,} of {listed:,} files would be deleted from the {side}")
+            if deletes * 100 > limit * listed:
+                return (f"{deletes:,} of {listed:,} files at the {side} would be "
+                        f"deleted ({deletes * 100 // max(listed, 1)}%), more than max_delete "
+                        f"{limit}% allows")
+        return None
+
+    def pair_moves(self) -> None:
+        """Find files moved or renamed on one side, unchanged: their planned delete (at the
+        old place on the other side) and create (at the new place) become one move there,
+        which costs Procore one call instead of an upload, and keeps the file's versions. A
+        file is known again by its native id (an inode on a disk, Procore's file id)."""
+        if not self.held:
+            return
+        deletes: dict[tuple[bool, str], int] = {}
+        for i, change in enumerate(self.held):
+            if (isinstance(change, DeleteTask) and not change.entry.is_dir
+                    and change.record is not None):
+                # deleted at the destination: the source lost the file (and the other way)
+                known = (change.record.destination_id if change.to_source
+                         else change.record.source_id)
+                if known:
+                    deletes.setdefault((change.to_source, known), i)
+        for i, change in enumerate(self.held):
+            if not (isinstance(change, FileTask) and change.action is Action.CREATE
+                    and change.entry.native_id):
+                continue
+            j = deletes.get((change.to_source, change.entry.native_id))
+            if j is None:
+                continue
+            delete = self.held[j]
+            assert isinstance(delete, DeleteTask) and delete.record is not None
+            if not unchanged_since(change.entry, delete.record, self.rules,
+                                   at_source=not change.to_source):
+                continue
+            del deletes[(change.to_source, change.entry.native_id)]
+            self.held[i] = MoveTask(delete.path, delete.entry, change.to_path, delete.record,
+                                    change.record, change.entry, change.to_source)
+            self.held[j] = _MakeFolder("", False)  # a placeholder, dropped below
+            self.planned_deletes[change.to_source] -= 1
+        self.held = [c for c in self.held if not (isinstance(c, _MakeFolder) and not c.path)]
+
+    async def make_held_changes(self) -> None:
+        changes, self.held = self.held or [], None
+        for change in changes:
+            if self.stop.is_set() or self.executor.halted:
+                return
+            await self._change(change)
+
+    async def remove_emptied_folders(self) -> None:
+        """Folders deleted on the other side (or moved out of): each goes once nothing is
+        left in it, deepest first; one with something kept in it stays."""
+        for task in reversed(self.removals):
+            if self.stop.is_set() or self.executor.halted:
+                return
+            side = self.source if task.to_source else self.destination
+            try:
+                if await side.list_dir(task.path):
+                    continue
+            except NotFound:
+                continue
+            except ConnectorError as exc:
+                self.on_event("failed", f"/{task.path}: cannot list: {exc}")
+                continue
+            await self.executor.delete_now(task)
+
+
+def _action(plan: Plan) -> str:
+    """An item record's action: a change made at the source says so."""
+    return f"{plan.action}_source" if plan.to_source else str(plan.action)
 
 
 def final_status(stats: ExecutionStats, *, stopped: bool, halted: bool,
@@ -394,7 +662,7 @@ async def run_job(
         try:
             status, error, resume_at = await _execute(
                 state, opening, record, job, execution.id, stats, parallel, stop, on_progress,
-                emit)
+                emit, force)
         except BaseException:
             # cancelled (a second Ctrl-C) or crashed: leave it resumable and say so
             with contextlib.suppress(Exception):
@@ -415,7 +683,7 @@ async def run_job(
 async def _execute(
     state: State, opening: Opening, record: JobRecord, job: Job, execution_id: int,
     stats: ExecutionStats, parallel: int | None, stop: asyncio.Event,
-    on_progress: Progress | None, emit: EventSink,
+    on_progress: Progress | None, emit: EventSink, force: bool,
 ) -> tuple[str, str | None, float | None]:
     """March and execute; returns the final status, the error that failed or paused the run,
     and when a paused run can continue."""
@@ -452,12 +720,20 @@ async def _execute(
                 parallel=parallel or job.transfer.parallel_writes,
                 simulate=job.transfer.simulation_mode,
                 halt_on_failure=job.transfer.failure_policy == "halt", stop=stop,
-                on_event=emit)
+                on_event=emit, trash=job.transfer.trash,
+                carry_versions=job.transfer.versions == "all",
+                throttles=JobThrottles.of(job.transfer.upload_bytes_per_second,
+                                          job.transfer.download_bytes_per_second))
             run = _Run(state, record, job.transfer, execution_id, executor)
             await state.update_execution(execution_id, phase="executing")
             try:
                 await _begin_walks(pair, record)
+                await run.hold()
                 await run.march(await run.destination_root())
+                run.pair_moves()
+                stats.delete_guard = run.guard(force) if stats.listing_done else None
+                if stats.delete_guard is None:
+                    await run.make_held_changes()
             except BudgetSpent as exc:
                 paused, executor.halted = exc, True
             except ConnectorError as exc:  # the source or destination root, or a Fatal
@@ -467,6 +743,8 @@ async def _execute(
                 await executor.cancel()
                 raise
             await executor.drain()
+            if not (executor.halted or stop.is_set() or stats.delete_guard or error):
+                await run.remove_emptied_folders()
             halted = executor.halted
             paused = paused or executor.paused
             if executor.fatal and error is None:
@@ -488,6 +766,10 @@ async def _execute(
     if paused:
         emit("info", f"paused: {paused}; run the job again after that to continue")
         return "paused", f"paused: {paused}", paused.until
+    if stats.delete_guard:
+        emit("warning", f"stopped by the delete guard before changing anything: "
+                        f"{stats.delete_guard}; `jobs run --force` proceeds")
+        return "guarded", f"delete guard: {stats.delete_guard}", None
     return final_status(stats, stopped=stop.is_set(), halted=halted,
                         simulate=job.transfer.simulation_mode), None, None
 

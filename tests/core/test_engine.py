@@ -125,15 +125,6 @@ async def test_failure_policy_halt_fails_the_run_at_the_first_failure(setup):
     assert "failure_policy: halt" in result.error
 
 
-async def test_unsupported_transfer_type_is_refused_before_running(setup):
-    home, state, _ = setup
-    job, warnings = await create_job(state, job_json(transfer_type="sync"))
-    assert any("not supported yet" in w for w in warnings)
-    with pytest.raises(runner.NotSupported, match='"sync" is not supported yet'):
-        await runner.run_job(state, home, job)
-    assert await state.executions(job.id) == []
-
-
 async def test_a_file_changed_on_both_sides_keeps_both_versions(setup, tmp_path):
     home, state, source = setup
     source.tree.update({"plan.pdf": b"v1"})

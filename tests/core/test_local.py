@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,10 +105,12 @@ async def test_list_dir_files_and_folders(conn: LocalConnector, root: Path) -> N
 
     top = by_name(await conn.list_dir(""))
     assert set(top) == {"a.txt", "sub"}
-    assert top["a.txt"] == Entry("a.txt", False, 5, 1_500_000_000.25)
+    assert top["a.txt"] == Entry("a.txt", False, 5, 1_500_000_000.25,
+                                 str((root / "a.txt").stat().st_ino))  # the inode: its id
     assert top["sub"].is_dir and top["sub"].mtime == (root / "sub").stat().st_mtime_ns / 10**9
     assert await conn.list_dir("sub") == [
-        Entry("b.bin", False, 3000, (root / "sub" / "b.bin").stat().st_mtime_ns / 10**9)
+        Entry("b.bin", False, 3000, (root / "sub" / "b.bin").stat().st_mtime_ns / 10**9,
+              str((root / "sub" / "b.bin").stat().st_ino))
     ]
     assert await conn.list_dir("sub") == await LocalConnector(str(root)).list_dir("sub")
 
@@ -133,7 +136,8 @@ async def test_symlinks(conn: LocalConnector, root: Path, outside: Path) -> None
 
     entries = by_name(await conn.list_dir(""))
     real = (root / "real.txt").stat()
-    assert entries["inside.txt"] == Entry("inside.txt", False, 8, real.st_mtime_ns / 10**9)
+    assert entries["inside.txt"] == Entry("inside.txt", False, 8, real.st_mtime_ns / 10**9,
+                                          str(real.st_ino))
     assert (await conn.list_dir("folder"))[0].size == 8
     assert "outside" in (entries["out.txt"].skip_reason or "")
     assert "outside" in (entries["to_outside_folder"].skip_reason or "")
@@ -218,7 +222,8 @@ async def test_write_round_trip(conn: LocalConnector, root: Path) -> None:
 
     assert (root / "big.bin").read_bytes() == data
     assert (root / "big.bin").stat().st_mtime_ns == round(MTIME * 1e9)
-    assert entry == Entry("big.bin", False, len(data), round(MTIME * 1e9) / 10**9)
+    assert entry == Entry("big.bin", False, len(data), round(MTIME * 1e9) / 10**9,
+                          str((root / "big.bin").stat().st_ino))
     assert abs(entry.mtime - MTIME) < 1e-6
     assert await conn.stat("big.bin") == entry
     read = await read_all(conn, "big.bin")
@@ -468,7 +473,7 @@ async def test_copy_small_copies_a_batch_and_reports_each_failure(
     assert "source changed while reading" in str(results[1])
     assert isinstance(results[2], NotFound)
     assert isinstance(results[3], InvalidPath)
-    assert results[4] == Entry("c.bin", False, CHUNK - 1, MTIME)
+    assert replace(results[4], native_id=None) == Entry("c.bin", False, CHUNK - 1, MTIME)
     # no partial or temporary files
     assert sorted(os.listdir(destination_root)) == ["a.txt", "c.bin"]
     assert (destination_root / "a.txt").read_bytes() == b"alpha"
@@ -494,7 +499,7 @@ async def test_write_local_copies_in_steps_and_refuses_a_changed_source(
                                      mtime=MTIME, on_copied=steps.append)
 
     assert steps == [4096, 4096, 10_000 - 2 * 4096]  # progress after every step
-    assert written == Entry("big.bin", False, 10_000, MTIME)
+    assert replace(written, native_id=None) == Entry("big.bin", False, 10_000, MTIME)
     assert (root / "big.bin").read_bytes() == data
     assert (root / "big.bin").stat().st_mtime_ns == round(MTIME * 1e9)
 
