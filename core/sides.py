@@ -16,14 +16,18 @@ UP, DOWN, CONFLICT = "↑", "↓", "⚡"
 SIDE_COUNTERS = ("added_destination", "updated_destination", "deleted_destination",
                  "added_source", "updated_source", "deleted_source", "bytes_to_source",
                  "conflicts", "moved", "versions")
-# an item's planned action, for people (`jobs items`; CSV keeps the codes): the codes of
-# actions on the destination read as they are (create, update, delete, mkdir, skip, flag)
-ACTION_WORDS = {
-    "create_source": "create at source", "update_source": "update at source",
-    "delete_source": "delete at source", "keep_both": "keep both (conflict)",
-    "none": "in step",
-}
+# what an item's planned action says to people where its code does not (`jobs items`; CSV
+# and JSON keep the codes); an action on the source ends in "_source" (delete_source)
+_ACTION_WORDS = {"keep_both": "keep both (conflict)", "conflict": "conflict, both kept",
+                 "none": "in step"}
 _STATS_FIELDS = {f.name for f in dataclasses.fields(ExecutionStats)}
+
+
+def action_words(code: str) -> str:
+    """"delete_source" -> "delete at source", "keep_both" -> "keep both (conflict)"."""
+    base = code.removesuffix("_source")
+    words = _ACTION_WORDS.get(base, base.replace("_", " "))
+    return f"{words} at source" if base != code else words
 
 
 def recorded_stats(stats: Mapping[str, Any]) -> ExecutionStats:

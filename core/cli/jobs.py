@@ -39,8 +39,8 @@ from core.jobs import JobError
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
 from core.sides import (
-    ACTION_WORDS,
     SIDE_COUNTERS,
+    action_words,
     compact,
     outcomes,
     problems,
@@ -434,7 +434,7 @@ async def _items(args: argparse.Namespace) -> int:
     headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL")
     # CSV carries the status codes and plain numbers; people read labels and sizes
     rows = [(i.status if args.csv else label(i.status),
-             i.action if args.csv else ACTION_WORDS.get(i.action, i.action.replace("_", " ")),
+             i.action if args.csv else action_words(i.action),
              "/" + i.path + ("/" if i.is_dir else ""),
              "" if i.is_dir else (i.size if args.csv else size(i.size)),
              i.attempts if args.csv else attempts(i), item_detail(i)) for i in items]

@@ -57,7 +57,8 @@ def home(tmp_path: Path) -> Path:
                                     status="success", execution_id=execution.id)
         await state.save_items([ItemRecord(path=f"{action}.pdf", action=action, **base)
                                 for action in ("delete_source", "keep_both", "create_source",
-                                               "update_source", "delete", "move")])
+                                               "update_source", "delete", "move",
+                                               "conflict_source")])
         await state.close()
 
     asyncio.run(build())
@@ -103,6 +104,7 @@ def test_items_say_which_side_an_action_changes(home: Path, capsys) -> None:
     assert "create at source" in actions["/create_source.pdf"]
     assert "update at source" in actions["/update_source.pdf"]
     assert "keep both (conflict)" in actions["/keep_both.pdf"]
+    assert "conflict, both kept at source" in actions["/conflict_source.pdf"]
     assert " delete " in actions["/delete.pdf"] and " move " in actions["/move.pdf"]
     _, out = cli(home, capsys, "jobs", "items", "Tower A", "--csv")  # scripts get the codes
     assert {row["action"] for row in csv.DictReader(io.StringIO(out))} >= {
