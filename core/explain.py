@@ -30,7 +30,8 @@ _LINES: dict[str, dict[Any, str]] = {
         "taxonomy": "folders only: the source's folder tree is made at the destination, no files",
     },
     "conflict_resolution": {
-        "copy": "changed on both sides: keep both, the older saved as a dated conflict copy",
+        "copy": "changed on both sides: keep both; the older becomes a dated conflict copy "
+                "beside the newer",
         "latest": "changed on both sides: the newer file wins",
         "source": "changed on both sides: the source's file wins",
         "destination": "changed on both sides: the destination's file wins",
@@ -84,7 +85,8 @@ _LINES: dict[str, dict[Any, str]] = {
     },
     "versioning.select": {
         "latest": "only each file's latest version is copied",
-        "all": "every version is copied, oldest first; older ones are kept beside the latest",
+        "all": "older versions are copied too, in order (on Procore as its versions, elsewhere "
+               "in .dryviq-versions/)",
     },
 }
 # what a job that leaves the key out gets (delete_propagation: see `default`)
@@ -147,9 +149,9 @@ def _number_line(key: str, value: Any) -> str:
         if value == 0:
             return "a run that would delete anything stops first and changes nothing"
         if value == 100:
-            return "a run may delete up to all of either side"
-        return (f"a run that would delete more than {value}% of either side stops first and "
-                "changes nothing")
+            return "no share of deletes stops a run; a side found empty still does"
+        return (f"a run that would delete more than {value}% of either side, or finds a side "
+                "empty, stops first and changes nothing")
     direction = "uploads" if key == UPLOAD else "downloads"
     if value is None:
         return f"{direction} at full speed"
