@@ -23,11 +23,13 @@ _ACTION_WORDS = {"keep_both": "keep both (conflict)", "conflict": "conflict, bot
 _STATS_FIELDS = {f.name for f in dataclasses.fields(ExecutionStats)}
 
 
-def action_words(code: str) -> str:
-    """"delete_source" -> "delete at source", "keep_both" -> "keep both (conflict)"."""
+def action_words(code: str, versions: int = 0) -> str:
+    """"delete_source" -> "delete at source", "keep_both" -> "keep both (conflict)"; with
+    the versions carried of the file (versioning select "all"): "update, 3 versions"."""
     base = code.removesuffix("_source")
     words = _ACTION_WORDS.get(base, base.replace("_", " "))
-    return f"{words} at source" if base != code else words
+    words = f"{words} at source" if base != code else words
+    return f"{words}, {count(versions, 'version')}" if versions else words
 
 
 def recorded_stats(stats: Mapping[str, Any]) -> ExecutionStats:

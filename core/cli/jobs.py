@@ -431,13 +431,16 @@ async def _items(args: argparse.Namespace) -> int:
     if args.json:
         emit_json([_item_dict(i) for i in items])
         return 0
-    headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL")
-    # CSV carries the status codes and plain numbers; people read labels and sizes
+    # CSV carries the status codes and plain numbers; people read labels and sizes, and the
+    # versions carried of a file in its action
+    headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL",
+               *(("VERSIONS",) if args.csv else ()))
     rows = [(i.status if args.csv else label(i.status),
-             i.action if args.csv else action_words(i.action),
+             i.action if args.csv else action_words(i.action, i.source_versions),
              "/" + i.path + ("/" if i.is_dir else ""),
              "" if i.is_dir else (i.size if args.csv else size(i.size)),
-             i.attempts if args.csv else attempts(i), item_detail(i)) for i in items]
+             i.attempts if args.csv else attempts(i), item_detail(i),
+             *((i.source_versions,) if args.csv else ())) for i in items]
     _print_rows(args, rows, headers, empty="No items recorded")
     return 0
 
@@ -450,7 +453,8 @@ def _item_dict(item: ItemRecord) -> dict[str, Any]:
             "source_id": item.source_id, "destination_id": item.destination_id,
             "destination_path": None if item.destination_path is None
             else "/" + item.destination_path,
-            "execution_id": item.execution_id, "updated_at": item.updated_at}
+            "execution_id": item.execution_id, "updated_at": item.updated_at,
+            "source_versions": item.source_versions}
 
 
 def _print_rows(args: argparse.Namespace, rows: list[tuple[Any, ...]],

@@ -58,7 +58,9 @@ def home(tmp_path: Path) -> Path:
         await state.save_items([ItemRecord(path=f"{action}.pdf", action=action, **base)
                                 for action in ("delete_source", "keep_both", "create_source",
                                                "update_source", "delete", "move",
-                                               "conflict_source")])
+                                               "conflict_source")]
+                               + [ItemRecord(path="versions.pdf", action="update",
+                                             source_versions=3, **base)])
         await state.close()
 
     asyncio.run(build())
@@ -106,9 +108,15 @@ def test_items_say_which_side_an_action_changes(home: Path, capsys) -> None:
     assert "keep both (conflict)" in actions["/keep_both.pdf"]
     assert "conflict, both kept at source" in actions["/conflict_source.pdf"]
     assert " delete " in actions["/delete.pdf"] and " move " in actions["/move.pdf"]
+    assert " update, 3 versions " in actions["/versions.pdf"]
     _, out = cli(home, capsys, "jobs", "items", "Tower A", "--csv")  # scripts get the codes
-    assert {row["action"] for row in csv.DictReader(io.StringIO(out))} >= {
-        "delete_source", "keep_both"}
+    rows = {row["path"]: row for row in csv.DictReader(io.StringIO(out))}
+    assert (rows["/delete_source.pdf"]["action"], rows["/keep_both.pdf"]["action"]) == (
+        "delete_source", "keep_both")
+    assert (rows["/versions.pdf"]["action"], rows["/versions.pdf"]["versions"]) == ("update",
+                                                                                    "3")
+    _, out = cli(home, capsys, "jobs", "items", "Tower A", "--json")
+    assert {i["path"]: i["source_versions"] for i in json.loads(out)}["/versions.pdf"] == 3
 
 
 def test_a_guarded_run_says_why_and_what_proceeds(home: Path, capsys,
