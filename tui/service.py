@@ -28,6 +28,7 @@ from core.home import Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
+from core.sides import recorded_stats
 from core.state import (
     Connection,
     Execution,
@@ -43,7 +44,6 @@ log = logging.getLogger("dryviq.tui")
 
 EVENT_LIMIT = 500  # recent events kept per run: enough to scroll, bounded in memory
 PROBLEM_STATUSES = ("remediation", "retry")  # flagged for a person; failed, retried next run
-_STATS_FIELDS = {f.name for f in dataclasses.fields(ExecutionStats)}
 
 
 class ServiceError(Exception):
@@ -114,6 +114,7 @@ class _Run:
     """An execution started by this service."""
 
     job: JobRecord
+    force: bool = False  # past the delete guard
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     stats: ExecutionStats = field(default_factory=ExecutionStats)
@@ -237,8 +238,9 @@ class AppService:
     def active_runs(self) -> list[JobRecord]:
         return [run.job for run in self._runs.values() if run.active]
 
-    async def start(self, job_id: str) -> None:
-        """Start (or resume: the engine continues where the last execution stopped)."""
+    async def start(self, job_id: str, *, force: bool = False) -> None:
+        """Start (or resume: the engine continues where the last execution stopped); `force`
+        runs it even where the delete guard would stop it (as `jobs run --force`)."""
         job = await self.job(job_id)
         if self.is_running(job_id):
             where = "here" if self.runs_here(job_id) else "in another process"
@@ -247,7 +249,7 @@ class AppService:
             check_supported(parse_job(job.definition))
         except (NotSupported, JobError) as exc:
             raise ServiceError(str(exc)) from None
-        run = _Run(job)
+        run = _Run(job, force=force)
         self._runs[job_id] = run
         run.task = asyncio.create_task(self._execute(run), name=f"job {job.name}")
 
@@ -255,7 +257,8 @@ class AppService:
         result, error = None, None
         try:
             result = await run_job(self.state, self.home, run.job, stop=run.stop,
-                                   on_progress=run.progress, on_event=run.event)
+                                   on_progress=run.progress, on_event=run.event,
+                                   force=run.force)
         except (JobBusy, NotSupported, StateError) as exc:
             error = str(exc)
         except sqlite3.DatabaseError as exc:  # the state file went bad or read-only under it
@@ -391,9 +394,7 @@ def shown_status(last: Execution | None, where: str) -> str:
 
 def _stats(execution: Execution | None) -> ExecutionStats:
     """An execution's recorded stats (keys this version does not know are left out)."""
-    if execution is None:
-        return ExecutionStats()
-    return ExecutionStats(**{k: v for k, v in execution.stats.items() if k in _STATS_FIELDS})
+    return ExecutionStats() if execution is None else recorded_stats(execution.stats)
 
 
 def _interrupted(execution: Execution) -> Execution:

@@ -16,7 +16,6 @@ from core.cli import UsageError, opened_state
 from core.cli.output import (
     ProgressReporter,
     count,
-    duration,
     emit_json,
     reply,
     size,
@@ -26,6 +25,7 @@ from core.cli.output import (
 )
 from core.connectors.base import ConnectorError
 from core.engine.runner import NotSupported, RunResult, run_job
+from core.engine.stats import ExecutionStats
 from core.home import ConfigError, Home, JobBusy
 from core.job_store import (
     JobLookupError,
@@ -38,6 +38,16 @@ from core.job_store import (
 from core.jobs import JobError
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
+from core.sides import (
+    SIDE_COUNTERS,
+    action_words,
+    compact,
+    outcomes,
+    problems,
+    recorded_stats,
+    side_lines,
+    two_sided,
+)
 from core.state import Execution, ItemRecord, JobRecord, State
 from core.status import attempts, item_detail, label
 
@@ -306,7 +316,8 @@ async def _run(args: argparse.Namespace) -> int:
             budgets.cancel()
         newest = next(iter(await state.executions(job.id, limit=1)), None)
     reporter.end_line()
-    summary = run_summary(result, _again(args, job), newest.resume_at if newest else None)
+    summary = run_summary(result, _again(args, job), newest.resume_at if newest else None,
+                          transfer_type=job.transfer_type, forced=_again(args, job, force=True))
     if args.json:
         emit_json(result.as_dict())
         if not args.quiet:
@@ -323,16 +334,38 @@ async def _follow_budget(state: State, reporter: ProgressReporter) -> None:
         await asyncio.sleep(BUDGET_POLL)
 
 
-def _again(args: argparse.Namespace, job: JobRecord) -> str:
-    """The command that continues the job, as the user would type it."""
+def _again(args: argparse.Namespace, job: JobRecord, *, force: bool = False) -> str:
+    """The command that continues the job (past the delete guard with `force`), as the user
+    would type it."""
     home = getattr(args, "home", None)
     where = f" --home {shlex.quote(str(home))}" if home else ""
-    return f"`dryviq-tui{where} jobs run {shlex.quote(job.name)}`"
+    return f"`dryviq-tui{where} jobs run{' --force' if force else ''} {shlex.quote(job.name)}`"
 
 
-def run_summary(result: RunResult, again: str, resume_at: float | None) -> str:
+def run_summary(result: RunResult, again: str, resume_at: float | None, *,
+                transfer_type: str = "copy", forced: str | None = None) -> str:
     """What a run did, first its status's label: a planned stop (the rate limit with
-    --no-wait, Ctrl-C) reads as a status, never as an error."""
+    --no-wait, Ctrl-C) reads as a status, never as an error. A run the delete guard stopped
+    says why and the command (`forced`) that proceeds; a two-way run says each side's
+    changes."""
+    stats = result.stats
+    if result.status == "guarded":
+        reason = stats.delete_guard or result.error or "too much to delete"
+        return (f"{label('guarded')}: {printable(reason)}\nnothing was changed; if the "
+                f"deletes are meant, {forced or again + ' --force'} proceeds")
+    return _done(result, again, resume_at) + _sides(stats, transfer_type)
+
+
+def _sides(stats: ExecutionStats, transfer_type: str) -> str:
+    """Each side's changes, conflicts, moves and versions, on lines of their own: for a
+    two-way run, or one that deleted, moved, kept conflicts or versions."""
+    more = outcomes(stats, transfer_type)
+    if not (two_sided(stats, transfer_type) or stats.deleted_destination or more):
+        return ""
+    return "".join(f"\n{line}" for line in [*side_lines(stats, transfer_type), more] if line)
+
+
+def _done(result: RunResult, again: str, resume_at: float | None) -> str:
     stats = result.stats
     done = (f"{count(stats.transferred, 'file')} transferred ({size(stats.bytes)}), "
             f"{count(stats.folders_created, 'folder')} created, {stats.skipped:,} skipped, "
@@ -363,19 +396,32 @@ async def _history(args: argparse.Namespace) -> int:
     if args.json:
         emit_json([_execution_dict(e) for e in executions])
         return 0
-    # CSV carries the status codes and plain numbers (seconds, bytes); people read labels
-    headers = ("ID", "STATUS", "STARTED", "SECONDS" if args.csv else "DURATION", "TRANSFERRED",
-               "BYTES", "FLAGGED", "FAILED")
-    rows = []
-    for e in executions:
-        took = (e.ended_at or e.heartbeat_at) - e.started_at
-        stored = e.stats.get("bytes", 0)
-        rows.append((e.id, e.status if args.csv else label(e.status), when(e.started_at),
-                     round(took) if args.csv else duration(took),
-                     e.stats.get("transferred", 0), stored if args.csv else size(stored),
-                     e.stats.get("flagged", 0), e.stats.get("failed", 0)))
+    rows = [_history_csv_row(e) if args.csv else _history_row(e) for e in executions]
+    headers = HISTORY_CSV if args.csv else HISTORY_COLUMNS
     _print_rows(args, rows, headers, empty="No executions yet")
     return 0
+
+
+# People read labels and each run's changes per side in one cell ("↑+3 ~1 ↓~2 -1 ⚡1"), in 80
+# columns (the duration is left to CSV and JSON); CSV carries the status codes and plain
+# numbers, every side's counter on its own.
+HISTORY_COLUMNS = ("ID", "STARTED", "STATUS", "CHANGES", "PROBLEMS", "BYTES")
+HISTORY_CSV = ("ID", "STATUS", "STARTED", "SECONDS", "TRANSFERRED", "BYTES", "FLAGGED",
+               "FAILED", *(name.upper() for name in SIDE_COUNTERS))
+
+
+def _history_row(execution: Execution) -> tuple[Any, ...]:
+    stats = recorded_stats(execution.stats)
+    return (execution.id, when(execution.started_at)[:16], label(execution.status),
+            compact(stats), problems(stats), size(stats.bytes))
+
+
+def _history_csv_row(execution: Execution) -> tuple[Any, ...]:
+    stats = recorded_stats(execution.stats)
+    took = (execution.ended_at or execution.heartbeat_at) - execution.started_at
+    return (execution.id, execution.status, when(execution.started_at), round(took),
+            stats.transferred, stats.bytes, stats.flagged, stats.failed,
+            *(getattr(stats, name) for name in SIDE_COUNTERS))
 
 
 async def _items(args: argparse.Namespace) -> int:
@@ -385,12 +431,16 @@ async def _items(args: argparse.Namespace) -> int:
     if args.json:
         emit_json([_item_dict(i) for i in items])
         return 0
-    headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL")
-    # CSV carries the status codes and plain numbers; people read labels and sizes
-    rows = [(i.status if args.csv else label(i.status), i.action,
+    # CSV carries the status codes and plain numbers; people read labels and sizes, and the
+    # versions carried of a file in its action
+    headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL",
+               *(("VERSIONS",) if args.csv else ()))
+    rows = [(i.status if args.csv else label(i.status),
+             i.action if args.csv else action_words(i.action, i.source_versions),
              "/" + i.path + ("/" if i.is_dir else ""),
              "" if i.is_dir else (i.size if args.csv else size(i.size)),
-             i.attempts if args.csv else attempts(i), item_detail(i)) for i in items]
+             i.attempts if args.csv else attempts(i), item_detail(i),
+             *((i.source_versions,) if args.csv else ())) for i in items]
     _print_rows(args, rows, headers, empty="No items recorded")
     return 0
 
@@ -403,7 +453,8 @@ def _item_dict(item: ItemRecord) -> dict[str, Any]:
             "source_id": item.source_id, "destination_id": item.destination_id,
             "destination_path": None if item.destination_path is None
             else "/" + item.destination_path,
-            "execution_id": item.execution_id, "updated_at": item.updated_at}
+            "execution_id": item.execution_id, "updated_at": item.updated_at,
+            "source_versions": item.source_versions}
 
 
 def _print_rows(args: argparse.Namespace, rows: list[tuple[Any, ...]],

@@ -32,10 +32,8 @@ async def test_typing_sync_on_the_transfer_type_chooses_it(world: World) -> None
         await pilot.press("enter")
         await pilot.pause()
         assert app.screen is builder and kind.value == "sync"
-        assert "not available in this version" in str(kind.query_one("SelectCurrent Static")
-                                                       .render())
-        assert "not available in this version" in str(
-            builder.query_one("#error-transfer_type").render())
+        assert str(builder.query_one("#explain-transfer_type").render()).startswith("two way")
+        assert not builder.query_one("#error-transfer_type").display
 
 
 async def test_one_letter_keys_stay_in_the_form_wherever_its_focus_is(world: World) -> None:

@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from core.engine.runner import SUPPORTED_TRANSFER_TYPES
+from core.explain import DOWNLOAD, UPLOAD, explain, values
 from core.home import JobBusy
 from core.job_store import update_job
 from core.jobs import (
@@ -51,12 +51,13 @@ class FormField:
     name: str
     label: str
     path: str  # dotted JSON path: the value is written there, and core reports errors there
-    kind: str = "text"  # text | number | choice | connection | flag
+    kind: str = "text"  # text | number | choice | boolean | connection | flag
     choices: tuple[str, ...] = ()
     default: str | bool | None = None  # for a new job
     placeholder: str = ""
     required: bool = False  # kept in place when empty, so core names the missing key itself
     nested: str | None = None  # the key holding the value when the JSON has an object there
+    beside: tuple[tuple[str, Any], ...] = ()  # keys set with a value when the JSON lacks them
 
     @property
     def widget_id(self) -> str:
@@ -78,12 +79,34 @@ FIELDS = (
               placeholder="e.g. /Projects/Tower A", required=True),
     FormField("simulation_mode", "Simulation", "transfer.simulation_mode", "flag",
               default=False),
-    FormField("parallel_writes", "Parallel writes", "transfer.performance.parallel_writes",
-              "number", placeholder="empty: 2 (1 to 64)", nested="requested"),
     FormField("conflict_resolution", "Conflicts", "transfer.conflict_resolution", "choice",
               POLICY_CHOICES["conflict_resolution"], default="copy"),
+    FormField("delete_propagation", "Deletes", "transfer.delete_propagation", "choice",
+              values("delete_propagation")),
+    FormField("failure_policy", "On failure", "transfer.failure_policy", "choice",
+              POLICY_CHOICES["failure_policy"]),
+    FormField("duplicate_names", "Duplicate names", "transfer.duplicate_names", "choice",
+              POLICY_CHOICES["duplicate_names"]),
+    FormField("large_item", "Too large", "transfer.large_item", "choice",
+              POLICY_CHOICES["large_item"]),
+    FormField("empty_containers", "Empty folders", "transfer.empty_containers", "choice",
+              POLICY_CHOICES["empty_containers"]),
     FormField("segment_transform", "Fix bad names", "transfer.segment_transform", "flag",
               default=True),
+    FormField("encode_invalid_characters", "Encode as hex", "transfer.encode_invalid_characters",
+              "boolean"),
+    FormField("segment_truncate", "Truncate names", "transfer.segment_truncate", "boolean"),
+    FormField("versions", "Versions", "transfer.versioning.select", "choice",
+              values("versioning.select"), beside=(("preserve", "native"),)),
+    FormField("max_delete", "Delete guard %", "transfer.max_delete", "number",
+              placeholder="empty: 50 (0 to 100)"),
+    FormField("trash", "Trash", "transfer.trash", "boolean"),
+    FormField("parallel_writes", "Parallel writes", "transfer.performance.parallel_writes",
+              "number", placeholder="empty: 2 (1 to 64)", nested="requested"),
+    FormField("upload_limit", "Upload bytes/s", f"transfer.{UPLOAD}", "number",
+              placeholder="empty: no limit"),
+    FormField("download_limit", "Download bytes/s", f"transfer.{DOWNLOAD}", "number",
+              placeholder="empty: no limit"),
     FormField("schedule_mode", "Schedule", "schedule.mode", "choice", SCHEDULE_MODES,
               default="manual"),
     FormField("on_success", "Stop: successes", "stop_policy.on_success", "number",
@@ -96,19 +119,26 @@ FIELDS = (
 )
 FLAG_LABELS = {"simulation_mode": "plan only, change nothing",
                "segment_transform": "rename what the destination refuses"}
+# a section title before the field it names
+SECTIONS = {"conflict_resolution": "Policies", "max_delete": "Deletes",
+            "parallel_writes": "Performance", "schedule_mode": "Schedule"}
+BOOLEANS = {"true": True, "false": False}
 TYPE_FIELD = next(field for field in FIELDS if field.name == "transfer_type")
-NOT_AVAILABLE = "not available in this version"
-TYPE_HINT = f"This version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs."
 _ABSENT = object()  # a key the document does not have
 
 
+def explanation(field: FormField, value: Any, transfer_type: str | None) -> str:
+    """core's one line for the field's value, for transfer keys; "" for the others."""
+    if not field.path.startswith("transfer.") or field.name == "parallel_writes":
+        return ""
+    return explain(field.path.removeprefix("transfer."), value, transfer_type=transfer_type)
+
+
 def choices(field: FormField) -> list[tuple[str | Text, str]]:
-    """A choice field's (label, value) options; transfer types the engine cannot run yet are
-    marked, so nobody builds a job that fails only when it runs."""
-    if field.name != "transfer_type":
-        return [(c, c) for c in field.choices]
-    return [(c if c in SUPPORTED_TRANSFER_TYPES else f"{c} ({NOT_AVAILABLE})", c)
-            for c in field.choices]
+    """A choice field's (label, value) options."""
+    if field.kind == "boolean":
+        return [(name, name) for name in BOOLEANS]
+    return [(c, c) for c in field.choices]
 
 
 def _skeleton() -> dict[str, Any]:
@@ -119,6 +149,8 @@ def _skeleton() -> dict[str, Any]:
         node = skeleton
         for part in parents:
             node = node.setdefault(part, {})
+        for beside, _ in field.beside:
+            node.setdefault(beside, _ABSENT)
         node.setdefault(key, _ABSENT)
     return skeleton
 
@@ -131,7 +163,7 @@ def _merged(skeleton: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, A
         if isinstance(value, dict) and isinstance(given, dict):
             out[key] = _merged(value, given)
         else:
-            out[key] = copy.deepcopy(value if given is _ABSENT else given)
+            out[key] = value if given is _ABSENT else copy.deepcopy(given)
     out.update({k: copy.deepcopy(v) for k, v in base.items() if k not in out})
     return out
 
@@ -145,7 +177,17 @@ def _put(document: dict[str, Any], field: FormField, value: Any) -> None:
         node = node[part]
     if field.nested and isinstance(node.get(key), dict):
         node, key = node[key], field.nested
+    given = node.get(key)
+    if isinstance(given, list) and _listed(given) == value:
+        return  # an array the field shows as one choice: kept as the file has it
     node[key] = _ABSENT if value is None else value
+    if value is not None:
+        node.update({k: v for k, v in field.beside if node.get(k, _ABSENT) is _ABSENT})
+
+
+def _listed(values: list[Any]) -> str:
+    """An array of choices as one value (delete_propagation may be ["ignore_destination"])."""
+    return ", ".join(map(str, values))
 
 
 def _prune(node: dict[str, Any], keep: frozenset[str], path: str = "") -> dict[str, Any]:
@@ -182,6 +224,8 @@ def field_value(document: Mapping[str, Any], field: FormField) -> Any:
         node = node.get(part) if isinstance(node, dict) else None
     if field.nested and isinstance(node, dict):
         node = node.get(field.nested)
+    if isinstance(node, list) and field.kind == "choice":
+        return _listed(node)
     return node
 
 
@@ -207,6 +251,11 @@ class JobBuilderScreen(AppScreen[Created | None]):
     SUB_TITLE = "New job"
     TAKES_TYPING = True  # a form: no one-letter key of the app acts while it is open
     DEFAULT_CSS = """
+    JobBuilderScreen .explain {
+        height: auto;
+        color: $text-muted;
+        padding-left: 2;
+    }
     JobBuilderScreen Input > .input--placeholder {
         color: $text-disabled;
         text-style: italic;
@@ -244,11 +293,12 @@ class JobBuilderScreen(AppScreen[Created | None]):
                 yield Static(id="builder-import-errors", classes="field-error", markup=False)
                 yield Static("Job", classes="section")
                 for field in FIELDS:
+                    if field.name in SECTIONS:
+                        yield Static(SECTIONS[field.name], classes="section")
                     with Horizontal(classes="field-row"):
                         yield Label(field.label, classes="field-label")
                         yield self._widget(field)
-                    if field.name == "transfer_type":
-                        yield Static(TYPE_HINT, classes="hint")
+                    yield Static(id=f"explain-{field.name}", classes="explain", markup=False)
                     yield Static(id=f"error-{field.name}", classes="field-error", markup=False)
                 with Horizontal(id="builder-buttons"):
                     yield Button("Save", id="builder-save", variant="primary", compact=True)
@@ -264,7 +314,7 @@ class JobBuilderScreen(AppScreen[Created | None]):
         if field.kind == "flag":
             return Checkbox(FLAG_LABELS.get(field.name, ""), value=bool(field.default),
                             id=field.widget_id, compact=True)
-        if field.kind in ("choice", "connection"):
+        if field.kind in ("choice", "boolean", "connection"):
             return TypeToChoose(choices(field), prompt="(not set)",
                           value=field.default or Select.NULL, id=field.widget_id,
                           compact=True)
@@ -320,6 +370,10 @@ class JobBuilderScreen(AppScreen[Created | None]):
         file keeps it and core names the problem."""
         if value is None:
             return Select.NULL
+        if isinstance(value, bool) and field.kind == "boolean":
+            value = "true" if value else "false"
+        if not isinstance(value, str):
+            value = json.dumps(value)  # a number or an object where a choice belongs
         value = self._connection_names.get(value, value) if field.kind == "connection" else value
         options = self._options.setdefault(field.name, choices(field))
         if not any(value == v for _, v in options):
@@ -331,7 +385,10 @@ class JobBuilderScreen(AppScreen[Created | None]):
         if isinstance(widget, Checkbox):
             return widget.value
         if isinstance(widget, Select):
-            return None if widget.value is Select.NULL else widget.value
+            if widget.value is Select.NULL:
+                return None
+            return BOOLEANS.get(widget.value, widget.value) if field.kind == "boolean" \
+                else widget.value
         text = widget.value.strip() if isinstance(widget, Input) else ""
         if field.kind == "number" and text:
             try:
@@ -352,10 +409,17 @@ class JobBuilderScreen(AppScreen[Created | None]):
             parse_job(self.text)
         except JobError as exc:
             errors = list(exc.errors)
-        chosen = values[TYPE_FIELD]
-        if chosen and chosen not in SUPPORTED_TRANSFER_TYPES:  # said now, not at run time
-            errors.append(f"transfer.transfer_type: {NOT_AVAILABLE}: {TYPE_HINT}")
         self._show_errors(errors, values)
+        self._explain(values)
+
+    def _explain(self, values: Mapping[FormField, Any]) -> None:
+        """Under each policy, what its chosen value does (core's words)."""
+        transfer_type = values[TYPE_FIELD]
+        for field, value in values.items():
+            shown = self.query_one(f"#explain-{field.name}", Static)
+            line = explanation(field, value, transfer_type)
+            shown.update(line)
+            shown.display = bool(line)
 
     def _show_errors(self, errors: Iterable[str], values: Mapping[FormField, Any]) -> None:
         """Each error beside its field; an empty field's only once Save was pressed."""

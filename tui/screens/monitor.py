@@ -1,5 +1,7 @@
 """The live monitor of one job: progress, rate, ETA, phase, API budget, the rate-limit pause,
-flagged and failed items, events and the history of executions.
+what the run changed on each side (↑ to the destination, ↓ to the source), its throttle, a run
+the delete guard stopped and the key that runs it anyway, flagged and failed items, events and
+the history of executions.
 
 It polls the service twice a second, whether the run is in this app or in another process
 (a headless `jobs run`): one code path, so attaching after an SSH reconnect looks the same.
@@ -7,6 +9,7 @@ It polls the service twice a second, whether the run is in this app or in anothe
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import ClassVar
 
@@ -17,12 +20,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Log, ProgressBar, Static, TabbedContent, TabPane
 
+from core.explain import explain, throttle
+from core.jobs import JobError, Transfer, parse_job
 from core.paths import printable
 from core.readout import BudgetReadout, eta_text, pause_text, tightest
+from core.sides import outcomes, side_lines
 from core.state import ItemRecord
 from core.status import attempts, item_detail, label
 from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
 from tui.service import AppService, LiveView, RunEvent, ServiceError
+from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import (
     clock,
     count,
@@ -82,6 +89,8 @@ def headline(live: LiveView) -> Text:
         return Text(f"Paused: rate limit; r{after} continues where it stopped", style=AMBER)
     if status == "failed":
         return plain(f"Failed: {execution.error or 'see the events'}", style=f"bold {RED}")
+    if status == "guarded":
+        return Text("Stopped by the delete guard: nothing was changed", style=f"bold {AMBER}")
     words = {"completed": ("Completed", GREEN),
              "no_changes": ("No changes: both sides are in step", GREEN),
              "warn": ("Completed, flagged: see the flagged and failed items below",
@@ -118,6 +127,38 @@ def api_line(live: LiveView, budget: BudgetReadout | None, now: float) -> str:
         return text + " · no API rate limit recorded"
     paused = stats.waiting_until if live.running else None
     return f"{text} · {budget.line(now, paused)}"
+
+
+def sides_text(live: LiveView, transfer: Transfer | None) -> str:
+    """What the run changed on each side, its conflicts, moves and versions, and the job's
+    throttle; "" before the first run of a job without a throttle."""
+    stats, kind = live.stats, live.job.transfer_type
+    changed = live.running or (live.execution is not None and live.status != "guarded")
+    lines = side_lines(stats, kind) if changed else []  # a guarded run changed nothing
+    more = [outcomes(stats, kind) if lines else "",
+            (throttle(transfer.upload_bytes_per_second, transfer.download_bytes_per_second)
+             or "") if transfer else ""]
+    if any(more):
+        lines.append(" · ".join(filter(None, more)))
+    return "\n".join(lines)
+
+
+def guard_reason(live: LiveView) -> str | None:
+    """Why the delete guard stopped the newest run, when it did."""
+    if live.status != "guarded":
+        return None
+    execution = live.execution
+    return live.stats.delete_guard or (execution.error if execution else None) or (
+        "more would be deleted than the job's max_delete allows")
+
+
+def guard_text(reason: str, job_name: str) -> Text:
+    text = Text()
+    text.append(plain(f"⚠ {reason}", style=f"bold {AMBER}"))
+    text.append("\n")
+    text.append(plain(f"If the deletes are meant, f (Run anyway) proceeds, as "
+                      f"`dryviq-tui jobs run --force {shlex.quote(job_name)}` does."))
+    return text
 
 
 def waiting_line(live: LiveView, now: float) -> Text | None:
@@ -158,6 +199,7 @@ class MonitorScreen(AppScreen[None]):
     SUB_TITLE = "Monitor"
     BINDINGS: ClassVar[list[BindingType]] = [
         *JOB_CONTROL_BINDINGS,
+        Binding("f", "force_run", "Run anyway", id="force-run"),
         Binding("escape", "dismiss", "Back", id="close-monitor"),
     ]
 
@@ -169,6 +211,8 @@ class MonitorScreen(AppScreen[None]):
         self._problems: list[ItemRecord] = []
         self._problems_shown: tuple[object, ...] | None = None  # what the table was built from
         self._last_event: RunEvent | None = None
+        self._guard: str | None = None  # why the delete guard stopped the newest run
+        self._transfer: tuple[str, Transfer | None] = ("", None)  # (definition, parsed)
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="monitor-summary"):
@@ -178,11 +222,14 @@ class MonitorScreen(AppScreen[None]):
             yield Static(id="monitor-counts", markup=False)
             yield Static(id="monitor-details", markup=False)
             yield Static(id="monitor-api", markup=False)
+            yield Static(id="monitor-sides", markup=False)
             yield Static(id="monitor-waiting")
+            yield Static(id="monitor-guard")
             with Horizontal(id="monitor-buttons"):
                 yield Button("Start", id="monitor-start", variant="success", compact=True)
                 yield Button("Pause", id="monitor-pause", variant="warning", compact=True)
                 yield Button("Cancel", id="monitor-cancel", variant="error", compact=True)
+                yield Button("Run anyway", id="monitor-force", variant="error", compact=True)
         with TabbedContent(id="monitor-tabs"):
             with TabPane("Flagged and failed", id="tab-problems"):
                 yield DataTable(id="monitor-problems", cursor_type="row", zebra_stripes=True)
@@ -228,9 +275,62 @@ class MonitorScreen(AppScreen[None]):
         waiting_widget = self.query_one("#monitor-waiting", Static)
         waiting_widget.display = waiting is not None
         waiting_widget.update(waiting or "")
+        sides = sides_text(live, self._parsed(job.definition))
+        sides_widget = self.query_one("#monitor-sides", Static)
+        sides_widget.display = bool(sides)
+        sides_widget.update(sides)
+        self._show_guard(live)
         self._show_controls(live)
         self._show_events(live)
         await self._refresh_tables(live, now)
+
+    def _parsed(self, definition: str) -> Transfer | None:
+        """The job's transfer (for its throttle), parsed again only when the job changed."""
+        if self._transfer[0] != definition:
+            try:
+                self._transfer = (definition, parse_job(definition).transfer)
+            except JobError:
+                self._transfer = (definition, None)
+        return self._transfer[1]
+
+    def _show_guard(self, live: LiveView) -> None:
+        reason = None if live.running else guard_reason(live)
+        guard = self.query_one("#monitor-guard", Static)
+        guard.display = reason is not None
+        guard.update(guard_text(reason, live.job.name) if reason else "")
+        self.query_one("#monitor-force", Button).display = reason is not None
+        if reason != self._guard:
+            self._guard = reason
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run anyway is offered only for a run the delete guard stopped."""
+        return self._guard is not None if action == "force_run" else True
+
+    def action_force_run(self) -> None:
+        """Ask, then run past the delete guard."""
+        if self._guard is None:
+            return
+        transfer = self._transfer[1]
+        where = explain("trash", transfer.trash if transfer else None)
+        self.app.push_screen(
+            ConfirmScreen("Run anyway, past the delete guard?", "Run anyway",
+                          detail=f"{self._guard}\n{where[0].upper()}{where[1:]}.",
+                          keep_label="Don't run"),
+            self._forced)
+
+    async def _forced(self, confirmed: bool | None) -> None:
+        if not confirmed:
+            return
+        job = self.dryviq.selected_job
+        try:
+            await self.service.start(self.job_id, force=True)
+        except ServiceError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify(f"Started {job.name if job else 'the job'} past the delete guard",
+                    markup=False)
+        await self.refresh_view()
 
     def _show_controls(self, live: LiveView) -> None:
         start = self.query_one("#monitor-start", Button)
@@ -300,7 +400,14 @@ class MonitorScreen(AppScreen[None]):
             if job is not None:
                 self.app.push_screen(ItemDetailScreen(self._problems[event.cursor_row], job))
 
+    @on(Button.Pressed, "#monitor-force")
+    def _force_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_force_run()
+
     @on(Button.Pressed, "#monitor-buttons Button")
     async def _control(self, event: Button.Pressed) -> None:
-        await self.app.run_action(CONTROLS[event.button.id or ""])
+        if event.button.id not in CONTROLS:
+            return
+        await self.app.run_action(CONTROLS[event.button.id])
         await self.refresh_view()

@@ -6,10 +6,13 @@ from collections.abc import Sequence
 
 from textual.widgets import DataTable
 
+from core.sides import compact, recorded_stats
 from core.state import Execution
 from tui.widgets.format import duration, size, status_text, when
 
-COLUMNS = ("#", "Status", "Started", "Duration", "Files", "Bytes", "Flagged", "Failed")
+# Changes: added, updated, deleted toward the destination (↑) and the source (↓), conflicts
+# (⚡). What a run did comes first: at 80 columns the times and bytes are the ones cut off.
+COLUMNS = ("#", "Status", "Changes", "Flagged", "Failed", "Started", "Duration", "Bytes")
 
 
 class ExecutionHistory(DataTable[object]):
@@ -29,10 +32,10 @@ class ExecutionHistory(DataTable[object]):
         row = self.cursor_row
         self.clear()
         for e in executions:
-            stats = e.stats
-            self.add_row(str(e.id), status_text(e.status), when(e.started_at),
+            stats = recorded_stats(e.stats)
+            self.add_row(str(e.id), status_text(e.status), compact(stats),
+                         f"{stats.flagged:,}", f"{stats.failed:,}", when(e.started_at),
                          duration((e.ended_at or e.heartbeat_at) - e.started_at),
-                         f"{stats.get('transferred', 0):,}", size(stats.get("bytes", 0)),
-                         f"{stats.get('flagged', 0):,}", f"{stats.get('failed', 0):,}")
+                         size(stats.bytes))
         if executions:
             self.move_cursor(row=min(row, len(executions) - 1))

@@ -36,6 +36,7 @@ STATUS_STYLES = {
     "failed": f"bold {RED}",
     "paused": AMBER,
     "interrupted": AMBER,
+    "guarded": f"bold {AMBER}",
     "remediation": f"bold {AMBER}",
     "retry": RED,
 }
