@@ -291,8 +291,11 @@ class ProcoreConnector:
                                           params=params)
         first = parse_json(response, "read the documents index")
         following = response.links.get("next", {}).get("url")
-        if following:
-            walk = await self._walk_costs(index, path, int(response.headers.get("total") or 0))
+        remaining = math.ceil(int(response.headers.get("total") or 0) / PER_PAGE) - 1
+        # weighing the folders costs a call, walking them at least one more: with two pages
+        # left or fewer, the rest of the index is never dearer
+        if following and remaining > 2:
+            walk = await self._walk_costs(index, path, remaining)
             if walk.folder_calls < walk.index_calls:
                 self._prime(walk.folders)
                 return
@@ -304,9 +307,9 @@ class ProcoreConnector:
             following = response.links.get("next", {}).get("url")
         self._build(items)
 
-    async def _walk_costs(self, index: str, path: str, total: int) -> _Walk:
-        """The calls left either way: the rest of the index, or one per folder under `path`
-        (counted from the folders-only index, which is small)."""
+    async def _walk_costs(self, index: str, path: str, remaining: int) -> _Walk:
+        """The calls left either way: the `remaining` pages of the index, or one per folder
+        under `path` (counted from the folders-only index, which is small)."""
         folders = [item async for page in self.client.pages(
             index, what="read the folders index",
             params={"filters[document_type]": "folder", "filters[is_in_recycle_bin]": "false"})
@@ -315,7 +318,7 @@ class ProcoreConnector:
         under = [f for f in folders if _is_content(f) and paths.get(f["id"]) is not None
                  and (not path or paths[f["id"]] == path
                       or paths[f["id"]].startswith(path + "/"))]
-        return _Walk(math.ceil(total / PER_PAGE) - 1, len(under) + 1, folders)
+        return _Walk(remaining, len(under) + 1, folders)
 
     def _prime(self, folders: list[dict[str, Any]]) -> None:
         """Learn every folder's id, so walking to one costs no calls."""

@@ -409,3 +409,24 @@ async def test_a_refusal_within_the_hour_is_not_called_the_window(segmenting) ->
         await write
     assert "one-hour" not in str(failed.value)
     assert "big.bin" not in world.tree(segmenting.sandbox_project)
+
+
+async def test_a_walk_with_two_index_pages_left_reads_them_without_weighing_folders(
+        sandbox, opened, monkeypatch) -> None:
+    """Weighing the folder walk costs a call and walking at least one more: with two pages of
+    the index left, reading them is never dearer, so no folders index is read."""
+    import core.connectors.procore as procore_module
+    from core.sandbox.samples import bulk_project
+
+    world = sandbox.world
+    company = next(c.id for c in world.companies.values() if c.name == DEMO_COMPANY)
+    project = bulk_project(world, company, "Three pages", files=120, folders=12)
+    monkeypatch.setattr(procore_module, "PER_PAGE", 50)  # 133 documents: three pages
+    connector = await open_procore(sandbox, *opened)
+    connector.project_id = project
+    before = world.api_calls
+    await connector.begin_walk("")
+    assert world.api_calls - before == 3
+    assert len(await connector.list_dir("Folder 00001")) == 10
+    assert world.api_calls - before == 3  # listed from the index
+    await connector.close()
