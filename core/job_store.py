@@ -6,7 +6,6 @@ import json
 from collections.abc import Collection
 
 from core.connections import overlap
-from core.engine.runner import NotSupported, check_supported
 from core.home import Home
 from core.jobs import Job, JobError, job_object, parse_job
 from core.paths import NAME_MAX, name_key
@@ -49,12 +48,7 @@ async def _checked(state: State, text: str, editing: str | None = None,
     clash = overlap(found[0], job.transfer.source.path, found[1], job.transfer.destination.path)
     if clash:
         raise JobError([f"transfer.destination.target.path: {clash}"])
-    warnings = list(job.warnings)
-    try:
-        check_supported(job)
-    except NotSupported as exc:
-        warnings.append(f"{exc}; `jobs run` will refuse it until then")
-    return job, found, warnings
+    return job, found, list(job.warnings)
 
 
 async def job_named(state: State, name: str, *, other_than: str | None = None,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.connections import describe
-from core.engine.runner import NotSupported, RunResult, check_supported, run_job
+from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home, JobBusy
 from core.job_store import create_job
@@ -246,8 +246,8 @@ class AppService:
             where = "here" if self.runs_here(job_id) else "in another process"
             raise ServiceError(f"{job.name} is already running {where}")
         try:
-            check_supported(parse_job(job.definition))
-        except (NotSupported, JobError) as exc:
+            parse_job(job.definition)
+        except JobError as exc:
             raise ServiceError(str(exc)) from None
         run = _Run(job, force=force)
         self._runs[job_id] = run
@@ -259,7 +259,7 @@ class AppService:
             result = await run_job(self.state, self.home, run.job, stop=run.stop,
                                    on_progress=run.progress, on_event=run.event,
                                    force=run.force)
-        except (JobBusy, NotSupported, StateError) as exc:
+        except (JobBusy, StateError) as exc:
             error = str(exc)
         except sqlite3.DatabaseError as exc:  # the state file went bad or read-only under it
             log.exception("job %s", run.job.name)

@@ -24,7 +24,7 @@ from core.cli.output import (
     write_csv,
 )
 from core.connectors.base import ConnectorError
-from core.engine.runner import NotSupported, RunResult, run_job
+from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats
 from core.home import ConfigError, Home, JobBusy
 from core.job_store import (
@@ -303,8 +303,6 @@ async def _run(args: argparse.Namespace) -> int:
             result = await run_job(state, home, job, parallel=args.parallel, stop=stop,
                                    on_progress=reporter, on_event=reporter.event,
                                    wait_for_budget=not args.no_wait, force=args.force)
-        except NotSupported as exc:
-            raise UsageError(str(exc)) from None
         except JobBusy as exc:
             raise UsageError(f"job {job.name!r}: {exc}") from None
         except asyncio.CancelledError:

@@ -34,24 +34,19 @@ from core.engine.planner import KINDS, SENT, Action, Plan, Rules, unchanged_sinc
 from core.engine.stats import ExecutionStats, Throughput
 from core.engine.throttle import JobThrottles
 from core.home import Home
-from core.jobs import TRANSFER_TYPES, Job, Transfer, parse_job
+from core.jobs import Job, Transfer, parse_job
 from core.logs import logged_events
 from core.paths import fit_name, join, valid_utf8
 from core.state import Forgotten, ItemLog, ItemRecord, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
               "interrupted": 3, "guarded": 1}
-SUPPORTED_TRANSFER_TYPES = TRANSFER_TYPES
 PROGRESS_INTERVAL = 0.5  # seconds between progress callbacks
 HEARTBEAT_INTERVAL = 1.0  # seconds between stats written to the state DB
 LOOKAHEAD = 8  # folders listed ahead of the one being planned, where listing is slow
 SLOW_LISTING = 0.02  # seconds: a folder listed faster gains nothing from listing ahead;
 # its thread hops at once only fight over Python's GIL (measured: 20% slower on a disk)
 log = logging.getLogger(__name__)  # helper `state`: the log file records every event
-
-
-class NotSupported(Exception):
-    """The job asks for something this version cannot do yet."""
 
 
 @dataclass
@@ -97,13 +92,6 @@ async def _no_entries() -> list[Entry]:
 def _content(entries: list[Entry]) -> list[Entry]:
     """A listing without the engine's own folders (trash, preserved versions)."""
     return [e for e in entries if not (e.is_dir and e.name in ENGINE_FOLDERS)]
-
-
-def check_supported(job: Job) -> None:
-    if job.transfer.transfer_type not in SUPPORTED_TRANSFER_TYPES:
-        raise NotSupported(
-            f'transfer.transfer_type "{job.transfer.transfer_type}" is not supported yet; '
-            f"this version runs {', '.join(SUPPORTED_TRANSFER_TYPES)} jobs")
 
 
 @dataclass(slots=True)
@@ -637,9 +625,8 @@ async def run_job(
 ) -> RunResult:
     """Run one execution of `record`, resuming from what earlier executions recorded. When an
     API budget runs out it waits for the reset, or with `wait_for_budget` off stops as paused.
-    Raises NotSupported, and JobBusy (from core.home) if the job is running elsewhere."""
+    Raises JobBusy (from core.home) if the job is running elsewhere."""
     job = parse_job(record.definition)
-    check_supported(job)
     stop = stop or asyncio.Event()
     emit = logged_events(on_event, log)
     with home.job_lock(record.id):
