@@ -320,6 +320,10 @@ class DryvIQApp(App[int]):
             return
         stats = result.stats
         status = status_text(result.status).plain
+        if result.status == "guarded":
+            self.notify(f"{job.name}: {status}, nothing changed\n{stats.delete_guard}\n"
+                        "Open its monitor: f runs it anyway", markup=False, severity="warning")
+            return
         self.notify(f"{job.name}: {status}, {count(stats.transferred, 'file')} "
                     f"({size(stats.bytes)})"
                     + (f"\n{result.error}" if result.error else ""), markup=False,
