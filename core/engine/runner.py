@@ -297,7 +297,7 @@ class _Run:
             fit = fit_name(pair.name, folder.source_path, self.back_names.rules,
                            transform=self.names.transform, encode=self.names.encode,
                            truncate=self.names.truncate)
-            pair.refusal = fit.refusal
+            pair.refusal = pair.refusal or fit.refusal
             yield pair, fit.name
 
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
