@@ -87,7 +87,11 @@ def _close(a: float | None, b: float | None, precision: float | None) -> bool:
 
 
 def same_content(source: Entry, destination: Entry, rules: Rules) -> bool:
-    """rclone's equality: same size, and modification times within both sides' precision."""
+    """rclone's equality: same size, and modification times within both sides' precision.
+    Where neither side can set a file's mtime (Procore to Procore), each one's is when it was
+    stored there: close or not, they say nothing about the content."""
+    if not (rules.source_sets_mtime or rules.destination_sets_mtime):
+        return False
     return source.size == destination.size and _close(source.mtime, destination.mtime,
                                                      rules.mtime_precision)
 

@@ -23,6 +23,7 @@ from core.cli import jobs as cli_jobs
 from core.cli import main
 from core.cli.output import ProgressReporter
 from core.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, World
+from core.sandbox.samples import SECOND_PROJECT
 from tests.e2e.test_procore import COMPANY, PROJECT, SECRET_ENV, local, project_id
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
@@ -73,13 +74,18 @@ class Procore:
         return {path[len(prefix):] for path, data in self.world.tree(self.id).items()
                 if path.startswith(prefix) and data is None}
 
-    def put(self, path: str, data: bytes) -> None:
-        """A user's upload in Procore: a new document, or a new version of the one there."""
-        self.world.add_file(self.id, path, data)
+    def put(self, path: str, data: bytes, at: float | None = None) -> None:
+        """A user's upload in Procore: a new document, or a new version of the one there
+        (`at`: when, if not now)."""
+        self.world.add_file(self.id, path, data, at=at)
 
     def versions(self, path: str) -> list[bytes]:
         with self.world.lock:
             return [v.blob.data for v in self.world.node_at(self.id, path).versions]
+
+    def updated_at(self, path: str) -> float:
+        with self.world.lock:
+            return self.world.node_at(self.id, path).updated_at
 
     def delete(self, path: str) -> None:
         """A user's delete in Procore: to the Recycle Bin."""
@@ -333,3 +339,71 @@ def test_names_that_differ_only_in_case_never_meet_in_one_procore_document(
     writes = procore.writes()
     again = synced.run(4 if synced.procore_first else 0)
     assert again["stats"]["transferred"] == 0 and procore.writes() == writes
+
+
+# -- Procore <-> Procore, across two projects ---------------------------------------------
+
+
+@pytest.fixture
+def projects(cli: Cli, sandbox) -> tuple[Procore, Procore]:
+    """Two projects of one company, each a connection; the first with a few documents."""
+    world = sandbox.world
+    add_procore(cli, world, sandbox.url, "riverside")
+    add_procore(cli, world, sandbox.url, "harbor", SECOND_PROJECT)
+    riverside, harbor = Procore(world), Procore(world, SECOND_PROJECT)
+    for path, data in START.items():
+        riverside.put(f"Sync/{path}", data)
+    riverside.put("Sync/Plan.pdf", b"plan v2")
+    world.add_folder(riverside.id, "Sync/Photos")
+    return riverside, harbor
+
+
+def test_copy_between_two_projects_sends_each_change_as_a_version(
+        cli: Cli, projects: tuple[Procore, Procore], tmp_path: Path) -> None:
+    riverside, harbor = projects
+    make_job(cli, tmp_path, "across", ("riverside", "/Sync"), ("harbor", "/Copy"), "copy")
+    first = cli.run("across")
+    assert first["status"] == "completed", first
+    assert harbor.files("Copy") == riverside.files("Sync")
+    assert harbor.folders("Copy") == riverside.folders("Sync")
+    writes = riverside.writes()
+    again = cli.run("across")
+    assert again["status"] == "no_changes", again
+    assert riverside.writes() == writes and again["stats"]["api_calls"] <= 10, again["stats"]
+    # an edit of the same size, stored in the very second the copy was made: the times of
+    # two Procore documents say nothing about their content
+    riverside.put("Sync/Drawings/A-101.pdf", b"a101 v2", at=harbor.updated_at(
+        "Copy/Drawings/A-101.pdf"))
+    assert cli.run("across")["stats"]["transferred"] == 1
+    assert harbor.versions("Copy/Drawings/A-101.pdf") == [b"a101 v1", b"a101 v2"]
+    assert harbor.files("Copy") == riverside.files("Sync")
+
+
+def test_sync_between_two_projects(cli: Cli, projects: tuple[Procore, Procore],
+                                   tmp_path: Path) -> None:
+    riverside, harbor = projects
+    make_job(cli, tmp_path, "both ways", ("riverside", "/Sync"), ("harbor", "/Synced"))
+    assert cli.run("both ways")["status"] == "completed"
+    assert harbor.files("Synced") == riverside.files("Sync")
+    riverside.put("Sync/Drawings/A-101.pdf", b"a101 v2, riverside")
+    harbor.put("Synced/RFIs/RFI-1.pdf", b"rfi 1, answered at harbor")
+    harbor.put("Synced/New.pdf", b"new at harbor")
+    riverside.delete("Sync/RFIs/RFI-2.pdf")
+    riverside.put("Sync/Plan.pdf", b"plan, riverside edit")
+    harbor.put("Synced/Plan.pdf", b"plan, harbor edit, later", at=time.time() + 5)
+    result = cli.run("both ways")
+    assert result["status"] == "completed", result
+    assert result["stats"]["conflicts"] == 1
+    mine = riverside.files("Sync")
+    assert mine == harbor.files("Synced")
+    assert mine["Plan.pdf"] == b"plan, harbor edit, later"
+    assert list(conflict_copies(mine).values()) == [b"plan, riverside edit"]
+    assert (mine["Drawings/A-101.pdf"], mine["RFIs/RFI-1.pdf"], mine["New.pdf"]) == (
+        b"a101 v2, riverside", b"rfi 1, answered at harbor", b"new at harbor")
+    assert "RFIs/RFI-2.pdf" not in mine and harbor.recycled() == {"RFI-2.pdf": b"rfi 2"}
+    assert harbor.versions("Synced/Drawings/A-101.pdf") == [b"a101 v1", b"a101 v2, riverside"]
+    assert riverside.versions("Sync/RFIs/RFI-1.pdf") == [b"rfi 1", b"rfi 1, answered at harbor"]
+    writes = riverside.writes()
+    again = cli.run("both ways")
+    assert again["status"] == "no_changes", again
+    assert riverside.writes() == writes and again["stats"]["api_calls"] <= 10
