@@ -10,8 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,9 @@ from core.auth import OOB_REDIRECT
 from core.cli import jobs as cli_jobs
 from core.cli import main
 from core.cli.output import ProgressReporter
-from core.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, World
+from core.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SandboxConfig, World
 from core.sandbox.samples import SECOND_PROJECT
+from tests.e2e.conftest import clean_env, dryviq_command
 from tests.e2e.test_procore import COMPANY, PROJECT, SECRET_ENV, local, project_id
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
@@ -407,3 +411,74 @@ def test_sync_between_two_projects(cli: Cli, projects: tuple[Procore, Procore],
     again = cli.run("both ways")
     assert again["status"] == "no_changes", again
     assert riverside.writes() == writes and again["stats"]["api_calls"] <= 10
+
+
+# -- an interrupted sync ------------------------------------------------------------------
+
+
+def kill_after(home: Path, progress: Callable[[], int], target: int) -> int:
+    """Start `dryviq-tui jobs run sync`, SIGKILL it once `progress()` reaches `target` (or
+    it ends); the progress made by then."""
+    proc = subprocess.Popen([*dryviq_command(), "--home", str(home), "jobs", "run", "sync"],
+                            env=clean_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and progress() < target and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return progress()
+
+
+@pytest.mark.slow
+def test_a_sync_killed_twice_finishes_without_conflicts_or_duplicates(
+        cli: Cli, make_sandbox, tmp_path: Path) -> None:
+    sandbox = make_sandbox(SandboxConfig(spike_limit=10_000))  # no pacing: a quick test
+    procore = Procore(sandbox.world)
+    root = add_local(cli, tmp_path / "files")
+    add_procore(cli, sandbox.world, sandbox.url)
+    clock = Clock()
+    start = {f"{folder}/Sheet {n:02d}.pdf": b"sheet %02d, v1" % n
+             for n, folder in enumerate(["Drawings", "Specs"] * 20)}
+    for path, data in start.items():
+        clock.put(root, path, data)
+    make_job(cli, tmp_path, "sync", ("files", "/"), ("procore", "/Sync"))
+    assert cli.run("sync")["status"] == "completed"
+    history = {path: procore.versions(f"Sync/{path}") for path in start}
+    # edits on both sides (some of the same size, some not) and new files on both
+    expected = dict(start)
+    paths = sorted(start)
+    for n, path in enumerate(paths[:10]):
+        expected[path] = b"sheet, edited at the office" + b"!" * (n % 2)
+        clock.put(root, path, expected[path])
+    for n, path in enumerate(paths[10:20]):
+        expected[path] = b"sheet %02d, v2" % n if n % 2 else b"sheet, edited in the field"
+        procore.put(f"Sync/{path}", expected[path])
+    for n in range(10):
+        expected[f"Office/New {n}.pdf"] = b"new at the office %d" % n
+        clock.put(root, f"Office/New {n}.pdf", expected[f"Office/New {n}.pdf"])
+        expected[f"Field/New {n}.pdf"] = b"new in the field %d" % n
+        procore.put(f"Sync/Field/New {n}.pdf", expected[f"Field/New {n}.pdf"])
+
+    def progress() -> int:  # files already as they should end, on both sides
+        there, here = procore.files("Sync"), files(root)
+        return sum((there.get(p), here.get(p)) == (data, data) for p, data in expected.items())
+
+    before = progress()
+    sandbox.world.config.latency = 0.02  # so a kill lands among the writes
+    reached = [kill_after(cli.home, progress, before + 8),
+               kill_after(cli.home, progress, before + 25)]
+    sandbox.world.config.latency = 0.0
+    assert before < reached[0] < reached[1] < len(expected), (before, reached)
+    done = cli.run("sync")
+    assert done["status"] == "completed", done
+    assert done["stats"]["conflicts"] == 0
+    assert files(root) == procore.files("Sync") == expected  # no conflict copy, no twin
+    for path, versions in history.items():  # one new version per edit, none twice
+        want = versions + ([expected[path]] if expected[path] != start[path] else [])
+        assert procore.versions(f"Sync/{path}") == want, path
+    for n in range(10):
+        assert len(procore.versions(f"Sync/Office/New {n}.pdf")) == 1
+    writes = procore.writes()
+    assert cli.run("sync")["status"] == "no_changes"
+    assert procore.writes() == writes
