@@ -345,6 +345,48 @@ def test_names_that_differ_only_in_case_never_meet_in_one_procore_document(
     assert again["stats"]["transferred"] == 0 and procore.writes() == writes
 
 
+def test_a_deleted_folder_goes_with_its_files_and_a_case_rename_is_no_change(
+        synced: Synced) -> None:
+    procore, root = synced.procore, synced.root
+    for name in ("RFI-1.pdf", "RFI-2.pdf"):
+        (root / "RFIs" / name).unlink()
+    (root / "RFIs").rmdir()
+    procore.delete("Sync/Field")
+    os.rename(root / "Plan.pdf", root / "plan.pdf")  # the same file to Procore
+    result = synced.run()
+    assert result["status"] == "completed", result
+    kept = {"Drawings/A-101.pdf": b"a101 v1", "Specs/empty.txt": b""}
+    assert files(root) == kept | {"plan.pdf": b"plan v1"}
+    assert procore.files("Sync") == kept | {"Plan.pdf": b"plan v1"}
+    assert procore.versions("Sync/Plan.pdf") == [b"plan v1"]
+    assert not (root / "RFIs").exists() and not (root / "Field").exists()
+    assert "RFIs" not in procore.folders("Sync")
+    assert procore.recycled() == {"RFI-1.pdf": b"rfi 1", "RFI-2.pdf": b"rfi 2", "RFIs": None,
+                                  "Field": None}
+    assert trashed(root) == {"Field/Daily log.pdf": b"from the field", "Field/empty.log": b""}
+    writes = procore.writes()
+    assert synced.run()["status"] == "no_changes"
+    assert procore.writes() == writes
+
+
+def test_the_delete_guard_stops_a_sync_that_would_follow_an_emptied_procore_folder(
+        synced: Synced) -> None:
+    procore, root = synced.procore, synced.root
+    with procore.world.lock:
+        top = procore.world.node_at(procore.id, "Sync")
+        children = list(top.children.values())
+    for child in children:
+        procore.world.delete(child)
+    before = files(root)
+    guarded = synced.run(1)
+    assert guarded["status"] == "guarded", guarded
+    assert "empty" in guarded["stats"]["delete_guard"]
+    assert files(root) == before and not trashed(root)
+    forced = synced.run(0, "--force")
+    assert forced["status"] == "completed", forced
+    assert files(root) == {} and trashed(root) == START | FIELD
+
+
 # -- Procore <-> Procore, across two projects ---------------------------------------------
 
 
