@@ -369,6 +369,37 @@ def test_a_deleted_folder_goes_with_its_files_and_a_case_rename_is_no_change(
     assert procore.writes() == writes
 
 
+@pytest.mark.parametrize("policy", ["latest", "source", "destination", "failure"])
+def test_first_sync_over_two_full_sides(cli: Cli, sandbox, procore: Procore, tmp_path: Path,
+                                        policy: str) -> None:
+    """Same name and size on both sides: matched, nothing sent (Procore keeps no checksum
+    to compare). Same name, different content: the conflict policy; Procore's is newer."""
+    root = add_local(cli, tmp_path / "files")
+    add_procore(cli, sandbox.world, sandbox.url)
+    clock = Clock()
+    clock.put(root, "same.pdf", b"same")
+    clock.put(root, "differs.pdf", b"office version")
+    procore.put("Sync/same.pdf", b"same")
+    procore.put("Sync/differs.pdf", b"field version, newer")
+    make_job(cli, tmp_path, "merge", ("files", "/"), ("procore", "/Sync"),
+             conflict_resolution=policy)
+    writes = procore.writes()
+    result = cli.run("merge", 4 if policy == "failure" else 0)
+    assert result["stats"]["conflicts"] == 1, result
+    kept = {"latest": b"field version, newer", "source": b"office version",
+            "destination": b"field version, newer"}.get(policy)
+    if kept is None:  # failure: flagged, neither side changed
+        assert (files(root)["differs.pdf"], procore.files("Sync")["differs.pdf"]) == (
+            b"office version", b"field version, newer")
+    else:
+        assert files(root) == procore.files("Sync") == {"same.pdf": b"same",
+                                                        "differs.pdf": kept}
+    assert procore.versions("Sync/same.pdf") == [b"same"]
+    assert (procore.writes() > writes) == (policy == "source")
+    again = cli.run("merge", 4 if policy == "failure" else 0)
+    assert again["stats"]["transferred"] == 0
+
+
 def test_the_delete_guard_stops_a_sync_that_would_follow_an_emptied_procore_folder(
         synced: Synced) -> None:
     procore, root = synced.procore, synced.root
