@@ -36,7 +36,7 @@ from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home
 from core.jobs import TRANSFER_TYPES, Job, Transfer, parse_job
 from core.logs import logged_events
-from core.paths import fit_name, join, valid_utf8
+from core.paths import fit_name, join, match_key, valid_utf8
 from core.state import Forgotten, ItemLog, ItemRecord, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
@@ -318,6 +318,7 @@ class _Run:
         self.listed_files[True] += sum(not e.is_dir for e in sources)
         self.listed_files[False] += sum(not e.is_dir for e in destinations)
         children: list[_Folder] = []
+        renamed = self._renamed_records(folder, sources, records)
         for pair, source_name in self._pairs(folder, sources, destinations):
             if self.stop.is_set() or self.executor.halted:
                 return children
@@ -330,13 +331,25 @@ class _Run:
                     continue
                 if not self.two_sided:
                     continue
-            record = records.pop(self._relative(source_path), None)
+            relative = self._relative(source_path)
+            record = records.pop(relative, None) or records.pop(
+                renamed.get(match_key(relative, True), ""), None)
             plan = self.planner(pair, record, self.rules)
             await self._carry_out(folder, pair, source_path, record, plan, children)
         for record in records.values():  # recorded, and now on neither side
             if self.planner(Pair(None, None, ""), record, self.rules).action is Action.FORGET:
                 self.items.record(Forgotten(record.job_id, record.path))
         return children
+
+    def _renamed_records(self, folder: _Folder, sources: list[Entry],
+                         records: dict[str, ItemRecord]) -> dict[str, str]:
+        """Where names ignore case, a source item renamed only in case (Plan.pdf, now
+        plan.pdf) is still the item recorded: the records no source item has by its exact
+        name, by their case-folded path."""
+        if not self.names.case_insensitive:
+            return {}
+        listed = {self._relative(join(folder.source_path, e.name)) for e in sources}
+        return {match_key(path, True): path for path in records if path not in listed}
 
     async def _carry_out(self, folder: _Folder, pair: Pair, source_path: str,
                          record: ItemRecord | None, plan: Plan,

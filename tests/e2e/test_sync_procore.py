@@ -369,6 +369,26 @@ def test_a_deleted_folder_goes_with_its_files_and_a_case_rename_is_no_change(
     assert procore.writes() == writes
 
 
+def test_an_edit_with_a_case_only_rename_is_sent_as_a_version(synced: Synced) -> None:
+    """Procore ignores case, so Plan.pdf renamed plan.pdf is still its document: an edit made
+    with the rename is a change of that document, not a first meeting of two files."""
+    procore, root = synced.procore, synced.root
+    os.rename(root / "Plan.pdf", root / "plan.pdf")
+    synced.clock.put(root, "plan.pdf", b"plan v2")  # the same size as v1
+    procore.world.change(procore.world.node_at(procore.id, "Sync/Specs/empty.txt"),
+                         name="EMPTY.txt")
+    procore.put("Sync/Specs/EMPTY.txt", b"filled in Procore")
+    result = synced.run()
+    assert result["status"] == "completed", result
+    assert result["stats"]["conflicts"] == 0
+    assert procore.versions("Sync/Plan.pdf") == [b"plan v1", b"plan v2"]
+    assert files(root)["Specs/empty.txt"] == b"filled in Procore"
+    assert not conflict_copies(files(root)) and not conflict_copies(procore.files("Sync"))
+    writes = procore.writes()
+    assert synced.run()["status"] == "no_changes"
+    assert procore.writes() == writes
+
+
 @pytest.mark.parametrize("policy", ["latest", "source", "destination", "failure"])
 def test_first_sync_over_two_full_sides(cli: Cli, sandbox, procore: Procore, tmp_path: Path,
                                         policy: str) -> None:
