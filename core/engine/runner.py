@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from core.connections import overlap
@@ -284,21 +284,33 @@ class _Run:
             raise Vanished(str(exc)) from exc
 
     def _pairs(self, folder: _Folder, sources: list[Entry], destinations: list[Entry],
-               ) -> Iterator[tuple[Pair, str]]:
-        """The folder's pairs, each with its item's source-side name."""
-        for pair in pair_folder(sources, destinations, folder.destination_path, self.names):
+               ) -> list[tuple[Pair, str]]:
+        """The folder's pairs, each with its item's source-side name. A destination item whose
+        name the source refuses went there under a fitted name (a sync sent it back): the
+        source item of that name is its pair, not an item only at the source."""
+        merged = list(pair_folder(sources, destinations, folder.destination_path, self.names))
+        key = functools.partial(match_key, case_insensitive=self.names.case_insensitive)
+        alone = {key(p.source.name): p for p in merged if self.two_sided and p.source  # type: ignore[union-attr]
+                 and p.destination is None and not p.refusal}
+        pairs: list[tuple[Pair, str]] = []
+        for pair in merged:
             if pair.source is not None:
-                yield pair, pair.source.name
+                pairs.append((pair, pair.source.name))
                 continue
             assert pair.destination is not None
             if pair.destination.skip_reason == LEFTOVER_PART or not self.two_sided:
-                yield pair, pair.name
+                pairs.append((pair, pair.name))
                 continue
             fit = fit_name(pair.name, folder.source_path, self.back_names.rules,
                            transform=self.names.transform, encode=self.names.encode,
                            truncate=self.names.truncate)
             pair.refusal = pair.refusal or fit.refusal
-            yield pair, fit.name
+            mate = alone.pop(key(fit.name), None) if fit.name != pair.name else None
+            if mate is not None and mate.source.is_dir == pair.destination.is_dir:  # type: ignore[union-attr]
+                mate.destination, mate.name = pair.destination, pair.name
+            else:
+                pairs.append((pair, fit.name))
+        return pairs
 
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:

@@ -389,6 +389,24 @@ def test_an_edit_with_a_case_only_rename_is_sent_as_a_version(synced: Synced) ->
     assert procore.writes() == writes
 
 
+def test_a_local_name_procore_refuses_syncs_under_its_fitted_name(synced: Synced) -> None:
+    procore, root = synced.procore, synced.root
+    synced.clock.put(root, "RFIs/RFI-3: beam?.pdf", b"rfi 3")
+    first = synced.run()
+    assert first["status"] == "completed", first
+    assert procore.files("Sync/RFIs")["RFI-3_ beam_.pdf"] == b"rfi 3"
+    writes = procore.writes()
+    again = synced.run()
+    assert again["status"] == "no_changes", again
+    assert procore.writes() == writes
+    assert set(files(root / "RFIs")) == {"RFI-1.pdf", "RFI-2.pdf", "RFI-3: beam?.pdf"}
+    procore.put("Sync/RFIs/RFI-3_ beam_.pdf", b"rfi 3, answered in Procore")
+    assert synced.run()["stats"]["transferred"] == 1
+    assert files(root / "RFIs")["RFI-3: beam?.pdf"] == b"rfi 3, answered in Procore"
+    assert procore.versions("Sync/RFIs/RFI-3_ beam_.pdf") == [b"rfi 3",
+                                                              b"rfi 3, answered in Procore"]
+
+
 @pytest.mark.parametrize("policy", ["latest", "source", "destination", "failure"])
 def test_first_sync_over_two_full_sides(cli: Cli, sandbox, procore: Procore, tmp_path: Path,
                                         policy: str) -> None:
