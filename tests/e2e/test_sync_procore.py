@@ -392,14 +392,17 @@ def test_an_edit_with_a_case_only_rename_is_sent_as_a_version(synced: Synced) ->
 def test_a_local_name_procore_refuses_syncs_under_its_fitted_name(synced: Synced) -> None:
     procore, root = synced.procore, synced.root
     synced.clock.put(root, "RFIs/RFI-3: beam?.pdf", b"rfi 3")
+    synced.clock.put(root, "Phase 1: Site/log.pdf", b"site log")
     first = synced.run()
     assert first["status"] == "completed", first
     assert procore.files("Sync/RFIs")["RFI-3_ beam_.pdf"] == b"rfi 3"
+    assert procore.files("Sync/Phase 1_ Site") == {"log.pdf": b"site log"}
     writes = procore.writes()
     again = synced.run()
     assert again["status"] == "no_changes", again
     assert procore.writes() == writes
     assert set(files(root / "RFIs")) == {"RFI-1.pdf", "RFI-2.pdf", "RFI-3: beam?.pdf"}
+    assert not (root / "Phase 1_ Site").exists()
     procore.put("Sync/RFIs/RFI-3_ beam_.pdf", b"rfi 3, answered in Procore")
     assert synced.run()["stats"]["transferred"] == 1
     assert files(root / "RFIs")["RFI-3: beam?.pdf"] == b"rfi 3, answered in Procore"
