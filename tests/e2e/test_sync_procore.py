@@ -545,7 +545,7 @@ def kill_after(home: Path, progress: Callable[[], int], target: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_sync_killed_twice_finishes_without_conflicts_or_duplicates(
+def test_a_sync_killed_twice_finishes_without_conflicts_duplicates_or_lost_deletes(
         cli: Cli, make_sandbox, tmp_path: Path) -> None:
     sandbox = make_sandbox(SandboxConfig(spike_limit=10_000))  # no pacing: a quick test
     procore = Procore(sandbox.world)
@@ -568,6 +568,12 @@ def test_a_sync_killed_twice_finishes_without_conflicts_or_duplicates(
     for n, path in enumerate(paths[10:20]):
         expected[path] = b"sheet %02d, v2" % n if n % 2 else b"sheet, edited in the field"
         procore.put(f"Sync/{path}", expected[path])
+    for path in paths[20:23]:  # deletes on both sides
+        (root / path).unlink()
+        del expected[path]
+    for path in paths[23:26]:
+        procore.delete(f"Sync/{path}")
+        del expected[path]
     for n in range(10):
         expected[f"Office/New {n}.pdf"] = b"new at the office %d" % n
         clock.put(root, f"Office/New {n}.pdf", expected[f"Office/New {n}.pdf"])
@@ -588,7 +594,11 @@ def test_a_sync_killed_twice_finishes_without_conflicts_or_duplicates(
     assert done["status"] == "completed", done
     assert done["stats"]["conflicts"] == 0
     assert files(root) == procore.files("Sync") == expected  # no conflict copy, no twin
+    assert procore.recycled() == {Path(p).name: start[p] for p in paths[20:26]}
+    assert trashed(root) == {p: start[p] for p in paths[23:26]}
     for path, versions in history.items():  # one new version per edit, none twice
+        if path not in expected:
+            continue
         want = versions + ([expected[path]] if expected[path] != start[path] else [])
         assert procore.versions(f"Sync/{path}") == want, path
     for n in range(10):
