@@ -568,6 +568,10 @@ def test_a_sync_killed_twice_finishes_without_conflicts_duplicates_or_lost_delet
     for n, path in enumerate(paths[10:20]):
         expected[path] = b"sheet %02d, v2" % n if n % 2 else b"sheet, edited in the field"
         procore.put(f"Sync/{path}", expected[path])
+    for n, path in enumerate(paths[26:28]):  # changed on both sides: Procore's is newer
+        clock.put(root, path, b"office conflict %d" % n)
+        procore.put(f"Sync/{path}", b"field conflict, newer %d" % n)
+        expected[path] = b"field conflict, newer %d" % n
     for path in paths[20:23]:  # deletes on both sides
         (root / path).unlink()
         del expected[path]
@@ -592,12 +596,15 @@ def test_a_sync_killed_twice_finishes_without_conflicts_duplicates_or_lost_delet
     assert before < reached[0] < reached[1] < len(expected), (before, reached)
     done = cli.run("sync")
     assert done["status"] == "completed", done
-    assert done["stats"]["conflicts"] == 0
-    assert files(root) == procore.files("Sync") == expected  # no conflict copy, no twin
+    mine = files(root)
+    assert mine == procore.files("Sync")
+    copies = conflict_copies(mine)  # one for each real conflict, none of the run's own
+    assert sorted(copies.values()) == [b"office conflict 0", b"office conflict 1"], copies
+    assert {k: v for k, v in mine.items() if k not in copies} == expected  # no twin
     assert procore.recycled() == {Path(p).name: start[p] for p in paths[20:26]}
     assert trashed(root) == {p: start[p] for p in paths[23:26]}
     for path, versions in history.items():  # one new version per edit, none twice
-        if path not in expected:
+        if path not in expected or path in paths[26:28]:
             continue
         want = versions + ([expected[path]] if expected[path] != start[path] else [])
         assert procore.versions(f"Sync/{path}") == want, path
