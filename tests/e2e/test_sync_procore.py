@@ -369,6 +369,16 @@ def test_a_deleted_folder_goes_with_its_files_and_a_case_rename_is_no_change(
     assert procore.writes() == writes
 
 
+def test_an_edit_timed_like_procores_copy_is_still_sent(synced: Synced) -> None:
+    """Procore's updated_at is when it stored the file: a local edit of the same size whose
+    mtime falls within a second of it is still an edit."""
+    procore, root = synced.procore, synced.root
+    synced.clock.put(root, "Plan.pdf", b"plan v2", mtime=procore.updated_at("Sync/Plan.pdf"))
+    result = synced.run()
+    assert result["stats"]["transferred"] == 1, result
+    assert procore.versions("Sync/Plan.pdf") == [b"plan v1", b"plan v2"]
+
+
 def test_an_edit_with_a_case_only_rename_is_sent_as_a_version(synced: Synced) -> None:
     """Procore ignores case, so Plan.pdf renamed plan.pdf is still its document: an edit made
     with the rename is a change of that document, not a first meeting of two files."""
