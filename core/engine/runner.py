@@ -434,11 +434,12 @@ class _Run:
     def _in_step(self, source_path: str, pair: Pair, plan: Plan, record: ItemRecord | None,
                  destination_path: str) -> None:
         """Record a file found in step on both sides, where the record says otherwise: what
-        is there now is what a later run compares with."""
+        is there now is what a later run compares with. A record with nothing else to change
+        keeps its note (why the file was adopted, say) when the plan gives no reason."""
         source, found = pair.source, pair.destination
         assert source is not None and found is not None
         note = "; ".join(filter(None, [pair.note, plan.reason])) or None
-        if (record is not None and record.status in SENT and record.note == note
+        if (record is not None and record.status in SENT and note in (None, record.note)
                 and (record.size, record.mtime, record.source_version,
                      record.destination_version) == (source.size, source.mtime, source.version,
                                                      found.version)
