@@ -135,15 +135,23 @@ def pair_folder(sources: list[Entry], destinations: list[Entry], parent: str,
     earlier runs gave source items at the destination, by source name."""
     keyed, refused = _fit_sources(sources, parent, policy, destinations, chosen or {})
     yield from refused
+    # where names differ only in case at the destination (the source ignores case), the one
+    # of the source's own name pairs with it; the others cannot go to the source
+    exact = {pair.name for _, pair in keyed}
     theirs = sorted(((match_key(e.name, policy.case_insensitive), e) for e in destinations),
-                    key=lambda kp: kp[0])
+                    key=lambda kp: (kp[0], kp[1].name not in exact))
     i = j = 0
     while i < len(keyed) or j < len(theirs):
         if j == len(theirs) or (i < len(keyed) and keyed[i][0] < theirs[j][0]):
             yield keyed[i][1]
             i += 1
         elif i == len(keyed) or theirs[j][0] < keyed[i][0]:
-            yield Pair(None, theirs[j][1], theirs[j][1].name)
+            pair = Pair(None, theirs[j][1], theirs[j][1].name)
+            if j and theirs[j - 1][0] == theirs[j][0]:
+                pair.refusal = (f"another item here is also named {theirs[j - 1][1].name!r} "
+                                "apart from case, and the source does not tell names apart "
+                                "by case")
+            yield pair
             j += 1
         else:
             pair = keyed[i][1]

@@ -88,7 +88,11 @@ def _close(a: float | None, b: float | None, precision: float | None) -> bool:
 
 
 def same_content(source: Entry, destination: Entry, rules: Rules) -> bool:
-    """rclone's equality: same size, and modification times within both sides' precision."""
+    """rclone's equality: same size, and modification times within both sides' precision.
+    Only where the side written keeps the mtime it is given: Procore's is when it stored the
+    file, and a file stored within a second of the other's mtime is no proof of anything."""
+    if not rules.destination_sets_mtime:
+        return False
     return source.size == destination.size and _close(source.mtime, destination.mtime,
                                                      rules.mtime_precision)
 
@@ -306,8 +310,8 @@ def plan_sync(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     base = record if record is not None and _in_step_before(record) else None
     if source is None or destination is None:
         return _one_sided(source, destination, base, rules)
-    if source.is_dir or same_content(source, destination, rules):
-        return IN_STEP
+    if source.is_dir or (rules.source_sets_mtime and same_content(source, destination, rules)):
+        return IN_STEP  # (a sync writes to the source too)
     if base is None:
         return _first_meeting(source, destination, record, rules)
     source_changed = not _source_unchanged(source, base)

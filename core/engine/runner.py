@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from core.connections import overlap
@@ -36,7 +37,7 @@ from core.engine.throttle import JobThrottles
 from core.home import Home
 from core.jobs import Job, Transfer, parse_job
 from core.logs import logged_events
-from core.paths import fit_name, join, valid_utf8
+from core.paths import fit_name, join, match_key, valid_utf8
 from core.state import Forgotten, ItemLog, ItemRecord, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
@@ -295,26 +296,37 @@ class _Run:
             raise Vanished(str(exc)) from exc
 
     def _pairs(self, folder: _Folder, sources: list[Entry], destinations: list[Entry],
-               records: dict[str, ItemRecord]) -> Iterator[tuple[Pair, str]]:
-        """The folder's pairs, each with its item's source-side name."""
+               records: dict[str, ItemRecord]) -> list[tuple[Pair, str]]:
+        """The folder's pairs, each with its item's source-side name. A destination item whose
+        name the source refuses went there under a fitted name (a sync sent it back): the
+        source item of that name is its pair, not an item only at the source."""
         chosen = {r.path.rpartition("/")[2]: r.destination_path.rpartition("/")[2]
                   for r in records.values() if r.destination_path}
-        for pair in pair_folder(sources, destinations, folder.destination_path, self.names,
-                                chosen):
+        merged = list(pair_folder(sources, destinations, folder.destination_path, self.names,
+                                  chosen))
+        key = functools.partial(match_key, case_insensitive=self.names.case_insensitive)
+        both = self.kind.walks_destination
+        alone = {key(p.source.name): p for p in merged if both and p.source  # type: ignore[union-attr]
+                 and p.destination is None and not p.refusal}
+        pairs: list[tuple[Pair, str]] = []
+        for pair in merged:
             if pair.source is not None:
-                yield pair, pair.source.name
+                pairs.append((pair, pair.source.name))
                 continue
             assert pair.destination is not None
-            if pair.destination.skip_reason == LEFTOVER_PART or not self.kind.walks_destination:
-                yield pair, pair.name
+            if pair.destination.skip_reason == LEFTOVER_PART or not both:
+                pairs.append((pair, pair.name))
                 continue
-            fit = fit_name(pair.name, folder.source_path, self.source_rules)
-            if fit.refusal or fit.name != pair.name:
-                # a name changed on the way back would not pair with the original on the
-                # next run (names are matched as the destination has them): flagged instead
-                pair.refusal = (f"the source does not take this name "
-                                f"({fit.refusal or fit.note}); rename it at the destination")
-            yield pair, pair.name
+            fit = fit_name(pair.name, folder.source_path, self.source_rules,
+                           transform=self.names.transform, encode=self.names.encode,
+                           truncate=self.names.truncate)
+            pair.refusal = pair.refusal or fit.refusal
+            mate = alone.pop(key(fit.name), None) if fit.name != pair.name else None
+            if mate is not None and mate.source.is_dir == pair.destination.is_dir:  # type: ignore[union-attr]
+                mate.destination, mate.name = pair.destination, pair.name
+            else:
+                pairs.append((pair, fit.name))
+        return pairs
 
     async def _visit(self, folder: _Folder, listing: _Listing | ConnectorError,
                      ) -> list[_Folder]:
@@ -334,6 +346,7 @@ class _Run:
         self.listed_files[True] += sum(not e.is_dir for e in sources)
         self.listed_files[False] += sum(not e.is_dir for e in destinations)
         children: list[_Folder] = []
+        renamed = self._renamed_records(folder, sources, records)
         for pair, source_name in self._pairs(folder, sources, destinations, records):
             if self.stop.is_set() or self.executor.halted:
                 return children
@@ -346,13 +359,25 @@ class _Run:
                     continue
                 if not self.kind.walks_destination:
                     continue
-            record = records.pop(self._relative(source_path), None)
+            relative = self._relative(source_path)
+            record = records.pop(relative, None) or records.pop(
+                renamed.get(match_key(relative, True), ""), None)
             plan = self.planner(pair, record, self.rules)
             await self._carry_out(folder, pair, source_path, record, plan, children)
         for record in records.values():  # recorded, and now on neither side
             if self.planner(Pair(None, None, ""), record, self.rules).action is Action.FORGET:
                 self.items.record(Forgotten(record.job_id, record.path))
         return children
+
+    def _renamed_records(self, folder: _Folder, sources: list[Entry],
+                         records: dict[str, ItemRecord]) -> dict[str, str]:
+        """Where names ignore case, a source item renamed only in case (Plan.pdf, now
+        plan.pdf) is still the item recorded: the records no source item has by its exact
+        name, by their case-folded path."""
+        if not self.names.case_insensitive:
+            return {}
+        listed = {self._relative(join(folder.source_path, e.name)) for e in sources}
+        return {match_key(path, True): path for path in records if path not in listed}
 
     async def _carry_out(self, folder: _Folder, pair: Pair, source_path: str,
                          record: ItemRecord | None, plan: Plan,
@@ -441,11 +466,12 @@ class _Run:
     def _in_step(self, source_path: str, pair: Pair, plan: Plan, record: ItemRecord | None,
                  destination_path: str) -> None:
         """Record a file found in step on both sides, where the record says otherwise: what
-        is there now is what a later run compares with."""
+        is there now is what a later run compares with. A record with nothing else to change
+        keeps its note (why the file was adopted, say) when the plan gives no reason."""
         source, found = pair.source, pair.destination
         assert source is not None and found is not None
         note = "; ".join(filter(None, [pair.note, plan.reason])) or None
-        if (record is not None and record.status in SENT and record.note == note
+        if (record is not None and record.status in SENT and note in (None, record.note)
                 and (record.size, record.mtime, record.source_version,
                      record.destination_version) == (source.size, source.mtime, source.version,
                                                      found.version)

@@ -551,6 +551,11 @@ def _update_folder(call: Call) -> Response:
 
 
 def _delete(call: Call, *, folder: bool) -> Response:
+    """Delete file / Delete folder: 200 and the item, moved to the project's Recycle Bin with
+    everything under it (shared/reference/procore-api.md, Documents; Procore's support page
+    "Delete Files and Folders in the Project Level Documents Tool": "The file is moved to the
+    Recycle Bin", which cannot be emptied). The developer docs (procore/documentation) say no
+    more: only document_management_metadata_details.md's recycled_at/recycled_by fields."""
     world = call.world
     node = world.node(call.project(), call.path_int("id"), folder=folder)
     world.delete(node)

@@ -390,10 +390,11 @@ async def test_a_file_moved_on_one_side_is_moved_on_the_other_not_sent_again(fol
     assert (await f.run(job)).status == "no_changes"
 
 
-async def test_a_name_the_source_refuses_is_flagged_not_renamed_on_the_way_back(
+async def test_a_name_the_source_refuses_goes_back_fitted_and_stays_paired(
         folders, monkeypatch):
     """A destination-only file whose name the source would change (here a source that, like
-    Procore, refuses ':') is flagged: a renamed copy would not pair with it on the next run."""
+    Procore, refuses ':') goes to the source under its fitted name, and later runs pair the
+    two: no duplicate, no second copy."""
     f = folders
     opened = runner.open_connector
 
@@ -409,8 +410,11 @@ async def test_a_name_the_source_refuses_is_flagged_not_renamed_on_the_way_back(
     f.put(f.b, "site: photos.txt", b"field")
     f.put(f.b, "fine.txt", b"ok")
     job = await f.job()
-    for _ in range(2):
-        result = await f.run(job)
-        assert (result.status, result.stats.flagged) == ("warn", 1)
-        assert tree(f.a) == {"fine.txt": b"ok"}
-        assert tree(f.b) == {"fine.txt": b"ok", "site: photos.txt": b"field"}
+    result = await f.run(job)
+    assert result.status == "completed", result.error
+    assert tree(f.a) == {"fine.txt": b"ok", "site_ photos.txt": b"field"}
+    assert tree(f.b) == {"fine.txt": b"ok", "site: photos.txt": b"field"}
+    f.put(f.a, "site_ photos.txt", b"edited at the source")
+    await f.run(job)
+    assert tree(f.b)["site: photos.txt"] == b"edited at the source"
+    assert (await f.run(job)).status == "no_changes"
