@@ -208,7 +208,8 @@ class Executor:
         self.items.record(record)
 
     async def delete(self, task: DeleteTask) -> None:
-        self.stats.planned_files += not task.entry.is_dir
+        """Queue a delete; it is no file to transfer, so the progress line's "files of N"
+        leaves it out (the per-side counts say what was deleted)."""
         await self._files.put(task)
 
     async def delete_now(self, task: DeleteTask) -> None:
