@@ -321,7 +321,10 @@ _BASED = frozenset({"update", "update_source", "conflict", "conflict_source", "d
 
 
 def _in_step_before(record: ItemRecord) -> bool:
-    return record.status in SENT or record.action in _BASED
+    # a pending write's record keeps the in-step state only where there was one, and then
+    # the destination's mtime with it; a first meeting's holds one side's file, no base
+    return record.status in SENT or (record.action in _BASED
+                                     and record.destination_mtime is not None)
 
 
 def _own_write(record: ItemRecord, source: Entry, destination: Entry, rules: Rules) -> bool:

@@ -203,6 +203,12 @@ class SyncMachine(RuleBasedStateMachine):
     def any_folders(self) -> bool:
         return any(side.folders() for side in self.sides.values())
 
+    @rule(side=SIDES, folder=st.sampled_from(FOLDERS), same_size=st.booleans())
+    def create_several(self, side: str, folder: str, same_size: bool) -> None:
+        """A file of each name in one folder: a run with several changes to be killed in."""
+        for name in NAMES:
+            self.put(side, join(folder, name), same_size)
+
     @precondition(any_files)
     @rule(data=st.data(), side=SIDES, same_size=st.booleans())
     def edit(self, data: st.DataObject, side: str, same_size: bool) -> None:

@@ -40,3 +40,25 @@ def test_a_user_edit_is_not_taken_for_a_killed_runs_own_update(machine: SyncMach
     machine.killed_sync(after=2, saved=1, graceful=False)
     machine.create("a", "", "z.bin", same_size=True)
     machine.sync()
+
+
+def test_a_stopped_first_meeting_conflict_keeps_both_versions(machine: SyncMachine) -> None:
+    """Both sides have y.txt and z.bin, never synced; the run that would keep both as a
+    conflict copy stops before it reaches them. Its pending record, made from one side's file,
+    was then taken for the state both sides had last been in step in: the next run saw only
+    the other side changed and overwrote the newer versions, with no conflict copy."""
+    for side in ("b", "a"):
+        machine.create_several(side, "", same_size=True)
+    machine.delete(Draw("x.txt"), "a")  # the run's first change sends x.txt back to `a`
+    machine.killed_sync(after=1, saved=0, graceful=True)
+    machine.sync()
+
+
+class Draw:
+    """Stands in for hypothesis's data: the choice a rule draws."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def draw(self, strategy: object) -> str:
+        return self.value
