@@ -43,7 +43,7 @@ SIDES = st.sampled_from(["a", "b"])
 # file and folder names never meet, so a file never stands where the other side has a folder
 FOLDERS = ["", "d", "e", "d/e", "e/d"]
 NAMES = ["x.txt", "y.txt", "z.bin"]
-# the local connector's calls that change a folder: a kill lands after the n-th of them
+# the connector calls that change a side: a kill lands after the n-th of them
 CHANGES = ("write", "write_local", "copy_small", "mkdir", "trash", "rename", "remove", "rmdir")
 
 
@@ -98,11 +98,13 @@ class LocalSide:
 
 
 @contextlib.contextmanager
-def after_each_change(hook: Callable[[], Awaitable[None]]) -> Iterator[list[ItemLog]]:
+def after_each_change(hook: Callable[[], Awaitable[None]],
+                      connectors: tuple[type, ...]) -> Iterator[list[ItemLog]]:
     """Await `hook` after each local change call has returned; yields the run's item logs,
     which save their records only when told (or at the run's end), not every 0.2 s: what a
     killed run saved must not depend on timing, or the machine is not reproducible."""
-    originals = {name: getattr(LocalConnector, name) for name in CHANGES}
+    originals = {(cls, name): getattr(cls, name) for cls in connectors for name in CHANGES
+                 if hasattr(cls, name)}
     enter = ItemLog.__aenter__
     logs: list[ItemLog] = []
 
@@ -120,19 +122,22 @@ def after_each_change(hook: Callable[[], Awaitable[None]]) -> Iterator[list[Item
         logs.append(self)
         return await enter(self)
 
-    for name, original in originals.items():
-        setattr(LocalConnector, name, wrap(original))
+    for (cls, name), original in originals.items():
+        setattr(cls, name, wrap(original))
     ItemLog.__aenter__ = entered  # type: ignore[method-assign]
     try:
         yield logs
     finally:
-        for name, original in originals.items():
-            setattr(LocalConnector, name, original)
+        for (cls, name), original in originals.items():
+            setattr(cls, name, original)
         ItemLog.__aenter__ = enter  # type: ignore[method-assign]
 
 
 class SyncMachine(RuleBasedStateMachine):
     """A user working on two sides of a sync job, and the job run between their edits."""
+
+    connectors: tuple[type, ...] = (LocalConnector,)  # whose changes a kill counts
+    destination = "/"  # the job's destination folder
 
     def __init__(self) -> None:
         super().__init__()
@@ -160,7 +165,7 @@ class SyncMachine(RuleBasedStateMachine):
         text = json.dumps({"name": "sync", "transfer": {
             "transfer_type": "sync", "max_delete": 100,
             "source": {"connection": {"id": "a"}, "target": {"path": "/"}},
-            "destination": {"connection": {"id": "b"}, "target": {"path": "/"}}}})
+            "destination": {"connection": {"id": "b"}, "target": {"path": self.destination}}}})
         self.job, _ = await create_job(self.state, text)
 
     def teardown(self) -> None:
@@ -280,8 +285,7 @@ class SyncMachine(RuleBasedStateMachine):
             result = self.loop.run_until_complete(self.run(force=True))
         assert result.status in ("completed", "no_changes"), (result.status, result.error,
                                                                result.stats)
-        self.nothing_lost()
-        self.both_sides_agree()
+        self.check()
         again = self.loop.run_until_complete(self.run())
         assert again.status == "no_changes", again.stats
 
@@ -314,12 +318,18 @@ class SyncMachine(RuleBasedStateMachine):
             self.state.save_items = self.state.update_execution = _nothing  # type: ignore[method-assign]
             task.cancel()
 
-        with after_each_change(hook) as logs, contextlib.suppress(asyncio.CancelledError):
+        with (after_each_change(hook, self.connectors) as logs,
+              contextlib.suppress(asyncio.CancelledError)):
             await task
         for name in ("save_items", "update_execution"):
             self.state.__dict__.pop(name, None)
 
     # -- what must hold
+
+    def check(self) -> None:
+        """What must hold after a completed run."""
+        self.nothing_lost()
+        self.both_sides_agree()
 
     def nothing_lost(self) -> None:
         """Every live content is in a file on a side; the trash does not count: the engine
