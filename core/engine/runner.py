@@ -639,8 +639,8 @@ async def _execute(
                 halt_on_failure=job.transfer.failure_policy == "halt", stop=stop,
                 on_event=emit, trash=job.transfer.trash)
             run = _Run(state, record, job.transfer, execution_id, executor)
-            await state.update_execution(execution_id, phase="executing")
             try:
+                await state.update_execution(execution_id, phase="executing")
                 await _begin_walks(pair, record)
                 await run.march(await run.destination_root())
                 stats.delete_guard = run.guard(force) if stats.listing_done else None
@@ -654,7 +654,11 @@ async def _execute(
             except BaseException:
                 await executor.cancel()
                 raise
-            await executor.drain()
+            try:
+                await executor.drain()
+            except BaseException:  # cancelled while the queue was full: writers stop too
+                await executor.cancel()
+                raise
             if not (executor.halted or stop.is_set() or stats.delete_guard or error):
                 await run.remove_emptied_folders()
             halted = executor.halted

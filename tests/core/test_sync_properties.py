@@ -323,6 +323,9 @@ class SyncMachine(RuleBasedStateMachine):
             await task
         for name in ("save_items", "update_execution"):
             self.state.__dict__.pop(name, None)
+        await asyncio.sleep(0)  # a task cancelled along with the run sees it here
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not running, f"still running after the run was killed: {running}"
 
     # -- what must hold
 

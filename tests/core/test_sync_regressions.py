@@ -62,3 +62,13 @@ class Draw:
 
     def draw(self, strategy: object) -> str:
         return self.value
+
+
+@pytest.mark.parametrize("after", range(1, 9))
+def test_a_cancelled_run_leaves_no_writer_running(machine: SyncMachine, after: int) -> None:
+    """Cancelled (a second Ctrl-C, an app closing) while it queued the end of its work, a run
+    returned with its file writers still running: they went on writing, with the job's lock
+    released and after the state DB closed."""
+    for folder in ("", "d", "e"):
+        machine.create_several("b", folder, same_size=False)  # written back one at a time
+    machine.killed_sync(after=after, saved=0, graceful=False)
