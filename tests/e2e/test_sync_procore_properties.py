@@ -92,6 +92,14 @@ class ProcoreSyncMachine(SyncMachine):
         await connect_sandbox(self.state, self.home, self.sandbox.url, self.sandbox.world,
                               name="b")
 
+    def content(self, side: str, path: str, same_size: bool) -> bytes:
+        """As the local machine's, but never of the size of the local side's content (odd in
+        Procore, even locally): Procore keeps no checksum and dates files itself, so the
+        engine takes two files of one size at one path, with no record of them in step, for
+        the same (ASSUMED_SAME, and a killed run's own write): a known limit, see below."""
+        data = super().content(side, path, same_size)
+        return data + b"+" if (len(data) % 2 == 1) != (side == "b") else data
+
     def put(self, side: str, path: str, same_size: bool) -> None:
         super().put(side, path, same_size)
         if side == "b":
