@@ -93,12 +93,13 @@ class ProcoreSyncMachine(SyncMachine):
                               name="b")
 
     def content(self, side: str, path: str, same_size: bool) -> bytes:
-        """As the local machine's, but never of the size of the local side's content (odd in
-        Procore, even locally): Procore keeps no checksum and dates files itself, so the
-        engine takes two files of one size at one path, with no record of them in step, for
-        the same (ASSUMED_SAME, and a killed run's own write): a known limit, see below."""
+        """As the local machine's, but of a size no other content has: Procore keeps no
+        checksum and dates files itself, so the engine takes two files of one size at one
+        path, with no record of them in step, for the same (ASSUMED_SAME on a first meeting,
+        and a killed run's own write): a known limit (see the test below), left out here so
+        the machine looks for everything else."""
         data = super().content(side, path, same_size)
-        return data + b"+" if (len(data) % 2 == 1) != (side == "b") else data
+        return data.ljust(100 + self.versions, b".")
 
     def put(self, side: str, path: str, same_size: bool) -> None:
         super().put(side, path, same_size)
@@ -122,7 +123,32 @@ def unlimited_sandbox(make_sandbox) -> Iterator[SandboxThread]:
     yield make_sandbox(SandboxConfig(hourly_limit=10**9, spike_limit=10**9))
 
 
+@pytest.mark.timeout(900)
 def test_sync_with_procore_keeps_every_edit_and_duplicates_nothing(
         unlimited_sandbox: SandboxThread) -> None:
+    """About 240 completed runs and 215 killed or stopped ones, in about 90 s."""
     ProcoreSyncMachine.sandbox = unlimited_sandbox
-    run_machine(ProcoreSyncMachine, examples=20, steps=15)
+    run_machine(ProcoreSyncMachine, examples=60, steps=20)
+
+
+class SizeOnlyMachine(ProcoreSyncMachine):
+    """The machine with the local machine's content: sizes may repeat."""
+
+    content = SyncMachine.content
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a design limit, not fixed here: on a first meeting with Procore, which keeps no checksum "
+    "and dates files itself, the planner takes two files of one size for the same "
+    "(ASSUMED_SAME) and neither goes to the other side; telling them apart needs a download "
+    "and a byte comparison, or a conflict copy of every such pair"))
+def test_a_first_meeting_with_procore_tells_apart_two_files_of_one_size(
+        unlimited_sandbox: SandboxThread) -> None:
+    SizeOnlyMachine.sandbox = unlimited_sandbox
+    machine = SizeOnlyMachine()
+    try:
+        machine.create("a", "", "x.txt", same_size=True)
+        machine.create("b", "", "x.txt", same_size=True)
+        machine.sync()
+    finally:
+        machine.teardown()
