@@ -100,9 +100,10 @@ class LocalSide:
 @contextlib.contextmanager
 def after_each_change(hook: Callable[[], Awaitable[None]],
                       connectors: tuple[type, ...]) -> Iterator[list[ItemLog]]:
-    """Await `hook` after each local change call has returned; yields the run's item logs,
-    which save their records only when told (or at the run's end), not every 0.2 s: what a
-    killed run saved must not depend on timing, or the machine is not reproducible."""
+    """Await `hook` after each change call of `connectors` has returned; yields the run's
+    item logs, which save their records only when told (or at the run's end), not every
+    0.2 s: what a killed run saved must not depend on timing, or the machine is not
+    reproducible."""
     originals = {(cls, name): getattr(cls, name) for cls in connectors for name in CHANGES
                  if hasattr(cls, name)}
     enter = ItemLog.__aenter__
