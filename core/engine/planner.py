@@ -316,8 +316,7 @@ def plan_sync(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
         return _first_meeting(source, destination, record, rules)
     source_changed = not _source_unchanged(source, base)
     destination_changed = not _destination_unchanged(destination, base, rules)
-    if source_changed and destination_changed and base.status not in SENT and (
-            source.size == destination.size):
+    if source_changed and destination_changed and _own_write(base, source, destination, rules):
         # a write of this job's own that landed before its run stopped, unrecorded
         return Plan(Action.NONE, None, unrecorded=True)
     if not destination_changed:
@@ -336,7 +335,21 @@ DELETED = frozenset({"delete", "delete_source"})  # the record of an item delete
 def _in_step_before(record: ItemRecord) -> bool:
     if record.action in DELETED:
         return False  # gone from both sides: whatever stands there now is new
-    return record.status in SENT or record.action in _BASED
+    # a pending write's record keeps the in-step state only where there was one, and then
+    # the destination's mtime with it; a first meeting's holds one side's file, no base
+    return record.status in SENT or (record.action in _BASED
+                                     and record.destination_mtime is not None)
+
+
+def _own_write(record: ItemRecord, source: Entry, destination: Entry, rules: Rules) -> bool:
+    """Whether two files that differ may be a write of this job's own that landed before its
+    run stopped, unrecorded: its record is not sent, the sizes match, and the side written
+    keeps no mtime. A side that keeps it would have matched by mtime: there, a file of the
+    same size is a user's, and taking it for the job's own lost it."""
+    written_keeps_mtime = (rules.source_sets_mtime if record.action.endswith("_source")
+                           else rules.destination_sets_mtime)
+    return (record.status not in SENT and source.size == destination.size
+            and not written_keeps_mtime)
 
 
 def _not_sent_back(destination: Entry, pair: Pair, rules: Rules) -> Plan | None:
@@ -392,7 +405,7 @@ def _first_meeting(source: Entry, destination: Entry, record: ItemRecord | None,
                    rules: Rules) -> Plan:
     """Both sides have a file of this name that no sync has seen in step: a first sync over
     two full folders, or a create of this job's that landed before its run stopped."""
-    if record is not None and record.status not in SENT and source.size == destination.size:
+    if record is not None and _own_write(record, source, destination, rules):
         return Plan(Action.NONE, None, unrecorded=True)  # its own create, unrecorded
     if (not (rules.destination_sets_mtime and rules.source_sets_mtime)
             and source.size == destination.size):

@@ -738,8 +738,8 @@ async def _execute(
                 throttles=JobThrottles.of(job.transfer.upload_bytes_per_second,
                                           job.transfer.download_bytes_per_second))
             run = _Run(state, record, job.transfer, execution_id, executor)
-            await state.update_execution(execution_id, phase="executing")
             try:
+                await state.update_execution(execution_id, phase="executing")
                 await _begin_walks(pair, record)
                 await run.hold()
                 await run.march(await run.destination_root())
@@ -755,7 +755,11 @@ async def _execute(
             except BaseException:
                 await executor.cancel()
                 raise
-            await executor.drain()
+            try:
+                await executor.drain()
+            except BaseException:  # cancelled while the queue was full: writers stop too
+                await executor.cancel()
+                raise
             if not (executor.halted or stop.is_set() or stats.delete_guard or error):
                 await run.remove_emptied_folders()
             halted = executor.halted

@@ -78,7 +78,8 @@ def test_a_deleted_items_record_is_no_base_for_a_new_file_of_that_name():
 def test_an_interrupted_write_is_recognised_as_its_own_not_as_an_edit():
     # the run died after its upload to Procore landed, before the record said so: the
     # pending record still holds the base, and the destination has a new version
-    pending = base(status="pending", action="update", destination_version="v1")
+    pending = base(status="pending", action="update", destination_version="v1",
+                   destination_mtime=100.0)
     landed = sync(f(size=2, mtime=200.0), f(size=2, mtime=900.0, version="v2"), pending,
                   PROCORE_DESTINATION)
     assert (landed.action, landed.unrecorded) == (Action.NONE, True)
