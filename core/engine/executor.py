@@ -471,7 +471,8 @@ class Executor:
 
     async def _succeeded(self, task: FileTask, path: str, written: Entry) -> None:
         self.stats.transferred += 1
-        new = task.action is Action.CREATE or task.replacing is None
+        # a conflict's newer file replaces the older one renamed away just before: an update
+        new = task.action in (Action.CREATE, Action.KEEP_BOTH)
         if task.to_source:
             self.stats.bytes_to_source += task.entry.size
             self.stats.added_source += new

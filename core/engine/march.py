@@ -70,7 +70,10 @@ def _fit_sources(sources: list[Entry], parent: str, policy: NamePolicy,
             refused.append(pair)
         else:
             keyed.append((match_key(fit.name, policy.case_insensitive), pair))
-    if len({key for key, _ in keyed}) < len(keyed):
+    renamed_before = any(  # an earlier run gave it another name (" (1)"): it keeps that
+        match_key(chosen.get(pair.source.name, pair.name), policy.case_insensitive) != key  # type: ignore[union-attr]
+        for key, pair in keyed) if chosen else False
+    if renamed_before or len({key for key, _ in keyed}) < len(keyed):
         keyed = _separate(keyed, parent, policy, refused, destinations, chosen)
     keyed.sort(key=lambda kp: kp[0])
     refused.sort(key=lambda pair: pair.name)

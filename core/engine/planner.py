@@ -239,6 +239,8 @@ def plan_publish(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
             return Plan(Action.FORGET)
         if destination.skip_reason:
             return Plan(Action.NONE, destination.skip_reason)
+        if _excluded(destination, rules):  # as rclone: what the filters exclude is left
+            return Plan(Action.NONE, "excluded by the job's filters: left where it is")
         return Plan(Action.DELETE, "not at the source: a publish job removes it")
     refused = _not_sent(pair, rules) or _too_large(source, rules.max_to_destination, rules,
                                                    "destination")
@@ -275,6 +277,13 @@ def plan_move(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
             and _destination_unchanged(destination, record, rules)):
         # delivered and verified by a run that stopped before removing the source
         return Plan(Action.DELETE, "delivered by an earlier run", to_source=True)
+    if (record is not None and record.action == "create" and record.status not in SENT
+            and _source_unchanged(source, record) and source.size == destination.size
+            and (same_content(source, destination, rules)
+                 or not rules.destination_sets_mtime)):
+        # this job's own copy, landed before its run stopped and not recorded
+        return Plan(Action.DELETE, "delivered by an earlier run that stopped before saying "
+                                   "so", to_source=True)
     return Plan(Action.FLAG, "a file of this name is already at the destination; a move "
                              "job does not replace it, and keeps the source")
 
@@ -350,6 +359,12 @@ def _own_write(record: ItemRecord, source: Entry, destination: Entry, rules: Rul
                            else rules.destination_sets_mtime)
     return (record.status not in SENT and source.size == destination.size
             and not written_keeps_mtime)
+
+
+def _excluded(entry: Entry, rules: Rules) -> bool:
+    """Whether a destination item is outside the job: excluded by either side's filters."""
+    return any(f.filters and not f.admits(entry.name, entry.is_dir, entry.size, entry.mtime)
+               for f in (rules.source_filters, rules.destination_filters))
 
 
 def _not_sent_back(destination: Entry, pair: Pair, rules: Rules) -> Plan | None:
@@ -440,12 +455,15 @@ class TransferKind:
     # when it may delete: "never", "recorded" (what a side lost since the last run, so only
     # with records, and unless delete_propagation ignores both sides) or "always"
     deletes: str = "never"
+    renames_duplicates: bool = True  # False: duplicate_names is "warn" whatever the job says
 
 
 KINDS = {
     "copy": TransferKind(plan_copy),
     "sync": TransferKind(plan_sync, walks_destination=True, deletes="recorded"),
-    "move": TransferKind(plan_move),  # it removes sources it delivered: not a delete to guard
+    # it removes sources it delivered (not a delete to guard); DryvIQ: move jobs always warn
+    # and skip duplicate names
+    "move": TransferKind(plan_move, renames_duplicates=False),
     "migrate": TransferKind(plan_migrate),
     "publish": TransferKind(plan_publish, walks_destination=True, deletes="always"),
     "taxonomy": TransferKind(plan_taxonomy),

@@ -139,7 +139,8 @@ class _Run:
             destination.features.path_rules, case_insensitive,
             transform=transfer.segment_transform, encode=transfer.encode_invalid_characters,
             truncate=transfer.segment_truncate,
-            rename_duplicates=transfer.duplicate_names == "rename")
+            rename_duplicates=transfer.duplicate_names == "rename"
+            and self.kind.renames_duplicates)
         self.source_rules = source.features.path_rules  # for names a sync sends back
         self.skip_empty = transfer.empty_containers == "skip"
         self.slow_listings = True  # until a listing shows otherwise
@@ -574,6 +575,7 @@ class _Run:
         if not self.held:
             return
         deletes: dict[tuple[bool, str], int] = {}
+        paired: set[int] = set()  # the deletes that became moves
         for i, change in enumerate(self.held):
             if (isinstance(change, DeleteTask) and not change.entry.is_dir
                     and change.record is not None):
@@ -597,9 +599,9 @@ class _Run:
             del deletes[(change.to_source, change.entry.native_id)]
             self.held[i] = MoveTask(delete.path, delete.entry, change.to_path, delete.record,
                                     change.record, change.entry, change.to_source)
-            self.held[j] = _MakeFolder("", False)  # a placeholder, dropped below
+            paired.add(j)
             self.planned_deletes[change.to_source] -= 1
-        self.held = [c for c in self.held if not (isinstance(c, _MakeFolder) and not c.path)]
+        self.held = [c for n, c in enumerate(self.held) if n not in paired]
 
     async def make_held_changes(self) -> None:
         changes, self.held = self.held or [], None
