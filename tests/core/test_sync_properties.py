@@ -368,5 +368,6 @@ def test_sync_keeps_every_edit_and_converges() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sync_keeps_every_edit_and_converges_over_many_rounds() -> None:
-    """About 1,300 completed runs and 1,100 killed or stopped ones, in about 75 s."""
-    run_machine(SyncMachine, examples=250, steps=30)
+    """About 500 completed runs and 430 killed or stopped ones, in about 30 s (250 examples
+    made about 1,300 runs in 75 s: worth it now and then, too long for every CI run)."""
+    run_machine(SyncMachine, examples=100, steps=30)

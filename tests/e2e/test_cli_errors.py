@@ -22,7 +22,6 @@ from tests.e2e.conftest import (
     clean_env,
     describe,
     dryviq_command,
-    snapshot,
 )
 
 pytestmark = pytest.mark.slow
@@ -189,19 +188,6 @@ def test_duplicate_job_name(connected: Connected) -> None:
     assert f"name: a job named {JOB!r} already exists (id {first['id']})" in proc.stderr, (
         describe(proc))
     assert [job["id"] for job in connected.cli.json("jobs", "list")] == [first["id"]]
-
-
-def test_sync_job_is_created_but_not_run(connected: Connected) -> None:
-    text = edited(_set("transfer.transfer_type", "sync"))
-    created = connected.cli("jobs", "create", "--file", connected.job_file(text))
-    assert "warning" in created.stderr.lower() and "sync" in created.stderr, describe(created)
-    assert [j["transfer_type"] for j in connected.cli.json("jobs", "list")] == ["sync"]
-    before = snapshot(connected.destination_root)
-
-    proc = connected.cli("jobs", "run", JOB, check=2)
-
-    assert "not supported yet" in proc.stderr, describe(proc)
-    assert snapshot(connected.destination_root) == before
 
 
 def test_missing_source_folder_at_run_time(connected: Connected) -> None:
