@@ -146,12 +146,11 @@ def unchanged_since(entry: Entry, record: ItemRecord, rules: Rules, *, at_source
     return _destination_unchanged(entry, record, rules)
 
 
-def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
-    """One-way copy: send new and changed source content, never touch the source, never
-    propagate deletes (destination-only items are left alone)."""
+def _one_way(pair: Pair, rules: Rules) -> Plan | None:
+    """What every one-way type decides alike for a source item: not sent, a folder, a file
+    new at the destination, or one already in step; None when the type must decide."""
     source, destination = pair.source, pair.destination
-    if source is None:
-        return Plan(Action.NONE, "only at the destination")
+    assert source is not None
     refused = _not_sent(pair, rules) or _too_large(source, rules.max_to_destination, rules,
                                                    "destination")
     if refused:
@@ -160,8 +159,19 @@ def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
         return IN_STEP if destination else NEW_FOLDER
     if destination is None:
         return NEW_FILE
-    if same_content(source, destination, rules):
-        return IN_STEP
+    return IN_STEP if same_content(source, destination, rules) else None
+
+
+def plan_copy(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
+    """One-way copy: send new and changed source content, never touch the source, never
+    propagate deletes (destination-only items are left alone)."""
+    source, destination = pair.source, pair.destination
+    if source is None:
+        return Plan(Action.NONE, "only at the destination")
+    settled = _one_way(pair, rules)
+    if settled:
+        return settled
+    assert destination is not None
     if record is None or record.status not in SENT:
         return _unrecorded(source, destination, record, rules)
     if _source_unchanged(source, record):
@@ -214,18 +224,13 @@ def plan_migrate(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     source, destination = pair.source, pair.destination
     if source is None:
         return Plan(Action.NONE, "only at the destination")
-    refused = _not_sent(pair, rules) or _too_large(source, rules.max_to_destination, rules,
-                                                   "destination")
-    if refused:
-        return refused
-    if source.is_dir:
-        return IN_STEP if destination else NEW_FOLDER
-    if record is not None and record.status in SENT:
+    if (record is not None and record.status in SENT and not source.is_dir
+            and _not_sent(pair, rules) is None):
         return Plan(Action.NONE, None)  # migrated by an earlier run: not looked at again
-    if destination is None:
-        return NEW_FILE
-    if same_content(source, destination, rules):
-        return IN_STEP
+    settled = _one_way(pair, rules)
+    if settled:
+        return settled
+    assert destination is not None
     return _unrecorded(source, destination, record, rules)
 
 
@@ -242,16 +247,10 @@ def plan_publish(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
         if _excluded(destination, rules):  # as rclone: what the filters exclude is left
             return Plan(Action.NONE, "excluded by the job's filters: left where it is")
         return Plan(Action.DELETE, "not at the source: a publish job removes it")
-    refused = _not_sent(pair, rules) or _too_large(source, rules.max_to_destination, rules,
-                                                   "destination")
-    if refused:
-        return refused
-    if source.is_dir:
-        return IN_STEP if destination else NEW_FOLDER
-    if destination is None:
-        return NEW_FILE
-    if same_content(source, destination, rules):
-        return IN_STEP
+    settled = _one_way(pair, rules)
+    if settled:
+        return settled
+    assert destination is not None
     if record is None or record.status not in SENT:
         return _unrecorded(source, destination, record, rules)
     if _destination_unchanged(destination, record, rules):
