@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.connectors import local as local_mod
-from core.connectors.base import ConnectorError
+from core.connectors.base import ConnectorError, PathRules
 from core.engine import runner
 from core.home import Home
 from core.job_store import create_job
@@ -38,6 +38,20 @@ def write(path: Path, data: bytes, mtime: float | None = None) -> None:
     path.write_bytes(data)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
+
+
+def with_features(monkeypatch, connection: str, **changes: object) -> None:
+    """Connection `connection` ("a" or "b") opens with these Features changed: a local
+    folder standing for a platform with other rules (Procore: names ignore case, no mtime)."""
+    opened = runner.open_connector
+
+    def changed(connection_record, secrets, opening=None):
+        connector = opened(connection_record, secrets, opening)
+        if connection_record.name == connection:
+            connector.features = dataclasses.replace(connector.features, **changes)
+        return connector
+
+    monkeypatch.setattr(runner, "open_connector", changed)
 
 
 class Folders:
@@ -399,17 +413,8 @@ async def test_a_name_the_source_refuses_goes_back_fitted_and_stays_paired(
     Procore, refuses ':') goes to the source under its fitted name, and later runs pair the
     two: no duplicate, no second copy."""
     f = folders
-    opened = runner.open_connector
-
-    def strict_source(connection, secrets, opening=None):
-        connector = opened(connection, secrets, opening)
-        if connection.name == "a":
-            connector.features = dataclasses.replace(
-                connector.features, path_rules=dataclasses.replace(
-                    connector.features.path_rules, invalid_chars="/\0:"))
-        return connector
-
-    monkeypatch.setattr(runner, "open_connector", strict_source)
+    with_features(monkeypatch, "a", path_rules=PathRules(
+        invalid_chars="/\0:", max_name_length=255, name_length_in_bytes=True))
     f.put(f.b, "site: photos.txt", b"field")
     f.put(f.b, "fine.txt", b"ok")
     job = await f.job()
@@ -508,26 +513,11 @@ async def test_a_failed_update_then_same_size_edit_loses_an_edit_later(folders, 
     assert b"office" in everything(f), "the office's edit is gone, not even in a trash"
 
 
-def _case_insensitive_destination(monkeypatch):
-    import dataclasses
-
-    from core.engine import runner
-    opened = runner.open_connector
-
-    def ci(connection, secrets, opening=None):
-        connector = opened(connection, secrets, opening)
-        if connection.name == "b":
-            connector.features = dataclasses.replace(connector.features, case_insensitive=True)
-        return connector
-
-    monkeypatch.setattr(runner, "open_connector", ci)
-
-
 async def test_deleting_one_of_two_case_twins_deletes_it(folders, monkeypatch):
     """Source (case-sensitive) has A.pdf and a.pdf; the destination ignores case, so a.pdf
     goes there as 'a (1).pdf'. The user deletes A.pdf at the source: the next run should
     delete A.pdf at the destination and leave a.pdf alone."""
-    _case_insensitive_destination(monkeypatch)
+    with_features(monkeypatch, "b", case_insensitive=True)
     f = folders
     f.put(f.a, "A.pdf", b"upper")
     f.put(f.a, "a.pdf", b"lower")
@@ -540,30 +530,13 @@ async def test_deleting_one_of_two_case_twins_deletes_it(folders, monkeypatch):
     assert tree(f.a) == {"a.pdf": b"lower", "x1.pdf": b"1", "x2.pdf": b"2"}
 
 
-def _procore_like_destination(monkeypatch):
-    """b behaves as Procore's features say: names ignore case, mtimes are not kept."""
-    import dataclasses
-
-    from core.engine import runner
-    opened = runner.open_connector
-
-    def like(connection, secrets, opening=None):
-        connector = opened(connection, secrets, opening)
-        if connection.name == "b":
-            connector.features = dataclasses.replace(
-                connector.features, case_insensitive=True, can_set_mtime=False)
-        return connector
-
-    monkeypatch.setattr(runner, "open_connector", like)
-
-
 @pytest.mark.xfail(strict=True, reason="known limit: a folder renamed only in case keeps its "
                    "items' records under the old case, so they are not found")
 async def test_a_folder_renamed_in_case_keeps_its_files_records(folders, monkeypatch):
     """804c086 finds a file renamed only in case by its case-folded record; a folder renamed
     only in case (Docs -> docs) loses every record below it, so a same-size edit made with
     the rename is 'assumed identical' and never sent."""
-    _procore_like_destination(monkeypatch)
+    with_features(monkeypatch, "b", case_insensitive=True, can_set_mtime=False)
     f = folders
     f.put(f.a, "Docs/a.pdf", b"v1")
     f.put(f.a, "Docs/b.pdf", b"b")
@@ -592,7 +565,7 @@ async def test_publish_leaves_destination_files_its_filter_excludes(folders):
 
 async def test_move_warns_and_skips_duplicates(folders, monkeypatch):
     """dryviq-jobs.md §3.3 duplicate_names: 'Move jobs always warn and skip'."""
-    _case_insensitive_destination(monkeypatch)
+    with_features(monkeypatch, "b", case_insensitive=True)
     f = folders
     f.put(f.a, "A.pdf", b"upper")
     f.put(f.a, "a.pdf", b"lower")
@@ -655,7 +628,7 @@ async def test_a_first_sync_killed_before_its_conflict_keeps_both_versions(
 
 
 async def test_control_same_size_edit_without_folder_rename_is_sent(folders, monkeypatch):
-    _procore_like_destination(monkeypatch)
+    with_features(monkeypatch, "b", case_insensitive=True, can_set_mtime=False)
     f = folders
     f.put(f.a, "Docs/a.pdf", b"v1")
     f.put(f.a, "Docs/b.pdf", b"b")
