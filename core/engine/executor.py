@@ -96,6 +96,7 @@ class MoveTask:
     gone: ItemRecord  # the record of its old place
     record: ItemRecord  # the pending record of its new place
     moved: Entry  # the file the user moved, at its new place on the other side
+    moved_path: str  # and that place's path there
     to_source: bool = False
 
 
@@ -203,7 +204,7 @@ class Executor:
         record = task.record
         there, here = (moved, task.moved) if task.to_source else (task.moved, moved)
         _in_step(record, there, here)
-        record.destination_path = task.path if task.to_source else task.to_path
+        record.destination_path = task.moved_path if task.to_source else task.to_path
         record.status = "success"
         self.items.record(record)
 

@@ -598,7 +598,8 @@ class _Run:
                 continue
             del deletes[(change.to_source, change.entry.native_id)]
             self.held[i] = MoveTask(delete.path, delete.entry, change.to_path, delete.record,
-                                    change.record, change.entry, change.to_source)
+                                    change.record, change.entry, change.from_path,
+                                    change.to_source)
             paired.add(j)
             self.planned_deletes[change.to_source] -= 1
         self.held = [c for n, c in enumerate(self.held) if n not in paired]
