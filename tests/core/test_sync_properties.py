@@ -366,6 +366,7 @@ def test_sync_keeps_every_edit_and_converges() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cpu")  # busy for half a minute: never beside the tmux tests
 @pytest.mark.timeout(900)
 def test_sync_keeps_every_edit_and_converges_over_many_rounds() -> None:
     """About 500 completed runs and 430 killed or stopped ones, in about 30 s (250 examples

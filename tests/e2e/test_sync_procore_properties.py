@@ -22,7 +22,8 @@ from core.sandbox.samples import DEMO_PROJECT
 from core.sandbox.world import World
 from tests.core.test_sync_properties import LocalSide, SyncMachine, run_machine
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.xdist_group("cpu")]  # busy for a minute: never beside tmux tests
 
 ROOT = "Sync"  # the job's folder in the project; each machine gets its own below it
 COPY = re.compile(r" \(\d+\)(\.[^.]*)?$")  # "name (1).ext": a name Procore made unique

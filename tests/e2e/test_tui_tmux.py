@@ -20,7 +20,7 @@ import pytest
 from tests.e2e.conftest import dryviq_command
 from tests.tui.test_demo_app import sign_in_with_the_sample_login
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu"),  # never beside the busiest
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
 
