@@ -108,6 +108,7 @@ def test_at_80x24_the_demo_signs_in_to_procore_with_the_default_credentials(
         term.keys("Enter")
         term.wait_for("Show it alone, to copy")
         term.keys("BTab", "BTab")  # back to the Code field
+        term.wait_for("▌paste the code here")  # its focus bar: typing before it lands is lost
         term.keys("-l", code)
         term.keys("Enter")
         term.wait_for("Signed in as Pat Morgan")
