@@ -22,7 +22,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -363,12 +362,3 @@ def run_machine(machine: type[RuleBasedStateMachine], examples: int, steps: int)
 def test_sync_keeps_every_edit_and_converges() -> None:
     """About 200 completed runs and 170 killed or stopped ones, in about 10 s."""
     run_machine(SyncMachine, examples=50, steps=12)
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("cpu")  # busy for half a minute: never beside the tmux tests
-@pytest.mark.timeout(900)
-def test_sync_keeps_every_edit_and_converges_over_many_rounds() -> None:
-    """About 500 completed runs and 430 killed or stopped ones, in about 30 s (250 examples
-    made about 1,300 runs in 75 s: worth it now and then, too long for every CI run)."""
-    run_machine(SyncMachine, examples=100, steps=30)
