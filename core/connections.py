@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from core.cli.output import count
 from core.connectors import Opening, open_connector
 from core.connectors.base import ConnectorError
 from core.home import ConfigError, Home
-from core.paths import name_key, name_problem
+from core.paths import name_key, name_problem, normalize_path
 from core.state import Connection, State, StateError
 
 
@@ -55,14 +56,29 @@ def describe(connection: Connection) -> str:
     if connection.platform == "procore":
         host = config["domain"].split("://", 1)[-1]
         return f"{config['company_name']} / {config['project_name']} ({host})"
+    if connection.platform == "smb":
+        port = "" if config["port"] == 445 else f":{config['port']}"
+        sealed = ", encrypted" if config.get("encrypt") else ""
+        return (f"//{config['server']}{port}/{config['share']}{config['path']} "
+                f"(as {config['username']}{sealed})")
+    if connection.platform == "rclone":
+        where = f" ({config['config']})" if config.get("config") else ""
+        return f"{config['remote']}{where}"
     return connection.platform
 
 
 def _location(connection: Connection, path: str) -> tuple[str, str]:
     """Where a folder of a connection really is: local folders by their real path, so two
     connections onto the same disk compare; anything else by connection and path."""
+    config = connection.config
     if connection.platform == "local":
-        return "local", os.path.realpath(os.path.join(connection.config["path"], path))
+        return "local", os.path.realpath(os.path.join(config["path"], path))
+    if connection.platform == "smb":
+        share = f"smb://{config['server'].lower()}:{config['port']}/{config['share'].lower()}"
+        return share, normalize_path(f"{config['path']}/{path}").lower()
+    if connection.platform == "rclone":
+        remote, _, under = config["remote"].partition(":")
+        return f"rclone:{config.get('config')}:{remote}", "/" + normalize_path(f"{under}/{path}")
     return connection.id, "/" + path
 
 
@@ -90,6 +106,61 @@ async def add_local(state: State, name: str, path: str, *, fsync: bool = True) -
     config = {"path": str(folder.resolve()), "fsync": fsync}
     try:
         return await state.add_connection(name, "local", config)
+    except StateError as exc:
+        raise ConnectionInputError(str(exc)) from None
+
+
+def smb_config(*, server: str, share: str, username: str, port: int = 445, path: str = "",
+               encrypt: bool = False) -> dict[str, Any]:
+    """The stored config of an SMB connection, checked; ConnectionInputError names the field."""
+    server, share, username = server.strip(), share.strip().strip("/\\"), username.strip()
+    if not server or any(c in server for c in "/\\@ "):
+        raise ConnectionInputError(f"server {server!r}: give a host name or address, as in "
+                                   "fileserver.example.com or 10.0.0.5")
+    if not share or any(c in share for c in "/\\"):
+        raise ConnectionInputError(f"share {share!r}: give one share name, as in Projects "
+                                   "(a folder inside it goes in the path)")
+    if not username:
+        raise ConnectionInputError("username: give the account, as in DOMAIN\\user or user")
+    if not 0 < port < 65536:
+        raise ConnectionInputError(f"port {port}: give a number from 1 to 65535")
+    folder = normalize_path(path.replace("\\", "/"))
+    return {"server": server, "port": port, "share": share, "path": "/" + folder if folder else "",
+            "username": username, "encrypt": encrypt}
+
+
+def rclone_config(*, remote: str, config: str | None = None) -> dict[str, Any]:
+    """The stored config of an rclone connection, checked; ConnectionInputError names the field."""
+    remote = remote.strip()
+    name, colon, _ = remote.partition(":")
+    if not colon or not name:
+        raise ConnectionInputError(f"remote {remote!r}: give REMOTE:path, as in "
+                                   "sharepoint:Projects or s3:bucket/folder (the remote as "
+                                   "`rclone listremotes` names it)")
+    if config is not None:
+        file = Path(config).expanduser()
+        if not file.is_file():
+            raise ConnectionInputError(f"config {config}: no such file")
+        config = str(file.resolve())
+    return {"remote": remote, "config": config}
+
+
+async def add_checked(state: State, home: Home, name: str, platform: str,
+                      config: dict[str, Any], secrets: dict[str, Any] | None = None,
+                      ) -> Connection:
+    """Save a connection only once it works (its root lists), so a wrong password, a missing
+    share or an unreachable host is reported now and nothing is saved."""
+    name = await check_new_name(state, name)
+    trial = Connection("", name, platform, config, 0.0)
+    connector = open_connector(trial, secrets or {}, Opening(state, home, interactive=True))
+    try:
+        await connector.list_dir("")
+    except ConnectorError as exc:
+        raise ConnectionInputError(f"{describe(trial)}: {exc}") from None
+    finally:
+        await connector.close()
+    try:
+        return await state.add_connection(name, platform, config, secrets)
     except StateError as exc:
         raise ConnectionInputError(str(exc)) from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import importlib
 import json
 import logging
@@ -84,6 +85,30 @@ class OpenApp(Protocol):
 
     def __call__(self, home: Home, *, mouse: bool = True, greeting: str | None = None,
                  background_runs: bool = True) -> Awaitable[int]: ...
+
+
+def read_line(prompt: str, *, secret: bool = False) -> str:
+    """A line from the person at the terminal, or from stdin when it is not a terminal."""
+    if sys.stdin.isatty():
+        try:
+            return (getpass.getpass(prompt) if secret else input(prompt)).strip()
+        except EOFError:
+            raise UsageError(f"{prompt.strip(': ')}: no answer") from None
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError(f"{prompt.strip(': ')}: nothing on stdin")
+    return line.strip()
+
+
+def read_secret(flag: str, variable: str | None, prompt: str) -> str:
+    """A secret from the environment variable named by `flag` (never from argv, where `ps`
+    shows it), else asked for at the terminal or read from stdin's first line."""
+    if variable is None:
+        return read_line(prompt, secret=True)
+    value = os.environ.get(variable)
+    if not value:
+        raise UsageError(f"{flag}: ${variable} is not set")
+    return value
 
 
 def deferred(module: str, name: str) -> Command:

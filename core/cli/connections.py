@@ -6,13 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from core.cli import UsageError, opened_state, procore
+from core.cli import UsageError, opened_state, procore, read_secret
 from core.cli.output import emit_json, reply, size, table, when
 from core.connections import (
     ConnectionInputError,
+    add_checked,
     add_local,
     describe,
+    rclone_config,
     remove_connection,
+    smb_config,
     test_connection,
 )
 from core.connectors import Opening, open_connector
@@ -35,6 +38,30 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
                             "many small files; files are still published whole, but a power "
                             "cut may leave recent ones empty)")
     local.set_defaults(handler=_add_local)
+    smb = platforms.add_parser("smb", help="an SMB 2/3 file share (Windows, Samba, a NAS), "
+                                           "without mounting it", **leaf)
+    smb.add_argument("name")
+    smb.add_argument("--server", required=True, help="host name or address of the file server")
+    smb.add_argument("--port", type=int, default=445, help="default: 445")
+    smb.add_argument("--share", required=True, help="the share's name, as in Projects")
+    smb.add_argument("--path", default="", help="a folder inside the share (default: its root)")
+    smb.add_argument("--username", required=True, help="DOMAIN\\user, user@domain or user")
+    smb.add_argument("--password-env", metavar="VAR",
+                     help="environment variable holding the password (else: prompt, or the "
+                          "first line of stdin)")
+    smb.add_argument("--encrypt", action="store_true",
+                     help="require SMB 3 encryption of everything sent")
+    smb.set_defaults(handler=_add_smb)
+    rclone = platforms.add_parser(
+        "rclone", help="any rclone remote: S3, SharePoint/OneDrive, Google Drive, Box, Dropbox, "
+                       "SFTP, WebDAV, ... (needs rclone 1.60 or newer)", **leaf)
+    rclone.add_argument("name")
+    rclone.add_argument("--remote", required=True, metavar="REMOTE:path",
+                        help="a remote from rclone's config and a folder in it")
+    rclone.add_argument("--config", metavar="FILE",
+                        help="rclone's config file (default: rclone's own, as `rclone config "
+                             "file` shows)")
+    rclone.set_defaults(handler=_add_rclone)
     procore.register(platforms, leaf)
     procore.register_signin(sub, leaf)
     sub.add_parser("list", help="list connections", **leaf).set_defaults(handler=_list)
@@ -68,6 +95,36 @@ async def _add_local(args: argparse.Namespace) -> int:
     async with opened_state(args) as (_, state):
         try:
             connection = await add_local(state, args.name, args.path, fsync=args.fsync)
+        except ConnectionInputError as exc:
+            raise UsageError(str(exc)) from None
+    reply(args, _summary(connection), printable(
+        f"Added connection {connection.name} ({connection.id}): {describe(connection)}"))
+    return 0
+
+
+async def _add_smb(args: argparse.Namespace) -> int:
+    try:
+        config = smb_config(server=args.server, port=args.port, share=args.share,
+                            path=args.path, username=args.username, encrypt=args.encrypt)
+    except ConnectionInputError as exc:
+        raise UsageError(str(exc)) from None
+    password = read_secret("--password-env", args.password_env, "Password: ")
+    return await _add_checked(args, "smb", config, {"password": password})
+
+
+async def _add_rclone(args: argparse.Namespace) -> int:
+    try:
+        config = rclone_config(remote=args.remote, config=args.config)
+    except ConnectionInputError as exc:
+        raise UsageError(str(exc)) from None
+    return await _add_checked(args, "rclone", config)
+
+
+async def _add_checked(args: argparse.Namespace, platform: str, config: dict[str, Any],
+                       secrets: dict[str, Any] | None = None) -> int:
+    async with opened_state(args) as (home, state):
+        try:
+            connection = await add_checked(state, home, args.name, platform, config, secrets)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
     reply(args, _summary(connection), printable(

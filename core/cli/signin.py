@@ -12,8 +12,6 @@ Imported only when one of these commands runs (see procore.py), because the sign
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 
 from core.auth import (
@@ -25,7 +23,7 @@ from core.auth import (
     normalize_domain,
     system_default_app,
 )
-from core.cli import CommandFailed, UsageError, opened_state
+from core.cli import CommandFailed, UsageError, opened_state, read_line, read_secret
 from core.cli.output import reply
 from core.connections import ConnectionInputError, check_new_name, describe
 from core.connectors import Opening
@@ -48,19 +46,6 @@ NO_COMPANY = (
     "https://app.procore.com/ID/company/home/list")
 
 
-def _read_line(prompt: str, *, secret: bool = False) -> str:
-    """A line from the person at the terminal, or from stdin when it is not a terminal."""
-    if sys.stdin.isatty():
-        try:
-            return (getpass.getpass(prompt) if secret else input(prompt)).strip()
-        except EOFError:
-            raise UsageError(f"{prompt.strip(': ')}: no answer") from None
-    line = sys.stdin.readline()
-    if not line:
-        raise UsageError(f"{prompt.strip(': ')}: nothing on stdin")
-    return line.strip()
-
-
 def _app(args: argparse.Namespace, home: Home) -> tuple[ClientApp, bool]:
     if args.client_id is None:
         if args.client_secret_env or args.domain:
@@ -72,12 +57,7 @@ def _app(args: argparse.Namespace, home: Home) -> tuple[ClientApp, bool]:
                              "DRYVIQ_PROCORE_CLIENT_ID and DRYVIQ_PROCORE_CLIENT_SECRET (or "
                              "[procore] in config.toml), or pass --client-id")
         return app, False
-    if args.client_secret_env:
-        secret = os.environ.get(args.client_secret_env)
-        if not secret:
-            raise UsageError(f"--client-secret-env: ${args.client_secret_env} is not set")
-    else:
-        secret = _read_line("Client secret: ", secret=True)
+    secret = read_secret("--client-secret-env", args.client_secret_env, "Client secret: ")
     try:
         domain = normalize_domain(args.domain or "https://api.procore.com")
         login = normalize_domain(args.login_url) if args.login_url else None
@@ -123,7 +103,7 @@ def _service_company(args: argparse.Namespace) -> int | None:
         print("A service account signs in to one company. Its id is the number in the address "
               "of any company page in Procore (https://app.procore.com/ID/company/...).",
               file=sys.stderr)
-        wanted = _read_line("Company ID: ")
+        wanted = read_line("Company ID: ")
     if not wanted.strip().isdigit():
         raise UsageError(f"--company {wanted!r}: {NO_COMPANY}")
     return int(wanted)
@@ -144,7 +124,7 @@ def _choose(choices: list[Choice], wanted: str | None, what: str, flag: str) -> 
         several = "companies" if what == "company" else f"{what}s"
         raise UsageError(f"several {several}; pick one with {flag}:", details=listing)
     print(f"Choose the {what}:", *(f"  {line}" for line in listing), sep="\n", file=sys.stderr)
-    answer = _read_line(f"{what} number: ")
+    answer = read_line(f"{what} number: ")
     if not answer.isdigit() or not 1 <= int(answer) <= len(choices):
         raise UsageError(f"{answer!r} is not one of the numbers listed")
     return choices[int(answer) - 1]
@@ -161,7 +141,7 @@ async def _sign_in(args: argparse.Namespace, signin: ProcoreSignIn, *,
     else:
         print("Sign in with Procore: open this address in any browser, sign in, and paste "
               f"the code it shows.\n{signin.sign_in_url()}", file=sys.stderr)
-        await signin.finish_with_code(_read_line("Code: ", secret=True))
+        await signin.finish_with_code(read_line("Code: ", secret=True))
 
 
 async def add_procore(args: argparse.Namespace) -> int:

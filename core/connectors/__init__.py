@@ -42,4 +42,12 @@ def open_connector(connection: Connection, secrets: dict[str, Any],
         if opening is None:
             raise ValueError("a Procore connection needs the installation's state and home")
         return open_procore(connection, secrets, opening)
+    if connection.platform == "smb":
+        from core.connectors.smb import open_smb
+
+        return open_smb(connection, secrets)
+    if connection.platform == "rclone":
+        from core.connectors.rclone import open_rclone
+
+        return open_rclone(connection)
     raise ValueError(f"connection {connection.name!r}: unknown platform {connection.platform!r}")
