@@ -75,7 +75,7 @@ def _location(connection: Connection, path: str) -> tuple[str, str]:
         return "local", os.path.realpath(os.path.join(config["path"], path))
     if connection.platform == "smb":
         share = f"smb://{config['server'].lower()}:{config['port']}/{config['share'].lower()}"
-        return share, normalize_path(f"{config['path']}/{path}").lower()
+        return share, "/" + normalize_path(f"{config['path']}/{path}").lower()
     if connection.platform == "rclone":
         remote, _, under = config["remote"].partition(":")
         return f"rclone:{config.get('config')}:{remote}", "/" + normalize_path(f"{under}/{path}")
