@@ -145,24 +145,38 @@ def rclone_config(*, remote: str, config: str | None = None) -> dict[str, Any]:
     return {"remote": remote, "config": config}
 
 
+async def _probe(state: State, home: Home, connection: Connection,
+                 secrets: dict[str, Any]) -> None:
+    """List the connection's root: ConnectionInputError, saying why, when that fails."""
+    connector = open_connector(connection, secrets, Opening(state, home, interactive=True))
+    try:
+        await connector.list_dir("")
+    except ConnectorError as exc:
+        raise ConnectionInputError(f"{describe(connection)}: {exc}") from None
+    finally:
+        await connector.close()
+
+
 async def add_checked(state: State, home: Home, name: str, platform: str,
                       config: dict[str, Any], secrets: dict[str, Any] | None = None,
                       ) -> Connection:
     """Save a connection only once it works (its root lists), so a wrong password, a missing
     share or an unreachable host is reported now and nothing is saved."""
     name = await check_new_name(state, name)
-    trial = Connection("", name, platform, config, 0.0)
-    connector = open_connector(trial, secrets or {}, Opening(state, home, interactive=True))
-    try:
-        await connector.list_dir("")
-    except ConnectorError as exc:
-        raise ConnectionInputError(f"{describe(trial)}: {exc}") from None
-    finally:
-        await connector.close()
+    await _probe(state, home, Connection("", name, platform, config, 0.0), secrets or {})
     try:
         return await state.add_connection(name, platform, config, secrets)
     except StateError as exc:
         raise ConnectionInputError(str(exc)) from None
+
+
+async def change_password(state: State, home: Home, connection: Connection,
+                          password: str) -> None:
+    """Store an SMB connection's new password once the share accepts it (office passwords
+    expire; the connection's jobs keep their connection)."""
+    secrets = {**await state.connection_secrets(connection.id), "password": password}
+    await _probe(state, home, connection, secrets)
+    await state.save_connection_secrets(connection.id, secrets)
 
 
 async def test_connection(state: State, home: Home, connection: Connection) -> str:

@@ -12,6 +12,7 @@ from core.connections import (
     ConnectionInputError,
     add_checked,
     add_local,
+    change_password,
     describe,
     rclone_config,
     remove_connection,
@@ -64,6 +65,13 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     rclone.set_defaults(handler=_add_rclone)
     procore.register(platforms, leaf)
     procore.register_signin(sub, leaf)
+    password = sub.add_parser("password", help="give an SMB connection its new password (its "
+                                                "jobs keep using it)", **leaf)
+    password.add_argument("name", help="connection name or id")
+    password.add_argument("--password-env", metavar="VAR",
+                          help="environment variable holding the password (else: prompt, or "
+                               "the first line of stdin)")
+    password.set_defaults(handler=_password)
     sub.add_parser("list", help="list connections", **leaf).set_defaults(handler=_list)
     for action, handler, text in (("show", _show, "show one connection"),
                                   ("test", _test, "check that a connection works"),
@@ -97,6 +105,10 @@ async def _add_local(args: argparse.Namespace) -> int:
             connection = await add_local(state, args.name, args.path, fsync=args.fsync)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
+    return _added(args, connection)
+
+
+def _added(args: argparse.Namespace, connection: Connection) -> int:
     reply(args, _summary(connection), printable(
         f"Added connection {connection.name} ({connection.id}): {describe(connection)}"))
     return 0
@@ -127,8 +139,22 @@ async def _add_checked(args: argparse.Namespace, platform: str, config: dict[str
             connection = await add_checked(state, home, args.name, platform, config, secrets)
         except ConnectionInputError as exc:
             raise UsageError(str(exc)) from None
+    return _added(args, connection)
+
+
+async def _password(args: argparse.Namespace) -> int:
+    async with opened_state(args) as (home, state):
+        connection = await find(state, args.name)
+        if connection.platform != "smb":
+            raise UsageError(f"{connection.name} is not an SMB share: only shares have a "
+                             "password here (Procore: `connections signin`)")
+        password = read_secret("--password-env", args.password_env, "New password: ")
+        try:
+            await change_password(state, home, connection, password)
+        except ConnectionInputError as exc:
+            raise UsageError(str(exc)) from None
     reply(args, _summary(connection), printable(
-        f"Added connection {connection.name} ({connection.id}): {describe(connection)}"))
+        f"Changed the password of {connection.name}: {describe(connection)} accepts it"))
     return 0
 
 
