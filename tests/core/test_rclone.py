@@ -329,7 +329,7 @@ async def test_missing_rclone_says_how_to_install_it(no_rclone: Path) -> None:
     assert not connector.features.can_set_mtime  # nothing assumed
     with pytest.raises(ConnectorError, match=r"not installed.*apt-get install rclone"):
         await connector.list_dir("")
-    with pytest.raises(ConnectorError, match="rclone.org/install"):
+    with pytest.raises(ConnectorError, match=r"rclone\.org/install"):
         await list_remotes(None)
     await connector.close()
 
@@ -360,10 +360,10 @@ async def test_a_remote_that_does_not_work_is_named(s3_server: S3Server, remote:
 
 async def test_a_missing_config_file_is_named(s3_server: S3Server, tmp_path: Path) -> None:
     connector = RcloneConnector(f"{S3_REMOTE}:x", str(tmp_path / "gone.conf"))
-    with pytest.raises(Fatal, match="gone.conf: no such file"):
+    with pytest.raises(Fatal, match=r"gone\.conf: no such file"):
         await connector.list_dir("")
     await connector.close()
-    with pytest.raises(ConnectorError, match="gone.conf: no such file"):
+    with pytest.raises(ConnectorError, match=r"gone\.conf: no such file"):
         await list_remotes(str(tmp_path / "gone.conf"))
 
 
