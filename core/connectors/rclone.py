@@ -124,7 +124,7 @@ class RcloneConnector:
         that read starts rclone (a fraction of a second, on this thread: rclone must be
         started by a thread that lives as long as it does). If rclone cannot start,
         nothing is assumed, and the first call reports why."""
-        if self._features is None:
+        if self._features is None and self._daemon.pid is None:  # not started, nor starting
             try:
                 self._daemon.spawn()
                 self._finish_start()

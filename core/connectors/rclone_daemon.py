@@ -237,7 +237,7 @@ class RcloneDaemon:
     @contextlib.asynccontextmanager
     async def download(self, fs: str, path: str) -> AsyncIterator[httpx.Response]:
         """The response serving the object `path` of the remote `fs` (--rc-serve)."""
-        url = "/" + quote(f"[{fs}]/{path}", safe="/:[]")
+        url = "/" + quote(f"[{fs}]/{path}", safe="/:")  # rclone reads it decoded
         try:
             async with self.client().stream("GET", url) as response:
                 yield response

@@ -104,7 +104,8 @@ def _alive(pid: int) -> bool:
 
 async def test_every_method_against_rclone(connector: RcloneConnector, remote: str,
                                            s3_server: S3Server) -> None:
-    files = {"a.txt": b"hello", "sub/b ü €.bin": os.urandom(BIG), "sub/empty": b""}
+    files = {"a.txt": b"hello", "sub/b ü €.bin": os.urandom(BIG), "sub/empty": b"",
+             "sub/A-1 [rev 2] #3 ?x %41.pdf": b"%PDF"}
     assert await connector.list_dir("") == []
     sub = await connector.mkdir("sub")
     assert sub.is_dir and sub.name == "sub"
@@ -130,8 +131,8 @@ async def test_every_method_against_rclone(connector: RcloneConnector, remote: s
     assert set(root) == {"a.txt", "sub"} and root["sub"].is_dir
     assert root["a.txt"].size == 5 and abs(root["a.txt"].mtime - MTIME) < 1e-6
     entries = {entry.name: entry for entry in await connector.list_dir("sub")}
-    assert {name: entry.size for name, entry in entries.items()} == {"b ü €.bin": BIG,
-                                                                     "empty": 0}
+    assert {name: entry.size for name, entry in entries.items()} == {
+        "b ü €.bin": BIG, "empty": 0, "A-1 [rev 2] #3 ?x %41.pdf": 4}
     if remote.startswith(S3_REMOTE):  # an object store lists its hashes for free
         assert dict(root["a.txt"].hashes)["md5"] == "5d41402abc4b2a76b9719d911017c592"
     stat_b = await connector.stat("sub/b ü €.bin")
@@ -140,8 +141,9 @@ async def test_every_method_against_rclone(connector: RcloneConnector, remote: s
     with pytest.raises(NotFound):
         await connector.stat("missing.txt")
 
-    got = b"".join([chunk async for chunk in connector.read("sub/b ü €.bin", stat_b)])
-    assert got == files["sub/b ü €.bin"]
+    for path in ("sub/b ü €.bin", "sub/A-1 [rev 2] #3 ?x %41.pdf"):
+        got = b"".join([chunk async for chunk in connector.read(path, stat_b)])
+        assert got == files[path]
     with pytest.raises(Vanished):
         async for _ in connector.read("missing.txt", Entry("missing.txt", False)):
             pass
@@ -164,6 +166,7 @@ async def test_every_method_against_rclone(connector: RcloneConnector, remote: s
     day = time.strftime("%Y-%m-%d", time.gmtime())
     assert cat(s3_server, remote, f"{TRASH_FOLDER}/{day}/sub/c.txt") == new
     await connector.remove("sub/empty", entries["empty"])
+    await connector.remove("sub/A-1 [rev 2] #3 ?x %41.pdf", entries["A-1 [rev 2] #3 ?x %41.pdf"])
     await connector.trash("sub", sub)  # a folder, with what is in it, beside the one trashed
     assert cat(s3_server, remote, f"{TRASH_FOLDER}/{day}/sub (1)/b ü €.bin") == files[
         "sub/b ü €.bin"]
