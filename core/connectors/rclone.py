@@ -340,8 +340,6 @@ class RcloneConnector:
 
     def _finish_start(self) -> None:
         """Wait for the spawned rclone to serve, and describe the remote (blocking)."""
-        if self._config and not os.path.isfile(self._config):
-            raise Fatal(f"rclone config {self._config}: no such file")
         self._daemon.wait_ready()
         status, info = self._daemon.call_now("operations/fsinfo", {"fs": self._remote})
         if status != 200 or info.get("error"):
