@@ -242,7 +242,10 @@ async def test_paths_never_leave_the_root(s3_server: S3Server) -> None:
 
 
 async def test_the_server_refuses_requests_without_its_credentials(
-        s3_server: S3Server) -> None:
+        s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the user's own rclone settings cannot open the server or log its password
+    monkeypatch.setenv("RCLONE_RC_NO_AUTH", "true")
+    monkeypatch.setenv("RCLONE_VERBOSE", "2")
     remote = _fresh_remote(s3_server, S3_REMOTE)
     connector = RcloneConnector(remote, str(s3_server.config))
     try:
@@ -264,6 +267,10 @@ async def test_the_server_refuses_requests_without_its_credentials(
                     assert response.status_code == 401, (method, url, auth, response.text)
                     assert b"secret" not in response.content
         assert [entry.name for entry in await connector.list_dir("")] == ["secret.txt"]
+        log = connector._daemon._log
+        assert log is not None
+        log.seek(0)
+        assert connector._daemon._auth[1].encode() not in log.read()
     finally:
         await connector.close()
 
