@@ -30,7 +30,7 @@ from core.connectors.base import (
     Retryable,
     Vanished,
 )
-from core.connectors.rclone import RcloneConnector, list_remotes
+from core.connectors.rclone import MAX_RESTARTS, RcloneConnector, list_remotes
 from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Server, rclone_env
 
 MTIME = 1_600_000_000.123456  # 2020-09-13T12:26:40.123456Z
@@ -298,14 +298,34 @@ async def test_rclone_stops_with_close_and_restarts_after_dying(s3_server: S3Ser
     await connector.list_dir("")
     first = connector.daemon_pid
     assert first is not None and _alive(first)
-    os.kill(first, 9)
-    while _alive(first) and connector._daemon.running:
-        time.sleep(0.01)
+    _kill_and_wait(connector)
     assert await connector.list_dir("") == []  # started again, once
     second = connector.daemon_pid
     assert second is not None and second != first
     await connector.close()
     assert connector.daemon_pid is None and not _alive(second)
+
+
+async def test_rclone_that_keeps_dying_is_fatal(s3_server: S3Server) -> None:
+    connector = RcloneConnector(_fresh_remote(s3_server, LOCAL_REMOTE), str(s3_server.config))
+    try:
+        for _ in range(MAX_RESTARTS):
+            await connector.list_dir("")
+            _kill_and_wait(connector)
+        await connector.list_dir("")  # the last restart allowed
+        _kill_and_wait(connector)
+        with pytest.raises(Fatal, match="rclone keeps stopping"):
+            await connector.list_dir("")
+    finally:
+        await connector.close()
+
+
+def _kill_and_wait(connector: RcloneConnector) -> None:
+    pid = connector.daemon_pid
+    assert pid is not None
+    os.kill(pid, 9)
+    while connector._daemon.running:
+        time.sleep(0.01)
 
 
 @pytest.mark.slow
