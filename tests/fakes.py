@@ -38,6 +38,9 @@ class MemoryConnector:
         self._folder(path)
         return Entry(path.rpartition("/")[2], is_dir=True)
 
+    async def connect(self) -> None:
+        pass  # nothing to start: features are known from the start
+
     async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
         self.reads.append(path)
         if self.fatal_reads:

@@ -147,6 +147,11 @@ class Connector(Protocol):
 
     features: Features
 
+    async def connect(self) -> None:
+        """Be ready for calls, with `features` known: a job awaits it before it reads them
+        (rclone starts and asks its remote here; most connectors have nothing to do)."""
+        ...
+
     async def list_dir(self, path: str) -> list[Entry]:
         """The direct children of the folder at `path`, in any order. NotFound if it is missing."""
         ...

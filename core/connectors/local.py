@@ -312,6 +312,9 @@ class LocalConnector:
 
     # -- the Connector protocol
 
+    async def connect(self) -> None:
+        pass  # nothing to start: features are known from the start
+
     async def list_dir(self, path: str) -> list[Entry]:
         """A folder listing. Where listings have proved fast (a local disk), they run right
         here: a thread hop would cost more than the listing. One slow listing sends them all

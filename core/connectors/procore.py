@@ -268,6 +268,9 @@ class ProcoreConnector:
         folder = self._folders[path] = _Folder(int(child.entry.native_id or 0))
         return folder
 
+    async def connect(self) -> None:
+        pass  # nothing to start: features are known from the start
+
     async def list_dir(self, path: str) -> list[Entry]:
         return [child.entry for child in (await self._listed(path)).children.values()]  # type: ignore[union-attr]
 

@@ -73,8 +73,7 @@ _RETRY = re.compile(r"\b(429|500|502|503|504)\b|too many requests|rate ?limit|sl
                     r"service unavailable|timeout|timed out|connection reset|"
                     r"connection refused|temporar")
 
-# What a connector says before rclone answered (a job reads features before its first call):
-# nothing is assumed, and the first call reports why rclone did not answer
+# What a connector says before rclone answered: nothing is assumed
 _UNKNOWN = Features(mtime_precision=None, can_set_mtime=False, empty_dirs=False)
 
 log = logging.getLogger("dryviq.rclone")
@@ -120,19 +119,12 @@ class RcloneConnector:
 
     @property
     def features(self) -> Features:
-        """The remote's capabilities, from rclone. A job reads them before its first call, so
-        that read starts rclone (a fraction of a second, on this thread: rclone must be
-        started by a thread that lives as long as it does). If rclone cannot start,
-        nothing is assumed, and the first call reports why."""
-        if self._features is None and self._daemon.pid is None:  # not started, nor starting
-            try:
-                self._daemon.spawn()
-                self._finish_start()
-            except ConnectorError as exc:
-                log.debug("rclone did not start: %s", exc)
-                self._daemon.kill()
-                return _UNKNOWN
+        """The remote's capabilities, from rclone once `connect` (or any call) has started it;
+        nothing is assumed before."""
         return self._features or _UNKNOWN
+
+    async def connect(self) -> None:
+        await self._ensure_started()
 
     @property
     def daemon_pid(self) -> int | None:

@@ -723,6 +723,13 @@ async def _execute(
         await source.close()
         return "failed", str(exc), None
     pair = (source, destination)
+    try:
+        for connector in pair:
+            await connector.connect()  # features known before the executor reads them
+    except ConnectorError as exc:
+        for connector in pair:
+            await connector.close()
+        return "failed", str(exc), None
     throughput = Throughput()
     reporter = asyncio.create_task(_report(state, execution_id, stats, throughput, on_progress,
                                            pair))
