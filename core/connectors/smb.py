@@ -231,7 +231,7 @@ class SmbConnector:
         try:
             await self._run(path, self._open_reading, segments, opened)
             while True:
-                data = await self._run(path, self._read_chunk, opened[0])
+                data = await self._run(path, self._read_chunk, opened[0], once=True)
                 if data:
                     yield data
                 if len(data) < CHUNK:
@@ -286,6 +286,9 @@ class SmbConnector:
 
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
         segments = _Segments.of(path, named=True)
+        problem = segment_problem(new_name)
+        if problem:
+            raise InvalidPath(f"name {new_name!r}: {problem}")
         return await self._run(path, self._move, segments,
                                _Segments.new("/".join([*segments[:-1], new_name])))
 

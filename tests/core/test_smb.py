@@ -91,6 +91,9 @@ async def test_folders_remove_rename_move_and_mtime(smb: SmbConnector,
     await smb.write("Plans/c.txt", chunks_of(b"c"), size=1, mtime=None)
     with pytest.raises(AlreadyExists):
         await smb.rename("Plans/b.txt", renamed, "c.txt")
+    for bad in ("../b.txt", "x/b.txt", "..", "b:txt", "NUL"):
+        with pytest.raises(InvalidPath):
+            await smb.rename("Plans/b.txt", renamed, bad)
     await smb.mkdir("Other")
     moved = await smb.move("Plans/b.txt", renamed, "Other/b.txt")
     assert moved.native_id == file.native_id and (local / "Other/b.txt").read_bytes() == b"abc"
@@ -119,6 +122,9 @@ async def test_trash_keeps_everything_trashed_on_one_day(smb: SmbConnector,
     assert {p.name: p.read_bytes() for p in trashed.iterdir()} == {
         "x.txt": b"first", "x (1).txt": b"second"}
     assert os.listdir(smb_folder.local / "A") == []
+    await smb.trash("A", Entry("A", True))  # a folder goes whole
+    assert sorted(os.listdir(smb_folder.local / TRASH_FOLDER / day)) == ["A", "A (1)"]
+    assert sorted(os.listdir(smb_folder.local)) == [TRASH_FOLDER]
 
 
 async def test_unicode_names_and_case_insensitive_matching(smb: SmbConnector,
