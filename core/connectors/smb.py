@@ -163,31 +163,29 @@ def _dropped(err: BaseException) -> bool:
     return _status(err) in _DROPPED
 
 
-class _Segments:
-    """A connector path checked and split: refused if it could leave the root."""
+def _segments(path: str, *, named: bool = False) -> list[str]:
+    """A connector path split into plain names, refused if it could leave the root or reach
+    a named stream; `named`: a call on a named file or folder, never the root."""
+    segments = path.split("/") if path else []
+    if named and not segments:
+        raise InvalidPath("path '': the connection root itself cannot be used here")
+    for segment in segments:
+        problem = segment_problem(segment)
+        if problem is None and _NEVER.search(segment):
+            problem = f"{segment!r} holds a character an SMB share does not allow"
+        if problem:
+            raise InvalidPath(f"path {path!r}: {problem}")
+    return segments
 
-    @staticmethod
-    def of(path: str, *, named: bool = False) -> list[str]:
-        segments = path.split("/") if path else []
-        if named and not segments:
-            raise InvalidPath("path '': the connection root itself cannot be used here")
-        for segment in segments:
-            problem = segment_problem(segment)
-            if problem is None and _NEVER.search(segment):
-                problem = f"{segment!r} holds a character an SMB share does not allow"
-            if problem:
-                raise InvalidPath(f"path {path!r}: {problem}")
-        return segments
 
-    @staticmethod
-    def new(path: str) -> list[str]:
-        """A path to create something at: its last name must follow Windows' rules too."""
-        segments = _Segments.of(path, named=True)
-        problems = name_problems(segments[-1], SMB_RULES)
-        if problems:
-            raise InvalidPath(f"name {segments[-1]!r} cannot be created on an SMB share: "
-                              f"{'; '.join(problems)}")
-        return segments
+def _new_segments(path: str) -> list[str]:
+    """`_segments` of a path to create something at: its name must follow Windows' rules."""
+    segments = _segments(path, named=True)
+    problems = name_problems(segments[-1], SMB_RULES)
+    if problems:
+        raise InvalidPath(f"name {segments[-1]!r} cannot be created on an SMB share: "
+                          f"{'; '.join(problems)}")
+    return segments
 
 
 class SmbConnector:
@@ -204,7 +202,7 @@ class SmbConnector:
         )
         self._server, self._port, self._share = server, port, share
         self._username = username
-        self._root_segments = _Segments.of(path.strip("/"))
+        self._root_segments = _segments(path.strip("/"))
         self._share_unc = rf"\\{server}\{share}"
         self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
         self._session_lock = threading.Lock()  # one thread makes the connection and session
@@ -220,13 +218,13 @@ class SmbConnector:
     # -- the Connector protocol
 
     async def list_dir(self, path: str) -> list[Entry]:
-        return await self._run(path, self._list_dir, _Segments.of(path))
+        return await self._run(path, self._list_dir, _segments(path))
 
     async def stat(self, path: str) -> Entry:
-        return await self._run(path, self._stat, _Segments.of(path))
+        return await self._run(path, self._stat, _segments(path))
 
     async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
-        segments = _Segments.of(path, named=True)
+        segments = _segments(path, named=True)
         opened: list[SMBRawIO] = []  # filled by the worker thread, so a cancelled open closes
         try:
             await self._run(path, self._open_reading, segments, opened)
@@ -244,7 +242,7 @@ class SmbConnector:
         self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
         replacing: Entry | None = None,
     ) -> Entry:
-        segments = _Segments.new(path)
+        segments = _new_segments(path)
         opened: list[SMBRawIO] = []
         buffer: list[bytes] = []
         buffered = received = 0
@@ -268,33 +266,33 @@ class SmbConnector:
             raise
 
     async def mkdir(self, path: str) -> Entry:
-        return await self._run(path, self._mkdir, _Segments.new(path))
+        return await self._run(path, self._mkdir, _new_segments(path))
 
     async def remove(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.remove, _Segments.of(path, named=True))
+        await self._run(path, self._smb, smbclient.remove, _segments(path, named=True))
 
     async def rmdir(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.rmdir, _Segments.of(path, named=True))
+        await self._run(path, self._smb, smbclient.rmdir, _segments(path, named=True))
 
     async def set_mtime(self, path: str, mtime: float) -> None:
         ns = round(mtime * 1e9)
-        await self._run(path, self._smb, smbclient.utime, _Segments.of(path, named=True),
+        await self._run(path, self._smb, smbclient.utime, _segments(path, named=True),
                         ns=(ns, ns))
 
     async def trash(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._trash, _Segments.of(path, named=True))
+        await self._run(path, self._trash, _segments(path, named=True))
 
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
-        segments = _Segments.of(path, named=True)
+        segments = _segments(path, named=True)
         problem = segment_problem(new_name)
         if problem:
             raise InvalidPath(f"name {new_name!r}: {problem}")
         return await self._run(path, self._move, segments,
-                               _Segments.new("/".join([*segments[:-1], new_name])))
+                               _new_segments("/".join([*segments[:-1], new_name])))
 
     async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
-        return await self._run(path, self._move, _Segments.of(path, named=True),
-                               _Segments.new(new_path))
+        return await self._run(path, self._move, _segments(path, named=True),
+                               _new_segments(new_path))
 
     async def close(self) -> None:
         """Log off and close the connection; the threads end once their calls do."""
