@@ -66,6 +66,12 @@ async def test_write_read_list_stat(smb: SmbConnector, smb_folder: SmbFolder) ->
     assert await read_all(smb, "big.bin") == data
     listed = {e.name: e for e in await smb.list_dir("")}
     assert listed == {"big.bin": entry}
+    # listed to the microsecond, rounded down: within the precision the connector declares
+    os.utime(on_disk, ns=(0, 1_600_000_000_123_456_999))
+    [relisted] = await smb.list_dir("")
+    assert relisted.mtime == 1_600_000_000.123456
+    assert abs(relisted.mtime - 1_600_000_000.123456999) <= smb.features.mtime_precision
+    os.utime(on_disk, ns=(0, 1_600_000_000_250_000_000))
     assert await smb.stat("big.bin") == entry
     assert (await smb.stat("")).is_dir
     # Samba's own client sees the same bytes
