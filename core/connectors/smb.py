@@ -219,11 +219,15 @@ class SmbConnector:
         self._share_unc = rf"\\{server}\{share}"
         self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
         self._session_lock = threading.Lock()  # one thread makes the connection and session
-        self._pool = ThreadPoolExecutor(calls_in_flight, thread_name_prefix="smb")
+        self._calls_in_flight = calls_in_flight
+        self._pool = self._threads()
         self._kwargs: dict[str, Any] = {
             "username": username, "password": password, "port": port, "encrypt": encrypt,
             "connection_cache": self._cache, "connection_timeout": CONNECT_TIMEOUT,
         }
+
+    def _threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self._calls_in_flight, thread_name_prefix="smb")
 
     def __repr__(self) -> str:  # never the password
         return f"SmbConnector({self._where('')})"
@@ -308,9 +312,11 @@ class SmbConnector:
                                _new_segments(new_path))
 
     async def close(self) -> None:
-        """Log off and close the connection; the threads end once their calls do."""
+        """Log off and close the connection; the threads end once their calls do. A later
+        call connects again, in new threads."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self._disconnect)
         self._pool.shutdown(wait=False)
+        self._pool = self._threads()
 
     # -- paths
 
