@@ -103,8 +103,8 @@ _TEMP_PREFIX = ".dryviq-"
 _TEMP_NAME = re.compile(r"\.dryviq-([0-9a-f]{8})-(\d{1,7})-[0-9a-f]{8}\.part")
 _temp_tokens = itertools.count(int.from_bytes(os.urandom(4)))
 # A temporary file of another machine's writer is taken for a leftover once nothing has
-# touched it for this long: a writer sends a chunk at least every few seconds, and a stalled
-# one has long timed out by then (SMB's own session timeout is shorter).
+# touched it for this long (its pid means nothing here): a writer at work sends a chunk every
+# second or so, and one that has sent nothing for an hour is gone or will fail anyway.
 LEFTOVER_AGE = 3600  # seconds
 
 _EPOCH_FILETIME = 116_444_736_000_000_000  # 1970 in 100 ns since 1601
