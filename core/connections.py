@@ -151,8 +151,8 @@ async def _probe(state: State, home: Home, connection: Connection,
     connector = open_connector(connection, secrets, Opening(state, home, interactive=True))
     try:
         await connector.list_dir("")
-    except ConnectorError as exc:
-        raise ConnectionInputError(f"{describe(connection)}: {exc}") from None
+    except ConnectorError as exc:  # its message names the share or remote
+        raise ConnectionInputError(str(exc)) from None
     finally:
         await connector.close()
 

@@ -234,6 +234,9 @@ class SmbConnector:
 
     # -- the Connector protocol
 
+    async def connect(self) -> None:
+        pass  # the share is reached on the first call, which reports what stands in the way
+
     async def list_dir(self, path: str) -> list[Entry]:
         return await self._run(path, self._list_dir, _segments(path))
 

@@ -4,6 +4,7 @@ nothing; the password never reaches the output."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -28,17 +29,20 @@ def _set_samba_password(folder: SmbFolder, password: str) -> None:
                    input=f"{password}\n{password}\n", text=True, capture_output=True)
 
 
-async def _stored_password(home: str) -> str:
-    state = await State.open(Path(home) / "state.db")
-    try:
-        office = await state.find_connection("office")
-        assert office is not None
-        return (await state.connection_secrets(office.id))["password"]
-    finally:
-        await state.close()
+def _stored_password(home: str) -> str:
+    async def read() -> str:
+        state = await State.open(Path(home) / "state.db")
+        try:
+            office = await state.find_connection("office")
+            assert office is not None
+            return (await state.connection_secrets(office.id))["password"]
+        finally:
+            await state.close()
+
+    return asyncio.run(read())
 
 
-async def test_a_new_password_is_stored_once_the_share_accepts_it(
+def test_a_new_password_is_stored_once_the_share_accepts_it(
         tmp_path: Path, smb_folder: SmbFolder, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     home, old = str(tmp_path / "home"), smb_folder.server.password
@@ -53,7 +57,7 @@ async def test_a_new_password_is_stored_once_the_share_accepts_it(
                      "--password-env", "NEW_PASSWORD"]) == 2
         refused = capsys.readouterr()
         assert "password" in refused.err and new not in refused.err + refused.out
-        assert await _stored_password(home) == old
+        assert _stored_password(home) == old
 
         monkeypatch.setenv("NEW_PASSWORD", new)
         assert main(["--home", home, "connections", "password", "office",
@@ -61,7 +65,7 @@ async def test_a_new_password_is_stored_once_the_share_accepts_it(
         accepted = capsys.readouterr()
         assert "Changed the password of office" in accepted.out
         assert new not in accepted.out + accepted.err
-        assert await _stored_password(home) == new
+        assert _stored_password(home) == new
         assert main(["--home", home, "connections", "test", "office"]) == 0
     finally:
         _set_samba_password(smb_folder, old)  # the server is shared by the worker's tests
