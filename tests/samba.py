@@ -143,8 +143,9 @@ def running_samba(base: Path) -> Iterator[SambaServer]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["smbd", "--foreground", "--no-process-group", "-s", str(conf), "--debug-stdout"],
+            # its own process group: smbd ends by signalling its group, which would be ours
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)  # smbd signals its whole process group when it stops
+            start_new_session=True)
     try:
         _wait_for_port(port, process, log)
         yield SambaServer("127.0.0.1", port, SHARE, USER, password, base / "share",
