@@ -273,11 +273,13 @@ def empty_bucket(server: S3Server, bucket: str) -> None:
 
     client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test")
-    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+    while True:  # the first page again each time: deleting shifts the pages after it
+        page = client.list_object_versions(Bucket=bucket)
         versions = page.get("Versions", []) + page.get("DeleteMarkers", [])
-        if versions:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": [
-                {"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
+        if not versions:
+            break
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [
+            {"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]})
     client.delete_bucket(Bucket=bucket)
 
 
