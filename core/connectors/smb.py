@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import smbclient
 from smbclient._io import SMBFileTransaction, SMBRawIO, query_info, set_info
+from smbclient._pool import get_smb_tree
 from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException
 from smbprotocol.file_info import (
     FileAttributes,
@@ -459,12 +460,17 @@ class SmbConnector:
                     raise
 
     def _connect(self) -> None:
-        """Make (or find) the connection and session before a call uses them, one thread at a
-        time: smbclient's cache is not made for two threads opening one connection at once."""
+        """Make (or find) the connection, session and share before a call uses them, one
+        thread at a time: smbclient's cache is not made for two threads opening one connection
+        at once. A share that is not there is said so here, before a path on it is looked
+        up (Samba answers a missing share's DFS referral with a path not found)."""
         with self._session_lock:
-            smbclient.register_session(
-                self._server, **{k: v for k, v in self._kwargs.items() if k != "port"},
-                port=self._port)
+            try:
+                get_smb_tree(self._share_unc, **self._kwargs)
+            except (SMBException, OSError) as err:
+                if _status(err) in _NO_SHARE | _NOT_FOUND:
+                    raise self._no_share() from None
+                raise
 
     def _disconnect(self) -> None:
         with self._session_lock, contextlib.suppress(SMBException, OSError, ValueError):
@@ -505,6 +511,10 @@ class SmbConnector:
                     await asyncio.wait((future,))
             raise
 
+    def _no_share(self) -> Fatal:
+        return Fatal(f"share {self._share!r} not found on {self._server} (port {self._port}): "
+                     "check the share's name")
+
     def _error(self, err: BaseException, path: str) -> ConnectorError:
         """The one place smbprotocol's failures become connector errors. The messages name the
         share and the path, never the password (smbprotocol's own text is not passed on,
@@ -517,8 +527,7 @@ class SmbConnector:
                                f"{self._username}): check them, and that the account is "
                                "enabled")
         if status in _NO_SHARE:
-            return Fatal(f"share {self._share!r} not found on {self._server} (port "
-                         f"{self._port}): check the share's name")
+            return self._no_share()
         if status in _FULL:
             return Fatal(f"the share {share} is full (or the account's quota is spent) "
                          f"while writing {path!r}: free some space on it")
