@@ -322,3 +322,25 @@ async def test_a_full_disk_stops_the_run_and_names_the_share(small_disk: SmbFold
     finally:
         await smb.close()
     assert (small_disk.local / "small.txt").read_bytes() == b"fits"
+
+
+@pytest.mark.parametrize("size", [10, 1 << 20])  # one compound request, or several requests
+async def test_a_folder_in_the_way_of_a_write(smb: SmbConnector, smb_folder: SmbFolder,
+                                              size: int) -> None:
+    await smb.mkdir("taken")
+    with pytest.raises(AlreadyExists) as failure:
+        await smb.write("taken", chunks_of(b"x" * size), size=size, mtime=None)
+    assert failure.value.existing is not None and failure.value.existing.is_dir
+    assert os.listdir(smb_folder.local) == ["taken"]
+
+
+async def test_many_calls_at_once_share_the_connection(smb: SmbConnector,
+                                                       smb_folder: SmbFolder) -> None:
+    """More calls than the connection takes at once, each moving more bytes than its share
+    of the SMB credits: they queue, and none fails for want of credits."""
+    contents = {f"f{i:02d}.bin": os.urandom((1 << 20) * (1 + i % 3) + i) for i in range(24)}
+    await asyncio.gather(*(smb.write(name, chunks_of(data), size=len(data), mtime=None)
+                           for name, data in contents.items()))
+    got = await asyncio.gather(*(read_all(smb, name) for name in contents))
+    assert dict(zip(contents, got, strict=True)) == contents
+    assert {p.name: p.read_bytes() for p in smb_folder.local.iterdir()} == contents
