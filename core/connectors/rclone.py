@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -38,18 +39,29 @@ from core.connectors.base import (
     Retryable,
     Vanished,
 )
-from core.connectors.rclone_daemon import DaemonGone, RcloneDaemon, list_remote_names
+
+# temporary files are named as the local connector names them (the pid tells whether the
+# writer lives), and paths are checked the same way
+from core.connectors.local import (
+    _TEMP_NAME,
+    _TEMP_PREFIX,
+    _named,
+    _segments,
+    _temp_name,
+    _writer_alive,
+)
+from core.connectors.rclone_daemon import (
+    DaemonGone,
+    RcloneDaemon,
+    ca_cert,
+    list_remote_names,
+)
 from core.paths import join, segment_problem
 from core.state import Connection
 
 CHUNK = 1 << 20  # bytes per chunk read from a download
 MAX_RESTARTS = 3  # rclone restarted after it died, per connector, before it counts as Fatal
 _NO_MTIME_NS = 10**18  # rclone's ModTimeNotSupported is a hundred years, in ns
-
-# Temporary files, as the local connector names them: the pid tells whether the writer lives
-_TEMP_PREFIX = ".dryviq-"
-_TEMP_NAME = re.compile(r"\.dryviq-(\d{1,7})-[0-9a-f]{8}\.part")
-_temp_tokens = itertools.count(int.from_bytes(os.urandom(4)))
 
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 _NOT_FOUND = re.compile(r"not found|no such file|doesn't exist|does not exist|nosuchkey|"
@@ -68,42 +80,6 @@ _UNKNOWN = Features(mtime_precision=None, can_set_mtime=False, empty_dirs=False)
 log = logging.getLogger("dryviq.rclone")
 
 
-def _temp_name() -> str:
-    return f"{_TEMP_PREFIX}{os.getpid()}-{next(_temp_tokens) & 0xFFFFFFFF:08x}.part"
-
-
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # alive, owned by another user
-    return True
-
-
-def _segments(path: str) -> list[str]:
-    """`path` split into plain names ('' is the root); anything else is refused, so no path
-    leaves the remote's folder."""
-    if not path:
-        return []
-    segments = path.split("/")
-    for segment in segments:
-        problem = segment_problem(segment)
-        if problem:
-            raise InvalidPath(f"path {path!r}: {problem}")
-    return segments
-
-
-def _named(path: str) -> list[str]:
-    segments = _segments(path)
-    if not segments:
-        raise InvalidPath("path '': the connection root itself cannot be used here")
-    return segments
-
-
 def _epoch(text: str | None) -> float | None:
     """rclone's RFC 3339 time (nanoseconds, any offset) as epoch seconds."""
     match = _TIME.match(text or "")
@@ -115,7 +91,10 @@ def _epoch(text: str | None) -> float | None:
 
 
 def _rfc3339(mtime: float) -> str:
-    seconds, nanoseconds = divmod(round(mtime * 1e9), 10**9)
+    """Epoch seconds as RFC 3339 in UTC, to the nanosecond (the fraction taken apart from the
+    seconds: mtime * 1e9 as a float would be off by up to 128 ns)."""
+    seconds = math.floor(mtime)
+    seconds, nanoseconds = divmod(seconds * 10**9 + round((mtime - seconds) * 1e9), 10**9)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanoseconds:09d}Z"
 
 
@@ -234,7 +213,7 @@ class RcloneConnector:
             except DaemonGone as exc:
                 raise Retryable(f"rclone stopped while writing {self._where(path)}: "
                                 f"{self._daemon.last_message()}") from exc
-            if status != 200 or "error" in answer:
+            if status != 200 or answer.get("error"):
                 raise self._error(status, answer.get("error", ""), path)
             if not self._atomic:
                 await self._rc("operations/movefile", self._move_params(
@@ -276,14 +255,16 @@ class RcloneConnector:
         features = await self._ensure_started()
         if not features.can_set_mtime:
             raise ConnectorError(f"{self._remote} keeps no modification times it is given")
-        options = {"timestamp": datetime.fromtimestamp(mtime).strftime("%Y-%m-%dT%H:%M:%S.%f"),
-                   "no-create": "true"}
-        if self._config:
-            options["config"] = self._config
+        options = {"timestamp": _rfc3339(mtime).rstrip("Z")}  # touch reads it as UTC
+        for flag, value in (("config", self._config), ("ca-cert", ca_cert())):
+            if value:  # the command is a new rclone process: it needs what ours was given
+                options[flag] = value
         answer = await self._rc("core/command", {
-            "command": "touch", "arg": [self._fs_at(path)], "opt": options}, path)
-        if answer.get("error"):
-            raise self._error(500, str(answer.get("result", "")), path)
+            "command": "touch", "arg": ["--no-create", self._fs_at(path)], "opt": options},
+            path)
+        said = str(answer.get("result", ""))
+        if answer.get("error") or "nonexistent" in said:
+            raise self._error(404 if "nonexistent" in said else 500, said, path)
 
     async def trash(self, path: str, entry: Entry) -> None:
         """Move to `.dryviq-trash/DATE/path` (UTC date) at the root; a name already in
@@ -357,7 +338,7 @@ class RcloneConnector:
             raise Fatal(f"rclone config {self._config}: no such file")
         self._daemon.wait_ready()
         status, info = self._daemon.call_now("operations/fsinfo", {"fs": self._remote})
-        if status != 200 or "error" in info:
+        if status != 200 or info.get("error"):
             raise self._error(status, str(info.get("error", "")), "")
         self._adopt(info)
 
@@ -390,7 +371,7 @@ class RcloneConnector:
                     raise Retryable(f"rclone is not answering ({exc}): "
                                     f"{self._where(path)}") from exc
                 continue
-            if status == 200 and "error" not in answer:
+            if status == 200 and not answer.get("error"):
                 return answer
             raise self._error(status, str(answer.get("error", "")), path)
         raise AssertionError("unreachable")
@@ -404,12 +385,14 @@ class RcloneConnector:
                          "`rclone listremotes` names the remotes it has")
         if "is a file not a directory" in text:
             return Fatal(f"{self._remote} is a file, not a folder")
-        if status == 404 or _NOT_FOUND.search(text):
+        if status == 404:
             return NotFound(f"not found: {where}")
-        if _AUTH.search(text):
+        if _AUTH.search(text):  # before the words: "the key you provided does not exist"
             return AuthExpired(f"{self._name}: the storage refused rclone's credentials "
                                f"({said}); fix the remote with `rclone config reconnect "
                                f"{self._name}:` or `rclone config`")
+        if _NOT_FOUND.search(text):
+            return NotFound(f"not found: {where}")
         if _RETRY.search(text):
             return Retryable(f"{said}: {where}")
         return ConnectorError(f"{said}: {where}")

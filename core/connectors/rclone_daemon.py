@@ -73,7 +73,7 @@ def rclone_binary() -> str:
 def rclone_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of an rclone process we start. rclone 1.60's S3 backend fails when
     AWS_CA_BUNDLE is set ("unsupported transport"), so the variable is dropped and the same
-    bundle is given to rclone as its own --ca-cert (see `ca_cert_args`): TLS is still verified
+    bundle is given to rclone as its own --ca-cert (`ca_cert`): TLS is still verified
     against the roots the user chose."""
     env = {key: value for key, value in os.environ.items()
            if key != "AWS_CA_BUNDLE" and not _DROPPED.match(key)}
@@ -81,11 +81,10 @@ def rclone_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def ca_cert_args() -> list[str]:
+def ca_cert() -> str | None:
+    """The CA bundle rclone gets as --ca-cert: AWS_CA_BUNDLE's (see `rclone_env`)."""
     bundle = os.environ.get("AWS_CA_BUNDLE")
-    if bundle and "RCLONE_CA_CERT" not in os.environ:
-        return ["--ca-cert", bundle]
-    return []
+    return bundle if bundle and "RCLONE_CA_CERT" not in os.environ else None
 
 
 def config_args(config: str | None) -> list[str]:
@@ -146,7 +145,10 @@ class RcloneDaemon:
         argv = [binary, "rcd", "--rc-addr", "127.0.0.1:0", "--rc-serve",
                 "--rc-server-read-timeout", "8760h", "--rc-server-write-timeout", "8760h",
                 "--ask-password=false", "--log-level", "NOTICE",
-                *config_args(self._config), *ca_cert_args()]
+                *config_args(self._config)]
+        bundle = ca_cert()
+        if bundle:
+            argv += ["--ca-cert", bundle]
         env = rclone_env({"RCLONE_RC_USER": user, "RCLONE_RC_PASS": password})
         _prctl()
         parent = os.getpid()
