@@ -7,14 +7,17 @@ submittals, RFIs, site photos, minutes; sizes drawn per kind, scaled so they tot
 MiB) in a dozen folders, plus --large models of --large-mib MiB each (by default 1,000 files
 plus two of 50 MiB: 200 MiB). The content is random, so nothing compresses.
 
-Both servers are the test suite's (tests/samba.py, tests/s3.py): a real smbd on a loopback
-port and moto's S3 server, in this process, behind an rclone config. Every tool copies into a
+Both servers are the test suite's (tests/samba.py, tests/s3.py): a real smbd on a loopback port
+and moto's S3 server, in this process, behind an rclone config. Every tool copies into a
 destination of its own, empty before it starts: a new folder on the share, a new versioned
-bucket. Each run is a child process timed from spawn to exit (peak RSS and CPU time from
-os.wait4 on its pid); setup (`connections add`, `jobs create`, the rclone config) is not
-timed. After each run its destination is listed through a client other than dryviq-tui
-(smbclient for the share, rclone for S3) and compared with the source path by path (count,
-bytes, sizes, leftover temporary files), so a broken run is not read as a fast one.
+bucket. Each run is a child process timed from spawn to exit (CPU time from os.wait4 on its
+pid, its own children included: rclone rcd for dryviq); setup (`connections add`, `jobs
+create`, the rclone config) is not timed. No memory is shown: a child's ru_maxrss includes its
+parent's resident set at the spawn (the kernel counts the old address space at exec), and this
+process holds moto's objects. After each run its destination is listed through a client other
+than dryviq-tui (smbclient for the share, rclone for S3) and compared with the source path by
+path (count, bytes, sizes, leftover temporary files), so a broken run is not read as a fast
+one.
 
     python bench/share_cloud_copy.py [--repeat 3] [--skip-smb] [--skip-s3] [--dir DIR]
 """
@@ -225,8 +228,8 @@ def run_tools(scenario: str, tools: list[str], repeats: int, source: Manifest,
             name = f"run-{number + 1}-{tool}"
             result, found = run(tool, name)
             status = "" if result.returncode == 0 else f"  EXIT CODE {result.returncode}"
-            print(f"  {scenario} repeat {number + 1}: {tool:<10} {result.wall:7.2f} s "
-                  f"{result.rss_mib:7.1f} MiB  {result.tail[:60]}{status}", flush=True)
+            print(f"  {scenario} repeat {number + 1}: {tool:<10} {result.wall:7.2f} s  "
+                  f"{result.tail[:70]}{status}", flush=True)
             if not verify(tool, source, found):
                 incomplete.append(name)
             results.append(result)
@@ -324,13 +327,13 @@ def report(title: str, runs: tuple[list[Measured], list[str]], tools: list[str],
 
     repeats = len(walls(tools[0]))
     print(f"\n{title}: median of {repeats} run(s) each; min and max of the wall time beside it")
-    print(f"{'tool':<10} {'wall s':>7} {'min':>6} {'max':>6} {'MiB/s':>6} {'peak RSS MiB':>13} "
-          f"{'user s':>7} {'sys s':>6}")
+    print(f"{'tool':<10} {'wall s':>7} {'min':>6} {'max':>6} {'MiB/s':>6} {'user s':>7} "
+          f"{'sys s':>6}")
     for tool in tools:
         wall = statistics.median(walls(tool))
         print(f"{tool:<10} {wall:>7.2f} {min(walls(tool)):>6.2f} {max(walls(tool)):>6.2f} "
-              f"{total / MIB / wall:>6.1f} {median(tool, 'rss_mib'):>13.1f} "
-              f"{median(tool, 'user'):>7.2f} {median(tool, 'sys'):>6.2f}")
+              f"{total / MIB / wall:>6.1f} {median(tool, 'user'):>7.2f} "
+              f"{median(tool, 'sys'):>6.2f}")
     measured = tools[0]  # the others are its references
     for reference in tools[1:]:
         ratio = statistics.median(walls(measured)) / statistics.median(walls(reference))
