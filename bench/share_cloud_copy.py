@@ -361,7 +361,9 @@ def main() -> int:
                         help="dryviq parallel_writes and rclone --transfers")
     parser.add_argument("--skip-smb", action="store_true", help="only local -> S3")
     parser.add_argument("--skip-s3", action="store_true", help="only local -> SMB")
-    parser.add_argument("--dir", type=Path, help="work folder (default: a new temporary one)")
+    parser.add_argument("--dir", type=Path,
+                        help="work folder (default: a new temporary one, removed at the end); "
+                             "a --dir keeps its source tree for the next run")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work folder (source, share, logs, dryviq homes)")
     args = parser.parse_args()
