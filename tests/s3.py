@@ -6,6 +6,7 @@ test can show that any rclone remote works, not only S3. Known traps (engineerin
 rclone 1.60's S3 backend fails when AWS_CA_BUNDLE is set, so `rclone_env()` drops it; moto
 answers a completed multipart upload to an unversioned bucket with version id "null" and then
 refuses rclone's follow-up request for it, so every test bucket is versioned.
+`running_s3` is the same server as a plain context manager, for the benchmarks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,35 +78,49 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """One moto S3 server and rclone config per test worker."""
+class S3Unavailable(Exception):
+    """rclone is not installed: a reason to skip."""
+
+
+@contextmanager
+def running_s3(base: Path) -> Iterator[S3Server]:
+    """A moto S3 server in this process, and its rclone config in `base` (an empty folder),
+    until the block ends."""
     if shutil.which("rclone") is None:
-        pytest.skip("rclone is not installed (apt-get install rclone)")
+        raise S3Unavailable("rclone is not installed (apt-get install rclone)")
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    base = tmp_path_factory.mktemp("s3")
-    local_root = base / "local"
-    local_root.mkdir()
-    obscured = subprocess.run(["rclone", "obscure", "-"], input="crypt-test-password",
-                              capture_output=True, text=True, check=True,
-                              env=rclone_env()).stdout.strip()
-    config = base / "rclone.conf"
-    config.write_text(
-        f"[{S3_REMOTE}]\ntype = s3\nprovider = Other\n"
-        f"endpoint = http://127.0.0.1:{port}\nregion = us-east-1\n"
-        "access_key_id = test\nsecret_access_key = test\n\n"
-        f"[{LOCAL_REMOTE}]\ntype = local\n\n"
-        f"[{CRYPT_REMOTE}]\ntype = crypt\nremote = {LOCAL_REMOTE}:{local_root}/crypt\n"
-        f"password = {obscured}\n")
-    config.chmod(0o600)
     try:
+        local_root = base / "local"
+        local_root.mkdir()
+        obscured = subprocess.run(["rclone", "obscure", "-"], input="crypt-test-password",
+                                  capture_output=True, text=True, check=True,
+                                  env=rclone_env()).stdout.strip()
+        config = base / "rclone.conf"
+        config.write_text(
+            f"[{S3_REMOTE}]\ntype = s3\nprovider = Other\n"
+            f"endpoint = http://127.0.0.1:{port}\nregion = us-east-1\n"
+            "access_key_id = test\nsecret_access_key = test\n\n"
+            f"[{LOCAL_REMOTE}]\ntype = local\n\n"
+            f"[{CRYPT_REMOTE}]\ntype = crypt\nremote = {LOCAL_REMOTE}:{local_root}/crypt\n"
+            f"password = {obscured}\n")
+        config.chmod(0o600)
         yield S3Server(f"http://127.0.0.1:{port}", config, local_root)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One moto S3 server and rclone config per test worker."""
+    try:
+        with running_s3(tmp_path_factory.mktemp("s3")) as server:
+            yield server
+    except S3Unavailable as reason:
+        pytest.skip(str(reason))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ temporary folder: the SMB connector's tests talk to it as to an office file shar
 
 Samba users must be Unix users, so the test user is created once with `useradd` (CI runs as
 root); without smbd, or without root to create the user, the tests that need it are skipped.
+`running_samba` is the same server as a plain context manager, for the benchmarks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,10 @@ import pytest
 USER = "dryviqsmb"
 SHARE = "docs"
 READ_ONLY_SHARE = "readonly"
+
+
+class SambaUnavailable(Exception):
+    """smbd cannot run here (not installed, or no root to create its user): a reason to skip."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,8 @@ def _ensure_user() -> None:
         pwd.getpwnam(USER)
     except KeyError:
         if os.geteuid() != 0:
-            pytest.skip(f"Samba needs a Unix user {USER!r}; creating it needs root")
+            raise SambaUnavailable(
+                f"Samba needs a Unix user {USER!r}; creating it needs root") from None
         subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", USER], check=True)
 
 
@@ -114,13 +121,12 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     raise RuntimeError("smbd did not start listening in 30 s")
 
 
-@pytest.fixture(scope="session")
-def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
-    """One smbd per test worker; tests take their own folder on it (`smb_folder`)."""
+@contextmanager
+def running_samba(base: Path) -> Iterator[SambaServer]:
+    """An smbd serving folders under `base` (an empty folder) until the block ends."""
     if shutil.which("smbd") is None or shutil.which("smbpasswd") is None:
-        pytest.skip("Samba is not installed (apt-get install samba smbclient)")
+        raise SambaUnavailable("Samba is not installed (apt-get install samba smbclient)")
     _ensure_user()
-    base = tmp_path_factory.mktemp("samba")
     (base / "share").mkdir()
     (base / "readonly").mkdir()
     port = _free_port()
@@ -138,7 +144,8 @@ def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
         process = subprocess.Popen(
             ["smbd", "--foreground", "--no-process-group", "-s", str(conf), "--debug-stdout"],
             # its own process group: smbd ends by signalling its group, which would be ours
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
     try:
         _wait_for_port(port, process, log)
         yield SambaServer("127.0.0.1", port, SHARE, USER, password, base / "share",
@@ -150,6 +157,16 @@ def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
+    """One smbd per test worker; tests take their own folder on it (`smb_folder`)."""
+    try:
+        with running_samba(tmp_path_factory.mktemp("samba")) as server:
+            yield server
+    except SambaUnavailable as reason:
+        pytest.skip(str(reason))
 
 
 @pytest.fixture
