@@ -9,7 +9,7 @@ drops the cached one and runs once more on a new one.
 
 Writes stream into a temporary file in the destination folder; once complete, its mtime is
 set and it is renamed over the final name, all on the same open handle in one round trip, so a
-partial file is never visible under a real name.
+partial file is never visible under a real name. A small file takes one round trip in all.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import smbclient
 from smbclient._io import SMBFileTransaction, SMBRawIO, query_info, set_info
+from smbclient._pool import get_smb_tree
 from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException
 from smbprotocol.file_info import (
     FileAttributes,
@@ -61,6 +62,15 @@ from core.state import Connection
 
 CHUNK = 1 << 20  # bytes per read and per write hop
 CALLS_IN_FLIGHT = 8  # calls at once on one connection: SMB credits are per connection
+# SMB credits: each request costs one per 64 KiB it carries, and the server keeps about 64 of
+# them available to a connection. A call never has more than CREDITS_PER_CALL in flight, so
+# CALLS_IN_FLIGHT calls at once never run out (smbprotocol then fails a request outright).
+CREDITS_PER_CALL = 8
+CREDIT_BYTES = 64 << 10
+MAX_REQUEST = CREDITS_PER_CALL * CREDIT_BYTES  # bytes in one read or write request
+# A file this small is created, written, dated, renamed and closed in one compound request (one
+# round trip): its five other requests and its data stay within CREDITS_PER_CALL.
+SMALL_FILE = (CREDITS_PER_CALL - 5) * CREDIT_BYTES
 CONNECT_TIMEOUT = 20  # seconds to open the TCP connection
 
 # Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz")
@@ -99,6 +109,7 @@ _NOT_REGULAR = "symbolic link or other special file on the share, not followed"
 # NTSTATUS codes, by what they mean to a user
 _NOT_FOUND = {0xC0000034, 0xC000003A, 0xC0000225, 0xC000000F, 0xC0000103}
 _EXISTS = {0xC0000035}
+_IS_FOLDER = {0xC00000BA}
 _LOGON = {0xC000006D, 0xC000006A, 0xC0000071, 0xC0000072, 0xC000006E, 0xC0000234,
           0xC0000224, 0xC000015B}
 _NO_SHARE = {0xC00000CC}
@@ -349,11 +360,11 @@ class SmbConnector:
 
     @staticmethod
     def _read_chunk(raw: SMBRawIO) -> bytes:
-        """Up to CHUNK bytes (less only at the end): a read takes what credits allow."""
+        """Up to CHUNK bytes (less only at the end), MAX_REQUEST bytes per request."""
         buffer = bytearray(CHUNK)
         view, filled = memoryview(buffer), 0
         while filled < CHUNK:
-            count = raw.readinto(view[filled:])
+            count = raw.readinto(view[filled:filled + MAX_REQUEST])
             if not count:
                 break
             filled += count
@@ -364,31 +375,44 @@ class SmbConnector:
         with contextlib.suppress(SMBException, OSError, ValueError):
             raw.close()
 
+    def _part(self, segments: list[str], opened: list[SMBRawIO]) -> SMBRawIO:
+        """The temporary file beside `segments`, not yet open; in `opened` from now on, so it
+        is deleted if the write fails."""
+        raw = SMBRawIO(
+            self._unc([*segments[:-1], _temp_name()]), mode="xb", share_access="rwd",
+            desired_access=(FilePipePrinterAccessMask.FILE_WRITE_DATA
+                            | FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES
+                            | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
+                            | FilePipePrinterAccessMask.DELETE),
+            **self._kwargs)
+        opened.append(raw)
+        return raw
+
     def _write_part(self, segments: list[str], opened: list[SMBRawIO],
                     data: list[bytes]) -> None:
         if not opened:
-            raw = SMBRawIO(
-                self._unc([*segments[:-1], _temp_name()]), mode="xb", share_access="rwd",
-                desired_access=(FilePipePrinterAccessMask.FILE_WRITE_DATA
-                                | FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES
-                                | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
-                                | FilePipePrinterAccessMask.DELETE),
-                **self._kwargs)
-            raw.open()
-            opened.append(raw)
+            self._part(segments, opened).open()
         raw = opened[0]
         for chunk in data:
             view = memoryview(chunk)
             while view:
-                view = view[raw.write(view):]
+                view = view[raw.write(view[:MAX_REQUEST]):]
 
     def _publish(self, segments: list[str], opened: list[SMBRawIO], data: list[bytes],
                  size: int, mtime: float | None) -> Entry:
-        """Write the last bytes, then date the file and rename it over the final name in one
-        compound request on its handle, and close it."""
-        self._write_part(segments, opened, data)
-        raw = opened[0]
-        transaction = SMBFileTransaction(raw)
+        """Write the last bytes, then date the file, rename it over the final name and close
+        it in one compound request on its handle. A small file not yet begun is created and
+        written in that same request."""
+        if not opened and size <= SMALL_FILE:
+            raw = self._part(segments, opened)
+            transaction = SMBFileTransaction(raw)
+            raw.open(transaction=transaction)
+            if size:
+                transaction += raw.fd.write(b"".join(data), 0, send=False)
+        else:
+            self._write_part(segments, opened, data)
+            raw = opened[0]
+            transaction = SMBFileTransaction(raw)
         if mtime is not None:
             basic = FileBasicInformation()
             basic["last_write_time"] = _filetime(mtime)
@@ -398,16 +422,17 @@ class SmbConnector:
         rename["file_name"] = self._inside_share(segments).encode("utf-16-le")
         set_info(transaction, rename)
         query_info(transaction, FileInternalInformation)
+        raw.close(transaction=transaction)
         try:
             transaction.commit()
         except SMBException as err:
-            if _status(err) == 0xC00000BA or getattr(err, "errno", None) == errno.EISDIR:
-                raise AlreadyExists(f"a folder already stands at {self._where('/'.join(segments))}",
-                                    Entry(segments[-1], True)) from err
-            raise
-        internal = transaction.results[-1]
+            if _status(err) not in _EXISTS | _IS_FOLDER:
+                raise
+            # renamed over anything but a folder: one stands there
+            raise AlreadyExists(f"a folder already stands at {self._where('/'.join(segments))}",
+                                self._stat(segments)) from err
+        internal = transaction.results[-2]
         opened.clear()
-        raw.close()
         if mtime is None:  # the server's, as it stands after the close
             return self._stat(segments)
         return Entry(segments[-1], False, size, mtime, str(internal["index_number"].get_value()))
@@ -416,7 +441,8 @@ class SmbConnector:
         """Delete a temporary file that will not be published; best effort, since it runs
         while another error propagates (a leftover is cleaned up by a later run)."""
         name = raw.name
-        self._close_quietly(raw)
+        if not raw.closed:
+            self._close_quietly(raw)
         with contextlib.suppress(SMBException, OSError, ValueError):
             smbclient.remove(name, **self._kwargs)
 
@@ -459,12 +485,17 @@ class SmbConnector:
                     raise
 
     def _connect(self) -> None:
-        """Make (or find) the connection and session before a call uses them, one thread at a
-        time: smbclient's cache is not made for two threads opening one connection at once."""
+        """Make (or find) the connection, session and share before a call uses them, one
+        thread at a time: smbclient's cache is not made for two threads opening one connection
+        at once. A share that is not there is said so here, before a path on it is looked
+        up (Samba answers a missing share's DFS referral with a path not found)."""
         with self._session_lock:
-            smbclient.register_session(
-                self._server, **{k: v for k, v in self._kwargs.items() if k != "port"},
-                port=self._port)
+            try:
+                get_smb_tree(self._share_unc, **self._kwargs)
+            except (SMBException, OSError) as err:
+                if _status(err) in _NO_SHARE | _NOT_FOUND:
+                    raise self._no_share() from None
+                raise
 
     def _disconnect(self) -> None:
         with self._session_lock, contextlib.suppress(SMBException, OSError, ValueError):
@@ -505,6 +536,10 @@ class SmbConnector:
                     await asyncio.wait((future,))
             raise
 
+    def _no_share(self) -> Fatal:
+        return Fatal(f"share {self._share!r} not found on {self._server} (port {self._port}): "
+                     "check the share's name")
+
     def _error(self, err: BaseException, path: str) -> ConnectorError:
         """The one place smbprotocol's failures become connector errors. The messages name the
         share and the path, never the password (smbprotocol's own text is not passed on,
@@ -517,8 +552,7 @@ class SmbConnector:
                                f"{self._username}): check them, and that the account is "
                                "enabled")
         if status in _NO_SHARE:
-            return Fatal(f"share {self._share!r} not found on {self._server} (port "
-                         f"{self._port}): check the share's name")
+            return self._no_share()
         if status in _FULL:
             return Fatal(f"the share {share} is full (or the account's quota is spent) "
                          f"while writing {path!r}: free some space on it")
