@@ -79,7 +79,7 @@ def kill_mid_file(cli: Cli, source: Path, tmp_path: Path) -> tuple[int, list[int
     try:
         deadline = time.monotonic() + GIVE_UP
         while (position := read_position([proc.pid, *children(proc.pid)], source / BIG)
-               ) < MIB or position >= BIG_SIZE:
+               ) < 4 * MIB or position >= BIG_SIZE:
             assert proc.poll() is None, f"the run ended before the kill:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"never saw {BIG} in flight:\n{log.read_text()}"
             time.sleep(0.005)
@@ -129,9 +129,11 @@ def test_kill_mid_file_then_resume(cli: Cli, tmp_path: Path, side: OtherSide) ->
     again = sorted(rel for rel in finished if after[rel] != before[rel])
     assert not again, f"finished before the kill, sent again: {again}"
 
+    # the next run sends what was not finished, and only that (a file finished just before
+    # the kill, its record not yet written, is found in step instead of sent again)
+    assert done["stats"]["transferred"] == len(tree) - len(finished), done
     killed = cli.json("jobs", "history", "resume")[1]
-    assert killed["status"] == "interrupted" and killed["stats"]["transferred"] >= 1, killed
-    assert 1 <= done["stats"]["transferred"] <= len(tree) - killed["stats"]["transferred"]
+    assert killed["status"] == "interrupted", killed
     print(f"\n{side.name}: killed with {position:,} of {BIG_SIZE:,} bytes read; "
           f"{len(finished)} files complete at the kill; the killed run counted "
           f"{killed['stats']['transferred']}, the next {done['stats']['transferred']}")
