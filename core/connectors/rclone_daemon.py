@@ -27,12 +27,13 @@ from urllib.parse import quote
 
 import httpx
 
-from core.connectors.base import ConnectorError
+from core.connectors.base import ConnectorError, Fatal
 
 MIN_VERSION = (1, 60)
 INSTALL = ("install rclone 1.60 or newer: `apt-get install rclone`, or see "
            "https://rclone.org/install/")
 READY_TIMEOUT = 30.0  # seconds for rclone to start serving (a busy machine is slow)
+SMALL_BODY = 1 << 20  # bytes: a file up to this size is sent in one piece
 STOP_TIMEOUT = 5.0  # seconds for rclone to exit on SIGTERM before it is killed
 _SERVING = re.compile(rb"Serving remote control on http://127\.0\.0\.1:(\d+)/")
 _VERSION = re.compile(r"rclone v(\d+)\.(\d+)")
@@ -136,6 +137,8 @@ class RcloneDaemon:
         """Start rclone (cheap: a fork and exec, done in the caller's thread, whose end
         ends rclone); `wait_ready` then waits until it serves."""
         binary = rclone_binary()
+        if self._config and not os.path.isfile(self._config):
+            raise Fatal(f"rclone config {self._config}: no such file")
         user, password = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
         self._auth = (user, password)
         if self._log is not None:
@@ -206,10 +209,26 @@ class RcloneDaemon:
 
     async def upload(self, params: dict[str, str], name: str,
                      chunks: AsyncIterable[bytes]) -> tuple[int, dict[str, Any]]:
-        """operations/uploadfile with one file, its bytes streamed as they come."""
+        """operations/uploadfile with one file, its bytes streamed as they come. A small file
+        goes in one piece with its length (one send instead of one per chunk)."""
         boundary = secrets.token_hex(16)
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        body = _multipart(boundary, name, chunks)
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename*=UTF-8''{quote(name, safe='')}\r\n"  # RFC 2231: any Unicode name
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        iterator = aiter(chunks)
+        first: list[bytes] = [head]
+        buffered, more = 0, True
+        while buffered < SMALL_BODY:
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
+                more = False
+                break
+            first.append(chunk)
+            buffered += len(chunk)
+        body = _streamed(first, iterator, tail) if more else b"".join([*first, tail])
         try:
             response = await self.client().post("/operations/uploadfile", params=params,
                                                 headers=headers, content=body)
@@ -220,7 +239,7 @@ class RcloneDaemon:
     @contextlib.asynccontextmanager
     async def download(self, fs: str, path: str) -> AsyncIterator[httpx.Response]:
         """The response serving the object `path` of the remote `fs` (--rc-serve)."""
-        url = "/" + quote(f"[{fs}]/{path}", safe="/:[]")
+        url = "/" + quote(f"[{fs}]/{path}", safe="/:")  # rclone reads it decoded
         try:
             async with self.client().stream("GET", url) as response:
                 yield response
@@ -228,9 +247,12 @@ class RcloneDaemon:
             raise DaemonGone(str(exc) or type(exc).__name__) from exc
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        """End a start that failed; the process is forgotten, so the next call starts anew
+        (a process that died by itself is remembered: the connector counts its restarts)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     async def stop(self) -> None:
         """Ask rclone to exit (SIGTERM), kill it if it does not; release everything."""
@@ -258,15 +280,12 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return answer if isinstance(answer, dict) else {}
 
 
-async def _multipart(boundary: str, name: str,
-                     chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """A multipart/form-data body with one file; the name in RFC 2231 form (any Unicode)."""
-    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-           f"filename*=UTF-8''{quote(name, safe='')}\r\n"
-           "Content-Type: application/octet-stream\r\n\r\n").encode()
-    async for chunk in chunks:
+async def _streamed(first: list[bytes], rest: AsyncIterator[bytes],
+                   tail: bytes) -> AsyncIterator[bytes]:
+    yield b"".join(first)
+    async for chunk in rest:
         yield chunk
-    yield f"\r\n--{boundary}--\r\n".encode()
+    yield tail
 
 
 async def list_remote_names(config: str | None) -> list[str]:

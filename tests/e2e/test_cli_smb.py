@@ -30,11 +30,12 @@ BASE_MTIME_NS = 1_600_000_000_123_456_700  # SMB keeps time to 100 ns
 
 
 def add_smb(cli: Cli, folder: SmbFolder, name: str = "share", *, password: str | None = None,
-            share: str | None = None, check: bool | int = True,
+            share: str | None = None, check: bool | int = True, debug: bool = False,
             ) -> subprocess.CompletedProcess[str]:
     server = folder.server
     env = clean_env(SMB_TEST_PASSWORD=server.password if password is None else password)
-    return cli("connections", "add", "smb", name, "--server", server.host, "--port",
+    return cli(*(["-vv"] if debug else []), "connections", "add", "smb", name, "--server",
+               server.host, "--port",
                str(server.port), "--share", share or server.share, "--path", folder.path,
                "--username", server.username, "--password-env", "SMB_TEST_PASSWORD",
                check=check, env=env)
@@ -78,7 +79,8 @@ def write_tree(root: Path) -> None:
 def test_adding_a_share_checks_it_and_keeps_the_password_secret(
         cli: Cli, smb_folder: SmbFolder) -> None:
     server = smb_folder.server
-    wrong = add_smb(cli, smb_folder, password="wrong-" + server.password, check=2)
+    # with the debug log on stderr too: the password is in none of it
+    wrong = add_smb(cli, smb_folder, password="wrong-" + server.password, check=2, debug=True)
     assert "the server refused the username or password" in wrong.stderr, describe(wrong)
     missing = add_smb(cli, smb_folder, share="nosuchshare", check=2)
     assert "share 'nosuchshare' not found" in missing.stderr, describe(missing)
