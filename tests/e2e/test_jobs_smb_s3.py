@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.sandbox import SandboxConfig
+from tests.e2e import other_sides
 from tests.e2e.conftest import Cli
 from tests.e2e.other_sides import (
     CONNECTION,
@@ -19,16 +20,14 @@ from tests.e2e.other_sides import (
     OtherSide,
     SmbSide,
     files,
-    rclone_environment,
     removed,
     sha256,
-    side,
 )
 from tests.e2e.test_procore import add_procore, job, run
 from tests.e2e.test_sync_procore import Procore
 
 pytestmark = pytest.mark.slow
-_FIXTURES = (rclone_environment, side)  # used by name below
+side, rclone_environment = other_sides.side, other_sides.rclone_environment  # the fixtures
 
 FOLDER = "Docs"  # the Procore side's folder in every job
 TREE = {

@@ -17,19 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import other_sides
 from tests.e2e.conftest import Cli, clean_env, dryviq_command
 from tests.e2e.other_sides import (
     CONNECTION,
     MIB,
     OtherSide,
     files,
-    rclone_environment,
-    side,
 )
 from tests.e2e.test_procore import job
 
 pytestmark = pytest.mark.slow
-_FIXTURES = (rclone_environment, side)  # used by name below
+side, rclone_environment = other_sides.side, other_sides.rclone_environment  # the fixtures
 
 BIG = "z/Model.ifc"
 BIG_SIZE = 24 * MIB
@@ -118,6 +117,7 @@ def test_kill_mid_file_then_resume(cli: Cli, tmp_path: Path, side: OtherSide) ->
     visible = files(side)  # temporary files under other names may remain until the next run
     assert BIG not in visible, f"{BIG} visible with {len(visible[BIG])} of {BIG_SIZE} bytes"
     finished = {rel: data for rel, data in visible.items() if rel in tree}
+    leftovers = sorted(set(visible) - set(tree))  # the next run clears them
     for rel, data in finished.items():
         assert data == tree[rel], f"{rel} visible with {len(data)} bytes, not its own"
     before = side.identities()
@@ -135,5 +135,6 @@ def test_kill_mid_file_then_resume(cli: Cli, tmp_path: Path, side: OtherSide) ->
     killed = cli.json("jobs", "history", "resume")[1]
     assert killed["status"] == "interrupted", killed
     print(f"\n{side.name}: killed with {position:,} of {BIG_SIZE:,} bytes read; "
-          f"{len(finished)} files complete at the kill; the killed run counted "
-          f"{killed['stats']['transferred']}, the next {done['stats']['transferred']}")
+          f"{len(finished)} files complete at the kill, other files there {leftovers}; the "
+          f"killed run counted {killed['stats']['transferred']}, the next "
+          f"{done['stats']['transferred']}")
