@@ -44,8 +44,9 @@ SIDES = ("source", "destination")
 
 def other_side(platform: str) -> tuple[str, PathRules]:
     """Whose rules a name must meet at the other end of a job: Procore's when browsing a local
-    folder (a migration in), a local disk's when browsing anything else (a copy out)."""
-    return ("Procore", PROCORE_RULES) if platform == "local" else ("a local folder", PathRules())
+    folder, a file share or cloud storage (a migration in), a local disk's when browsing
+    Procore (a copy out)."""
+    return ("a local folder", PathRules()) if platform == "procore" else ("Procore", PROCORE_RULES)
 
 
 def _line(label: str, value: object) -> str:

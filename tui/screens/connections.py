@@ -39,7 +39,8 @@ from tui.widgets.theme import BLUE, GREEN, RED
 COLUMNS = (("name", "Name"), ("platform", "Platform"), ("status", "Status"),
            ("where", "Account / where"))
 FLEXIBLE = {"name": 40, "where": 100}  # names and places share what is left, names capped
-EMPTY = "No connections yet. Press [b]a[/b] to add a Procore project or a local folder."
+EMPTY = ("No connections yet. Press [b]a[/b] to add a Procore project, a local folder, an SMB "
+         "file share or cloud storage (an rclone remote).")
 STATUS_STYLES = {"untested": "dim", "testing…": BLUE, "ok": GREEN, "failed": f"bold {RED}"}
 
 
