@@ -151,6 +151,16 @@ def _trailing_whitespace(name: str) -> bool:
     return name != name.rstrip() or bool(ext and stem != stem.rstrip())
 
 
+def _device_stem(name: str) -> str:
+    """The part of `name` Windows compares with its device names: up to the first dot, without
+    the spaces before it ("con .txt" -> "con")."""
+    return name.split(".", 1)[0].rstrip(" ")
+
+
+def _reserved(name: str, rules: PathRules) -> bool:
+    return bool(rules.reserved_names) and _device_stem(name).upper() in rules.reserved_names
+
+
 def name_problems(name: str, rules: PathRules) -> list[str]:
     """Every rule of the platform that `name` breaks, in words a user can act on."""
     problems = []
@@ -162,6 +172,10 @@ def name_problems(name: str, rules: PathRules) -> list[str]:
         problems.append("has whitespace before the extension or at the end")
     if rules.no_leading_whitespace and name != name.lstrip():
         problems.append("starts with whitespace")
+    if rules.no_trailing_dot_or_space and name.endswith((".", " ")):
+        problems.append("ends with a dot or a space, which the destination drops")
+    if _reserved(name, rules):
+        problems.append(f"{_device_stem(name)!r} is a device name the destination reserves")
     measure, unit = (_utf8_length, "bytes") if rules.name_length_in_bytes else (len, "characters")
     if rules.max_name_length is not None and measure(name) > rules.max_name_length:
         problems.append(f"is longer than {rules.max_name_length} {unit}")
@@ -169,8 +183,9 @@ def name_problems(name: str, rules: PathRules) -> list[str]:
 
 
 def fix_name(name: str, rules: PathRules, *, encode: bool = False) -> str:
-    """`name` with invalid characters replaced ('_', or their UTF-8 bytes as hex) and stray
-    whitespace removed: DryvIQ's segment transform."""
+    """`name` with invalid characters replaced ('_', or their UTF-8 bytes as hex), stray
+    whitespace removed, trailing dots and spaces replaced and a reserved device name given a
+    '_' ("CON.txt" -> "CON_.txt"): DryvIQ's segment transform."""
     fixed = "".join(
         (c.encode().hex().upper() if encode else "_") if c in rules.invalid_chars else c
         for c in name
@@ -180,6 +195,13 @@ def fix_name(name: str, rules: PathRules, *, encode: bool = False) -> str:
         fixed = stem.rstrip() + ext
     if rules.no_leading_whitespace:
         fixed = fixed.lstrip()
+    if rules.no_trailing_dot_or_space:  # each trailing dot or space replaced, never dropped
+        kept = fixed.rstrip(". ")
+        fixed = kept + "".join(
+            (c.encode().hex().upper() if encode else "_") for c in fixed[len(kept):])
+    if _reserved(fixed, rules):  # "CON.txt" -> "CON_.txt"
+        end = len(_device_stem(fixed))
+        fixed = f"{fixed[:end]}_{fixed[end:]}"
     return fixed
 
 
@@ -230,6 +252,11 @@ def _plain_ascii(rules: PathRules, parent_length: int) -> tuple[re.Pattern[str],
         edges.append(r"^\s")
     if rules.no_trailing_whitespace:
         edges.append(r"\s(?:\.[^.]*)?$")
+    if rules.no_trailing_dot_or_space:
+        edges.append(r"[. ]$")
+    if rules.reserved_names:
+        names = "|".join(map(re.escape, sorted(rules.reserved_names)))
+        edges.append(f"(?i:^(?:{names}) *(?:\\.|$))")
     suspect = re.compile("|".join([f"[{re.escape(rules.invalid_chars + '/')}\0]", *edges]))
     # an ASCII name has as many bytes as characters, so every length limit counts alike
     return suspect, min((limit for limit, _, _ in _length_limits(parent_length, rules)),

@@ -53,6 +53,11 @@ class PathRules:
     max_path_length: int | None = None  # characters from the connection root, '/'-joined
     no_trailing_whitespace: bool = False  # also before the extension: "plan .pdf", "plan.pdf "
     no_leading_whitespace: bool = False
+    # Windows: a name may not end in a dot or a space (it would silently drop them)
+    no_trailing_dot_or_space: bool = False
+    # device names the platform reserves, upper case, refused with any extension and in any
+    # case: Windows' CON, NUL, COM1... ("con.txt" and "Nul.tar.gz" are reserved too)
+    reserved_names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

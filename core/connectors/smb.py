@@ -1,13 +1,558 @@
-"""SMB 2/3 file shares without mounting them (smbprotocol). SKELETON: being written."""
+"""An SMB 2/3 file share (Windows, Samba, a NAS) as a Connector, without mounting it.
+
+smbprotocol's `smbclient` API is synchronous, so every call runs in this connector's own small
+thread pool: its size bounds the calls in flight on the one TCP connection (each costs SMB
+credits), and the event loop never waits on the network. The connection and its session live
+in a cache of this connector's own (never smbclient's process-wide one), are made at the first
+call, and are made again after the server drops them: a call that finds its connection closed
+drops the cached one and runs once more on a new one.
+
+Writes stream into a temporary file in the destination folder; once complete, its mtime is
+set and it is renamed over the final name, all on the same open handle in one round trip, so a
+partial file is never visible under a real name.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import datetime
+import errno
+import hashlib
+import itertools
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
+import smbclient
+from smbclient._io import SMBFileTransaction, SMBRawIO, query_info, set_info
+from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException
+from smbprotocol.file_info import (
+    FileAttributes,
+    FileBasicInformation,
+    FileInternalInformation,
+    FileRenameInformation,
+)
+from smbprotocol.open import FilePipePrinterAccessMask
+
+from core.connectors.base import (
+    LEFTOVER_PART,
+    TRASH_FOLDER,
+    AlreadyExists,
+    AuthExpired,
+    ConnectorError,
+    Entry,
+    Fatal,
+    Features,
+    InvalidPath,
+    NotFound,
+    PathRules,
+    Retryable,
+)
+from core.connectors.local import _writer_alive
+from core.paths import name_problems, segment_problem
 from core.state import Connection
 
+CHUNK = 1 << 20  # bytes per read and per write hop
+CALLS_IN_FLIGHT = 8  # calls at once on one connection: SMB credits are per connection
+CONNECT_TIMEOUT = 20  # seconds to open the TCP connection
 
-def open_smb(connection: Connection, secrets: dict[str, Any]):
+# Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz")
+WINDOWS_RESERVED_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)),
+     *(f"LPT{n}" for n in range(1, 10))})
+# Names: 255 UTF-16 units on Windows, 255 UTF-8 bytes on a Samba server over a Linux disk; a
+# name's UTF-8 bytes are never fewer than its UTF-16 units, so counting bytes fits both.
+# Paths: the 260 characters of MAX_PATH bind old Windows programs, not the share, which takes
+# 32,767 UTF-16 units; the limit here leaves room for the share's name and the connection's
+# folder in front (a Samba server over Linux has 4,096 bytes, see the README).
+SMB_RULES = PathRules(
+    invalid_chars='\\/:*?"<>|' + "".join(map(chr, range(0x20))),
+    max_name_length=255, name_length_in_bytes=True, max_path_length=32_000,
+    no_trailing_dot_or_space=True, reserved_names=WINDOWS_RESERVED_NAMES,
+)
+# Characters no path handed to the share may hold, even to read what is there: a separator
+# would reach another folder, ':' a named stream, '*' and '?' are patterns
+_NEVER = re.compile(f"[{re.escape(SMB_RULES.invalid_chars)}]")
+
+# Temporary files: ".dryviq-<host>-<pid>-<8 hex>.part", the host a hash of this machine's id
+_TEMP_PREFIX = ".dryviq-"
+_TEMP_NAME = re.compile(r"\.dryviq-([0-9a-f]{8})-(\d{1,7})-[0-9a-f]{8}\.part")
+_temp_tokens = itertools.count(int.from_bytes(os.urandom(4)))
+# A temporary file of another machine's writer is taken for a leftover once nothing has
+# touched it for this long: a writer sends a chunk at least every few seconds, and a stalled
+# one has long timed out by then (SMB's own session timeout is shorter).
+LEFTOVER_AGE = 3600  # seconds
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+_DIRECTORY = FileAttributes.FILE_ATTRIBUTE_DIRECTORY
+_REPARSE = FileAttributes.FILE_ATTRIBUTE_REPARSE_POINT
+_NOT_REGULAR = "symbolic link or other special file on the share, not followed"
+
+# NTSTATUS codes, by what they mean to a user
+_NOT_FOUND = {0xC0000034, 0xC000003A, 0xC0000225, 0xC000000F, 0xC0000103}
+_EXISTS = {0xC0000035}
+_LOGON = {0xC000006D, 0xC000006A, 0xC0000071, 0xC0000072, 0xC000006E, 0xC0000234,
+          0xC0000224, 0xC000015B}
+_NO_SHARE = {0xC00000CC}
+_DENIED = {0xC0000022, 0xC00000A2, 0xC0000061}
+_FULL = {0xC000007F, 0xC0000044}
+_IN_USE = {0xC0000043, 0xC0000056}
+_NOT_EMPTY = {0xC0000101}
+_BAD_NAME = {0xC0000033, 0xC0000039, 0xC000003B}
+_DROPPED = {0xC0000203, 0xC00000C9, 0xC000035C, 0xC000020C}
+
+T = TypeVar("T")
+log = logging.getLogger("dryviq.smb")
+
+
+def _host_id() -> str:
+    """This machine, in 8 hex digits: whose writers a temporary file's pid belongs to."""
+    try:
+        with open("/etc/machine-id", "rb") as file:
+            machine = file.read().strip()
+    except OSError:
+        machine = b""
+    return hashlib.sha256(machine + socket.gethostname().encode()).hexdigest()[:8]
+
+
+_HOST = _host_id()
+
+
+def _temp_name() -> str:
+    return f"{_TEMP_PREFIX}{_HOST}-{os.getpid()}-{next(_temp_tokens) & 0xFFFFFFFF:08x}.part"
+
+
+def _seconds(moment: datetime.datetime) -> float:
+    return ((moment - _EPOCH) // _MICROSECOND) / 1_000_000
+
+
+def _filetime(seconds: float) -> int:
+    """Seconds since the epoch as a Windows FILETIME (100 ns since 1601)."""
+    return round(seconds * 10_000_000) + 116_444_736_000_000_000
+
+
+def _status(err: BaseException) -> int | None:
+    """The NTSTATUS an error carries, if any."""
+    status = getattr(err, "ntstatus", None) or getattr(err, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def _dropped(err: BaseException) -> bool:
+    """Whether `err` says the connection is gone (so a new one may work), not the request."""
+    if isinstance(err, SMBConnectionClosed | ConnectionError | BrokenPipeError):
+        return True
+    return _status(err) in _DROPPED
+
+
+class _Segments:
+    """A connector path checked and split: refused if it could leave the root."""
+
+    @staticmethod
+    def of(path: str, *, named: bool = False) -> list[str]:
+        segments = path.split("/") if path else []
+        if named and not segments:
+            raise InvalidPath("path '': the connection root itself cannot be used here")
+        for segment in segments:
+            problem = segment_problem(segment)
+            if problem is None and _NEVER.search(segment):
+                problem = f"{segment!r} holds a character an SMB share does not allow"
+            if problem:
+                raise InvalidPath(f"path {path!r}: {problem}")
+        return segments
+
+    @staticmethod
+    def new(path: str) -> list[str]:
+        """A path to create something at: its last name must follow Windows' rules too."""
+        segments = _Segments.of(path, named=True)
+        problems = name_problems(segments[-1], SMB_RULES)
+        if problems:
+            raise InvalidPath(f"name {segments[-1]!r} cannot be created on an SMB share: "
+                              f"{'; '.join(problems)}")
+        return segments
+
+
+class SmbConnector:
+    """A folder on an SMB share: listings, streamed reads, whole-file writes, never outside
+    its folder, on one connection of its own."""
+
+    def __init__(self, *, server: str, share: str, username: str, password: str,
+                 port: int = 445, path: str = "", encrypt: bool = False,
+                 calls_in_flight: int = CALLS_IN_FLIGHT) -> None:
+        self.features = Features(
+            mtime_precision=1e-6,  # SMB keeps 100 ns; smbprotocol lists times to the microsecond
+            can_set_mtime=True, case_insensitive=True, empty_dirs=True, versions=False,
+            path_rules=SMB_RULES,
+        )
+        self._server, self._port, self._share = server, port, share
+        self._username = username
+        self._root_segments = _Segments.of(path.strip("/"))
+        self._share_unc = rf"\\{server}\{share}"
+        self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
+        self._session_lock = threading.Lock()  # one thread makes the connection and session
+        self._pool = ThreadPoolExecutor(calls_in_flight, thread_name_prefix="smb")
+        self._kwargs: dict[str, Any] = {
+            "username": username, "password": password, "port": port, "encrypt": encrypt,
+            "connection_cache": self._cache, "connection_timeout": CONNECT_TIMEOUT,
+        }
+
+    def __repr__(self) -> str:  # never the password
+        return f"SmbConnector({self._where('')})"
+
+    # -- the Connector protocol
+
+    async def list_dir(self, path: str) -> list[Entry]:
+        return await self._run(path, self._list_dir, _Segments.of(path))
+
+    async def stat(self, path: str) -> Entry:
+        return await self._run(path, self._stat, _Segments.of(path))
+
+    async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
+        segments = _Segments.of(path, named=True)
+        opened: list[SMBRawIO] = []  # filled by the worker thread, so a cancelled open closes
+        try:
+            await self._run(path, self._open_reading, segments, opened)
+            while True:
+                data = await self._run(path, self._read_chunk, opened[0])
+                if data:
+                    yield data
+                if len(data) < CHUNK:
+                    return
+        finally:
+            if opened:
+                await self._run(path, self._close_quietly, opened[0])
+
+    async def write(
+        self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
+        replacing: Entry | None = None,
+    ) -> Entry:
+        segments = _Segments.new(path)
+        opened: list[SMBRawIO] = []
+        buffer: list[bytes] = []
+        buffered = received = 0
+        try:
+            async for chunk in chunks:
+                buffer.append(chunk)
+                buffered += len(chunk)
+                received += len(chunk)
+                if buffered >= CHUNK:
+                    await self._run(path, self._write_part, segments, opened, buffer, once=True)
+                    buffer, buffered = [], 0
+            if received != size:
+                raise ConnectorError(f"source changed while reading {path!r}: expected "
+                                     f"{size} bytes, got {received}")
+            # a small file is created, written, dated and published in this one hop
+            return await self._run(path, self._publish, segments, opened, buffer, size,
+                                   mtime, once=True)
+        except BaseException:
+            if opened:
+                await asyncio.shield(self._run(path, self._discard, opened[0], once=True))
+            raise
+
+    async def mkdir(self, path: str) -> Entry:
+        return await self._run(path, self._mkdir, _Segments.new(path))
+
+    async def remove(self, path: str, entry: Entry) -> None:
+        await self._run(path, self._smb, smbclient.remove, _Segments.of(path, named=True))
+
+    async def rmdir(self, path: str, entry: Entry) -> None:
+        await self._run(path, self._smb, smbclient.rmdir, _Segments.of(path, named=True))
+
+    async def set_mtime(self, path: str, mtime: float) -> None:
+        ns = round(mtime * 1e9)
+        await self._run(path, self._smb, smbclient.utime, _Segments.of(path, named=True),
+                        ns=(ns, ns))
+
+    async def trash(self, path: str, entry: Entry) -> None:
+        await self._run(path, self._trash, _Segments.of(path, named=True))
+
+    async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
+        segments = _Segments.of(path, named=True)
+        return await self._run(path, self._move, segments,
+                               _Segments.new("/".join([*segments[:-1], new_name])))
+
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        return await self._run(path, self._move, _Segments.of(path, named=True),
+                               _Segments.new(new_path))
+
+    async def close(self) -> None:
+        """Log off and close the connection; the threads end once their calls do."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._disconnect)
+        self._pool.shutdown(wait=False)
+
+    # -- paths
+
+    def _unc(self, segments: list[str]) -> str:
+        return "\\".join([self._share_unc, *self._root_segments, *segments])
+
+    def _inside_share(self, segments: list[str]) -> str:
+        """A path as a rename names its target: from the share, without the server."""
+        return "\\".join([*self._root_segments, *segments])
+
+    def _where(self, path: str) -> str:
+        port = "" if self._port == 445 else f":{self._port}"
+        root = "".join(f"/{s}" for s in self._root_segments)
+        return f"//{self._server}{port}/{self._share}{root}" + (f" at {path!r}" if path else "")
+
+    # -- worker-thread bodies
+
+    def _list_dir(self, segments: list[str]) -> list[Entry]:
+        entries = []
+        with smbclient.scandir(self._unc(segments), **self._kwargs) as items:
+            for item in items:
+                info = item.smb_info  # item.stat() would connect again, on port 445
+                if item.name.startswith(_TEMP_PREFIX):
+                    match = _TEMP_NAME.fullmatch(item.name)
+                    if match and self._writing(match, info):
+                        continue  # being written right now: not content yet
+                    if match:
+                        entries.append(Entry(item.name, False, skip_reason=LEFTOVER_PART))
+                        continue
+                entries.append(self._entry(item.name, info.file_attributes, info.end_of_file,
+                                           _seconds(info.last_write_time), info.file_id))
+        return entries
+
+    @staticmethod
+    def _writing(match: re.Match[str], info: Any) -> bool:
+        """Whether a temporary file's writer may still be at work. On this machine the pid
+        says; another machine's writer is judged by the file's age (LEFTOVER_AGE), the last
+        write or change to it (setting its mtime, just before it is published, is one)."""
+        if match[1] == _HOST:
+            return _writer_alive(int(match[2]))
+        touched = max(_seconds(info.last_write_time), _seconds(info.change_time))
+        return time.time() - touched < LEFTOVER_AGE
+
+    @staticmethod
+    def _entry(name: str, attributes: int, size: int, mtime: float, file_id: int) -> Entry:
+        if attributes & _REPARSE:
+            return Entry(name, False, skip_reason=_NOT_REGULAR)
+        if attributes & _DIRECTORY:
+            return Entry(name, True, mtime=mtime, native_id=str(file_id))
+        return Entry(name, False, size, mtime, str(file_id))
+
+    def _stat(self, segments: list[str]) -> Entry:
+        info = smbclient.stat(self._unc(segments), follow_symlinks=False, **self._kwargs)
+        return self._entry(segments[-1] if segments else "", info.st_file_attributes,
+                           info.st_size, info.st_mtime_ns / 1_000_000_000, info.st_ino)
+
+    def _open_reading(self, segments: list[str], opened: list[SMBRawIO]) -> None:
+        raw = SMBRawIO(self._unc(segments), mode="rb", share_access="rwd", **self._kwargs)
+        raw.open()
+        opened.append(raw)
+
+    @staticmethod
+    def _read_chunk(raw: SMBRawIO) -> bytes:
+        """Up to CHUNK bytes (less only at the end): a read takes what credits allow."""
+        buffer = bytearray(CHUNK)
+        view, filled = memoryview(buffer), 0
+        while filled < CHUNK:
+            count = raw.readinto(view[filled:])
+            if not count:
+                break
+            filled += count
+        return bytes(view[:filled])
+
+    @staticmethod
+    def _close_quietly(raw: SMBRawIO) -> None:
+        with contextlib.suppress(SMBException, OSError, ValueError):
+            raw.close()
+
+    def _write_part(self, segments: list[str], opened: list[SMBRawIO],
+                    data: list[bytes]) -> None:
+        if not opened:
+            raw = SMBRawIO(
+                self._unc([*segments[:-1], _temp_name()]), mode="xb", share_access="rwd",
+                desired_access=(FilePipePrinterAccessMask.FILE_WRITE_DATA
+                                | FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES
+                                | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
+                                | FilePipePrinterAccessMask.DELETE),
+                **self._kwargs)
+            raw.open()
+            opened.append(raw)
+        raw = opened[0]
+        for chunk in data:
+            view = memoryview(chunk)
+            while view:
+                view = view[raw.write(view):]
+
+    def _publish(self, segments: list[str], opened: list[SMBRawIO], data: list[bytes],
+                 size: int, mtime: float | None) -> Entry:
+        """Write the last bytes, then date the file and rename it over the final name in one
+        compound request on its handle, and close it."""
+        self._write_part(segments, opened, data)
+        raw = opened[0]
+        transaction = SMBFileTransaction(raw)
+        if mtime is not None:
+            basic = FileBasicInformation()
+            basic["last_write_time"] = _filetime(mtime)
+            set_info(transaction, basic)
+        rename = FileRenameInformation()
+        rename["replace_if_exists"] = True
+        rename["file_name"] = self._inside_share(segments).encode("utf-16-le")
+        set_info(transaction, rename)
+        query_info(transaction, FileInternalInformation)
+        try:
+            transaction.commit()
+        except SMBException as err:
+            if _status(err) == 0xC00000BA or getattr(err, "errno", None) == errno.EISDIR:
+                raise AlreadyExists(f"a folder already stands at {self._where('/'.join(segments))}",
+                                    Entry(segments[-1], True)) from err
+            raise
+        internal = transaction.results[-1]
+        opened.clear()
+        raw.close()
+        if mtime is None:  # the server's, as it stands after the close
+            return self._stat(segments)
+        return Entry(segments[-1], False, size, mtime, str(internal["index_number"].get_value()))
+
+    def _discard(self, raw: SMBRawIO) -> None:
+        """Delete a temporary file that will not be published; best effort, since it runs
+        while another error propagates (a leftover is cleaned up by a later run)."""
+        name = raw.name
+        self._close_quietly(raw)
+        with contextlib.suppress(SMBException, OSError, ValueError):
+            smbclient.remove(name, **self._kwargs)
+
+    def _smb(self, func: Callable[..., T], segments: list[str], **kwargs: Any) -> T:
+        """One of smbclient's path functions on `segments`, on this connector's connection."""
+        return func(self._unc(segments), **kwargs, **self._kwargs)
+
+    def _mkdir(self, segments: list[str]) -> Entry:
+        try:
+            smbclient.mkdir(self._unc(segments), **self._kwargs)
+        except OSError as err:
+            if err.errno != errno.EEXIST:
+                raise
+            found = self._stat(segments)  # a folder made meanwhile (another job) is the one
+            if not found.is_dir:
+                raise
+            return found
+        return self._stat(segments)
+
+    def _move(self, segments: list[str], new: list[str]) -> Entry:
+        """Rename within the share, never over something already there (the server refuses)."""
+        smbclient.rename(self._unc(segments), self._unc(new), **self._kwargs)
+        return self._stat(new)
+
+    def _trash(self, segments: list[str]) -> None:
+        """Move the item to `.dryviq-trash/DATE/path` at the connection's root (UTC date); a
+        name already in today's trash gets " (1)", " (2)" …, so nothing is lost."""
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        folder = [TRASH_FOLDER, day, *segments[:-1]]
+        smbclient.makedirs(self._unc(folder), exist_ok=True, **self._kwargs)
+        stem, ext = os.path.splitext(segments[-1])
+        for n in itertools.count():
+            name = f"{stem} ({n}){ext}" if n else segments[-1]
+            try:
+                smbclient.rename(self._unc(segments), self._unc([*folder, name]),
+                                 **self._kwargs)
+                return
+            except OSError as err:
+                if err.errno != errno.EEXIST:
+                    raise
+
+    def _connect(self) -> None:
+        """Make (or find) the connection and session before a call uses them, one thread at a
+        time: smbclient's cache is not made for two threads opening one connection at once."""
+        with self._session_lock:
+            smbclient.register_session(
+                self._server, **{k: v for k, v in self._kwargs.items() if k != "port"},
+                port=self._port)
+
+    def _disconnect(self) -> None:
+        with self._session_lock, contextlib.suppress(SMBException, OSError, ValueError):
+            smbclient.delete_session(self._server, port=self._port,
+                                     connection_cache=self._cache)
+        self._cache.clear()
+
+    def _call(self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
+              once: bool) -> T:
+        """Run one call in a worker thread; after a dropped connection, once more on a new
+        one (not `once` calls, which hold an open file the old connection took with it)."""
+        for attempt in range(1 if once else 2):
+            try:
+                self._connect()
+                return func(*args, **kwargs)
+            except (SMBException, OSError) as err:
+                if not _dropped(err) or attempt or once:
+                    raise
+                log.info("connection to %s dropped; connecting again", self._where(""))
+                self._disconnect()
+        raise AssertionError("unreachable")
+
+    async def _run(self, path: str, func: Callable[..., T], *args: Any, once: bool = False,
+                   **kwargs: Any) -> T:
+        """Run `func` in a worker thread and classify its failure. A cancelled caller still
+        waits for the thread to finish, so its cleanup never races a file the thread uses."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._call, func, args, kwargs, once)
+        try:
+            return await asyncio.shield(future)
+        except ConnectorError:
+            raise
+        except (SMBException, OSError, ValueError) as err:
+            raise self._error(err, path) from None
+        except asyncio.CancelledError:
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait((future,))
+            raise
+
+    def _error(self, err: BaseException, path: str) -> ConnectorError:
+        """The one place smbprotocol's failures become connector errors. The messages name the
+        share and the path, never the password (smbprotocol's own text is not passed on,
+        except the server's status name)."""
+        status = _status(err)
+        where = self._where(path)
+        share = self._where("")
+        if isinstance(err, SMBAuthenticationError) or status in _LOGON:
+            return AuthExpired(f"the server refused the username or password for {share} (as "
+                               f"{self._username}): check them, and that the account is "
+                               "enabled")
+        if status in _NO_SHARE:
+            return Fatal(f"share {self._share!r} not found on {self._server} (port "
+                         f"{self._port}): check the share's name")
+        if status in _FULL:
+            return Fatal(f"the share {share} is full (or the account's quota is spent) "
+                         f"while writing {path!r}: free some space on it")
+        if status in _NOT_FOUND or getattr(err, "errno", None) == errno.ENOENT:
+            return NotFound(f"not found: {where}")
+        if status in _EXISTS:
+            return AlreadyExists(f"already exists: {where}")
+        if status in _DENIED:
+            return ConnectorError(f"access denied: {where} (the account {self._username} may "
+                                  "not do this there)")
+        if status in _IN_USE:
+            return Retryable(f"in use by another program: {where}")
+        if status in _NOT_EMPTY:
+            return ConnectorError(f"folder is not empty: {where}")
+        if status in _BAD_NAME:
+            return InvalidPath(f"the server refuses the name: {where}")
+        if isinstance(err, ValueError) and str(err).startswith("Failed to connect"):
+            reason = err.__cause__.strerror if isinstance(err.__cause__, OSError) else None
+            return Fatal(f"cannot reach the SMB server {self._server} on port {self._port}: "
+                         f"{reason or err.__cause__ or 'no answer'}; check the server's name, "
+                         "the port, and that a firewall lets SMB through")
+        if _dropped(err):
+            return Retryable(f"the connection to {share} dropped while working on {path!r}")
+        if status is not None:
+            return ConnectorError(f"the server refused the request on {where} "
+                                  f"(NTSTATUS {status:#010x})")
+        return ConnectorError(f"SMB request failed on {where}: {type(err).__name__}")
+
+
+def open_smb(connection: Connection, secrets: dict[str, Any]) -> SmbConnector:
     """The connector for a stored SMB connection: config keys server, port, share, path
     ('' or '/sub/folder'), username, encrypt; secrets {'password': ...}."""
-    raise NotImplementedError
+    config = connection.config
+    return SmbConnector(server=config["server"], port=int(config.get("port", 445)),
+                        share=config["share"], path=config.get("path", ""),
+                        username=config["username"], password=secrets.get("password", ""),
+                        encrypt=bool(config.get("encrypt")))
