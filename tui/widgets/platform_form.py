@@ -15,8 +15,9 @@ from core.state import Connection
 from tui.service import AppService
 from tui.widgets.format import plain
 
-# An error concerns the first field (a selector) one of whose words it holds, lower-cased
-FieldWords = tuple[tuple[str, tuple[str, ...]], ...]
+# An error concerns the first field (a selector) one of whose openings starts it, lower-cased:
+# core's messages open on what they are about ("share 'x' not found on ...", "port 0: ...")
+FieldOpenings = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 def form_row(label: str, *widgets: Any, id: str | None = None) -> Horizontal:
@@ -29,10 +30,11 @@ def field_error(field: str) -> Static:
     return Static(id=f"{field}-error", classes="field-error conn-field-error", markup=False)
 
 
-def field_for(message: str, words: FieldWords) -> str | None:
-    """The field an error message is about, by the words it uses, or None."""
+def field_for(message: str, openings: FieldOpenings) -> str | None:
+    """The field an error message is about, by how it opens, or None. Only the opening: the
+    rest holds the user's own names (a share called "Shared Projects", say)."""
     lowered = message.lower()
-    return next((field for field, said in words if any(w in lowered for w in said)), None)
+    return next((field for field, starts in openings if lowered.startswith(starts)), None)
 
 
 class PlatformForm(Vertical):
@@ -41,7 +43,7 @@ class PlatformForm(Vertical):
     key: ClassVar[str]  # Connection.platform
     title: ClassVar[str]  # as the platform list shows it
     default_name: ClassVar[str] = ""  # the name when "Display as" is left empty
-    field_words: ClassVar[FieldWords] = ()  # which field an error concerns (see field_for)
+    field_openings: ClassVar[FieldOpenings] = ()  # which field an error concerns (field_for)
 
     def __init__(self, service: AppService) -> None:
         super().__init__(id=f"platform-{self.key}", classes="platform-form")
@@ -74,7 +76,7 @@ class PlatformForm(Vertical):
         """Show the error under the field it concerns and focus that field; False when it
         concerns none (the dialog then shows it above its buttons)."""
         message = self.error_text(error)
-        field = field_for(message, self.field_words)
+        field = field_for(message, self.field_openings)
         if field is None:
             return False
         shown = self.query_one(f"{field}-error", Static)

@@ -27,7 +27,7 @@ from core.connectors.base import ConnectorError
 from core.connectors.rclone import list_remotes
 from core.state import Connection
 from tui.widgets.format import plain, printable
-from tui.widgets.platform_form import FieldWords, PlatformForm, field_error, form_row
+from tui.widgets.platform_form import FieldOpenings, PlatformForm, field_error, form_row
 
 CONFIG_PAUSE = 0.3  # seconds: the typed config path is read once the typing pauses
 DEFAULT_CONFIG = "rclone's own config file"
@@ -63,15 +63,13 @@ class SmbForm(CheckedForm):
     """A Windows, Samba or NAS file share over SMB 2/3, without mounting it."""
 
     key, title = "smb", "SMB share"
-    field_words: ClassVar[FieldWords] = (
-        ("#smb-password", ("password", "logon", "log on", "credential", "authenticat")),
-        ("#smb-share", ("share",)),
-        ("#smb-encrypt", ("encrypt",)),
-        ("#smb-path", ("folder", "path", "not found", "no such")),
-        ("#smb-port", ("port",)),
-        ("#smb-server", ("server", "host", "connect", "resolve", "unreachable", "refused",
-                         "timed out")),
-        ("#smb-username", ("username", "user name", "account")),
+    field_openings: ClassVar[FieldOpenings] = (
+        ("#smb-password", ("the server refused the username or password",)),
+        ("#smb-share", ("share ",)),
+        ("#smb-path", ("not found",)),
+        ("#smb-port", ("port ",)),
+        ("#smb-server", ("server ", "cannot reach")),
+        ("#smb-username", ("username",)),
     )
 
     def compose(self) -> ComposeResult:
@@ -121,7 +119,7 @@ class RcloneForm(CheckedForm):
     """Any remote of an rclone config (rclone's own, or a file given), and a folder in it."""
 
     key, title = "rclone", "Cloud storage (rclone remote)"
-    field_words: ClassVar[FieldWords] = (
+    field_openings: ClassVar[FieldOpenings] = (
         ("#rclone-remote", ("remote", "section")),
         ("#rclone-config", ("config",)),
         ("#rclone-path", ("directory", "folder", "not found", "bucket", "path")),
