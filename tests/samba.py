@@ -137,7 +137,8 @@ def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["smbd", "--foreground", "--no-process-group", "-s", str(conf), "--debug-stdout"],
-            stdout=out, stderr=subprocess.STDOUT)
+            # its own process group: smbd ends by signalling its group, which would be ours
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_port(port, process, log)
         yield SambaServer("127.0.0.1", port, SHARE, USER, password, base / "share",
