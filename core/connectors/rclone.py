@@ -1,17 +1,455 @@
-"""Any rclone remote, driven through `rclone rcd` on loopback. SKELETON: being written."""
+"""Any rclone remote (S3, SharePoint/OneDrive, Google Drive, SFTP, ...) as a Connector, driven
+through a private `rclone rcd` on loopback (rclone_daemon.py) started at first use.
+
+What the remote can do comes from rclone itself (operations/fsinfo), so the engine adapts per
+remote. Uploads stream into operations/uploadfile. On an object store (bucket-based) an object
+appears only once complete, so a file is uploaded under its own name; anywhere else (local,
+SFTP, SMB, crypt over those...) it is uploaded under a temporary name in the same folder and
+then moved onto its name, so no partial file is ever visible under a real name. A temporary
+file whose writer is gone is listed as LEFTOVER_PART, as the local connector does.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from core.connectors.base import (
+    LEFTOVER_PART,
+    TRASH_FOLDER,
+    AlreadyExists,
+    AuthExpired,
+    ConnectorError,
+    Entry,
+    Fatal,
+    Features,
+    InvalidPath,
+    NotFound,
+    PathRules,
+    Retryable,
+    Vanished,
+)
+
+# temporary files are named as the local connector names them (the pid tells whether the
+# writer lives), and paths are checked the same way
+from core.connectors.local import (
+    _TEMP_NAME,
+    _TEMP_PREFIX,
+    _named,
+    _segments,
+    _temp_name,
+    _writer_alive,
+)
+from core.connectors.rclone_daemon import (
+    DaemonGone,
+    RcloneDaemon,
+    ca_cert,
+    list_remote_names,
+)
+from core.paths import join, segment_problem
 from core.state import Connection
 
+CHUNK = 1 << 20  # bytes per chunk read from a download
+MAX_RESTARTS = 3  # rclone restarted after it died, per connector, before it counts as Fatal
+_NO_MTIME_NS = 10**18  # rclone's ModTimeNotSupported is a hundred years, in ns
 
-def open_rclone(connection: Connection):
+_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+_NOT_FOUND = re.compile(r"not found|no such file|doesn't exist|does not exist|nosuchkey|"
+                        r"nosuchbucket")
+_AUTH = re.compile(r"invalidaccesskeyid|signaturedoesnotmatch|invalid_grant|unauthori[sz]ed|"
+                   r"\b401\b|token (has )?expired|couldn't fetch token|invalid_client|"
+                   r"authentication failed|unable to authenticate")
+_RETRY = re.compile(r"\b(429|500|502|503|504)\b|too many requests|rate ?limit|slow ?down|"
+                    r"service unavailable|timeout|timed out|connection reset|"
+                    r"connection refused|temporar")
+
+# What a connector says before rclone answered (a job reads features before its first call):
+# nothing is assumed, and the first call reports why rclone did not answer
+_UNKNOWN = Features(mtime_precision=None, can_set_mtime=False, empty_dirs=False)
+
+log = logging.getLogger("dryviq.rclone")
+
+
+def _epoch(text: str | None) -> float | None:
+    """rclone's RFC 3339 time (nanoseconds, any offset) as epoch seconds."""
+    match = _TIME.match(text or "")
+    if not match:
+        return None
+    offset = "+00:00" if match[3] == "Z" else match[3]
+    seconds = datetime.fromisoformat(match[1] + offset).timestamp()
+    return seconds + (int(match[2]) / 10 ** len(match[2]) if match[2] else 0.0)
+
+
+def _rfc3339(mtime: float) -> str:
+    """Epoch seconds as RFC 3339 in UTC, to the nanosecond (the fraction taken apart from the
+    seconds: mtime * 1e9 as a float would be off by up to 128 ns)."""
+    seconds = math.floor(mtime)
+    seconds, nanoseconds = divmod(seconds * 10**9 + round((mtime - seconds) * 1e9), 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanoseconds:09d}Z"
+
+
+def _one_line(message: str) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+class RcloneConnector:
+    """A folder of an rclone remote (`name:path`), through the connector's own rclone."""
+
+    def __init__(self, remote: str, config: str | None = None) -> None:
+        self._remote = remote
+        self._name = remote.partition(":")[0]
+        self._config = config
+        self._daemon = RcloneDaemon(config)
+        self._features: Features | None = None
+        self._atomic = False  # an upload is published whole by the remote itself
+        self._list_options: dict[str, Any] = {"noMimeType": True}
+        self._starting: asyncio.Lock | None = None
+        self._restarts = 0
+
+    @property
+    def features(self) -> Features:
+        """The remote's capabilities, from rclone. A job reads them before its first call, so
+        that read starts rclone (a fraction of a second, on this thread: rclone must be
+        started by a thread that lives as long as it does). If rclone cannot start,
+        nothing is assumed, and the first call reports why."""
+        if self._features is None:
+            try:
+                self._daemon.spawn()
+                self._finish_start()
+            except ConnectorError as exc:
+                log.debug("rclone did not start: %s", exc)
+                self._daemon.kill()
+                return _UNKNOWN
+        return self._features or _UNKNOWN
+
+    @property
+    def daemon_pid(self) -> int | None:
+        """The rclone process serving this connector, while there is one."""
+        return self._daemon.pid
+
+    # -- the Connector protocol
+
+    async def list_dir(self, path: str) -> list[Entry]:
+        _segments(path)
+        try:
+            answer = await self._rc("operations/list", {
+                "fs": self._remote, "remote": path, "opt": self._list_options}, path)
+        except NotFound as exc:
+            if not path:
+                raise Fatal(f"{self._remote} does not exist (no such folder or bucket)") from exc
+            raise
+        entries = []
+        for item in answer.get("list") or []:
+            name = item.get("Name", "")
+            match = _TEMP_NAME.fullmatch(name) if name.startswith(_TEMP_PREFIX) else None
+            if match and not item.get("IsDir"):
+                if not _writer_alive(int(match[1])):
+                    entries.append(Entry(name, False, skip_reason=LEFTOVER_PART))
+                continue  # one being written now is not content yet
+            entries.append(self._entry(item))
+        return entries
+
+    async def stat(self, path: str) -> Entry:
+        _segments(path)
+        answer = await self._rc("operations/stat", {
+            "fs": self._remote, "remote": path, "opt": self._list_options}, path)
+        item = answer.get("item")
+        if not item:
+            raise NotFound(f"not found: {self._where(path)}")
+        return self._entry(item)
+
+    async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
+        _named(path)
+        await self._ensure_started()
+        try:
+            async with self._daemon.download(self._remote, path) as response:
+                if response.status_code == 404:
+                    raise Vanished(f"the source file is gone: {self._where(path)}")
+                if response.status_code != 200:
+                    text = (await response.aread()).decode(errors="replace")
+                    raise self._error(response.status_code, text, path)
+                async for chunk in response.aiter_bytes(CHUNK):
+                    yield chunk
+        except DaemonGone as exc:
+            raise Retryable(f"rclone stopped while reading {self._where(path)}: "
+                            f"{self._daemon.last_message()}") from exc
+
+    async def write(
+        self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
+        replacing: Entry | None = None,
+    ) -> Entry:
+        segments = _named(path)
+        features = await self._ensure_started()
+        folder = "/".join(segments[:-1])
+        staged = segments[-1] if self._atomic else _temp_name()
+        params = {"fs": self._remote, "remote": folder}
+        if mtime is not None and features.can_set_mtime:
+            params["_config"] = json.dumps({"Metadata": True,
+                                            "MetadataSet": {"mtime": _rfc3339(mtime)}})
+
+        async def counted() -> AsyncIterator[bytes]:
+            received = 0
+            async for chunk in chunks:
+                received += len(chunk)
+                yield chunk
+            if received != size:  # raised before the body ends: rclone publishes nothing
+                raise ConnectorError(f"source changed while reading {path!r}: expected "
+                                     f"{size} bytes, got {received}")
+
+        try:
+            try:
+                status, answer = await self._daemon.upload(params, staged, counted())
+            except DaemonGone as exc:
+                raise Retryable(f"rclone stopped while writing {self._where(path)}: "
+                                f"{self._daemon.last_message()}") from exc
+            if status != 200 or answer.get("error"):
+                raise self._error(status, answer.get("error", ""), path)
+            if not self._atomic:
+                await self._rc("operations/movefile", self._move_params(
+                    join(folder, staged), path, {"IgnoreTimes": True}), path)
+        except BaseException:
+            if not self._atomic:  # rclone removes what it wrote on failure; this is in case
+                with contextlib.suppress(ConnectorError, DaemonGone):
+                    await self._daemon.call("operations/deletefile", {
+                        "fs": self._remote, "remote": join(folder, staged)})
+            raise
+        return await self.stat(path)
+
+    async def mkdir(self, path: str) -> Entry:
+        segments = _named(path)
+        try:
+            await self._rc("operations/mkdir", {"fs": self._remote, "remote": path}, path)
+        except ConnectorError:
+            existing = await self._existing(path)
+            if existing is not None and not existing.is_dir:
+                raise AlreadyExists(f"a file already stands at {self._where(path)}",
+                                    existing) from None
+            if existing is None:
+                raise
+            return existing
+        return Entry(segments[-1], True)
+
+    async def remove(self, path: str, entry: Entry) -> None:
+        _named(path)
+        await self._rc("operations/deletefile", {"fs": self._remote, "remote": path}, path)
+
+    async def rmdir(self, path: str, entry: Entry) -> None:
+        _named(path)
+        await self._rc("operations/rmdir", {"fs": self._remote, "remote": path}, path)
+
+    async def set_mtime(self, path: str, mtime: float) -> None:
+        """rclone's remote control has no call that only sets a time (1.60): `rclone touch`
+        runs through core/command, with this connector's config."""
+        _named(path)
+        features = await self._ensure_started()
+        if not features.can_set_mtime:
+            raise ConnectorError(f"{self._remote} keeps no modification times it is given")
+        options = {"timestamp": _rfc3339(mtime).rstrip("Z")}  # touch reads it as UTC
+        for flag, value in (("config", self._config), ("ca-cert", ca_cert())):
+            if value:  # the command is a new rclone process: it needs what ours was given
+                options[flag] = value
+        answer = await self._rc("core/command", {
+            "command": "touch", "arg": ["--no-create", self._fs_at(path)], "opt": options},
+            path)
+        said = str(answer.get("result", ""))
+        if answer.get("error") or "nonexistent" in said:
+            raise self._error(404 if "nonexistent" in said else 500, said, path)
+
+    async def trash(self, path: str, entry: Entry) -> None:
+        """Move to `.dryviq-trash/DATE/path` (UTC date) at the root; a name already in
+        today's trash gets " (1)", " (2)" ..."""
+        segments = _named(path)
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        folder = "/".join([TRASH_FOLDER, day, *segments[:-1]])
+        await self._rc("operations/mkdir", {"fs": self._remote, "remote": folder}, folder)
+        stem, ext = os.path.splitext(segments[-1])
+        target = join(folder, segments[-1])
+        for n in itertools.count(1):
+            if await self._existing(target) is None:
+                break
+            target = join(folder, f"{stem} ({n}){ext}")
+        await self._move(path, entry, target)
+
+    async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
+        segments = _named(path)
+        problem = segment_problem(new_name)
+        if problem:
+            raise InvalidPath(f"name {new_name!r}: {problem}")
+        return await self.move(path, entry, join("/".join(segments[:-1]), new_name))
+
+    async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
+        _named(path)
+        new = _named(new_path)
+        features = await self._ensure_started()
+        same_item = (features.case_insensitive
+                     and path.casefold() == new_path.casefold())
+        existing = None if same_item else await self._existing(new_path)
+        if existing is not None:
+            raise AlreadyExists(f"already exists: {self._where(new_path)}", existing)
+        await self._move(path, entry, new_path)
+        return Entry(new[-1], True) if entry.is_dir else await self.stat(new_path)
+
+    async def close(self) -> None:
+        """Stop this connector's rclone."""
+        await self._daemon.stop()
+
+    # -- rclone
+
+    async def _ensure_started(self) -> Features:
+        """rclone running and its remote described; started again if it died (at most
+        MAX_RESTARTS times)."""
+        if self._daemon.running and self._features is not None:
+            return self._features
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._daemon.running and self._features is not None:
+                return self._features
+            if self._daemon.pid is not None:  # it ran, and died
+                self._restarts += 1
+                message = self._daemon.last_message()
+                await self._daemon.stop()
+                if self._restarts > MAX_RESTARTS:
+                    raise Fatal(f"rclone keeps stopping: {message}")
+                log.warning("rclone stopped (%s); starting it again", message)
+            self._daemon.spawn()  # here: the event loop's thread lives as long as rclone
+            try:
+                await asyncio.to_thread(self._finish_start)
+            except BaseException:
+                self._daemon.kill()
+                raise
+        assert self._features is not None
+        return self._features
+
+    def _finish_start(self) -> None:
+        """Wait for the spawned rclone to serve, and describe the remote (blocking)."""
+        if self._config and not os.path.isfile(self._config):
+            raise Fatal(f"rclone config {self._config}: no such file")
+        self._daemon.wait_ready()
+        status, info = self._daemon.call_now("operations/fsinfo", {"fs": self._remote})
+        if status != 200 or info.get("error"):
+            raise self._error(status, str(info.get("error", "")), "")
+        self._adopt(info)
+
+    def _adopt(self, info: dict[str, Any]) -> None:
+        """Features from operations/fsinfo. A time given on upload is kept where the remote
+        keeps times and writes metadata (rclone sets it through the metadata `mtime`)."""
+        flags = info.get("Features") or {}
+        precision = info.get("Precision", _NO_MTIME_NS)
+        mtime_precision = None if precision >= _NO_MTIME_NS else max(precision, 1) / 1e9
+        hashes = [] if flags.get("SlowHash") else list(info.get("Hashes") or [])
+        self._atomic = bool(flags.get("BucketBased"))
+        self._list_options = {"noMimeType": True, "showHash": bool(hashes)}
+        self._features = Features(
+            mtime_precision=mtime_precision,
+            can_set_mtime=mtime_precision is not None and bool(flags.get("WriteMetadata")),
+            case_insensitive=bool(flags.get("CaseInsensitive")),
+            empty_dirs=bool(flags.get("CanHaveEmptyDirectories", True)),
+            hashes=frozenset(hashes),
+            path_rules=PathRules(invalid_chars="/\0"),  # rclone encodes what a backend refuses
+        )
+
+    async def _rc(self, method: str, params: dict[str, Any], path: str) -> dict[str, Any]:
+        """One rc call, rclone started (again, once, if it died); errors classified."""
+        for attempt in (1, 2):
+            await self._ensure_started()
+            try:
+                status, answer = await self._daemon.call(method, params)
+            except DaemonGone as exc:
+                if attempt == 2 or self._daemon.running:
+                    raise Retryable(f"rclone is not answering ({exc}): "
+                                    f"{self._where(path)}") from exc
+                continue
+            if status == 200 and not answer.get("error"):
+                return answer
+            raise self._error(status, str(answer.get("error", "")), path)
+        raise AssertionError("unreachable")
+
+    def _error(self, status: int, message: str, path: str) -> ConnectorError:
+        """The one place rclone's failures become connector errors."""
+        text, where, said = message.lower(), self._where(path), _one_line(message)
+        if "didn't find section in config file" in text:
+            config = self._config or "rclone's default config (`rclone config file`)"
+            return Fatal(f"there is no remote {self._name!r} in {config}; "
+                         "`rclone listremotes` names the remotes it has")
+        if "is a file not a directory" in text:
+            return Fatal(f"{self._remote} is a file, not a folder")
+        if status == 404:
+            return NotFound(f"not found: {where}")
+        if _AUTH.search(text):  # before the words: "the key you provided does not exist"
+            return AuthExpired(f"{self._name}: the storage refused rclone's credentials "
+                               f"({said}); fix the remote with `rclone config reconnect "
+                               f"{self._name}:` or `rclone config`")
+        if _NOT_FOUND.search(text):
+            return NotFound(f"not found: {where}")
+        if _RETRY.search(text):
+            return Retryable(f"{said}: {where}")
+        return ConnectorError(f"{said}: {where}")
+
+    # -- helpers
+
+    def _where(self, path: str) -> str:
+        return f"{path!r} in {self._remote}" if path else self._remote
+
+    def _fs_at(self, path: str) -> str:
+        """The remote string of a folder or file inside the root."""
+        if not path:
+            return self._remote
+        return f"{self._remote}{'' if self._remote.endswith((':', '/')) else '/'}{path}"
+
+    def _entry(self, item: dict[str, Any]) -> Entry:
+        is_dir = bool(item.get("IsDir"))
+        hashes = tuple(sorted((kind, digest) for kind, digest in
+                              (item.get("Hashes") or {}).items() if digest))
+        mtime = None if is_dir and self._atomic else _epoch(item.get("ModTime"))
+        return Entry(item.get("Name", ""), is_dir, 0 if is_dir else max(item.get("Size", 0), 0),
+                     mtime, item.get("ID") or None, hashes=hashes)
+
+    def _move_params(self, path: str, new_path: str,
+                     config: dict[str, Any] | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"srcFs": self._remote, "srcRemote": path,
+                                  "dstFs": self._remote, "dstRemote": new_path}
+        if config:
+            params["_config"] = config
+        return params
+
+    async def _move(self, path: str, entry: Entry, new_path: str) -> None:
+        """A file by movefile; a folder with everything in it by sync/move (one rename where
+        the backend can, object by object on an object store)."""
+        if not entry.is_dir:
+            await self._rc("operations/movefile", self._move_params(path, new_path), path)
+            return
+        await self._rc("sync/move", {"srcFs": self._fs_at(path), "dstFs": self._fs_at(new_path),
+                                     "createEmptySrcDirs": True, "deleteEmptySrcDirs": True},
+                       path)
+        with contextlib.suppress(NotFound):
+            await self._rc("operations/rmdir", {"fs": self._remote, "remote": path}, path)
+
+    async def _existing(self, path: str) -> Entry | None:
+        try:
+            return await self.stat(path)
+        except NotFound:
+            return None
+
+
+def open_rclone(connection: Connection) -> RcloneConnector:
     """The connector for a stored rclone connection: config keys remote ('name:path') and
     config (an rclone.conf path, or None for rclone's default)."""
-    raise NotImplementedError
+    return RcloneConnector(connection.config["remote"], connection.config.get("config"))
 
 
 async def list_remotes(config: str | None = None) -> list[str]:
     """The remotes in rclone's config (`name:` each), for the app to offer; ConnectorError
     when rclone is missing (saying how to install it) or the config cannot be read."""
-    raise NotImplementedError
+    return await list_remote_names(config)
