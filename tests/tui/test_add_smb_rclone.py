@@ -70,16 +70,17 @@ async def test_an_smb_share_is_added_and_listed_with_where_it_points(
         world: World, smb_folder: SmbFolder) -> None:
     samba = smb_folder.server
     async with add_dialog(world, "SMB") as (app, pilot):
-        await type_smb(pilot, "office", smb_folder, samba.password)
+        await type_smb(pilot, "tower", smb_folder, samba.password)
         assert samba.password not in screen_text(app)  # the field shows dots
         await pilot.press("enter")  # every field given: Enter in the password saves
         await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="saved")
-        await pilot.pause()
         where = f"//{samba.host}:{samba.port}/docs{smb_folder.path} (as {samba.username})"
-        assert ["office", "SMB share", "untested", where] in table_rows(app,
-                                                                        "#connections-table")
+        await wait_for(lambda: text_of(app, "#connections-detail").startswith(
+            f"tower: {where}\n"), what="the new connection highlighted, its place below")
+        assert table_rows(app, "#connections-table")[2] == ["tower", "SMB share", "untested",
+                                                             where]
         assert samba.password not in screen_text(app)
-    connection = await world.state.find_connection("office")
+    connection = await world.state.find_connection("tower")
     assert connection is not None and connection.platform == "smb"
     assert connection.config == {"server": samba.host, "port": samba.port, "share": "docs",
                                  "path": smb_folder.path, "username": samba.username,

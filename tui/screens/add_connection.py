@@ -501,7 +501,8 @@ PLATFORMS: tuple[type[PlatformForm], ...] = (ProcoreForm, LocalFolderForm, SmbFo
 
 
 def platform_title(key: str) -> str:
-    return next((p.title for p in PLATFORMS if p.key == key), key)
+    """A platform's name in tables and messages."""
+    return next((p.short_title or p.title for p in PLATFORMS if p.key == key), key)
 
 
 class DialogBody(VerticalScroll, can_focus=False):

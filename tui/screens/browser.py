@@ -69,7 +69,7 @@ def details(connection: Connection, item: Item) -> str:
         lines.append(_line("Modified", when(entry.mtime)))
     if entry.version:
         lines.append(_line("Version", entry.version))
-    if entry.native_id and connection.platform != "local":  # on a disk, an inode: no news
+    if entry.native_id and connection.platform not in ("local", "smb"):  # a file index: no news
         id_label = "Procore id" if connection.platform == "procore" else "Id"
         lines.append(_line(id_label, entry.native_id))
     lines += [_line("Path", path), _line("Length", f"{len(path)} characters")]

@@ -10,7 +10,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
-from core.connections import ConnectionInputError
 from core.state import Connection
 from tui.service import AppService
 from tui.widgets.format import plain
@@ -42,6 +41,7 @@ class PlatformForm(Vertical):
 
     key: ClassVar[str]  # Connection.platform
     title: ClassVar[str]  # as the platform list shows it
+    short_title: ClassVar[str] = ""  # in a table's column, where the title is too long
     default_name: ClassVar[str] = ""  # the name when "Display as" is left empty
     field_openings: ClassVar[FieldOpenings] = ()  # which field an error concerns (field_for)
 
@@ -72,8 +72,8 @@ class PlatformForm(Vertical):
         for shown in self.query(".conn-field-error"):
             shown.display = False
 
-    def show_error(self, error: ConnectionInputError) -> bool:
-        """Show the error under the field it concerns and focus that field; False when it
+    def show_error(self, error: Exception, *, focus: bool = True) -> bool:
+        """Show the error under the field it concerns (and focus that field); False when it
         concerns none (the dialog then shows it above its buttons)."""
         message = self.error_text(error)
         field = field_for(message, self.field_openings)
@@ -82,11 +82,11 @@ class PlatformForm(Vertical):
         shown = self.query_one(f"{field}-error", Static)
         shown.update(plain(f"⚠ {message}"))
         shown.display = True
-        widget = self.query_one(field, Widget)
-        widget.focus()
+        if focus:
+            self.query_one(field, Widget).focus()
         self.call_after_refresh(shown.scroll_visible, animate=False)  # laid out by then
         return True
 
-    def error_text(self, error: ConnectionInputError) -> str:
+    def error_text(self, error: Exception) -> str:
         """The part of the error to show under a field (a form may drop what it repeats)."""
         return str(error)

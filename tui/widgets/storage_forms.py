@@ -30,7 +30,7 @@ from tui.widgets.format import plain, printable
 from tui.widgets.platform_form import FieldOpenings, PlatformForm, field_error, form_row
 
 CONFIG_PAUSE = 0.3  # seconds: the typed config path is read once the typing pauses
-DEFAULT_CONFIG = "rclone's own config file"
+DEFAULT_CONFIG = "rclone's own config"
 NO_REMOTES = ("No remotes in {where}. Make one in a terminal with `rclone config` (n, for a "
               "new remote: S3, SharePoint, OneDrive, Google Drive, ...), then press Read again.")
 
@@ -48,7 +48,7 @@ class CheckedForm(PlatformForm):
         return await add_checked(self.service.state, self.service.home, name, self.key,
                                  config, secrets)
 
-    def error_text(self, error: ConnectionInputError) -> str:
+    def error_text(self, error: Exception) -> str:
         """Under a field, the connection it was about goes without saying."""
         return str(error).removeprefix(f"{self._tried}: ") if self._tried else str(error)
 
@@ -118,11 +118,11 @@ class SmbForm(CheckedForm):
 class RcloneForm(CheckedForm):
     """Any remote of an rclone config (rclone's own, or a file given), and a folder in it."""
 
-    key, title = "rclone", "Cloud storage (rclone remote)"
+    key, title, short_title = "rclone", "Cloud storage (rclone remote)", "Cloud (rclone)"
     field_openings: ClassVar[FieldOpenings] = (
-        ("#rclone-remote", ("remote", "section")),
-        ("#rclone-config", ("config",)),
-        ("#rclone-path", ("directory", "folder", "not found", "bucket", "path")),
+        ("#rclone-remote", ("remote ", "there is no remote")),
+        ("#rclone-config", ("config ", "rclone config ", "rclone cannot read its config")),
+        ("#rclone-path", ("not found",)),
     )
 
     def __init__(self, service: Any) -> None:
@@ -166,24 +166,22 @@ class RcloneForm(CheckedForm):
         remote.set_options([])
         remote.disabled = True
         self._note("")
+        self.query_one("#rclone-config-error").display = False
         self.run_worker(self._read_remotes(pause), group="remotes", exclusive=True)
 
     async def _read_remotes(self, pause: float) -> None:
         await asyncio.sleep(pause)
         config = self._config()
         remote = self.query_one("#rclone-remote", Select)
-        if config is not None and not Path(config).is_file():
-            remote.prompt = "(no config file there)"
-            self._note(f"⚠ No such file: {config}")
-            return
         try:
             remotes = await list_remotes(config)
-        except ConnectorError as exc:
-            remote.prompt = "(none: see below)"
-            self._note(f"⚠ {exc}")
+        except ConnectorError as exc:  # rclone missing, or its config unreadable
+            remote.prompt = "(no remotes)"
+            if not self.show_error(exc, focus=False):
+                self._note(f"⚠ {exc}")
             return
         if not remotes:
-            remote.prompt = "(none: see below)"
+            remote.prompt = "(no remotes)"
             self._note("⚠ " + NO_REMOTES.format(where=config or DEFAULT_CONFIG))
             return
         remote.prompt = "(choose one)"
