@@ -13,9 +13,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
-from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Bucket, S3Server
+from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Bucket
 from tests.samba import SmbFolder
 from tests.tui.conftest import World, table_rows, text_of, wait_for
+from tests.tui.test_browser import children, open_folder
 from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen
@@ -66,9 +67,25 @@ def screen_text(app: DryvIQApp) -> str:
     return app.export_screenshot()
 
 
-async def test_an_smb_share_is_added_and_listed_with_where_it_points(
+async def browse_new(app: DryvIQApp, pilot: Pilot[int], folder: str) -> list[str]:
+    """From the connections list, browse the highlighted connection (o) and open its top
+    folder and `folder` in it, as a user does; what `folder` holds."""
+    await pilot.press("o")
+    await wait_for(lambda: isinstance(app.screen, BrowserScreen), what="the browser")
+    browser = app.screen
+    assert isinstance(browser, BrowserScreen)
+    await wait_for(lambda: browser.remote_tree is not None, what="the tree")
+    await open_folder(pilot, browser, "")
+    assert folder in children(browser, "")
+    await open_folder(pilot, browser, folder)
+    return children(browser, folder)
+
+
+async def test_an_smb_share_is_added_listed_with_where_it_points_and_browsed(
         world: World, smb_folder: SmbFolder) -> None:
     samba = smb_folder.server
+    (smb_folder.local / "Drawings").mkdir()
+    (smb_folder.local / "Drawings" / "A-101 Floor Plan.pdf").write_bytes(b"%PDF" * 1000)
     async with add_dialog(world, "SMB") as (app, pilot):
         await type_smb(pilot, "tower", smb_folder, samba.password)
         assert samba.password not in screen_text(app)  # the field shows dots
@@ -80,6 +97,7 @@ async def test_an_smb_share_is_added_and_listed_with_where_it_points(
         assert table_rows(app, "#connections-table")[2] == ["tower", "SMB share", "untested",
                                                              where]
         assert samba.password not in screen_text(app)
+        assert await browse_new(app, pilot, "Drawings") == ["A-101 Floor Plan.pdf  3.9 KiB"]
     connection = await world.state.find_connection("tower")
     assert connection is not None and connection.platform == "smb"
     assert connection.config == {"server": samba.host, "port": samba.port, "share": "docs",
@@ -107,4 +125,91 @@ async def test_a_wrong_password_is_said_under_it_the_input_kept_nothing_saved(
 
         await pilot.press("x")  # typing in the field takes its error away
         assert not dialog.query_one("#smb-password-error").display
+
+        dialog.query_one("#smb-password", Input).value = smb_folder.server.password
+        dialog.query_one("#smb-share", Input).value = "no-such-share"
+        await pilot.press("enter")
+        await wait_for(lambda: dialog.query_one("#smb-share-error").display,
+                       what="the error under the share")
+        assert "share 'no-such-share' not found" in text_of(app, "#smb-share-error")
+        assert focused_id(app) == "smb-share"
+        assert not dialog.query_one("#smb-password-error").display
     assert [c.name for c in await world.state.list_connections()] == ["plans", "share"]
+
+
+async def pick_remote(pilot: Pilot[int], config: Path, name: str) -> None:
+    """Give the config file, Tab on to the list of its remotes once read, pick `name`."""
+    app = pilot.app
+    await pilot.press("tab")
+    assert focused_id(app) == "rclone-config"
+    app.screen.query_one("#rclone-config", Input).value = str(config)
+    await pilot.press("tab", "tab")  # Read again, then the remotes
+    assert focused_id(app) == "rclone-remote"
+    remotes = app.screen.query_one("#rclone-remote", Select)
+    await wait_for(lambda: not remotes.disabled, what="the config's remotes")
+    await pilot.press("enter", *name, "enter")
+    assert remotes.value == f"{name}:"
+
+
+async def test_an_rclone_remote_is_picked_from_the_configs_list_and_browsed(
+        world: World, s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    server = s3_bucket.server
+    (tmp_path / "Drawings").mkdir()
+    (tmp_path / "Drawings" / "S-101 Foundation Plan.pdf").write_bytes(b"%PDF" * 500)
+    server.rclone("copy", str(tmp_path / "Drawings"), f"{s3_bucket.remote}/Drawings")
+    async with add_dialog(world, "Cloud") as (app, pilot):
+        await pilot.press("tab", *"site")
+        await pick_remote(pilot, server.config, S3_REMOTE)
+        remotes = app.screen.query_one("#rclone-remote", Select)
+        offered = [str(option[0]) for option in remotes._options if option[1] != Select.BLANK]
+        assert offered == [f"{CRYPT_REMOTE}:", f"{LOCAL_REMOTE}:", f"{S3_REMOTE}:"]
+
+        dialog = app.screen
+        await pilot.press("tab", *"no-such-bucket", "enter")
+        await wait_for(lambda: dialog.query_one("#rclone-path-error").display,
+                       what="the error under the folder")
+        assert "not found" in text_of(app, "#rclone-path-error")
+        assert focused_id(app) == "rclone-path" and remotes.value == f"{S3_REMOTE}:"
+
+        dialog.query_one("#rclone-path", Input).value = s3_bucket.name
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="saved")
+        where = f"{s3_bucket.remote} ({server.config})"
+        await wait_for(lambda: text_of(app, "#connections-detail").startswith(
+            f"site: {where}\n"), what="the new connection highlighted, its place below")
+        assert ["site", "Cloud (rclone)", "untested", where] in table_rows(
+            app, "#connections-table")
+        assert await browse_new(app, pilot, "Drawings") == [
+            "S-101 Foundation Plan.pdf  2.0 KiB"]
+    connection = await world.state.find_connection("site")
+    assert connection is not None and connection.platform == "rclone"
+    assert connection.config == {"remote": s3_bucket.remote, "config": str(server.config)}
+
+
+async def test_without_rclone_the_form_says_how_to_install_it(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no rclone there
+    async with add_dialog(world, "Cloud") as (app, pilot):
+        await wait_for(lambda: app.screen.query_one("#rclone-note").display, what="the note")
+        note = text_of(app, "#rclone-note")
+        assert "rclone is not installed" in note and "apt-get install rclone" in note
+        assert app.screen.query_one("#rclone-remote", Select).disabled
+        await pilot.press("enter")  # on the platform list: Done is not ready, nothing saved
+        await pilot.press("escape")
+    assert [c.name for c in await world.state.list_connections()] == ["plans", "share"]
+
+
+async def test_a_config_without_remotes_says_how_to_make_one(
+        world: World, tmp_path: Path) -> None:
+    empty = tmp_path / "rclone.conf"
+    empty.write_text("")
+    async with add_dialog(world, "Cloud") as (app, pilot):
+        await pilot.press("tab", "tab")
+        app.screen.query_one("#rclone-config", Input).value = str(empty)
+        await wait_for(lambda: str(empty) in text_of(app, "#rclone-note"), what="the note")
+        assert "rclone config" in text_of(app, "#rclone-note")
+        app.screen.query_one("#rclone-config", Input).value = str(tmp_path / "missing.conf")
+        await wait_for(lambda: app.screen.query_one("#rclone-config-error").display,
+                       what="the error under the config")
+        assert "no such file" in text_of(app, "#rclone-config-error")
+        assert focused_id(app) == "rclone-config"  # the user is typing there: it stays
