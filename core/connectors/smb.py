@@ -9,7 +9,7 @@ drops the cached one and runs once more on a new one.
 
 Writes stream into a temporary file in the destination folder; once complete, its mtime is
 set and it is renamed over the final name, all on the same open handle in one round trip, so a
-partial file is never visible under a real name.
+partial file is never visible under a real name. A small file takes one round trip in all.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import smbclient
 from smbclient._io import SMBFileTransaction, SMBRawIO, query_info, set_info
+from smbclient._pool import get_smb_tree
 from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException
 from smbprotocol.file_info import (
     FileAttributes,
@@ -61,6 +62,15 @@ from core.state import Connection
 
 CHUNK = 1 << 20  # bytes per read and per write hop
 CALLS_IN_FLIGHT = 8  # calls at once on one connection: SMB credits are per connection
+# SMB credits: each request costs one per 64 KiB it carries, and the server keeps about 64 of
+# them available to a connection. A call never has more than CREDITS_PER_CALL in flight, so
+# CALLS_IN_FLIGHT calls at once never run out (smbprotocol then fails a request outright).
+CREDITS_PER_CALL = 8
+CREDIT_BYTES = 64 << 10
+MAX_REQUEST = CREDITS_PER_CALL * CREDIT_BYTES  # bytes in one read or write request
+# A file this small is created, written, dated, renamed and closed in one compound request (one
+# round trip): its five other requests and its data stay within CREDITS_PER_CALL.
+SMALL_FILE = (CREDITS_PER_CALL - 5) * CREDIT_BYTES
 CONNECT_TIMEOUT = 20  # seconds to open the TCP connection
 
 # Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz")
@@ -99,6 +109,7 @@ _NOT_REGULAR = "symbolic link or other special file on the share, not followed"
 # NTSTATUS codes, by what they mean to a user
 _NOT_FOUND = {0xC0000034, 0xC000003A, 0xC0000225, 0xC000000F, 0xC0000103}
 _EXISTS = {0xC0000035}
+_IS_FOLDER = {0xC00000BA}
 _LOGON = {0xC000006D, 0xC000006A, 0xC0000071, 0xC0000072, 0xC000006E, 0xC0000234,
           0xC0000224, 0xC000015B}
 _NO_SHARE = {0xC00000CC}
@@ -152,31 +163,29 @@ def _dropped(err: BaseException) -> bool:
     return _status(err) in _DROPPED
 
 
-class _Segments:
-    """A connector path checked and split: refused if it could leave the root."""
+def _segments(path: str, *, named: bool = False) -> list[str]:
+    """A connector path split into plain names, refused if it could leave the root or reach
+    a named stream; `named`: a call on a named file or folder, never the root."""
+    segments = path.split("/") if path else []
+    if named and not segments:
+        raise InvalidPath("path '': the connection root itself cannot be used here")
+    for segment in segments:
+        problem = segment_problem(segment)
+        if problem is None and _NEVER.search(segment):
+            problem = f"{segment!r} holds a character an SMB share does not allow"
+        if problem:
+            raise InvalidPath(f"path {path!r}: {problem}")
+    return segments
 
-    @staticmethod
-    def of(path: str, *, named: bool = False) -> list[str]:
-        segments = path.split("/") if path else []
-        if named and not segments:
-            raise InvalidPath("path '': the connection root itself cannot be used here")
-        for segment in segments:
-            problem = segment_problem(segment)
-            if problem is None and _NEVER.search(segment):
-                problem = f"{segment!r} holds a character an SMB share does not allow"
-            if problem:
-                raise InvalidPath(f"path {path!r}: {problem}")
-        return segments
 
-    @staticmethod
-    def new(path: str) -> list[str]:
-        """A path to create something at: its last name must follow Windows' rules too."""
-        segments = _Segments.of(path, named=True)
-        problems = name_problems(segments[-1], SMB_RULES)
-        if problems:
-            raise InvalidPath(f"name {segments[-1]!r} cannot be created on an SMB share: "
-                              f"{'; '.join(problems)}")
-        return segments
+def _new_segments(path: str) -> list[str]:
+    """`_segments` of a path to create something at: its name must follow Windows' rules."""
+    segments = _segments(path, named=True)
+    problems = name_problems(segments[-1], SMB_RULES)
+    if problems:
+        raise InvalidPath(f"name {segments[-1]!r} cannot be created on an SMB share: "
+                          f"{'; '.join(problems)}")
+    return segments
 
 
 class SmbConnector:
@@ -193,7 +202,7 @@ class SmbConnector:
         )
         self._server, self._port, self._share = server, port, share
         self._username = username
-        self._root_segments = _Segments.of(path.strip("/"))
+        self._root_segments = _segments(path.strip("/"))
         self._share_unc = rf"\\{server}\{share}"
         self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
         self._session_lock = threading.Lock()  # one thread makes the connection and session
@@ -209,18 +218,18 @@ class SmbConnector:
     # -- the Connector protocol
 
     async def list_dir(self, path: str) -> list[Entry]:
-        return await self._run(path, self._list_dir, _Segments.of(path))
+        return await self._run(path, self._list_dir, _segments(path))
 
     async def stat(self, path: str) -> Entry:
-        return await self._run(path, self._stat, _Segments.of(path))
+        return await self._run(path, self._stat, _segments(path))
 
     async def read(self, path: str, entry: Entry) -> AsyncIterator[bytes]:
-        segments = _Segments.of(path, named=True)
+        segments = _segments(path, named=True)
         opened: list[SMBRawIO] = []  # filled by the worker thread, so a cancelled open closes
         try:
             await self._run(path, self._open_reading, segments, opened)
             while True:
-                data = await self._run(path, self._read_chunk, opened[0])
+                data = await self._run(path, self._read_chunk, opened[0], once=True)
                 if data:
                     yield data
                 if len(data) < CHUNK:
@@ -233,7 +242,7 @@ class SmbConnector:
         self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
         replacing: Entry | None = None,
     ) -> Entry:
-        segments = _Segments.new(path)
+        segments = _new_segments(path)
         opened: list[SMBRawIO] = []
         buffer: list[bytes] = []
         buffered = received = 0
@@ -257,30 +266,33 @@ class SmbConnector:
             raise
 
     async def mkdir(self, path: str) -> Entry:
-        return await self._run(path, self._mkdir, _Segments.new(path))
+        return await self._run(path, self._mkdir, _new_segments(path))
 
     async def remove(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.remove, _Segments.of(path, named=True))
+        await self._run(path, self._smb, smbclient.remove, _segments(path, named=True))
 
     async def rmdir(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.rmdir, _Segments.of(path, named=True))
+        await self._run(path, self._smb, smbclient.rmdir, _segments(path, named=True))
 
     async def set_mtime(self, path: str, mtime: float) -> None:
         ns = round(mtime * 1e9)
-        await self._run(path, self._smb, smbclient.utime, _Segments.of(path, named=True),
+        await self._run(path, self._smb, smbclient.utime, _segments(path, named=True),
                         ns=(ns, ns))
 
     async def trash(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._trash, _Segments.of(path, named=True))
+        await self._run(path, self._trash, _segments(path, named=True))
 
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
-        segments = _Segments.of(path, named=True)
+        segments = _segments(path, named=True)
+        problem = segment_problem(new_name)
+        if problem:
+            raise InvalidPath(f"name {new_name!r}: {problem}")
         return await self._run(path, self._move, segments,
-                               _Segments.new("/".join([*segments[:-1], new_name])))
+                               _new_segments("/".join([*segments[:-1], new_name])))
 
     async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
-        return await self._run(path, self._move, _Segments.of(path, named=True),
-                               _Segments.new(new_path))
+        return await self._run(path, self._move, _segments(path, named=True),
+                               _new_segments(new_path))
 
     async def close(self) -> None:
         """Log off and close the connection; the threads end once their calls do."""
@@ -349,11 +361,11 @@ class SmbConnector:
 
     @staticmethod
     def _read_chunk(raw: SMBRawIO) -> bytes:
-        """Up to CHUNK bytes (less only at the end): a read takes what credits allow."""
+        """Up to CHUNK bytes (less only at the end), MAX_REQUEST bytes per request."""
         buffer = bytearray(CHUNK)
         view, filled = memoryview(buffer), 0
         while filled < CHUNK:
-            count = raw.readinto(view[filled:])
+            count = raw.readinto(view[filled:filled + MAX_REQUEST])
             if not count:
                 break
             filled += count
@@ -364,31 +376,44 @@ class SmbConnector:
         with contextlib.suppress(SMBException, OSError, ValueError):
             raw.close()
 
+    def _part(self, segments: list[str], opened: list[SMBRawIO]) -> SMBRawIO:
+        """The temporary file beside `segments`, not yet open; in `opened` from now on, so it
+        is deleted if the write fails."""
+        raw = SMBRawIO(
+            self._unc([*segments[:-1], _temp_name()]), mode="xb", share_access="rwd",
+            desired_access=(FilePipePrinterAccessMask.FILE_WRITE_DATA
+                            | FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES
+                            | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
+                            | FilePipePrinterAccessMask.DELETE),
+            **self._kwargs)
+        opened.append(raw)
+        return raw
+
     def _write_part(self, segments: list[str], opened: list[SMBRawIO],
                     data: list[bytes]) -> None:
         if not opened:
-            raw = SMBRawIO(
-                self._unc([*segments[:-1], _temp_name()]), mode="xb", share_access="rwd",
-                desired_access=(FilePipePrinterAccessMask.FILE_WRITE_DATA
-                                | FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES
-                                | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
-                                | FilePipePrinterAccessMask.DELETE),
-                **self._kwargs)
-            raw.open()
-            opened.append(raw)
+            self._part(segments, opened).open()
         raw = opened[0]
         for chunk in data:
             view = memoryview(chunk)
             while view:
-                view = view[raw.write(view):]
+                view = view[raw.write(view[:MAX_REQUEST]):]
 
     def _publish(self, segments: list[str], opened: list[SMBRawIO], data: list[bytes],
                  size: int, mtime: float | None) -> Entry:
-        """Write the last bytes, then date the file and rename it over the final name in one
-        compound request on its handle, and close it."""
-        self._write_part(segments, opened, data)
-        raw = opened[0]
-        transaction = SMBFileTransaction(raw)
+        """Write the last bytes, then date the file, rename it over the final name and close
+        it in one compound request on its handle. A small file not yet begun is created and
+        written in that same request."""
+        if not opened and size <= SMALL_FILE:
+            raw = self._part(segments, opened)
+            transaction = SMBFileTransaction(raw)
+            raw.open(transaction=transaction)
+            if size:
+                transaction += raw.fd.write(b"".join(data), 0, send=False)
+        else:
+            self._write_part(segments, opened, data)
+            raw = opened[0]
+            transaction = SMBFileTransaction(raw)
         if mtime is not None:
             basic = FileBasicInformation()
             basic["last_write_time"] = _filetime(mtime)
@@ -398,16 +423,17 @@ class SmbConnector:
         rename["file_name"] = self._inside_share(segments).encode("utf-16-le")
         set_info(transaction, rename)
         query_info(transaction, FileInternalInformation)
+        raw.close(transaction=transaction)
         try:
             transaction.commit()
         except SMBException as err:
-            if _status(err) == 0xC00000BA or getattr(err, "errno", None) == errno.EISDIR:
-                raise AlreadyExists(f"a folder already stands at {self._where('/'.join(segments))}",
-                                    Entry(segments[-1], True)) from err
-            raise
-        internal = transaction.results[-1]
+            if _status(err) not in _EXISTS | _IS_FOLDER:
+                raise
+            # renamed over anything but a folder: one stands there
+            raise AlreadyExists(f"a folder already stands at {self._where('/'.join(segments))}",
+                                self._stat(segments)) from err
+        internal = transaction.results[-2]
         opened.clear()
-        raw.close()
         if mtime is None:  # the server's, as it stands after the close
             return self._stat(segments)
         return Entry(segments[-1], False, size, mtime, str(internal["index_number"].get_value()))
@@ -416,7 +442,8 @@ class SmbConnector:
         """Delete a temporary file that will not be published; best effort, since it runs
         while another error propagates (a leftover is cleaned up by a later run)."""
         name = raw.name
-        self._close_quietly(raw)
+        if not raw.closed:
+            self._close_quietly(raw)
         with contextlib.suppress(SMBException, OSError, ValueError):
             smbclient.remove(name, **self._kwargs)
 
@@ -459,12 +486,17 @@ class SmbConnector:
                     raise
 
     def _connect(self) -> None:
-        """Make (or find) the connection and session before a call uses them, one thread at a
-        time: smbclient's cache is not made for two threads opening one connection at once."""
+        """Make (or find) the connection, session and share before a call uses them, one
+        thread at a time: smbclient's cache is not made for two threads opening one connection
+        at once. A share that is not there is said so here, before a path on it is looked
+        up (Samba answers a missing share's DFS referral with a path not found)."""
         with self._session_lock:
-            smbclient.register_session(
-                self._server, **{k: v for k, v in self._kwargs.items() if k != "port"},
-                port=self._port)
+            try:
+                get_smb_tree(self._share_unc, **self._kwargs)
+            except (SMBException, OSError) as err:
+                if _status(err) in _NO_SHARE | _NOT_FOUND:
+                    raise self._no_share() from None
+                raise
 
     def _disconnect(self) -> None:
         with self._session_lock, contextlib.suppress(SMBException, OSError, ValueError):
@@ -505,6 +537,10 @@ class SmbConnector:
                     await asyncio.wait((future,))
             raise
 
+    def _no_share(self) -> Fatal:
+        return Fatal(f"share {self._share!r} not found on {self._server} (port {self._port}): "
+                     "check the share's name")
+
     def _error(self, err: BaseException, path: str) -> ConnectorError:
         """The one place smbprotocol's failures become connector errors. The messages name the
         share and the path, never the password (smbprotocol's own text is not passed on,
@@ -517,8 +553,7 @@ class SmbConnector:
                                f"{self._username}): check them, and that the account is "
                                "enabled")
         if status in _NO_SHARE:
-            return Fatal(f"share {self._share!r} not found on {self._server} (port "
-                         f"{self._port}): check the share's name")
+            return self._no_share()
         if status in _FULL:
             return Fatal(f"the share {share} is full (or the account's quota is spent) "
                          f"while writing {path!r}: free some space on it")

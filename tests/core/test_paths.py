@@ -149,3 +149,46 @@ def test_procore_renames_control_characters(name: str, fitted: str) -> None:
     result = fit_name(name, "", PROCORE_RULES)
     assert (result.name, result.refusal) == (fitted, None)
     assert set(result.note or "") & set(CONTROL_CHARS) == set()
+
+
+def test_windows_names_are_fixed_or_refused() -> None:
+    from core.connectors.smb import SMB_RULES
+
+    cases = {
+        "CON": "CON_", "con.txt": "con_.txt", "Nul.tar.gz": "Nul_.tar.gz",
+        "aux .txt": "aux_ .txt", "COM1.pdf": "COM1_.pdf", "lpt9": "lpt9_",
+        "ends.": "ends_", "ends ": "ends_", "dots...": "dots___", "a:b?.txt": "a_b_.txt",
+        "tab\there": "tab_here", "CON.": "CON_",
+    }
+    for name, fixed in cases.items():
+        assert name_problems(name, SMB_RULES), name
+        fitted = fit_name(name, "Folder", SMB_RULES)
+        assert (fitted.name, fitted.refusal) == (fixed, None), name
+        assert not name_problems(fitted.name, SMB_RULES), fitted.name
+        assert fit_name(name, "Folder", SMB_RULES, transform=False).refusal, name
+    assert fit_name("ends.", "", SMB_RULES, encode=True).name == "ends2E"
+    assert fit_name("a:b", "", SMB_RULES, encode=True).name == "a3Ab"
+    for fine in ("CONSOLE.txt", "COM0", "COM10", "LPT", "nul-report.pdf", ".hidden", "a .b",
+                 "Réservé.txt"):
+        assert fit_name(fine, "Folder", SMB_RULES) == FittedName(fine), fine
+    problems = name_problems("con.txt", SMB_RULES)
+    assert problems == ["'con' is a device name the destination reserves"]
+
+
+def test_windows_names_are_kept_only_when_no_rule_objects() -> None:
+    from core.connectors.smb import SMB_RULES
+
+    pieces = ["", "con", "CoN", "nul", "com1", "com0", "a", " ", ".", "x.y", "\x1f"]
+    names = ["".join(parts) for parts in itertools.product(pieces, repeat=3)]
+    for name in names:
+        fitted = fit_name(name, "Folder", SMB_RULES)
+        unchanged = fitted == FittedName(name)
+        assert unchanged == (segment_problem(name) is None and not name_problems(name, SMB_RULES)
+                             ), name
+
+
+def test_procore_and_posix_rules_keep_windows_names() -> None:
+    posix = PathRules(invalid_chars="/\0", max_name_length=255, name_length_in_bytes=True)
+    for name in ("CON", "nul.txt", "ends."):
+        assert fit_name(name, "", posix) == FittedName(name)
+    assert fit_name("CON.txt", "", PROCORE_RULES) == FittedName("CON.txt")

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from core.connectors import smb as smb_module
 from core.connectors.base import (
     LEFTOVER_PART,
     TRASH_FOLDER,
@@ -22,6 +27,7 @@ from core.connectors.base import (
     NotFound,
 )
 from core.connectors.smb import SmbConnector
+from tests.processes import children_of, wait_until_exited
 from tests.samba import READ_ONLY_SHARE, SambaServer, SmbFolder
 
 
@@ -67,3 +73,280 @@ async def test_write_read_list_stat(smb: SmbConnector, smb_folder: SmbFolder) ->
     smb_folder.server.smbclient(f"get {smb_folder.path}/big.bin {got}")
     assert hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(data).digest()
     got.unlink()
+
+
+async def test_folders_remove_rename_move_and_mtime(smb: SmbConnector,
+                                                     smb_folder: SmbFolder) -> None:
+    local = smb_folder.local
+    made = await smb.mkdir("Plans")
+    assert made.is_dir and (local / "Plans").is_dir()
+    assert (await smb.mkdir("Plans")).is_dir  # made meanwhile by another job: the one wanted
+    file = await smb.write("Plans/a.txt", chunks_of(b"abc"), size=3, mtime=None)
+    with pytest.raises(AlreadyExists):
+        await smb.mkdir("Plans/a.txt")
+    await smb.set_mtime("Plans/a.txt", 1_500_000_000.5)
+    assert (local / "Plans/a.txt").stat().st_mtime_ns == 1_500_000_000_500_000_000
+    renamed = await smb.rename("Plans/a.txt", file, "b.txt")
+    assert (renamed.name, renamed.native_id) == ("b.txt", file.native_id)  # the same file
+    await smb.write("Plans/c.txt", chunks_of(b"c"), size=1, mtime=None)
+    with pytest.raises(AlreadyExists):
+        await smb.rename("Plans/b.txt", renamed, "c.txt")
+    for bad in ("../b.txt", "x/b.txt", "..", "b:txt", "NUL"):
+        with pytest.raises(InvalidPath):
+            await smb.rename("Plans/b.txt", renamed, bad)
+    await smb.mkdir("Other")
+    moved = await smb.move("Plans/b.txt", renamed, "Other/b.txt")
+    assert moved.native_id == file.native_id and (local / "Other/b.txt").read_bytes() == b"abc"
+    with pytest.raises(AlreadyExists):
+        await smb.move("Plans/c.txt", Entry("c.txt", False), "Other/b.txt")
+    await smb.remove("Other/b.txt", moved)
+    await smb.remove("Plans/c.txt", Entry("c.txt", False))
+    await smb.rmdir("Plans", made)
+    assert sorted(os.listdir(local)) == ["Other"]
+    with pytest.raises(NotFound):
+        await smb.stat("Plans")
+    with pytest.raises(NotFound):
+        await smb.list_dir("Plans")
+    with pytest.raises(NotFound):
+        await read_all(smb, "gone.txt")
+
+
+async def test_trash_keeps_everything_trashed_on_one_day(smb: SmbConnector,
+                                                         smb_folder: SmbFolder) -> None:
+    await smb.mkdir("A")
+    for content in (b"first", b"second"):
+        await smb.write("A/x.txt", chunks_of(content), size=len(content), mtime=None)
+        await smb.trash("A/x.txt", Entry("x.txt", False))
+    [day] = os.listdir(smb_folder.local / TRASH_FOLDER)
+    trashed = smb_folder.local / TRASH_FOLDER / day / "A"
+    assert {p.name: p.read_bytes() for p in trashed.iterdir()} == {
+        "x.txt": b"first", "x (1).txt": b"second"}
+    assert os.listdir(smb_folder.local / "A") == []
+    await smb.trash("A", Entry("A", True))  # a folder goes whole
+    assert sorted(os.listdir(smb_folder.local / TRASH_FOLDER / day)) == ["A", "A (1)"]
+    assert sorted(os.listdir(smb_folder.local)) == [TRASH_FOLDER]
+
+
+async def test_unicode_names_and_case_insensitive_matching(smb: SmbConnector,
+                                                          smb_folder: SmbFolder) -> None:
+    names = ["Ünïcödé – plan.pdf", "日本語の図面.dwg", "emoji 🏗️.txt"]
+    for name in names:
+        await smb.write(name, chunks_of(name.encode()), size=len(name.encode()), mtime=None)
+    assert sorted(e.name for e in await smb.list_dir("")) == sorted(names)
+    assert sorted(p.name for p in smb_folder.local.iterdir()) == sorted(names)
+    listing = smb_folder.server.smbclient(f"ls {smb_folder.path}/*").stdout
+    assert all(name in listing for name in names)
+    # Samba matches names regardless of case: a second name differing in case is the same file
+    await smb.write("case.txt", chunks_of(b"lower"), size=5, mtime=None)
+    assert (await smb.stat("CASE.TXT")).size == 5
+    await smb.write("Case.txt", chunks_of(b"Upper!"), size=6, mtime=None)
+    assert [p.read_bytes() for p in smb_folder.local.iterdir() if p.name.lower() == "case.txt"
+            ] == [b"Upper!"]
+    assert smb.features.case_insensitive
+
+
+@pytest.mark.parametrize("name", [
+    "CON", "con.txt", "Nul.tar.gz", "COM1", "lpt9.pdf", "aux .txt", "a:b.txt", "a*b", "q?",
+    'say "hi"', "a<b", "a>b", "a|b", "tab\there", "bell\x07", "ends.", "ends ", "a\\b",
+])
+async def test_windows_names_are_refused_and_nothing_is_created(
+        smb: SmbConnector, smb_folder: SmbFolder, name: str) -> None:
+    with pytest.raises(InvalidPath):
+        await smb.write(name, chunks_of(b"x"), size=1, mtime=None)
+    with pytest.raises(InvalidPath):
+        await smb.mkdir(name)
+    assert os.listdir(smb_folder.local) == []
+
+
+@pytest.mark.parametrize("path", ["..", "../x", "a/../../x", "a\\..\\..\\x", "/etc", "a//b",
+                                  "."])
+async def test_paths_never_leave_the_connection_folder(smb: SmbConnector, path: str) -> None:
+    with pytest.raises(InvalidPath):
+        await smb.list_dir(path)
+    with pytest.raises(InvalidPath):
+        await smb.write(path, chunks_of(b"x"), size=1, mtime=None)
+
+
+async def test_a_failed_write_leaves_nothing_and_keeps_the_old_file(
+        smb: SmbConnector, smb_folder: SmbFolder) -> None:
+    await smb.write("keep.bin", chunks_of(b"old"), size=3, mtime=None)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield os.urandom(2 << 20)  # enough to reach the share before the failure
+        raise RuntimeError("the source went away")
+
+    for name in ("new.bin", "keep.bin"):
+        with pytest.raises(RuntimeError):
+            await smb.write(name, broken(), size=4 << 20, mtime=None)
+    with pytest.raises(ConnectorError, match="source changed"):
+        await smb.write("short.bin", chunks_of(b"ab"), size=3, mtime=None)
+    assert {p.name: p.read_bytes() for p in smb_folder.local.iterdir()} == {"keep.bin": b"old"}
+
+
+async def test_a_cancelled_write_leaves_nothing(smb: SmbConnector,
+                                                smb_folder: SmbFolder) -> None:
+    started = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield os.urandom(1 << 20)
+            started.set()
+
+    task = asyncio.create_task(smb.write("x.bin", endless(), size=1 << 40, mtime=None))
+    await started.wait()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert os.listdir(smb_folder.local) == []
+
+
+def _temp(folder: SmbFolder, host: str, pid: int) -> str:
+    name = f".dryviq-{host}-{pid}-0000abcd.part"
+    (folder.local / name).write_bytes(b"partial")
+    return name
+
+
+async def test_leftover_temporary_files_are_listed_as_such(
+        smb: SmbConnector, smb_folder: SmbFolder, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a pid beyond pid_max: no such process on this machine
+    dead = _temp(smb_folder, smb_module._HOST, 4_000_000)
+    _temp(smb_folder, smb_module._HOST, os.getpid())  # ours, being written
+    other = _temp(smb_folder, "0badc0de", 12)  # another machine's, touched just now
+    listed = {e.name: e.skip_reason for e in await smb.list_dir("")}
+    assert listed == {dead: LEFTOVER_PART}
+    await smb.remove(dead, Entry(dead, False))
+    assert len(os.listdir(smb_folder.local)) == 2
+    # another machine's writer is judged by the age of its file's last change
+    monkeypatch.setattr(smb_module, "LEFTOVER_AGE", 0)
+    listed = {e.name: e.skip_reason for e in await smb.list_dir("")}
+    assert listed == {other: LEFTOVER_PART}
+
+
+def smbd_pid(samba: SambaServer) -> int:
+    return int((samba.root.parent / "pid" / "smbd.pid").read_text())
+
+
+async def test_reconnects_after_the_server_drops_the_connection(
+        smb: SmbConnector, smb_folder: SmbFolder) -> None:
+    before = set(children_of(smbd_pid(smb_folder.server)))
+    await smb.write("a.txt", chunks_of(b"a"), size=1, mtime=None)
+    ours = set(children_of(smbd_pid(smb_folder.server))) - before
+    assert len(ours) == 1, "the connector opened one connection"
+    [serving] = ours
+    os.kill(serving, signal.SIGKILL)
+    assert wait_until_exited(serving)
+    assert [e.name for e in await smb.list_dir("")] == ["a.txt"]
+    await smb.write("b.txt", chunks_of(b"b"), size=1, mtime=None)
+    assert (smb_folder.local / "b.txt").read_bytes() == b"b"
+
+
+async def test_wrong_password(samba: SambaServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "not-the-password-" + samba.password
+    bad = connector(samba, password=wrong)
+    with pytest.raises(AuthExpired, match="refused the username or password") as failure:
+        await bad.list_dir("")
+    await bad.close()
+    good = connector(samba)
+    await good.list_dir("")
+    await good.close()
+    for secret in (wrong, samba.password):
+        assert secret not in str(failure.value) and secret not in repr(failure.value)
+        assert secret not in caplog.text
+        assert secret not in repr(good)
+
+
+async def test_missing_share_and_folder(samba: SambaServer) -> None:
+    missing = connector(samba, share="nosuchshare")
+    with pytest.raises(Fatal, match="share 'nosuchshare' not found"):
+        await missing.list_dir("")
+    await missing.close()
+    no_folder = connector(samba, path="/no/such/folder")
+    with pytest.raises(NotFound, match="no/such/folder"):
+        await no_folder.list_dir("")
+    await no_folder.close()
+
+
+async def test_access_denied_on_a_read_only_share(samba: SambaServer) -> None:
+    # the test user may not even look into this share's folder (only root may)
+    readonly = connector(samba, share=READ_ONLY_SHARE)
+    try:
+        with pytest.raises(ConnectorError, match="access denied") as failure:
+            await readonly.write("new.txt", chunks_of(b"x"), size=1, mtime=None)
+        assert not isinstance(failure.value, Fatal | NotFound)
+        with pytest.raises(ConnectorError, match="access denied"):
+            await readonly.mkdir("new")
+    finally:
+        await readonly.close()
+    assert os.listdir(samba.readonly_root) == []
+
+
+async def test_closed_port(samba: SambaServer) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = connector(samba, port=port)
+    with pytest.raises(Fatal, match=f"cannot reach the SMB server 127.0.0.1 on port {port}"):
+        await unreachable.list_dir("")
+    await unreachable.close()
+
+
+async def test_encrypted_session(smb_folder: SmbFolder) -> None:
+    sealed = connector(smb_folder.server, smb_folder.path, encrypt=True)
+    try:
+        await sealed.write("secret.txt", chunks_of(b"sealed"), size=6, mtime=None)
+        assert await read_all(sealed, "secret.txt") == b"sealed"
+        [connection] = sealed._cache.values()
+        [session] = connection.session_table.values()
+        assert session.encrypt_data
+    finally:
+        await sealed.close()
+
+
+@pytest.fixture
+def small_disk(smb_folder: SmbFolder) -> Iterator[SmbFolder]:
+    """The test folder on a 1 MiB disk of its own (a tmpfs), so the share fills up for real."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                              str(smb_folder.local)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small disk (needs root): {mounted.stderr.strip()}")
+    try:
+        yield smb_folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(smb_folder.local)], check=True)
+
+
+async def test_a_full_disk_stops_the_run_and_names_the_share(small_disk: SmbFolder) -> None:
+    smb = connector(small_disk.server, small_disk.path)
+    try:
+        data = os.urandom(3 << 20)
+        with pytest.raises(Fatal, match=r"the share //127\.0\.0\.1:\d+/docs/t-\w+ is full"):
+            await smb.write("big.bin", chunks_of(data), size=len(data), mtime=None)
+        assert os.listdir(small_disk.local) == []  # the temporary file is gone too
+        await smb.write("small.txt", chunks_of(b"fits"), size=4, mtime=None)
+    finally:
+        await smb.close()
+    assert (small_disk.local / "small.txt").read_bytes() == b"fits"
+
+
+@pytest.mark.parametrize("size", [10, 1 << 20])  # one compound request, or several requests
+async def test_a_folder_in_the_way_of_a_write(smb: SmbConnector, smb_folder: SmbFolder,
+                                              size: int) -> None:
+    await smb.mkdir("taken")
+    with pytest.raises(AlreadyExists) as failure:
+        await smb.write("taken", chunks_of(b"x" * size), size=size, mtime=None)
+    assert failure.value.existing is not None and failure.value.existing.is_dir
+    assert os.listdir(smb_folder.local) == ["taken"]
+
+
+async def test_many_calls_at_once_share_the_connection(smb: SmbConnector,
+                                                       smb_folder: SmbFolder) -> None:
+    """More calls than the connection takes at once, each moving more bytes than its share
+    of the SMB credits: they queue, and none fails for want of credits."""
+    contents = {f"f{i:02d}.bin": os.urandom((1 << 20) * (1 + i % 3) + i) for i in range(24)}
+    await asyncio.gather(*(smb.write(name, chunks_of(data), size=len(data), mtime=None)
+                           for name, data in contents.items()))
+    got = await asyncio.gather(*(read_all(smb, name) for name in contents))
+    assert dict(zip(contents, got, strict=True)) == contents
+    assert {p.name: p.read_bytes() for p in smb_folder.local.iterdir()} == contents
