@@ -33,6 +33,7 @@ MIN_VERSION = (1, 60)
 INSTALL = ("install rclone 1.60 or newer: `apt-get install rclone`, or see "
            "https://rclone.org/install/")
 READY_TIMEOUT = 30.0  # seconds for rclone to start serving (a busy machine is slow)
+SMALL_BODY = 1 << 20  # bytes: a file up to this size is sent in one piece
 STOP_TIMEOUT = 5.0  # seconds for rclone to exit on SIGTERM before it is killed
 _SERVING = re.compile(rb"Serving remote control on http://127\.0\.0\.1:(\d+)/")
 _VERSION = re.compile(r"rclone v(\d+)\.(\d+)")
@@ -206,10 +207,26 @@ class RcloneDaemon:
 
     async def upload(self, params: dict[str, str], name: str,
                      chunks: AsyncIterable[bytes]) -> tuple[int, dict[str, Any]]:
-        """operations/uploadfile with one file, its bytes streamed as they come."""
+        """operations/uploadfile with one file, its bytes streamed as they come. A small file
+        goes in one piece with its length (one send instead of one per chunk)."""
         boundary = secrets.token_hex(16)
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        body = _multipart(boundary, name, chunks)
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename*=UTF-8''{quote(name, safe='')}\r\n"  # RFC 2231: any Unicode name
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        iterator = aiter(chunks)
+        first: list[bytes] = [head]
+        buffered, more = 0, True
+        while buffered < SMALL_BODY:
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
+                more = False
+                break
+            first.append(chunk)
+            buffered += len(chunk)
+        body = _streamed(first, iterator, tail) if more else b"".join([*first, tail])
         try:
             response = await self.client().post("/operations/uploadfile", params=params,
                                                 headers=headers, content=body)
@@ -258,15 +275,12 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return answer if isinstance(answer, dict) else {}
 
 
-async def _multipart(boundary: str, name: str,
-                     chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """A multipart/form-data body with one file; the name in RFC 2231 form (any Unicode)."""
-    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-           f"filename*=UTF-8''{quote(name, safe='')}\r\n"
-           "Content-Type: application/octet-stream\r\n\r\n").encode()
-    async for chunk in chunks:
+async def _streamed(first: list[bytes], rest: AsyncIterator[bytes],
+                   tail: bytes) -> AsyncIterator[bytes]:
+    yield b"".join(first)
+    async for chunk in rest:
         yield chunk
-    yield f"\r\n--{boundary}--\r\n".encode()
+    yield tail
 
 
 async def list_remote_names(config: str | None) -> list[str]:

@@ -34,7 +34,9 @@ from core.connectors.rclone import RcloneConnector, list_remotes
 from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Server, rclone_env
 
 MTIME = 1_600_000_000.123456  # 2020-09-13T12:26:40.123456Z
-BIG = 300_000  # over rclone's streaming cutoff (100 KiB): uploaded in a stream, not buffered
+# over the 1 MiB the connector sends in one piece, and over rclone's streaming cutoff (100 KiB):
+# streamed all the way
+BIG = (1 << 20) + 300_000
 
 
 def _fresh_remote(server: S3Server, kind: str) -> str:
@@ -185,7 +187,7 @@ async def test_features_come_from_the_remote(connector: RcloneConnector, remote:
         assert not features.hashes  # local hashes are computed by reading: not listed
 
 
-@pytest.mark.parametrize("size", [1000, BIG])
+@pytest.mark.parametrize("size", [1000, 3 * BIG])  # the larger fails mid-stream
 async def test_a_failed_write_leaves_nothing_under_its_name(
         connector: RcloneConnector, remote: str, s3_server: S3Server, size: int) -> None:
     data = os.urandom(size)

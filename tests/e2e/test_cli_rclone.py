@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 MTIME_NS = 1_600_000_000_123_456_789
 FILES = {
     "Drawings/A-101 Schéma.pdf": b"%PDF-1.7 elevation\n" * 300,
-    "Drawings/図面/S-201.pdf": os.urandom(300_000),  # streamed (over rclone's 100 KiB cutoff)
+    "Drawings/図面/S-201.pdf": os.urandom(1_500_000),  # streamed (over 1 MiB)
     "Specifications/empty.txt": b"",
     "readme.txt": b"project root\n",
 }
