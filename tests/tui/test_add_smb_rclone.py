@@ -146,7 +146,7 @@ async def pick_remote(pilot: Pilot[int], config: Path, name: str) -> None:
     await pilot.press("tab", "tab")  # Read again, then the remotes
     assert focused_id(app) == "rclone-remote"
     remotes = app.screen.query_one("#rclone-remote", Select)
-    await wait_for(lambda: not remotes.disabled, what="the config's remotes")
+    await wait_for(lambda: len(remotes._options) > 1, what="the config's remotes")
     await pilot.press("enter", *name, "enter")
     assert remotes.value == f"{name}:"
 
@@ -161,14 +161,14 @@ async def test_an_rclone_remote_is_picked_from_the_configs_list_and_browsed(
         await pilot.press("tab", *"site")
         await pick_remote(pilot, server.config, S3_REMOTE)
         remotes = app.screen.query_one("#rclone-remote", Select)
-        offered = [str(option[0]) for option in remotes._options if option[1] != Select.BLANK]
+        offered = [value for _, value in remotes._options if isinstance(value, str)]
         assert offered == [f"{CRYPT_REMOTE}:", f"{LOCAL_REMOTE}:", f"{S3_REMOTE}:"]
 
         dialog = app.screen
         await pilot.press("tab", *"no-such-bucket", "enter")
         await wait_for(lambda: dialog.query_one("#rclone-path-error").display,
                        what="the error under the folder")
-        assert "not found" in text_of(app, "#rclone-path-error")
+        assert "no-such-bucket does not exist" in text_of(app, "#rclone-path-error")
         assert focused_id(app) == "rclone-path" and remotes.value == f"{S3_REMOTE}:"
 
         dialog.query_one("#rclone-path", Input).value = s3_bucket.name
@@ -193,7 +193,7 @@ async def test_without_rclone_the_form_says_how_to_install_it(
         await wait_for(lambda: app.screen.query_one("#rclone-note").display, what="the note")
         note = text_of(app, "#rclone-note")
         assert "rclone is not installed" in note and "apt-get install rclone" in note
-        assert app.screen.query_one("#rclone-remote", Select).disabled
+        assert app.screen.query_one("#rclone-remote", Select).is_blank()
         await pilot.press("enter")  # on the platform list: Done is not ready, nothing saved
         await pilot.press("escape")
     assert [c.name for c in await world.state.list_connections()] == ["plans", "share"]

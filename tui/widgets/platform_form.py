@@ -76,7 +76,7 @@ class PlatformForm(Vertical):
         """Show the error under the field it concerns (and focus that field); False when it
         concerns none (the dialog then shows it above its buttons)."""
         message = self.error_text(error)
-        field = field_for(message, self.field_openings)
+        field = field_for(self.error_opening(message), self.field_openings)
         if field is None:
             return False
         shown = self.query_one(f"{field}-error", Static)
@@ -86,6 +86,10 @@ class PlatformForm(Vertical):
             self.query_one(field, Widget).focus()
         self.call_after_refresh(shown.scroll_visible, animate=False)  # laid out by then
         return True
+
+    def error_opening(self, message: str) -> str:
+        """The message as field_for reads it: a form drops a name of the user's it opens on."""
+        return message
 
     def error_text(self, error: Exception) -> str:
         """The part of the error to show under a field (a form may drop what it repeats)."""

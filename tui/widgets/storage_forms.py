@@ -122,7 +122,7 @@ class RcloneForm(CheckedForm):
     field_openings: ClassVar[FieldOpenings] = (
         ("#rclone-remote", ("remote ", "there is no remote")),
         ("#rclone-config", ("config ", "rclone config ", "rclone cannot read its config")),
-        ("#rclone-path", ("not found",)),
+        ("#rclone-path", ("not found", " does not exist", " is a file")),
     )
 
     def __init__(self, service: Any) -> None:
@@ -135,7 +135,7 @@ class RcloneForm(CheckedForm):
                        Button("Read again", id="rclone-reload", compact=True))
         yield field_error("rclone-config")
         yield form_row("Remote", Select[str]([], prompt="(reading the remotes…)",
-                                             id="rclone-remote", compact=True, disabled=True))
+                                             id="rclone-remote", compact=True))
         yield field_error("rclone-remote")
         yield Static(id="rclone-note", classes="hint conn-note", markup=False)
         yield form_row("Folder", Input(placeholder="bucket/folder (optional: the remote's top)",
@@ -163,8 +163,7 @@ class RcloneForm(CheckedForm):
         """Forget the remotes offered (Done cannot take one of the old file's), read again."""
         remote = self.query_one("#rclone-remote", Select)
         remote.prompt = "(reading the remotes…)"
-        remote.set_options([])
-        remote.disabled = True
+        remote.set_options([])  # it stays a tab stop, so Tab lands there whatever the timing
         self._note("")
         self.query_one("#rclone-config-error").display = False
         self.run_worker(self._read_remotes(pause), group="remotes", exclusive=True)
@@ -186,7 +185,6 @@ class RcloneForm(CheckedForm):
             return
         remote.prompt = "(choose one)"
         remote.set_options([(plain(name), name) for name in remotes])
-        remote.disabled = False
         if len(remotes) == 1:
             remote.value = remotes[0]
 
@@ -208,6 +206,10 @@ class RcloneForm(CheckedForm):
 
     def ready(self) -> bool:
         return isinstance(self.query_one("#rclone-remote", Select).value, str)
+
+    def error_opening(self, message: str) -> str:
+        """rclone's word on a missing bucket or folder opens on the remote tried."""
+        return message.removeprefix(self._remote())
 
     def saving_note(self) -> str:
         return printable(f"Connecting to {self._remote()}…")
