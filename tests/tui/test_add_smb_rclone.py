@@ -5,6 +5,7 @@ the password never on screen; then the new connection's folders in the browser."
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
 from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Bucket
-from tests.samba import SmbFolder
+from tests.samba import SHARE, SmbFolder
 from tests.tui.conftest import World, table_rows, text_of, wait_for
 from tests.tui.test_browser import children, open_folder
 from tui.app import DryvIQApp
@@ -22,6 +23,7 @@ from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen
 from tui.screens.connections import ConnectionsScreen
 from tui.screens.jobs import JobsScreen
+from tui.widgets.confirm import ConfirmScreen
 
 SSH = (80, 24)
 
@@ -213,3 +215,30 @@ async def test_a_config_without_remotes_says_how_to_make_one(
                        what="the error under the config")
         assert "no such file" in text_of(app, "#rclone-config-error")
         assert focused_id(app) == "rclone-config"  # the user is typing there: it stays
+
+
+async def test_the_dialog_stays_live_while_a_share_is_tried_and_esc_stops_the_try(
+        world: World, smb_folder: SmbFolder) -> None:
+    """A server that takes the connection and never answers: the dialog says it is
+    connecting, Esc stops the try (the input kept, nothing saved), a second Esc asks."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        async with add_dialog(world, "SMB") as (app, pilot):
+            await type_smb(pilot, "tower", smb_folder, "any")
+            dialog = app.screen
+            dialog.query_one("#smb-port", Input).value = str(silent.getsockname()[1])
+            await pilot.press("enter")
+            await wait_for(lambda: dialog.query_one("#add-status").display, what="connecting")
+            assert text_of(app, "#add-status") == f"Connecting to //127.0.0.1/{SHARE}…"
+            await pilot.press("tab")  # the keys still work meanwhile
+            assert focused_id(app) == "smb-encrypt"
+            await pilot.press("escape")
+            assert not dialog.query_one("#add-status").display  # at once
+            assert "nothing was saved" in text_of(app, "#add-error")
+            silent.close()  # the connect given up on ends (else it waits for its timeout)
+            assert app.screen is dialog
+            assert dialog.query_one("#smb-path", Input).value == smb_folder.path
+            await pilot.press("escape")
+            await wait_for(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+    assert [c.name for c in await world.state.list_connections()] == ["plans", "share"]

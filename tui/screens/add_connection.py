@@ -31,7 +31,7 @@ from textual.widgets import (
     Select,
     Static,
 )
-from textual.worker import Worker
+from textual.worker import Worker, get_current_worker
 
 from core.auth import (
     DEFAULT_DOMAIN,
@@ -694,7 +694,8 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
                 self.call_after_refresh(error.scroll_visible, animate=False)
             return
         finally:
-            self._status("")
+            if self._saving is get_current_worker():  # not stopped meanwhile (Esc)
+                self._status("")
         self.dismiss(connection)
 
     def _status(self, text: str) -> None:
@@ -723,7 +724,10 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         """Closes at once when nothing was typed; asks before throwing edits away. While a
         connection is being tried, Esc stops the try and keeps the dialog as it is."""
         if self.saving and self._saving is not None:
-            self._saving.cancel()
+            # said at once: a blocked connect may take its time to notice the cancel
+            stopping, self._saving = self._saving, None
+            stopping.cancel()
+            self._status("")
             error = self.query_one("#add-error", Static)
             error.update("Stopped before the connection answered: nothing was saved.")
             error.display = True
