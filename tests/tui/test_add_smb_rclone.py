@@ -18,6 +18,7 @@ from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Bucket
 from tests.samba import SHARE, SmbFolder
 from tests.tui.conftest import World, table_rows, text_of, wait_for
 from tests.tui.test_browser import children, open_folder
+from tests.tui.test_dialogs_fit_and_focus import assert_fits
 from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen
@@ -124,6 +125,7 @@ async def test_a_wrong_password_is_said_under_it_the_input_kept_nothing_saved(
         assert values["smb-password"] == "not-the-password"
         assert "not-the-password" not in screen_text(app)
         assert not dialog.query_one("#add-error").display  # said once, where it belongs
+        assert_fits(app, "#add-done", "#add-cancel", "#smb-password-error")
 
         await pilot.press("x")  # typing in the field takes its error away
         assert not dialog.query_one("#smb-password-error").display
