@@ -31,12 +31,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import smbclient
-from smbclient._io import SMBFileTransaction, SMBRawIO, query_info, set_info
+from smbclient._io import (
+    SMBDirectoryIO,
+    SMBFileTransaction,
+    SMBRawIO,
+    query_info,
+    set_info,
+)
 from smbclient._pool import get_smb_tree
 from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException
 from smbprotocol.file_info import (
     FileAttributes,
     FileBasicInformation,
+    FileInformationClass,
     FileInternalInformation,
     FileRenameInformation,
 )
@@ -96,12 +103,14 @@ _TEMP_PREFIX = ".dryviq-"
 _TEMP_NAME = re.compile(r"\.dryviq-([0-9a-f]{8})-(\d{1,7})-[0-9a-f]{8}\.part")
 _temp_tokens = itertools.count(int.from_bytes(os.urandom(4)))
 # A temporary file of another machine's writer is taken for a leftover once nothing has
-# touched it for this long: a writer sends a chunk at least every few seconds, and a stalled
-# one has long timed out by then (SMB's own session timeout is shorter).
+# touched it for this long (its pid means nothing here): a writer at work sends a chunk every
+# second or so, and one that has sent nothing for an hour is gone or will fail anyway.
 LEFTOVER_AGE = 3600  # seconds
 
+_EPOCH_FILETIME = 116_444_736_000_000_000  # 1970 in 100 ns since 1601
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
+_LISTING = FileInformationClass.FILE_ID_FULL_DIRECTORY_INFORMATION
 _DIRECTORY = FileAttributes.FILE_ATTRIBUTE_DIRECTORY
 _REPARSE = FileAttributes.FILE_ATTRIBUTE_REPARSE_POINT
 _NOT_REGULAR = "symbolic link or other special file on the share, not followed"
@@ -141,13 +150,15 @@ def _temp_name() -> str:
     return f"{_TEMP_PREFIX}{_HOST}-{os.getpid()}-{next(_temp_tokens) & 0xFFFFFFFF:08x}.part"
 
 
-def _seconds(moment: datetime.datetime) -> float:
-    return ((moment - _EPOCH) // _MICROSECOND) / 1_000_000
+def _time_field(field: Any) -> float:
+    """A time field of a listing as seconds since the epoch. The server sends 100 ns;
+    smbprotocol's datetime keeps the microseconds, rounded down."""
+    return ((field.get_value() - _EPOCH) // _MICROSECOND) / 1_000_000
 
 
 def _filetime(seconds: float) -> int:
     """Seconds since the epoch as a Windows FILETIME (100 ns since 1601)."""
-    return round(seconds * 10_000_000) + 116_444_736_000_000_000
+    return round(seconds * 10_000_000) + _EPOCH_FILETIME
 
 
 def _status(err: BaseException) -> int | None:
@@ -196,7 +207,9 @@ class SmbConnector:
                  port: int = 445, path: str = "", encrypt: bool = False,
                  calls_in_flight: int = CALLS_IN_FLIGHT) -> None:
         self.features = Features(
-            mtime_precision=1e-6,  # SMB keeps 100 ns; smbprotocol lists times to the microsecond
+            # SMB keeps 100 ns, but listings arrive rounded down to the microsecond, and a
+            # float near 2026 holds about 0.25 µs: two microseconds cover both
+            mtime_precision=2e-6,
             can_set_mtime=True, case_insensitive=True, empty_dirs=True, versions=False,
             path_rules=SMB_RULES,
         )
@@ -206,11 +219,15 @@ class SmbConnector:
         self._share_unc = rf"\\{server}\{share}"
         self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
         self._session_lock = threading.Lock()  # one thread makes the connection and session
-        self._pool = ThreadPoolExecutor(calls_in_flight, thread_name_prefix="smb")
+        self._calls_in_flight = calls_in_flight
+        self._pool = self._threads()
         self._kwargs: dict[str, Any] = {
             "username": username, "password": password, "port": port, "encrypt": encrypt,
             "connection_cache": self._cache, "connection_timeout": CONNECT_TIMEOUT,
         }
+
+    def _threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self._calls_in_flight, thread_name_prefix="smb")
 
     def __repr__(self) -> str:  # never the password
         return f"SmbConnector({self._where('')})"
@@ -295,9 +312,11 @@ class SmbConnector:
                                _new_segments(new_path))
 
     async def close(self) -> None:
-        """Log off and close the connection; the threads end once their calls do."""
+        """Log off and close the connection; the threads end once their calls do. A later
+        call connects again, in new threads."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self._disconnect)
         self._pool.shutdown(wait=False)
+        self._pool = self._threads()
 
     # -- paths
 
@@ -316,30 +335,35 @@ class SmbConnector:
     # -- worker-thread bodies
 
     def _list_dir(self, segments: list[str]) -> list[Entry]:
+        """The folder's entries from its directory listing alone (smbclient's scandir opens
+        a path per entry, and its entries' stat() connects again, on port 445)."""
         entries = []
-        with smbclient.scandir(self._unc(segments), **self._kwargs) as items:
-            for item in items:
-                info = item.smb_info  # item.stat() would connect again, on port 445
-                if item.name.startswith(_TEMP_PREFIX):
-                    match = _TEMP_NAME.fullmatch(item.name)
-                    if match and self._writing(match, info):
+        with SMBDirectoryIO(self._unc(segments), share_access="rwd", **self._kwargs) as folder:
+            for info in folder.query_directory("*", _LISTING):
+                name = info["file_name"].get_value().decode("utf-16-le")
+                if name in (".", ".."):
+                    continue
+                mtime = _time_field(info["last_write_time"])
+                if name.startswith(_TEMP_PREFIX):
+                    match = _TEMP_NAME.fullmatch(name)
+                    if match and self._writing(match, mtime, _time_field(info["change_time"])):
                         continue  # being written right now: not content yet
                     if match:
-                        entries.append(Entry(item.name, False, skip_reason=LEFTOVER_PART))
+                        entries.append(Entry(name, False, skip_reason=LEFTOVER_PART))
                         continue
-                entries.append(self._entry(item.name, info.file_attributes, info.end_of_file,
-                                           _seconds(info.last_write_time), info.file_id))
+                entries.append(self._entry(name, info["file_attributes"].get_value(),
+                                           info["end_of_file"].get_value(), mtime,
+                                           info["file_id"].get_value()))
         return entries
 
     @staticmethod
-    def _writing(match: re.Match[str], info: Any) -> bool:
+    def _writing(match: re.Match[str], mtime: float, changed: float) -> bool:
         """Whether a temporary file's writer may still be at work. On this machine the pid
         says; another machine's writer is judged by the file's age (LEFTOVER_AGE), the last
         write or change to it (setting its mtime, just before it is published, is one)."""
         if match[1] == _HOST:
             return _writer_alive(int(match[2]))
-        touched = max(_seconds(info.last_write_time), _seconds(info.change_time))
-        return time.time() - touched < LEFTOVER_AGE
+        return time.time() - max(mtime, changed) < LEFTOVER_AGE
 
     @staticmethod
     def _entry(name: str, attributes: int, size: int, mtime: float, file_id: int) -> Entry:

@@ -25,6 +25,7 @@ from core.connectors.base import (
     Fatal,
     InvalidPath,
     NotFound,
+    Retryable,
 )
 from core.connectors.smb import SmbConnector
 from tests.processes import children_of, wait_until_exited
@@ -66,6 +67,12 @@ async def test_write_read_list_stat(smb: SmbConnector, smb_folder: SmbFolder) ->
     assert await read_all(smb, "big.bin") == data
     listed = {e.name: e for e in await smb.list_dir("")}
     assert listed == {"big.bin": entry}
+    # listed to the microsecond, rounded down: within the precision the connector declares
+    os.utime(on_disk, ns=(0, 1_600_000_000_123_456_999))
+    [relisted] = await smb.list_dir("")
+    assert relisted.mtime == 1_600_000_000.123456
+    assert abs(relisted.mtime - 1_600_000_000.123456999) <= smb.features.mtime_precision
+    os.utime(on_disk, ns=(0, 1_600_000_000_250_000_000))
     assert await smb.stat("big.bin") == entry
     assert (await smb.stat("")).is_dir
     # Samba's own client sees the same bytes
@@ -227,15 +234,25 @@ def smbd_pid(samba: SambaServer) -> int:
     return int((samba.root.parent / "pid" / "smbd.pid").read_text())
 
 
-async def test_reconnects_after_the_server_drops_the_connection(
-        smb: SmbConnector, smb_folder: SmbFolder) -> None:
-    before = set(children_of(smbd_pid(smb_folder.server)))
-    await smb.write("a.txt", chunks_of(b"a"), size=1, mtime=None)
-    ours = set(children_of(smbd_pid(smb_folder.server))) - before
+async def serving_us(smb: SmbConnector, server: SambaServer) -> int:
+    """The smbd process serving the connector's connection (made now, if it has none)."""
+    await smb.close()  # a new connection, so the process serving it is the new one
+    before = set(children_of(smbd_pid(server)))
+    await smb.list_dir("")
+    ours = set(children_of(smbd_pid(server))) - before
     assert len(ours) == 1, "the connector opened one connection"
-    [serving] = ours
+    return ours.pop()
+
+
+def drop(serving: int) -> None:
     os.kill(serving, signal.SIGKILL)
     assert wait_until_exited(serving)
+
+
+async def test_reconnects_after_the_server_drops_the_connection(
+        smb: SmbConnector, smb_folder: SmbFolder) -> None:
+    await smb.write("a.txt", chunks_of(b"a"), size=1, mtime=None)
+    drop(await serving_us(smb, smb_folder.server))
     assert [e.name for e in await smb.list_dir("")] == ["a.txt"]
     await smb.write("b.txt", chunks_of(b"b"), size=1, mtime=None)
     assert (smb_folder.local / "b.txt").read_bytes() == b"b"
@@ -350,3 +367,28 @@ async def test_many_calls_at_once_share_the_connection(smb: SmbConnector,
     got = await asyncio.gather(*(read_all(smb, name) for name in contents))
     assert dict(zip(contents, got, strict=True)) == contents
     assert {p.name: p.read_bytes() for p in smb_folder.local.iterdir()} == contents
+
+
+async def test_a_transfer_cut_by_a_dropped_connection_can_be_tried_again(
+        smb: SmbConnector, smb_folder: SmbFolder) -> None:
+    data = os.urandom(3 << 20)
+    await smb.write("src.bin", chunks_of(data), size=len(data), mtime=None)
+    reading = smb.read("src.bin", Entry("src.bin", False))
+    assert await anext(reading) == data[:1 << 20]
+    drop(await serving_us(smb, smb_folder.server))
+    with pytest.raises(Retryable, match=r"connection .* dropped"):
+        async for _ in reading:
+            pass
+    assert await read_all(smb, "src.bin") == data  # on a new connection
+
+    serving = await serving_us(smb, smb_folder.server)
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield data[:2 << 20]
+        drop(serving)
+        yield data[2 << 20:]
+
+    with pytest.raises(Retryable):
+        await smb.write("copy.bin", cut(), size=len(data), mtime=None)
+    await smb.write("copy.bin", chunks_of(data), size=len(data), mtime=None)
+    assert (smb_folder.local / "copy.bin").read_bytes() == data
