@@ -124,7 +124,7 @@ class RcloneConnector:
         that read starts rclone (a fraction of a second, on this thread: rclone must be
         started by a thread that lives as long as it does). If rclone cannot start,
         nothing is assumed, and the first call reports why."""
-        if self._features is None:
+        if self._features is None and self._daemon.pid is None:  # not started, nor starting
             try:
                 self._daemon.spawn()
                 self._finish_start()
@@ -340,8 +340,6 @@ class RcloneConnector:
 
     def _finish_start(self) -> None:
         """Wait for the spawned rclone to serve, and describe the remote (blocking)."""
-        if self._config and not os.path.isfile(self._config):
-            raise Fatal(f"rclone config {self._config}: no such file")
         self._daemon.wait_ready()
         status, info = self._daemon.call_now("operations/fsinfo", {"fs": self._remote})
         if status != 200 or info.get("error"):

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-from core.connectors.base import ConnectorError
+from core.connectors.base import ConnectorError, Fatal
 
 MIN_VERSION = (1, 60)
 INSTALL = ("install rclone 1.60 or newer: `apt-get install rclone`, or see "
@@ -137,6 +137,8 @@ class RcloneDaemon:
         """Start rclone (cheap: a fork and exec, done in the caller's thread, whose end
         ends rclone); `wait_ready` then waits until it serves."""
         binary = rclone_binary()
+        if self._config and not os.path.isfile(self._config):
+            raise Fatal(f"rclone config {self._config}: no such file")
         user, password = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
         self._auth = (user, password)
         if self._log is not None:
@@ -237,7 +239,7 @@ class RcloneDaemon:
     @contextlib.asynccontextmanager
     async def download(self, fs: str, path: str) -> AsyncIterator[httpx.Response]:
         """The response serving the object `path` of the remote `fs` (--rc-serve)."""
-        url = "/" + quote(f"[{fs}]/{path}", safe="/:[]")
+        url = "/" + quote(f"[{fs}]/{path}", safe="/:")  # rclone reads it decoded
         try:
             async with self.client().stream("GET", url) as response:
                 yield response
@@ -245,9 +247,12 @@ class RcloneDaemon:
             raise DaemonGone(str(exc) or type(exc).__name__) from exc
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        """End a start that failed; the process is forgotten, so the next call starts anew
+        (a process that died by itself is remembered: the connector counts its restarts)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     async def stop(self) -> None:
         """Ask rclone to exit (SIGTERM), kill it if it does not; release everything."""

@@ -30,7 +30,7 @@ from core.connectors.base import (
     Retryable,
     Vanished,
 )
-from core.connectors.rclone import RcloneConnector, list_remotes
+from core.connectors.rclone import MAX_RESTARTS, RcloneConnector, list_remotes
 from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Server, rclone_env
 
 MTIME = 1_600_000_000.123456  # 2020-09-13T12:26:40.123456Z
@@ -104,7 +104,8 @@ def _alive(pid: int) -> bool:
 
 async def test_every_method_against_rclone(connector: RcloneConnector, remote: str,
                                            s3_server: S3Server) -> None:
-    files = {"a.txt": b"hello", "sub/b ü €.bin": os.urandom(BIG), "sub/empty": b""}
+    files = {"a.txt": b"hello", "sub/b ü €.bin": os.urandom(BIG), "sub/empty": b"",
+             "sub/A-1 [rev 2] #3 ?x %41.pdf": b"%PDF"}
     assert await connector.list_dir("") == []
     sub = await connector.mkdir("sub")
     assert sub.is_dir and sub.name == "sub"
@@ -130,8 +131,8 @@ async def test_every_method_against_rclone(connector: RcloneConnector, remote: s
     assert set(root) == {"a.txt", "sub"} and root["sub"].is_dir
     assert root["a.txt"].size == 5 and abs(root["a.txt"].mtime - MTIME) < 1e-6
     entries = {entry.name: entry for entry in await connector.list_dir("sub")}
-    assert {name: entry.size for name, entry in entries.items()} == {"b ü €.bin": BIG,
-                                                                     "empty": 0}
+    assert {name: entry.size for name, entry in entries.items()} == {
+        "b ü €.bin": BIG, "empty": 0, "A-1 [rev 2] #3 ?x %41.pdf": 4}
     if remote.startswith(S3_REMOTE):  # an object store lists its hashes for free
         assert dict(root["a.txt"].hashes)["md5"] == "5d41402abc4b2a76b9719d911017c592"
     stat_b = await connector.stat("sub/b ü €.bin")
@@ -140,8 +141,9 @@ async def test_every_method_against_rclone(connector: RcloneConnector, remote: s
     with pytest.raises(NotFound):
         await connector.stat("missing.txt")
 
-    got = b"".join([chunk async for chunk in connector.read("sub/b ü €.bin", stat_b)])
-    assert got == files["sub/b ü €.bin"]
+    for path in ("sub/b ü €.bin", "sub/A-1 [rev 2] #3 ?x %41.pdf"):
+        got = b"".join([chunk async for chunk in connector.read(path, stat_b)])
+        assert got == files[path]
     with pytest.raises(Vanished):
         async for _ in connector.read("missing.txt", Entry("missing.txt", False)):
             pass
@@ -164,6 +166,7 @@ async def test_every_method_against_rclone(connector: RcloneConnector, remote: s
     day = time.strftime("%Y-%m-%d", time.gmtime())
     assert cat(s3_server, remote, f"{TRASH_FOLDER}/{day}/sub/c.txt") == new
     await connector.remove("sub/empty", entries["empty"])
+    await connector.remove("sub/A-1 [rev 2] #3 ?x %41.pdf", entries["A-1 [rev 2] #3 ?x %41.pdf"])
     await connector.trash("sub", sub)  # a folder, with what is in it, beside the one trashed
     assert cat(s3_server, remote, f"{TRASH_FOLDER}/{day}/sub (1)/b ü €.bin") == files[
         "sub/b ü €.bin"]
@@ -239,7 +242,10 @@ async def test_paths_never_leave_the_root(s3_server: S3Server) -> None:
 
 
 async def test_the_server_refuses_requests_without_its_credentials(
-        s3_server: S3Server) -> None:
+        s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the user's own rclone settings cannot open the server or log its password
+    monkeypatch.setenv("RCLONE_RC_NO_AUTH", "true")
+    monkeypatch.setenv("RCLONE_VERBOSE", "2")
     remote = _fresh_remote(s3_server, S3_REMOTE)
     connector = RcloneConnector(remote, str(s3_server.config))
     try:
@@ -261,6 +267,10 @@ async def test_the_server_refuses_requests_without_its_credentials(
                     assert response.status_code == 401, (method, url, auth, response.text)
                     assert b"secret" not in response.content
         assert [entry.name for entry in await connector.list_dir("")] == ["secret.txt"]
+        log = connector._daemon._log
+        assert log is not None
+        log.seek(0)
+        assert connector._daemon._auth[1].encode() not in log.read()
     finally:
         await connector.close()
 
@@ -288,14 +298,34 @@ async def test_rclone_stops_with_close_and_restarts_after_dying(s3_server: S3Ser
     await connector.list_dir("")
     first = connector.daemon_pid
     assert first is not None and _alive(first)
-    os.kill(first, 9)
-    while _alive(first) and connector._daemon.running:
-        time.sleep(0.01)
+    _kill_and_wait(connector)
     assert await connector.list_dir("") == []  # started again, once
     second = connector.daemon_pid
     assert second is not None and second != first
     await connector.close()
     assert connector.daemon_pid is None and not _alive(second)
+
+
+async def test_rclone_that_keeps_dying_is_fatal(s3_server: S3Server) -> None:
+    connector = RcloneConnector(_fresh_remote(s3_server, LOCAL_REMOTE), str(s3_server.config))
+    try:
+        for _ in range(MAX_RESTARTS):
+            await connector.list_dir("")
+            _kill_and_wait(connector)
+        await connector.list_dir("")  # the last restart allowed
+        _kill_and_wait(connector)
+        with pytest.raises(Fatal, match="rclone keeps stopping"):
+            await connector.list_dir("")
+    finally:
+        await connector.close()
+
+
+def _kill_and_wait(connector: RcloneConnector) -> None:
+    pid = connector.daemon_pid
+    assert pid is not None
+    os.kill(pid, 9)
+    while connector._daemon.running:
+        time.sleep(0.01)
 
 
 @pytest.mark.slow
