@@ -1,11 +1,13 @@
 """The Add connection dialog, as DryvIQ's product page lays it out: choose the platform, name
 the connection ("Display as"), give what that platform needs; Done saves it through core.
 
-Each platform is one `PlatformForm` subclass listed in `PLATFORMS`, so an SMB share or an
-rclone remote plugs in as one more class. Procore's form signs in (a pasted code over SSH, a
-browser on this machine, or a service account), then picks the company and the project; its
-network calls run in workers of the form, so closing the dialog cancels a sign-in in progress,
-and nothing is saved before Done. The same form signs an existing Procore connection in again.
+Each platform is one `PlatformForm` subclass (tui/widgets/platform_form.py) listed in
+`PLATFORMS`; the SMB share and rclone remote forms live in tui/widgets/storage_forms.py. Done
+runs in a worker of the dialog, so trying a share or a remote leaves it live. Procore's form
+signs in (a pasted code over SSH, a browser on this machine, or a service account), then picks
+the company and the project; its network calls run in workers of the form, so closing the
+dialog cancels a sign-in in progress, and nothing is saved before Done. The same form signs an
+existing Procore connection in again.
 """
 
 from __future__ import annotations

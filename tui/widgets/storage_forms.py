@@ -26,6 +26,7 @@ from core.connections import (
 from core.connectors.base import ConnectorError
 from core.connectors.rclone import list_remotes
 from core.state import Connection
+from tui.service import AppService
 from tui.widgets.format import plain, printable
 from tui.widgets.platform_form import FieldOpenings, PlatformForm, field_error, form_row
 
@@ -38,7 +39,7 @@ NO_REMOTES = ("No remotes in {where}. Make one in a terminal with `rclone config
 class CheckedForm(PlatformForm):
     """A form whose connection is tried before it is saved (core's add_checked)."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: AppService) -> None:
         super().__init__(service)
         self._tried = ""  # describe() of the connection last tried: its errors repeat it
 
@@ -125,7 +126,7 @@ class RcloneForm(CheckedForm):
         ("#rclone-path", ("not found", " does not exist", " is a file")),
     )
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: AppService) -> None:
         super().__init__(service)
         self._read = False  # the remotes were read once (the form was shown)
 
