@@ -90,9 +90,7 @@ class SmbForm(CheckedForm):
         yield field_error("smb-username")
         yield form_row("Password", Input(password=True, id="smb-password", compact=True))
         yield field_error("smb-password")
-        yield Checkbox("Require encryption (SMB 3)",
-                       id="smb-encrypt", compact=True)
-        yield field_error("smb-encrypt")
+        yield Checkbox("Require encryption (SMB 3)", id="smb-encrypt", compact=True)
 
     def _text(self, field: str) -> str:
         return self.query_one(f"#smb-{field}", Input).value.strip()
