@@ -17,7 +17,7 @@ from textual.widgets import Input, Select
 from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Bucket
 from tests.samba import SHARE, SmbFolder
 from tests.tui.conftest import World, table_rows, text_of, wait_for
-from tests.tui.test_browser import children, open_folder
+from tests.tui.test_browser import children, highlight, open_folder
 from tests.tui.test_dialogs_fit_and_focus import assert_fits
 from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
@@ -101,6 +101,13 @@ async def test_an_smb_share_is_added_listed_with_where_it_points_and_browsed(
                                                              where]
         assert samba.password not in screen_text(app)
         assert await browse_new(app, pilot, "Drawings") == ["A-101 Floor Plan.pdf  3.9 KiB"]
+        browser = app.screen
+        assert isinstance(browser, BrowserScreen)
+        await highlight(pilot, browser, "Drawings/A-101 Floor Plan.pdf")
+        details = text_of(app, "#browse-details")
+        assert "Size       3.9 KiB (4,000 bytes)" in details
+        assert "✓ The name fits Procore" in details  # where a share's files are headed
+        assert "Id " not in details  # a file index on the server tells the user nothing
     connection = await world.state.find_connection("tower")
     assert connection is not None and connection.platform == "smb"
     assert connection.config == {"server": samba.host, "port": samba.port, "share": "docs",
