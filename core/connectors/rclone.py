@@ -168,7 +168,7 @@ class RcloneConnector:
         try:
             async with self._daemon.download(self._remote, path) as response:
                 if response.status_code == 404:
-                    raise Vanished(f"the source file is gone: {self._where(path)}")
+                    raise await self._unreadable(path)
                 if response.status_code != 200:
                     text = (await response.aread()).decode(errors="replace")
                     raise self._error(response.status_code, text, path)
@@ -432,6 +432,13 @@ class RcloneConnector:
                        path)
         with contextlib.suppress(NotFound):
             await self._rc("operations/rmdir", {"fs": self._remote, "remote": path}, path)
+
+    async def _unreadable(self, path: str) -> ConnectorError:
+        """What a 404 on reading a listed file means: Vanished only if it is really gone (a
+        file rclone lists but cannot serve must fail, never be skipped as vanished)."""
+        if await self._existing(path) is None:
+            return Vanished(f"the source file is gone: {self._where(path)}")
+        return ConnectorError(f"rclone lists this file but cannot read it: {self._where(path)}")
 
     async def _existing(self, path: str) -> Entry | None:
         try:

@@ -239,7 +239,7 @@ class RcloneDaemon:
     @contextlib.asynccontextmanager
     async def download(self, fs: str, path: str) -> AsyncIterator[httpx.Response]:
         """The response serving the object `path` of the remote `fs` (--rc-serve)."""
-        url = "/" + quote(f"[{fs}]/{path}", safe="/:")  # rclone reads it decoded
+        url = "/" + quote(_served_path(fs, path), safe="/:")  # rclone reads it decoded
         try:
             async with self.client().stream("GET", url) as response:
                 yield response
@@ -270,6 +270,25 @@ class RcloneDaemon:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _served_path(fs: str, path: str) -> str:
+    """`[fs]/path` as --rc-serve reads it. rclone takes the fs up to the first `]`, so a root
+    folder holding one ("s3:bucket/Bids [2024]") is moved out of the brackets into the path:
+    the brackets keep the root only up to the last '/' before its first `]` (a remote's name
+    cannot hold one)."""
+    cut = fs.find("]")
+    if cut < 0:
+        return f"[{fs}]/{path}"
+    colon = fs.index(":") + 1
+    slash = fs.rfind("/", colon, cut)
+    if slash < 0:  # "drive:Bids [2024]": the remote's own root
+        inside, under = fs[:colon], fs[colon:]
+    elif slash == colon:  # "local:/Bids [2024]": the filesystem's root
+        inside, under = fs[:colon + 1], fs[colon + 1:]
+    else:
+        inside, under = fs[:slash], fs[slash + 1:]
+    return f"[{inside}]/{under}/{path}"
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -442,3 +442,22 @@ def test_rclones_failures_are_classified(status: int, message: str, kind: type) 
     error = RcloneConnector("drive:Projects")._error(status, message, "a/b.pdf")
     assert type(error) is kind, error
     assert "drive" in str(error)
+
+
+@pytest.mark.parametrize("kind", [S3_REMOTE, LOCAL_REMOTE])
+async def test_files_are_read_under_a_root_with_brackets(s3_server: S3Server, kind: str) -> None:
+    """rclone's server takes the remote up to the first `]` of `[remote]/path`: a root folder
+    named "Bids [2024]" must still be read, not taken for a vanished file."""
+    remote = f"{_fresh_remote(s3_server, kind)}/Bids [2024]"
+    connector = RcloneConnector(remote, str(s3_server.config))
+    try:
+        if kind == LOCAL_REMOTE:
+            await connector.mkdir("[x] d")
+        await connector.write("[x] d/a].txt", chunks_of(b"abc"), size=3, mtime=None)
+        entry = await connector.stat("[x] d/a].txt")
+        assert b"".join([c async for c in connector.read("[x] d/a].txt", entry)]) == b"abc"
+        with pytest.raises(Vanished):
+            async for _ in connector.read("[x] d/gone.txt", entry):
+                pass
+    finally:
+        await connector.close()
