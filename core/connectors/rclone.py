@@ -307,12 +307,12 @@ class RcloneConnector:
     async def _ensure_started(self) -> Features:
         """rclone running and its remote described; started again if it died (at most
         MAX_RESTARTS times)."""
-        if self._daemon.running and self._features is not None:
+        if self._daemon.ready and self._features is not None:
             return self._features
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
-            if self._daemon.running and self._features is not None:
+            if self._daemon.ready and self._features is not None:
                 return self._features
             if self._daemon.pid is not None:  # it ran, and died
                 self._restarts += 1
@@ -327,6 +327,7 @@ class RcloneConnector:
             except BaseException:
                 self._daemon.kill()
                 raise
+            self._daemon.mark_ready()
         assert self._features is not None
         return self._features
 
@@ -363,7 +364,7 @@ class RcloneConnector:
             try:
                 status, answer = await self._daemon.call(method, params)
             except DaemonGone as exc:
-                if attempt == 2 or self._daemon.running:
+                if attempt == 2 or self._daemon.ready:
                     raise Retryable(f"rclone is not answering ({exc}): "
                                     f"{self._where(path)}") from exc
                 continue

@@ -4,6 +4,7 @@ itself; what rclone's server accepts is tried over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -459,5 +460,40 @@ async def test_files_are_read_under_a_root_with_brackets(s3_server: S3Server, ki
         with pytest.raises(Vanished):
             async for _ in connector.read("[x] d/gone.txt", entry):
                 pass
+    finally:
+        await connector.close()
+
+
+async def test_calls_while_rclone_restarts_never_reach_its_old_port(s3_server: S3Server) -> None:
+    """After rclone died, calls made while it starts again wait for the new one: none goes to
+    the old port (where another process may listen now) with the new credentials, and the
+    connector works afterwards."""
+    remote = _fresh_remote(s3_server, LOCAL_REMOTE)
+    connector = RcloneConnector(remote, str(s3_server.config))
+    received = bytearray()
+
+    async def squat(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.extend(await reader.read(65536))
+        writer.close()
+
+    async def write_later(i: int) -> Entry:
+        await asyncio.sleep(i * 0.02)  # calls keep coming while rclone starts again
+        return await connector.write(f"f{i}.txt", chunks_of(b"confidential"), size=12,
+                                     mtime=None)
+
+    try:
+        await connector.list_dir("")
+        old_port = int(connector._daemon.base_url.rsplit(":", 1)[1])
+        _kill_and_wait(connector)
+        squatter = await asyncio.start_server(squat, "127.0.0.1", old_port)
+        try:
+            results = await asyncio.gather(*(write_later(i) for i in range(20)),
+                                           return_exceptions=True)
+        finally:
+            squatter.close()
+        assert not received, bytes(received[:200])
+        assert [r for r in results if not isinstance(r, Entry | Retryable)] == []
+        written = {f"f{i}.txt" for i, r in enumerate(results) if isinstance(r, Entry)}
+        assert written and written <= {e.name for e in await connector.list_dir("")}
     finally:
         await connector.close()
