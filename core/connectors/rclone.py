@@ -20,7 +20,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -66,12 +66,16 @@ _NO_MTIME_NS = 10**18  # rclone's ModTimeNotSupported is a hundred years, in ns
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 _NOT_FOUND = re.compile(r"not found|no such file|doesn't exist|does not exist|nosuchkey|"
                         r"nosuchbucket")
+# matched against rclone's message with the remote and the paths taken out (a folder "Room
+# 401" is no failed login): backend phrases, and HTTP statuses only where a backend names one
+_HTTP_STATUS = r"(?:status code|http error|error|status):? "
 _AUTH = re.compile(r"invalidaccesskeyid|signaturedoesnotmatch|invalid_grant|unauthori[sz]ed|"
-                   r"\b401\b|token (has )?expired|couldn't fetch token|invalid_client|"
-                   r"authentication failed|unable to authenticate")
-_RETRY = re.compile(r"\b(429|500|502|503|504)\b|too many requests|rate ?limit|slow ?down|"
-                    r"service unavailable|timeout|timed out|connection reset|"
-                    r"connection refused|temporar")
+                   rf"{_HTTP_STATUS}401\b|token (has )?expired|couldn't fetch token|"
+                   r"invalid_client|authentication failed|unable to authenticate")
+_RETRY = re.compile(rf"{_HTTP_STATUS}(?:429|50[0234])\b|too many requests|rate ?limit|"
+                    r"slow ?down|service unavailable|bad gateway|internal server error|"
+                    r"timeout|timed out|connection reset|connection refused|temporar")
+_PATH_PARAMS = ("fs", "remote", "srcFs", "srcRemote", "dstFs", "dstRemote")
 
 # What a connector says before rclone answered: nothing is assumed
 _UNKNOWN = Features(mtime_precision=None, can_set_mtime=False, empty_dirs=False)
@@ -207,7 +211,7 @@ class RcloneConnector:
                 raise Retryable(f"rclone stopped while writing {self._where(path)}: "
                                 f"{self._daemon.last_message()}") from exc
             if status != 200 or answer.get("error"):
-                raise self._error(status, answer.get("error", ""), path)
+                raise self._error(status, answer.get("error", ""), path, (folder, staged))
             if not self._atomic:
                 await self._rc("operations/movefile", self._move_params(
                     join(folder, staged), path, {"IgnoreTimes": True}), path)
@@ -370,12 +374,17 @@ class RcloneConnector:
                 continue
             if status == 200 and not answer.get("error"):
                 return answer
-            raise self._error(status, str(answer.get("error", "")), path)
+            named = [params.get(key) for key in _PATH_PARAMS] + list(params.get("arg", []))
+            raise self._error(status, str(answer.get("error", "")), path,
+                              [name for name in named if isinstance(name, str)])
         raise AssertionError("unreachable")
 
-    def _error(self, status: int, message: str, path: str) -> ConnectorError:
-        """The one place rclone's failures become connector errors."""
-        text, where, said = message.lower(), self._where(path), _one_line(message)
+    def _error(self, status: int, message: str, path: str,
+               names: Iterable[str] = ()) -> ConnectorError:
+        """The one place rclone's failures become connector errors. rclone's status says
+        little (404 or 500): its words decide, once the names in them are taken out."""
+        text = self._without_names(message, [path, *names])
+        where, said = self._where(path), _one_line(message)
         if "didn't find section in config file" in text:
             config = self._config or "rclone's default config (`rclone config file`)"
             return Fatal(f"there is no remote {self._name!r} in {config}; "
@@ -395,6 +404,18 @@ class RcloneConnector:
         return ConnectorError(f"{said}: {where}")
 
     # -- helpers
+
+    def _without_names(self, message: str, names: Iterable[str]) -> str:
+        """rclone's message, lower case, without the remote, its root and the paths named
+        (each also as rclone shows it: under the root, or in full as `remote/path`)."""
+        under = self._remote.partition(":")[2]
+        texts = {self._remote, under}
+        for name in names:
+            if name:
+                texts |= {name, join(under, name), self._fs_at(name)}
+        for text in sorted(filter(None, texts), key=len, reverse=True):
+            message = message.replace(text, " ")
+        return message.lower()
 
     def _where(self, path: str) -> str:
         return f"{path!r} in {self._remote}" if path else self._remote

@@ -437,10 +437,14 @@ async def test_s3_works_where_aws_ca_bundle_is_set(s3_server: S3Server,
     (404, "object not found", NotFound),
     (500, "didn't find section in config file", Fatal),
     (500, "AccessDenied: Access Denied", ConnectorError),
+    (500, "SlowDown: Please reduce your request rate.\n\tstatus code: 503, request id: 1",
+     Retryable),
+    (500, "googleapi: Error 401: Invalid Credentials, authError", AuthExpired),
+    (500, "rmdir Projects/a/Room 401/Spec 503: directory not empty", ConnectorError),
 ])
 def test_rclones_failures_are_classified(status: int, message: str, kind: type) -> None:
     """rclone's own messages (moto cannot be made to fail these ways) map to typed errors."""
-    error = RcloneConnector("drive:Projects")._error(status, message, "a/b.pdf")
+    error = RcloneConnector("drive:Projects")._error(status, message, "a/Room 401/Spec 503")
     assert type(error) is kind, error
     assert "drive" in str(error)
 
@@ -495,5 +499,25 @@ async def test_calls_while_rclone_restarts_never_reach_its_old_port(s3_server: S
         assert [r for r in results if not isinstance(r, Entry | Retryable)] == []
         written = {f"f{i}.txt" for i, r in enumerate(results) if isinstance(r, Entry)}
         assert written and written <= {e.name for e in await connector.list_dir("")}
+    finally:
+        await connector.close()
+
+
+async def test_numbers_and_words_in_names_do_not_decide_the_error(s3_server: S3Server) -> None:
+    """rclone's message holds the paths: a folder "Room 401" under a root "Job 503" that is
+    not empty is a plain failure, not an expired login nor a busy server."""
+    remote = f"{_fresh_remote(s3_server, LOCAL_REMOTE)}/Job 503 timeout"
+    folder = Path(remote.partition(":")[2])
+    names = ("Room 401", "Spec 503", "timeout 429 not found")
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "plan.pdf").write_bytes(b"x")
+    connector = RcloneConnector(remote, str(s3_server.config))
+    try:
+        for name in names:
+            with pytest.raises(ConnectorError) as failure:
+                await connector.rmdir(name, Entry(name, True))
+            assert type(failure.value) is ConnectorError, failure.value
+            assert "not empty" in str(failure.value)
     finally:
         await connector.close()
