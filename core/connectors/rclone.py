@@ -6,7 +6,7 @@ remote. Uploads stream into operations/uploadfile. On an object store (bucket-ba
 appears only once complete, so a file is uploaded under its own name; anywhere else (local,
 SFTP, SMB, crypt over those...) it is uploaded under a temporary name in the same folder and
 then moved onto its name, so no partial file is ever visible under a real name. A temporary
-file whose writer is gone is listed as LEFTOVER_PART, as the local connector does.
+file whose writer is gone is listed as LEFTOVER_PART (parts.py).
 """
 
 from __future__ import annotations
@@ -40,16 +40,11 @@ from core.connectors.base import (
     Vanished,
 )
 
-# temporary files are named as the local connector names them (the pid tells whether the
-# writer lives), and paths are checked the same way
-from core.connectors.local import (
-    _TEMP_NAME,
-    _TEMP_PREFIX,
-    _named,
-    _segments,
-    _temp_name,
-    _writer_alive,
-)
+# paths are checked as the local connector checks them
+from core.connectors.local import _named, _segments
+
+# temporary files name their host: a remote may be written by several machines (parts.py)
+from core.connectors.parts import TEMP_PREFIX, temp_name, writer_at_work
 from core.connectors.rclone_daemon import (
     DaemonGone,
     RcloneDaemon,
@@ -149,10 +144,12 @@ class RcloneConnector:
         entries = []
         for item in answer.get("list") or []:
             name = item.get("Name", "")
-            match = _TEMP_NAME.fullmatch(name) if name.startswith(_TEMP_PREFIX) else None
-            if match and not item.get("IsDir"):
-                if not _writer_alive(int(match[1])):
-                    entries.append(Entry(name, False, skip_reason=LEFTOVER_PART))
+            writing = None
+            if name.startswith(TEMP_PREFIX) and not item.get("IsDir"):
+                writing = writer_at_work(name, _epoch(item.get("ModTime")))
+            if writing is False:
+                entries.append(Entry(name, False, skip_reason=LEFTOVER_PART))
+            if writing is not None:
                 continue  # one being written now is not content yet
             entries.append(self._entry(item))
         return entries
@@ -189,7 +186,7 @@ class RcloneConnector:
         segments = _named(path)
         features = await self._ensure_started()
         folder = "/".join(segments[:-1])
-        staged = segments[-1] if self._atomic else _temp_name()
+        staged = segments[-1] if self._atomic else temp_name()
         params = {"fs": self._remote, "remote": folder}
         if mtime is not None and features.can_set_mtime:
             params["_config"] = json.dumps({"Metadata": True,

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.connectors import parts
 from core.connectors.base import (
     LEFTOVER_PART,
     TRASH_FOLDER,
@@ -210,20 +211,26 @@ async def test_a_failed_write_leaves_nothing_under_its_name(
 
 
 async def test_a_dead_writers_temporary_file_is_a_leftover(s3_server: S3Server) -> None:
+    """Several machines may write one remote: this machine's temporary file is judged by its
+    pid, another machine's by how long nothing has changed it."""
     remote = _fresh_remote(s3_server, LOCAL_REMOTE)
     folder = Path(remote.partition(":")[2])
     dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
-    (folder / f".dryviq-{dead}-0000abcd.part").write_bytes(b"half")
-    (folder / f".dryviq-{os.getpid()}-0000abcd.part").write_bytes(b"being written")
+    ours_dead = f".dryviq-{parts.HOST}-{dead}-0000abcd.part"
+    theirs_old = ".dryviq-0badc0de-12-0000abcd.part"
+    for name in (ours_dead, f".dryviq-{parts.HOST}-{os.getpid()}-0000abcd.part",
+                 ".dryviq-0badc0de-13-0000abcd.part", theirs_old):  # theirs: any pid
+        (folder / name).write_bytes(b"half")
+    old = time.time() - parts.LEFTOVER_AGE - 60
+    os.utime(folder / theirs_old, (old, old))
     (folder / "real.txt").write_bytes(b"x")
     connector = RcloneConnector(remote, str(s3_server.config))
     try:
         entries = {entry.name: entry for entry in await connector.list_dir("")}
     finally:
         await connector.close()
-    assert set(entries) == {f".dryviq-{dead}-0000abcd.part", "real.txt"}
-    assert entries[f".dryviq-{dead}-0000abcd.part"].skip_reason == LEFTOVER_PART
-    assert entries["real.txt"].skip_reason is None
+    assert {name: entry.skip_reason for name, entry in entries.items()} == {
+        ours_dead: LEFTOVER_PART, theirs_old: LEFTOVER_PART, "real.txt": None}
 
 
 async def test_paths_never_leave_the_root(s3_server: S3Server) -> None:
