@@ -72,6 +72,9 @@ _RETRY = re.compile(rf"{_HTTP_STATUS}(?:429|50[0234])\b|too many requests|rate ?
                     r"timeout|timed out|connection reset|connection refused|temporar")
 _PATH_PARAMS = ("fs", "remote", "srcFs", "srcRemote", "dstFs", "dstRemote")
 
+# rclone encodes what a backend refuses, but not control characters, which do not survive:
+# a tab comes back as '␉' from a local disk, a newline fails on S3
+_INVALID_CHARS = "/" + "".join(map(chr, range(0x20))) + "\x7f"
 # What a connector says before rclone answered: nothing is assumed
 _UNKNOWN = Features(mtime_precision=None, can_set_mtime=False, empty_dirs=False)
 
@@ -355,7 +358,7 @@ class RcloneConnector:
             case_insensitive=bool(flags.get("CaseInsensitive")),
             empty_dirs=bool(flags.get("CanHaveEmptyDirectories", True)),
             hashes=frozenset(hashes),
-            path_rules=PathRules(invalid_chars="/\0"),  # rclone encodes what a backend refuses
+            path_rules=PathRules(invalid_chars=_INVALID_CHARS),
         )
 
     async def _rc(self, method: str, params: dict[str, Any], path: str) -> dict[str, Any]:

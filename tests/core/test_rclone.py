@@ -33,6 +33,7 @@ from core.connectors.base import (
     Vanished,
 )
 from core.connectors.rclone import MAX_RESTARTS, RcloneConnector, list_remotes
+from core.paths import fix_name
 from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Server, rclone_env
 
 MTIME = 1_600_000_000.123456  # 2020-09-13T12:26:40.123456Z
@@ -526,5 +527,24 @@ async def test_numbers_and_words_in_names_do_not_decide_the_error(s3_server: S3S
                 await connector.rmdir(name, Entry(name, True))
             assert type(failure.value) is ConnectorError, failure.value
             assert "not empty" in str(failure.value)
+    finally:
+        await connector.close()
+
+
+@pytest.mark.parametrize("kind", [S3_REMOTE, LOCAL_REMOTE])
+async def test_names_with_control_characters_are_fixed_and_round_trip(
+        s3_server: S3Server, kind: str) -> None:
+    """rclone lists a tab as '␉' and S3 refuses a newline: the connector declares them
+    invalid, so the name the engine fixes is written, listed and read back as it is."""
+    connector = RcloneConnector(_fresh_remote(s3_server, kind), str(s3_server.config))
+    try:
+        await connector.connect()
+        for name in ("tab\there.txt", "new\nline.txt", "del\x7fete.txt"):
+            fixed = fix_name(name, connector.features.path_rules)
+            assert fixed != name
+            await connector.write(fixed, chunks_of(b"x"), size=1, mtime=None)
+            assert fixed in {entry.name for entry in await connector.list_dir("")}
+            entry = await connector.stat(fixed)
+            assert b"".join([c async for c in connector.read(fixed, entry)]) == b"x"
     finally:
         await connector.close()
