@@ -100,8 +100,19 @@ def _rfc3339(mtime: float) -> str:
 
 
 def _one_line(message: str) -> str:
+    """rclone's message on one line, at most 300 characters: its start and its end, where
+    rclone says what went wrong ("...: file name too long")."""
     line = " ".join(message.split())
-    return line if len(line) <= 300 else line[:297] + "..."
+    return line if len(line) <= 300 else f"{line[:120]} ... {line[-175:]}"
+
+
+def _max_name_length(info: dict[str, Any]) -> int:
+    """A conservative limit on a name's UTF-8 bytes, by the kind of remote (rclone does not
+    say): crypt's standard name encryption turns 143 bytes into the 255 its remote takes; an
+    object store's key holds 1024 bytes; a file system or a drive takes 255."""
+    if str(info.get("String", "")).startswith("Encrypted drive"):
+        return 143
+    return 1024 if (info.get("Features") or {}).get("BucketBased") else 255
 
 
 class RcloneConnector:
@@ -358,7 +369,9 @@ class RcloneConnector:
             case_insensitive=bool(flags.get("CaseInsensitive")),
             empty_dirs=bool(flags.get("CanHaveEmptyDirectories", True)),
             hashes=frozenset(hashes),
-            path_rules=PathRules(invalid_chars=_INVALID_CHARS),
+            path_rules=PathRules(invalid_chars=_INVALID_CHARS,
+                                 max_name_length=_max_name_length(info),
+                                 name_length_in_bytes=True),
         )
 
     async def _rc(self, method: str, params: dict[str, Any], path: str) -> dict[str, Any]:
@@ -393,6 +406,8 @@ class RcloneConnector:
             return Fatal(f"{self._remote} is a file, not a folder")
         if status == 404:
             return NotFound(f"not found: {where}")
+        if "file name too long" in text:
+            return InvalidPath(f"name too long for {self._remote}: {where} ({said})")
         if _AUTH.search(text):  # before the words: "the key you provided does not exist"
             return AuthExpired(f"{self._name}: the storage refused rclone's credentials "
                                f"({said}); fix the remote with `rclone config reconnect "

@@ -548,3 +548,26 @@ async def test_names_with_control_characters_are_fixed_and_round_trip(
             assert b"".join([c async for c in connector.read(fixed, entry)]) == b"x"
     finally:
         await connector.close()
+
+
+async def test_names_too_long_for_the_remote(connector: RcloneConnector, remote: str) -> None:
+    """Each kind of remote declares how long a name may be (crypt over a local disk: about
+    143 bytes, not 255), and a longer one rclone refuses is an invalid path that says so."""
+    await connector.connect()
+    rules = connector.features.path_rules
+    longest = {S3_REMOTE: 1024, LOCAL_REMOTE: 255, CRYPT_REMOTE: 143}[remote.partition(":")[0]]
+    assert (rules.max_name_length, rules.name_length_in_bytes) == (longest, True)
+    fitting = "é" * ((longest - 4) // 2) + ".pdf"
+    await connector.write(fitting, chunks_of(b"x"), size=1, mtime=None)
+    assert [entry.name for entry in await connector.list_dir("")] == [fitting]
+    if remote.startswith(S3_REMOTE):
+        return  # moto takes longer keys than S3 does
+    with pytest.raises(InvalidPath, match="file name too long"):
+        await connector.write("a" * 252 + ".pdf", chunks_of(b"x"), size=1, mtime=None)
+    assert [entry.name for entry in await connector.list_dir("")] == [fitting]
+
+
+def test_a_long_message_keeps_its_end() -> None:
+    message = f"movefile {'a/' * 200}x.pdf: file name too long"
+    error = RcloneConnector("drive:Projects")._error(500, message, "x.pdf")
+    assert type(error) is InvalidPath and str(error).endswith("file name too long)")
