@@ -56,6 +56,9 @@ from core.state import Connection
 
 CHUNK = 1 << 20  # bytes per chunk read from a download
 MAX_RESTARTS = 3  # rclone restarted after it died, per connector, before it counts as Fatal
+# an upload reaches rclone as a stream of unknown size, which its S3 backend sends in parts of
+# its chunk_size (5 MiB unless configured), at most 10,000 of them: about 48.8 GiB
+S3_STREAMED_MAX = 5 * (1 << 20) * 10_000
 _NO_MTIME_NS = 10**18  # rclone's ModTimeNotSupported is a hundred years, in ns
 
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
@@ -362,6 +365,7 @@ class RcloneConnector:
         mtime_precision = None if precision >= _NO_MTIME_NS else max(precision, 1) / 1e9
         hashes = [] if flags.get("SlowHash") else list(info.get("Hashes") or [])
         self._atomic = bool(flags.get("BucketBased"))
+        on_s3 = str(info.get("String", "")).startswith("S3 ")  # "S3 bucket x", "S3 root"
         self._list_options = {"noMimeType": True, "showHash": bool(hashes)}
         self._features = Features(
             mtime_precision=mtime_precision,
@@ -369,6 +373,7 @@ class RcloneConnector:
             case_insensitive=bool(flags.get("CaseInsensitive")),
             empty_dirs=bool(flags.get("CanHaveEmptyDirectories", True)),
             hashes=frozenset(hashes),
+            max_file_size=S3_STREAMED_MAX if on_s3 else None,
             path_rules=PathRules(invalid_chars=_INVALID_CHARS,
                                  max_name_length=_max_name_length(info),
                                  name_length_in_bytes=True),

@@ -188,8 +188,11 @@ async def test_features_come_from_the_remote(connector: RcloneConnector, remote:
     if remote.startswith(S3_REMOTE):
         assert not features.empty_dirs  # folders exist only through the files in them
         assert "md5" in features.hashes
+        # rclone streams an upload to S3 in at most 10,000 parts of 5 MiB
+        assert features.max_file_size == 5 * (1 << 20) * 10_000
     else:
         assert features.empty_dirs
+        assert features.max_file_size is None
         assert not features.hashes  # local hashes are computed by reading: not listed
 
 
