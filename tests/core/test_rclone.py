@@ -574,3 +574,18 @@ def test_a_long_message_keeps_its_end() -> None:
     message = f"movefile {'a/' * 200}x.pdf: file name too long"
     error = RcloneConnector("drive:Projects")._error(500, message, "x.pdf")
     assert type(error) is InvalidPath and str(error).endswith("file name too long)")
+
+
+async def test_a_listed_file_rclone_cannot_serve_fails_rather_than_vanishes(
+        s3_server: S3Server) -> None:
+    """rclone 1.60 stats a local file named with a newline but its server answers 404 for it:
+    a read that fails so is an error to report, never a file skipped as vanished."""
+    connector = RcloneConnector(_fresh_remote(s3_server, LOCAL_REMOTE), str(s3_server.config))
+    try:
+        entry = await connector.write("new\nline.txt", chunks_of(b"x"), size=1, mtime=None)
+        with pytest.raises(ConnectorError, match="cannot read it") as failure:
+            async for _ in connector.read("new\nline.txt", entry):
+                pass
+        assert not isinstance(failure.value, NotFound)
+    finally:
+        await connector.close()
