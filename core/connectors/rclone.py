@@ -6,7 +6,7 @@ remote. Uploads stream into operations/uploadfile. On an object store (bucket-ba
 appears only once complete, so a file is uploaded under its own name; anywhere else (local,
 SFTP, SMB, crypt over those...) it is uploaded under a temporary name in the same folder and
 then moved onto its name, so no partial file is ever visible under a real name. A temporary
-file whose writer is gone is listed as LEFTOVER_PART, as the local connector does.
+file whose writer is gone is listed as LEFTOVER_PART (parts.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -40,16 +40,11 @@ from core.connectors.base import (
     Vanished,
 )
 
-# temporary files are named as the local connector names them (the pid tells whether the
-# writer lives), and paths are checked the same way
-from core.connectors.local import (
-    _TEMP_NAME,
-    _TEMP_PREFIX,
-    _named,
-    _segments,
-    _temp_name,
-    _writer_alive,
-)
+# paths are checked as the local connector checks them
+from core.connectors.local import _named, _segments
+
+# temporary files name their host: a remote may be written by several machines (parts.py)
+from core.connectors.parts import TEMP_PREFIX, temp_name, writer_at_work
 from core.connectors.rclone_daemon import (
     DaemonGone,
     RcloneDaemon,
@@ -61,18 +56,28 @@ from core.state import Connection
 
 CHUNK = 1 << 20  # bytes per chunk read from a download
 MAX_RESTARTS = 3  # rclone restarted after it died, per connector, before it counts as Fatal
+# an upload reaches rclone as a stream of unknown size, which its S3 backend sends in parts of
+# its chunk_size (5 MiB unless configured), at most 10,000 of them: about 48.8 GiB
+S3_STREAMED_MAX = 5 * (1 << 20) * 10_000
 _NO_MTIME_NS = 10**18  # rclone's ModTimeNotSupported is a hundred years, in ns
 
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 _NOT_FOUND = re.compile(r"not found|no such file|doesn't exist|does not exist|nosuchkey|"
                         r"nosuchbucket")
+# matched against rclone's message with the remote and the paths taken out (a folder "Room
+# 401" is no failed login): backend phrases, and HTTP statuses only where a backend names one
+_HTTP_STATUS = r"(?:status code|http error|error|status):? "
 _AUTH = re.compile(r"invalidaccesskeyid|signaturedoesnotmatch|invalid_grant|unauthori[sz]ed|"
-                   r"\b401\b|token (has )?expired|couldn't fetch token|invalid_client|"
-                   r"authentication failed|unable to authenticate")
-_RETRY = re.compile(r"\b(429|500|502|503|504)\b|too many requests|rate ?limit|slow ?down|"
-                    r"service unavailable|timeout|timed out|connection reset|"
-                    r"connection refused|temporar")
+                   rf"{_HTTP_STATUS}401\b|token (has )?expired|couldn't fetch token|"
+                   r"invalid_client|authentication failed|unable to authenticate")
+_RETRY = re.compile(rf"{_HTTP_STATUS}(?:429|50[0234])\b|too many requests|rate ?limit|"
+                    r"slow ?down|service unavailable|bad gateway|internal server error|"
+                    r"timeout|timed out|connection reset|connection refused|temporar")
+_PATH_PARAMS = ("fs", "remote", "srcFs", "srcRemote", "dstFs", "dstRemote")
 
+# rclone encodes what a backend refuses, but not control characters, which do not survive:
+# a tab comes back as '␉' from a local disk, a newline fails on S3
+_INVALID_CHARS = "/" + "".join(map(chr, range(0x20))) + "\x7f"
 # What a connector says before rclone answered: nothing is assumed
 _UNKNOWN = Features(mtime_precision=None, can_set_mtime=False, empty_dirs=False)
 
@@ -98,8 +103,19 @@ def _rfc3339(mtime: float) -> str:
 
 
 def _one_line(message: str) -> str:
+    """rclone's message on one line, at most 300 characters: its start and its end, where
+    rclone says what went wrong ("...: file name too long")."""
     line = " ".join(message.split())
-    return line if len(line) <= 300 else line[:297] + "..."
+    return line if len(line) <= 300 else f"{line[:120]} ... {line[-175:]}"
+
+
+def _max_name_length(info: dict[str, Any]) -> int:
+    """A conservative limit on a name's UTF-8 bytes, by the kind of remote (rclone does not
+    say): crypt's standard name encryption turns 143 bytes into the 255 its remote takes; an
+    object store's key holds 1024 bytes; a file system or a drive takes 255."""
+    if str(info.get("String", "")).startswith("Encrypted drive"):
+        return 143
+    return 1024 if (info.get("Features") or {}).get("BucketBased") else 255
 
 
 class RcloneConnector:
@@ -145,10 +161,12 @@ class RcloneConnector:
         entries = []
         for item in answer.get("list") or []:
             name = item.get("Name", "")
-            match = _TEMP_NAME.fullmatch(name) if name.startswith(_TEMP_PREFIX) else None
-            if match and not item.get("IsDir"):
-                if not _writer_alive(int(match[1])):
-                    entries.append(Entry(name, False, skip_reason=LEFTOVER_PART))
+            writing = None
+            if name.startswith(TEMP_PREFIX) and not item.get("IsDir"):
+                writing = writer_at_work(name, _epoch(item.get("ModTime")))
+            if writing is False:
+                entries.append(Entry(name, False, skip_reason=LEFTOVER_PART))
+            if writing is not None:
                 continue  # one being written now is not content yet
             entries.append(self._entry(item))
         return entries
@@ -168,7 +186,7 @@ class RcloneConnector:
         try:
             async with self._daemon.download(self._remote, path) as response:
                 if response.status_code == 404:
-                    raise Vanished(f"the source file is gone: {self._where(path)}")
+                    raise await self._unreadable(path)
                 if response.status_code != 200:
                     text = (await response.aread()).decode(errors="replace")
                     raise self._error(response.status_code, text, path)
@@ -185,7 +203,7 @@ class RcloneConnector:
         segments = _named(path)
         features = await self._ensure_started()
         folder = "/".join(segments[:-1])
-        staged = segments[-1] if self._atomic else _temp_name()
+        staged = segments[-1] if self._atomic else temp_name()
         params = {"fs": self._remote, "remote": folder}
         if mtime is not None and features.can_set_mtime:
             params["_config"] = json.dumps({"Metadata": True,
@@ -207,7 +225,7 @@ class RcloneConnector:
                 raise Retryable(f"rclone stopped while writing {self._where(path)}: "
                                 f"{self._daemon.last_message()}") from exc
             if status != 200 or answer.get("error"):
-                raise self._error(status, answer.get("error", ""), path)
+                raise self._error(status, answer.get("error", ""), path, (folder, staged))
             if not self._atomic:
                 await self._rc("operations/movefile", self._move_params(
                     join(folder, staged), path, {"IgnoreTimes": True}), path)
@@ -307,12 +325,12 @@ class RcloneConnector:
     async def _ensure_started(self) -> Features:
         """rclone running and its remote described; started again if it died (at most
         MAX_RESTARTS times)."""
-        if self._daemon.running and self._features is not None:
+        if self._daemon.ready and self._features is not None:
             return self._features
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
-            if self._daemon.running and self._features is not None:
+            if self._daemon.ready and self._features is not None:
                 return self._features
             if self._daemon.pid is not None:  # it ran, and died
                 self._restarts += 1
@@ -327,6 +345,7 @@ class RcloneConnector:
             except BaseException:
                 self._daemon.kill()
                 raise
+            self._daemon.mark_ready()
         assert self._features is not None
         return self._features
 
@@ -346,6 +365,7 @@ class RcloneConnector:
         mtime_precision = None if precision >= _NO_MTIME_NS else max(precision, 1) / 1e9
         hashes = [] if flags.get("SlowHash") else list(info.get("Hashes") or [])
         self._atomic = bool(flags.get("BucketBased"))
+        on_s3 = str(info.get("String", "")).startswith("S3 ")  # "S3 bucket x", "S3 root"
         self._list_options = {"noMimeType": True, "showHash": bool(hashes)}
         self._features = Features(
             mtime_precision=mtime_precision,
@@ -353,7 +373,10 @@ class RcloneConnector:
             case_insensitive=bool(flags.get("CaseInsensitive")),
             empty_dirs=bool(flags.get("CanHaveEmptyDirectories", True)),
             hashes=frozenset(hashes),
-            path_rules=PathRules(invalid_chars="/\0"),  # rclone encodes what a backend refuses
+            max_file_size=S3_STREAMED_MAX if on_s3 else None,
+            path_rules=PathRules(invalid_chars=_INVALID_CHARS,
+                                 max_name_length=_max_name_length(info),
+                                 name_length_in_bytes=True),
         )
 
     async def _rc(self, method: str, params: dict[str, Any], path: str) -> dict[str, Any]:
@@ -363,18 +386,23 @@ class RcloneConnector:
             try:
                 status, answer = await self._daemon.call(method, params)
             except DaemonGone as exc:
-                if attempt == 2 or self._daemon.running:
+                if attempt == 2 or self._daemon.ready:
                     raise Retryable(f"rclone is not answering ({exc}): "
                                     f"{self._where(path)}") from exc
                 continue
             if status == 200 and not answer.get("error"):
                 return answer
-            raise self._error(status, str(answer.get("error", "")), path)
+            named = [params.get(key) for key in _PATH_PARAMS] + list(params.get("arg", []))
+            raise self._error(status, str(answer.get("error", "")), path,
+                              [name for name in named if isinstance(name, str)])
         raise AssertionError("unreachable")
 
-    def _error(self, status: int, message: str, path: str) -> ConnectorError:
-        """The one place rclone's failures become connector errors."""
-        text, where, said = message.lower(), self._where(path), _one_line(message)
+    def _error(self, status: int, message: str, path: str,
+               names: Iterable[str] = ()) -> ConnectorError:
+        """The one place rclone's failures become connector errors. rclone's status says
+        little (404 or 500): its words decide, once the names in them are taken out."""
+        text = self._without_names(message, [path, *names])
+        where, said = self._where(path), _one_line(message)
         if "didn't find section in config file" in text:
             config = self._config or "rclone's default config (`rclone config file`)"
             return Fatal(f"there is no remote {self._name!r} in {config}; "
@@ -383,6 +411,8 @@ class RcloneConnector:
             return Fatal(f"{self._remote} is a file, not a folder")
         if status == 404:
             return NotFound(f"not found: {where}")
+        if "file name too long" in text:
+            return InvalidPath(f"name too long for {self._remote}: {where} ({said})")
         if _AUTH.search(text):  # before the words: "the key you provided does not exist"
             return AuthExpired(f"{self._name}: the storage refused rclone's credentials "
                                f"({said}); fix the remote with `rclone config reconnect "
@@ -394,6 +424,18 @@ class RcloneConnector:
         return ConnectorError(f"{said}: {where}")
 
     # -- helpers
+
+    def _without_names(self, message: str, names: Iterable[str]) -> str:
+        """rclone's message, lower case, without the remote, its root and the paths named
+        (each also as rclone shows it: under the root, or in full as `remote/path`)."""
+        under = self._remote.partition(":")[2]
+        texts = {self._remote, under}
+        for name in names:
+            if name:
+                texts |= {name, join(under, name), self._fs_at(name)}
+        for text in sorted(filter(None, texts), key=len, reverse=True):
+            message = message.replace(text, " ")
+        return message.lower()
 
     def _where(self, path: str) -> str:
         return f"{path!r} in {self._remote}" if path else self._remote
@@ -432,6 +474,13 @@ class RcloneConnector:
                        path)
         with contextlib.suppress(NotFound):
             await self._rc("operations/rmdir", {"fs": self._remote, "remote": path}, path)
+
+    async def _unreadable(self, path: str) -> ConnectorError:
+        """What a 404 on reading a listed file means: Vanished only if it is really gone (a
+        file rclone lists but cannot serve must fail, never be skipped as vanished)."""
+        if await self._existing(path) is None:
+            return Vanished(f"the source file is gone: {self._where(path)}")
+        return ConnectorError(f"rclone lists this file but cannot read it: {self._where(path)}")
 
     async def _existing(self, path: str) -> Entry | None:
         try:

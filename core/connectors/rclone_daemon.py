@@ -124,6 +124,7 @@ class RcloneDaemon:
         self._auth = ("", "")
         self.base_url = ""
         self._client: httpx.AsyncClient | None = None
+        self._ready = False  # set by `mark_ready` once the starter has checked it serves
 
     @property
     def pid(self) -> int | None:
@@ -133,9 +134,19 @@ class RcloneDaemon:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def ready(self) -> bool:
+        """Started, checked, and still running: calls may go to `base_url`."""
+        return self._ready and self.running
+
+    def mark_ready(self) -> None:
+        """The process `spawn` started serves, and its remote works: calls may go to it."""
+        self._ready = True
+
     def spawn(self) -> None:
         """Start rclone (cheap: a fork and exec, done in the caller's thread, whose end
         ends rclone); `wait_ready` then waits until it serves."""
+        self._forget()
         binary = rclone_binary()
         if self._config and not os.path.isfile(self._config):
             raise Fatal(f"rclone config {self._config}: no such file")
@@ -180,12 +191,24 @@ class RcloneDaemon:
             time.sleep(0.01)
 
     def client(self) -> httpx.AsyncClient:
+        """The client of the rclone that is ready; DaemonGone while there is none (a call
+        to a port of an rclone that died could reach whatever listens there now, with our
+        credentials)."""
+        if not self.ready:
+            raise DaemonGone("rclone is not serving (starting or stopped)")
         if self._client is None:
             self._client = httpx.AsyncClient(
                 base_url=self.base_url, auth=self._auth,
                 timeout=httpx.Timeout(None, connect=30.0),  # rclone times out what it calls
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
         return self._client
+
+    def _forget(self) -> None:
+        """No calls to the current process from now on (its client, if any, is closed by
+        `stop`; `spawn` runs after `stop` or before any client)."""
+        self._ready = False
+        self.base_url = ""
+        self._client = None
 
     def last_message(self) -> str:
         return _last_line(self._log) if self._log is not None else "not started"
@@ -239,7 +262,7 @@ class RcloneDaemon:
     @contextlib.asynccontextmanager
     async def download(self, fs: str, path: str) -> AsyncIterator[httpx.Response]:
         """The response serving the object `path` of the remote `fs` (--rc-serve)."""
-        url = "/" + quote(f"[{fs}]/{path}", safe="/:")  # rclone reads it decoded
+        url = "/" + quote(_served_path(fs, path), safe="/:")  # rclone reads it decoded
         try:
             async with self.client().stream("GET", url) as response:
                 yield response
@@ -249,6 +272,7 @@ class RcloneDaemon:
     def kill(self) -> None:
         """End a start that failed; the process is forgotten, so the next call starts anew
         (a process that died by itself is remembered: the connector counts its restarts)."""
+        self._forget()
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.kill()
@@ -256,7 +280,8 @@ class RcloneDaemon:
 
     async def stop(self) -> None:
         """Ask rclone to exit (SIGTERM), kill it if it does not; release everything."""
-        client, self._client = self._client, None
+        client = self._client
+        self._forget()
         if client is not None:
             await client.aclose()
         process, self._process = self._process, None
@@ -270,6 +295,25 @@ class RcloneDaemon:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _served_path(fs: str, path: str) -> str:
+    """`[fs]/path` as --rc-serve reads it. rclone takes the fs up to the first `]`, so a root
+    folder holding one ("s3:bucket/Bids [2024]") is moved out of the brackets into the path:
+    the brackets keep the root only up to the last '/' before its first `]` (a remote's name
+    cannot hold one)."""
+    cut = fs.find("]")
+    if cut < 0:
+        return f"[{fs}]/{path}"
+    colon = fs.index(":") + 1
+    slash = fs.rfind("/", colon, cut)
+    if slash < 0:  # "drive:Bids [2024]": the remote's own root
+        inside, under = fs[:colon], fs[colon:]
+    elif slash == colon:  # "local:/Bids [2024]": the filesystem's root
+        inside, under = fs[:colon + 1], fs[colon + 1:]
+    else:
+        inside, under = fs[:slash], fs[slash + 1:]
+    return f"[{inside}]/{under}/{path}"
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

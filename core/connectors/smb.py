@@ -18,12 +18,10 @@ import asyncio
 import contextlib
 import datetime
 import errno
-import hashlib
 import itertools
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -63,7 +61,7 @@ from core.connectors.base import (
     PathRules,
     Retryable,
 )
-from core.connectors.local import _writer_alive
+from core.connectors.parts import TEMP_PREFIX, temp_name, writer_at_work
 from core.paths import name_problems, segment_problem
 from core.state import Connection
 
@@ -98,15 +96,6 @@ SMB_RULES = PathRules(
 # would reach another folder, ':' a named stream, '*' and '?' are patterns
 _NEVER = re.compile(f"[{re.escape(SMB_RULES.invalid_chars)}]")
 
-# Temporary files: ".dryviq-<host>-<pid>-<8 hex>.part", the host a hash of this machine's id
-_TEMP_PREFIX = ".dryviq-"
-_TEMP_NAME = re.compile(r"\.dryviq-([0-9a-f]{8})-(\d{1,7})-[0-9a-f]{8}\.part")
-_temp_tokens = itertools.count(int.from_bytes(os.urandom(4)))
-# A temporary file of another machine's writer is taken for a leftover once nothing has
-# touched it for this long (its pid means nothing here): a writer at work sends a chunk every
-# second or so, and one that has sent nothing for an hour is gone or will fail anyway.
-LEFTOVER_AGE = 3600  # seconds
-
 _EPOCH_FILETIME = 116_444_736_000_000_000  # 1970 in 100 ns since 1601
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
@@ -131,23 +120,6 @@ _DROPPED = {0xC0000203, 0xC00000C9, 0xC000035C, 0xC000020C}
 
 T = TypeVar("T")
 log = logging.getLogger("dryviq.smb")
-
-
-def _host_id() -> str:
-    """This machine, in 8 hex digits: whose writers a temporary file's pid belongs to."""
-    try:
-        with open("/etc/machine-id", "rb") as file:
-            machine = file.read().strip()
-    except OSError:
-        machine = b""
-    return hashlib.sha256(machine + socket.gethostname().encode()).hexdigest()[:8]
-
-
-_HOST = _host_id()
-
-
-def _temp_name() -> str:
-    return f"{_TEMP_PREFIX}{_HOST}-{os.getpid()}-{next(_temp_tokens) & 0xFFFFFFFF:08x}.part"
 
 
 def _time_field(field: Any) -> float:
@@ -347,26 +319,20 @@ class SmbConnector:
                 if name in (".", ".."):
                     continue
                 mtime = _time_field(info["last_write_time"])
-                if name.startswith(_TEMP_PREFIX):
-                    match = _TEMP_NAME.fullmatch(name)
-                    if match and self._writing(match, mtime, _time_field(info["change_time"])):
+                if name.startswith(TEMP_PREFIX):
+                    # the last write or change (setting its mtime, just before it is
+                    # published, is one)
+                    writing = writer_at_work(
+                        name, max(mtime, _time_field(info["change_time"])))
+                    if writing:
                         continue  # being written right now: not content yet
-                    if match:
+                    if writing is not None:
                         entries.append(Entry(name, False, skip_reason=LEFTOVER_PART))
                         continue
                 entries.append(self._entry(name, info["file_attributes"].get_value(),
                                            info["end_of_file"].get_value(), mtime,
                                            info["file_id"].get_value()))
         return entries
-
-    @staticmethod
-    def _writing(match: re.Match[str], mtime: float, changed: float) -> bool:
-        """Whether a temporary file's writer may still be at work. On this machine the pid
-        says; another machine's writer is judged by the file's age (LEFTOVER_AGE), the last
-        write or change to it (setting its mtime, just before it is published, is one)."""
-        if match[1] == _HOST:
-            return _writer_alive(int(match[2]))
-        return time.time() - max(mtime, changed) < LEFTOVER_AGE
 
     @staticmethod
     def _entry(name: str, attributes: int, size: int, mtime: float, file_id: int) -> Entry:
@@ -407,7 +373,7 @@ class SmbConnector:
         """The temporary file beside `segments`, not yet open; in `opened` from now on, so it
         is deleted if the write fails."""
         raw = SMBRawIO(
-            self._unc([*segments[:-1], _temp_name()]), mode="xb", share_access="rwd",
+            self._unc([*segments[:-1], temp_name()]), mode="xb", share_access="rwd",
             desired_access=(FilePipePrinterAccessMask.FILE_WRITE_DATA
                             | FilePipePrinterAccessMask.FILE_WRITE_ATTRIBUTES
                             | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES

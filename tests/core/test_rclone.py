@@ -4,6 +4,7 @@ itself; what rclone's server accepts is tried over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.connectors import parts
 from core.connectors.base import (
     LEFTOVER_PART,
     TRASH_FOLDER,
@@ -31,6 +33,7 @@ from core.connectors.base import (
     Vanished,
 )
 from core.connectors.rclone import MAX_RESTARTS, RcloneConnector, list_remotes
+from core.paths import fix_name
 from tests.s3 import CRYPT_REMOTE, LOCAL_REMOTE, S3_REMOTE, S3Server, rclone_env
 
 MTIME = 1_600_000_000.123456  # 2020-09-13T12:26:40.123456Z
@@ -185,8 +188,11 @@ async def test_features_come_from_the_remote(connector: RcloneConnector, remote:
     if remote.startswith(S3_REMOTE):
         assert not features.empty_dirs  # folders exist only through the files in them
         assert "md5" in features.hashes
+        # rclone streams an upload to S3 in at most 10,000 parts of 5 MiB
+        assert features.max_file_size == 5 * (1 << 20) * 10_000
     else:
         assert features.empty_dirs
+        assert features.max_file_size is None
         assert not features.hashes  # local hashes are computed by reading: not listed
 
 
@@ -209,20 +215,26 @@ async def test_a_failed_write_leaves_nothing_under_its_name(
 
 
 async def test_a_dead_writers_temporary_file_is_a_leftover(s3_server: S3Server) -> None:
+    """Several machines may write one remote: this machine's temporary file is judged by its
+    pid, another machine's by how long nothing has changed it."""
     remote = _fresh_remote(s3_server, LOCAL_REMOTE)
     folder = Path(remote.partition(":")[2])
     dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
-    (folder / f".dryviq-{dead}-0000abcd.part").write_bytes(b"half")
-    (folder / f".dryviq-{os.getpid()}-0000abcd.part").write_bytes(b"being written")
+    ours_dead = f".dryviq-{parts.HOST}-{dead}-0000abcd.part"
+    theirs_old = ".dryviq-0badc0de-12-0000abcd.part"
+    for name in (ours_dead, f".dryviq-{parts.HOST}-{os.getpid()}-0000abcd.part",
+                 ".dryviq-0badc0de-13-0000abcd.part", theirs_old):  # theirs: any pid
+        (folder / name).write_bytes(b"half")
+    old = time.time() - parts.LEFTOVER_AGE - 60
+    os.utime(folder / theirs_old, (old, old))
     (folder / "real.txt").write_bytes(b"x")
     connector = RcloneConnector(remote, str(s3_server.config))
     try:
         entries = {entry.name: entry for entry in await connector.list_dir("")}
     finally:
         await connector.close()
-    assert set(entries) == {f".dryviq-{dead}-0000abcd.part", "real.txt"}
-    assert entries[f".dryviq-{dead}-0000abcd.part"].skip_reason == LEFTOVER_PART
-    assert entries["real.txt"].skip_reason is None
+    assert {name: entry.skip_reason for name, entry in entries.items()} == {
+        ours_dead: LEFTOVER_PART, theirs_old: LEFTOVER_PART, "real.txt": None}
 
 
 async def test_paths_never_leave_the_root(s3_server: S3Server) -> None:
@@ -436,9 +448,144 @@ async def test_s3_works_where_aws_ca_bundle_is_set(s3_server: S3Server,
     (404, "object not found", NotFound),
     (500, "didn't find section in config file", Fatal),
     (500, "AccessDenied: Access Denied", ConnectorError),
+    (500, "SlowDown: Please reduce your request rate.\n\tstatus code: 503, request id: 1",
+     Retryable),
+    (500, "googleapi: Error 401: Invalid Credentials, authError", AuthExpired),
+    (500, "rmdir Projects/a/Room 401/Spec 503: directory not empty", ConnectorError),
 ])
 def test_rclones_failures_are_classified(status: int, message: str, kind: type) -> None:
     """rclone's own messages (moto cannot be made to fail these ways) map to typed errors."""
-    error = RcloneConnector("drive:Projects")._error(status, message, "a/b.pdf")
+    error = RcloneConnector("drive:Projects")._error(status, message, "a/Room 401/Spec 503")
     assert type(error) is kind, error
     assert "drive" in str(error)
+
+
+@pytest.mark.parametrize("kind", [S3_REMOTE, LOCAL_REMOTE])
+async def test_files_are_read_under_a_root_with_brackets(s3_server: S3Server, kind: str) -> None:
+    """rclone's server takes the remote up to the first `]` of `[remote]/path`: a root folder
+    named "Bids [2024]" must still be read, not taken for a vanished file."""
+    remote = f"{_fresh_remote(s3_server, kind)}/Bids [2024]"
+    connector = RcloneConnector(remote, str(s3_server.config))
+    try:
+        if kind == LOCAL_REMOTE:
+            await connector.mkdir("[x] d")
+        await connector.write("[x] d/a].txt", chunks_of(b"abc"), size=3, mtime=None)
+        entry = await connector.stat("[x] d/a].txt")
+        assert b"".join([c async for c in connector.read("[x] d/a].txt", entry)]) == b"abc"
+        with pytest.raises(Vanished):
+            async for _ in connector.read("[x] d/gone.txt", entry):
+                pass
+    finally:
+        await connector.close()
+
+
+async def test_calls_while_rclone_restarts_never_reach_its_old_port(s3_server: S3Server) -> None:
+    """After rclone died, calls made while it starts again wait for the new one: none goes to
+    the old port (where another process may listen now) with the new credentials, and the
+    connector works afterwards."""
+    remote = _fresh_remote(s3_server, LOCAL_REMOTE)
+    connector = RcloneConnector(remote, str(s3_server.config))
+    received = bytearray()
+
+    async def squat(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.extend(await reader.read(65536))
+        writer.close()
+
+    async def write_later(i: int) -> Entry:
+        await asyncio.sleep(i * 0.02)  # calls keep coming while rclone starts again
+        return await connector.write(f"f{i}.txt", chunks_of(b"confidential"), size=12,
+                                     mtime=None)
+
+    try:
+        await connector.list_dir("")
+        old_port = int(connector._daemon.base_url.rsplit(":", 1)[1])
+        _kill_and_wait(connector)
+        squatter = await asyncio.start_server(squat, "127.0.0.1", old_port)
+        try:
+            results = await asyncio.gather(*(write_later(i) for i in range(20)),
+                                           return_exceptions=True)
+        finally:
+            squatter.close()
+        assert not received, bytes(received[:200])
+        assert [r for r in results if not isinstance(r, Entry | Retryable)] == []
+        written = {f"f{i}.txt" for i, r in enumerate(results) if isinstance(r, Entry)}
+        assert written and written <= {e.name for e in await connector.list_dir("")}
+    finally:
+        await connector.close()
+
+
+async def test_numbers_and_words_in_names_do_not_decide_the_error(s3_server: S3Server) -> None:
+    """rclone's message holds the paths: a folder "Room 401" under a root "Job 503" that is
+    not empty is a plain failure, not an expired login nor a busy server."""
+    remote = f"{_fresh_remote(s3_server, LOCAL_REMOTE)}/Job 503 timeout"
+    folder = Path(remote.partition(":")[2])
+    names = ("Room 401", "Spec 503", "timeout 429 not found")
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "plan.pdf").write_bytes(b"x")
+    connector = RcloneConnector(remote, str(s3_server.config))
+    try:
+        for name in names:
+            with pytest.raises(ConnectorError) as failure:
+                await connector.rmdir(name, Entry(name, True))
+            assert type(failure.value) is ConnectorError, failure.value
+            assert "not empty" in str(failure.value)
+    finally:
+        await connector.close()
+
+
+@pytest.mark.parametrize("kind", [S3_REMOTE, LOCAL_REMOTE])
+async def test_names_with_control_characters_are_fixed_and_round_trip(
+        s3_server: S3Server, kind: str) -> None:
+    """rclone lists a tab as '␉' and S3 refuses a newline: the connector declares them
+    invalid, so the name the engine fixes is written, listed and read back as it is."""
+    connector = RcloneConnector(_fresh_remote(s3_server, kind), str(s3_server.config))
+    try:
+        await connector.connect()
+        for name in ("tab\there.txt", "new\nline.txt", "del\x7fete.txt"):
+            fixed = fix_name(name, connector.features.path_rules)
+            assert fixed != name
+            await connector.write(fixed, chunks_of(b"x"), size=1, mtime=None)
+            assert fixed in {entry.name for entry in await connector.list_dir("")}
+            entry = await connector.stat(fixed)
+            assert b"".join([c async for c in connector.read(fixed, entry)]) == b"x"
+    finally:
+        await connector.close()
+
+
+async def test_names_too_long_for_the_remote(connector: RcloneConnector, remote: str) -> None:
+    """Each kind of remote declares how long a name may be (crypt over a local disk: about
+    143 bytes, not 255), and a longer one rclone refuses is an invalid path that says so."""
+    await connector.connect()
+    rules = connector.features.path_rules
+    longest = {S3_REMOTE: 1024, LOCAL_REMOTE: 255, CRYPT_REMOTE: 143}[remote.partition(":")[0]]
+    assert (rules.max_name_length, rules.name_length_in_bytes) == (longest, True)
+    fitting = "é" * ((longest - 4) // 2) + ".pdf"
+    await connector.write(fitting, chunks_of(b"x"), size=1, mtime=None)
+    assert [entry.name for entry in await connector.list_dir("")] == [fitting]
+    if remote.startswith(S3_REMOTE):
+        return  # moto takes longer keys than S3 does
+    with pytest.raises(InvalidPath, match="file name too long"):
+        await connector.write("a" * 252 + ".pdf", chunks_of(b"x"), size=1, mtime=None)
+    assert [entry.name for entry in await connector.list_dir("")] == [fitting]
+
+
+def test_a_long_message_keeps_its_end() -> None:
+    message = f"movefile {'a/' * 200}x.pdf: file name too long"
+    error = RcloneConnector("drive:Projects")._error(500, message, "x.pdf")
+    assert type(error) is InvalidPath and str(error).endswith("file name too long)")
+
+
+async def test_a_listed_file_rclone_cannot_serve_fails_rather_than_vanishes(
+        s3_server: S3Server) -> None:
+    """rclone 1.60 stats a local file named with a newline but its server answers 404 for it:
+    a read that fails so is an error to report, never a file skipped as vanished."""
+    connector = RcloneConnector(_fresh_remote(s3_server, LOCAL_REMOTE), str(s3_server.config))
+    try:
+        entry = await connector.write("new\nline.txt", chunks_of(b"x"), size=1, mtime=None)
+        with pytest.raises(ConnectorError, match="cannot read it") as failure:
+            async for _ in connector.read("new\nline.txt", entry):
+                pass
+        assert not isinstance(failure.value, NotFound)
+    finally:
+        await connector.close()

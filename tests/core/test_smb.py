@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from core.connectors import smb as smb_module
+from core.connectors import parts
 from core.connectors.base import (
     LEFTOVER_PART,
     TRASH_FOLDER,
@@ -217,15 +217,15 @@ def _temp(folder: SmbFolder, host: str, pid: int) -> str:
 async def test_leftover_temporary_files_are_listed_as_such(
         smb: SmbConnector, smb_folder: SmbFolder, monkeypatch: pytest.MonkeyPatch) -> None:
     # a pid beyond pid_max: no such process on this machine
-    dead = _temp(smb_folder, smb_module._HOST, 4_000_000)
-    _temp(smb_folder, smb_module._HOST, os.getpid())  # ours, being written
+    dead = _temp(smb_folder, parts.HOST, 4_000_000)
+    _temp(smb_folder, parts.HOST, os.getpid())  # ours, being written
     other = _temp(smb_folder, "0badc0de", 12)  # another machine's, touched just now
     listed = {e.name: e.skip_reason for e in await smb.list_dir("")}
     assert listed == {dead: LEFTOVER_PART}
     await smb.remove(dead, Entry(dead, False))
     assert len(os.listdir(smb_folder.local)) == 2
     # another machine's writer is judged by the age of its file's last change
-    monkeypatch.setattr(smb_module, "LEFTOVER_AGE", 0)
+    monkeypatch.setattr(parts, "LEFTOVER_AGE", 0)
     listed = {e.name: e.skip_reason for e in await smb.list_dir("")}
     assert listed == {other: LEFTOVER_PART}
 
