@@ -526,10 +526,18 @@ class SmbConnector:
                 raise
 
     def _disconnect(self) -> None:
-        with self._session_lock, contextlib.suppress(SMBException, OSError, ValueError):
-            smbclient.delete_session(self._server, port=self._port,
-                                     connection_cache=self._cache)
-        self._cache.clear()
+        """Log off and close the connection. A server may refuse the logoff (Samba does after
+        a refusal on a read-only share): the connection is closed all the same, or it and its
+        receiving thread would outlive the connector."""
+        with self._session_lock:
+            connections = list(self._cache.values())
+            with contextlib.suppress(SMBException, OSError, ValueError):
+                smbclient.delete_session(self._server, port=self._port,
+                                         connection_cache=self._cache)
+            for connection in connections:  # a no-op on one the logoff closed
+                with contextlib.suppress(SMBException, OSError, ValueError):
+                    connection.disconnect(close=False)
+            self._cache.clear()
 
     def _call(self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
               once: bool) -> T:

@@ -4,6 +4,7 @@ share's disk or with Samba's own smbclient, its naming rules, and its failures."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -297,6 +298,34 @@ async def test_access_denied_on_a_read_only_share(samba: SambaServer) -> None:
     finally:
         await readonly.close()
     assert os.listdir(samba.readonly_root) == []
+
+
+def connections_to(samba: SambaServer) -> int:
+    """How many TCP connections this process has established to the Samba server."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor
+            ours.add(os.readlink(f"/proc/self/fd/{fd}").removeprefix("socket:["))
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[3] == "01" and int(row[2].split(":")[1], 16) == samba.port
+               and f"{row[9]}]" in ours)
+
+
+@pytest.mark.parametrize("step", ["list", "write", "mkdir"])
+async def test_close_ends_the_connection_even_when_logoff_is_refused(
+        samba: SambaServer, step: str) -> None:
+    """After a refusal on the read-only share Samba refuses the logoff too; close() still ends
+    the connection (and smbprotocol's thread that receives on it)."""
+    readonly = connector(samba, share=READ_ONLY_SHARE)
+    before = connections_to(samba)
+    refused = {"list": lambda: readonly.list_dir(""), "mkdir": lambda: readonly.mkdir("new"),
+               "write": lambda: readonly.write("new.txt", chunks_of(b"x"), size=1, mtime=None)}
+    with pytest.raises(ConnectorError, match="access denied"):
+        await refused[step]()
+    assert connections_to(samba) == before + 1
+    await readonly.close()
+    assert connections_to(samba) == before
 
 
 async def test_closed_port(samba: SambaServer) -> None:
