@@ -219,6 +219,7 @@ class SmbConnector:
         self._share_unc = rf"\\{server}\{share}"
         self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
         self._session_lock = threading.Lock()  # one thread makes the connection and session
+        self._closed = False  # close() was called, and no call since: cleanups do nothing
         self._calls_in_flight = calls_in_flight
         self._pool = self._threads()
         self._kwargs: dict[str, Any] = {
@@ -249,14 +250,15 @@ class SmbConnector:
         try:
             await self._run(path, self._open_reading, segments, opened)
             while True:
-                data = await self._run(path, self._read_chunk, opened[0], once=True)
+                data = await self._run(path, self._read_chunk, opened[0], once=True,
+                                       connect=False)
                 if data:
                     yield data
                 if len(data) < CHUNK:
                     return
         finally:
             if opened:
-                await self._run(path, self._close_quietly, opened[0])
+                await self._tidy(self._close_quietly, opened[0])
 
     async def write(
         self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
@@ -282,7 +284,7 @@ class SmbConnector:
                                    mtime, once=True)
         except BaseException:
             if opened:
-                await asyncio.shield(self._run(path, self._discard, opened[0], once=True))
+                await self._tidy(self._discard, opened[0])
             raise
 
     async def mkdir(self, path: str) -> Entry:
@@ -315,8 +317,9 @@ class SmbConnector:
                                _new_segments(new_path))
 
     async def close(self) -> None:
-        """Log off and close the connection; the threads end once their calls do. A later
-        call connects again, in new threads."""
+        """Log off and close the connection; the threads end once their calls do. Handles
+        still open are not closed again, but a later call connects again, in new threads."""
+        self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._pool, self._disconnect)
         self._pool.shutdown(wait=False)
         self._pool = self._threads()
@@ -467,12 +470,13 @@ class SmbConnector:
 
     def _discard(self, raw: SMBRawIO) -> None:
         """Delete a temporary file that will not be published; best effort, since it runs
-        while another error propagates (a leftover is cleaned up by a later run)."""
-        name = raw.name
+        while another error propagates (a leftover is cleaned up by a later run). After a
+        dropped connection it is deleted on a new one."""
         if not raw.closed:
             self._close_quietly(raw)
-        with contextlib.suppress(SMBException, OSError, ValueError):
-            smbclient.remove(name, **self._kwargs)
+        with contextlib.suppress(SMBException, OSError, ValueError, ConnectorError):
+            self._connect()
+            smbclient.remove(raw.name, **self._kwargs)
 
     def _smb(self, func: Callable[..., T], segments: list[str], **kwargs: Any) -> T:
         """One of smbclient's path functions on `segments`, on this connector's connection."""
@@ -540,26 +544,29 @@ class SmbConnector:
             self._cache.clear()
 
     def _call(self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
-              once: bool) -> T:
-        """Run one call in a worker thread; after a dropped connection, once more on a new
-        one (not `once` calls, which hold an open file the old connection took with it)."""
+              once: bool, connect: bool) -> T:
+        """Run one call in a worker thread, connecting first unless it only uses a handle
+        already open; after a dropped connection, once more on a new one (not `once` calls,
+        which hold an open file the old connection took with it, nor after close())."""
         for attempt in range(1 if once else 2):
             try:
-                self._connect()
+                if connect:
+                    self._closed = False
+                    self._connect()
                 return func(*args, **kwargs)
             except (SMBException, OSError) as err:
-                if not _dropped(err) or attempt or once:
+                if not _dropped(err) or attempt or once or self._closed:
                     raise
                 log.info("connection to %s dropped; connecting again", self._where(""))
                 self._disconnect()
         raise AssertionError("unreachable")
 
     async def _run(self, path: str, func: Callable[..., T], *args: Any, once: bool = False,
-                   **kwargs: Any) -> T:
+                   connect: bool = True, **kwargs: Any) -> T:
         """Run `func` in a worker thread and classify its failure. A cancelled caller still
         waits for the thread to finish, so its cleanup never races a file the thread uses."""
         future = asyncio.get_running_loop().run_in_executor(
-            self._pool, self._call, func, args, kwargs, once)
+            self._pool, self._call, func, args, kwargs, once, connect)
         try:
             return await asyncio.shield(future)
         except ConnectorError:
@@ -571,6 +578,15 @@ class SmbConnector:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait((future,))
             raise
+
+    async def _tidy(self, cleanup: Callable[[SMBRawIO], None], raw: SMBRawIO) -> None:
+        """Close or discard a handle (best effort, errors suppressed) in a worker thread, to
+        the end even if the caller is cancelled; nothing once close() has ended the
+        connection: the handle went with it, and a new session would be left open."""
+        def tidy() -> None:
+            if not self._closed:
+                cleanup(raw)
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._pool, tidy))
 
     def _no_share(self) -> Fatal:
         return Fatal(f"share {self._share!r} not found on {self._server} (port {self._port}): "

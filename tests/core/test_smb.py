@@ -328,6 +328,19 @@ async def test_close_ends_the_connection_even_when_logoff_is_refused(
     assert connections_to(samba) == before
 
 
+async def test_a_read_ended_after_close_opens_no_session(smb: SmbConnector,
+                                                         smb_folder: SmbFolder) -> None:
+    data = os.urandom(3 << 20)
+    await smb.write("f.bin", chunks_of(data), size=len(data), mtime=None)
+    reading = smb.read("f.bin", Entry("f.bin", False))
+    assert await anext(reading) == data[:1 << 20]
+    await smb.close()
+    before = connections_to(smb_folder.server)
+    await reading.aclose()  # closing its handle, on the connection close() ended
+    assert connections_to(smb_folder.server) == before
+    assert await read_all(smb, "f.bin") == data  # a later call connects again
+
+
 async def test_closed_port(samba: SambaServer) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
