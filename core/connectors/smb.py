@@ -79,6 +79,14 @@ MAX_REQUEST = CREDITS_PER_CALL * CREDIT_BYTES  # bytes in one read or write requ
 # round trip): its five other requests and its data stay within CREDITS_PER_CALL.
 SMALL_FILE = (CREDITS_PER_CALL - 5) * CREDIT_BYTES
 CONNECT_TIMEOUT = 20  # seconds to open the TCP connection
+# smbprotocol sends an echo after this many seconds without a word from the server, and drops
+# the connection when the echo has no answer as long again: a frozen server ends a call within
+# two of these (smbprotocol's own default, 600 s, held a call twenty minutes). Read when each
+# connection is made, so a value already in the environment wins.
+RECEIVE_TIMEOUT = 30
+os.environ.setdefault("SMB_EXPERIMENTAL_TRANSPORT_RECEIVE_TIMEOUT", str(RECEIVE_TIMEOUT))
+# A cancelled call, or close(), waits this long for the server before its connection is cut
+GRACE = 5  # seconds
 
 # Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz")
 WINDOWS_RESERVED_NAMES = frozenset(
@@ -220,6 +228,7 @@ class SmbConnector:
         self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
         self._session_lock = threading.Lock()  # one thread makes the connection and session
         self._closed = False  # close() was called, and no call since: cleanups do nothing
+        self._ending: list[Any] = []  # the connections close() is logging off
         self._calls_in_flight = calls_in_flight
         self._pool = self._threads()
         self._kwargs: dict[str, Any] = {
@@ -320,7 +329,12 @@ class SmbConnector:
         """Log off and close the connection; the threads end once their calls do. Handles
         still open are not closed again, but a later call connects again, in new threads."""
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._disconnect)
+        logoff = asyncio.ensure_future(asyncio.to_thread(self._disconnect))
+        if not await self._outlast(logoff, GRACE):
+            log.warning("no answer from %s to the logoff; cutting the connection",
+                        self._where(""))
+            self._cut()
+            await self._outlast(logoff, None)
         self._pool.shutdown(wait=False)
         self._pool = self._threads()
 
@@ -534,7 +548,7 @@ class SmbConnector:
         a refusal on a read-only share): the connection is closed all the same, or it and its
         receiving thread would outlive the connector."""
         with self._session_lock:
-            connections = list(self._cache.values())
+            connections = self._ending = list(self._cache.values())
             with contextlib.suppress(SMBException, OSError, ValueError):
                 smbclient.delete_session(self._server, port=self._port,
                                          connection_cache=self._cache)
@@ -542,12 +556,22 @@ class SmbConnector:
                 with contextlib.suppress(SMBException, OSError, ValueError):
                     connection.disconnect(close=False)
             self._cache.clear()
+            self._ending = []
+
+    def _cut(self) -> None:
+        """Shut the connections' sockets down, from any thread and without waiting for a
+        lock: smbprotocol's receiving thread sees the end and wakes every call waiting for an
+        answer (SMBConnectionClosed), and a send stuck on a full socket fails."""
+        for connection in [*self._cache.values(), *self._ending]:
+            with contextlib.suppress(OSError, AttributeError):
+                connection.transport._sock.shutdown(socket.SHUT_RDWR)
 
     def _call(self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
-              once: bool, connect: bool) -> T:
+              once: bool, connect: bool, cancelled: threading.Event) -> T:
         """Run one call in a worker thread, connecting first unless it only uses a handle
         already open; after a dropped connection, once more on a new one (not `once` calls,
-        which hold an open file the old connection took with it, nor after close())."""
+        which hold an open file the old connection took with it, nor after close() or a
+        cancel)."""
         for attempt in range(1 if once else 2):
             try:
                 if connect:
@@ -555,7 +579,7 @@ class SmbConnector:
                     self._connect()
                 return func(*args, **kwargs)
             except (SMBException, OSError) as err:
-                if not _dropped(err) or attempt or once or self._closed:
+                if not _dropped(err) or attempt or once or self._closed or cancelled.is_set():
                     raise
                 log.info("connection to %s dropped; connecting again", self._where(""))
                 self._disconnect()
@@ -564,9 +588,11 @@ class SmbConnector:
     async def _run(self, path: str, func: Callable[..., T], *args: Any, once: bool = False,
                    connect: bool = True, **kwargs: Any) -> T:
         """Run `func` in a worker thread and classify its failure. A cancelled caller still
-        waits for the thread to finish, so its cleanup never races a file the thread uses."""
-        future = asyncio.get_running_loop().run_in_executor(
-            self._pool, self._call, func, args, kwargs, once, connect)
+        waits for the thread to finish, so its cleanup never races a file the thread uses;
+        if the server leaves it waiting (GRACE), the connection is cut to end it."""
+        cancelled = threading.Event()
+        work = self._pool.submit(self._call, func, args, kwargs, once, connect, cancelled)
+        future = asyncio.wrap_future(work)
         try:
             return await asyncio.shield(future)
         except ConnectorError:
@@ -574,10 +600,28 @@ class SmbConnector:
         except (SMBException, OSError, ValueError) as err:
             raise self._error(err, path) from None
         except asyncio.CancelledError:
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait((future,))
+            cancelled.set()
+            work.cancel()  # not begun yet: it never will
+            if not await self._outlast(future, GRACE):
+                log.warning("no answer from %s after a cancel; cutting the connection",
+                            self._where(""))
+                self._cut()
+                await self._outlast(future, None)
+            if not future.cancelled():
+                future.exception()  # its failure is the cancel's to report, not asyncio's
             raise
+
+    @staticmethod
+    async def _outlast(future: asyncio.Future[Any], timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds (None: no limit) for `future`, through any further
+        cancellation of the caller; whether it is done."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not future.done() and (deadline is None or loop.time() < deadline):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((future,), timeout=None if deadline is None
+                                   else deadline - loop.time())
+        return future.done()
 
     async def _tidy(self, cleanup: Callable[[SMBRawIO], None], raw: SMBRawIO) -> None:
         """Close or discard a handle (best effort, errors suppressed) in a worker thread, to
@@ -626,6 +670,9 @@ class SmbConnector:
             return Fatal(f"cannot reach the SMB server {self._server} on port {self._port}: "
                          f"{reason or err.__cause__ or 'no answer'}; check the server's name, "
                          "the port, and that a firewall lets SMB through")
+        if _dropped(err) and isinstance(err.__cause__, TimeoutError):
+            return Retryable(f"the SMB server {share} stopped answering while working on "
+                             f"{path!r}")
         if _dropped(err):
             return Retryable(f"the connection to {share} dropped while working on {path!r}")
         if status is not None:

@@ -259,6 +259,47 @@ async def test_reconnects_after_the_server_drops_the_connection(
     assert (smb_folder.local / "b.txt").read_bytes() == b"b"
 
 
+@contextlib.contextmanager
+def frozen(serving: int) -> Iterator[None]:
+    """The smbd process serving a connection stopped: a server that hangs, not one that drops."""
+    os.kill(serving, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(serving, signal.SIGCONT)
+
+
+async def test_a_call_to_a_hung_server_can_be_cancelled_and_closed(
+        smb: SmbConnector, smb_folder: SmbFolder) -> None:
+    with frozen(await serving_us(smb, smb_folder.server)):
+        listing = asyncio.create_task(smb.list_dir(""))
+        await asyncio.sleep(0.5)  # sent and waiting for its answer
+        listing.cancel()
+        # smbprotocol alone would wait for the server for 20 minutes
+        done, _ = await asyncio.wait({listing}, timeout=60)
+        assert done and listing.cancelled()
+        await asyncio.wait_for(smb.close(), timeout=60)
+    assert [e.name for e in await smb.list_dir("")] == []  # a new connection works
+
+
+async def test_a_hung_server_is_given_up_on(smb_folder: SmbFolder,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers nothing, not even smbprotocol's echo, ends a call as Retryable
+    (after twice the receive timeout, one second here)."""
+    monkeypatch.setenv("SMB_EXPERIMENTAL_TRANSPORT_RECEIVE_TIMEOUT", "1")
+    smb = connector(smb_folder.server, smb_folder.path)
+    try:
+        data = os.urandom(3 << 20)
+        (smb_folder.local / "f.bin").write_bytes(data)
+        serving = await serving_us(smb, smb_folder.server)
+        reading = smb.read("f.bin", Entry("f.bin", False))
+        await anext(reading)
+        with frozen(serving), pytest.raises(Retryable, match=r"stopped answering .* 'f\.bin'"):
+            await asyncio.wait_for(anext(reading), timeout=60)
+    finally:
+        await smb.close()
+
+
 async def test_wrong_password(samba: SambaServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "not-the-password-" + samba.password
