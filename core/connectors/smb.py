@@ -471,6 +471,10 @@ class SmbConnector:
         try:
             transaction.commit()
         except SMBException as err:
+            if _status(err) in _DENIED and self._exists(raw.name):
+                # the temporary file was made: the rename over the final name was refused
+                raise Retryable(f"access denied, or the file is open in another program: "
+                                f"{self._where('/'.join(segments))}") from err
             if _status(err) not in _EXISTS | _IS_FOLDER:
                 raise
             # renamed over anything but a folder: one stands there
@@ -481,6 +485,13 @@ class SmbConnector:
         if mtime is None:  # the server's, as it stands after the close
             return self._stat(segments)
         return Entry(segments[-1], False, size, mtime, str(internal["index_number"].get_value()))
+
+    def _exists(self, unc: str) -> bool:
+        try:
+            smbclient.stat(unc, follow_symlinks=False, **self._kwargs)
+        except (SMBException, OSError):
+            return False
+        return True
 
     def _discard(self, raw: SMBRawIO) -> None:
         """Delete a temporary file that will not be published; best effort, since it runs

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from smbclient._io import SMBRawIO
 
 from core.connectors import smb as smb_module
 from core.connectors.base import (
@@ -333,7 +334,7 @@ async def test_access_denied_on_a_read_only_share(samba: SambaServer) -> None:
     try:
         with pytest.raises(ConnectorError, match="access denied") as failure:
             await readonly.write("new.txt", chunks_of(b"x"), size=1, mtime=None)
-        assert not isinstance(failure.value, Fatal | NotFound)
+        assert not isinstance(failure.value, Fatal | NotFound | Retryable)
         with pytest.raises(ConnectorError, match="access denied"):
             await readonly.mkdir("new")
     finally:
@@ -438,6 +439,26 @@ async def test_a_folder_in_the_way_of_a_write(smb: SmbConnector, smb_folder: Smb
         await smb.write("taken", chunks_of(b"x" * size), size=size, mtime=None)
     assert failure.value.existing is not None and failure.value.existing.is_dir
     assert os.listdir(smb_folder.local) == ["taken"]
+
+
+@pytest.mark.parametrize("size", [10, 1 << 20])  # one compound request, or several requests
+async def test_replacing_a_file_open_in_another_program_is_tried_again(
+        smb: SmbConnector, smb_folder: SmbFolder, size: int) -> None:
+    await smb.write("plan.xlsx", chunks_of(b"old"), size=3, mtime=None)
+    # another program holding the file open without sharing deletes, as Excel does
+    office = connector(smb_folder.server, smb_folder.path)
+    await office.list_dir("")
+    excel = SMBRawIO(office._unc(["plan.xlsx"]), mode="rb", share_access="rw", **office._kwargs)
+    excel.open()
+    try:
+        with pytest.raises(Retryable, match=r"or the file is open in another program: .*plan"):
+            await smb.write("plan.xlsx", chunks_of(b"n" * size), size=size, mtime=None)
+        assert os.listdir(smb_folder.local) == ["plan.xlsx"]
+    finally:
+        excel.close()
+        await office.close()
+    await smb.write("plan.xlsx", chunks_of(b"n" * size), size=size, mtime=None)
+    assert (smb_folder.local / "plan.xlsx").read_bytes() == b"n" * size
 
 
 async def test_many_calls_at_once_share_the_connection(smb: SmbConnector,
