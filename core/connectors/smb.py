@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import errno
 import hashlib
@@ -516,8 +517,18 @@ class SmbConnector:
             found = self._stat(segments)  # a folder made meanwhile (another job) is the one
             if not found.is_dir:
                 raise
-            return found
+            # under the name the server has: "Docs" when "docs" was asked for
+            return dataclasses.replace(found, name=self._name_on_server(segments))
         return self._stat(segments)
+
+    def _name_on_server(self, segments: list[str]) -> str:
+        """The name of the item at `segments` as its folder lists it, whatever the case it
+        was asked for in (a listing's pattern matches in any case; `segments` hold no
+        pattern characters)."""
+        with SMBDirectoryIO(self._unc(segments[:-1]), share_access="rwd",
+                            **self._kwargs) as folder:
+            [info] = folder.query_directory(segments[-1], _LISTING)
+        return info["file_name"].get_value().decode("utf-16-le")
 
     def _move(self, segments: list[str], new: list[str]) -> Entry:
         """Rename within the share, never over something already there (the server refuses)."""

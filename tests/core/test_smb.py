@@ -154,6 +154,16 @@ async def test_unicode_names_and_case_insensitive_matching(smb: SmbConnector,
     assert smb.features.case_insensitive
 
 
+async def test_mkdir_of_a_folder_there_in_another_case_gives_its_name(
+        smb: SmbConnector, smb_folder: SmbFolder) -> None:
+    made = await smb.mkdir("Docs")
+    again = await smb.mkdir("docs")
+    assert again == made and again.name == "Docs"
+    await smb.mkdir("Docs/Sub")
+    assert (await smb.mkdir("DOCS/sub")).name == "Sub"
+    assert os.listdir(smb_folder.local) == ["Docs"]
+
+
 @pytest.mark.parametrize("name", [
     "CON", "con.txt", "Nul.tar.gz", "COM1", "lpt9.pdf", "aux .txt", "a:b.txt", "a*b", "q?",
     'say "hi"', "a<b", "a>b", "a|b", "tab\there", "bell\x07", "ends.", "ends ", "a\\b",
