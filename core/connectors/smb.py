@@ -556,13 +556,21 @@ class SmbConnector:
         """Make (or find) the connection, session and share before a call uses them, one
         thread at a time: smbclient's cache is not made for two threads opening one connection
         at once. A share that is not there is said so here, before a path on it is looked
-        up (Samba answers a missing share's DFS referral with a path not found)."""
+        up (Samba answers a missing share's DFS referral with a path not found), and so is a
+        server that hangs up on the first SMB request: it does not speak SMB 2 or 3."""
+        key = f"{self._server.lower()}:{self._port}"  # smbclient's key in its cache
         with self._session_lock:
+            before = self._cache.get(key)
             try:
                 get_smb_tree(self._share_unc, **self._kwargs)
             except (SMBException, OSError) as err:
                 if _status(err) in _NO_SHARE | _NOT_FOUND:
                     raise self._no_share() from None
+                negotiating = before is None or not before.transport.connected
+                if negotiating and self._cache.get(key) is before and _dropped(err):
+                    raise Fatal(f"{self._server} on port {self._port} does not answer as an "
+                                "SMB 2/3 server: check the port (SMB's is 445) and that the "
+                                "server has SMB 2 or later enabled") from None
                 raise
 
     def _disconnect(self) -> None:

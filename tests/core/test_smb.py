@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -401,6 +402,29 @@ async def test_closed_port(samba: SambaServer) -> None:
     with pytest.raises(Fatal, match=f"cannot reach the SMB server 127.0.0.1 on port {port}"):
         await unreachable.list_dir("")
     await unreachable.close()
+
+
+async def test_a_port_that_is_not_smb() -> None:
+    """A web server on the port hangs up on smbprotocol's negotiate: said so, not retried."""
+    with socket.socket() as web:
+        web.bind(("127.0.0.1", 0))
+        web.listen()
+
+        def answer() -> None:
+            client, _ = web.accept()
+            with client:
+                client.recv(4096)
+                client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        answering = threading.Thread(target=answer)
+        answering.start()
+        port = web.getsockname()[1]
+        not_smb = SmbConnector(server="127.0.0.1", port=port, share="docs", username="u",
+                               password="p")
+        with pytest.raises(Fatal, match=f"127.0.0.1 on port {port} does not answer as an SMB"):
+            await not_smb.list_dir("")
+        await not_smb.close()
+        answering.join()
 
 
 async def test_encrypted_session(smb_folder: SmbFolder) -> None:
