@@ -89,10 +89,11 @@ os.environ.setdefault("SMB_EXPERIMENTAL_TRANSPORT_RECEIVE_TIMEOUT", str(RECEIVE_
 # A cancelled call, or close(), waits this long for the server before its connection is cut
 GRACE = 5  # seconds
 
-# Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz")
+# Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz"),
+# the superscript digits ¹ ² ³ included (Windows' "Naming Files, Paths, and Namespaces")
 WINDOWS_RESERVED_NAMES = frozenset(
-    {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)),
-     *(f"LPT{n}" for n in range(1, 10))})
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+     *(f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", *"¹²³"])})
 # Names: 255 UTF-16 units on Windows, 255 UTF-8 bytes on a Samba server over a Linux disk; a
 # name's UTF-8 bytes are never fewer than its UTF-16 units, so counting bytes fits both.
 # Paths: the 260 characters of MAX_PATH bind old Windows programs, not the share, which takes

@@ -166,7 +166,8 @@ async def test_mkdir_of_a_folder_there_in_another_case_gives_its_name(
 
 
 @pytest.mark.parametrize("name", [
-    "CON", "con.txt", "Nul.tar.gz", "COM1", "lpt9.pdf", "aux .txt", "a:b.txt", "a*b", "q?",
+    "CON", "con.txt", "Nul.tar.gz", "COM1", "lpt9.pdf", "aux .txt", "CONIN$", "conout$.log",
+    "COM¹", "lpt³.txt", "a:b.txt", "a*b", "q?",
     'say "hi"', "a<b", "a>b", "a|b", "tab\there", "bell\x07", "ends.", "ends ", "a\\b",
 ])
 async def test_windows_names_are_refused_and_nothing_is_created(
