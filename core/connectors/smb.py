@@ -209,6 +209,25 @@ def _new_segments(path: str) -> list[str]:
     return segments
 
 
+def _done_if_gone(func: Callable[..., T], outcome: Callable[[], T]) -> Callable[..., T]:
+    """`func`, for a call that moves or deletes an item: when it runs again after a dropped
+    connection and finds the item gone, the server did it before the drop, and `outcome` is
+    the result (the new place's entry), not a NotFound for work that was done."""
+    runs = 0
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        nonlocal runs
+        runs += 1
+        try:
+            return func(*args, **kwargs)
+        except (SMBException, OSError) as err:
+            gone = _status(err) in _NOT_FOUND or getattr(err, "errno", None) == errno.ENOENT
+            if runs == 1 or not gone:
+                raise
+            return outcome()
+    return run
+
+
 class SmbConnector:
     """A folder on an SMB share: listings, streamed reads, whole-file writes, never outside
     its folder, on one connection of its own."""
@@ -302,10 +321,12 @@ class SmbConnector:
         return await self._run(path, self._mkdir, _new_segments(path))
 
     async def remove(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.remove, _segments(path, named=True))
+        await self._run(path, _done_if_gone(self._smb, lambda: None), smbclient.remove,
+                        _segments(path, named=True))
 
     async def rmdir(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.rmdir, _segments(path, named=True))
+        await self._run(path, _done_if_gone(self._smb, lambda: None), smbclient.rmdir,
+                        _segments(path, named=True))
 
     async def set_mtime(self, path: str, mtime: float) -> None:
         ns = round(mtime * 1e9)
@@ -313,19 +334,23 @@ class SmbConnector:
                         ns=(ns, ns))
 
     async def trash(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._trash, _segments(path, named=True))
+        await self._run(path, _done_if_gone(self._trash, lambda: None),
+                        _segments(path, named=True))
 
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
         segments = _segments(path, named=True)
         problem = segment_problem(new_name)
         if problem:
             raise InvalidPath(f"name {new_name!r}: {problem}")
-        return await self._run(path, self._move, segments,
-                               _new_segments("/".join([*segments[:-1], new_name])))
+        return await self._move_to(path, segments,
+                                   _new_segments("/".join([*segments[:-1], new_name])))
 
     async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
-        return await self._run(path, self._move, _segments(path, named=True),
-                               _new_segments(new_path))
+        return await self._move_to(path, _segments(path, named=True), _new_segments(new_path))
+
+    async def _move_to(self, path: str, segments: list[str], new: list[str]) -> Entry:
+        return await self._run(path, _done_if_gone(self._move, lambda: self._stat(new)),
+                               segments, new)
 
     async def close(self) -> None:
         """Log off and close the connection; the threads end once their calls do. Handles

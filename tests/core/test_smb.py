@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from smbclient._io import SMBRawIO
+from smbprotocol.exceptions import SMBConnectionClosed
 
 from core.connectors import smb as smb_module
 from core.connectors.base import (
@@ -311,6 +312,41 @@ async def test_a_hung_server_is_given_up_on(smb_folder: SmbFolder,
             await asyncio.wait_for(anext(reading), timeout=60)
     finally:
         await smb.close()
+
+
+@pytest.mark.parametrize("operation", ["rename", "move", "remove", "rmdir", "trash"])
+async def test_work_done_before_a_drop_is_not_reported_as_not_found(
+        smb: SmbConnector, smb_folder: SmbFolder, monkeypatch: pytest.MonkeyPatch,
+        operation: str) -> None:
+    """The server renames or deletes, then the connection drops before its answer arrives:
+    the call runs again on a new connection, finds the item gone, and reports success."""
+    if operation == "rmdir":
+        item = await smb.mkdir("old")
+    else:
+        item = await smb.write("old", chunks_of(b"x"), size=1, mtime=None)
+    await smb.mkdir("sub")
+    serving = await serving_us(smb, smb_folder.server)
+    function = {"rename": "rename", "move": "rename", "trash": "rename"}.get(operation, operation)
+    done_by_server = getattr(smb_module.smbclient, function)
+
+    def answer_lost(*args: object, **kwargs: object) -> None:
+        done_by_server(*args, **kwargs)
+        monkeypatch.setattr(smb_module.smbclient, function, done_by_server)
+        drop(serving)
+        raise SMBConnectionClosed("SMB socket was closed, cannot send or receive any more data")
+
+    monkeypatch.setattr(smb_module.smbclient, function, answer_lost)
+    calls = {"rename": lambda: smb.rename("old", item, "new"),
+             "move": lambda: smb.move("old", item, "sub/old"),
+             "remove": lambda: smb.remove("old", item), "rmdir": lambda: smb.rmdir("old", item),
+             "trash": lambda: smb.trash("old", item)}
+    result = await calls[operation]()
+    left = {p.relative_to(smb_folder.local).as_posix() for p in smb_folder.local.rglob("*")}
+    if operation == "rename":
+        assert result.name == "new" and "new" in left
+    elif operation == "move":
+        assert result.name == "old" and "sub/old" in left
+    assert "old" not in left
 
 
 async def test_wrong_password(samba: SambaServer, caplog: pytest.LogCaptureFixture) -> None:
