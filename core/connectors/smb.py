@@ -514,6 +514,7 @@ class SmbConnector:
         return Entry(segments[-1], False, size, mtime, str(internal["index_number"].get_value()))
 
     def _exists(self, unc: str) -> bool:
+        """Whether the server finds something at `unc` (no error is raised for it)."""
         try:
             smbclient.stat(unc, follow_symlinks=False, **self._kwargs)
         except (SMBException, OSError):
@@ -522,13 +523,13 @@ class SmbConnector:
 
     def _discard(self, raw: SMBRawIO) -> None:
         """Delete a temporary file that will not be published; best effort, since it runs
-        while another error propagates (a leftover is cleaned up by a later run). After a
-        dropped connection it is deleted on a new one."""
+        while another error propagates. Never on a new connection: after a drop or a cut the
+        server may not answer it either, and a later run cleans the leftover up."""
         if not raw.closed:
             self._close_quietly(raw)
-        with contextlib.suppress(SMBException, OSError, ValueError, ConnectorError):
-            self._connect()
-            smbclient.remove(raw.name, **self._kwargs)
+        if any(connection.transport.connected for connection in self._cache.values()):
+            with contextlib.suppress(SMBException, OSError, ValueError):
+                smbclient.remove(raw.name, **self._kwargs)
 
     def _smb(self, func: Callable[..., T], segments: list[str], **kwargs: Any) -> T:
         """One of smbclient's path functions on `segments`, on this connector's connection."""
@@ -681,12 +682,20 @@ class SmbConnector:
 
     async def _tidy(self, cleanup: Callable[[SMBRawIO], None], raw: SMBRawIO) -> None:
         """Close or discard a handle (best effort, errors suppressed) in a worker thread, to
-        the end even if the caller is cancelled; nothing once close() has ended the
-        connection: the handle went with it, and a new session would be left open."""
+        the end even if the caller is cancelled, cutting the connection if the server leaves
+        it waiting (GRACE); nothing once close() has ended the connection: the handle went
+        with it, and a new session would be left open."""
         def tidy() -> None:
             if not self._closed:
                 cleanup(raw)
-        await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._pool, tidy))
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task else 0
+        future = asyncio.get_running_loop().run_in_executor(self._pool, tidy)
+        if not await self._outlast(future, GRACE):
+            self._cut()
+            await self._outlast(future, None)
+        if task and task.cancelling() > cancels:  # cancelled meanwhile: that is not lost
+            raise asyncio.CancelledError
 
     def _no_share(self) -> Fatal:
         return Fatal(f"share {self._share!r} not found on {self._server} (port {self._port}): "
