@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import errno
 import itertools
@@ -77,11 +78,20 @@ MAX_REQUEST = CREDITS_PER_CALL * CREDIT_BYTES  # bytes in one read or write requ
 # round trip): its five other requests and its data stay within CREDITS_PER_CALL.
 SMALL_FILE = (CREDITS_PER_CALL - 5) * CREDIT_BYTES
 CONNECT_TIMEOUT = 20  # seconds to open the TCP connection
+# smbprotocol sends an echo after this many seconds without a word from the server, and drops
+# the connection when the echo has no answer as long again: a frozen server ends a call within
+# two of these (smbprotocol's own default, 600 s, held a call twenty minutes). Read when each
+# connection is made, so a value already in the environment wins.
+RECEIVE_TIMEOUT = 30
+os.environ.setdefault("SMB_EXPERIMENTAL_TRANSPORT_RECEIVE_TIMEOUT", str(RECEIVE_TIMEOUT))
+# A cancelled call, or close(), waits this long for the server before its connection is cut
+GRACE = 5  # seconds
 
-# Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz")
+# Windows' device names: refused with any extension, in any case ("con.txt", "Nul.tar.gz"),
+# the superscript digits ¹ ² ³ included (Windows' "Naming Files, Paths, and Namespaces")
 WINDOWS_RESERVED_NAMES = frozenset(
-    {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)),
-     *(f"LPT{n}" for n in range(1, 10))})
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+     *(f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", *"¹²³"])})
 # Names: 255 UTF-16 units on Windows, 255 UTF-8 bytes on a Samba server over a Linux disk; a
 # name's UTF-8 bytes are never fewer than its UTF-16 units, so counting bytes fits both.
 # Paths: the 260 characters of MAX_PATH bind old Windows programs, not the share, which takes
@@ -171,6 +181,25 @@ def _new_segments(path: str) -> list[str]:
     return segments
 
 
+def _done_if_gone(func: Callable[..., T], outcome: Callable[[], T]) -> Callable[..., T]:
+    """`func`, for a call that moves or deletes an item: when it runs again after a dropped
+    connection and finds the item gone, the server did it before the drop, and `outcome` is
+    the result (the new place's entry), not a NotFound for work that was done."""
+    runs = 0
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        nonlocal runs
+        runs += 1
+        try:
+            return func(*args, **kwargs)
+        except (SMBException, OSError) as err:
+            gone = _status(err) in _NOT_FOUND or getattr(err, "errno", None) == errno.ENOENT
+            if runs == 1 or not gone:
+                raise
+            return outcome()
+    return run
+
+
 class SmbConnector:
     """A folder on an SMB share: listings, streamed reads, whole-file writes, never outside
     its folder, on one connection of its own."""
@@ -191,6 +220,8 @@ class SmbConnector:
         self._share_unc = rf"\\{server}\{share}"
         self._cache: dict[str, Any] = {}  # smbclient's connection_cache, for this connector
         self._session_lock = threading.Lock()  # one thread makes the connection and session
+        self._closed = False  # close() was called, and no call since: cleanups do nothing
+        self._ending: list[Any] = []  # the connections close() is logging off
         self._calls_in_flight = calls_in_flight
         self._pool = self._threads()
         self._kwargs: dict[str, Any] = {
@@ -221,14 +252,15 @@ class SmbConnector:
         try:
             await self._run(path, self._open_reading, segments, opened)
             while True:
-                data = await self._run(path, self._read_chunk, opened[0], once=True)
+                data = await self._run(path, self._read_chunk, opened[0], once=True,
+                                       connect=False)
                 if data:
                     yield data
                 if len(data) < CHUNK:
                     return
         finally:
             if opened:
-                await self._run(path, self._close_quietly, opened[0])
+                await self._tidy(self._close_quietly, opened[0])
 
     async def write(
         self, path: str, chunks: AsyncIterable[bytes], *, size: int, mtime: float | None,
@@ -254,17 +286,19 @@ class SmbConnector:
                                    mtime, once=True)
         except BaseException:
             if opened:
-                await asyncio.shield(self._run(path, self._discard, opened[0], once=True))
+                await self._tidy(self._discard, opened[0])
             raise
 
     async def mkdir(self, path: str) -> Entry:
         return await self._run(path, self._mkdir, _new_segments(path))
 
     async def remove(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.remove, _segments(path, named=True))
+        await self._run(path, _done_if_gone(self._smb, lambda: None), smbclient.remove,
+                        _segments(path, named=True))
 
     async def rmdir(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._smb, smbclient.rmdir, _segments(path, named=True))
+        await self._run(path, _done_if_gone(self._smb, lambda: None), smbclient.rmdir,
+                        _segments(path, named=True))
 
     async def set_mtime(self, path: str, mtime: float) -> None:
         ns = round(mtime * 1e9)
@@ -272,24 +306,34 @@ class SmbConnector:
                         ns=(ns, ns))
 
     async def trash(self, path: str, entry: Entry) -> None:
-        await self._run(path, self._trash, _segments(path, named=True))
+        await self._run(path, _done_if_gone(self._trash, lambda: None),
+                        _segments(path, named=True))
 
     async def rename(self, path: str, entry: Entry, new_name: str) -> Entry:
         segments = _segments(path, named=True)
         problem = segment_problem(new_name)
         if problem:
             raise InvalidPath(f"name {new_name!r}: {problem}")
-        return await self._run(path, self._move, segments,
-                               _new_segments("/".join([*segments[:-1], new_name])))
+        return await self._move_to(path, segments,
+                                   _new_segments("/".join([*segments[:-1], new_name])))
 
     async def move(self, path: str, entry: Entry, new_path: str) -> Entry:
-        return await self._run(path, self._move, _segments(path, named=True),
-                               _new_segments(new_path))
+        return await self._move_to(path, _segments(path, named=True), _new_segments(new_path))
+
+    async def _move_to(self, path: str, segments: list[str], new: list[str]) -> Entry:
+        return await self._run(path, _done_if_gone(self._move, lambda: self._stat(new)),
+                               segments, new)
 
     async def close(self) -> None:
-        """Log off and close the connection; the threads end once their calls do. A later
-        call connects again, in new threads."""
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._disconnect)
+        """Log off and close the connection; the threads end once their calls do. Handles
+        still open are not closed again, but a later call connects again, in new threads."""
+        self._closed = True
+        logoff = asyncio.ensure_future(asyncio.to_thread(self._disconnect))
+        if not await self._outlast(logoff, GRACE):
+            log.warning("no answer from %s to the logoff; cutting the connection",
+                        self._where(""))
+            self._cut()
+            await self._outlast(logoff, None)
         self._pool.shutdown(wait=False)
         self._pool = self._threads()
 
@@ -420,6 +464,10 @@ class SmbConnector:
         try:
             transaction.commit()
         except SMBException as err:
+            if _status(err) in _DENIED and self._exists(raw.name):
+                # the temporary file was made: the rename over the final name was refused
+                raise Retryable(f"access denied, or the file is open in another program: "
+                                f"{self._where('/'.join(segments))}") from err
             if _status(err) not in _EXISTS | _IS_FOLDER:
                 raise
             # renamed over anything but a folder: one stands there
@@ -431,14 +479,23 @@ class SmbConnector:
             return self._stat(segments)
         return Entry(segments[-1], False, size, mtime, str(internal["index_number"].get_value()))
 
+    def _exists(self, unc: str) -> bool:
+        """Whether the server finds something at `unc` (no error is raised for it)."""
+        try:
+            smbclient.stat(unc, follow_symlinks=False, **self._kwargs)
+        except (SMBException, OSError):
+            return False
+        return True
+
     def _discard(self, raw: SMBRawIO) -> None:
         """Delete a temporary file that will not be published; best effort, since it runs
-        while another error propagates (a leftover is cleaned up by a later run)."""
-        name = raw.name
+        while another error propagates. Never on a new connection: after a drop or a cut the
+        server may not answer it either, and a later run cleans the leftover up."""
         if not raw.closed:
             self._close_quietly(raw)
-        with contextlib.suppress(SMBException, OSError, ValueError):
-            smbclient.remove(name, **self._kwargs)
+        if any(connection.transport.connected for connection in self._cache.values()):
+            with contextlib.suppress(SMBException, OSError, ValueError):
+                smbclient.remove(raw.name, **self._kwargs)
 
     def _smb(self, func: Callable[..., T], segments: list[str], **kwargs: Any) -> T:
         """One of smbclient's path functions on `segments`, on this connector's connection."""
@@ -453,8 +510,18 @@ class SmbConnector:
             found = self._stat(segments)  # a folder made meanwhile (another job) is the one
             if not found.is_dir:
                 raise
-            return found
+            # under the name the server has: "Docs" when "docs" was asked for
+            return dataclasses.replace(found, name=self._name_on_server(segments))
         return self._stat(segments)
+
+    def _name_on_server(self, segments: list[str]) -> str:
+        """The name of the item at `segments` as its folder lists it, whatever the case it
+        was asked for in (a listing's pattern matches in any case; `segments` hold no
+        pattern characters)."""
+        with SMBDirectoryIO(self._unc(segments[:-1]), share_access="rwd",
+                            **self._kwargs) as folder:
+            [info] = folder.query_directory(segments[-1], _LISTING)
+        return info["file_name"].get_value().decode("utf-16-le")
 
     def _move(self, segments: list[str], new: list[str]) -> Entry:
         """Rename within the share, never over something already there (the server refuses)."""
@@ -482,42 +549,73 @@ class SmbConnector:
         """Make (or find) the connection, session and share before a call uses them, one
         thread at a time: smbclient's cache is not made for two threads opening one connection
         at once. A share that is not there is said so here, before a path on it is looked
-        up (Samba answers a missing share's DFS referral with a path not found)."""
+        up (Samba answers a missing share's DFS referral with a path not found), and so is a
+        server that hangs up on the first SMB request: it does not speak SMB 2 or 3."""
+        key = f"{self._server.lower()}:{self._port}"  # smbclient's key in its cache
         with self._session_lock:
+            before = self._cache.get(key)
             try:
                 get_smb_tree(self._share_unc, **self._kwargs)
             except (SMBException, OSError) as err:
                 if _status(err) in _NO_SHARE | _NOT_FOUND:
                     raise self._no_share() from None
+                negotiating = before is None or not before.transport.connected
+                if negotiating and self._cache.get(key) is before and _dropped(err):
+                    raise Fatal(f"{self._server} on port {self._port} does not answer as an "
+                                "SMB 2/3 server: check the port (SMB's is 445) and that the "
+                                "server has SMB 2 or later enabled") from None
                 raise
 
     def _disconnect(self) -> None:
-        with self._session_lock, contextlib.suppress(SMBException, OSError, ValueError):
-            smbclient.delete_session(self._server, port=self._port,
-                                     connection_cache=self._cache)
-        self._cache.clear()
+        """Log off and close the connection. A server may refuse the logoff (Samba does after
+        a refusal on a read-only share): the connection is closed all the same, or it and its
+        receiving thread would outlive the connector."""
+        with self._session_lock:
+            connections = self._ending = list(self._cache.values())
+            with contextlib.suppress(SMBException, OSError, ValueError):
+                smbclient.delete_session(self._server, port=self._port,
+                                         connection_cache=self._cache)
+            for connection in connections:  # a no-op on one the logoff closed
+                with contextlib.suppress(SMBException, OSError, ValueError):
+                    connection.disconnect(close=False)
+            self._cache.clear()
+            self._ending = []
+
+    def _cut(self) -> None:
+        """Shut the connections' sockets down, from any thread and without waiting for a
+        lock: smbprotocol's receiving thread sees the end and wakes every call waiting for an
+        answer (SMBConnectionClosed), and a send stuck on a full socket fails."""
+        for connection in [*self._cache.values(), *self._ending]:
+            with contextlib.suppress(OSError, AttributeError):
+                connection.transport._sock.shutdown(socket.SHUT_RDWR)
 
     def _call(self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
-              once: bool) -> T:
-        """Run one call in a worker thread; after a dropped connection, once more on a new
-        one (not `once` calls, which hold an open file the old connection took with it)."""
+              once: bool, connect: bool, cancelled: threading.Event) -> T:
+        """Run one call in a worker thread, connecting first unless it only uses a handle
+        already open; after a dropped connection, once more on a new one (not `once` calls,
+        which hold an open file the old connection took with it, nor after close() or a
+        cancel)."""
         for attempt in range(1 if once else 2):
             try:
-                self._connect()
+                if connect:
+                    self._closed = False
+                    self._connect()
                 return func(*args, **kwargs)
             except (SMBException, OSError) as err:
-                if not _dropped(err) or attempt or once:
+                if not _dropped(err) or attempt or once or self._closed or cancelled.is_set():
                     raise
                 log.info("connection to %s dropped; connecting again", self._where(""))
                 self._disconnect()
         raise AssertionError("unreachable")
 
     async def _run(self, path: str, func: Callable[..., T], *args: Any, once: bool = False,
-                   **kwargs: Any) -> T:
+                   connect: bool = True, **kwargs: Any) -> T:
         """Run `func` in a worker thread and classify its failure. A cancelled caller still
-        waits for the thread to finish, so its cleanup never races a file the thread uses."""
-        future = asyncio.get_running_loop().run_in_executor(
-            self._pool, self._call, func, args, kwargs, once)
+        waits for the thread to finish, so its cleanup never races a file the thread uses;
+        if the server leaves it waiting (GRACE), the connection is cut to end it."""
+        cancelled = threading.Event()
+        work = self._pool.submit(self._call, func, args, kwargs, once, connect, cancelled)
+        future = asyncio.wrap_future(work)
         try:
             return await asyncio.shield(future)
         except ConnectorError:
@@ -525,10 +623,45 @@ class SmbConnector:
         except (SMBException, OSError, ValueError) as err:
             raise self._error(err, path) from None
         except asyncio.CancelledError:
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait((future,))
+            cancelled.set()
+            work.cancel()  # not begun yet: it never will
+            if not await self._outlast(future, GRACE):
+                log.warning("no answer from %s after a cancel; cutting the connection",
+                            self._where(""))
+                self._cut()
+                await self._outlast(future, None)
+            if not future.cancelled():
+                future.exception()  # its failure is the cancel's to report, not asyncio's
             raise
+
+    @staticmethod
+    async def _outlast(future: asyncio.Future[Any], timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds (None: no limit) for `future`, through any further
+        cancellation of the caller; whether it is done."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not future.done() and (deadline is None or loop.time() < deadline):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((future,), timeout=None if deadline is None
+                                   else deadline - loop.time())
+        return future.done()
+
+    async def _tidy(self, cleanup: Callable[[SMBRawIO], None], raw: SMBRawIO) -> None:
+        """Close or discard a handle (best effort, errors suppressed) in a worker thread, to
+        the end even if the caller is cancelled, cutting the connection if the server leaves
+        it waiting (GRACE); nothing once close() has ended the connection: the handle went
+        with it, and a new session would be left open."""
+        def tidy() -> None:
+            if not self._closed:
+                cleanup(raw)
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task else 0
+        future = asyncio.get_running_loop().run_in_executor(self._pool, tidy)
+        if not await self._outlast(future, GRACE):
+            self._cut()
+            await self._outlast(future, None)
+        if task and task.cancelling() > cancels:  # cancelled meanwhile: that is not lost
+            raise asyncio.CancelledError
 
     def _no_share(self) -> Fatal:
         return Fatal(f"share {self._share!r} not found on {self._server} (port {self._port}): "
@@ -568,6 +701,9 @@ class SmbConnector:
             return Fatal(f"cannot reach the SMB server {self._server} on port {self._port}: "
                          f"{reason or err.__cause__ or 'no answer'}; check the server's name, "
                          "the port, and that a firewall lets SMB through")
+        if _dropped(err) and isinstance(err.__cause__, TimeoutError):
+            return Retryable(f"the SMB server {share} stopped answering while working on "
+                             f"{path!r}")
         if _dropped(err):
             return Retryable(f"the connection to {share} dropped while working on {path!r}")
         if status is not None:

@@ -4,15 +4,19 @@ share's disk or with Samba's own smbclient, its naming rules, and its failures."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from smbclient._io import SMBRawIO
+from smbprotocol.exceptions import SMBConnectionClosed
 
 from core.connectors import parts
 from core.connectors.base import (
@@ -152,8 +156,19 @@ async def test_unicode_names_and_case_insensitive_matching(smb: SmbConnector,
     assert smb.features.case_insensitive
 
 
+async def test_mkdir_of_a_folder_there_in_another_case_gives_its_name(
+        smb: SmbConnector, smb_folder: SmbFolder) -> None:
+    made = await smb.mkdir("Docs")
+    again = await smb.mkdir("docs")
+    assert again == made and again.name == "Docs"
+    await smb.mkdir("Docs/Sub")
+    assert (await smb.mkdir("DOCS/sub")).name == "Sub"
+    assert os.listdir(smb_folder.local) == ["Docs"]
+
+
 @pytest.mark.parametrize("name", [
-    "CON", "con.txt", "Nul.tar.gz", "COM1", "lpt9.pdf", "aux .txt", "a:b.txt", "a*b", "q?",
+    "CON", "con.txt", "Nul.tar.gz", "COM1", "lpt9.pdf", "aux .txt", "CONIN$", "conout$.log",
+    "COM¹", "lpt³.txt", "a:b.txt", "a*b", "q?",
     'say "hi"', "a<b", "a>b", "a|b", "tab\there", "bell\x07", "ends.", "ends ", "a\\b",
 ])
 async def test_windows_names_are_refused_and_nothing_is_created(
@@ -258,6 +273,89 @@ async def test_reconnects_after_the_server_drops_the_connection(
     assert (smb_folder.local / "b.txt").read_bytes() == b"b"
 
 
+@contextlib.contextmanager
+def frozen(serving: int) -> Iterator[None]:
+    """The smbd process serving a connection stopped: a server that hangs, not one that drops."""
+    os.kill(serving, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(serving, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("call", ["list", "write"])
+async def test_a_call_to_a_hung_server_can_be_cancelled_and_closed(
+        smb: SmbConnector, smb_folder: SmbFolder, call: str) -> None:
+    data = os.urandom(16 << 20)  # more than the socket's buffers: the sending thread blocks
+    serving = await serving_us(smb, smb_folder.server)
+    with frozen(serving):
+        waiting = asyncio.create_task(
+            smb.list_dir("") if call == "list"
+            else smb.write("big.bin", chunks_of(data), size=len(data), mtime=None))
+        await asyncio.sleep(0.5)  # sent and waiting for its answer
+        waiting.cancel()
+        # smbprotocol alone would wait for the server for 20 minutes
+        done, _ = await asyncio.wait({waiting}, timeout=60)
+        assert done and waiting.cancelled()
+        await asyncio.wait_for(smb.close(), timeout=60)
+    # Samba hands a new connection to the process serving ours (multichannel) while it lives
+    assert wait_until_exited(serving)
+    await smb.list_dir("")  # a new connection works
+
+
+async def test_a_hung_server_is_given_up_on(smb_folder: SmbFolder,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers nothing, not even smbprotocol's echo, ends a call as Retryable
+    (after twice the receive timeout, one second here)."""
+    monkeypatch.setenv("SMB_EXPERIMENTAL_TRANSPORT_RECEIVE_TIMEOUT", "1")
+    smb = connector(smb_folder.server, smb_folder.path)
+    try:
+        data = os.urandom(3 << 20)
+        (smb_folder.local / "f.bin").write_bytes(data)
+        serving = await serving_us(smb, smb_folder.server)
+        reading = smb.read("f.bin", Entry("f.bin", False))
+        await anext(reading)
+        with frozen(serving), pytest.raises(Retryable, match=r"stopped answering .* 'f\.bin'"):
+            await asyncio.wait_for(anext(reading), timeout=60)
+    finally:
+        await smb.close()
+
+
+@pytest.mark.parametrize("operation", ["rename", "move", "remove", "rmdir", "trash"])
+async def test_work_done_before_a_drop_is_not_reported_as_not_found(
+        smb: SmbConnector, smb_folder: SmbFolder, monkeypatch: pytest.MonkeyPatch,
+        operation: str) -> None:
+    """The server renames or deletes, then the connection drops before its answer arrives:
+    the call runs again on a new connection, finds the item gone, and reports success."""
+    if operation == "rmdir":
+        item = await smb.mkdir("old")
+    else:
+        item = await smb.write("old", chunks_of(b"x"), size=1, mtime=None)
+    await smb.mkdir("sub")
+    serving = await serving_us(smb, smb_folder.server)
+    function = {"rename": "rename", "move": "rename", "trash": "rename"}.get(operation, operation)
+    done_by_server = getattr(smb_module.smbclient, function)
+
+    def answer_lost(*args: object, **kwargs: object) -> None:
+        done_by_server(*args, **kwargs)
+        monkeypatch.setattr(smb_module.smbclient, function, done_by_server)
+        drop(serving)
+        raise SMBConnectionClosed("SMB socket was closed, cannot send or receive any more data")
+
+    monkeypatch.setattr(smb_module.smbclient, function, answer_lost)
+    calls = {"rename": lambda: smb.rename("old", item, "new"),
+             "move": lambda: smb.move("old", item, "sub/old"),
+             "remove": lambda: smb.remove("old", item), "rmdir": lambda: smb.rmdir("old", item),
+             "trash": lambda: smb.trash("old", item)}
+    result = await calls[operation]()
+    left = {p.relative_to(smb_folder.local).as_posix() for p in smb_folder.local.rglob("*")}
+    if operation == "rename":
+        assert result.name == "new" and "new" in left
+    elif operation == "move":
+        assert result.name == "old" and "sub/old" in left
+    assert "old" not in left
+
+
 async def test_wrong_password(samba: SambaServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "not-the-password-" + samba.password
@@ -291,12 +389,53 @@ async def test_access_denied_on_a_read_only_share(samba: SambaServer) -> None:
     try:
         with pytest.raises(ConnectorError, match="access denied") as failure:
             await readonly.write("new.txt", chunks_of(b"x"), size=1, mtime=None)
-        assert not isinstance(failure.value, Fatal | NotFound)
+        assert not isinstance(failure.value, Fatal | NotFound | Retryable)
         with pytest.raises(ConnectorError, match="access denied"):
             await readonly.mkdir("new")
     finally:
         await readonly.close()
     assert os.listdir(samba.readonly_root) == []
+
+
+def connections_to(samba: SambaServer) -> int:
+    """How many TCP connections this process has established to the Samba server."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor
+            ours.add(os.readlink(f"/proc/self/fd/{fd}").removeprefix("socket:["))
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[3] == "01" and int(row[2].split(":")[1], 16) == samba.port
+               and f"{row[9]}]" in ours)
+
+
+@pytest.mark.parametrize("step", ["list", "write", "mkdir"])
+async def test_close_ends_the_connection_even_when_logoff_is_refused(
+        samba: SambaServer, step: str) -> None:
+    """After a refusal on the read-only share Samba refuses the logoff too; close() still ends
+    the connection (and smbprotocol's thread that receives on it)."""
+    readonly = connector(samba, share=READ_ONLY_SHARE)
+    before = connections_to(samba)
+    refused = {"list": lambda: readonly.list_dir(""), "mkdir": lambda: readonly.mkdir("new"),
+               "write": lambda: readonly.write("new.txt", chunks_of(b"x"), size=1, mtime=None)}
+    with pytest.raises(ConnectorError, match="access denied"):
+        await refused[step]()
+    assert connections_to(samba) == before + 1
+    await readonly.close()
+    assert connections_to(samba) == before
+
+
+async def test_a_read_ended_after_close_opens_no_session(smb: SmbConnector,
+                                                         smb_folder: SmbFolder) -> None:
+    data = os.urandom(3 << 20)
+    await smb.write("f.bin", chunks_of(data), size=len(data), mtime=None)
+    reading = smb.read("f.bin", Entry("f.bin", False))
+    assert await anext(reading) == data[:1 << 20]
+    await smb.close()
+    before = connections_to(smb_folder.server)
+    await reading.aclose()  # closing its handle, on the connection close() ended
+    assert connections_to(smb_folder.server) == before
+    assert await read_all(smb, "f.bin") == data  # a later call connects again
 
 
 async def test_closed_port(samba: SambaServer) -> None:
@@ -307,6 +446,29 @@ async def test_closed_port(samba: SambaServer) -> None:
     with pytest.raises(Fatal, match=f"cannot reach the SMB server 127.0.0.1 on port {port}"):
         await unreachable.list_dir("")
     await unreachable.close()
+
+
+async def test_a_port_that_is_not_smb() -> None:
+    """A web server on the port hangs up on smbprotocol's negotiate: said so, not retried."""
+    with socket.socket() as web:
+        web.bind(("127.0.0.1", 0))
+        web.listen()
+
+        def answer() -> None:
+            client, _ = web.accept()
+            with client:
+                client.recv(4096)
+                client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        answering = threading.Thread(target=answer)
+        answering.start()
+        port = web.getsockname()[1]
+        not_smb = SmbConnector(server="127.0.0.1", port=port, share="docs", username="u",
+                               password="p")
+        with pytest.raises(Fatal, match=f"127.0.0.1 on port {port} does not answer as an SMB"):
+            await not_smb.list_dir("")
+        await not_smb.close()
+        answering.join()
 
 
 async def test_encrypted_session(smb_folder: SmbFolder) -> None:
@@ -355,6 +517,26 @@ async def test_a_folder_in_the_way_of_a_write(smb: SmbConnector, smb_folder: Smb
         await smb.write("taken", chunks_of(b"x" * size), size=size, mtime=None)
     assert failure.value.existing is not None and failure.value.existing.is_dir
     assert os.listdir(smb_folder.local) == ["taken"]
+
+
+@pytest.mark.parametrize("size", [10, 1 << 20])  # one compound request, or several requests
+async def test_replacing_a_file_open_in_another_program_is_tried_again(
+        smb: SmbConnector, smb_folder: SmbFolder, size: int) -> None:
+    await smb.write("plan.xlsx", chunks_of(b"old"), size=3, mtime=None)
+    # another program holding the file open without sharing deletes, as Excel does
+    office = connector(smb_folder.server, smb_folder.path)
+    await office.list_dir("")
+    excel = SMBRawIO(office._unc(["plan.xlsx"]), mode="rb", share_access="rw", **office._kwargs)
+    excel.open()
+    try:
+        with pytest.raises(Retryable, match=r"or the file is open in another program: .*plan"):
+            await smb.write("plan.xlsx", chunks_of(b"n" * size), size=size, mtime=None)
+        assert os.listdir(smb_folder.local) == ["plan.xlsx"]
+    finally:
+        excel.close()
+        await office.close()
+    await smb.write("plan.xlsx", chunks_of(b"n" * size), size=size, mtime=None)
+    assert (smb_folder.local / "plan.xlsx").read_bytes() == b"n" * size
 
 
 async def test_many_calls_at_once_share_the_connection(smb: SmbConnector,
