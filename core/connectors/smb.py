@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable

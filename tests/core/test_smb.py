@@ -19,6 +19,7 @@ from smbclient._io import SMBRawIO
 from smbprotocol.exceptions import SMBConnectionClosed
 
 from core.connectors import parts
+from core.connectors import smb as smb_module
 from core.connectors.base import (
     LEFTOVER_PART,
     TRASH_FOLDER,
