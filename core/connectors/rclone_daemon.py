@@ -10,9 +10,11 @@ started it ends (PR_SET_PDEATHSIG), so a killed job leaves no server behind.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import functools
+import json
 import os
 import re
 import secrets
@@ -112,6 +114,70 @@ def _last_line(log: IO[bytes]) -> str:
     return lines[-1] if lines else "no message"
 
 
+class _Calls:
+    """rc calls (a small JSON body each way) over keep-alive HTTP/1.1 connections to our own
+    rclone on loopback, written straight onto asyncio streams. httpx spends about 2 ms of CPU
+    on each request (measured, 1,000 calls: 2.4 s against 0.15 s here): with one call per
+    file, that was more than all of rclone's own copying. Streams (uploads, downloads) stay
+    with httpx. Raises OSError or asyncio.IncompleteReadError when rclone does not answer."""
+
+    def __init__(self, port: int, auth: tuple[str, str]) -> None:
+        self._port = port
+        credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        self._head = (f"Host: 127.0.0.1:{port}\r\nAuthorization: Basic {credentials}\r\n"
+                      "Content-Type: application/json\r\n")
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, method: str, params: dict[str, Any]) -> tuple[int, str]:
+        """rclone's HTTP status and answer."""
+        body = json.dumps(params).encode()
+        request = (f"POST /{method} HTTP/1.1\r\n{self._head}Content-Length: {len(body)}"
+                   "\r\n\r\n").encode() + body
+        reader, writer = (self._idle.pop() if self._idle
+                          else await asyncio.open_connection("127.0.0.1", self._port))
+        try:
+            writer.write(request)
+            status, answer, again = await _response(reader)
+        except BaseException:
+            writer.close()  # a request without its answer: the connection is done
+            raise
+        if again:
+            self._idle.append((reader, writer))
+        else:
+            writer.close()
+        return status, answer
+
+    def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, str, bool]:
+    """One HTTP/1.1 response: its status, its body (by Content-Length, chunks, or to the end)
+    and whether the connection serves another request."""
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip().lower()
+    again = headers.get("connection") != "close"
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        parts = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, if any
+            pass
+        body = b"".join(parts)
+    else:
+        body, again = await reader.read(), False
+    return status, body.decode(errors="replace"), again
+
+
 class RcloneDaemon:
     """Starts, calls and stops one `rclone rcd`. Calls raise DaemonGone when the process does
     not answer, and otherwise return rclone's answer, errors included, for the caller to
@@ -123,7 +189,8 @@ class RcloneDaemon:
         self._log: IO[bytes] | None = None
         self._auth = ("", "")
         self.base_url = ""
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None  # for streams
+        self._calls: _Calls | None = None  # for rc calls
 
     @property
     def pid(self) -> int | None:
@@ -171,6 +238,7 @@ class RcloneDaemon:
             match = _SERVING.search(log.read())
             if match:
                 self.base_url = f"http://127.0.0.1:{int(match[1])}"
+                self._calls = _Calls(int(match[1]), self._auth)
                 return
             if process.poll() is not None:
                 raise ConnectorError(f"rclone stopped at its start: {_last_line(log)}")
@@ -192,11 +260,14 @@ class RcloneDaemon:
 
     async def call(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One rc call: rclone's HTTP status and its JSON answer."""
+        if self._calls is None:
+            raise DaemonGone("rclone is not started")
         try:
-            response = await self.client().post(f"/{method}", json=params)
-        except httpx.TransportError as exc:
+            status, answer = await self._calls.post(method, params)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError) as exc:
             raise DaemonGone(str(exc) or type(exc).__name__) from exc
-        return response.status_code, _json(response)
+        return status, _decoded(status, answer)
 
     def call_now(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """`call`, blocking (while rclone starts, before the event loop has a client)."""
@@ -259,6 +330,9 @@ class RcloneDaemon:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.close()
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -273,10 +347,15 @@ class RcloneDaemon:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
+    return _decoded(response.status_code, response.text)
+
+
+def _decoded(status: int, text: str) -> dict[str, Any]:
+    """rclone's JSON answer; what is not JSON becomes its error."""
     try:
-        answer = response.json()
+        answer = json.loads(text)
     except ValueError:
-        return {"error": response.text.strip()[:300] or f"HTTP {response.status_code}"}
+        return {"error": text.strip()[:300] or f"HTTP {status}"}
     return answer if isinstance(answer, dict) else {}
 
 
