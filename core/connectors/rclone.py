@@ -64,6 +64,9 @@ CHUNK = 1 << 20  # bytes per chunk read from a download (or from a local file rc
 # small files rclone copies from this machine at once, across all batches (`copy_small`):
 # each is a call of its own, more waiting on the remote than moving bytes
 COPIES_IN_FLIGHT = 8
+PROGRESS_FROM = 8 << 20  # bytes: rclone copying a file this large is asked how far it is...
+PROGRESS_EVERY = 0.5  # ...this often (seconds)
+_groups = itertools.count(1)  # rclone stats groups, one per file watched
 MAX_RESTARTS = 3  # rclone restarted after it died, per connector, before it counts as Fatal
 _NO_MTIME_NS = 10**18  # rclone's ModTimeNotSupported is a hundred years, in ns
 
@@ -264,8 +267,17 @@ class RcloneConnector:
         `write` publishes, with the time of the file on disk (which the engine's `mtime` is,
         unless the file changed since it was listed) where the remote keeps times. A file
         whose size is no longer the one listed is refused, and rclone refuses one that
-        changes while it reads it. Progress is reported once the file is stored."""
+        changes while it reads it. Progress is reported as rclone counts it (a large file)
+        or once the file is stored."""
         segments = _named(path)
+        reported = 0
+
+        def report(now: int) -> None:
+            nonlocal reported
+            if now > reported:
+                on_copied(now - reported)
+                reported = now
+
         features = await self._ensure_started()
         fd = await asyncio.to_thread(file.open)  # Vanished if gone; checked inside its root
         try:
@@ -278,10 +290,12 @@ class RcloneConnector:
             if source is None:
                 return await self.write(path, _chunks_of(fd, on_copied), size=file.size,
                                         mtime=mtime)
-            await self._copy_from_disk(source, real, segments, path)
+            group = f"dryviq-{next(_groups)}" if file.size >= PROGRESS_FROM else None
+            async with self._watched(group, file.size, report):
+                await self._copy_from_disk(source, real, segments, path, group)
         finally:
             os.close(fd)
-        on_copied(file.size)
+        report(file.size)
         if not self._ids and features.mtime_precision is not None \
                 and features.mtime_precision <= 1e-6:
             # as `write`: what a stat would say is known (rclone checked the size and kept
@@ -305,20 +319,48 @@ class RcloneConnector:
             copies = [group.create_task(one(*file)) for file in files]
         return [copy.result() for copy in copies]
 
+    @contextlib.asynccontextmanager
+    async def _watched(self, group: str | None, size: int,
+                       report: Callable[[int], None]) -> AsyncIterator[None]:
+        """While the body runs, report the bytes rclone counts in its stats `group` (none
+        watched where `group` is None); the group is dropped after."""
+        if group is None:
+            yield
+            return
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY)
+                _, answer = await self._daemon.call("core/stats", {"group": group})
+                report(min(int(answer.get("bytes") or 0), size))
+
+        watcher = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)  # DaemonGone too: ignored
+            with contextlib.suppress(DaemonGone):
+                await self._daemon.call("core/stats-delete", {"group": group})
+
     async def _copy_from_disk(self, source: tuple[str, str], real: str, segments: list[str],
-                              path: str) -> None:
+                              path: str, group: str | None) -> None:
         """operations/copyfile from the local folder and name `source` to `path`: straight
-        onto its name on an object store, elsewhere onto a temporary name then moved."""
+        onto its name on an object store, elsewhere onto a temporary name then moved. Its
+        bytes are counted in the stats `group` where one is given."""
         folder = "/".join(segments[:-1])
         staged = path if self._atomic else join(folder, _temp_name())
+        params: dict[str, Any] = {
+            "srcFs": source[0], "srcRemote": source[1], "dstFs": self._remote,
+            "dstRemote": staged,
+            # nothing to compare with under a new name (and on an object store, the engine
+            # decided already): no look-up first
+            "_config": {"NoCheckDest": True}}
+        if group is not None:
+            params["_group"] = group
         try:
             try:
-                await self._rc("operations/copyfile", {
-                    "srcFs": source[0], "srcRemote": source[1], "dstFs": self._remote,
-                    "dstRemote": staged,
-                    # nothing to compare with under a new name (and on an object store, the
-                    # engine decided already): no look-up first
-                    "_config": {"NoCheckDest": True}}, path)
+                await self._rc("operations/copyfile", params, path)
             except NotFound as exc:
                 if not os.path.lexists(real):  # the source, not the destination, is gone
                     raise Vanished(f"the source file is gone: {path!r}") from exc

@@ -442,3 +442,18 @@ def test_rclones_failures_are_classified(status: int, message: str, kind: type) 
     error = RcloneConnector("drive:Projects")._error(status, message, "a/b.pdf")
     assert type(error) is kind, error
     assert "drive" in str(error)
+
+
+async def test_a_long_answer_from_rclone_arrives_whole(s3_server: S3Server) -> None:
+    """An rc answer over rclone's 2 KiB buffer comes in HTTP chunks: read to its end."""
+    remote = _fresh_remote(s3_server, LOCAL_REMOTE)
+    folder = Path(remote.partition(":")[2])
+    names = {f"drawing-{n:03d}-{'x' * 40}.pdf" for n in range(150)}
+    for name in names:
+        (folder / name).write_bytes(b"d")
+    connector = RcloneConnector(remote, str(s3_server.config))
+    try:
+        first, again = await connector.list_dir(""), await connector.list_dir("")
+    finally:
+        await connector.close()
+    assert {e.name for e in first} == {e.name for e in again} == names

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from core.connectors import rclone
 from core.connectors.base import ConnectorError, Entry, InvalidPath, Vanished
 from core.connectors.local import LocalConnector
-from core.connectors.rclone import RcloneConnector
+from core.connectors.rclone import RcloneConnector, _epoch
 from core.connectors.rclone_daemon import RcloneDaemon
 from core.engine import runner
 from core.home import Home
@@ -57,8 +58,6 @@ def _put(folder: Path, path: str, data: bytes) -> None:
 
 def _mtime_ns(item: dict[str, str]) -> int:
     """rclone's ModTime (RFC 3339, to the nanosecond, UTC) in nanoseconds."""
-    from core.connectors.rclone import _epoch
-
     stamp = item["ModTime"]
     seconds = int(_epoch(stamp.split(".")[0] + "Z") or 0)
     fraction = stamp.split(".")[1].rstrip("Z") if "." in stamp else "0"
@@ -165,3 +164,45 @@ async def test_a_job_from_a_local_folder_to_s3(tmp_path: Path, s3_server: S3Serv
         item = items[f"/{path}"] if f"/{path}" in items else items[path]
         assert (item.status, item.size, item.destination_mtime) == (
             "success", len(data), MTIME_NS / 1e9)
+
+
+async def test_a_path_rclone_would_read_as_another_is_streamed_instead(
+        tmp_path: Path, s3_server: S3Server, uploads: list[str]) -> None:
+    """rclone's local backend reads '／' in a path as '/' (its encoding of what other systems
+    refuse): such a file is streamed to rclone as `write` streams it, not named to it."""
+    name = "RFI 12／A.pdf"
+    _put(tmp_path, name, b"fullwidth solidus")
+    source = LocalConnector(tmp_path, workers=0)
+    [entry] = await source.list_dir("")
+    remote = _fresh_remote(s3_server, LOCAL_REMOTE)
+    destination = RcloneConnector(remote, str(s3_server.config))
+    copied: list[int] = []
+    try:
+        written = await destination.write_local(name, source.local_file(name, entry),
+                                                mtime=entry.mtime, on_copied=copied.append)
+    finally:
+        await destination.close()
+    assert (written.size, sum(copied), len(uploads)) == (17, 17, 1)
+    assert cat(s3_server, remote, name) == b"fullwidth solidus"
+
+
+async def test_a_large_file_reports_progress_as_rclone_counts_it(
+        tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rclone, "PROGRESS_FROM", 0)  # every file watched, often
+    monkeypatch.setattr(rclone, "PROGRESS_EVERY", 0.01)
+    data = os.urandom(BIG)
+    _put(tmp_path, "model.ifc", data)
+    source = LocalConnector(tmp_path, workers=0)
+    [entry] = await source.list_dir("")
+    remote = _fresh_remote(s3_server, S3_REMOTE)
+    destination = RcloneConnector(remote, str(s3_server.config))
+    copied: list[int] = []
+    try:
+        await destination.write_local("model.ifc", source.local_file("model.ifc", entry),
+                                      mtime=entry.mtime, on_copied=copied.append)
+        _, groups = await destination._daemon.call("core/group-list", {})
+    finally:
+        await destination.close()
+    assert sum(copied) == BIG and all(step > 0 for step in copied)
+    assert not [group for group in groups.get("groups") or [] if group.startswith("dryviq-")]
+    assert cat(s3_server, remote, "model.ifc") == data
