@@ -166,43 +166,41 @@ async def test_a_job_from_a_local_folder_to_s3(tmp_path: Path, s3_server: S3Serv
             "success", len(data), MTIME_NS / 1e9)
 
 
-async def test_a_path_rclone_would_read_as_another_is_streamed_instead(
-        tmp_path: Path, s3_server: S3Server, uploads: list[str]) -> None:
-    """rclone's local backend reads '／' in a path as '/' (its encoding of what other systems
-    refuse): such a file is streamed to rclone as `write` streams it, not named to it."""
-    name = "RFI 12／A.pdf"
-    _put(tmp_path, name, b"fullwidth solidus")
-    source = LocalConnector(tmp_path, workers=0)
+async def _write_one(folder: Path, server: S3Server, kind: str, name: str,
+                     data: bytes) -> tuple[str, Entry, list[int], list[str]]:
+    """`name` (holding `data`) written from a local folder into a fresh folder of the remote
+    `kind` by write_local: the remote, the entry written, the progress steps reported, and
+    the stats groups rclone still had after the copy."""
+    _put(folder, name, data)
+    source = LocalConnector(folder, workers=0)
     [entry] = await source.list_dir("")
-    remote = _fresh_remote(s3_server, LOCAL_REMOTE)
-    destination = RcloneConnector(remote, str(s3_server.config))
+    remote = _fresh_remote(server, kind)
+    destination = RcloneConnector(remote, str(server.config))
     copied: list[int] = []
     try:
         written = await destination.write_local(name, source.local_file(name, entry),
                                                 mtime=entry.mtime, on_copied=copied.append)
+        _, groups = await destination._daemon.call("core/group-list", {})
     finally:
         await destination.close()
+    assert cat(server, remote, name) == data
+    return remote, written, copied, groups.get("groups") or []
+
+
+async def test_a_path_rclone_would_read_as_another_is_streamed_instead(
+        tmp_path: Path, s3_server: S3Server, uploads: list[str]) -> None:
+    """rclone's local backend reads '／' in a path as '/' (its encoding of what other systems
+    refuse): such a file is streamed to rclone as `write` streams it, not named to it."""
+    _, written, copied, _ = await _write_one(tmp_path, s3_server, LOCAL_REMOTE, "RFI 12／A.pdf",
+                                             b"fullwidth solidus")
     assert (written.size, sum(copied), len(uploads)) == (17, 17, 1)
-    assert cat(s3_server, remote, name) == b"fullwidth solidus"
 
 
 async def test_a_large_file_reports_progress_as_rclone_counts_it(
         tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rclone, "PROGRESS_FROM", 0)  # every file watched, often
     monkeypatch.setattr(rclone, "PROGRESS_EVERY", 0.01)
-    data = os.urandom(BIG)
-    _put(tmp_path, "model.ifc", data)
-    source = LocalConnector(tmp_path, workers=0)
-    [entry] = await source.list_dir("")
-    remote = _fresh_remote(s3_server, S3_REMOTE)
-    destination = RcloneConnector(remote, str(s3_server.config))
-    copied: list[int] = []
-    try:
-        await destination.write_local("model.ifc", source.local_file("model.ifc", entry),
-                                      mtime=entry.mtime, on_copied=copied.append)
-        _, groups = await destination._daemon.call("core/group-list", {})
-    finally:
-        await destination.close()
-    assert sum(copied) == BIG and all(step > 0 for step in copied)
-    assert not [group for group in groups.get("groups") or [] if group.startswith("dryviq-")]
-    assert cat(s3_server, remote, "model.ifc") == data
+    _, written, copied, groups = await _write_one(tmp_path, s3_server, S3_REMOTE, "model.ifc",
+                                                  os.urandom(BIG))
+    assert written.size == sum(copied) == BIG and all(step > 0 for step in copied)
+    assert not [group for group in groups if group.startswith("dryviq-")]  # dropped after
