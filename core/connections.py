@@ -8,9 +8,9 @@ from typing import Any
 
 from core.cli.output import count
 from core.connectors import Opening, open_connector
-from core.connectors.base import ConnectorError
+from core.connectors.base import ConnectorError, InvalidPath
 from core.home import ConfigError, Home
-from core.paths import name_key, name_problem, normalize_path
+from core.paths import name_key, name_problem, normalize_path, segment_problem
 from core.state import Connection, State, StateError
 
 
@@ -76,9 +76,10 @@ def _location(connection: Connection, path: str) -> tuple[str, str]:
     if connection.platform == "smb":
         share = f"smb://{config['server'].lower()}:{config['port']}/{config['share'].lower()}"
         return share, "/" + normalize_path(f"{config['path']}/{path}").lower()
-    if connection.platform == "rclone":
+    if connection.platform == "rclone":  # regardless of case, as OneDrive and Drive compare
         remote, _, under = config["remote"].partition(":")
-        return f"rclone:{config.get('config')}:{remote}", "/" + normalize_path(f"{under}/{path}")
+        return (f"rclone:{config.get('config')}:{remote}",
+                "/" + normalize_path(f"{under}/{path}").lower())
     return connection.id, "/" + path
 
 
@@ -124,7 +125,10 @@ def smb_config(*, server: str, share: str, username: str, port: int = 445, path:
         raise ConnectionInputError("username: give the account, as in DOMAIN\\user or user")
     if not 0 < port < 65536:
         raise ConnectionInputError(f"port {port}: give a number from 1 to 65535")
-    folder = normalize_path(path.replace("\\", "/"))
+    try:
+        folder = normalize_path(path.replace("\\", "/"))
+    except InvalidPath as exc:
+        raise ConnectionInputError(f"path: {exc}") from None
     return {"server": server, "port": port, "share": share, "path": "/" + folder if folder else "",
             "username": username, "encrypt": encrypt}
 
@@ -132,11 +136,17 @@ def smb_config(*, server: str, share: str, username: str, port: int = 445, path:
 def rclone_config(*, remote: str, config: str | None = None) -> dict[str, Any]:
     """The stored config of an rclone connection, checked; ConnectionInputError names the field."""
     remote = remote.strip()
-    name, colon, _ = remote.partition(":")
+    name, colon, under = remote.partition(":")
     if not colon or not name:
         raise ConnectionInputError(f"remote {remote!r}: give REMOTE:path, as in "
                                    "sharepoint:Projects or s3:bucket/folder (the remote as "
                                    "`rclone listremotes` names it)")
+    if "," in name:  # rclone's inline options: a key given there would sit in plain sight
+        raise ConnectionInputError(f"remote {name!r}: set a remote's options in rclone's "
+                                   "config (`rclone config`), not in the connection's name")
+    problem = next(filter(None, map(segment_problem, filter(None, under.split("/")))), None)
+    if problem:
+        raise ConnectionInputError(f"remote {remote!r}: {problem}")
     if config is not None:
         file = Path(config).expanduser()
         if not file.is_file():

@@ -191,7 +191,8 @@ class Executor:
         writer = self._ends(to_source)[1]
         entry = await self._apply(f"create folder {path}", lambda: writer.mkdir(path),
                                   Entry(path.rpartition("/")[2], is_dir=True))
-        self.stats.folders_created += 1
+        if writer.features.empty_dirs:  # elsewhere (S3) a folder is only its files' prefix: an
+            self.stats.folders_created += 1  # empty one is "made" again, unseen, every run
         return entry
 
     async def move_now(self, task: MoveTask) -> None:

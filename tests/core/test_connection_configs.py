@@ -36,7 +36,7 @@ def test_an_smb_config_is_normalised() -> None:
     ({"server": ""}, "server"), ({"server": "//files/Projects"}, "server"),
     ({"server": "ana@files"}, "server"), ({"share": "Projects/Jobs"}, "share"),
     ({"share": " "}, "share"), ({"username": ""}, "username"), ({"port": 0}, "port"),
-    ({"port": 70000}, "port"),
+    ({"port": 70000}, "port"), ({"path": "/Jobs/../../etc"}, "path"),
 ])
 def test_a_bad_smb_field_is_named(given: dict[str, object], field: str) -> None:
     with pytest.raises(ConnectionInputError, match=f"^{field}"):
@@ -50,10 +50,19 @@ def test_an_rclone_remote_needs_its_colon_and_an_existing_config(tmp_path: Path)
         rclone_config(remote=":x")
     with pytest.raises(ConnectionInputError, match="no such file"):
         rclone_config(remote="s3:bucket", config=str(tmp_path / "missing.conf"))
+    with pytest.raises(ConnectionInputError, match=r"'\.\.' is not a usable"):
+        rclone_config(remote="lt:/data/projects/../archive")
     conf = tmp_path / "rclone.conf"
     conf.write_text("")
     assert rclone_config(remote=" s3:bucket/docs ", config=str(conf)) == {
         "remote": "s3:bucket/docs", "config": str(conf)}
+
+
+def test_an_rclone_remote_takes_no_inline_options() -> None:
+    """rclone reads `s3,secret_access_key=KEY:bucket` as a remote with options: the key would
+    be stored, listed and put on rclone's command line in plain sight."""
+    with pytest.raises(ConnectionInputError, match="in rclone's config"):
+        rclone_config(remote="s3,secret_access_key=TOPSECRET:bucket")
 
 
 def _connection(platform: str, config: dict[str, object], name: str = "c") -> Connection:
@@ -85,5 +94,7 @@ def test_two_connections_onto_one_rclone_remote_overlap() -> None:
     docs = _connection("rclone", {"remote": "s3:bucket/docs", "config": None}, "b")
     assert overlap(bucket, "docs", docs, "") == "the destination is the source folder itself"
     assert overlap(docs, "", bucket, "") == "the source is inside the destination folder"
+    shouting = _connection("rclone", {"remote": "s3:BUCKET/Docs/copy", "config": None}, "d")
+    assert overlap(docs, "", shouting, "") is not None  # OneDrive and Drive ignore case
     elsewhere = _connection("rclone", {"remote": "s3:bucket", "config": "/etc/other.conf"}, "c")
     assert overlap(bucket, "", elsewhere, "") is None

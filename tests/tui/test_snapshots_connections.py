@@ -1,23 +1,26 @@
 """SVG snapshots of the connections list, the Add connection dialog and the browser, at the
-size of a roomy terminal and at the 80×24 of an SSH session without a pty.
+size of a roomy terminal and at the 80×24 of an SSH session without a pty; and the dialog's
+SMB share and Cloud storage (rclone remote) forms at 80×24.
 
 The data is fixed: a local connection shown with a fixed path (its files, with fixed names,
-sizes and times, live under the test's tmp_path, where the browser finds them), and a Procore
-connection stored as it would be after a sign-in (no network: the list and the dialog make no
-call). Create the baselines once with `pytest --snapshot-update`.
+sizes and times, live under the test's tmp_path, where the browser finds them), a Procore
+connection stored as it would be after a sign-in, an SMB share and an rclone remote (no
+network: the list and the dialog make no call; the rclone form runs `rclone listremotes` on a
+config of the test's own). Create the baselines once with `pytest --snapshot-update`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from core.home import Home
 from core.state import State
@@ -43,6 +46,10 @@ PROCORE_CONFIG = {
     "company_name": "Summit Builders", "project_id": 562949953421312,
     "project_name": "Riverside Medical Center",
     "user": {"id": 1, "login": "pm@summit-builders.example", "name": "Pat Morgan"}}
+SMB_CONFIG = {"server": "fs01.summit-builders.example", "port": 445, "share": "Projects",
+              "path": "/Riverside", "username": "SUMMIT\\pmorgan", "encrypt": True}
+RCLONE_CONFIG = {"remote": "sharepoint:Riverside Medical", "config": None}
+REMOTES = ("archive-s3", "gdrive", "sharepoint")  # in the rclone form's own config
 SIZES = [(100, 32), (80, 24)]
 
 
@@ -62,6 +69,8 @@ async def _connections(home: Home) -> None:
         await state.add_connection("Riverside", "procore", PROCORE_CONFIG,
                                    {"client_secret": "not-shown"})
         await state.add_connection("site-share", "local", {"path": SHOWN_PATH, "fsync": True})
+        await state.add_connection("office-share", "smb", SMB_CONFIG, {"password": "not-shown"})
+        await state.add_connection("sharepoint", "rclone", RCLONE_CONFIG)
     finally:
         await state.close()
 
@@ -137,3 +146,60 @@ async def show_browser(pilot: Pilot[int]) -> None:
 def test_snapshot(snap_compare: Callable[..., bool], app: DryvIQApp,
                   show: Callable[[Pilot[int]], object], size: tuple[int, int]) -> None:
     assert snap_compare(app, terminal_size=size, run_before=show)
+
+
+async def _add_form(pilot: Pilot[int], platform: str) -> None:
+    await show_connections(pilot)
+    await pilot.press("a")
+    await wait_for(lambda: isinstance(pilot.app.screen, AddConnectionScreen), what="dialog")
+    await pilot.pause()
+    await pilot.press("enter", *platform, "enter")
+    await pilot.pause()
+
+
+async def show_smb_form(pilot: Pilot[int]) -> None:
+    """Every field given, the password in its masked field, which has the focus."""
+    await _add_form(pilot, "SMB")
+    screen = pilot.app.screen
+    for field, value in (("add-name", "Riverside share"), ("smb-server", "fs01.example"),
+                         ("smb-share", "Projects"), ("smb-path", "/Riverside Medical"),
+                         ("smb-username", "SUMMIT\\pmorgan"),
+                         ("smb-password", "s3cret-never-shown")):
+        screen.query_one(f"#{field}", Input).value = value
+    screen.query_one("#smb-password", Input).focus()
+    await _still(pilot)
+
+
+async def show_rclone_form(pilot: Pilot[int]) -> None:
+    """The remotes of rclone's own config (the test's), one picked, a folder typed."""
+    await _add_form(pilot, "Cloud")
+    screen = pilot.app.screen
+    remotes = screen.query_one("#rclone-remote", Select)
+    await wait_for(lambda: len(remotes._options) > len(REMOTES), what="the remotes")
+    remotes.value = "sharepoint:"
+    screen.query_one("#add-name", Input).value = "Riverside SharePoint"
+    path = screen.query_one("#rclone-path", Input)
+    path.value = "Riverside Medical/Drawings"
+    path.focus()
+    await _still(pilot)
+
+
+@pytest.fixture
+def rclone_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rclone's own config, where rclone looks for it, holds the test's REMOTES."""
+    if shutil.which("rclone") is None:
+        pytest.skip("rclone is not installed (apt-get install rclone)")
+    monkeypatch.delenv("RCLONE_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    config = tmp_path / "xdg" / "rclone" / "rclone.conf"
+    config.parent.mkdir(parents=True)
+    config.write_text("".join(f"[{name}]\ntype = local\n\n" for name in REMOTES))
+
+
+def test_snapshot_of_the_smb_form(snap_compare: Callable[..., bool], app: DryvIQApp) -> None:
+    assert snap_compare(app, terminal_size=(80, 24), run_before=show_smb_form)
+
+
+def test_snapshot_of_the_rclone_form(snap_compare: Callable[..., bool], app: DryvIQApp,
+                                     rclone_home: None) -> None:
+    assert snap_compare(app, terminal_size=(80, 24), run_before=show_rclone_form)

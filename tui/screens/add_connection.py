@@ -1,11 +1,13 @@
 """The Add connection dialog, as DryvIQ's product page lays it out: choose the platform, name
 the connection ("Display as"), give what that platform needs; Done saves it through core.
 
-Each platform is one `PlatformForm` subclass listed in `PLATFORMS`, so an SMB share or an
-rclone remote plugs in as one more class. Procore's form signs in (a pasted code over SSH, a
-browser on this machine, or a service account), then picks the company and the project; its
-network calls run in workers of the form, so closing the dialog cancels a sign-in in progress,
-and nothing is saved before Done. The same form signs an existing Procore connection in again.
+Each platform is one `PlatformForm` subclass (tui/widgets/platform_form.py) listed in
+`PLATFORMS`; the SMB share and rclone remote forms live in tui/widgets/storage_forms.py. Done
+runs in a worker of the dialog, so trying a share or a remote leaves it live. Procore's form
+signs in (a pasted code over SSH, a browser on this machine, or a service account), then picks
+the company and the project; its network calls run in workers of the form, so closing the
+dialog cancels a sign-in in progress, and nothing is saved before Done. The same form signs an
+existing Procore connection in again.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ from textual.widgets import (
     Checkbox,
     ContentSwitcher,
     Input,
-    Label,
     RadioButton,
     RadioSet,
     Select,
     Static,
 )
+from textual.worker import Worker, get_current_worker
 
 from core.auth import (
     DEFAULT_DOMAIN,
@@ -52,6 +54,9 @@ from core.state import Connection, StateError
 from tui.service import AppService
 from tui.widgets.confirm import dismiss_unless_kept
 from tui.widgets.format import plain, printable, printable_lines
+from tui.widgets.platform_form import PlatformForm
+from tui.widgets.platform_form import form_row as _row
+from tui.widgets.storage_forms import RcloneForm, SmbForm
 
 SIGN_IN_FIRST, COMPANY_FIRST = "(sign in first)", "(choose the company first)"
 NO_DEFAULT = ("none are set up on this machine (set DRYVIQ_PROCORE_CLIENT_ID and "
@@ -78,34 +83,6 @@ def can_open_browser(environ: Mapping[str, str] = os.environ,
     (X11, Wayland) or a desktop OS. Over plain SSH there is none, so the app never tries."""
     return platform in ("darwin", "win32") or bool(
         environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
-
-
-def _row(label: str, *widgets: Any, id: str | None = None) -> Horizontal:
-    return Horizontal(Label(label, classes="conn-label"), *widgets, classes="conn-row", id=id)
-
-
-class PlatformForm(Vertical):
-    """One platform's part of the dialog: its fields, and what Done does with them."""
-
-    key: ClassVar[str]  # Connection.platform
-    title: ClassVar[str]  # as the platform list shows it
-    default_name: ClassVar[str] = ""  # the name when "Display as" is left empty
-
-    def __init__(self, service: AppService) -> None:
-        super().__init__(id=f"platform-{self.key}", classes="platform-form")
-        self.service = service
-
-    def ready(self) -> bool:
-        """Whether Done can save now, so Enter in a field may press it."""
-        raise NotImplementedError
-
-    def in_progress(self) -> bool:
-        """Whether closing would throw away work beyond the typed fields (a sign-in)."""
-        return False
-
-    async def finish(self, name: str) -> Connection:
-        """Save the connection; ConnectionInputError says what to fix."""
-        raise NotImplementedError
 
 
 class LocalFolderForm(PlatformForm):
@@ -522,11 +499,12 @@ class ProcoreForm(PlatformForm):
         await self._close_sign_in()
 
 
-PLATFORMS: tuple[type[PlatformForm], ...] = (ProcoreForm, LocalFolderForm)
+PLATFORMS: tuple[type[PlatformForm], ...] = (ProcoreForm, LocalFolderForm, SmbForm, RcloneForm)
 
 
 def platform_title(key: str) -> str:
-    return next((p.title for p in PLATFORMS if p.key == key), key)
+    """A platform's name in tables and messages."""
+    return next((p.short_title or p.title for p in PLATFORMS if p.key == key), key)
 
 
 class DialogBody(VerticalScroll, can_focus=False):
@@ -609,8 +587,30 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         color: $success;
         text-style: bold;
     }
-    #procore-status, #procore-result, #procore-error, #add-error {
+    #procore-status, #procore-result, #procore-error, #add-error, .conn-field-error,
+    .conn-note, #add-status {
         display: none;
+    }
+    .conn-field-error, .conn-note {
+        padding-left: 15;
+    }
+    #smb-port-label {
+        width: auto;
+        margin: 0 1 0 2;
+        color: $text-muted;
+    }
+    #smb-port {
+        width: 8;
+    }
+    #rclone-reload {
+        margin-left: 1;
+    }
+    #add-status {
+        width: 1fr;
+        height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+        color: $text-muted;
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -622,6 +622,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         self.existing = existing
         self.forms: list[PlatformForm] = (
             [ProcoreForm(service, existing)] if existing else [p(service) for p in PLATFORMS])
+        self._saving: Worker[None] | None = None  # Done at work: a connection being tried
 
     def compose(self) -> ComposeResult:
         first = self.forms[0]
@@ -641,6 +642,7 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
                     yield from self.forms
                 yield Static(id="add-error", classes="errors", markup=False)
             with Horizontal(classes="dialog-buttons"):
+                yield Static(id="add-status", markup=False)
                 yield Button("Done", id="add-done", variant="primary", compact=True)
                 yield Button("Cancel", id="add-cancel", compact=True)
 
@@ -665,29 +667,52 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
         self.query_one("#add-forms", ContentSwitcher).current = form.id
         self.query_one("#add-name", Input).placeholder = form.default_name or "a name for it"
         self.query_one("#add-error").display = False
+        form.shown()
+
+    @property
+    def saving(self) -> bool:
+        return self._saving is not None and self._saving.is_running
 
     @on(Button.Pressed, "#add-done")
-    async def _done(self) -> None:
-        form = self.form
+    def _done(self) -> None:
+        """Save in a worker: trying a share or a remote takes a moment, and meanwhile the
+        dialog stays live (Esc stops the try). A second Done waits for the first."""
+        if not self.saving:
+            self._saving = self.run_worker(self._save(self.form), name="save connection",
+                                           group="save", exclusive=True)
+
+    async def _save(self, form: PlatformForm) -> None:
         error = self.query_one("#add-error", Static)
+        error.display = False
+        form.clear_errors()
+        self._status(form.saving_note())
         try:
             name = check_name(self.query_one("#add-name", Input).value or form.default_name)
             connection = await form.finish(name)
         except ConnectionInputError as exc:
-            error.update(plain(f"⚠ Not saved: {exc}"))
-            error.display = True
-            self.call_after_refresh(error.scroll_visible, animate=False)
+            if not form.show_error(exc):
+                error.update(plain(f"⚠ Not saved: {exc}"))
+                error.display = True
+                self.call_after_refresh(error.scroll_visible, animate=False)
             return
+        finally:
+            if self._saving is get_current_worker():  # not stopped meanwhile (Esc)
+                self._status("")
         self.dismiss(connection)
 
+    def _status(self, text: str) -> None:
+        status = self.query_one("#add-status", Static)
+        status.update(plain(text))
+        status.display = bool(text)
+
     @on(Input.Submitted)
-    async def _enter(self, event: Input.Submitted) -> None:
+    def _enter(self, event: Input.Submitted) -> None:
         """Enter saves when Done can; otherwise it moves on to the next field. The code and
         the Company ID have their own step (finish the sign-in, sign in as the service)."""
         if event.input.id in ("procore-code", "procore-company-id"):
             return
         if self.form.ready():
-            await self._done()
+            self._done()
         else:
             self.focus_next()
 
@@ -698,7 +723,17 @@ class AddConnectionScreen(ModalScreen[Connection | None]):
 
     @on(Button.Pressed, "#add-cancel")
     def action_cancel(self) -> None:
-        """Closes at once when nothing was typed; asks before throwing edits away."""
+        """Closes at once when nothing was typed; asks before throwing edits away. While a
+        connection is being tried, Esc stops the try and keeps the dialog as it is."""
+        if self.saving and self._saving is not None:
+            # said at once: a blocked connect may take its time to notice the cancel
+            stopping, self._saving = self._saving, None
+            stopping.cancel()
+            self._status("")
+            error = self.query_one("#add-error", Static)
+            error.update("Stopped before the connection answered: nothing was saved.")
+            error.display = True
+            return
         edited = self._inputs() != self._typed or self.form.in_progress()
         dismiss_unless_kept(self, edited, "Discard this sign-in?" if self.existing
                             else "Discard the new connection?")

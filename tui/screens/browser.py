@@ -43,9 +43,9 @@ SIDES = ("source", "destination")
 
 
 def other_side(platform: str) -> tuple[str, PathRules]:
-    """Whose rules a name must meet at the other end of a job: a local disk's when browsing
-    Procore (a copy out), Procore's when browsing anything else (a folder, a share or a cloud
-    remote to migrate in)."""
+    """Whose rules a name must meet at the other end of a job: Procore's when browsing a local
+    folder, a file share or cloud storage (a migration in), a local disk's when browsing
+    Procore (a copy out)."""
     return ("a local folder", PathRules()) if platform == "procore" else ("Procore", PROCORE_RULES)
 
 
@@ -69,8 +69,7 @@ def details(connection: Connection, item: Item) -> str:
         lines.append(_line("Modified", when(entry.mtime)))
     if entry.version:
         lines.append(_line("Version", entry.version))
-    # on a disk or a share, a file id is no news to anyone
-    if entry.native_id and connection.platform not in ("local", "smb"):
+    if entry.native_id and connection.platform not in ("local", "smb"):  # a file index: no news
         id_label = "Procore id" if connection.platform == "procore" else "Id"
         lines.append(_line(id_label, entry.native_id))
     lines += [_line("Path", path), _line("Length", f"{len(path)} characters")]

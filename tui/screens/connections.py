@@ -4,6 +4,7 @@ core (the same calls as `dryviq-tui connections ...`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -39,7 +40,8 @@ from tui.widgets.theme import BLUE, GREEN, RED
 COLUMNS = (("name", "Name"), ("platform", "Platform"), ("status", "Status"),
            ("where", "Account / where"))
 FLEXIBLE = {"name": 40, "where": 100}  # names and places share what is left, names capped
-EMPTY = "No connections yet. Press [b]a[/b] to add a Procore project or a local folder."
+EMPTY = ("No connections yet. Press [b]a[/b] to add a Procore project, a local folder, an SMB "
+         "file share or cloud storage (an rclone remote).")
 STATUS_STYLES = {"untested": "dim", "testing…": BLUE, "ok": GREEN, "failed": f"bold {RED}"}
 
 
@@ -92,6 +94,8 @@ class ConnectionsScreen(AppScreen[None]):
         super().__init__(service)
         self._rows: dict[str, tuple[Connection, str]] = {}  # id -> (connection, where)
         self._tests: dict[str, tuple[str, str]] = {}  # id -> (status, message): this session
+        self._reloading = asyncio.Lock()  # one reload at a time: the last one's cursor wins
+        self._wanted: str | None = None  # the connection to highlight at the next reload
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="connections-body"):
@@ -107,9 +111,16 @@ class ConnectionsScreen(AppScreen[None]):
         await self.refresh_connections()  # added or removed elsewhere (the CLI, say)
 
     async def refresh_connections(self, select: str | None = None) -> None:
-        """Reload the list, keeping the highlighted connection (or moving to `select`)."""
+        """Reload the list, keeping the highlighted connection (or moving to `select`). A
+        connection just added is asked for while the screen's own reload (on its return from
+        the dialog) may be under way: reloads take turns, and the one asked for wins."""
+        self._wanted = select or self._wanted
+        async with self._reloading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         current = self.selected
-        keep = select or (current.id if current else None)
+        keep, self._wanted = self._wanted or (current.id if current else None), None
         every = await self.service.connections()
         shown = self.query_one("#connections-filter", ListFilter)
         self._rows = {c.id: (c, where) for c, where in every if shown.matches(c.name, where)}
@@ -172,8 +183,8 @@ class ConnectionsScreen(AppScreen[None]):
         if connection is None:
             return
         if connection.platform != "procore":
-            self.notify(f"{connection.name} is a {platform_title(connection.platform)}: it has "
-                        "no sign-in to renew", severity="warning", markup=False)
+            self.notify(f"{connection.name} ({platform_title(connection.platform)}) has no "
+                        "sign-in to renew", severity="warning", markup=False)
             return
         self.app.push_screen(AddConnectionScreen(self.service, existing=connection),
                              self._signed_in_again)
