@@ -151,9 +151,10 @@ async def test_a_job_from_a_local_folder_to_s3(tmp_path: Path, s3_server: S3Serv
         job = await _job(state, upload=(1 << 30) if throttled else None)
         result = await runner.run_job(state, home, job)
         items = {item.path: item for item in await state.items(job.id) if not item.is_dir}
+        again = await runner.run_job(state, home, job)  # what was recorded is what is there
     finally:
         await state.close()
-    assert result.status == "completed"
+    assert (result.status, again.status, again.stats.transferred) == ("completed", "no_changes", 0)
     assert (result.stats.transferred, result.stats.bytes) == (3, sum(map(len, files.values())))
     assert sorted(uploads) == ([] if not throttled else ["a.pdf", "b.pdf", "model.ifc"])
     found = listed(s3_server, remote)
