@@ -70,9 +70,12 @@ class Features:
     empty_dirs: bool = True
     hashes: frozenset[str] = frozenset()
     path_rules: PathRules = field(default_factory=PathRules)
-    # hands out `local_file()` for its files and copies many small ones in one step with
-    # `copy_small()`: a local disk to a local disk without a round trip per file
+    # its files are on this machine's disk, and it hands them out with `local_file()`
     local_files: bool = False
+    # takes a file of this machine's disk (a LocalFile) and reads it itself: one with
+    # `write_local()`, many small ones in one step with `copy_small()`, so the bytes do not
+    # pass through the engine's hands
+    reads_local_files: bool = False
     max_file_size: int | None = None  # bytes; larger files follow the job's large_item policy
     versions: bool = False  # keeps a file's earlier versions (a write adds one: Procore)
 
@@ -217,6 +220,8 @@ class Connector(Protocol):
 
     # Optional, where `features.local_files`:
     #   local_file(path, entry) -> LocalFile
+    # and where `features.reads_local_files` (each as `write` would: published whole, a
+    # source changed or gone meanwhile refused, Vanished where it is gone):
     #   async copy_small(files: list[tuple[path, LocalFile, mtime]])
     #       -> list[Entry | error], in the order of the files
     #   async write_local(path, LocalFile, *, mtime, on_copied: (bytes) -> None) -> Entry

@@ -297,6 +297,7 @@ class LocalConnector:
             path_rules=PathRules(invalid_chars="/\0", max_name_length=255,
                                  name_length_in_bytes=True),
             local_files=True,
+            reads_local_files=True,
         )
         self._root = os.path.abspath(os.fspath(root))
         self._fsync = fsync

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from core.connectors.base import (
     Fatal,
     Features,
     InvalidPath,
+    LocalFile,
     NotFound,
     PathRules,
     Retryable,
@@ -54,7 +55,13 @@ from core.connectors.rclone_daemon import (
 from core.paths import join, segment_problem
 from core.state import Connection
 
-CHUNK = 1 << 20  # bytes per chunk read from a download
+CHUNK = 1 << 20  # bytes per chunk read from a download (or from a local file rclone cannot)
+# small files rclone copies from this machine at once, across all batches (`copy_small`):
+# each is a call of its own, more waiting on the remote than moving bytes
+COPIES_IN_FLIGHT = 8
+PROGRESS_FROM = 8 << 20  # bytes: rclone copying a file this large is asked how far it is...
+PROGRESS_EVERY = 0.5  # ...this often (seconds)
+_groups = itertools.count(1)  # rclone stats groups, one per file watched
 MAX_RESTARTS = 3  # rclone restarted after it died, per connector, before it counts as Fatal
 # an upload reaches rclone as a stream of unknown size, which its S3 backend sends in parts of
 # its chunk_size (5 MiB unless configured), at most 10,000 of them: about 48.8 GiB
@@ -74,6 +81,10 @@ _RETRY = re.compile(rf"{_HTTP_STATUS}(?:429|50[0234])\b|too many requests|rate ?
                     r"slow ?down|service unavailable|bad gateway|internal server error|"
                     r"timeout|timed out|connection reset|connection refused|temporar")
 _PATH_PARAMS = ("fs", "remote", "srcFs", "srcRemote", "dstFs", "dstRemote")
+# characters rclone's local backend reads as standing for others (its encoding of what other
+# systems refuse: ／ for /, ␀ for NUL, ‛ quoting them...), and the private-use characters it
+# stands for bytes that are not UTF-8: a path with any of them is streamed to rclone instead
+_RCLONE_ENCODED = re.compile("[\u201b\u2400-\u243f\uee80-\ueeff\uff00-\uffef]")
 
 # rclone encodes what a backend refuses, but not control characters, which do not survive:
 # a tab comes back as '␉' from a local disk, a newline fails on S3
@@ -100,6 +111,31 @@ def _rfc3339(mtime: float) -> str:
     seconds = math.floor(mtime)
     seconds, nanoseconds = divmod(seconds * 10**9 + round((mtime - seconds) * 1e9), 10**9)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanoseconds:09d}Z"
+
+
+def _as_rclone_reads_it(real: str) -> tuple[str, str] | None:
+    """The folder and name under which rclone's local backend finds the file at the absolute
+    path `real`, or None where it would read the path as another (see _RCLONE_ENCODED)."""
+    try:
+        real.encode()
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept as surrogates
+        return None
+    if _RCLONE_ENCODED.search(real):
+        return None
+    folder, _, name = real.rpartition("/")
+    return folder or "/", name
+
+
+def _source_changed(path: str, size: int, now: int) -> ConnectorError:
+    return ConnectorError(f"source changed while reading {path!r}: expected {size} bytes, "
+                          f"got {now}")
+
+
+async def _chunks_of(fd: int, on_copied: Callable[[int], None]) -> AsyncIterator[bytes]:
+    """A local file's bytes, read in a worker thread, each chunk counted as it goes."""
+    while chunk := await asyncio.to_thread(os.read, fd, CHUNK):
+        on_copied(len(chunk))
+        yield chunk
 
 
 def _one_line(message: str) -> str:
@@ -132,6 +168,7 @@ class RcloneConnector:
         self._starting: asyncio.Lock | None = None
         self._restarts = 0
         self._ids = False  # whether the remote has shown native ids (Drive, OneDrive...)
+        self._copies = asyncio.Semaphore(COPIES_IN_FLIGHT)
 
     @property
     def features(self) -> Features:
@@ -215,8 +252,7 @@ class RcloneConnector:
                 received += len(chunk)
                 yield chunk
             if received != size:  # raised before the body ends: rclone publishes nothing
-                raise ConnectorError(f"source changed while reading {path!r}: expected "
-                                     f"{size} bytes, got {received}")
+                raise _source_changed(path, size, received)
 
         try:
             try:
@@ -241,6 +277,121 @@ class RcloneConnector:
             # the time given to the microsecond, and it has no ids to learn (one call less)
             return Entry(segments[-1], False, size, mtime)
         return await self.stat(path)
+
+    async def write_local(self, path: str, file: LocalFile, *, mtime: float | None,
+                          on_copied: Callable[[int], None]) -> Entry:
+        """Store a file of this machine's disk at `path`, rclone reading it itself
+        (operations/copyfile from the local folder, as `rclone copy` would): published as
+        `write` publishes, with the time of the file on disk (which the engine's `mtime` is,
+        unless the file changed since it was listed) where the remote keeps times. A file
+        whose size is no longer the one listed is refused, and rclone refuses one that
+        changes while it reads it. Progress is reported as rclone counts it (a large file)
+        or once the file is stored."""
+        segments = _named(path)
+        reported = 0
+
+        def report(now: int) -> None:
+            nonlocal reported
+            if now > reported:
+                on_copied(now - reported)
+                reported = now
+
+        features = await self._ensure_started()
+        fd = await asyncio.to_thread(file.open)  # Vanished if gone; checked inside its root
+        try:
+            info = os.fstat(fd)
+            if info.st_size != file.size:
+                raise _source_changed(path, file.size, info.st_size)
+            # the file opened, by its real path: no link is followed again by rclone
+            real = os.readlink(f"/proc/self/fd/{fd}")
+            source = _as_rclone_reads_it(real)
+            if source is None:
+                return await self.write(path, _chunks_of(fd, on_copied), size=file.size,
+                                        mtime=mtime)
+            group = f"dryviq-{next(_groups)}" if file.size >= PROGRESS_FROM else None
+            async with self._watched(group, file.size, report):
+                await self._copy_from_disk(source, real, segments, path, group)
+        finally:
+            os.close(fd)
+        report(file.size)
+        if not self._ids and features.mtime_precision is not None \
+                and features.mtime_precision <= 1e-6:
+            # as `write`: what a stat would say is known (rclone checked the size and kept
+            # the file's time to the nanosecond), and there are no ids to learn
+            return Entry(segments[-1], False, file.size, info.st_mtime_ns / 1_000_000_000)
+        return await self.stat(path)
+
+    async def copy_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
+                         ) -> list[Entry | ConnectorError]:
+        """`write_local` for each file, COPIES_IN_FLIGHT at once across all batches; each
+        file's entry or error, in the order of the files."""
+        async def one(path: str, file: LocalFile, mtime: float | None) -> Entry | ConnectorError:
+            async with self._copies:
+                try:
+                    return await self.write_local(path, file, mtime=mtime,
+                                                  on_copied=lambda _: None)
+                except ConnectorError as exc:
+                    return exc
+
+        async with asyncio.TaskGroup() as group:
+            copies = [group.create_task(one(*file)) for file in files]
+        return [copy.result() for copy in copies]
+
+    @contextlib.asynccontextmanager
+    async def _watched(self, group: str | None, size: int,
+                       report: Callable[[int], None]) -> AsyncIterator[None]:
+        """While the body runs, report the bytes rclone counts in its stats `group` (none
+        watched where `group` is None); the group is dropped after."""
+        if group is None:
+            yield
+            return
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY)
+                _, answer = await self._daemon.call("core/stats", {"group": group})
+                report(min(int(answer.get("bytes") or 0), size))
+
+        watcher = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)  # DaemonGone too: ignored
+            with contextlib.suppress(DaemonGone):
+                await self._daemon.call("core/stats-delete", {"group": group})
+
+    async def _copy_from_disk(self, source: tuple[str, str], real: str, segments: list[str],
+                              path: str, group: str | None) -> None:
+        """operations/copyfile from the local folder and name `source` to `path`: straight
+        onto its name on an object store, elsewhere onto a temporary name then moved. Its
+        bytes are counted in the stats `group` where one is given."""
+        folder = "/".join(segments[:-1])
+        staged = path if self._atomic else join(folder, temp_name())
+        params: dict[str, Any] = {
+            "srcFs": source[0], "srcRemote": source[1], "dstFs": self._remote,
+            "dstRemote": staged,
+            # nothing to compare with under a new name (and on an object store, the engine
+            # decided already): no look-up first
+            "_config": {"NoCheckDest": True}}
+        if group is not None:
+            params["_group"] = group
+        try:
+            try:
+                await self._rc("operations/copyfile", params, path)
+            except NotFound as exc:
+                if not os.path.lexists(real):  # the source, not the destination, is gone
+                    raise Vanished(f"the source file is gone: {path!r}") from exc
+                raise
+            if not self._atomic:
+                await self._rc("operations/movefile", self._move_params(
+                    staged, path, {"IgnoreTimes": True}), path)
+        except BaseException:
+            if not self._atomic:  # rclone removes what it wrote on failure; this is in case
+                with contextlib.suppress(ConnectorError, DaemonGone):
+                    await self._daemon.call("operations/deletefile", {
+                        "fs": self._remote, "remote": staged})
+            raise
 
     async def mkdir(self, path: str) -> Entry:
         segments = _named(path)
@@ -377,6 +528,7 @@ class RcloneConnector:
             path_rules=PathRules(invalid_chars=_INVALID_CHARS,
                                  max_name_length=_max_name_length(info),
                                  name_length_in_bytes=True),
+            reads_local_files=True,  # our rclone runs on this machine
         )
 
     async def _rc(self, method: str, params: dict[str, Any], path: str) -> dict[str, Any]:

@@ -10,9 +10,12 @@ started it ends (PR_SET_PDEATHSIG), so a killed job leaves no server behind.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import functools
+import http.client
+import json
 import os
 import re
 import secrets
@@ -25,6 +28,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import IO, Any
 from urllib.parse import quote
 
+import h11
 import httpx
 
 from core.connectors.base import ConnectorError, Fatal
@@ -112,6 +116,68 @@ def _last_line(log: IO[bytes]) -> str:
     return lines[-1] if lines else "no message"
 
 
+class _Calls:
+    """rc calls (a small JSON body each way) over keep-alive HTTP/1.1 connections to our own
+    rclone on loopback, framed by h11 on asyncio streams. httpx spends about 2 ms of CPU on
+    each request (measured, 1,000 calls: 2.4 s against 0.15 s without it): with one call per
+    file, that was more than all of rclone's own copying. Streams (uploads, downloads) stay
+    with httpx. Raises OSError, h11.ProtocolError or asyncio.IncompleteReadError when rclone
+    does not answer."""
+
+    def __init__(self, port: int, auth: tuple[str, str]) -> None:
+        self.port = port
+        self.authorization = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        self._headers = [("Host", f"127.0.0.1:{port}"), ("Authorization", self.authorization),
+                         ("Content-Type", "application/json")]
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection]] = []
+
+    async def post(self, method: str, params: dict[str, Any]) -> tuple[int, str]:
+        """rclone's HTTP status and answer."""
+        body = json.dumps(params).encode()
+        if self._idle:
+            reader, writer, http = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            http = h11.Connection(h11.CLIENT)
+        try:
+            writer.write(http.send(h11.Request(
+                method="POST", target=f"/{method}",
+                headers=[*self._headers, ("Content-Length", str(len(body)))])))
+            writer.write(http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage()))
+            status, answer = await _response(reader, http)
+        except BaseException:
+            writer.close()  # a request without its answer: the connection is done
+            raise
+        if http.our_state is h11.DONE and http.their_state is h11.DONE:
+            http.start_next_cycle()
+            self._idle.append((reader, writer, http))
+        else:
+            writer.close()
+        return status, answer
+
+    def close(self) -> None:
+        for _, writer, _ in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+async def _response(reader: asyncio.StreamReader, http: h11.Connection) -> tuple[int, str]:
+    """One HTTP response's status and body, as h11 reads them off the stream."""
+    status, parts = 0, []
+    while True:
+        event = http.next_event()
+        if event is h11.NEED_DATA:
+            http.receive_data(await reader.read(65536))  # b"": the end, which h11 judges
+        elif isinstance(event, h11.ConnectionClosed):
+            raise asyncio.IncompleteReadError(b"", None)
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.Data):
+            parts.append(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return status, b"".join(parts).decode(errors="replace")
+
+
 class RcloneDaemon:
     """Starts, calls and stops one `rclone rcd`. Calls raise DaemonGone when the process does
     not answer, and otherwise return rclone's answer, errors included, for the caller to
@@ -123,7 +189,8 @@ class RcloneDaemon:
         self._log: IO[bytes] | None = None
         self._auth = ("", "")
         self.base_url = ""
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None  # for streams
+        self._calls: _Calls | None = None  # for rc calls
         self._ready = False  # set by `mark_ready` once the starter has checked it serves
 
     @property
@@ -182,6 +249,7 @@ class RcloneDaemon:
             match = _SERVING.search(log.read())
             if match:
                 self.base_url = f"http://127.0.0.1:{int(match[1])}"
+                self._calls = _Calls(int(match[1]), self._auth)
                 return
             if process.poll() is not None:
                 raise ConnectorError(f"rclone stopped at its start: {_last_line(log)}")
@@ -209,26 +277,40 @@ class RcloneDaemon:
         self._ready = False
         self.base_url = ""
         self._client = None
+        calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.close()
 
     def last_message(self) -> str:
         return _last_line(self._log) if self._log is not None else "not started"
 
     async def call(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One rc call: rclone's HTTP status and its JSON answer."""
+        if not self.ready or self._calls is None:  # see `client`
+            raise DaemonGone("rclone is not serving (starting or stopped)")
         try:
-            response = await self.client().post(f"/{method}", json=params)
-        except httpx.TransportError as exc:
+            status, answer = await self._calls.post(method, params)
+        except (OSError, asyncio.IncompleteReadError, h11.ProtocolError) as exc:
             raise DaemonGone(str(exc) or type(exc).__name__) from exc
-        return response.status_code, _json(response)
+        return status, _decoded(status, answer)
 
     def call_now(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """`call`, blocking (while rclone starts, before the event loop has a client)."""
+        """`call`, blocking (while rclone starts, in a worker thread): the standard library's
+        client, which costs no TLS set-up (httpx's, 0.3 s of CPU, for a loopback call)."""
+        if self._calls is None:
+            raise DaemonGone("rclone is not started")
+        connection = http.client.HTTPConnection("127.0.0.1", self._calls.port)
         try:
-            response = httpx.post(f"{self.base_url}/{method}", json=params, auth=self._auth,
-                                  timeout=httpx.Timeout(None, connect=30.0))
-        except httpx.TransportError as exc:
+            connection.request("POST", f"/{method}", json.dumps(params).encode(), {
+                "Authorization": self._calls.authorization,
+                "Content-Type": "application/json"})
+            response = connection.getresponse()
+            status, text = response.status, response.read().decode(errors="replace")
+        except (OSError, http.client.HTTPException) as exc:
             raise DaemonGone(str(exc) or type(exc).__name__) from exc
-        return response.status_code, _json(response)
+        finally:
+            connection.close()
+        return status, _decoded(status, text)
 
     async def upload(self, params: dict[str, str], name: str,
                      chunks: AsyncIterable[bytes]) -> tuple[int, dict[str, Any]]:
@@ -317,10 +399,15 @@ def _served_path(fs: str, path: str) -> str:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
+    return _decoded(response.status_code, response.text)
+
+
+def _decoded(status: int, text: str) -> dict[str, Any]:
+    """rclone's JSON answer; what is not JSON becomes its error."""
     try:
-        answer = response.json()
+        answer = json.loads(text)
     except ValueError:
-        return {"error": response.text.strip()[:300] or f"HTTP {response.status_code}"}
+        return {"error": text.strip()[:300] or f"HTTP {status}"}
     return answer if isinstance(answer, dict) else {}
 
 

@@ -149,7 +149,10 @@ class Executor:
         # set by the run: the plan for a file when something turned up at its destination
         # after the folder was listed (another job writing there), as if it had been listed
         self.decide_again: Callable[[FileTask, Entry], Plan] | None = None
-        self._local_to_local = source.features.local_files and destination.features.local_files
+        # per direction (to the destination, to the source): whether the side written reads
+        # each file from this machine's disk itself, the bytes never passing through here
+        self._reads_itself = (self._shortcut(source, destination),
+                              self._shortcut(destination, source))
         # Two lanes, so large files start while thousands of small ones wait their turn;
         # `parallel` slots bound the files in flight across both, as parallel_writes says.
         self._slots = asyncio.Semaphore(parallel)
@@ -167,6 +170,13 @@ class Executor:
             log.debug("simulation: would %s", description)
             return simulated
         return await change()
+
+    def _shortcut(self, reader: Connector, writer: Connector) -> bool:
+        """Whether `writer` may read files of `reader` itself (write_local, copy_small):
+        `reader` hands out files of this machine's disk and `writer` takes them, and no
+        throttle applies (a copy made by the writer itself cannot be throttled)."""
+        return (reader.features.local_files and writer.features.reads_local_files
+                and not self.throttles.between(reader.features, writer.features))
 
     def _ends(self, to_source: bool) -> tuple[Connector, Connector]:
         """(the side read, the side written)."""
@@ -307,7 +317,7 @@ class Executor:
             self.stats.in_flight -= files
 
     def _batchable(self, task: FileTask) -> bool:
-        return (self._local_to_local and not self.simulate and task.entry.size <= SMALL_FILE
+        return (self._reads_itself[0] and not self.simulate and task.entry.size <= SMALL_FILE
                 and task.action is not Action.CONFLICT and task.to_source is False)
 
     @staticmethod
@@ -319,8 +329,8 @@ class Executor:
         return task.to_path, task.replacing
 
     async def _run_batch(self, batch: list[FileTask]) -> None:
-        """Small files from a local disk to a local disk: the destination copies the whole
-        batch at once, with no round trip per file."""
+        """Small files from a local disk to a destination that reads them itself: it copies
+        the whole batch at once, with no round trip per file through here."""
         targets = [self._target(task)[0] for task in batch]
         files = [(path, self.source.local_file(task.from_path, task.entry),  # type: ignore[attr-defined]
                   task.entry.mtime) for path, task in zip(targets, batch, strict=True)]
@@ -413,7 +423,7 @@ class Executor:
             await self.items.record_durably(task.record)
 
         def write() -> Awaitable[Entry]:
-            if self._local_to_local:  # the kernel copies from file to file
+            if self._reads_itself[task.to_source]:  # the bytes do not pass through here
                 return writer.write_local(  # type: ignore[attr-defined]
                     path, reader.local_file(task.from_path, entry),  # type: ignore[attr-defined]
                     mtime=entry.mtime, on_copied=count)

@@ -589,3 +589,18 @@ async def test_a_listed_file_rclone_cannot_serve_fails_rather_than_vanishes(
         assert not isinstance(failure.value, NotFound)
     finally:
         await connector.close()
+
+
+async def test_a_long_answer_from_rclone_arrives_whole(s3_server: S3Server) -> None:
+    """An rc answer over rclone's 2 KiB buffer comes in HTTP chunks: read to its end."""
+    remote = _fresh_remote(s3_server, LOCAL_REMOTE)
+    folder = Path(remote.partition(":")[2])
+    names = {f"drawing-{n:03d}-{'x' * 40}.pdf" for n in range(150)}
+    for name in names:
+        (folder / name).write_bytes(b"d")
+    connector = RcloneConnector(remote, str(s3_server.config))
+    try:
+        first, again = await connector.list_dir(""), await connector.list_dir("")
+    finally:
+        await connector.close()
+    assert {e.name for e in first} == {e.name for e in again} == names
