@@ -159,17 +159,9 @@ def verify(tool: str, source: dict[str, tuple[int, int]], destination: Path) -> 
     return ok
 
 
-def setup_dryviq(dryviq: list[str], home: Path, src: Path, dst: Path, parallel: int,
-                 fsync: bool) -> None:
-    """A fresh home with two local connections and the copy job (untimed)."""
-    def cli(*args: str, stdin: str | None = None) -> None:
-        subprocess.run([*dryviq, "--home", str(home), *args], input=stdin, text=True,
-                       check=True, stdout=subprocess.DEVNULL)
-
-    cli("connections", "add", "local", "bench-source", "--path", str(src))
-    cli("connections", "add", "local", "bench-destination", "--path", str(dst),
-        *(() if fsync else ("--no-fsync",)))
-    job = {
+def copy_job(parallel: int) -> dict[str, object]:
+    """The job both benchmarks run: a plain copy from bench-source to bench-destination."""
+    return {
         "name": "bench-copy",
         "kind": "transfer",
         "transfer": {
@@ -182,7 +174,19 @@ def setup_dryviq(dryviq: list[str], home: Path, src: Path, dst: Path, parallel: 
         "schedule": {"mode": "manual"},
         "category": {"name": "Benchmark"},
     }
-    cli("jobs", "create", "--file", "-", stdin=json.dumps(job))
+
+
+def setup_dryviq(dryviq: list[str], home: Path, src: Path, dst: Path, parallel: int,
+                 fsync: bool) -> None:
+    """A fresh home with two local connections and the copy job (untimed)."""
+    def cli(*args: str, stdin: str | None = None) -> None:
+        subprocess.run([*dryviq, "--home", str(home), *args], input=stdin, text=True,
+                       check=True, stdout=subprocess.DEVNULL)
+
+    cli("connections", "add", "local", "bench-source", "--path", str(src))
+    cli("connections", "add", "local", "bench-destination", "--path", str(dst),
+        *(() if fsync else ("--no-fsync",)))
+    cli("jobs", "create", "--file", "-", stdin=json.dumps(copy_job(parallel)))
 
 
 def fresh_file_system(device: str, mountpoint: Path) -> None:

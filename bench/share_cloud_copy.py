@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from copy_vs_rclone import Measured, bytecode_env, dryviq_command, measure  # noqa: E402
+from copy_vs_rclone import Measured, bytecode_env, copy_job, dryviq_command, measure  # noqa: E402
 from machine import describe_checkout, load_average  # noqa: E402
 
 from tests.s3 import S3_REMOTE, S3Server, rclone_env, running_s3  # noqa: E402
@@ -182,20 +182,7 @@ def setup_dryviq(dryviq: list[str], home: Path, src: Path, destination: list[str
 
     cli("connections", "add", "local", "bench-source", "--path", str(src))
     cli("connections", "add", destination[0], "bench-destination", *destination[1:])
-    job = {
-        "name": "bench-copy",
-        "kind": "transfer",
-        "transfer": {
-            "transfer_type": "copy",
-            "source": {"connection": {"id": "bench-source"}, "target": {"path": "/"}},
-            "destination": {"connection": {"id": "bench-destination"}, "target": {"path": "/"}},
-            "simulation_mode": False,
-            "performance": {"parallel_writes": {"requested": parallel}},
-        },
-        "schedule": {"mode": "manual"},
-        "category": {"name": "Benchmark"},
-    }
-    cli("jobs", "create", "--file", "-", stdin=json.dumps(job))
+    cli("jobs", "create", "--file", "-", stdin=json.dumps(copy_job(parallel)))
     return [*dryviq, "--home", str(home), "jobs", "run", "bench-copy"]
 
 
