@@ -251,3 +251,25 @@ async def test_the_dialog_stays_live_while_a_share_is_tried_and_esc_stops_the_tr
             await pilot.press("escape")
             await wait_for(lambda: isinstance(app.screen, ConfirmScreen), what="the question")
     assert [c.name for c in await world.state.list_connections()] == ["plans", "share"]
+
+
+async def test_e_on_a_share_says_how_its_password_changes(world: World) -> None:
+    """A share has no sign-in to renew; its expired password is what a user comes to change."""
+    from core.connections import smb_config
+    from tests.tui.test_connections_screens import highlight_row
+
+    await world.state.add_connection(
+        "office", "smb", smb_config(server="files.example", share="Projects", username="ana"),
+        {"password": "not shown"})
+    app = DryvIQApp(world.service)
+    async with app.run_test(size=SSH) as pilot:
+        await wait_for(lambda: isinstance(app.screen, JobsScreen), what="the jobs screen")
+        await pilot.press("c")
+        await wait_for(lambda: isinstance(app.screen, ConnectionsScreen), what="connections")
+        await highlight_row(app, pilot, "office")
+        await pilot.press("e")
+        await wait_for(lambda: bool(app._notifications), what="the hint")
+        assert [str(n.message) for n in app._notifications] == [
+            "office takes a new password from the command line: dryviq-tui connections "
+            "password 'office'"]
+        assert isinstance(app.screen, ConnectionsScreen)  # no dialog for a share

@@ -182,6 +182,11 @@ class ConnectionsScreen(AppScreen[None]):
         connection = self._target()
         if connection is None:
             return
+        if connection.platform == "smb":
+            self.notify(f"{connection.name} takes a new password from the command line: "
+                        f"dryviq-tui connections password {connection.name!r}",
+                        severity="warning", markup=False)
+            return
         if connection.platform != "procore":
             self.notify(f"{connection.name} ({platform_title(connection.platform)}) has no "
                         "sign-in to renew", severity="warning", markup=False)
