@@ -191,8 +191,10 @@ class Executor:
         writer = self._ends(to_source)[1]
         entry = await self._apply(f"create folder {path}", lambda: writer.mkdir(path),
                                   Entry(path.rpartition("/")[2], is_dir=True))
-        if writer.features.empty_dirs:  # elsewhere (S3) a folder is only its files' prefix: an
-            self.stats.folders_created += 1  # empty one is "made" again, unseen, every run
+        # where folders are only their files' prefix (S3), an empty one is "made" again,
+        # unseen, on every run: not counted, so a run with nothing to do says so
+        if writer.features.empty_dirs:
+            self.stats.folders_created += 1
         return entry
 
     async def move_now(self, task: MoveTask) -> None:
