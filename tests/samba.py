@@ -67,6 +67,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _tool(name: str) -> str | None:
+    """A Samba or system tool, also where a PATH without the sbin folders would miss it."""
+    return shutil.which(name, path=os.pathsep.join(
+        [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]))
+
+
 def _ensure_user() -> None:
     try:
         pwd.getpwnam(USER)
@@ -74,7 +80,8 @@ def _ensure_user() -> None:
         if os.geteuid() != 0:
             raise SambaUnavailable(
                 f"Samba needs a Unix user {USER!r}; creating it needs root") from None
-        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", USER], check=True)
+        subprocess.run([_tool("useradd") or "useradd", "-M", "-s", "/usr/sbin/nologin", USER],
+                       check=True)
 
 
 def _config(base: Path, port: int) -> str:
@@ -124,7 +131,8 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
 @contextmanager
 def running_samba(base: Path) -> Iterator[SambaServer]:
     """An smbd serving folders under `base` (an empty folder) until the block ends."""
-    if shutil.which("smbd") is None or shutil.which("smbpasswd") is None:
+    smbd, smbpasswd = _tool("smbd"), _tool("smbpasswd")
+    if smbd is None or smbpasswd is None:
         raise SambaUnavailable("Samba is not installed (apt-get install samba smbclient)")
     _ensure_user()
     (base / "share").mkdir()
@@ -133,7 +141,7 @@ def running_samba(base: Path) -> Iterator[SambaServer]:
     conf = base / "smb.conf"
     conf.write_text(_config(base, port))
     password = secrets.token_urlsafe(12)
-    subprocess.run(["smbpasswd", "-c", str(conf), "-s", "-a", USER],
+    subprocess.run([smbpasswd, "-c", str(conf), "-s", "-a", USER],
                    input=f"{password}\n{password}\n", text=True, check=True,
                    capture_output=True)
     auth = base / "auth"
@@ -142,7 +150,7 @@ def running_samba(base: Path) -> Iterator[SambaServer]:
     log = base / "smbd.out"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            ["smbd", "--foreground", "--no-process-group", "-s", str(conf), "--debug-stdout"],
+            [smbd, "--foreground", "--no-process-group", "-s", str(conf), "--debug-stdout"],
             # its own process group: smbd ends by signalling its group, which would be ours
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
