@@ -97,6 +97,19 @@ def same_content(source: Entry, destination: Entry, rules: Rules) -> bool:
                                                      rules.mtime_precision)
 
 
+def _sent_across(source: Entry, destination: Entry, rules: Rules) -> bool:
+    """Whether a sync's two files are one file sent across: the same size, and the mtime
+    written with it. Where both sides keep the mtimes they are given, rclone's equality;
+    where only the source does (the destination is Procore), the source's mtime must be the
+    destination's to the microsecond, as a write from there sets it: so a file a killed run
+    brought down, its record lost, is met again in step, not as an edit on both sides."""
+    if not rules.source_sets_mtime:
+        return False
+    if rules.destination_sets_mtime:
+        return same_content(source, destination, rules)
+    return source.size == destination.size and _close(source.mtime, destination.mtime, 1e-6)
+
+
 def _source_unchanged(source: Entry, record: ItemRecord) -> bool:
     if source.version is not None and record.source_version is not None:
         return source.version == record.source_version
@@ -318,8 +331,8 @@ def plan_sync(pair: Pair, record: ItemRecord | None, rules: Rules) -> Plan:
     base = record if record is not None and _in_step_before(record) else None
     if source is None or destination is None:
         return _one_sided(source, destination, base, rules)
-    if source.is_dir or (rules.source_sets_mtime and same_content(source, destination, rules)):
-        return IN_STEP  # (a sync writes to the source too)
+    if source.is_dir or _sent_across(source, destination, rules):
+        return IN_STEP
     if base is None:
         return _first_meeting(source, destination, record, rules)
     source_changed = not _source_unchanged(source, base)

@@ -115,3 +115,19 @@ def test_publish_deletes_and_reverts_migrate_never_looks_again_move_moves():
     assert plan_move(Pair(f(), f(size=2), "x"), None, RULES).action is Action.FLAG
     finish = plan_move(Pair(f(), f(), "x"), base(), RULES)  # copied, then the run stopped
     assert (finish.action, finish.to_source) == (Action.DELETE, True)
+
+
+@pytest.mark.parametrize("status", ["pending", "success"])
+def test_a_download_that_landed_before_a_kill_is_in_step(status):
+    """In step at v1, Procore edited (v2), the killed run brought v2 down to the local source
+    (its mtime set to Procore's) and its record was left pending or lost: met again, the two
+    are one file, not an edit on both sides (it made a conflict copy of itself)."""
+    record = base(status=status, action="update_source" if status == "pending" else "create",
+                  destination_version="v1", destination_mtime=100.0)
+    landed = sync(f(size=5, mtime=500.0), f(size=5, mtime=500.0, version="v2"), record,
+                  PROCORE_DESTINATION)
+    assert (landed.action, landed.conflict) == (Action.NONE, False)
+    # an edit of the same size made here within the same second is still an edit
+    edited = sync(f(size=5, mtime=500.4), f(size=5, mtime=500.0, version="v2"), record,
+                  PROCORE_DESTINATION)
+    assert edited.conflict

@@ -555,11 +555,6 @@ def kill_after(home: Path, progress: Callable[[], int], target: int) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "known, open: on a loaded machine (2 of ~10 full runs) a file downloaded from Procore by a "
-    "killed run, its record lost with the kill, is met again as changed on both sides with the "
-    "same bytes and becomes a conflict copy instead of being recognised as in step; an extra "
-    "copy, no data lost"))
 def test_a_sync_killed_twice_finishes_without_conflicts_duplicates_or_lost_deletes(
         cli: Cli, make_sandbox, tmp_path: Path) -> None:
     sandbox = make_sandbox(SandboxConfig(spike_limit=10_000))  # no pacing: a quick test
