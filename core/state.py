@@ -23,6 +23,49 @@ import aiosqlite
 
 from core.jobs import Job
 
+# v6, in three parts (one per feature of issue 14; joined into one migration below):
+# stored analyses, so the app and reports show one again without spending API calls
+_V6_ANALYSES = """
+    CREATE TABLE analyses (
+        id INTEGER PRIMARY KEY,
+        connection_id TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        against_connection_id TEXT REFERENCES connections(id) ON DELETE CASCADE,
+        against_path TEXT,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE INDEX analyses_by_target ON analyses(connection_id, path, id);
+"""
+# a job's DryvIQ status (idle until a stop policy or an ad-hoc run completes it) and why;
+# the agents (and apps) running the scheduler on this home, with their heartbeats; which
+# agent ran an execution, and whether it was started by the schedule
+_V6_SCHEDULES = """
+    ALTER TABLE jobs ADD COLUMN status TEXT NOT NULL DEFAULT 'idle';
+    ALTER TABLE jobs ADD COLUMN status_reason TEXT;
+    ALTER TABLE executions ADD COLUMN agent TEXT;
+    ALTER TABLE executions ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+"""
+# categories (DryvIQ's reports): a job joins one by name or id; -1 is DryvIQ's "Default"
+_V6_REPORTS = """
+    CREATE TABLE categories (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    INSERT INTO categories (id, name, created_at) VALUES (-1, 'Default', 0);
+"""
+
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far a file is.
 MIGRATIONS: Sequence[str] = (
     """
@@ -148,6 +191,8 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE items ADD COLUMN destination_mtime REAL;
     ALTER TABLE items ADD COLUMN source_versions INTEGER NOT NULL DEFAULT 0;
     """,
+    # v6: analyses, schedules and the agent, categories
+    _V6_ANALYSES + _V6_SCHEDULES + _V6_REPORTS,
 )
 
 
@@ -314,6 +359,8 @@ class JobRecord:
     parallel_writes: int
     definition: str  # the job JSON exactly as it was given
     created_at: float
+    status: str = "idle"  # DryvIQ's job status: idle, or complete (stop policy, ad-hoc run)
+    status_reason: str | None = None  # why it is complete
 
 
 @dataclass(frozen=True)
@@ -610,8 +657,9 @@ class State:
     async def add_job(self, job: Job, definition: str, source_id: str, destination_id: str,
                       ) -> JobRecord:
         record = _job_record(_new_id(), job, definition, source_id, destination_id, time.time())
-        await self.db.execute(f"INSERT INTO jobs VALUES ({', '.join('?' * 14)})",
-                              _job_row(record))
+        await self.db.execute(
+            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * 14)})",
+            _job_row(record))
         await self.db.commit()
         return record
 

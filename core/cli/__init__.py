@@ -152,7 +152,7 @@ def _json() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import connections, demo, doctor, jobs, sandbox
+    from core.cli import agent, analyze, connections, demo, doctor, jobs, reports, sandbox
 
     common, as_json = _common(), _json()
     parser = _Parser(
@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_mouse_option(commands.choices["demo"])  # the demo opens the app
     sandbox.register(commands, leaf)
     doctor.register(commands, leaf)
+    analyze.register(commands, leaf)
+    reports.register(commands, leaf)
+    agent.register(commands, leaf)
     return parser
 
 

@@ -28,6 +28,9 @@ LOSS_MEANS = {
     "rate_budgets": "the API budget's last readings (relearned at the next call)",
     "segmented_uploads": "uploads under way: those files are sent again",
     "uploaded_segments": "uploads under way: those files are sent again",
+    "analyses": "stored analyses (run analyze again)",
+    "agents": "agent heartbeats (rewritten by running agents)",
+    "categories": "categories: jobs keep their category names; ids are given anew",
 }
 
 
