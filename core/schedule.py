@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.home import Home
 from core.jobs import Job, parse_job
 from core.state import Execution, JobRecord, State
 
@@ -273,22 +274,39 @@ class JobStatus:
         return f"{self.code}: {self.reason}" if self.reason else self.code
 
 
-def job_status(record: JobRecord, executions: Sequence[Execution], *,
-               running: bool) -> JobStatus:
-    """The status of job `record` given its executions since it was saved (newest first) and
-    whether a process is running it now."""
+def job_status(record: JobRecord, last: Execution | None, *, running: bool) -> JobStatus:
+    """The status of job `record` given its newest execution since it was saved (None when
+    there is none) and whether a process is running it now."""
+    if running:  # a complete job run by hand, too
+        return JobStatus("running")
     if record.status == "complete":
         return JobStatus("complete", record.status_reason)
-    if running:
-        return JobStatus("running")
-    last = executions[0] if executions else None
     if last is not None and last.status == "paused":
-        after = f" after {dt.datetime.fromtimestamp(last.resume_at, local_zone()):%H:%M %Z}" \
-            if last.resume_at else ""
+        after = f" after {zoned(last.resume_at):%H:%M %Z}" if last.resume_at else ""
         return JobStatus("paused", f"API rate limit; the next run continues{after}")
-    if last is not None and last.status == "interrupted":
+    if last is not None and last.status in ("interrupted", "running"):  # running: died
         return JobStatus("paused", "interrupted; the next run continues where it stopped")
     if last is None and record.schedule_mode == "auto" and \
             Schedule.of(parse_job(record.definition)).paused:
         return JobStatus("paused", 'status "paused": waits for a manual first run')
     return JobStatus("idle")
+
+
+def zoned(epoch: float) -> dt.datetime:
+    """A moment in the machine's zone (for showing it with the zone's name)."""
+    return dt.datetime.fromtimestamp(epoch, local_zone())
+
+
+async def current_status(state: State, home: Home, record: JobRecord) -> JobStatus:
+    """Job `record`'s status now, as `jobs list/show` and the app show it."""
+    newest = await state.executions(record.id, limit=1)
+    last = newest[0] if newest and newest[0].id > record.counts_after else None
+    return job_status(record, last, running=home.job_running(record.id))
+
+
+async def upcoming_run(state: State, record: JobRecord, now: dt.datetime) -> dt.datetime | None:
+    """When the schedule runs job `record` next (see next_run); None for a complete job."""
+    if record.status == "complete":
+        return None
+    schedule = Schedule.of(parse_job(record.definition))
+    return next_run(schedule, await state.counted_executions(record), now)

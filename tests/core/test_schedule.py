@@ -266,10 +266,11 @@ def test_the_status_words():
                          schedule.get("mode", "manual"), "Default", 2, json.dumps(definition),
                          0.0, status, reason)
 
-    assert job_status(record(), [], running=False).words == "idle"
-    assert job_status(record(), [], running=True).words == "running"
-    assert job_status(record("complete", "ad-hoc job: it ran once"), [],
-                      running=True).words == "complete: ad-hoc job: it ran once"
-    assert job_status(record(), [execution(1, "interrupted")], running=False).code == "paused"
-    waiting = job_status(record(mode="auto"), [], running=False)
+    assert job_status(record(), None, running=False).words == "idle"
+    assert job_status(record(), None, running=True).words == "running"
+    complete = record("complete", "ad-hoc job: it ran once")
+    assert job_status(complete, None, running=False).words == "complete: ad-hoc job: it ran once"
+    assert job_status(complete, None, running=True).words == "running"  # run by hand
+    assert job_status(record(), execution(1, "interrupted"), running=False).code == "paused"
+    waiting = job_status(record(mode="auto"), None, running=False)
     assert waiting.words == 'paused: status "paused": waits for a manual first run'
