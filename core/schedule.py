@@ -151,7 +151,8 @@ def next_run(schedule: Schedule, executions: Sequence[Execution],
     """When the job should run next, at or after `now` (an aware datetime, whose zone the
     windows are read in), given its executions since it was saved, newest first; None when the
     schedule will not run it again. Due now means `now`. A run that was missed (no scheduler
-    running, the previous run still going) is made up once, as soon as the window allows."""
+    running, the previous run still going) is made up once, as soon as the window allows.
+    Only the newest execution matters, unless a repeat_count needs the runs counted."""
     zone = now.tzinfo
     assert zone is not None, "next_run needs an aware datetime"
     if schedule.mode != "auto":
@@ -252,8 +253,12 @@ def _runs(count: int) -> str:
 async def apply_stop_policy(state: State, record: JobRecord, job: Job) -> str | None:
     """At the end of an execution: mark the job complete, with why, when its stop policy (or
     its ad-hoc run, or its repeat_count) says so; returns the reason when this completed it."""
-    if record.status == "complete" or state.read_only:
-        return None
+    schedule = Schedule.of(job)
+    policy = job.stop_policy
+    counts = (policy.on_success or policy.on_failure or policy.on_execute
+              or schedule.mode == "ad-hoc" or schedule.repeat_count is not None)
+    if record.status == "complete" or state.read_only or not counts:
+        return None  # (without a limit, a year of runs is not read at the end of every run)
     reason = stop_reason(job, await state.counted_executions(record))
     if reason is not None:
         await state.set_job_status(record.id, "complete", reason)
@@ -299,9 +304,8 @@ def zoned(epoch: float) -> dt.datetime:
 
 async def current_status(state: State, home: Home, record: JobRecord) -> JobStatus:
     """Job `record`'s status now, as `jobs list/show` and the app show it."""
-    newest = await state.executions(record.id, limit=1)
-    last = newest[0] if newest and newest[0].id > record.counts_after else None
-    return job_status(record, last, running=home.job_running(record.id))
+    newest = await state.counted_executions(record, 1)
+    return job_status(record, next(iter(newest), None), running=home.job_running(record.id))
 
 
 async def upcoming_run(state: State, record: JobRecord, now: dt.datetime) -> dt.datetime | None:
@@ -309,4 +313,6 @@ async def upcoming_run(state: State, record: JobRecord, now: dt.datetime) -> dt.
     if record.status == "complete":
         return None
     schedule = Schedule.of(parse_job(record.definition))
-    return next_run(schedule, await state.counted_executions(record), now)
+    # only a repeat_count needs every run counted; else the newest execution says it all
+    newest = None if schedule.repeat_count is not None else 1
+    return next_run(schedule, await state.counted_executions(record, newest), now)
