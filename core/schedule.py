@@ -1,8 +1,10 @@
 """When a job runs by itself, and when it stops: DryvIQ's `schedule` and `stop_policy`.
 
-Pure functions of the job, its past executions and a moment, so a week of schedules is tested
-in seconds. Times are wall-clock in the zone of the `now` given (the machine's: `local_zone`),
-DST included: window edges and `run_at` are wall-clock times, intervals are elapsed time.
+Pure functions of the job, its past executions and a moment (Schedule, next_run, stop_reason,
+job_status), so a week of schedules is tested in seconds, and thin async ones that read what
+they need from the state (apply_stop_policy, current_status, upcoming_run). Times are read in
+the zone of the `now` given (the machine's: `local_zone`), DST included: window edges and
+`run_at` are wall-clock times, intervals are elapsed time.
 
 What counts (DryvIQ names the keys, not every case; decided here):
 - A *run* is an execution that finished: completed, no changes, flagged (warn), failed, or
@@ -48,8 +50,8 @@ FAILED = frozenset({"failed", "guarded"})  # the guard stopped the run before it
 class Schedule:
     """A job's `schedule`, read from its definition (mode "manual" when it has none).
 
-    auto: queued at once (`start_now`), else after its manual first run (`status: "paused"`),
-    then again `interval` seconds after the previous execution *ended* (the end, not the start:
+    auto: queued at once (or, with `status: "paused"`, after its manual first run), then
+    again `interval` seconds after the previous execution *ended* (the end, not the start:
     a run longer than its interval would otherwise start again at once, spending a shared API
     budget without a pause), inside the window on the allowed days, between start_date and
     end_date. With `run_at` and no repeat_interval it runs once a day at run_at.
