@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.home import Home
-from core.jobs import Job, parse_job
+from core.jobs import Job, JobError, parse_job
 from core.state import Execution, JobRecord, State
 
 AUTO_INTERVAL = 15 * 60.0  # seconds between runs of an auto job that sets no repeat_interval
@@ -293,10 +293,20 @@ def job_status(record: JobRecord, last: Execution | None, *, running: bool) -> J
         return JobStatus("paused", f"API rate limit; the next run continues{after}")
     if last is not None and last.status in ("interrupted", "running"):  # running: died
         return JobStatus("paused", "interrupted; the next run continues where it stopped")
-    if last is None and record.schedule_mode == "auto" and \
-            Schedule.of(parse_job(record.definition)).paused:
-        return JobStatus("paused", 'status "paused": waits for a manual first run')
+    if last is None and record.schedule_mode == "auto":
+        schedule = stored_schedule(record)
+        if schedule is not None and schedule.paused:
+            return JobStatus("paused", 'status "paused": waits for a manual first run')
     return JobStatus("idle")
+
+
+def stored_schedule(record: JobRecord) -> Schedule | None:
+    """The schedule of a stored job; None when its JSON no longer passes today's checks (kept
+    by an earlier version: it is shown, and refused when run, never scheduled)."""
+    try:
+        return Schedule.of(parse_job(record.definition))
+    except JobError:
+        return None
 
 
 def zoned(epoch: float) -> dt.datetime:
@@ -311,10 +321,11 @@ async def current_status(state: State, home: Home, record: JobRecord) -> JobStat
 
 
 async def upcoming_run(state: State, record: JobRecord, now: dt.datetime) -> dt.datetime | None:
-    """When the schedule runs job `record` next (see next_run); None for a complete job."""
-    if record.status == "complete":
+    """When the schedule runs job `record` next (see next_run); None for a complete job or
+    one whose stored JSON no longer passes the checks."""
+    schedule = stored_schedule(record)
+    if record.status == "complete" or schedule is None:
         return None
-    schedule = Schedule.of(parse_job(record.definition))
     # only a repeat_count needs every run counted; else the newest execution says it all
     newest = None if schedule.repeat_count is not None else 1
     return next_run(schedule, await state.counted_executions(record, newest), now)

@@ -39,7 +39,13 @@ from core.job_store import (
 from core.jobs import JobError
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
-from core.schedule import JobStatus, current_status, local_zone, upcoming_run
+from core.schedule import (
+    JobStatus,
+    current_status,
+    local_zone,
+    stored_schedule,
+    upcoming_run,
+)
 from core.sides import (
     SIDE_COUNTERS,
     action_words,
@@ -197,7 +203,11 @@ def _next_run_words(job: JobRecord, moment: dt.datetime | None, now: dt.datetime
         return "now" if moment <= now else f"{moment:%Y-%m-%d %H:%M %Z}"
     if job.status == "complete":
         return "none: the job is complete"
-    return "when run by hand" if job.schedule_mode != "auto" else "none: the schedule has ended"
+    if job.schedule_mode != "auto":
+        return "when run by hand"
+    if stored_schedule(job) is None:
+        return "none: the job's JSON no longer passes the checks"
+    return "none: the schedule has ended"
 
 
 async def _show(args: argparse.Namespace) -> int:
