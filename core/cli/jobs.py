@@ -340,7 +340,7 @@ async def _run(args: argparse.Namespace) -> int:
         if job.status == "complete" and not args.quiet:
             print(f"job {printable(job.name)!r} is complete "
                   f"({printable(job.status_reason or 'stopped')}); running it once by hand: "
-                  f"the schedule leaves it until `dryviq-tui jobs update` reopens it",
+                  f"the schedule leaves it alone until `dryviq-tui jobs update` reopens it",
                   file=sys.stderr)
         budgets = asyncio.create_task(_follow_budget(state, reporter))
         try:
