@@ -252,9 +252,12 @@ def _runs(count: int) -> str:
     return f"{count} run" + ("" if count == 1 else "s")
 
 
-async def apply_stop_policy(state: State, record: JobRecord, job: Job) -> str | None:
+async def apply_stop_policy(state: State, record: JobRecord) -> str | None:
     """At the end of an execution: mark the job complete, with why, when its stop policy (or
-    its ad-hoc run, or its repeat_count) says so; returns the reason when this completed it."""
+    its ad-hoc run, or its repeat_count) says so; returns the reason when this completed it.
+    The job is read again: the `record` a scheduler loaded may predate an edit."""
+    record = next(iter(await state.find_jobs(record.id)), record)
+    job = parse_job(record.definition)
     schedule = Schedule.of(job)
     policy = job.stop_policy
     counts = (policy.on_success or policy.on_failure or policy.on_execute

@@ -14,6 +14,7 @@ from core.connectors.local import LocalConnector
 from core.engine import runner
 from core.home import Home
 from core.job_store import create_job
+from core.jobs import parse_job
 from core.schedule import current_status
 from core.state import State
 from tests.fakes import MemoryConnector
@@ -199,3 +200,19 @@ async def test_interrupted_runs_are_continued_not_counted(engine, tmp_path) -> N
     [job] = await state.find_jobs(job.id)
     assert (job.status, job.status_reason) == ("complete", "stop policy on_execute 1: 1 run in all")
     assert (tmp_path / "dest/out/a.pdf").read_bytes() == b"a"
+
+
+async def test_the_stop_policy_is_the_stored_one_when_a_run_ends(engine) -> None:
+    """A scheduler may hold a job's record from before an edit: the policy applied at the end
+    of the run, and the runs it counts, are those of the job as now stored."""
+    home, state, _ = engine
+    job, _ = await create_job(state, engine_job())
+    assert (await runner.run_job(state, home, job)).status == "completed"
+    stale = job
+    [job] = await state.find_jobs(job.id)
+    await state.update_job(job, parse_job(engine_job(stop_policy={"on_execute": 1})),
+                           engine_job(stop_policy={"on_execute": 1}),
+                           job.source_connection_id, job.destination_connection_id)
+    assert (await runner.run_job(state, home, stale)).status == "no_changes"
+    [job] = await state.find_jobs(job.id)
+    assert (job.status, job.status_reason) == ("complete", "stop policy on_execute 1: 1 run in all")
