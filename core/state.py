@@ -62,7 +62,7 @@ RELINK_CATEGORIES = """
     INSERT OR IGNORE INTO categories (name, created_at)
         SELECT category, MIN(created_at) FROM jobs WHERE NOT EXISTS (
             SELECT 1 FROM categories c WHERE c.id = jobs.category_id AND c.name = jobs.category)
-        GROUP BY category ORDER BY MIN(created_at);
+        GROUP BY category COLLATE NOCASE ORDER BY MIN(created_at);
     UPDATE jobs SET category_id = (SELECT id FROM categories c WHERE c.name = jobs.category)
         WHERE NOT EXISTS (SELECT 1 FROM categories c
                           WHERE c.id = jobs.category_id AND c.name = jobs.category);
