@@ -84,7 +84,7 @@ def _job_csv(member: ReportJob) -> tuple[Any, ...]:
 
 def _print_report(found: Report, jobs: list[ReportJob]) -> None:
     totals = found.totals
-    runs = ", ".join(f"{runs:,} {label(status).lower()}"
+    runs = "; ".join(f"{runs:,} {label(status)}"  # labels may hold a comma
                      for status, runs in sorted(totals.by_status.items()))
     print(table([("category", found.category.name), ("id", found.category.id),
                  ("jobs", totals.jobs),

@@ -21,7 +21,9 @@ from core.jobs import JobError
 from core.pacer import BudgetStore, Pacer, Usage
 from core.reports import find_category, report, reports
 from core.sandbox import SandboxConfig
-from core.state import MIGRATIONS, RELINK_CATEGORIES, State
+from core.state import MIGRATIONS, State
+from core.state_repair import repair
+from tests.core.state_damage import pages_of, zero_pages
 from tests.tui.conftest import add_sandbox_procore
 
 
@@ -125,14 +127,24 @@ async def test_older_jobs_migrate_to_the_category_of_their_stored_name(tmp_path:
 
 
 async def test_jobs_whose_category_is_lost_join_one_of_its_name_again(home) -> None:
-    """What `doctor --repair` runs after copying what read: ids are given anew."""
-    _, state, _ = home
-    job, _ = await create_job(state, job_json("North", {"name": "Tower"}))
-    await state.db.execute("DELETE FROM categories WHERE id = ?", (job.category_id,))
-    await state.db.executescript(RELINK_CATEGORIES)
-    (found,) = await state.find_jobs("North")
-    (category,) = [c for c in await state.categories() if c.id == found.category_id]
-    assert category.name == "Tower" and category.id != job.category_id
+    """`doctor --repair` of a state whose categories table no longer reads: its jobs keep
+    their category names, the ids are given anew (as LOSS_MEANS tells the user)."""
+    home_, state, _ = home
+    await create_job(state, job_json("North", {"name": "Tower"}))
+    await create_job(state, job_json("South", {"name": "Garage"}))
+    await state.close()
+    (page, _), = pages_of(home_.state_path, "categories")
+    zero_pages(home_.state_path, [page])
+    assert repair(home_.state_path).method == "copy"  # what `doctor --repair` runs
+    state = await State.open(home_.state_path)
+    try:
+        linked = {j.name: (j.category_id, j.category) for j in await state.find_jobs()}
+        names = {c.id: c.name for c in await state.categories()}
+        assert {name: names[id_] for name, (id_, _) in linked.items()} == {
+            "North": "Tower", "South": "Garage"}
+        assert names[-1] == "Default"
+    finally:
+        await state.close()
 
 
 async def test_totals_add_up_the_executions_of_each_category(home, tmp_path: Path) -> None:
