@@ -712,8 +712,7 @@ class State:
         return record
 
     async def update_job(self, old: JobRecord, job: Job, definition: str, source_id: str,
-                         destination_id: str, category: Category = DEFAULT_CATEGORY,
-                         ) -> JobRecord:
+                         destination_id: str, category: Category) -> JobRecord:
         """The job `old` with a new definition (and category); its id, creation time and
         history stay."""
         record = _job_record(old.id, job, definition, source_id, destination_id,
