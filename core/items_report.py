@@ -69,11 +69,11 @@ def dryviq_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
 
 def flat_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
     """dryviq_item with `source` and `destination` flattened (`source_path`, ...) and the
-    processing notes joined: one CSV row, keyed by ITEM_FIELDS."""
+    processing notes joined: one CSV row, in ITEM_FIELDS order."""
     nested = dryviq_item(job, item)
     row = {key: value for key, value in nested.items() if key not in ("source", "destination")}
     for side in ("source", "destination"):
         row.update({f"{side}_{name}": value for name, value in nested[side].items()})
     row["processing"] = "; ".join(nested["processing"])
     row["source_to_destination"] = "true" if nested["source_to_destination"] else "false"
-    return row
+    return {name: row[name] for name in ITEM_FIELDS}

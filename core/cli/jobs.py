@@ -448,8 +448,7 @@ ITEM_CSV = (*ITEM_FIELDS, "action", "type", "versions", "execution_id")
 
 
 def _item_csv_row(job: JobRecord, item: ItemRecord) -> tuple[Any, ...]:
-    row = flat_item(job, item)
-    return (*(row[name] for name in ITEM_FIELDS), item.action,
+    return (*flat_item(job, item).values(), item.action,
             "folder" if item.is_dir else "file", item.source_versions, item.execution_id)
 
 

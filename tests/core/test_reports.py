@@ -16,12 +16,13 @@ import pytest
 from core.connections import add_local
 from core.engine.runner import run_job
 from core.home import Home
+from core.items_report import ITEM_FIELDS, flat_item
 from core.job_store import create_job, update_job
 from core.jobs import JobError
 from core.pacer import BudgetStore, Pacer, Usage
 from core.reports import find_category, report, reports
 from core.sandbox import SandboxConfig
-from core.state import MIGRATIONS, State
+from core.state import MIGRATIONS, ItemRecord, JobRecord, State
 from core.state_repair import repair
 from tests.core.state_damage import pages_of, zero_pages
 from tests.tui.conftest import add_sandbox_procore
@@ -238,3 +239,27 @@ async def test_a_run_into_the_sandboxes_rate_limit_reports_the_time_it_waited(
     totals = {r.category.name: r.totals for r in await reports(state)}["Procore"]
     assert totals.rate_limit_wait_seconds == result.stats.rate_limit_wait_seconds
     assert totals.api_calls == result.stats.api_calls > 20
+
+
+def test_items_in_dryviq_columns_say_what_was_written_and_which_way() -> None:
+    job = JobRecord("j", "North", "transfer", "sync", "a", "Plans", "b", "Copy", False, "manual",
+                    "Default", 2, "{}", 0.0)
+    sent = ItemRecord("j", "A/x.pdf", "A", False, 7, 0.0, "create", "success",
+                      destination_path="Copy/A/x.pdf", updated_at=60.0)
+    back = ItemRecord("j", "y.pdf", "", False, 5, None, "update_source", "success",
+                      destination_path="Copy/y.pdf", updated_at=60.0)
+    gone = ItemRecord("j", "z.pdf", "", False, 9, None, "delete", "success",
+                      destination_path="Copy/z.pdf", updated_at=60.0)
+    renamed = ItemRecord("j", "a:b.pdf", "", False, 3, None, "create", "processed",
+                         destination_path="Copy/a_b.pdf", note="renamed from 'a:b.pdf'",
+                         attempts=2, updated_at=60.0)
+    rows = {row["id"]: row for row in (flat_item(job, i) for i in (sent, back, gone, renamed))}
+    assert list(rows["/A/x.pdf"]) == list(ITEM_FIELDS)
+    assert (rows["/A/x.pdf"]["parent_id"], rows["/A/x.pdf"]["source_path"],
+            rows["/A/x.pdf"]["destination_bytes"], rows["/A/x.pdf"]["source_modified_on"],
+            rows["/A/x.pdf"]["transferred_on"]) == (
+        "/A", "/Plans/A/x.pdf", 7, "1970-01-01T00:00:00Z", "1970-01-01T00:01:00Z")
+    assert rows["/y.pdf"]["source_to_destination"] == "false"
+    assert rows["/z.pdf"]["destination_bytes"] is rows["/z.pdf"]["transferred_on"] is None
+    assert (rows["/a:b.pdf"]["destination_name"], rows["/a:b.pdf"]["retried"]) == ("a_b.pdf", 2)
+    assert rows["/a:b.pdf"]["processing"] == "renamed from 'a:b.pdf' to 'a_b.pdf'"
