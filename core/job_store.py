@@ -9,7 +9,8 @@ from core.connections import overlap
 from core.home import Home
 from core.jobs import Job, JobError, job_object, parse_job
 from core.paths import NAME_MAX, name_key
-from core.state import Connection, JobRecord, State
+from core.reports import CategoryError, NewCategory, choose_category, join_category
+from core.state import Category, Connection, JobRecord, State
 
 
 class JobLookupError(LookupError):
@@ -17,16 +18,19 @@ class JobLookupError(LookupError):
 
 
 async def create_job(state: State, text: str) -> tuple[JobRecord, list[str]]:
-    """Validate job JSON `text` and store it verbatim; returns the job and its warnings.
-    Raises JobError naming every problem, connections that do not exist included."""
-    job, found, warnings = await _checked(state, text)
-    return await state.add_job(job, text, found[0].id, found[1].id), warnings
+    """Validate job JSON `text` and store it verbatim, in the category it names (made if new);
+    returns the job and its warnings. Raises JobError naming every problem, connections and
+    category ids that do not exist included."""
+    job, found, category, warnings = await _checked(state, text)
+    return await state.add_job(job, text, found[0].id, found[1].id,
+                               await join_category(state, category)), warnings
 
 
 async def _checked(state: State, text: str, editing: str | None = None,
-                   ) -> tuple[Job, list[Connection], list[str]]:
-    """The job `text` stands for, its source and destination connections, and warnings;
-    `editing` is the id of the job `text` replaces (its own name is not a duplicate)."""
+                   ) -> tuple[Job, list[Connection], Category | NewCategory, list[str]]:
+    """The job `text` stands for, its source and destination connections, its category, and
+    warnings; `editing` is the id of the job `text` replaces (its own name is not a
+    duplicate)."""
     job = parse_job(text)
     errors: list[str] = []
     twin = await job_named(state, job.name, other_than=editing)
@@ -43,12 +47,16 @@ async def _checked(state: State, text: str, editing: str | None = None,
                           f"(existing connections: {known})")
         else:
             found.append(connection)
+    try:
+        category: Category | NewCategory = await choose_category(state, job)
+    except CategoryError as exc:
+        errors.append(str(exc))
     if errors:
         raise JobError(errors)
     clash = overlap(found[0], job.transfer.source.path, found[1], job.transfer.destination.path)
     if clash:
         raise JobError([f"transfer.destination.target.path: {clash}"])
-    return job, found, list(job.warnings)
+    return job, found, category, list(job.warnings)
 
 
 async def job_named(state: State, name: str, *, other_than: str | None = None,
@@ -80,13 +88,14 @@ async def update_job(home: Home, state: State, old: JobRecord, text: str,
     A new source or destination starts with no item records, so the next run compares every
     file afresh. Raises JobError, also when another job already has the new name, and JobBusy
     while the job runs (its run lock is held for the change, so no run starts half-way)."""
-    job, found, warnings = await _checked(state, text, editing=old.id)
+    job, found, category, warnings = await _checked(state, text, editing=old.id)
     endpoints = (found[0].id, job.transfer.source.path, found[1].id, job.transfer.destination.path)
     with home.job_lock(old.id):
         if endpoints != (old.source_connection_id, old.source_path,
                          old.destination_connection_id, old.destination_path):
             await state.forget_items(old.id)  # first: a crash in between only costs a recheck
-        return await state.update_job(old, job, text, found[0].id, found[1].id), warnings
+        return await state.update_job(old, job, text, found[0].id, found[1].id,
+                                      await join_category(state, category)), warnings
 
 
 async def remove_job(home: Home, state: State, job: JobRecord) -> None:

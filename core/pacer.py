@@ -70,7 +70,22 @@ class Usage:
     api_calls: int = 0
     rate_limited: int = 0  # 429 answers received
     rate_limit_waits: int = 0  # times a call waited for a window to reset
+    rate_limit_wait_seconds: float = 0.0  # how long calls waited: overlapping waits once
     waiting_until: float | None = None  # set while waiting for the hourly reset
+    waiting: int = 0  # calls waiting right now
+    waiting_since: float = 0.0  # when the first of them began to wait
+
+    def wait_began(self, now: float) -> None:
+        if not self.waiting:
+            self.waiting_since = now
+        self.waiting += 1
+
+    def wait_ended(self, now: float) -> None:
+        """Count the time waited once all waiting calls have ended: workers waiting for one
+        reset together are one wait of the run, not one per worker."""
+        self.waiting -= 1
+        if not self.waiting:
+            self.rate_limit_wait_seconds += max(0.0, now - self.waiting_since)
 
 
 @dataclass(slots=True)
@@ -290,6 +305,7 @@ class Pacer:
             usage.waiting_until = until
             log.info("rate limit: %s waits until %s", self.key,  # helper `state`: the log
                      time.strftime("%H:%M:%S", time.localtime(until)))
+        usage.wait_began(self._clock())
         try:
             if self.stop is None or not long_wait:
                 await self.sleep(delay)
@@ -305,6 +321,7 @@ class Pacer:
                 raise BudgetSpent("stopped while waiting for the API budget to reset at "
                                   f"{time.strftime('%H:%M:%S', time.localtime(until))}", until)
         finally:
+            usage.wait_ended(self._clock())
             if long_wait:
                 usage.waiting_until = None
 

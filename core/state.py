@@ -58,16 +58,30 @@ _V6_SCHEDULES = """
         heartbeat_at REAL NOT NULL
     );
 """
-# categories (DryvIQ's reports): a job joins one by name or id; -1 is DryvIQ's "Default"
+# Jobs whose category_id does not name the category they keep by name (every job, when v6
+# adds the column; those whose category a repair lost) join the category of that name, made
+# when missing: a job's category name is what it was given, its id only links it.
+RELINK_CATEGORIES = """
+    INSERT OR IGNORE INTO categories (name, created_at)
+        SELECT category, MIN(created_at) FROM jobs WHERE NOT EXISTS (
+            SELECT 1 FROM categories c WHERE c.id = jobs.category_id AND c.name = jobs.category)
+        GROUP BY category COLLATE NOCASE ORDER BY MIN(created_at);
+    UPDATE jobs SET category_id = (SELECT id FROM categories c WHERE c.name = jobs.category)
+        WHERE NOT EXISTS (SELECT 1 FROM categories c
+                          WHERE c.id = jobs.category_id AND c.name = jobs.category);
+"""
+# categories (DryvIQ's reports): a job joins one by name or id; -1 is DryvIQ's "Default", the
+# others count from 1 and an id is never given twice; each job's category, linked by id
 _V6_REPORTS = """
     CREATE TABLE categories (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL UNIQUE COLLATE NOCASE,
         description TEXT NOT NULL DEFAULT '',
         created_at REAL NOT NULL
     );
     INSERT INTO categories (id, name, created_at) VALUES (-1, 'Default', 0);
-"""
+    ALTER TABLE jobs ADD COLUMN category_id INTEGER NOT NULL DEFAULT -1;
+""" + RELINK_CATEGORIES
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far a file is.
 MIGRATIONS: Sequence[str] = (
@@ -365,6 +379,36 @@ class JobRecord:
     status: str = "idle"  # DryvIQ's job status: idle, or complete (stop policy, ad-hoc run)
     status_reason: str | None = None  # why it is complete
     counts_after: int = 0  # executions with a larger id count toward schedule and stop policy
+    category_id: int = -1  # its category (core/reports.py); `category` is that one's name
+
+
+@dataclass(frozen=True)
+class Category:
+    """A group of jobs reported together (DryvIQ's job category; a report is one)."""
+
+    id: int
+    name: str
+    description: str = ""
+    created_at: float = 0.0
+
+
+DEFAULT_CATEGORY = Category(-1, "Default")  # DryvIQ's, for jobs that name none
+
+
+@dataclass
+class JobTotals:
+    """What a job's executions add up to, and its items that stand flagged or failed now."""
+
+    job_id: str
+    executions: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)  # executions by status
+    files_moved: int = 0  # files transferred (none by a job in simulation mode)
+    bytes_moved: int = 0
+    flagged: int = 0  # items flagged now: they need a person
+    failed: int = 0  # items whose last attempt failed: retried by the next run
+    api_calls: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -466,23 +510,26 @@ def _new_id() -> str:
 
 _JOB_COLUMNS = ("id", "name", "kind", "transfer_type", "source_connection_id", "source_path",
                 "destination_connection_id", "destination_path", "simulation_mode",
-                "schedule_mode", "category", "parallel_writes", "definition", "created_at")
+                "schedule_mode", "category", "parallel_writes", "definition", "created_at",
+                "category_id")
 
 
 def _job_record(job_id: str, job: Job, definition: str, source_id: str, destination_id: str,
-                created_at: float) -> JobRecord:
+                created_at: float, category: Category) -> JobRecord:
     transfer = job.transfer
     return JobRecord(
         job_id, job.name, job.kind, transfer.transfer_type, source_id, transfer.source.path,
         destination_id, transfer.destination.path, transfer.simulation_mode, job.schedule_mode,
-        job.category, transfer.parallel_writes, definition, created_at)
+        category.name, transfer.parallel_writes, definition, created_at,
+        category_id=category.id)
 
 
 def _job_row(record: JobRecord) -> tuple[object, ...]:
     return (record.id, record.name, record.kind, record.transfer_type,
             record.source_connection_id, record.source_path, record.destination_connection_id,
             record.destination_path, int(record.simulation_mode), record.schedule_mode,
-            record.category, record.parallel_writes, record.definition, record.created_at)
+            record.category, record.parallel_writes, record.definition, record.created_at,
+            record.category_id)
 
 
 class State:
@@ -659,26 +706,28 @@ class State:
     # -- jobs -------------------------------------------------------------------------------
 
     async def add_job(self, job: Job, definition: str, source_id: str, destination_id: str,
-                      ) -> JobRecord:
-        record = _job_record(_new_id(), job, definition, source_id, destination_id, time.time())
+                      category: Category = DEFAULT_CATEGORY) -> JobRecord:
+        record = _job_record(_new_id(), job, definition, source_id, destination_id, time.time(),
+                             category)
         await self.db.execute(
-            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * 14)})",
-            _job_row(record))
+            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_JOB_COLUMNS))})", _job_row(record))
         await self.db.commit()
         return record
 
     async def update_job(self, old: JobRecord, job: Job, definition: str, source_id: str,
-                         destination_id: str) -> JobRecord:
-        """The job `old` with a new definition; its id, creation time and history stay. It is
-        idle again (a complete job reopens) and its schedule and stop policy count afresh."""
+                         destination_id: str, category: Category) -> JobRecord:
+        """The job `old` with a new definition (and category); its id, creation time and
+        history stay. It is idle again (a complete job reopens) and its schedule and stop
+        policy count afresh."""
         (newest,), = await self._rows(
             "SELECT COALESCE(MAX(id), 0) FROM executions WHERE job_id = ?", (old.id,))
         record = replace(_job_record(old.id, job, definition, source_id, destination_id,
-                                     old.created_at), counts_after=newest)
-        columns = ", ".join(_JOB_COLUMNS)
+                                     old.created_at, category), counts_after=newest)
+        columns = ", ".join((*_JOB_COLUMNS, "status", "status_reason", "counts_after"))
         await self.db.execute(
-            f"UPDATE jobs SET ({columns}, status, status_reason, counts_after) = "
-            f"({', '.join('?' * 17)}) WHERE id = ?",
+            f"UPDATE jobs SET ({columns}) = ({', '.join('?' * (len(_JOB_COLUMNS) + 3))}) "
+            "WHERE id = ?",
             (*_job_row(record), "idle", None, newest, old.id))
         await self.db.commit()
         return record
@@ -705,6 +754,53 @@ class State:
     async def remove_job(self, job_id: str) -> None:
         await self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         await self.db.commit()
+
+    # -- categories ---------------------------------------------------------------------------
+
+    async def categories(self) -> list[Category]:
+        rows = await self._rows(
+            "SELECT id, name, description, created_at FROM categories ORDER BY id = -1 DESC, "
+            "name COLLATE NOCASE")
+        return [Category(*row) for row in rows]
+
+    async def add_category(self, name: str) -> Category:
+        """The category named `name` (as SQLite's NOCASE compares), made if there is none."""
+        await self.db.execute("INSERT OR IGNORE INTO categories (name, created_at) "
+                              "VALUES (?, ?)", (name, time.time()))
+        await self.db.commit()
+        (row,) = await self._rows("SELECT id, name, description, created_at FROM categories "
+                                  "WHERE name = ?", (name,))
+        return Category(*row)
+
+    async def job_totals(self) -> list[JobTotals]:
+        """Every job's totals: sums of its executions' stats, and its items flagged or failed
+        now (counted per job through the items_by_status index)."""
+        executions = await self._rows(
+            "SELECT e.job_id, e.status, COUNT(*), "
+            "SUM(CASE WHEN j.simulation_mode THEN 0 "
+            "    ELSE COALESCE(json_extract(e.stats, '$.transferred'), 0) END), "
+            "SUM(CASE WHEN j.simulation_mode THEN 0 "
+            "    ELSE COALESCE(json_extract(e.stats, '$.bytes'), 0) END), "
+            "SUM(COALESCE(json_extract(e.stats, '$.api_calls'), 0)), "
+            "SUM(COALESCE(json_extract(e.stats, '$.rate_limit_waits'), 0)), "
+            "TOTAL(COALESCE(json_extract(e.stats, '$.rate_limit_wait_seconds'), 0)) "
+            "FROM executions e JOIN jobs j ON j.id = e.job_id GROUP BY e.job_id, e.status")
+        items = await self._rows(
+            "SELECT id, (SELECT COUNT(*) FROM items WHERE job_id = jobs.id AND "
+            "status = 'remediation'), (SELECT COUNT(*) FROM items WHERE job_id = jobs.id AND "
+            "status = 'retry') FROM jobs ORDER BY created_at")
+        totals = {job_id: JobTotals(job_id, flagged=flagged, failed=failed)
+                  for job_id, flagged, failed in items}
+        for job_id, status, runs, files, sent, calls, waits, waited in executions:
+            total = totals[job_id]
+            total.by_status[status] = runs
+            total.executions += runs
+            total.files_moved += files
+            total.bytes_moved += sent
+            total.api_calls += calls
+            total.rate_limit_waits += waits
+            total.rate_limit_wait_seconds += waited
+        return list(totals.values())
 
     # -- executions -------------------------------------------------------------------------
 

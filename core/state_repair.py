@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.state import MIGRATIONS
+from core.state import MIGRATIONS, RELINK_CATEGORIES
 
 # Rows that mean nothing once what they belong to is lost.
 ORPHANS = {
@@ -193,6 +193,8 @@ def _copy_tables(source: sqlite3.Connection, target_path: Path) -> list[TableSal
                     if salvage.table == table and dropped:
                         salvage.recovered -= dropped
                         salvage.lost += dropped
+        if "categories" in known:  # jobs whose category was lost join one of its name again
+            target.executescript(RELINK_CATEGORIES)
         target.commit()
     return found
 

@@ -70,6 +70,7 @@ class _Parser(argparse.ArgumentParser):
 READ_ONLY_COMMANDS = frozenset({
     ("connections", "list"), ("connections", "show"),
     ("jobs", "list"), ("jobs", "show"), ("jobs", "history"), ("jobs", "items"),
+    ("reports", "list"), ("reports", "show"),
 })
 # `ls` is not one of them: listing Procore may refresh the sign-in, and a rotated refresh token
 # that cannot be saved would be lost with it.

@@ -28,6 +28,7 @@ from core.connectors.base import ConnectorError
 from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats
 from core.home import ConfigError, Home, JobBusy
+from core.items_report import ITEM_FIELDS, flat_item
 from core.job_store import (
     JobLookupError,
     create_job,
@@ -473,18 +474,26 @@ async def _items(args: argparse.Namespace) -> int:
     if args.json:
         emit_json([_item_dict(i) for i in items])
         return 0
-    # CSV carries the status codes and plain numbers; people read labels and sizes, and the
-    # versions carried of a file in its action
-    headers = ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL",
-               *(("VERSIONS",) if args.csv else ()))
-    rows = [(i.status if args.csv else label(i.status),
-             i.action if args.csv else action_words(i.action, i.source_versions),
-             "/" + i.path + ("/" if i.is_dir else ""),
-             "" if i.is_dir else (i.size if args.csv else size(i.size)),
-             i.attempts if args.csv else attempts(i), item_detail(i),
-             *((i.source_versions,) if args.csv else ())) for i in items]
-    _print_rows(args, rows, headers, empty="No items recorded")
+    if args.csv:
+        write_csv([_item_csv_row(job, i) for i in items], ITEM_CSV)
+        return 0
+    # people read labels and sizes, and the versions carried of a file in its action
+    rows = [(label(i.status), action_words(i.action, i.source_versions),
+             "/" + i.path + ("/" if i.is_dir else ""), "" if i.is_dir else size(i.size),
+             attempts(i), item_detail(i)) for i in items]
+    _print_rows(args, rows, ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL"),
+                empty="No items recorded")
     return 0
+
+
+# CSV: DryvIQ's item columns (core/items_report.py), then what DryvIQ has no column for,
+# as codes and plain numbers
+ITEM_CSV = (*ITEM_FIELDS, "action", "type", "versions", "execution_id")
+
+
+def _item_csv_row(job: JobRecord, item: ItemRecord) -> tuple[Any, ...]:
+    return (*flat_item(job, item).values(), item.action,
+            "folder" if item.is_dir else "file", item.source_versions, item.execution_id)
 
 
 def _item_dict(item: ItemRecord) -> dict[str, Any]:

@@ -821,6 +821,8 @@ def _count_usage(stats: ExecutionStats, pair: tuple[Connector, Connector]) -> No
     stats.api_calls = sum(u.api_calls for u in usages.values())
     stats.rate_limited = sum(u.rate_limited for u in usages.values())
     stats.rate_limit_waits = sum(u.rate_limit_waits for u in usages.values())
+    stats.rate_limit_wait_seconds = round(
+        sum(u.rate_limit_wait_seconds for u in usages.values()), 3)
     stats.waiting_until = max((u.waiting_until for u in usages.values() if u.waiting_until),
                               default=None)
 

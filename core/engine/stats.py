@@ -22,6 +22,7 @@ class ExecutionStats:
     failed: int = 0  # errors this run; retried on the next run
     api_calls: int = 0
     rate_limit_waits: int = 0  # times a call waited for a rate-limit window to reset
+    rate_limit_wait_seconds: float = 0.0  # time calls spent in those waits (overlaps once)
     rate_limited: int = 0  # 429 answers received (the pacer aims for none)
     waiting_until: float | None = None  # epoch seconds: paused for the hourly API budget
     in_flight: int = 0  # files being written right now

@@ -110,7 +110,7 @@ def test_items_say_which_side_an_action_changes(home: Path, capsys) -> None:
     assert " delete " in actions["/delete.pdf"] and " move " in actions["/move.pdf"]
     assert " update, 3 versions " in actions["/versions.pdf"]
     _, out = cli(home, capsys, "jobs", "items", "Tower A", "--csv")  # scripts get the codes
-    rows = {row["path"]: row for row in csv.DictReader(io.StringIO(out))}
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(out))}
     assert (rows["/delete_source.pdf"]["action"], rows["/keep_both.pdf"]["action"]) == (
         "delete_source", "keep_both")
     assert (rows["/versions.pdf"]["action"], rows["/versions.pdf"]["versions"]) == ("update",

@@ -16,7 +16,7 @@ from core.home import Home
 from core.job_store import create_job
 from core.jobs import parse_job
 from core.schedule import current_status
-from core.state import State
+from core.state import DEFAULT_CATEGORY, State
 from tests.fakes import MemoryConnector
 
 
@@ -212,7 +212,8 @@ async def test_the_stop_policy_is_the_stored_one_when_a_run_ends(engine) -> None
     [job] = await state.find_jobs(job.id)
     await state.update_job(job, parse_job(engine_job(stop_policy={"on_execute": 1})),
                            engine_job(stop_policy={"on_execute": 1}),
-                           job.source_connection_id, job.destination_connection_id)
+                           job.source_connection_id, job.destination_connection_id,
+                           DEFAULT_CATEGORY)
     assert (await runner.run_job(state, home, stale)).status == "no_changes"
     [job] = await state.find_jobs(job.id)
     assert (job.status, job.status_reason) == ("complete", "stop policy on_execute 1: 1 run in all")

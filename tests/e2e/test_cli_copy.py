@@ -253,12 +253,15 @@ def test_inspection_commands(setup: Setup) -> None:
     files = file_count(setup.source)
     assert history[0]["stats"]["transferred"] == files
 
-    rows = list(csv.reader(io.StringIO(cli("jobs", "items", JOB, "--csv").stdout)))
-    assert rows[0][:3] == ["status", "action", "path"], rows[0]
-    body = {row[2]: row for row in rows[1:]}
-    assert body["/Drawings/Architectural/図面.pdf"][:2] == ["success", "create"]
-    assert body["/Empty Folder/"][:2] == ["success", "mkdir"]
-    assert sum(1 for row in rows[1:] if not row[2].endswith("/")) == files
+    rows = list(csv.DictReader(io.StringIO(cli("jobs", "items", JOB, "--csv").stdout)))
+    body = {row["id"]: row for row in rows}  # DryvIQ's item columns
+    drawing = body["/Drawings/Architectural/図面.pdf"]
+    assert (drawing["status"], drawing["action"], drawing["type"]) == ("success", "create", "file")
+    assert drawing["source_path"] == "/sourceDocumentLibrary/Drawings/Architectural/図面.pdf"
+    assert drawing["destination_path"] == "/destinationFolder/Drawings/Architectural/図面.pdf"
+    assert (body["/Empty Folder"]["status"], body["/Empty Folder"]["action"]) == (
+        "success", "mkdir")
+    assert sum(1 for row in rows if row["type"] == "file") == files
 
     refused = cli("connections", "remove", SOURCE_CONNECTION, check=2)
     assert JOB in refused.stderr, describe(refused)
