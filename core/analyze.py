@@ -242,8 +242,14 @@ async def analyze(
         if against is not None:
             there = open_connector(against, await state.connection_secrets(against.id),
                                    opening)
-        for connector in filter(None, (here, there)):
-            await connector.connect()
+        for connector, root in ((here, path), (there, against_path)):
+            if connector is not None:
+                await connector.connect()
+                # as a job's march: a cheaper whole-tree listing first (Procore's documents
+                # index), which also answers the checks of the roots below
+                begin_walk = getattr(connector, "begin_walk", None)
+                if begin_walk is not None:
+                    await begin_walk(root)
         await _folder_root(here, path, connection.name)
         there_root, missing = (await _destination_root(there, against_path)
                                if there is not None else (None, 0))
@@ -253,10 +259,6 @@ async def analyze(
                              else _rules(destination))
         tally = Tally(started, limits or Limits())
         try:
-            for connector, root in ((here, path), (there, there_root)):
-                begin_walk = getattr(connector, "begin_walk", None)
-                if begin_walk is not None and root is not None:
-                    await begin_walk(root)
             walk = _walk(here, there, tally, destination_rules, installation,
                          destination in _CASE_INSENSITIVE, destination == "procore",
                          on_progress)
