@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from core.analysis_walk import WalkProgress
 from core.analyze import Analysis, Bucket, Comparison, Estimate, FlaggedName
 from core.cli.output import count, size
 from core.paths import printable
@@ -80,6 +81,12 @@ def summary(analysis: Analysis) -> str:
             f"{took:.0f} s with {count(analysis.api_calls, 'API call')}")
 
 
+def progress_text(progress: WalkProgress) -> str:
+    """How far a walk has got, in one line."""
+    return (f"{count(progress.folders, 'folder')}, {count(progress.files, 'file')} "
+            f"({size(progress.bytes)}) so far, {count(progress.api_calls, 'API call')}")
+
+
 def hours_text(hours: float) -> str:
     if hours < 1 / 60:
         return "under a minute"
@@ -88,14 +95,28 @@ def hours_text(hours: float) -> str:
     return f"{hours:,.1f} hours"
 
 
+def upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def estimate_lines(estimate: Estimate) -> list[str]:
     """What a copy of the analyzed tree would cost, in sentences."""
-    lines = [f"A copy would make about {count(estimate.api_calls, 'Procore API call')}."]
+    if estimate.api_calls == 0:
+        return [f"{upper_first(estimate.basis or 'no Procore API calls')}."]
+    what = upper_first(estimate.basis or "a copy")
+    lines = [f"{what}: about {count(estimate.api_calls, 'Procore API call')}"
+             + (f" for {count(estimate.files, 'file')} ({size(estimate.bytes)})"
+                if estimate.files else "") + "."]
+    parts = [f"{n:,} {word}" for n, word in ((estimate.listing_calls, "listing"),
+                                              (estimate.folder_calls, "creating folders"),
+                                              (estimate.transfer_calls, "moving files")) if n]
+    if parts:
+        lines.append(f"Of those calls: {', '.join(parts)}.")
     if estimate.hours is not None and estimate.hourly_limit:
+        kept = (f", less the {estimate.reserve:.0%} kept for browsing"
+                if estimate.reserve else "")
         lines.append(f"That takes about {hours_text(estimate.hours)} under the client's budget "
-                     f"of {estimate.hourly_limit:,} calls an hour.")
-    elif estimate.api_calls == 0:
-        lines[0] = "A copy would make no Procore API calls: no hourly budget applies."
+                     f"of {estimate.hourly_limit:,} calls an hour{kept}.")
     else:
         lines.append("The client's hourly budget is not known yet: no time estimate.")
     if estimate.remaining_now is not None:
@@ -103,6 +124,8 @@ def estimate_lines(estimate: Estimate) -> list[str]:
                  if estimate.reset_at else "")
         lines.append(f"{estimate.remaining_now:,} calls were left in the current hour when "
                      f"analyzed{reset}.")
+    if estimate.hours_from_now is not None:
+        lines.append(f"Started then, it would end in about {hours_text(estimate.hours_from_now)}.")
     return lines
 
 
@@ -112,7 +135,9 @@ def fix_text(flag: FlaggedName) -> str:
 
 def flagged_heading(analysis: Analysis) -> str:
     """How many names the destination would refuse, and whose rules say so."""
-    rules = analysis.destination_platform or "the destination"
+    if analysis.destination_platform is None:
+        return "Names were not checked: no destination platform to check them against."
+    rules = analysis.destination_platform
     shown = len(analysis.flagged)
     more = (f" (the first {shown:,} shown)" if analysis.flagged_count > shown else "")
     if not analysis.flagged_count:

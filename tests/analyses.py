@@ -52,7 +52,10 @@ def sample_analysis(**changes: Any) -> Analysis:
                              None)),
         flagged_count=3, destination_platform="windows",
         estimate=Estimate(api_calls=142, hourly_limit=3600, remaining_now=3100,
-                          reset_at=FINISHED + 1800, hours=142 / 3600))
+                          reset_at=FINISHED + 1800, hours=142 / 3240,
+                          hours_from_now=142 / 3240, basis="a copy out of Procore",
+                          listing_calls=15, transfer_calls=127, files=99,
+                          bytes=741 * MIB, reserve=0.1))
     return dataclasses.replace(analysis, **changes)
 
 

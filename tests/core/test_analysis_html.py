@@ -104,8 +104,10 @@ def test_flagged_names_estimate_and_comparison_are_there() -> None:
     text = " ".join(page.text)
     assert "3 names windows would refuse." in text
     assert "→ Photos/Site_ north.jpg" in text and "flagged for a person" in text
-    assert "about 142 Procore API calls" in text and "2 minutes" in text
-    assert "3,600 calls an hour" in text and "3,100 calls were left" in text
+    assert "A copy out of Procore: about 142 Procore API calls for 99 files" in text
+    assert "Of those calls: 15 listing, 127 moving files." in text
+    assert "about 3 minutes under the client's budget of 3,600 calls an hour, less the 10%" in text
+    assert "3,100 calls were left" in text
     assert "Compared with office-share:/Projects/Riverside" in text
     assert "The first sync would: conflict 0, create 40, update 5." in text
     assert len(page.bars("comparison-chart")) == 4
