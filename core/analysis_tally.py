@@ -177,9 +177,9 @@ class _Candidates:
 
 @dataclass
 class Tally:
-    """Everything counted about one side of an analysis, item by item. Paths come relative to
-    the analyzed folder ('/'-joined, no leading slash) and are kept with a leading slash, as
-    `ls` and `jobs items` show them ("/Drawings/A-101.pdf")."""
+    """Everything counted about one side of an analysis, item by item. Paths are relative to
+    the analyzed folder, '/'-joined, without a leading slash ("Drawings/A-101.pdf"): whoever
+    shows them adds it."""
 
     now: float
     limits: Limits = field(default_factory=Limits)
@@ -212,26 +212,26 @@ class Tally:
         self._folders.add(top if rest else ROOT_FILES, size)
         self._sizes.add(size_label(size), size)
         self._ages.add(age_label(mtime, self.now), size)
-        self._largest.offer(size, "/" + path)
-        self._deepest.offer(path.count("/") + 1, "/" + path)
+        self._largest.offer(size, path)
+        self._deepest.offer(path.count("/") + 1, path)
         if size:  # empty files are all alike, and take no room
             hash_ = f"{hashes[0][0]}:{hashes[0][1]}" if hashes else None
             key = unicodedata.normalize("NFC", name).casefold()
-            self._candidates.add(key, size, hash_, "/" + path)
+            self._candidates.add(key, size, hash_, path)
 
     def folder(self, path: str) -> None:
         self.folders += 1
-        self._deepest.offer(path.count("/") + 1, "/" + path)
+        self._deepest.offer(path.count("/") + 1, path)
 
     def empty_folder(self, path: str) -> None:
         self.empty_folder_count += 1
         if len(self.empty_folders) < self.limits.samples:
-            self.empty_folders.append("/" + path)
+            self.empty_folders.append(path)
 
     def unreadable(self, path: str, why: str) -> None:
         self.unreadable_count += 1
         if len(self.unreadable_folders) < self.limits.samples:
-            self.unreadable_folders.append(f"/{path}: {why}")
+            self.unreadable_folders.append(f"{path}: {why}")
 
     def flag(self, found: FlaggedName) -> None:
         self.flagged_count += 1

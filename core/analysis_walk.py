@@ -57,7 +57,7 @@ class _Side:
         self.files += 1
         self.bytes += size
         if len(self.samples) < SAMPLES:
-            self.samples.append("/" + path)
+            self.samples.append(path)
 
     def bucket(self, label: str) -> Bucket:
         return Bucket(label, self.files, self.bytes)
@@ -209,7 +209,7 @@ class Walk:
             problem = "; ".join(problems) if problems and not pair.refusal else (
                 pair.refusal or pair.note or "")
             fix = None if pair.refusal else pair.name
-            self.tally.flag(FlaggedName("/" + path, problem, fix))
+            self.tally.flag(FlaggedName(path, problem, fix))
         if folder.blocked:
             return
         plan = plan_copy(pair, None, self.copy_rules)

@@ -132,6 +132,11 @@ async def _analyze(args: argparse.Namespace) -> int:
 # -- CSV ----------------------------------------------------------------------------------
 
 
+def shown(path: str) -> str:
+    """A path of the analysis as `ls` and `jobs items` show paths: "/Drawings/A-101.pdf"."""
+    return "/" + path
+
+
 def csv_rows(analysis: Analysis) -> Iterator[tuple[Any, ...]]:
     """One row per figure: (section, label, files, bytes, value, detail)."""
     yield ("total", "files", analysis.files, analysis.bytes, None, None)
@@ -143,17 +148,17 @@ def csv_rows(analysis: Analysis) -> Iterator[tuple[Any, ...]]:
         for bucket in buckets:
             yield (section, bucket.label, bucket.files, bucket.bytes, None, None)
     for item in analysis.largest:
-        yield ("largest", item.path, 1, item.value, None, None)
+        yield ("largest", shown(item.path), 1, item.value, None, None)
     for item in analysis.deepest:
-        yield ("deepest", item.path, None, None, item.value, None)
+        yield ("deepest", shown(item.path), None, None, item.value, None)
     for folder in analysis.empty_folders:
-        yield ("empty_folder", folder, None, None, None, None)
+        yield ("empty_folder", shown(folder), None, None, None, None)
     for group in analysis.duplicates:
-        yield ("duplicates", group.paths[0], len(group.paths),
+        yield ("duplicates", shown(group.paths[0]), len(group.paths),
                group.size * len(group.paths), group.size,
-               f"{group.reason}: " + " | ".join(group.paths))
+               f"{group.reason}: " + " | ".join(map(shown, group.paths)))
     for flagged in analysis.flagged:
-        yield ("flagged", flagged.path, None, None, flagged.fix, flagged.problem)
+        yield ("flagged", shown(flagged.path), None, None, flagged.fix, flagged.problem)
     estimate = analysis.estimate
     for key in ("api_calls", "listing_calls", "folder_calls", "transfer_calls", "hours",
                 "hours_from_now", "hourly_limit", "remaining_now"):
@@ -163,7 +168,7 @@ def csv_rows(analysis: Analysis) -> Iterator[tuple[Any, ...]]:
         for key in COMPARISON_KEYS:
             bucket: Bucket = getattr(comparison, key)
             yield ("comparison", key, bucket.files, bucket.bytes, None,
-                   " | ".join(comparison.samples.get(key, ())))
+                   " | ".join(map(shown, comparison.samples.get(key, ()))))
         for action, n in comparison.first_sync.items():
             yield ("first_sync", action, None, None, n, None)
 
@@ -228,7 +233,7 @@ def _comparison(analysis: Analysis) -> list[str]:
         bucket: Bucket = getattr(comparison, key)
         lines.append(f"  {_COMPARED[key]:<11} {bucket.files:>9,} files {size(bucket.bytes):>11}")
         for sample in comparison.samples.get(key, ())[:3]:
-            lines.append("      " + fit(sample, WIDTH - 6))
+            lines.append("      " + fit(shown(sample), WIDTH - 6))
     actions = ", ".join(f"{action.replace('_', ' ')} {n:,}"
                         for action, n in comparison.first_sync.items())
     lines.append(fit(f"  a first sync would: {actions or 'nothing'}", WIDTH))
@@ -259,18 +264,18 @@ def report(analysis: Analysis) -> list[str]:
     lines += _bars("By top-level folder", analysis.by_folder)
     lines += _bars("By size", analysis.by_size)
     lines += _bars("By age (modified)", analysis.by_age)
-    lines += _paths("Largest files", [(size(p.value), p.path) for p in analysis.largest])
-    lines += _paths("Deepest paths", [(f"{p.value} deep", p.path)
+    lines += _paths("Largest files", [(size(p.value), shown(p.path)) for p in analysis.largest])
+    lines += _paths("Deepest paths", [(f"{p.value} deep", shown(p.path))
                                       for p in analysis.deepest])
     lines += _paths(f"Empty folders ({analysis.empty_folder_count:,})",
-                    [("", p) for p in analysis.empty_folders[:20]])
+                    [("", shown(p)) for p in analysis.empty_folders[:20]])
     if analysis.duplicates:
         lines.append(f"Duplicate candidates ({count(analysis.duplicate_groups, 'group')}, "
                      f"{size(analysis.duplicate_bytes)} in extra copies)")
         for group in analysis.duplicates:
             lines.append(fit(f"  {size(group.size)} x{len(group.paths)} ({group.reason})",
                              WIDTH))
-            lines += ["      " + fit(p, WIDTH - 6) for p in group.paths[:4]]
+            lines += ["      " + fit(shown(p), WIDTH - 6) for p in group.paths[:4]]
         lines.append("")
     if analysis.destination_platform:
         where = PLATFORM_NAMES.get(analysis.destination_platform,
@@ -279,7 +284,7 @@ def report(analysis: Analysis) -> list[str]:
                      f"({analysis.flagged_count:,})")
         for flagged in analysis.flagged[:50]:
             fix = f"renamed to {flagged.fix!r}" if flagged.fix else "flagged for a person"
-            lines.append("  " + fit(flagged.path, WIDTH - 2))
+            lines.append("  " + fit(shown(flagged.path), WIDTH - 2))
             lines.append("      " + fit(flagged.problem, WIDTH - 6))
             lines.append("      " + fit(f"-> {fix}", WIDTH - 6))
         lines.append("")

@@ -62,7 +62,7 @@ def disk_walk(root: Path) -> tuple[dict[str, int], set[str], set[str]]:
 
 def refused_by_procore(files: dict[str, int], folders: set[str]) -> set[str]:
     """Every path whose own name breaks Procore's rules (the default policy renames it)."""
-    return {"/" + p for p in [*files, *folders]
+    return {p for p in [*files, *folders]
             if name_problems(p.rpartition("/")[2], PROCORE_RULES)}
 
 
@@ -96,13 +96,13 @@ def test_local_tree_counts_flags_and_the_estimate_of_its_copy(cli: Cli, sandbox,
     assert [b["files"] for b in found["by_size"]] == [10, 1, 0, 0, 0]  # < 1 MiB, 1-10 MiB
     assert found["by_age"][0]["files"] == len(sizes)  # all made just now
     assert [p["path"] for p in found["largest"]][:3] == [
-        "/photo.JPG", "/Drawings/Arch/A-201 Elevations.pdf", "/Drawings/A-101 Plan.pdf"]
-    assert found["deepest"][0] == {"path": "/Drawings/Arch/Details/Deep/Deeper/D-1.dwg",
+        "photo.JPG", "Drawings/Arch/A-201 Elevations.pdf", "Drawings/A-101 Plan.pdf"]
+    assert found["deepest"][0] == {"path": "Drawings/Arch/Details/Deep/Deeper/D-1.dwg",
                                    "value": 6}
-    assert set(found["empty_folders"]) == {"/" + p for p in empty}
+    assert set(found["empty_folders"]) == empty
     assert found["empty_folder_count"] == len(empty)
     assert found["duplicates"] == [{"reason": "name and size", "size": 30_000, "paths": [
-        "/Specs/03 30 00 Concrete.pdf", "/Specs/copy/03 30 00 Concrete.pdf"]}]
+        "Specs/03 30 00 Concrete.pdf", "Specs/copy/03 30 00 Concrete.pdf"]}]
     flagged = {f["path"]: f for f in found["flagged"]}
     assert set(flagged) == refused_by_procore(sizes, folders)
     assert found["destination_platform"] == "procore" and found["api_calls"] == 0
@@ -121,7 +121,8 @@ def test_local_tree_counts_flags_and_the_estimate_of_its_copy(cli: Cli, sandbox,
     estimate = found["estimate"]["api_calls"]
     print(f"\nestimate {estimate} calls, the copy made {made}")
     assert abs(estimate - made) <= TOLERANCE * made, (estimate, made, found["estimate"])
-    renamed = {i["path"] for i in cli.json("jobs", "items", "up") if i["status"] == "processed"}
+    renamed = {i["path"].lstrip("/") for i in cli.json("jobs", "items", "up")
+               if i["status"] == "processed"}
     assert renamed == set(flagged)
     assert set(remote(sandbox.world, "Imported")) >= {
         "Drawings/Structural/S_101 Framing.pdf", "RFIs/RFI_014.pdf", "Specs/notes.txt"}
@@ -141,7 +142,7 @@ def test_local_tree_counts_flags_and_the_estimate_of_its_copy(cli: Cli, sandbox,
     (files / "README").write_bytes(b"changed, and longer")
     compared = cli.json("analyze", "files", "--against", "procore:/Imported")["comparison"]
     assert (compared["only_here"]["files"], compared["different"]["files"]) == (1, 1)
-    assert compared["samples"]["only_here"] == ["/Specs/new.pdf"]
+    assert compared["samples"]["only_here"] == ["Specs/new.pdf"]
     assert compared["first_sync"]["create"] == 1
     assert analysis_rows(cli.home) == 2  # one per (folder, folder compared with): replaced
 
@@ -158,9 +159,9 @@ def test_procore_project_counts_and_the_estimate_of_copying_it_out(
     contents = {p: c for p, c in tree.items() if c is not None}
     assert (found["files"], found["folders"], found["bytes"]) == (
         len(contents), len(tree) - len(contents), sum(map(len, contents.values())))
-    assert found["largest"][0] == {"path": "/Drawings/Architectural/A-000 Full Drawing Set.pdf",
+    assert found["largest"][0] == {"path": "Drawings/Architectural/A-000 Full Drawing Set.pdf",
                                    "value": 3 << 20}
-    assert found["empty_folders"] == ["/Closeout/As-Builts"]
+    assert found["empty_folders"] == ["Closeout/As-Builts"]
     assert found["destination_platform"] is None and found["flagged"] == []
     assert found["estimate"]["hourly_limit"] > 0 and found["estimate"]["remaining_now"]
 
@@ -183,8 +184,11 @@ def test_procore_project_counts_and_the_estimate_of_copying_it_out(
     assert windows["destination_platform"] == "smb" and windows["files"] == 5
 
 
-def test_reports_for_people_and_spreadsheets(cli: Cli, files: Path) -> None:
-    text = cli("analyze", "files").stdout
+def test_reports_for_people_and_spreadsheets(cli: Cli, files: Path, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    text = cli("analyze", "files", "--html", page).stdout
+    html = page.read_text()
+    assert html.lower().startswith("<!doctype html") and "<svg" in html and "RFI_014.pdf" in html
     assert all(len(line) <= 80 for line in text.splitlines()), text
     assert "Names Procore would refuse (3)" in text and "RFI_014.pdf" in text
     rows = list(csv.DictReader(io.StringIO(cli("analyze", "files", "--csv").stdout)))
