@@ -146,3 +146,33 @@ def test_usage_errors(argv: list[str], code: int, words: str, tmp_path: Path,
     assert words in json.loads(capsys.readouterr().out)["error"]["message"]
     with sqlite3.connect(home / "state.db") as db:
         assert db.execute("SELECT COUNT(*) FROM analyses").fetchone() == (0,)  # none saved
+
+
+async def test_names_checked_against_the_rules_asked_for(opened: tuple[State, Home],
+                                                         tmp_path: Path) -> None:
+    from core.connectors.smb import SMB_RULES
+    from core.paths import name_problems
+
+    state, home = opened
+    names = ["CON.txt", "a:b.pdf", "ends in dot.", "fine.pdf", "tab\there.txt", "nul",
+             "what?.dwg", "x" * 250 + ".pdf"]
+    write(tmp_path / "w", {f"dir/{n}": b"1" for n in names})
+    disk = await state.add_connection("w", "local", {"path": str(tmp_path / "w")})
+    found = await analyze(state, home, disk, rules="smb", save=False)
+    assert found.destination_platform == "smb"
+    refused = {f"dir/{n}" for n in names if name_problems(n, SMB_RULES)}
+    assert {f.path for f in found.flagged} == refused and len(refused) == 6
+    fixes = {f.path: f.fix for f in found.flagged}
+    assert fixes["dir/CON.txt"] == "CON_.txt" and fixes["dir/ends in dot."] == "ends in dot_"
+
+
+async def test_a_path_too_long_for_procore_is_flagged_for_a_person(
+        opened: tuple[State, Home], tmp_path: Path) -> None:
+    state, home = opened
+    deep = "/".join(["d" * 60] * 4)  # 243 characters of folders
+    write(tmp_path / "long", {f"{deep}/a drawing sheet.pdf": b"1", f"{deep}/ok.pdf": b"2"})
+    disk = await state.add_connection("long", "local", {"path": str(tmp_path / "long")})
+    found = await analyze(state, home, disk, save=False)  # Procore's rules by default
+    assert [(f.path, f.fix) for f in found.flagged] == [(f"{deep}/a drawing sheet.pdf", None)]
+    assert "too long for the destination" in found.flagged[0].problem
+    assert found.estimate.files == 1  # the copy leaves the flagged file behind
