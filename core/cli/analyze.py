@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from core.cli.connections import find
 from core.cli.output import CLEAR_TO_END, count, emit_json, size, write_csv
 from core.connectors.base import ConnectorError, NotFound
 from core.paths import normalize_path, printable
+from core.sides import action_words
 
 WIDTH = 80
 BAR = 20  # characters of the longest bar
@@ -231,12 +233,15 @@ def _comparison(analysis: Analysis) -> list[str]:
                  f"({analysis.against_platform})", WIDTH)]
     for key in COMPARISON_KEYS:
         bucket: Bucket = getattr(comparison, key)
-        lines.append(f"  {_COMPARED[key]:<11} {bucket.files:>9,} files {size(bucket.bytes):>11}")
+        lines.append(f"  {_COMPARED[key]:<11} {count(bucket.files, 'file'):>15} "
+                     f"{size(bucket.bytes):>11}")
         for sample in comparison.samples.get(key, ())[:3]:
             lines.append("      " + fit(shown(sample), WIDTH - 6))
-    actions = ", ".join(f"{action.replace('_', ' ')} {n:,}"
+    actions = ", ".join(f"{action_words(action)}: {n:,}"
                         for action, n in comparison.first_sync.items())
-    lines.append(fit(f"  a first sync would: {actions or 'nothing'}", WIDTH))
+    lines.append("  a first two-way sync would (items by action):")
+    lines += textwrap.wrap(printable(actions or "nothing"), WIDTH, initial_indent="    ",
+                           subsequent_indent="    ")
     return [*lines, ""]
 
 
