@@ -251,8 +251,8 @@ async def analyze(
                 if begin_walk is not None:
                     await begin_walk(root)
         await _folder_root(here, path, connection.name)
-        there_root, missing = (await _destination_root(there, against_path)
-                               if there is not None else (None, 0))
+        there_root, missing = (await _destination_root(there, against_path, against.name)
+                               if there is not None and against is not None else (None, 0))
         destination = (against.platform if against is not None else rules
                        or ("procore" if connection.platform != "procore" else None))
         destination_rules = (there.features.path_rules if there is not None
@@ -311,7 +311,8 @@ async def _folder_root(connector: Connector, path: str, name: str) -> None:
         raise NotFound(f"{name}:/{path} is a file, not a folder")
 
 
-async def _destination_root(there: Connector, path: str) -> tuple[str | None, int]:
+async def _destination_root(there: Connector, path: str,
+                            name: str) -> tuple[str | None, int]:
     """The compared folder, or None where it is missing (a copy would create it), and how
     many folders a copy would create down to it."""
     segments = [s for s in path.split("/") if s]
@@ -321,7 +322,7 @@ async def _destination_root(there: Connector, path: str) -> tuple[str | None, in
         except NotFound:
             continue
         if not entry.is_dir:
-            raise NotFound(f"/{'/'.join(segments[:depth])} is a file, not a folder")
+            raise NotFound(f"{name}:/{'/'.join(segments[:depth])} is a file, not a folder")
         return (path if depth == len(segments) else None), len(segments) - depth
     return None, len(segments)
 

@@ -130,6 +130,7 @@ def test_buckets() -> None:
     (["analyze", "disk:/a.txt"], 2, "disk:/a.txt is a file, not a folder"),
     (["analyze", "disk:/../x"], 2, "not a usable file or folder name"),
     (["analyze", "disk", "--against", "nope"], 2, "no connection named or with id 'nope'"),
+    (["analyze", "disk", "--against", "disk:/a.txt"], 2, "disk:/a.txt is a file, not a folder"),
     (["analyze", "disk", "--against", "disk", "--rules", "smb"], 2, "give one or the other"),
     (["analyze", "disk", "--csv"], 2, "choose one"),
     (["analyze", "disk", "--html", "/nonexistent/r.html"], 2, "does not exist"),
