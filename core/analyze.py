@@ -2,7 +2,9 @@
 that says what is there, what the destination would refuse, and what a job would cost.
 
 The result is an `Analysis`, stored in the state DB as JSON so the app and the reports show it
-again without spending API calls; a rerun replaces what is shown.
+again without spending API calls; a rerun replaces what is shown. The walk itself is
+core/analysis_walk.py (listings paired as the march pairs them, the planner's decisions), its
+counters core/analysis_tally.py (bounded: memory stays flat in the number of items).
 """
 
 from __future__ import annotations
@@ -99,7 +101,9 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Everything one analysis found. Lists are bounded (the top N); totals are exact."""
+    """Everything one analysis found. Lists are bounded (the top N); totals are exact. Paths
+    are relative to the analyzed folder (or the one compared with, for what only it has),
+    '/'-joined, without a leading slash; a FlaggedName's `fix` is the item's new name."""
 
     connection: str  # the connection's name
     path: str  # connector form: "" for the root
