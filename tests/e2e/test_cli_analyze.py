@@ -130,6 +130,8 @@ def test_local_tree_counts_flags_and_the_estimate_of_its_copy(cli: Cli, sandbox,
     # compared with what the copy made: all identical (same sizes: Procore keeps no mtime)
     compared = cli.json("analyze", "files", "--against", "procore:/Imported")
     comparison = compared["comparison"]
+    assert compared["destination_platform"] == "procore"  # the --against side's rules
+    assert {f["path"] for f in compared["flagged"]} == set(flagged)
     assert comparison["identical"]["files"] == len(sizes), comparison
     assert comparison["only_here"]["files"] == comparison["only_there"]["files"] == 0
     assert comparison["different"]["files"] == 0
