@@ -85,7 +85,10 @@ async def test_lists_stay_bounded_while_totals_stay_exact(opened: tuple[State, H
         (root / f"empty {n:02d}").mkdir(parents=True)
     write(root, {f"f/{n:02d} bad:name.pdf": b"x" * n for n in range(30)})
     disk = await state.add_connection("many", "local", {"path": str(root)})
-    found = await analyze(state, home, disk, limits=Limits(top=3, samples=5), save=False)
+    seen = []
+    found = await analyze(state, home, disk, limits=Limits(top=3, samples=5), save=False,
+                          on_progress=seen.append)
+    assert (seen[-1].files, seen[-1].folders, seen[-1].bytes) == (30, 31, sum(range(30)))
     assert (found.empty_folder_count, len(found.empty_folders)) == (30, 5)
     assert (found.flagged_count, len(found.flagged)) == (30, 5)
     assert [p.value for p in found.largest] == [29, 28, 27]
