@@ -31,12 +31,13 @@ from core.state import JobRecord, StateError
 from core.status import RESUMABLE, label
 from tui.keymap import package_binding_ids, read_keymap
 from tui.screens import AppScreen, PlaceholderScreen
+from tui.screens.analyze import AnalyzeScreen
 from tui.screens.help import HelpScreen
 from tui.screens.job_builder import Endpoint, JobBuilderScreen
 from tui.screens.jobs import ImportJobScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.quit import QuitChoice, QuitScreen
-from tui.service import AppService, Created, ServiceError
+from tui.service import AnalysisTarget, AppService, Created, ServiceError
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.format import count, size, status_text
 from tui.widgets.theme import DRYVIQ_THEME
@@ -47,6 +48,7 @@ SCREENS = {
     "jobs": ("tui.screens.jobs", "JobsScreen", "Jobs"),
     "connections": ("tui.screens.connections", "ConnectionsScreen", "Connections"),
     "browser": ("tui.screens.browser", "BrowserScreen", "Browser"),
+    "analyze": ("tui.screens.analyze", "AnalyzeScreen", "Analyze"),
 }
 DEFAULT_MODE = "jobs"
 
@@ -55,6 +57,8 @@ COMMANDS = (
     ("Jobs", "Show the jobs list", "show('jobs')"),
     ("Connections", "Show the connections", "show('connections')"),
     ("Browser", "Browse a connection's folders", "show('browser')"),
+    ("Analyze", "What a folder holds, what the other side would refuse, what a copy costs",
+     "show('analyze')"),
     ("New job", "Build a job from fields", "new_job"),
     ("Import job JSON", "Create a job from a DryvIQ job JSON file", "import_job"),
     ("Run job", "Run or resume the selected job", "run_job"),
@@ -91,6 +95,7 @@ class DryvIQApp(App[int]):
         Binding("j", "show('jobs')", "Jobs", id="show-jobs"),
         Binding("c", "show('connections')", "Connections", id="show-connections"),
         Binding("b", "show('browser')", "Browser", id="show-browser"),
+        Binding("A", "show('analyze')", "Analyze", id="show-analyze", show=False),
         Binding("n", "new_job", "New", id="new-job"),
         Binding("i", "import_job", "Import", id="import-job"),
         Binding("question_mark,f1", "help", "Keys", id="show-help"),
@@ -182,6 +187,13 @@ class DryvIQApp(App[int]):
 
     def action_new_job(self) -> None:
         self.open_builder()
+
+    async def open_analysis(self, target: AnalysisTarget, *, start: bool = False) -> None:
+        """The Analyze screen on `target` (its stored analysis at once); `start` walks it."""
+        await self.switch_mode("analyze")
+        screen = self.screen
+        if isinstance(screen, AnalyzeScreen):
+            await screen.show_target(target, start=start)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -21,7 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.analysis_view import progress_text
+from core.analysis_walk import WalkProgress
+from core.analyze import Analysis, analyze, latest_analysis
 from core.connections import describe
+from core.connectors.base import ConnectorError
 from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home, JobBusy
@@ -146,6 +150,43 @@ class _Watched:
     events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=EVENT_LIMIT))
 
 
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """A folder to analyze (connection name, connector path), and the folder compared with."""
+
+    connection: str
+    path: str = ""
+    against: str | None = None
+    against_path: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisView:
+    """What the Analyze screen shows of one folder at one moment."""
+
+    target: AnalysisTarget
+    running: bool
+    progress: str  # how far the walk has got, in words ("" before its first report)
+    analysis: Analysis | None  # the newest finished analysis: this app's or the stored one
+    stored: bool  # `analysis` was read from the state file, not made by this app just now
+    error: str | None = None  # why the last analysis started here did not finish
+
+
+@dataclass
+class _Analyzing:
+    """An analysis started by this service."""
+
+    target: AnalysisTarget
+    task: asyncio.Task[None] | None = None
+    progress: WalkProgress | None = None
+    result: Analysis | None = None
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
 Created = tuple[JobRecord, list[str]]  # a stored job and the warnings core gave for it
 Finished = Callable[[JobRecord, RunResult | None, str | None], None]
 
@@ -159,6 +200,7 @@ class AppService:
         self.on_finished: Finished | None = None  # (job, result, error): for notifications
         self._runs: dict[str, _Run] = {}
         self._watched: dict[str, _Watched] = {}  # runs in other processes
+        self._analyses: dict[AnalysisTarget, _Analyzing] = {}
 
     @classmethod
     async def open(cls, home: Home) -> AppService:
@@ -174,6 +216,7 @@ class AppService:
             run.stop.set()
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
+        tasks += [walk.task for walk in self._analyses.values() if walk.active and walk.task]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -345,6 +388,82 @@ class AppService:
             if ended > newest.started_at:
                 average = stats.bytes / (ended - newest.started_at)
         return LiveView(job, where, status, newest, stats, average, None, events, requested)
+
+    # -- analyses ---------------------------------------------------------------------------
+
+    async def analyze(self, target: AnalysisTarget) -> None:
+        """Start walking `target` (listings only); the result is stored by core, so the app
+        and `dryviq-tui analyze` show it again without API calls."""
+        connection, against = await self._analysis_connections(target)
+        walking = self._analyses.get(target)
+        if walking is not None and walking.active:
+            raise ServiceError("that folder is already being analyzed")
+        walking = self._analyses[target] = _Analyzing(target)
+        walking.task = asyncio.create_task(self._walk(walking, connection, against),
+                                           name=f"analyze {connection.name}")
+
+    async def _walk(self, walking: _Analyzing, connection: Connection,
+                    against: Connection | None) -> None:
+        def progress(seen: WalkProgress) -> None:
+            walking.progress = seen
+
+        target = walking.target
+        try:
+            walking.result = await analyze(
+                self.state, self.home, connection, target.path, against=against,
+                against_path=target.against_path or "", on_progress=progress)
+        except asyncio.CancelledError:
+            walking.error = "cancelled: nothing was stored"
+        except ConnectorError as exc:
+            walking.error = f"cannot analyze: {exc}"
+        except Exception as exc:  # shown on the screen, not lost in an unawaited task
+            log.exception("analyze %s", connection.name)
+            walking.error = f"the analysis stopped on an unexpected error: {exc}"
+
+    async def cancel_analysis(self, target: AnalysisTarget) -> None:
+        walking = self._analyses.get(target)
+        if walking is None or walking.task is None or not walking.active:
+            raise ServiceError("no analysis of that folder is running")
+        walking.task.cancel()
+        await asyncio.gather(walking.task, return_exceptions=True)
+
+    async def wait_analysis(self, target: AnalysisTarget) -> None:
+        """Until the analysis of `target` started here ends (at once if there is none)."""
+        walking = self._analyses.get(target)
+        if walking is not None and walking.task is not None:
+            await asyncio.gather(walking.task, return_exceptions=True)
+
+    async def analysis(self, target: AnalysisTarget) -> AnalysisView:
+        """The folder's analysis: the one running or made here, else the newest stored."""
+        walking = self._analyses.get(target)
+        if walking is not None and walking.result is not None and not walking.active:
+            return AnalysisView(target, False, "", walking.result, False)
+        try:
+            stored = await self._stored_analysis(target)
+        except ServiceError as exc:
+            return AnalysisView(target, False, "", None, False, str(exc))
+        if walking is None:
+            return AnalysisView(target, False, "", stored, stored is not None)
+        progress = progress_text(walking.progress) if walking.progress else ""
+        return AnalysisView(target, walking.active, progress, stored, stored is not None,
+                            None if walking.active else walking.error)
+
+    async def _stored_analysis(self, target: AnalysisTarget) -> Analysis | None:
+        connection, against = await self._analysis_connections(target)
+        return await latest_analysis(self.state, connection.id, target.path,
+                                     against.id if against else None, target.against_path)
+
+    async def _analysis_connections(self, target: AnalysisTarget
+                                    ) -> tuple[Connection, Connection | None]:
+        connection = await self.state.find_connection(target.connection)
+        if connection is None:
+            raise ServiceError(f"no connection {target.connection!r}")
+        if target.against is None:
+            return connection, None
+        against = await self.state.find_connection(target.against)
+        if against is None:
+            raise ServiceError(f"no connection {target.against!r} to compare with")
+        return connection, against
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from core.paths import name_problems
 from core.state import Connection
 from tui.screens import AppScreen
 from tui.screens.job_builder import Endpoint
-from tui.service import AppService, Budget
+from tui.service import AnalysisTarget, AppService, Budget
 from tui.widgets.conn_commands import ScreenKeysProvider
 from tui.widgets.format import count, plain, printable, size, when
 from tui.widgets.remote_tree import Item, RemoteTree
@@ -150,6 +150,8 @@ class BrowserScreen(AppScreen[None]):
                 tooltip="Use the highlighted folder as a new job's destination"),
         Binding("n", "new_job", "New job", id="new-job-from-picks",
                 tooltip="A new job from the source and destination picked here"),
+        Binding("a", "analyze", "Analyze", id="analyze-folder",
+                tooltip="Analyze the highlighted folder (listings only, no download)"),
         Binding("escape", "leave_filter", "Back to the folders", id="leave-filter", show=False),
     ]
 
@@ -344,19 +346,27 @@ class BrowserScreen(AppScreen[None]):
         if self.remote_tree is not None:
             self.remote_tree.focus()
 
-    def action_pick(self, side: str) -> None:
+    def _highlighted_folder(self, needs: str) -> tuple[Connection, Item] | None:
+        """The open connection and its highlighted folder; else says what `needs` a folder."""
         tree = self._tree_or_hint()
         if tree is None or self.connection is None:
-            return
+            return None
         node = tree.cursor_node
         item = node.data if node else None
         if item is None or not item.is_folder:
-            self.notify(f"A job's {side} is a folder: highlight a folder (or the top)",
+            self.notify(f"{needs} is a folder: highlight a folder (or the top)",
                         severity="warning")
+            return None
+        return self.connection, item
+
+    def action_pick(self, side: str) -> None:
+        found = self._highlighted_folder(f"A job's {side}")
+        if found is None:
             return
-        self.picks[side] = (self.connection.name, item.path)
+        connection, item = found
+        self.picks[side] = (connection.name, item.path)
         self._show_picks()
-        self.notify(printable(f"{side.capitalize()}: {self.connection.name}:/{item.path}"),
+        self.notify(printable(f"{side.capitalize()}: {connection.name}:/{item.path}"),
                     markup=False)
 
     def _show_picks(self) -> None:
@@ -365,6 +375,14 @@ class BrowserScreen(AppScreen[None]):
                  for side, pick in self.picks.items()]
         lines.append("n: a new job from these picks")
         self.query_one("#browse-picks", Static).update("\n".join(lines))
+
+    async def action_analyze(self) -> None:
+        """Walk the highlighted folder on the Analyze screen."""
+        found = self._highlighted_folder("What Analyze walks")
+        if found is not None:
+            connection, item = found
+            await self.dryviq.open_analysis(AnalysisTarget(connection.name, item.path),
+                                            start=True)
 
     def action_new_job(self) -> None:
         self.dryviq.open_builder(self.picks["source"], self.picks["destination"])

@@ -45,6 +45,7 @@ from tui.widgets.format import (
 from tui.widgets.history import ExecutionHistory
 from tui.widgets.item_detail import ItemDetailScreen
 from tui.widgets.theme import AMBER, BLUE, GREEN, RED
+from tui.widgets.throughput import ThroughputChart
 
 POLL = 0.5  # seconds: the engine reports twice a second; repainting faster shows nothing new
 TABLES_EVERY = 2.0  # seconds between re-reading items and history while a run goes on
@@ -220,6 +221,7 @@ class MonitorScreen(AppScreen[None]):
             yield Static(id="monitor-status")
             yield ProgressBar(id="monitor-progress", total=100, show_eta=False)
             yield Static(id="monitor-counts", markup=False)
+            yield ThroughputChart(id="monitor-throughput")
             yield Static(id="monitor-details", markup=False)
             yield Static(id="monitor-api", markup=False)
             yield Static(id="monitor-sides", markup=False)
@@ -269,6 +271,9 @@ class MonitorScreen(AppScreen[None]):
         self.query_one("#monitor-status", Static).update(status)
         self.query_one("#monitor-progress", ProgressBar).update(progress=progress_percent(live))
         self.query_one("#monitor-counts", Static).update(counts(live, budget, now))
+        if live.running and live.execution is not None:
+            self.query_one(ThroughputChart).add(live.execution.id, time.monotonic(),
+                                                live.stats.bytes)
         self.query_one("#monitor-details", Static).update(details(live))
         self.query_one("#monitor-api", Static).update(api_line(live, budget, now))
         waiting = waiting_line(live, now)
