@@ -71,7 +71,7 @@ def comparison_text(analysis: Analysis) -> Text:
     for name, bucket in rows:
         text.append(plain(f"{name:<{width}}  "))
         text.append(f"{bucket.files:>9,} files  {size(bucket.bytes):>10}\n")
-    text.append(plain(first_sync_text(comparison)))
+    text.append(plain(first_sync_text(comparison) + "\n"))
     return text
 
 
@@ -112,6 +112,7 @@ class AnalyzeScreen(AppScreen[None]):
     #analyze-grid {
         grid-size: 1;
         grid-rows: auto;
+        grid-gutter: 1 0;
         height: auto;
     }
     #analyze-grid.-wide {
