@@ -178,7 +178,8 @@ class _Candidates:
 @dataclass
 class Tally:
     """Everything counted about one side of an analysis, item by item. Paths are relative to
-    the analyzed folder ('/'-joined, no leading slash)."""
+    the analyzed folder, '/'-joined, without a leading slash ("Drawings/A-101.pdf"): whoever
+    shows them adds it."""
 
     now: float
     limits: Limits = field(default_factory=Limits)

@@ -208,7 +208,8 @@ class Walk:
                         if not p.startswith("is longer")]
             problem = "; ".join(problems) if problems and not pair.refusal else (
                 pair.refusal or pair.note or "")
-            self.tally.flag(FlaggedName(path, problem, None if pair.refusal else pair.name))
+            fix = None if pair.refusal else pair.name
+            self.tally.flag(FlaggedName(path, problem, fix))
         if folder.blocked:
             return
         plan = plan_copy(pair, None, self.copy_rules)

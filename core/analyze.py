@@ -2,7 +2,9 @@
 that says what is there, what the destination would refuse, and what a job would cost.
 
 The result is an `Analysis`, stored in the state DB as JSON so the app and the reports show it
-again without spending API calls; a rerun replaces what is shown.
+again without spending API calls; a rerun replaces what is shown. The walk itself is
+core/analysis_walk.py (listings paired as the march pairs them, the planner's decisions), its
+counters core/analysis_tally.py (bounded: memory stays flat in the number of items).
 """
 
 from __future__ import annotations
@@ -99,7 +101,9 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Everything one analysis found. Lists are bounded (the top N); totals are exact."""
+    """Everything one analysis found. Lists are bounded (the top N); totals are exact. Paths
+    are relative to the analyzed folder (or the one compared with, for what only it has),
+    '/'-joined, without a leading slash; a FlaggedName's `fix` is the item's new name."""
 
     connection: str  # the connection's name
     path: str  # connector form: "" for the root
@@ -242,21 +246,23 @@ async def analyze(
         if against is not None:
             there = open_connector(against, await state.connection_secrets(against.id),
                                    opening)
-        for connector in filter(None, (here, there)):
-            await connector.connect()
+        for connector, root in ((here, path), (there, against_path)):
+            if connector is not None:
+                await connector.connect()
+                # as a job's march: a cheaper whole-tree listing first (Procore's documents
+                # index), which also answers the checks of the roots below
+                begin_walk = getattr(connector, "begin_walk", None)
+                if begin_walk is not None:
+                    await begin_walk(root)
         await _folder_root(here, path, connection.name)
-        there_root, missing = (await _destination_root(there, against_path)
-                               if there is not None else (None, 0))
+        there_root, missing = (await _destination_root(there, against_path, against.name)
+                               if there is not None and against is not None else (None, 0))
         destination = (against.platform if against is not None else rules
                        or ("procore" if connection.platform != "procore" else None))
         destination_rules = (there.features.path_rules if there is not None
                              else _rules(destination))
         tally = Tally(started, limits or Limits())
         try:
-            for connector, root in ((here, path), (there, there_root)):
-                begin_walk = getattr(connector, "begin_walk", None)
-                if begin_walk is not None and root is not None:
-                    await begin_walk(root)
             walk = _walk(here, there, tally, destination_rules, installation,
                          destination in _CASE_INSENSITIVE, destination == "procore",
                          on_progress)
@@ -309,7 +315,8 @@ async def _folder_root(connector: Connector, path: str, name: str) -> None:
         raise NotFound(f"{name}:/{path} is a file, not a folder")
 
 
-async def _destination_root(there: Connector, path: str) -> tuple[str | None, int]:
+async def _destination_root(there: Connector, path: str,
+                            name: str) -> tuple[str | None, int]:
     """The compared folder, or None where it is missing (a copy would create it), and how
     many folders a copy would create down to it."""
     segments = [s for s in path.split("/") if s]
@@ -319,7 +326,7 @@ async def _destination_root(there: Connector, path: str) -> tuple[str | None, in
         except NotFound:
             continue
         if not entry.is_dir:
-            raise NotFound(f"/{'/'.join(segments[:depth])} is a file, not a folder")
+            raise NotFound(f"{name}:/{'/'.join(segments[:depth])} is a file, not a folder")
         return (path if depth == len(segments) else None), len(segments) - depth
     return None, len(segments)
 
