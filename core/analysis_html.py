@@ -22,6 +22,7 @@ from core.analysis_view import (
     first_sync_text,
     fix_text,
     flagged_heading,
+    platform_name,
     summary,
     target,
 )
@@ -30,10 +31,10 @@ from core.cli.output import count, size
 from core.paths import printable
 
 CHART_WIDTH = 600  # SVG user units; the chart scales to the page's width
-LABEL_WIDTH = 170  # the bucket's name, right-aligned before its bar
-CAPTION_WIDTH = 150  # "1.2 GiB · 1,204 files" after the bar
-ROW = 24
-LABEL_CHARS = 24  # a longer bucket name is cut (its full name is in the bar's tooltip)
+LABEL_WIDTH = 150  # the bucket's name, right-aligned before its bar
+CAPTION_WIDTH = 170  # "1.2 GiB · 1,204 files" after the bar
+ROW = 26
+LABEL_CHARS = 18  # a longer bucket name is cut (its full name is in the bar's tooltip)
 LIST_ROWS = 50  # rows of the longer lists (largest, deepest, empty folders, duplicates)
 
 STYLE = """
@@ -52,7 +53,7 @@ figcaption { font-weight: 600; margin-bottom: .3em; }
 svg.chart { width: 100%; height: auto; display: block; }
 svg .bar { fill: #0087d7; }
 svg .bar.other { fill: #8da9c4; }
-svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
+svg text { font: 14px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
            fill: #1d1d1f; }
 table { border-collapse: collapse; width: 100%; margin: .4em 0 1em; }
 th, td { text-align: left; padding: .3em .6em; border-bottom: 1px solid #ddd;
@@ -103,13 +104,13 @@ def bar_chart(chart: Chart) -> str:
         width = max(width, 1.0) if bar.bytes else 0.0  # a tiny bucket still shows
         other = " other" if bar.label.startswith("other (") else ""
         parts += [
-            f'<text x="{LABEL_WIDTH - 6}" y="{y + 16}" text-anchor="end">'
+            f'<text x="{LABEL_WIDTH - 6}" y="{y + 18}" text-anchor="end">'
             f"{text(cut(bar.label))}</text>",
             f'<rect class="bar{other}" x="{LABEL_WIDTH}" y="{y + 4}" width="{width:.1f}" '
             f'height="{ROW - 8}" data-label="{text(bar.label)}" data-bytes="{bar.bytes}" '
             f'data-files="{bar.files}"><title>{text(bar.label)}: {text(bar_caption(bar))}'
             f"</title></rect>",
-            f'<text x="{LABEL_WIDTH + width + 6:.1f}" y="{y + 16}">'
+            f'<text x="{LABEL_WIDTH + width + 6:.1f}" y="{y + 18}">'
             f"{text(bar_caption(bar))}</text>"]
     parts.append("</svg></figure>")
     return "".join(parts)
@@ -184,7 +185,8 @@ def render_html(analysis: Analysis) -> str:
     """The whole report as one HTML document (UTF-8 text)."""
     where = target(analysis.connection, analysis.path)
     estimate = "".join(f"<p>{text(line)}</p>" for line in estimate_lines(analysis.estimate))
-    against = (f" Names are checked against {text(analysis.destination_platform)}'s rules."
+    against = (f" Names are checked against the rules of "
+               f"{text(platform_name(analysis.destination_platform))}."
                if analysis.destination_platform else "")
     parts = [
         "<!DOCTYPE html>",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from core.analysis_walk import WalkProgress
 from core.analyze import Analysis, Bucket, Comparison, Estimate, FlaggedName
+from core.cli.analyze import PLATFORM_NAMES
 from core.cli.output import count, size
 from core.paths import printable
 
@@ -38,6 +39,11 @@ NO_LABEL = {"by_extension": "(no extension)", "by_folder": "(top level)"}
 def target(connection: str, path: str) -> str:
     """A connection's folder as the CLI takes it: `name:/path`."""
     return printable(f"{connection}:/{path}")
+
+
+def platform_name(platform: str) -> str:
+    """`Procore`, `an SMB share`: a platform as a sentence names it."""
+    return PLATFORM_NAMES.get(platform, platform)
 
 
 def bucket_label(key: str, bucket: Bucket) -> str:
@@ -137,11 +143,11 @@ def flagged_heading(analysis: Analysis) -> str:
     """How many names the destination would refuse, and whose rules say so."""
     if analysis.destination_platform is None:
         return "Names were not checked: no destination platform to check them against."
-    rules = analysis.destination_platform
+    rules = platform_name(analysis.destination_platform)
     shown = len(analysis.flagged)
     more = (f" (the first {shown:,} shown)" if analysis.flagged_count > shown else "")
     if not analysis.flagged_count:
-        return f"Every name fits {rules}'s rules."
+        return f"Every name fits the rules of {rules}."
     return f"{count(analysis.flagged_count, 'name')} {rules} would refuse{more}."
 
 

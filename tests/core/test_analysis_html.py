@@ -102,7 +102,7 @@ def test_many_types_end_in_one_other_bar() -> None:
 def test_flagged_names_estimate_and_comparison_are_there() -> None:
     page = parse(render_html(compared()))
     text = " ".join(page.text)
-    assert "3 names windows would refuse." in text
+    assert "3 names an SMB share would refuse." in text
     assert "→ Photos/Site_ north.jpg" in text and "flagged for a person" in text
     assert "A copy out of Procore: about 142 Procore API calls for 99 files" in text
     assert "Of those calls: 15 listing, 127 moving files." in text
@@ -121,7 +121,7 @@ def test_an_empty_folder_draws_no_bars() -> None:
                             flagged=(), flagged_count=0, estimate=sample_analysis().estimate)
     html = render_html(empty)
     assert "<rect" not in html and html.count("No files.") == 4
-    assert "Every name fits windows" in html
+    assert "Every name fits the rules of an SMB share" in html
 
 
 @pytest.mark.slow
