@@ -16,6 +16,7 @@ from core.analysis_view import (
     COMPARISON_SAMPLES,
     Chart,
     bar_caption,
+    caveats,
     charts,
     comparison_rows,
     estimate_lines,
@@ -65,6 +66,7 @@ td.path { word-break: break-all; font-family: ui-monospace, Menlo, Consolas, mon
 .flagged { color: #a15c00; font-weight: 600; }
 .estimate p { margin: .2em 0; }
 .empty { color: #666; font-style: italic; }
+.caveat { margin: .2em 0; }
 footer { margin-top: 3em; color: #777; font-size: .85em; }
 @media print {
   body { margin: 0; max-width: none; font-size: 11pt; }
@@ -196,7 +198,9 @@ def render_html(analysis: Analysis) -> str:
         f"<title>Analysis of {text(where)}</title><style>{STYLE}</style></head><body>",
         f"<header><h1>Analysis of {text(where)}</h1>",
         f'<p class="lead">{text(summary(analysis))}. Platform: {text(analysis.platform)}.'
-        f"{against}</p></header>",
+        f"{against}</p>",
+        "".join(f'<p class="caveat">{text(line)}</p>' for line in caveats(analysis)),
+        "</header>",
         section("Estimate", f'<div class="estimate">{estimate}</div>', "estimate"),
         section("What it holds", '<div class="charts">'
                 + "".join(bar_chart(chart) for chart in charts(analysis)) + "</div>",

@@ -93,6 +93,22 @@ def progress_text(progress: WalkProgress) -> str:
             f"({size(progress.bytes)}) so far, {count(progress.api_calls, 'API call')}")
 
 
+def caveats(analysis: Analysis) -> list[str]:
+    """What a reader must know before trusting the totals, and what else the walk found."""
+    lines = []
+    if analysis.unreadable_count:
+        lines.append(f"⚠ {count(analysis.unreadable_count, 'folder')} could not be read: "
+                     "nothing under them is counted.")
+        lines += [f"  {printable(why)}" for why in analysis.unreadable_folders]
+    if analysis.skipped:
+        lines.append(f"{count(analysis.skipped, 'item')} listed but not counted (links that "
+                     "lead out, leftover partial files).")
+    if analysis.duplicate_groups:
+        lines.append(f"{count(analysis.duplicate_groups, 'group')} of probable duplicates: "
+                     f"{size(analysis.duplicate_bytes)} in the extra copies.")
+    return lines
+
+
 def hours_text(hours: float) -> str:
     if hours < 1 / 60:
         return "under a minute"

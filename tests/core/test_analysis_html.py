@@ -112,7 +112,13 @@ def test_flagged_names_estimate_and_comparison_are_there() -> None:
     assert "The first sync would: conflict 0, create 40, update 5." in text
     assert len(page.bars("comparison-chart")) == 4
     plain = " ".join(parse(render_html(sample_analysis())).text)
-    assert "Compared with" not in plain
+    assert "Compared with" not in plain and "could not be read" not in plain
+    partial = " ".join(parse(render_html(sample_analysis(
+        unreadable_count=1, unreadable_folders=("Closeout: permission denied",),
+        duplicate_groups=4, duplicate_bytes=3 * MIB))).text)
+    assert "⚠ 1 folder could not be read: nothing under them is counted." in partial
+    assert "Closeout: permission denied" in partial
+    assert "4 groups of probable duplicates: 3.0 MiB in the extra copies." in partial
 
 
 def test_an_empty_folder_draws_no_bars() -> None:

@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static, TabbedConte
 from core.analysis_view import (
     CHARTS,
     Chart,
+    caveats,
     charts,
     comparison_rows,
     estimate_lines,
@@ -282,9 +283,11 @@ class AnalyzeScreen(AppScreen[None]):
             self._draw(analysis)
 
     def _draw(self, analysis: Analysis | None) -> None:
-        self.query_one("#analyze-summary", Static).update(
-            "" if analysis is None else
-            printable(f"{target(analysis.connection, analysis.path)}: {summary(analysis)}"))
+        words = "" if analysis is None else printable(
+            f"{target(analysis.connection, analysis.path)}: {summary(analysis)}")
+        if analysis is not None and analysis.unreadable_count:
+            words += f" · ⚠ {count(analysis.unreadable_count, 'folder')} unreadable (Estimate)"
+        self.query_one("#analyze-summary", Static).update(words)
         drawn = charts(analysis) if analysis else tuple(
             Chart(key, title, ()) for key, title in CHARTS)
         for chart in drawn:
@@ -319,7 +322,8 @@ class AnalyzeScreen(AppScreen[None]):
     def _estimate(self, analysis: Analysis | None) -> Text:
         if analysis is None:
             return Text("")
-        text = Text("\n".join(estimate_lines(analysis.estimate)) + "\n\n")
+        text = Text("\n".join([*estimate_lines(analysis.estimate), *caveats(analysis)])
+                    + "\n\n")
         text.append("Largest files\n", style="bold")
         for item in analysis.largest[:LIST_ROWS]:
             text.append(plain(f"{size(item.value):>10}  /{item.path}\n"))
