@@ -61,6 +61,9 @@ async def test_a_stored_analysis_shows_at_once_without_a_walk(world: World) -> N
         assert ".pdf" in text_of(app, "#chart-by_extension")
         assert "Drawings" in text_of(app, "#chart-by_folder")
         assert not world.service._analyses  # nothing walked
+        estimate = text_of(app, "#analyze-estimate")
+        assert "about 142 Procore API calls" in estimate and "\\n" not in estimate
+        assert "48.0 MiB  /Drawings/A-001 Site Plan.dwg\n" in estimate
         screen.query_one(TabbedContent).active = "tab-flagged"
         await pilot.pause()
         rows = table_rows(app, "#analyze-flagged")

@@ -320,26 +320,26 @@ class AnalyzeScreen(AppScreen[None]):
                           plain(ellipsis(flag.problem, problem_width * 2)), fix, height=None)
 
     def _estimate(self, analysis: Analysis | None) -> Text:
+        """The estimate, what to know before trusting it, then the longer lists."""
         if analysis is None:
             return Text("")
-        text = Text("\n".join([*estimate_lines(analysis.estimate), *caveats(analysis)])
-                    + "\n\n")
-        text.append("Largest files\n", style="bold")
-        for item in analysis.largest[:LIST_ROWS]:
-            text.append(plain(f"{size(item.value):>10}  /{item.path}\n"))
-        text.append("\nDeepest paths\n", style="bold")
-        for item in analysis.deepest[:LIST_ROWS]:
-            text.append(plain(f"{item.value:>10}  /{item.path}\n"))
-        text.append(f"\n{count(analysis.empty_folder_count, 'empty folder')}", style="bold")
-        for path in analysis.empty_folders[:LIST_ROWS]:
-            text.append(plain(f"\n            /{path}"))
+        lines: list[Text] = [plain(line) for line in
+                             [*estimate_lines(analysis.estimate), *caveats(analysis)]]
+
+        def heading(words: str) -> None:
+            lines.extend([Text(""), Text(words, style="bold")])
+
+        heading("Largest files")
+        lines += [plain(f"{size(p.value):>10}  /{p.path}") for p in analysis.largest[:LIST_ROWS]]
+        heading("Deepest paths")
+        lines += [plain(f"{p.value:>10}  /{p.path}") for p in analysis.deepest[:LIST_ROWS]]
+        heading(count(analysis.empty_folder_count, "empty folder"))
+        lines += [plain(f"            /{p}") for p in analysis.empty_folders[:LIST_ROWS]]
         if analysis.duplicates:
-            text.append(f"\n\n{count(len(analysis.duplicates), 'probable duplicate')}",
-                        style="bold")
-            for group in analysis.duplicates[:LIST_ROWS]:
-                text.append(plain(f"\n{size(group.size):>10}  " + "  =  ".join(
-                    "/" + path for path in group.paths) + f" ({group.reason})"))
-        return text
+            heading("Probable duplicates")
+            lines += [plain(f"{size(d.size):>10}  " + "  =  ".join("/" + p for p in d.paths)
+                            + f" ({d.reason})") for d in analysis.duplicates[:LIST_ROWS]]
+        return Text("\n").join(lines)
 
     def _draw_comparison(self, analysis: Analysis | None) -> None:
         tabs = self.query_one("#analyze-tabs", TabbedContent)
