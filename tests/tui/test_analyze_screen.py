@@ -1,6 +1,6 @@
 """The Analyze screen driven with keys: a stored analysis shows at once (no walk, no API
-call), r walks the chosen folder in the app's service and stores it, x cancels, and the
-browser's a analyzes the highlighted folder."""
+call) and its tabs are reached with the keyboard, r walks the chosen folder in the app's
+service and stores it, x cancels, and the browser's a analyzes the highlighted folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Select, TabbedContent
+from textual.widgets import Select, TabbedContent
 
 from core.analyze import latest_analysis, save_analysis
 from tests.analyses import EVIL, sample_analysis
@@ -64,8 +64,13 @@ async def test_a_stored_analysis_shows_at_once_without_a_walk(world: World) -> N
         estimate = text_of(app, "#analyze-estimate")
         assert "about 142 Procore API calls" in estimate and "\\n" not in estimate
         assert "48.0 MiB  /Drawings/A-001 Site Plan.dwg\n" in estimate
-        screen.query_one(TabbedContent).active = "tab-flagged"
-        await pilot.pause()
+        tabs = screen.query_one(TabbedContent)
+        for _ in range(8):  # keyboard only: Tab to the row of tabs, then → to Flagged
+            if app.focused is tabs.query_one("Tabs"):
+                break
+            await pilot.press("tab")
+        await pilot.press("right")
+        await wait_for(lambda: tabs.active == "tab-flagged", what="the Flagged tab")
         rows = table_rows(app, "#analyze-flagged")
         assert len(rows) == 3 and EVIL in rows[0][0] and "flagged for a person" in rows[2][2]
         assert str(screen.query_one(TabbedContent).get_tab("tab-flagged").label) == (
@@ -122,14 +127,3 @@ async def test_the_browser_analyzes_the_highlighted_folder(world: World) -> None
         assert screen.query_one("#analyze-path").value == "/folder-001"
         assert not screen.query_one(TabbedContent).get_tab("tab-compared").display
 
-
-async def test_the_flagged_table_is_keyboard_reachable(world: World) -> None:
-    async with analyzing(world) as (app, pilot, screen):
-        for _ in range(8):
-            if isinstance(app.focused, DataTable) or app.focused is screen.query_one(
-                    TabbedContent).query_one("Tabs"):
-                break
-            await pilot.press("tab")
-        await pilot.press("right")
-        await pilot.pause()
-        assert screen.query_one(TabbedContent).active == "tab-flagged"
