@@ -19,6 +19,8 @@ from tui.screens.analyze import AnalyzeScreen
 from tui.screens.jobs import JobsScreen
 from tui.service import AnalysisTarget
 
+WIDE_TREE = 6000  # files, one to a folder: a walk of seconds here, long enough to cancel
+
 
 @asynccontextmanager
 async def analyzing(world: World) -> AsyncIterator[tuple[DryvIQApp, Pilot[int], AnalyzeScreen]]:
@@ -97,8 +99,26 @@ async def test_r_walks_the_folder_and_stores_it(world: World) -> None:
     assert stored is not None and stored.files == 121
 
 
+async def test_the_service_reports_progress_and_cancels(world: World) -> None:
+    """The walk belongs to the service (no screen here): its progress, then a cancel."""
+    write_files(world.source, WIDE_TREE, size=64, per_folder=1)
+    target = AnalysisTarget("plans")
+    await world.service.analyze(target)
+
+    async def progressed() -> bool:
+        return "so far" in (await world.service.analysis(target)).progress
+
+    await wait_for(progressed, what="a progress report")
+    view = await world.service.analysis(target)
+    assert view.running and view.progress.endswith("0 API calls")
+    await world.service.cancel_analysis(target)
+    view = await world.service.analysis(target)
+    assert not view.running and view.analysis is None
+    assert view.error == "cancelled: nothing was stored"
+
+
 async def test_x_cancels_and_nothing_is_stored(world: World) -> None:
-    write_files(world.source, 3000, size=64, per_folder=1)
+    write_files(world.source, WIDE_TREE, size=64, per_folder=1)
     target = AnalysisTarget("plans")
     async with analyzing(world) as (app, pilot, screen):
         await screen.show_target(target, start=True)
