@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from textual.pilot import Pilot
-from textual.widgets import Select, TabbedContent
+from textual.widgets import DataTable, Select, TabbedContent
 
 from core.analyze import latest_analysis, save_analysis
 from tests.analyses import EVIL, sample_analysis
 from tests.tui.conftest import SIZE, World, table_rows, text_of, wait_for, write_files
 from tests.tui.test_browser import browsing, node_at, open_folder
 from tui.app import DryvIQApp
-from tui.screens.analyze import AnalyzeScreen
+from tui.screens.analyze import POLL, AnalyzeScreen
 from tui.screens.jobs import JobsScreen
 from tui.service import AnalysisTarget
 
@@ -73,6 +73,11 @@ async def test_a_stored_analysis_shows_at_once_without_a_walk(world: World) -> N
             await pilot.press("tab")
         await pilot.press("right")
         await wait_for(lambda: tabs.active == "tab-flagged", what="the Flagged tab")
+        table = screen.query_one("#analyze-flagged", DataTable)
+        table.focus()
+        await pilot.press("down")
+        await pilot.pause(2 * POLL + 0.1)  # the polls read it again, and leave it as it was
+        assert table.cursor_row == 1
         rows = table_rows(app, "#analyze-flagged")
         assert len(rows) == 3 and EVIL in rows[0][0] and "flagged for a person" in rows[2][2]
         assert str(screen.query_one(TabbedContent).get_tab("tab-flagged").label) == (

@@ -278,7 +278,7 @@ class AnalyzeScreen(AppScreen[None]):
         self.view = None if self.target is None else await self.service.analysis(self.target)
         self.query_one("#analyze-status", Static).update(status_line(self.view))
         analysis = self.view.analysis if self.view else None
-        if analysis is not self._shown:
+        if analysis != self._shown:  # read again at each poll: drawn again only if it changed
             self._shown = analysis
             self._draw(analysis)
 
