@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -187,9 +187,9 @@ class AnalyzeScreen(AppScreen[None]):
                 if current in [value for _, value in options]:
                     select.value = current
 
-    def on_resize(self, event: object) -> None:
-        super().on_resize(event)  # type: ignore[arg-type]
-        self._fit(self.size.width)
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        self._fit(event.size.width)
 
     def _fit(self, width: int) -> None:
         self.query_one("#analyze-grid").set_class(width >= WIDE, "-wide")
