@@ -190,6 +190,8 @@ class AnalyzeScreen(AppScreen[None]):
     def on_resize(self, event: events.Resize) -> None:
         super().on_resize(event)
         self._fit(event.size.width)
+        if self._ready:
+            self._draw_flagged(self._shown)  # its columns follow the width
 
     def _fit(self, width: int) -> None:
         self.query_one("#analyze-grid").set_class(width >= WIDE, "-wide")
@@ -305,7 +307,7 @@ class AnalyzeScreen(AppScreen[None]):
             flagged_heading(analysis) if analysis else "")
         table = self.query_one("#analyze-flagged", DataTable)
         table.clear(columns=True)
-        width = max(60, (table.size.width or self.size.width) - 4)
+        width = max(60, self.size.width - 4)  # the screen's: known before the table is laid out
         path_width = width * 2 // 5
         problem_width = width // 4
         fix_width = width - path_width - problem_width - 6
