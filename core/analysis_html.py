@@ -16,12 +16,14 @@ from core.analysis_view import (
     COMPARISON_SAMPLES,
     Chart,
     bar_caption,
+    caveats,
     charts,
     comparison_rows,
     estimate_lines,
     first_sync_text,
     fix_text,
     flagged_heading,
+    platform_name,
     summary,
     target,
 )
@@ -30,10 +32,10 @@ from core.cli.output import count, size
 from core.paths import printable
 
 CHART_WIDTH = 600  # SVG user units; the chart scales to the page's width
-LABEL_WIDTH = 170  # the bucket's name, right-aligned before its bar
-CAPTION_WIDTH = 150  # "1.2 GiB · 1,204 files" after the bar
-ROW = 24
-LABEL_CHARS = 24  # a longer bucket name is cut (its full name is in the bar's tooltip)
+LABEL_WIDTH = 150  # the bucket's name, right-aligned before its bar
+CAPTION_WIDTH = 170  # "1.2 GiB · 1,204 files" after the bar
+ROW = 26
+LABEL_CHARS = 18  # a longer bucket name is cut (its full name is in the bar's tooltip)
 LIST_ROWS = 50  # rows of the longer lists (largest, deepest, empty folders, duplicates)
 
 STYLE = """
@@ -52,7 +54,7 @@ figcaption { font-weight: 600; margin-bottom: .3em; }
 svg.chart { width: 100%; height: auto; display: block; }
 svg .bar { fill: #0087d7; }
 svg .bar.other { fill: #8da9c4; }
-svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
+svg text { font: 14px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
            fill: #1d1d1f; }
 table { border-collapse: collapse; width: 100%; margin: .4em 0 1em; }
 th, td { text-align: left; padding: .3em .6em; border-bottom: 1px solid #ddd;
@@ -64,6 +66,7 @@ td.path { word-break: break-all; font-family: ui-monospace, Menlo, Consolas, mon
 .flagged { color: #a15c00; font-weight: 600; }
 .estimate p { margin: .2em 0; }
 .empty { color: #666; font-style: italic; }
+.caveat { margin: .2em 0; }
 footer { margin-top: 3em; color: #777; font-size: .85em; }
 @media print {
   body { margin: 0; max-width: none; font-size: 11pt; }
@@ -103,13 +106,13 @@ def bar_chart(chart: Chart) -> str:
         width = max(width, 1.0) if bar.bytes else 0.0  # a tiny bucket still shows
         other = " other" if bar.label.startswith("other (") else ""
         parts += [
-            f'<text x="{LABEL_WIDTH - 6}" y="{y + 16}" text-anchor="end">'
+            f'<text x="{LABEL_WIDTH - 6}" y="{y + 18}" text-anchor="end">'
             f"{text(cut(bar.label))}</text>",
             f'<rect class="bar{other}" x="{LABEL_WIDTH}" y="{y + 4}" width="{width:.1f}" '
             f'height="{ROW - 8}" data-label="{text(bar.label)}" data-bytes="{bar.bytes}" '
             f'data-files="{bar.files}"><title>{text(bar.label)}: {text(bar_caption(bar))}'
             f"</title></rect>",
-            f'<text x="{LABEL_WIDTH + width + 6:.1f}" y="{y + 16}">'
+            f'<text x="{LABEL_WIDTH + width + 6:.1f}" y="{y + 18}">'
             f"{text(bar_caption(bar))}</text>"]
     parts.append("</svg></figure>")
     return "".join(parts)
@@ -184,7 +187,8 @@ def render_html(analysis: Analysis) -> str:
     """The whole report as one HTML document (UTF-8 text)."""
     where = target(analysis.connection, analysis.path)
     estimate = "".join(f"<p>{text(line)}</p>" for line in estimate_lines(analysis.estimate))
-    against = (f" Names are checked against {text(analysis.destination_platform)}'s rules."
+    against = (f" Names are checked against the rules of "
+               f"{text(platform_name(analysis.destination_platform))}."
                if analysis.destination_platform else "")
     parts = [
         "<!DOCTYPE html>",
@@ -194,7 +198,9 @@ def render_html(analysis: Analysis) -> str:
         f"<title>Analysis of {text(where)}</title><style>{STYLE}</style></head><body>",
         f"<header><h1>Analysis of {text(where)}</h1>",
         f'<p class="lead">{text(summary(analysis))}. Platform: {text(analysis.platform)}.'
-        f"{against}</p></header>",
+        f"{against}</p>",
+        "".join(f'<p class="caveat">{text(line)}</p>' for line in caveats(analysis)),
+        "</header>",
         section("Estimate", f'<div class="estimate">{estimate}</div>', "estimate"),
         section("What it holds", '<div class="charts">'
                 + "".join(bar_chart(chart) for chart in charts(analysis)) + "</div>",

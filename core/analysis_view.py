@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from core.analysis_walk import WalkProgress
 from core.analyze import Analysis, Bucket, Comparison, Estimate, FlaggedName
+from core.cli.analyze import PLATFORM_NAMES
 from core.cli.output import count, size
 from core.paths import printable
 
@@ -38,6 +39,11 @@ NO_LABEL = {"by_extension": "(no extension)", "by_folder": "(top level)"}
 def target(connection: str, path: str) -> str:
     """A connection's folder as the CLI takes it: `name:/path`."""
     return printable(f"{connection}:/{path}")
+
+
+def platform_name(platform: str) -> str:
+    """`Procore`, `an SMB share`: a platform as a sentence names it."""
+    return PLATFORM_NAMES.get(platform, platform)
 
 
 def bucket_label(key: str, bucket: Bucket) -> str:
@@ -85,6 +91,22 @@ def progress_text(progress: WalkProgress) -> str:
     """How far a walk has got, in one line."""
     return (f"{count(progress.folders, 'folder')}, {count(progress.files, 'file')} "
             f"({size(progress.bytes)}) so far, {count(progress.api_calls, 'API call')}")
+
+
+def caveats(analysis: Analysis) -> list[str]:
+    """What a reader must know before trusting the totals, and what else the walk found."""
+    lines = []
+    if analysis.unreadable_count:
+        lines.append(f"⚠ {count(analysis.unreadable_count, 'folder')} could not be read: "
+                     "nothing under them is counted.")
+        lines += [f"  {printable(why)}" for why in analysis.unreadable_folders]
+    if analysis.skipped:
+        lines.append(f"{count(analysis.skipped, 'item')} listed but not counted (links that "
+                     "lead out, leftover partial files).")
+    if analysis.duplicate_groups:
+        lines.append(f"{count(analysis.duplicate_groups, 'group')} of probable duplicates: "
+                     f"{size(analysis.duplicate_bytes)} in the extra copies.")
+    return lines
 
 
 def hours_text(hours: float) -> str:
@@ -137,11 +159,11 @@ def flagged_heading(analysis: Analysis) -> str:
     """How many names the destination would refuse, and whose rules say so."""
     if analysis.destination_platform is None:
         return "Names were not checked: no destination platform to check them against."
-    rules = analysis.destination_platform
+    rules = platform_name(analysis.destination_platform)
     shown = len(analysis.flagged)
     more = (f" (the first {shown:,} shown)" if analysis.flagged_count > shown else "")
     if not analysis.flagged_count:
-        return f"Every name fits {rules}'s rules."
+        return f"Every name fits the rules of {rules}."
     return f"{count(analysis.flagged_count, 'name')} {rules} would refuse{more}."
 
 

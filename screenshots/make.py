@@ -28,14 +28,14 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from core.demo import DEMO_LIMITS, PROCORE_CONNECTION, prepare_demo
+from core.demo import DEMO_LIMITS, PROCORE_CONNECTION, SHARE_CONNECTION, prepare_demo
 from core.home import Home
 from core.sandbox import SandboxThread, demo_world
 from tui.app import DryvIQApp
 from tui.screens.add_connection import AddConnectionScreen
 from tui.screens.browser import BrowserScreen
 from tui.screens.monitor import MonitorScreen
-from tui.service import AppService
+from tui.service import AnalysisTarget, AppService
 
 HERE = Path(__file__).resolve().parent
 SIZE = (120, 36)
@@ -140,6 +140,14 @@ async def shoot(home: Home, sandbox: SandboxThread) -> None:
                               and node.data.entry.name == "A-101 Floor Plan Level 1.pdf"))
         await pilot.pause(1)
         save(app, "browser")
+
+        # the sample project as copied to the share: what Procore holds, and how it compares
+        target = AnalysisTarget(PROCORE_CONNECTION, "", SHARE_CONNECTION,
+                                "Projects/Riverside Medical Center")
+        await app.open_analysis(target, start=True)
+        await service.wait_analysis(target)
+        await pilot.pause(1)
+        save(app, "analyze")
 
         app.open_builder(source=(PROCORE_CONNECTION, "/Drawings"),
                          destination=("Office Share", "/Drawings"))

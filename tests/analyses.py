@@ -50,7 +50,7 @@ def sample_analysis(**changes: Any) -> Analysis:
                  FlaggedName("Photos/Site: north.jpg", "contains ':'", "Photos/Site_ north.jpg"),
                  FlaggedName("Drawings/" + "x" * 300 + ".pdf", "longer than 255 characters",
                              None)),
-        flagged_count=3, destination_platform="windows",
+        flagged_count=3, destination_platform="smb",
         estimate=Estimate(api_calls=142, hourly_limit=3600, remaining_now=3100,
                           reset_at=FINISHED + 1800, hours=142 / 3240,
                           hours_from_now=142 / 3240, basis="a copy out of Procore",

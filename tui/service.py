@@ -426,6 +426,7 @@ class AppService:
             raise ServiceError("no analysis of that folder is running")
         walking.task.cancel()
         await asyncio.gather(walking.task, return_exceptions=True)
+        walking.error = walking.error or "cancelled: nothing was stored"  # before it began
 
     async def wait_analysis(self, target: AnalysisTarget) -> None:
         """Until the analysis of `target` started here ends (at once if there is none)."""

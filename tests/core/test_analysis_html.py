@@ -102,7 +102,7 @@ def test_many_types_end_in_one_other_bar() -> None:
 def test_flagged_names_estimate_and_comparison_are_there() -> None:
     page = parse(render_html(compared()))
     text = " ".join(page.text)
-    assert "3 names windows would refuse." in text
+    assert "3 names an SMB share would refuse." in text
     assert "→ Photos/Site_ north.jpg" in text and "flagged for a person" in text
     assert "A copy out of Procore: about 142 Procore API calls for 99 files" in text
     assert "Of those calls: 15 listing, 127 moving files." in text
@@ -112,7 +112,13 @@ def test_flagged_names_estimate_and_comparison_are_there() -> None:
     assert "The first sync would: conflict 0, create 40, update 5." in text
     assert len(page.bars("comparison-chart")) == 4
     plain = " ".join(parse(render_html(sample_analysis())).text)
-    assert "Compared with" not in plain
+    assert "Compared with" not in plain and "could not be read" not in plain
+    partial = " ".join(parse(render_html(sample_analysis(
+        unreadable_count=1, unreadable_folders=("Closeout: permission denied",),
+        duplicate_groups=4, duplicate_bytes=3 * MIB))).text)
+    assert "⚠ 1 folder could not be read: nothing under them is counted." in partial
+    assert "Closeout: permission denied" in partial
+    assert "4 groups of probable duplicates: 3.0 MiB in the extra copies." in partial
 
 
 def test_an_empty_folder_draws_no_bars() -> None:
@@ -121,7 +127,7 @@ def test_an_empty_folder_draws_no_bars() -> None:
                             flagged=(), flagged_count=0, estimate=sample_analysis().estimate)
     html = render_html(empty)
     assert "<rect" not in html and html.count("No files.") == 4
-    assert "Every name fits windows" in html
+    assert "Every name fits the rules of an SMB share" in html
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static, TabbedConte
 from core.analysis_view import (
     CHARTS,
     Chart,
+    caveats,
     charts,
     comparison_rows,
     estimate_lines,
@@ -71,7 +72,7 @@ def comparison_text(analysis: Analysis) -> Text:
     for name, bucket in rows:
         text.append(plain(f"{name:<{width}}  "))
         text.append(f"{bucket.files:>9,} files  {size(bucket.bytes):>10}\n")
-    text.append(plain(first_sync_text(comparison)))
+    text.append(plain(first_sync_text(comparison) + "\n"))
     return text
 
 
@@ -112,6 +113,7 @@ class AnalyzeScreen(AppScreen[None]):
     #analyze-grid {
         grid-size: 1;
         grid-rows: auto;
+        grid-gutter: 1 0;
         height: auto;
     }
     #analyze-grid.-wide {
@@ -185,9 +187,11 @@ class AnalyzeScreen(AppScreen[None]):
                 if current in [value for _, value in options]:
                     select.value = current
 
-    def on_resize(self, event: object) -> None:
-        super().on_resize(event)  # type: ignore[arg-type]
-        self._fit(self.size.width)
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        self._fit(event.size.width)
+        if self._ready:
+            self._draw_flagged(self._shown)  # its columns follow the width
 
     def _fit(self, width: int) -> None:
         self.query_one("#analyze-grid").set_class(width >= WIDE, "-wide")
@@ -276,14 +280,16 @@ class AnalyzeScreen(AppScreen[None]):
         self.view = None if self.target is None else await self.service.analysis(self.target)
         self.query_one("#analyze-status", Static).update(status_line(self.view))
         analysis = self.view.analysis if self.view else None
-        if analysis is not self._shown:
+        if analysis != self._shown:  # read again at each poll: drawn again only if it changed
             self._shown = analysis
             self._draw(analysis)
 
     def _draw(self, analysis: Analysis | None) -> None:
-        self.query_one("#analyze-summary", Static).update(
-            "" if analysis is None else
-            printable(f"{target(analysis.connection, analysis.path)}: {summary(analysis)}"))
+        words = "" if analysis is None else printable(
+            f"{target(analysis.connection, analysis.path)}: {summary(analysis)}")
+        if analysis is not None and analysis.unreadable_count:
+            words += f" · ⚠ {count(analysis.unreadable_count, 'folder')} unreadable (Estimate)"
+        self.query_one("#analyze-summary", Static).update(words)
         drawn = charts(analysis) if analysis else tuple(
             Chart(key, title, ()) for key, title in CHARTS)
         for chart in drawn:
@@ -301,7 +307,7 @@ class AnalyzeScreen(AppScreen[None]):
             flagged_heading(analysis) if analysis else "")
         table = self.query_one("#analyze-flagged", DataTable)
         table.clear(columns=True)
-        width = max(60, (table.size.width or self.size.width) - 4)
+        width = max(60, self.size.width - 4)  # the screen's: known before the table is laid out
         path_width = width * 2 // 5
         problem_width = width // 4
         fix_width = width - path_width - problem_width - 6
@@ -316,25 +322,26 @@ class AnalyzeScreen(AppScreen[None]):
                           plain(ellipsis(flag.problem, problem_width * 2)), fix, height=None)
 
     def _estimate(self, analysis: Analysis | None) -> Text:
+        """The estimate, what to know before trusting it, then the longer lists."""
         if analysis is None:
             return Text("")
-        text = Text("\n".join(estimate_lines(analysis.estimate)) + "\n\n")
-        text.append("Largest files\n", style="bold")
-        for item in analysis.largest[:LIST_ROWS]:
-            text.append(plain(f"{size(item.value):>10}  /{item.path}\n"))
-        text.append("\nDeepest paths\n", style="bold")
-        for item in analysis.deepest[:LIST_ROWS]:
-            text.append(plain(f"{item.value:>10}  /{item.path}\n"))
-        text.append(f"\n{count(analysis.empty_folder_count, 'empty folder')}", style="bold")
-        for path in analysis.empty_folders[:LIST_ROWS]:
-            text.append(plain(f"\n            /{path}"))
+        lines: list[Text] = [plain(line) for line in
+                             [*estimate_lines(analysis.estimate), *caveats(analysis)]]
+
+        def heading(words: str) -> None:
+            lines.extend([Text(""), Text(words, style="bold")])
+
+        heading("Largest files")
+        lines += [plain(f"{size(p.value):>10}  /{p.path}") for p in analysis.largest[:LIST_ROWS]]
+        heading("Deepest paths")
+        lines += [plain(f"{p.value:>10}  /{p.path}") for p in analysis.deepest[:LIST_ROWS]]
+        heading(count(analysis.empty_folder_count, "empty folder"))
+        lines += [plain(f"            /{p}") for p in analysis.empty_folders[:LIST_ROWS]]
         if analysis.duplicates:
-            text.append(f"\n\n{count(len(analysis.duplicates), 'probable duplicate')}",
-                        style="bold")
-            for group in analysis.duplicates[:LIST_ROWS]:
-                text.append(plain(f"\n{size(group.size):>10}  " + "  =  ".join(
-                    "/" + path for path in group.paths) + f" ({group.reason})"))
-        return text
+            heading("Probable duplicates")
+            lines += [plain(f"{size(d.size):>10}  " + "  =  ".join("/" + p for p in d.paths)
+                            + f" ({d.reason})") for d in analysis.duplicates[:LIST_ROWS]]
+        return Text("\n").join(lines)
 
     def _draw_comparison(self, analysis: Analysis | None) -> None:
         tabs = self.query_one("#analyze-tabs", TabbedContent)

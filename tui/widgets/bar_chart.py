@@ -28,7 +28,8 @@ def bar(value: int, peak: int, cells: int) -> str:
 
 def bars_text(chart: Chart, width: int) -> Text:
     """The chart's title and one line per bar, `width` cells wide."""
-    text = Text(chart.title, style="bold")
+    text = Text()
+    text.append(chart.title, style="bold")
     if not chart.bars:
         text.append("\n  no files", style="italic")
         return text
@@ -55,7 +56,6 @@ class BarChart(Static):
     BarChart {
         height: auto;
         padding: 0 1;
-        margin-bottom: 1;
     }
     """
 
