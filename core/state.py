@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,12 +38,15 @@ _V6_ANALYSES = """
     );
     CREATE INDEX analyses_by_target ON analyses(connection_id, path, id);
 """
-# a job's DryvIQ status (idle until a stop policy or an ad-hoc run completes it) and why;
-# the agents (and apps) running the scheduler on this home, with their heartbeats; which
-# agent ran an execution, and whether it was started by the schedule
+# a job's DryvIQ status (idle until a stop policy or an ad-hoc run completes it), why, and
+# the newest execution before it was last saved (those after it count toward its schedule
+# and stop policy: an edit starts both afresh); the agents (and apps) running the scheduler
+# on this home, with their heartbeats; which agent ran an execution, and whether it was
+# started by the schedule
 _V6_SCHEDULES = """
     ALTER TABLE jobs ADD COLUMN status TEXT NOT NULL DEFAULT 'idle';
     ALTER TABLE jobs ADD COLUMN status_reason TEXT;
+    ALTER TABLE jobs ADD COLUMN counts_after INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE executions ADD COLUMN agent TEXT;
     ALTER TABLE executions ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE agents (
@@ -361,6 +364,7 @@ class JobRecord:
     created_at: float
     status: str = "idle"  # DryvIQ's job status: idle, or complete (stop policy, ad-hoc run)
     status_reason: str | None = None  # why it is complete
+    counts_after: int = 0  # executions with a larger id count toward schedule and stop policy
 
 
 @dataclass(frozen=True)
@@ -680,15 +684,25 @@ class State:
 
     async def update_job(self, old: JobRecord, job: Job, definition: str, source_id: str,
                          destination_id: str) -> JobRecord:
-        """The job `old` with a new definition; its id, creation time and history stay."""
-        record = _job_record(old.id, job, definition, source_id, destination_id,
-                             old.created_at)
+        """The job `old` with a new definition; its id, creation time and history stay. It is
+        idle again (a complete job reopens) and its schedule and stop policy count afresh."""
+        (newest,), = await self._rows(
+            "SELECT COALESCE(MAX(id), 0) FROM executions WHERE job_id = ?", (old.id,))
+        record = replace(_job_record(old.id, job, definition, source_id, destination_id,
+                                     old.created_at), counts_after=newest)
         columns = ", ".join(_JOB_COLUMNS)
         await self.db.execute(
-            f"UPDATE jobs SET ({columns}) = ({', '.join('?' * 14)}) WHERE id = ?",
-            (*_job_row(record), old.id))
+            f"UPDATE jobs SET ({columns}, status, status_reason, counts_after) = "
+            f"({', '.join('?' * 17)}) WHERE id = ?",
+            (*_job_row(record), "idle", None, newest, old.id))
         await self.db.commit()
         return record
+
+    async def set_job_status(self, job_id: str, status: str, reason: str | None) -> None:
+        """Set a job's DryvIQ status (idle or complete) and why."""
+        await self.db.execute("UPDATE jobs SET status = ?, status_reason = ? WHERE id = ?",
+                              (status, reason, job_id))
+        await self.db.commit()
 
     async def find_jobs(self, id_or_name: str | None = None) -> list[JobRecord]:
         """All jobs, or those whose id or name is `id_or_name` (names need not be unique)."""
@@ -752,6 +766,11 @@ class State:
             "ORDER BY id DESC LIMIT ?", (job_id, -1 if limit is None else limit))
         return [Execution(*row[:8], json.loads(row[8]), *row[9:12], bool(row[12]))
                 for row in rows]
+
+    async def counted_executions(self, job: JobRecord) -> list[Execution]:
+        """The job's executions since it was last saved, newest first: those its schedule and
+        stop policy count."""
+        return [e for e in await self.executions(job.id) if e.id > job.counts_after]
 
     async def mark_interrupted(self, job_id: str) -> int:
         """Executions left 'running' by a process that died (the caller holds the job's lock).

@@ -38,6 +38,7 @@ from core.home import Home
 from core.jobs import Job, Transfer, parse_job
 from core.logs import logged_events
 from core.paths import fit_name, join, match_key, valid_utf8
+from core.schedule import apply_stop_policy
 from core.state import Forgotten, ItemLog, ItemRecord, JobRecord, State
 
 EXIT_CODES = {"completed": 0, "no_changes": 0, "warn": 4, "failed": 1, "paused": 3,
@@ -693,6 +694,8 @@ async def run_job(
                                      resume_at=resume_at)
         await state.audit("error" if error else "info", f"execution {status}", error or "",
                           job_id=record.id, execution_id=execution.id)
+        if completed := await apply_stop_policy(state, record, job):
+            emit("info", f"job complete: {completed}")
         log.info("job %s: execution %d %s: %s%s", record.name, execution.id, status,
                  stats.as_dict(), f" ({error})" if error else "")
         return RunResult(execution.id, status, stats, error)
