@@ -31,7 +31,7 @@ from core.engine.runner import RunResult, run_job
 from core.home import ConfigError, Home, JobBusy
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, clock
-from core.schedule import Schedule, next_run
+from core.schedule import Schedule, local_zone, next_run
 from core.state import AgentRow, Connection, Execution, JobRecord, State
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ async def due_at(state: State, job: JobRecord, moment: dt.datetime,
         schedule = Schedule.of(parse_job(job.definition))
     except JobError:
         return None
-    executions = await state.executions(job.id)
+    executions = await state.counted_executions(job)
     when = next_run(schedule, executions, moment)
     return None if when is None else (schedule, executions, when)
 
@@ -353,7 +353,7 @@ class Scheduler:
         """Start the jobs due now, as many as the limit allows; returns the seconds until
         the next look (the next job due, a budget's reset, or POLL)."""
         now = self.clock.now()
-        moment = dt.datetime.fromtimestamp(now).astimezone()
+        moment = dt.datetime.fromtimestamp(now, local_zone())
         soonest = self.poll
         due: list[tuple[float, float, JobRecord, Schedule]] = []
         for job in await self.state.find_jobs():
@@ -391,8 +391,8 @@ class Scheduler:
     def _start(self, job: JobRecord, schedule: Schedule) -> None:
         run = _Scheduled(job)
         self._runs[job.id] = run
-        limit = getattr(schedule, "max_execution", None)
-        run.task = asyncio.create_task(self._execute(run, limit), name=f"scheduled {job.name}")
+        run.task = asyncio.create_task(self._execute(run, schedule.max_execution),
+                                       name=f"scheduled {job.name}")
 
     async def _execute(self, run: _Scheduled, max_execution: float | None) -> None:
         watchdog = (asyncio.create_task(self._time_limit(run, max_execution))

@@ -29,6 +29,7 @@ from core.home import ConfigError, Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
+from core.schedule import local_zone
 from core.scheduler import (
     DEFAULT_CONCURRENT,
     Holder,
@@ -231,7 +232,7 @@ class AppService:
     async def job_rows(self) -> list[JobRow]:
         names = {c.id: c.name for c in await self.state.list_connections()}
         rows = []
-        moment = dt.datetime.now().astimezone()
+        moment = dt.datetime.now(local_zone())
         for job in await self.state.find_jobs():
             last = await self._newest(job.id)
             due = await due_at(self.state, job, moment)
