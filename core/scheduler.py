@@ -306,6 +306,12 @@ class Scheduler:
     def running(self) -> list[JobRecord]:
         return [run.job for run in self._runs.values()]
 
+    @property
+    def busy(self) -> bool:
+        """Whether runs started here are going, or one ended and the scheduler has not
+        looked at the jobs since (a clock in a test jumps only when neither)."""
+        return bool(self._runs) or self._woken.is_set()
+
     async def _run_job(self, job: JobRecord, stop: asyncio.Event, agent: str) -> RunResult:
         return await run_job(self.state, self.home, job, stop=stop, scheduled_by=agent)
 
@@ -327,6 +333,8 @@ class Scheduler:
 
     async def _pause(self, delay: float, stop: asyncio.Event) -> None:
         """Until `delay` passes on the clock, a run started here ends, or `stop`."""
+        if self._woken.is_set():
+            return
         waits = [asyncio.ensure_future(self.clock.sleep(delay)),
                  asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait())]
         try:

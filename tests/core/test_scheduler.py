@@ -1,0 +1,250 @@
+"""The scheduler: a week of schedules on a fake clock in seconds, the order and number of runs,
+the API budget shared by jobs on one Procore client, and max_execution on real runs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.connections import add_local
+from core.demo import connect_sandbox
+from core.engine.runner import RunResult
+from core.engine.stats import ExecutionStats
+from core.home import Home
+from core.job_store import create_job
+from core.pacer import BudgetStore
+from core.sandbox import SandboxConfig
+from core.scheduler import Note, Scheduler
+from core.state import JobRecord, State
+
+MONDAY = dt.datetime(2026, 12, 7, 0, 0, tzinfo=dt.UTC)  # a Monday
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+class FakeClock:
+    """A clock that jumps: a sleep takes no time, unless runs started here are still going
+    (runs on this clock are instant, so the scheduler wakes at their end instead)."""
+
+    def __init__(self, start: float) -> None:
+        self.t = start
+        self.scheduler: Scheduler | None = None
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        if self.scheduler is not None and self.scheduler.busy:
+            await asyncio.Event().wait()  # until the run's end wakes the scheduler
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+def job_json(name: str, schedule: dict[str, Any], source: str = "plans",
+             destination: str = "share", **transfer: Any) -> str:
+    return json.dumps({
+        "name": name,
+        "transfer": {"transfer_type": "copy",
+                     "source": {"connection": {"id": source}, "target": {"path": "/"}},
+                     "destination": {"connection": {"id": destination},
+                                     "target": {"path": f"/{name}"}}, **transfer},
+        "schedule": schedule})
+
+
+@pytest.fixture
+async def home(tmp_path: Path) -> AsyncIterator[tuple[Home, State, Path]]:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    state = await State.open(home.state_path)
+    for name in ("plans", "share"):
+        (tmp_path / name).mkdir()
+        await add_local(state, name, str(tmp_path / name))
+    yield home, state, tmp_path
+    await state.close()
+
+
+def instant_runs(state: State, clock: FakeClock, ran: list[tuple[str, float]]):
+    """A launch that records a completed execution at the fake clock's now, taking no time."""
+    async def launch(job: JobRecord, stop: asyncio.Event, agent: str) -> RunResult:
+        at = clock.now()
+        ran.append((job.name, at))
+        execution = await state.start_execution(job.id, agent=agent)
+        await state.db.execute("UPDATE executions SET started_at = ?, ended_at = ?, "
+                               "heartbeat_at = ?, status = 'no_changes', phase = 'complete' "
+                               "WHERE id = ?", (at, at, at, execution.id))
+        await state.db.commit()
+        return RunResult(execution.id, "no_changes", ExecutionStats())
+    return launch
+
+
+async def run_until(scheduler: Scheduler, clock: FakeClock, end: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    while clock.t < end and not task.done():
+        await asyncio.sleep(0)
+    stop.set()
+    await task
+
+
+async def test_a_week_of_schedules_runs_each_job_when_due_and_not_otherwise(home) -> None:
+    home_, state, _ = home
+    office = {"mode": "auto", "days": "weekdays", "repeat_interval": {"value": 1, "unit": "h"},
+              "start_window": {"hr": 9, "min": 0}, "end_window": {"hr": 17, "min": 0}}
+    await create_job(state, job_json("office", office))
+    await create_job(state, job_json("auto", {"mode": "auto", "repeat_interval": {
+        "value": 4, "unit": "h"}}))
+    await create_job(state, job_json("manual", {"mode": "manual"}))
+    clock = FakeClock(MONDAY.timestamp())
+    ran: list[tuple[str, float]] = []
+    scheduler = Scheduler(state, home_, agent="test:1", clock=clock, poll=86400,
+                          launch=instant_runs(state, clock, ran))
+    clock.scheduler = scheduler
+    week = MONDAY.timestamp() + 7 * 86400
+    await run_until(scheduler, clock, week)
+
+    office_runs = [dt.datetime.fromtimestamp(at, dt.UTC) for name, at in ran
+                   if name == "office" and at < week]
+    # 09:00 to 16:00 on each of five weekdays, on the hour, and never at the weekend
+    assert office_runs == [MONDAY + dt.timedelta(days=day, hours=hour)
+                           for day in range(5) for hour in range(9, 17)]
+    auto_runs = [at for name, at in ran if name == "auto" and at < week]
+    assert auto_runs == [MONDAY.timestamp() + n * 4 * 3600 for n in range(7 * 6)]
+    assert not [name for name, _ in ran if name == "manual"]
+    history = await state.executions((await state.find_jobs("office"))[0].id)
+    assert {(e.agent, e.scheduled) for e in history} == {("test:1", True)}
+
+
+async def test_due_jobs_start_least_recently_run_first_and_no_more_than_the_limit(
+        home) -> None:
+    home_, state, _ = home
+    jobs = [(await create_job(state, job_json(name, {"mode": "auto"})))[0]
+            for name in ("a", "b", "c")]
+    clock = FakeClock(MONDAY.timestamp())
+    for job, ago in zip(jobs, (600, 3600, 1800), strict=True):  # b ran longest ago, then c
+        execution = await state.start_execution(job.id)
+        at = clock.t - ago - 900
+        await state.db.execute("UPDATE executions SET started_at = ?, ended_at = ?, status = "
+                               "'completed' WHERE id = ?", (at, at, execution.id))
+    await state.db.commit()
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def launch(job: JobRecord, stop: asyncio.Event, agent: str) -> None:
+        started.append(job.name)
+        await release.wait()
+
+    scheduler = Scheduler(state, home_, clock=clock, limit=2, launch=launch)
+    await scheduler.tick()
+    await asyncio.sleep(0.01)
+    assert started == ["b", "c"]  # a waits: the limit is two at once
+    await scheduler.tick()
+    assert started == ["b", "c"]
+    release.set()
+    await scheduler.stop_runs()
+    await scheduler.tick()
+    await asyncio.sleep(0.01)
+    assert started == ["b", "c", "a"]
+    await scheduler.stop_runs()
+
+
+async def test_a_spent_procore_budget_holds_its_jobs_until_the_reset(home, make_sandbox
+                                                                     ) -> None:
+    home_, state, _ = home
+    sandbox = make_sandbox(SandboxConfig(hourly_limit=100))
+    await connect_sandbox(state, home_, sandbox.url, sandbox.world, "riverside")
+    to_procore = (await create_job(state, job_json("up", {"mode": "auto"},
+                                                   destination="riverside")))[0]
+    await create_job(state, job_json("local", {"mode": "auto"}))
+    clock = FakeClock(time.time())
+    reset = clock.t + 600
+    from core.connectors.procore import procore_app
+
+    connection = await state.find_connection("riverside")
+    assert connection is not None
+    key = procore_app(connection.config, await state.connection_secrets(connection.id),
+                      {}).budget_key
+    store = BudgetStore(state.path)
+    async with store.budget(key, 100) as budget:  # as a pacer leaves it: 10 left, the reserve
+        budget.hourly_remaining, budget.hourly_reset = 10, reset
+    await store.close()
+    started: list[str] = []
+    notes: list[Note] = []
+
+    async def launch(job: JobRecord, stop: asyncio.Event, agent: str) -> None:
+        started.append(job.name)
+
+    scheduler = Scheduler(state, home_, clock=clock, poll=3600, launch=launch,
+                          on_note=notes.append)
+    assert await scheduler.tick() == pytest.approx(600)
+    await scheduler.stop_runs()
+    assert started == ["local"]
+    assert [(n.kind, n.job.id, n.until) for n in notes if n.kind == "waiting"] == [
+        ("waiting", to_procore.id, reset)]
+    clock.t = reset
+    await scheduler.tick()
+    await scheduler.stop_runs()
+    assert "up" in started
+
+
+class LimitClock:
+    """The system clock, except that the first run's max_execution (an hour) passes once ten
+    of its files have arrived: the stop lands mid-run, whatever this machine's speed."""
+
+    def __init__(self, arrived: Path) -> None:
+        self.arrived = arrived
+        self.limits = 0
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds == 3600 and not self.limits:
+            self.limits += 1
+            while len(list(self.arrived.rglob("*.pdf"))) < 10:
+                await asyncio.sleep(0.005)
+            return
+        await asyncio.sleep(seconds)
+
+
+async def test_max_execution_stops_a_run_resumable_and_the_next_run_finishes_it(home
+                                                                                ) -> None:
+    home_, state, folders = home
+    for i in range(300):
+        (folders / "plans" / f"sheet{i:03d}.pdf").write_bytes(os.urandom(64 * 1024))
+    schedule = {"mode": "auto", "repeat_interval": {"value": 1, "unit": "s"},
+                "max_execution": {"value": 1, "unit": "h"}}
+    job, _ = await create_job(state, job_json(
+        "slow", schedule, performance={"parallel_writes": {"requested": 1}}))
+    notes: list[Note] = []
+    scheduler = Scheduler(state, home_, agent="host:42", on_note=notes.append,
+                          clock=LimitClock(folders / "share" / "slow"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if {"completed", "no_changes"} & {e.status for e in await state.executions(job.id)}:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    await scheduler.stop_runs()
+    history = list(reversed(await state.executions(job.id)))
+    assert [e.status for e in history[:2]] == ["interrupted", "completed"]
+    assert all(e.agent == "host:42" and e.scheduled for e in history)
+    first, second = (e.stats["transferred"] for e in history[:2])
+    assert 10 <= first < 300, "the limit should stop the first run part-way"
+    assert first + second == 300  # the next run sent the rest, no file twice
+    assert len(list((folders / "share" / "slow").glob("*.pdf"))) == 300
+    assert "stopping" in [n.kind for n in notes]
