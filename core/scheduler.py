@@ -22,7 +22,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -265,20 +265,19 @@ def spent_until(budget: BudgetReadout, now: float, reserve: float) -> float | No
     return until
 
 
-async def due_at(state: State, job: JobRecord, moment: dt.datetime,
-                 ) -> tuple[Schedule, list[Execution], dt.datetime] | None:
-    """The job's schedule, the executions it counts (newest first) and when it runs next
-    (at or after `moment`); None when its schedule will not run it again, or it cannot be
-    read (`jobs show` says why)."""
+def next_due(job: JobRecord, executions: Sequence[Execution], moment: dt.datetime,
+             ) -> tuple[Schedule, dt.datetime] | None:
+    """The job's schedule and when it runs next (at or after `moment`), given the executions
+    it counts (newest first); None when it will not run by itself again (manual, complete,
+    its schedule over) or its definition cannot be read (`jobs show` says why)."""
     if job.status == "complete":
         return None
     try:
         schedule = Schedule.of(parse_job(job.definition))
     except JobError:
         return None
-    executions = await state.counted_executions(job)
     when = next_run(schedule, executions, moment)
-    return None if when is None else (schedule, executions, when)
+    return None if when is None else (schedule, when)
 
 
 class Scheduler:
@@ -367,10 +366,11 @@ class Scheduler:
         for job in await self.state.find_jobs():
             if job.id in self._runs or job.status == "complete":
                 continue
-            found = await due_at(self.state, job, moment)
+            executions = await self.state.counted_executions(job)
+            found = next_due(job, executions, moment)
             if found is None:
                 continue
-            schedule, executions, when = found
+            schedule, when = found
             wait = max(when.timestamp(), self._retry_at.get(job.id, 0.0)) - now
             if wait > 0:
                 soonest = min(soonest, wait)

@@ -29,7 +29,7 @@ from core.home import ConfigError, Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
-from core.schedule import local_zone
+from core.schedule import JobStatus, job_status, local_zone
 from core.scheduler import (
     DEFAULT_CONCURRENT,
     Holder,
@@ -37,7 +37,7 @@ from core.scheduler import (
     Scheduler,
     agent_lock,
     concurrent_jobs,
-    due_at,
+    next_due,
     scheduler_lock,
 )
 from core.sides import recorded_stats
@@ -56,6 +56,9 @@ log = logging.getLogger("dryviq.tui")
 
 EVENT_LIMIT = 500  # recent events kept per run: enough to scroll, bounded in memory
 HANDOVER = 2.0  # seconds between the app's looks at whether an agent runs on its home
+# a scheduled run that ended so says nothing (one every few minutes would bury the screen);
+# what needs a person (flagged, failed, guarded) is still said
+QUIET_SCHEDULED = frozenset({"completed", "no_changes"})
 POLL_AFTER_ERROR = 30.0  # seconds before the app's schedules start again after an error
 PROBLEM_STATUSES = ("remediation", "retry")  # flagged for a person; failed, retried next run
 
@@ -114,7 +117,8 @@ class JobRow:
     destination: str
     last: Execution | None
     where: str  # as in LiveView
-    next_run: dt.datetime | None = None  # by its schedule; None: it will not run by itself
+    next_run: dt.datetime | None  # by its schedule; None: it will not run by itself
+    state: JobStatus  # DryvIQ's job status (complete, and why)
 
     @property
     def status(self) -> str:
@@ -235,11 +239,14 @@ class AppService:
         moment = dt.datetime.now(local_zone())
         for job in await self.state.find_jobs():
             last = await self._newest(job.id)
-            due = await due_at(self.state, job, moment)
+            where = self._where(job.id)
+            counted = await self.state.counted_executions(job)
+            due = next_due(job, counted, moment)
             rows.append(JobRow(
                 job, f"{names.get(job.source_connection_id, '?')}:/{job.source_path}",
                 f"{names.get(job.destination_connection_id, '?')}:/{job.destination_path}",
-                last, self._where(job.id), due[2] if due else None))
+                last, where, due[1] if due else None,
+                job_status(job, counted, running=where != "idle")))
         return rows
 
     async def connections(self) -> list[tuple[Connection, str]]:
@@ -319,7 +326,8 @@ class AppService:
             run.result, run.stats = result, result.stats
             run.event("info", f"execution #{result.execution_id} {label(result.status)}"
                       + (f": {result.error}" if result.error else ""))
-        if self.on_finished:
+        quiet = run.scheduled_by and result is not None and result.status in QUIET_SCHEDULED
+        if self.on_finished and not quiet:
             self.on_finished(run.job, result, error)
 
     # -- the schedules ----------------------------------------------------------------------
