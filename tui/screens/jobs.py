@@ -43,7 +43,7 @@ def next_run_text(row: JobRow, now: dt.datetime) -> str:
     if row.state.code == "complete":
         return "complete"
     if moment is None:
-        return "manual" if row.job.schedule_mode != "auto" else "—"
+        return "" if row.job.schedule_mode == "manual" else "—"
     if moment <= now:
         return "due now"
     moment = moment.astimezone(now.tzinfo)
@@ -87,7 +87,7 @@ class JobsScreen(AppScreen[None]):
         with Vertical(id="jobs-body"):
             yield ListFilter("jobs", id="jobs-filter")
             yield Static(EMPTY, id="jobs-empty")
-            yield FittedTable(COLUMNS, FLEXIBLE, id="jobs-table")
+            yield FittedTable(COLUMNS, FLEXIBLE, optional={"next"}, id="jobs-table")
             yield Static(id="jobs-schedules", markup=False)
             yield Static("History", id="jobs-history-title", classes="section")
             yield ExecutionHistory(id="jobs-history")
@@ -112,7 +112,7 @@ class JobsScreen(AppScreen[None]):
         table = self.query_one("#jobs-table", FittedTable)
         now = dt.datetime.now(local_zone())
         rebuilt = table.show({job_id: _cells(row, now) for job_id, row in rows.items()})
-        self.query_one("#jobs-schedules", Static).update(self.service.scheduling.words)
+        self._show_scheduling(every)
         self._rows = rows
         await self._show_empty(bool(every), bool(rows))
         selected = self.dryviq.selected_job
@@ -120,6 +120,14 @@ class JobsScreen(AppScreen[None]):
             table.move_cursor(row=list(rows).index(selected.id))
         self._follow_selection = False
         await self._sync_selection()
+
+    def _show_scheduling(self, rows: list[JobRow]) -> None:
+        """Who runs the schedules: shown where a job has a schedule or an agent runs."""
+        line = self.query_one("#jobs-schedules", Static)
+        scheduling = self.service.scheduling
+        line.display = scheduling.by == "agent" or any(
+            row.job.schedule_mode != "manual" or row.state.code == "complete" for row in rows)
+        line.update(scheduling.words)
 
     async def _show_empty(self, any_jobs: bool, any_shown: bool) -> None:
         """Why the list is empty, and what to do about it."""
