@@ -359,8 +359,8 @@ class Scheduler:
     async def tick(self) -> float:
         """Start the jobs due now, as many as the limit allows; returns the seconds until
         the next look (the next job due, a budget's reset, or POLL)."""
-        now = self.clock.now()
-        moment = dt.datetime.fromtimestamp(now, local_zone())
+        moment = dt.datetime.fromtimestamp(self.clock.now(), local_zone())
+        now = moment.timestamp()  # to the microsecond, as next_run's answers are
         soonest = self.poll
         due: list[tuple[float, float, JobRecord, Schedule]] = []
         for job in await self.state.find_jobs():

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from core.connections import add_local
-from core.demo import connect_sandbox
+from core.demo import SANDBOX_CLIENT_ID, connect_sandbox
 from core.engine.runner import RunResult
 from core.engine.stats import ExecutionStats
 from core.home import Home
 from core.job_store import create_job
 from core.pacer import BudgetStore
-from core.sandbox import SandboxConfig
+from core.sandbox import DEMO_PROJECT, SandboxConfig
 from core.scheduler import Note, Scheduler
 from core.state import JobRecord, State
 
@@ -199,8 +199,8 @@ async def test_a_spent_procore_budget_holds_its_jobs_until_the_reset(home, make_
 
 
 class LimitClock:
-    """The system clock, except that the first run's max_execution (an hour) passes once ten
-    of its files have arrived: the stop lands mid-run, whatever this machine's speed."""
+    """The system clock, except that the first run's max_execution (an hour) passes once its
+    first files have arrived: the stop lands mid-run, whatever this machine's speed."""
 
     def __init__(self, arrived: Path) -> None:
         self.arrived = arrived
@@ -212,7 +212,7 @@ class LimitClock:
     async def sleep(self, seconds: float) -> None:
         if seconds == 3600 and not self.limits:
             self.limits += 1
-            while len(list(self.arrived.rglob("*.pdf"))) < 10:
+            while len(list(self.arrived.glob("*.pdf"))) < 3:
                 await asyncio.sleep(0.005)
             return
         await asyncio.sleep(seconds)
@@ -244,7 +244,47 @@ async def test_max_execution_stops_a_run_resumable_and_the_next_run_finishes_it(
     assert [e.status for e in history[:2]] == ["interrupted", "completed"]
     assert all(e.agent == "host:42" and e.scheduled for e in history)
     first, second = (e.stats["transferred"] for e in history[:2])
-    assert 10 <= first < 300, "the limit should stop the first run part-way"
+    assert 3 <= first < 300, "the limit should stop the first run part-way"
     assert first + second == 300  # the next run sent the rest, no file twice
     assert len(list((folders / "share" / "slow").glob("*.pdf"))) == 300
     assert "stopping" in [n.kind for n in notes]
+
+
+@pytest.mark.slow
+async def test_two_jobs_on_one_procore_client_share_its_budget_and_keep_the_reserve(
+        home, make_sandbox) -> None:
+    home_, state, folders = home
+    limit, reserve = 30, 3  # the pacer keeps 10% of the hour for browsing
+    home_.config_path.write_text(f"[pacer]\nhourly_limit = {limit}\n")
+    home_.config_path.chmod(0o600)
+    sandbox = make_sandbox(SandboxConfig(hourly_limit=limit, hourly_window=12, spike_limit=1000))
+    await connect_sandbox(state, home_, sandbox.url, sandbox.world, "riverside")
+    for i in range(6):
+        (folders / "plans" / f"sheet{i}.pdf").write_bytes(b"sheet %d" % i)
+    once = {"mode": "auto", "repeat_interval": {"value": 1, "unit": "h"}}
+    jobs = [(await create_job(state, job_json(name, once, destination="riverside")))[0]
+            for name in ("tower-a", "tower-b")]
+    scheduler = Scheduler(state, home_, limit=2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        finished = [e for job in jobs for e in await state.executions(job.id)
+                    if e.status != "running"]
+        if len(finished) == 2:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await task
+    await scheduler.stop_runs()
+    assert sorted(e.status for e in finished) == ["completed", "completed"]  # none starved
+    hourly = sandbox.world.windows[SANDBOX_CLIENT_ID][1]
+    windows = [*hourly.past, hourly.count]
+    assert sum(windows) > limit - reserve, "the jobs should need more than one window"
+    assert max(windows) <= limit - reserve  # the reserve for browsing held in every window
+    assert sandbox.world.rate_limited == 0  # and Procore never had to refuse a call
+    assert sum(e.stats["rate_limit_waits"] for e in finished) >= 1  # they waited for resets
+    tree = sandbox.world.tree(next(p.id for p in sandbox.world.projects.values()
+                                   if p.name == DEMO_PROJECT))
+    assert {path for path in tree if path.endswith(".pdf") and path.startswith("tower-")} == {
+        f"{name}/sheet{i}.pdf" for name in ("tower-a", "tower-b") for i in range(6)}
