@@ -18,12 +18,12 @@ from core.connections import add_local
 from core.demo import SANDBOX_CLIENT_ID, connect_sandbox
 from core.engine.runner import RunResult
 from core.engine.stats import ExecutionStats
-from core.home import Home
+from core.home import ConfigError, Home
 from core.job_store import create_job
 from core.pacer import BudgetStore
 from core.sandbox import DEMO_PROJECT, SandboxConfig
-from core.scheduler import Note, Scheduler
-from core.state import JobRecord, State
+from core.scheduler import STALE, Note, Presence, Scheduler, concurrent_jobs
+from core.state import AgentRow, JobRecord, State
 
 MONDAY = dt.datetime(2026, 12, 7, 0, 0, tzinfo=dt.UTC)  # a Monday
 
@@ -288,3 +288,26 @@ async def test_two_jobs_on_one_procore_client_share_its_budget_and_keep_the_rese
                                    if p.name == DEMO_PROJECT))
     assert {path for path in tree if path.endswith(".pdf") and path.startswith("tower-")} == {
         f"{name}/sheet{i}.pdf" for name in ("tower-a", "tower-b") for i in range(6)}
+
+
+async def test_a_heartbeat_forgets_the_rows_of_schedulers_that_died(home) -> None:
+    _, state, _ = home
+    dead = AgentRow("gone:1", "gone", 1, "agent", 0.0, time.time() - STALE - 1)
+    alive = AgentRow("other:2", "other", 2, "app", 0.0, time.time())
+    for row in (dead, alive):
+        await state.beat(row, stale_before=0.0)
+    presence = Presence(state, "agent")
+    await presence.beat()
+    assert {row.id for row in await state.agents()} == {presence.row.id, "other:2"}
+    stop = asyncio.Event()
+    stop.set()
+    await presence.keep(stop)  # a scheduler that stops removes its own row
+    assert [row.id for row in await state.agents()] == ["other:2"]
+
+
+def test_how_many_jobs_at_once_is_a_config_key() -> None:
+    assert concurrent_jobs({}) == 2
+    assert concurrent_jobs({"agent": {"max_jobs": 4}}) == 4
+    for bad in (0, "3", 17, 2.5):
+        with pytest.raises(ConfigError, match=r"\[agent\] max_jobs"):
+            concurrent_jobs({"agent": {"max_jobs": bad}})
