@@ -753,10 +753,12 @@ def _parallel_writes(performance: _Reader) -> int | None:
 
 
 def _schedule(schedule: _Reader) -> str | None:
-    """Check the whole schedule; only its mode is used."""
+    """Check the whole schedule and return its mode; core.schedule.Schedule.of reads the
+    checked keys into a typed schedule."""
     schedule.many("days", _one_of(*_DAYS), "a day name or an array of them", single=True)
-    for key in ("start_date", "end_date"):
-        schedule.get(key, _number)
+    start, end = (schedule.get(key, _number) for key in ("start_date", "end_date"))
+    if start is not None and end is not None and end <= start:
+        schedule.error(f"end_date ({end}) is not after start_date ({start})", "end_date")
     for key in ("start_window", "end_window", "run_at"):
         clock = schedule.child(key, 'an object such as {"hr": 19, "min": 0}')
         if clock:

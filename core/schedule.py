@@ -1,8 +1,10 @@
 """When a job runs by itself, and when it stops: DryvIQ's `schedule` and `stop_policy`.
 
-Pure functions of the job, its past executions and a moment, so a week of schedules is tested
-in seconds. Times are wall-clock in the zone of the `now` given (the machine's: `local_zone`),
-DST included: window edges and `run_at` are wall-clock times, intervals are elapsed time.
+Pure functions of the job, its past executions and a moment (Schedule, next_run, stop_reason,
+job_status), so a week of schedules is tested in seconds, and thin async ones that read what
+they need from the state (apply_stop_policy, current_status, upcoming_run). Times are read in
+the zone of the `now` given (the machine's: `local_zone`), DST included: window edges and
+`run_at` are wall-clock times, intervals are elapsed time.
 
 What counts (DryvIQ names the keys, not every case; decided here):
 - A *run* is an execution that finished: completed, no changes, flagged (warn), failed, or
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.jobs import Job, parse_job
+from core.home import Home
+from core.jobs import Job, JobError, parse_job
 from core.state import Execution, JobRecord, State
 
 AUTO_INTERVAL = 15 * 60.0  # seconds between runs of an auto job that sets no repeat_interval
@@ -47,8 +50,8 @@ FAILED = frozenset({"failed", "guarded"})  # the guard stopped the run before it
 class Schedule:
     """A job's `schedule`, read from its definition (mode "manual" when it has none).
 
-    auto: queued at once (`start_now`), else after its manual first run (`status: "paused"`),
-    then again `interval` seconds after the previous execution *ended* (the end, not the start:
+    auto: queued at once (or, with `status: "paused"`, after its manual first run), then
+    again `interval` seconds after the previous execution *ended* (the end, not the start:
     a run longer than its interval would otherwise start again at once, spending a shared API
     budget without a pause), inside the window on the allowed days, between start_date and
     end_date. With `run_at` and no repeat_interval it runs once a day at run_at.
@@ -150,7 +153,8 @@ def next_run(schedule: Schedule, executions: Sequence[Execution],
     """When the job should run next, at or after `now` (an aware datetime, whose zone the
     windows are read in), given its executions since it was saved, newest first; None when the
     schedule will not run it again. Due now means `now`. A run that was missed (no scheduler
-    running, the previous run still going) is made up once, as soon as the window allows."""
+    running, the previous run still going) is made up once, as soon as the window allows.
+    Only the newest execution matters, unless a repeat_count needs the runs counted."""
     zone = now.tzinfo
     assert zone is not None, "next_run needs an aware datetime"
     if schedule.mode != "auto":
@@ -248,11 +252,18 @@ def _runs(count: int) -> str:
     return f"{count} run" + ("" if count == 1 else "s")
 
 
-async def apply_stop_policy(state: State, record: JobRecord, job: Job) -> str | None:
+async def apply_stop_policy(state: State, record: JobRecord) -> str | None:
     """At the end of an execution: mark the job complete, with why, when its stop policy (or
-    its ad-hoc run, or its repeat_count) says so; returns the reason when this completed it."""
-    if record.status == "complete" or state.read_only:
-        return None
+    its ad-hoc run, or its repeat_count) says so; returns the reason when this completed it.
+    The job is read again: the `record` a scheduler loaded may predate an edit."""
+    record = next(iter(await state.find_jobs(record.id)), record)
+    job = parse_job(record.definition)
+    schedule = Schedule.of(job)
+    policy = job.stop_policy
+    counts = (policy.on_success or policy.on_failure or policy.on_execute
+              or schedule.mode == "ad-hoc" or schedule.repeat_count is not None)
+    if record.status == "complete" or state.read_only or not counts:
+        return None  # (without a limit, a year of runs is not read at the end of every run)
     reason = stop_reason(job, await state.counted_executions(record))
     if reason is not None:
         await state.set_job_status(record.id, "complete", reason)
@@ -273,22 +284,51 @@ class JobStatus:
         return f"{self.code}: {self.reason}" if self.reason else self.code
 
 
-def job_status(record: JobRecord, executions: Sequence[Execution], *,
-               running: bool) -> JobStatus:
-    """The status of job `record` given its executions since it was saved (newest first) and
-    whether a process is running it now."""
+def job_status(record: JobRecord, last: Execution | None, *, running: bool) -> JobStatus:
+    """The status of job `record` given its newest execution since it was saved (None when
+    there is none) and whether a process is running it now."""
+    if running:  # a complete job run by hand, too
+        return JobStatus("running")
     if record.status == "complete":
         return JobStatus("complete", record.status_reason)
-    if running:
-        return JobStatus("running")
-    last = executions[0] if executions else None
     if last is not None and last.status == "paused":
-        after = f" after {dt.datetime.fromtimestamp(last.resume_at, local_zone()):%H:%M %Z}" \
-            if last.resume_at else ""
+        after = f" after {zoned(last.resume_at):%H:%M %Z}" if last.resume_at else ""
         return JobStatus("paused", f"API rate limit; the next run continues{after}")
-    if last is not None and last.status == "interrupted":
+    if last is not None and last.status in ("interrupted", "running"):  # running: died
         return JobStatus("paused", "interrupted; the next run continues where it stopped")
-    if last is None and record.schedule_mode == "auto" and \
-            Schedule.of(parse_job(record.definition)).paused:
-        return JobStatus("paused", 'status "paused": waits for a manual first run')
+    if last is None and record.schedule_mode == "auto":
+        schedule = stored_schedule(record)
+        if schedule is not None and schedule.paused:
+            return JobStatus("paused", 'status "paused": waits for a manual first run')
     return JobStatus("idle")
+
+
+def stored_schedule(record: JobRecord) -> Schedule | None:
+    """The schedule of a stored job; None when its JSON no longer passes today's checks (kept
+    by an earlier version: it is shown, and refused when run, never scheduled)."""
+    try:
+        return Schedule.of(parse_job(record.definition))
+    except JobError:
+        return None
+
+
+def zoned(epoch: float) -> dt.datetime:
+    """A moment in the machine's zone (for showing it with the zone's name)."""
+    return dt.datetime.fromtimestamp(epoch, local_zone())
+
+
+async def current_status(state: State, home: Home, record: JobRecord) -> JobStatus:
+    """Job `record`'s status now, as `jobs list/show` and the app show it."""
+    newest = await state.counted_executions(record, 1)
+    return job_status(record, next(iter(newest), None), running=home.job_running(record.id))
+
+
+async def upcoming_run(state: State, record: JobRecord, now: dt.datetime) -> dt.datetime | None:
+    """When the schedule runs job `record` next (see next_run); None for a complete job or
+    one whose stored JSON no longer passes the checks."""
+    schedule = stored_schedule(record)
+    if record.status == "complete" or schedule is None:
+        return None
+    # only a repeat_count needs every run counted; else the newest execution says it all
+    newest = None if schedule.repeat_count is not None else 1
+    return next_run(schedule, await state.counted_executions(record, newest), now)

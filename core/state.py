@@ -758,19 +758,21 @@ class State:
                               (*fields.values(), execution_id))
         await self.db.commit()
 
-    async def executions(self, job_id: str, limit: int | None = None) -> list[Execution]:
-        """A job's executions, newest first."""
+    async def executions(self, job_id: str, limit: int | None = None, *,
+                         after: int = 0) -> list[Execution]:
+        """A job's executions (those with an id above `after`), newest first."""
         rows = await self._rows(
             "SELECT id, job_id, status, phase, started_at, ended_at, heartbeat_at, pid, stats, "
-            "error, resume_at, agent, scheduled FROM executions WHERE job_id = ? "
-            "ORDER BY id DESC LIMIT ?", (job_id, -1 if limit is None else limit))
+            "error, resume_at, agent, scheduled FROM executions WHERE job_id = ? AND id > ? "
+            "ORDER BY id DESC LIMIT ?", (job_id, after, -1 if limit is None else limit))
         return [Execution(*row[:8], json.loads(row[8]), *row[9:12], bool(row[12]))
                 for row in rows]
 
-    async def counted_executions(self, job: JobRecord) -> list[Execution]:
+    async def counted_executions(self, job: JobRecord, limit: int | None = None,
+                                 ) -> list[Execution]:
         """The job's executions since it was last saved, newest first: those its schedule and
         stop policy count."""
-        return [e for e in await self.executions(job.id) if e.id > job.counts_after]
+        return await self.executions(job.id, limit, after=job.counts_after)
 
     async def mark_interrupted(self, job_id: str) -> int:
         """Executions left 'running' by a process that died (the caller holds the job's lock).

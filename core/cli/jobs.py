@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import shlex
 import signal
@@ -38,6 +39,13 @@ from core.job_store import (
 from core.jobs import JobError
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
+from core.schedule import (
+    JobStatus,
+    current_status,
+    local_zone,
+    stored_schedule,
+    upcoming_run,
+)
 from core.sides import (
     SIDE_COUNTERS,
     action_words,
@@ -111,9 +119,14 @@ async def _job(state: State, name: str) -> JobRecord:
         raise UsageError(str(exc)) from None
 
 
-def _job_dict(job: JobRecord, last: Execution | None = None) -> dict[str, Any]:
+def _job_dict(job: JobRecord, last: Execution | None = None,
+              status: JobStatus | None = None) -> dict[str, Any]:
+    """The job as `--json` gives it; `status` is its status now (else as stored: idle or
+    complete)."""
+    status = status or JobStatus(job.status, job.status_reason)
     return {
         "id": job.id, "name": job.name, "kind": job.kind, "transfer_type": job.transfer_type,
+        "status": status.code, "status_reason": status.reason,
         "source": {"connection": job.source_connection_id, "path": "/" + job.source_path},
         "destination": {"connection": job.destination_connection_id,
                         "path": "/" + job.destination_path},
@@ -153,38 +166,63 @@ async def _create(args: argparse.Namespace) -> int:
 
 
 async def _list(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(local_zone())
     async with opened_state(args) as (home, state):
         jobs = await state.find_jobs()
         last = {j.id: next(iter(await state.executions(j.id, limit=1)), None) for j in jobs}
+        statuses = {j.id: await current_status(state, home, j) for j in jobs}
+        upcoming = {j.id: await upcoming_run(state, j, now) for j in jobs}
         running = {j.id for j in jobs if home.job_running(j.id)}
     if args.json:
-        emit_json([_job_dict(j, last[j.id]) | {"running": j.id in running} for j in jobs])
+        emit_json([_job_dict(j, last[j.id], statuses[j.id])
+                   | {"running": j.id in running,
+                      "next_run": _moment(upcoming[j.id])} for j in jobs])
         return 0
     if not jobs:
         print("No jobs yet: dryviq-tui jobs create --file job.json")
         return 0
 
-    def status(job: JobRecord) -> str:
+    def last_run(job: JobRecord) -> str:
         execution = last[job.id]
-        if job.id in running:
-            return label("running")
         return label(execution.status) if execution else label("never run")
 
     print(table([(j.name, j.transfer_type + (" (simulation)" if j.simulation_mode else ""),
-                  status(j), when(last[j.id].started_at) if last[j.id] else "", j.id)
-                 for j in jobs], ("NAME", "TYPE", "LAST RUN", "STARTED", "ID")))
+                  statuses[j.id].code, last_run(j),
+                  when(last[j.id].started_at) if last[j.id] else "", j.id)
+                 for j in jobs], ("NAME", "TYPE", "STATUS", "LAST RUN", "STARTED", "ID")))
     return 0
 
 
+def _moment(moment: dt.datetime | None) -> str | None:
+    """A moment for --json: ISO 8601 with the zone's offset."""
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _next_run_words(job: JobRecord, moment: dt.datetime | None, now: dt.datetime) -> str:
+    if moment is not None:
+        return "now" if moment <= now else f"{moment:%Y-%m-%d %H:%M %Z}"
+    if job.status == "complete":
+        return "none: the job is complete"
+    if job.schedule_mode != "auto":
+        return "when run by hand"
+    if stored_schedule(job) is None:
+        return "none: the job's JSON no longer passes the checks"
+    return "none: the schedule has ended"
+
+
 async def _show(args: argparse.Namespace) -> int:
+    moment = dt.datetime.now(local_zone())
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
         last = next(iter(await state.executions(job.id, limit=1)), None)
         names = {c.id: c.name for c in await state.list_connections()}
         budgets = await _job_budgets(state, home, job)
+        status = await current_status(state, home, job)
+        upcoming = await upcoming_run(state, job, moment)
     now = time.time()
     if args.json:
-        emit_json(_job_dict(job, last) | {"definition": json.loads(job.definition)} | {
+        emit_json(_job_dict(job, last, status) | {"next_run": _moment(upcoming)} | {
+            "definition": json.loads(job.definition)} | {
             "api_budgets": [{"client": b.client, "limit": b.limit, "remaining": b.left(now),
                              "reset_at": b.reset_at or None, "stated": b.stated}
                             for b in budgets]})
@@ -194,7 +232,8 @@ async def _show(args: argparse.Namespace) -> int:
             ("destination",
              f"{names.get(job.destination_connection_id)}:/{job.destination_path}"),
             ("simulation", "yes" if job.simulation_mode else "no"),
-            ("schedule", job.schedule_mode), ("category", job.category),
+            ("status", printable(status.words)), ("schedule", job.schedule_mode),
+            ("next run", _next_run_words(job, upcoming, moment)), ("category", job.category),
             ("parallel writes", job.parallel_writes), ("created", when(job.created_at)),
             ("last run", f"{label(last.status)} at {when(last.started_at)}" if last
              else label("never run")),
@@ -298,6 +337,11 @@ async def _run(args: argparse.Namespace) -> int:
     _install_stop_handlers(stop, reporter)
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
+        if job.status == "complete" and not args.quiet:
+            print(f"job {printable(job.name)!r} is complete "
+                  f"({printable(job.status_reason or 'stopped')}); running it once by hand: "
+                  f"the schedule leaves it alone until `dryviq-tui jobs update` reopens it",
+                  file=sys.stderr)
         budgets = asyncio.create_task(_follow_budget(state, reporter))
         try:
             result = await run_job(state, home, job, parallel=args.parallel, stop=stop,

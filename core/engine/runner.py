@@ -694,7 +694,7 @@ async def run_job(
                                      resume_at=resume_at)
         await state.audit("error" if error else "info", f"execution {status}", error or "",
                           job_id=record.id, execution_id=execution.id)
-        if completed := await apply_stop_policy(state, record, job):
+        if completed := await apply_stop_policy(state, record):
             emit("info", f"job complete: {completed}")
         log.info("job %s: execution %d %s: %s%s", record.name, execution.id, status,
                  stats.as_dict(), f" ({error})" if error else "")

@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.jobs import parse_job
+from core.jobs import JobError, parse_job
 from core.schedule import (
     AUTO_INTERVAL,
     Schedule,
     job_status,
+    local_zone,
     next_run,
     stop_reason,
     wall_clock,
@@ -266,10 +267,27 @@ def test_the_status_words():
                          schedule.get("mode", "manual"), "Default", 2, json.dumps(definition),
                          0.0, status, reason)
 
-    assert job_status(record(), [], running=False).words == "idle"
-    assert job_status(record(), [], running=True).words == "running"
-    assert job_status(record("complete", "ad-hoc job: it ran once"), [],
-                      running=True).words == "complete: ad-hoc job: it ran once"
-    assert job_status(record(), [execution(1, "interrupted")], running=False).code == "paused"
-    waiting = job_status(record(mode="auto"), [], running=False)
+    assert job_status(record(), None, running=False).words == "idle"
+    assert job_status(record(), None, running=True).words == "running"
+    complete = record("complete", "ad-hoc job: it ran once")
+    assert job_status(complete, None, running=False).words == "complete: ad-hoc job: it ran once"
+    assert job_status(complete, None, running=True).words == "running"  # run by hand
+    assert job_status(record(), execution(1, "interrupted"), running=False).code == "paused"
+    waiting = job_status(record(mode="auto"), None, running=False)
     assert waiting.words == 'paused: status "paused": waits for a manual first run'
+
+
+def test_the_local_zone_keeps_its_dst_rules(monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    zone = local_zone()
+    offsets = {dt.datetime(2026, month, 1, tzinfo=zone).utcoffset() for month in (1, 7)}
+    assert offsets == {dt.timedelta(hours=1), dt.timedelta(hours=2)}  # not a fixed offset
+    monkeypatch.setenv("TZ", "Not/A_Zone")
+    assert dt.datetime(2026, 1, 1, tzinfo=local_zone()).utcoffset() is not None  # /etc/localtime
+
+
+def test_an_end_date_before_the_start_date_is_refused():
+    with pytest.raises(JobError) as caught:
+        job({"mode": "auto", "start_date": 2000, "end_date": 1000})
+    assert caught.value.errors == ["schedule.end_date: end_date (1000) is not after "
+                                   "start_date (2000)"]
