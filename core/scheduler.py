@@ -22,17 +22,16 @@ import math
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from core.engine.runner import RunResult, run_job
 from core.home import ConfigError, Home, JobBusy
-from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, clock
-from core.schedule import Schedule, local_zone, next_run
-from core.state import AgentRow, Connection, Execution, JobRecord, State
+from core.schedule import Schedule, local_zone, stored_schedule, upcoming_run
+from core.state import AgentRow, Connection, JobRecord, State
 
 log = logging.getLogger(__name__)
 
@@ -265,21 +264,6 @@ def spent_until(budget: BudgetReadout, now: float, reserve: float) -> float | No
     return until
 
 
-def next_due(job: JobRecord, executions: Sequence[Execution], moment: dt.datetime,
-             ) -> tuple[Schedule, dt.datetime] | None:
-    """The job's schedule and when it runs next (at or after `moment`), given the executions
-    it counts (newest first); None when it will not run by itself again (manual, complete,
-    its schedule over) or its definition cannot be read (`jobs show` says why)."""
-    if job.status == "complete":
-        return None
-    try:
-        schedule = Schedule.of(parse_job(job.definition))
-    except JobError:
-        return None
-    when = next_run(schedule, executions, moment)
-    return None if when is None else (schedule, when)
-
-
 class Scheduler:
     """Finds due jobs and runs them (`launch`: core's run_job by default, the app's service in
     the app), at most `limit` at once, never one that runs elsewhere or is complete."""
@@ -366,19 +350,18 @@ class Scheduler:
         for job in await self.state.find_jobs():
             if job.id in self._runs or job.status == "complete":
                 continue
-            executions = await self.state.counted_executions(job)
-            found = next_due(job, executions, moment)
-            if found is None:
+            schedule = stored_schedule(job)
+            when = await upcoming_run(self.state, job, moment)
+            if schedule is None or when is None:
                 continue
-            schedule, when = found
             wait = max(when.timestamp(), self._retry_at.get(job.id, 0.0)) - now
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
             if self.home.job_running(job.id):
                 continue  # run by hand, or by another scheduler: looked at again at its end
-            last = executions[0].started_at if executions else 0.0
-            due.append((last, job.created_at, job, schedule))
+            newest = await self.state.executions(job.id, 1)
+            due.append((newest[0].started_at if newest else 0.0, job.created_at, job, schedule))
         due.sort(key=lambda entry: entry[:2])  # least recently run first: none starves
         spent = await self._spent_budgets(now) if due else {}
         for _, _, job, schedule in due:

@@ -29,7 +29,7 @@ from core.home import ConfigError, Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
-from core.schedule import JobStatus, job_status, local_zone
+from core.schedule import JobStatus, job_status, local_zone, upcoming_run
 from core.scheduler import (
     DEFAULT_CONCURRENT,
     Holder,
@@ -37,7 +37,6 @@ from core.scheduler import (
     Scheduler,
     agent_lock,
     concurrent_jobs,
-    next_due,
     scheduler_lock,
 )
 from core.sides import recorded_stats
@@ -240,13 +239,12 @@ class AppService:
         for job in await self.state.find_jobs():
             last = await self._newest(job.id)
             where = self._where(job.id)
-            counted = await self.state.counted_executions(job)
-            due = next_due(job, counted, moment)
+            counted = await self.state.counted_executions(job, 1)
             rows.append(JobRow(
                 job, f"{names.get(job.source_connection_id, '?')}:/{job.source_path}",
                 f"{names.get(job.destination_connection_id, '?')}:/{job.destination_path}",
-                last, where, due[1] if due else None,
-                job_status(job, counted, running=where != "idle")))
+                last, where, await upcoming_run(self.state, job, moment),
+                job_status(job, next(iter(counted), None), running=where != "idle")))
         return rows
 
     async def connections(self) -> list[tuple[Connection, str]]:
