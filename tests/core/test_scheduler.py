@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +191,7 @@ async def test_a_spent_procore_budget_holds_its_jobs_until_the_reset(home, make_
     assert started == ["local"]
     assert [(n.kind, n.job.id, n.until) for n in notes if n.kind == "waiting"] == [
         ("waiting", to_procore.id, reset)]
-    clock.t = reset
+    clock.t = reset + 1
     await scheduler.tick()
     await scheduler.stop_runs()
     assert "up" in started
@@ -202,7 +201,7 @@ class LimitClock:
     """The system clock, except that the first run's max_execution (an hour) passes once its
     first files have arrived: the stop lands mid-run, whatever this machine's speed."""
 
-    def __init__(self, arrived: Path) -> None:
+    def __init__(self, arrived: Callable[[], int]) -> None:
         self.arrived = arrived
         self.limits = 0
 
@@ -212,24 +211,33 @@ class LimitClock:
     async def sleep(self, seconds: float) -> None:
         if seconds == 3600 and not self.limits:
             self.limits += 1
-            while len(list(self.arrived.glob("*.pdf"))) < 3:
+            while self.arrived() < 3:
                 await asyncio.sleep(0.005)
             return
         await asyncio.sleep(seconds)
 
 
-async def test_max_execution_stops_a_run_resumable_and_the_next_run_finishes_it(home
-                                                                                ) -> None:
+async def test_max_execution_stops_a_run_resumable_and_the_next_run_finishes_it(
+        home, make_sandbox) -> None:
     home_, state, folders = home
-    for i in range(300):
-        (folders / "plans" / f"sheet{i:03d}.pdf").write_bytes(os.urandom(64 * 1024))
+    sandbox = make_sandbox(SandboxConfig(latency=0.01))  # a slow Procore: files take a while
+    await connect_sandbox(state, home_, sandbox.url, sandbox.world, "riverside")
+    for i in range(12):
+        (folders / "plans" / f"sheet{i:02d}.pdf").write_bytes(b"sheet %d" % i)
     schedule = {"mode": "auto", "repeat_interval": {"value": 1, "unit": "s"},
                 "max_execution": {"value": 1, "unit": "h"}}
     job, _ = await create_job(state, job_json(
-        "slow", schedule, performance={"parallel_writes": {"requested": 1}}))
+        "slow", schedule, destination="riverside",
+        performance={"parallel_writes": {"requested": 1}}))
+    project = next(p.id for p in sandbox.world.projects.values() if p.name == DEMO_PROJECT)
+
+    def sent() -> list[str]:
+        return [path for path in sandbox.world.tree(project)
+                if path.startswith("slow/") and path.endswith(".pdf")]
+
     notes: list[Note] = []
     scheduler = Scheduler(state, home_, agent="host:42", on_note=notes.append,
-                          clock=LimitClock(folders / "share" / "slow"))
+                          clock=LimitClock(lambda: len(sent())))
     stop = asyncio.Event()
     task = asyncio.create_task(scheduler.run(stop))
     deadline = time.monotonic() + 60
@@ -244,9 +252,9 @@ async def test_max_execution_stops_a_run_resumable_and_the_next_run_finishes_it(
     assert [e.status for e in history[:2]] == ["interrupted", "completed"]
     assert all(e.agent == "host:42" and e.scheduled for e in history)
     first, second = (e.stats["transferred"] for e in history[:2])
-    assert 3 <= first < 300, "the limit should stop the first run part-way"
-    assert first + second == 300  # the next run sent the rest, no file twice
-    assert len(list((folders / "share" / "slow").glob("*.pdf"))) == 300
+    assert 3 <= first < 12, "the limit should stop the first run part-way"
+    assert first + second == 12  # the next run sent the rest, no file twice
+    assert len(sent()) == 12
     assert "stopping" in [n.kind for n in notes]
 
 
