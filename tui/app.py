@@ -135,6 +135,7 @@ class DryvIQApp(App[int]):
                 self.exit(return_code=1, message=f"dryviq-tui: error: {exc}")
                 return
         self.service.on_finished = self._finished
+        self.service.start_scheduling()
         self._apply_keymap()
         for mode in SCREENS:
             self.add_mode(mode, partial(self._make_screen, mode))

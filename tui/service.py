@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import os
 import signal
@@ -28,10 +29,20 @@ from core.connections import describe
 from core.connectors.base import ConnectorError
 from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats, Throughput
-from core.home import Home, JobBusy
+from core.home import ConfigError, Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
+from core.schedule import JobStatus, job_status, local_zone, upcoming_run
+from core.scheduler import (
+    DEFAULT_CONCURRENT,
+    Holder,
+    Presence,
+    Scheduler,
+    agent_lock,
+    concurrent_jobs,
+    scheduler_lock,
+)
 from core.sides import recorded_stats
 from core.state import (
     Connection,
@@ -47,6 +58,11 @@ from core.status import label
 log = logging.getLogger("dryviq.tui")
 
 EVENT_LIMIT = 500  # recent events kept per run: enough to scroll, bounded in memory
+HANDOVER = 2.0  # seconds between the app's looks at whether an agent runs on its home
+# a scheduled run that ended so says nothing (one every few minutes would bury the screen);
+# what needs a person (flagged, failed, guarded) is still said
+QUIET_SCHEDULED = frozenset({"completed", "no_changes"})
+POLL_AFTER_ERROR = 30.0  # seconds before the app's schedules start again after an error
 PROBLEM_STATUSES = ("remediation", "retry")  # flagged for a person; failed, retried next run
 
 
@@ -104,10 +120,32 @@ class JobRow:
     destination: str
     last: Execution | None
     where: str  # as in LiveView
+    next_run: dt.datetime | None  # by its schedule; None: it will not run by itself
+    state: JobStatus  # DryvIQ's job status (complete, and why)
 
     @property
     def status(self) -> str:
         return shown_status(self.last, self.where)
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """Who runs the schedules of this home: an `agent`, this app (`here`), another `app`,
+    or `nobody` yet (the app is starting)."""
+
+    by: str
+    holder: Holder | None = None
+
+    @property
+    def words(self) -> str:
+        if self.by == "here":
+            return "Schedules: run by this app (no agent on this home)"
+        if self.by == "nobody" or self.holder is None:
+            return "Schedules: not running yet"
+        who = self.holder
+        if self.by == "agent":
+            return f"Schedules: run by the agent, pid {who.pid} on {who.host}"
+        return f"Schedules: run by another app, pid {who.pid} on {who.host}"
 
 
 Budget = BudgetReadout  # one API client's rate-limit budget, as the screens read it
@@ -126,6 +164,8 @@ class _Run:
     events: deque[RunEvent] = field(default_factory=lambda: deque(maxlen=EVENT_LIMIT))
     requested: str | None = None  # "pause" or "cancel": how the user stopped it
     pauses: PauseWatch = field(default_factory=PauseWatch)
+    scheduled_by: str | None = None  # the scheduler (host:pid) that started it, if one did
+    result: RunResult | None = None
 
     @property
     def active(self) -> bool:
@@ -201,6 +241,8 @@ class AppService:
         self._runs: dict[str, _Run] = {}
         self._watched: dict[str, _Watched] = {}  # runs in other processes
         self._analyses: dict[AnalysisTarget, _Analyzing] = {}
+        self.scheduling = Scheduling("nobody")
+        self._scheduling: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, home: Home) -> AppService:
@@ -211,6 +253,9 @@ class AppService:
         """Stop the runs started here (they get `grace` seconds to finish the files in
         flight, then the rest is rolled back: resumable either way), then close the state."""
         self.on_finished = None
+        if self._scheduling is not None:
+            self._scheduling.cancel()
+            await asyncio.gather(self._scheduling, return_exceptions=True)
         tasks = [run.task for run in self._runs.values() if run.active and run.task]
         for run in self._runs.values():
             run.stop.set()
@@ -233,12 +278,16 @@ class AppService:
     async def job_rows(self) -> list[JobRow]:
         names = {c.id: c.name for c in await self.state.list_connections()}
         rows = []
+        moment = dt.datetime.now(local_zone())
         for job in await self.state.find_jobs():
             last = await self._newest(job.id)
+            where = self._where(job.id)
+            counted = await self.state.counted_executions(job, 1)
             rows.append(JobRow(
                 job, f"{names.get(job.source_connection_id, '?')}:/{job.source_path}",
                 f"{names.get(job.destination_connection_id, '?')}:/{job.destination_path}",
-                last, self._where(job.id)))
+                last, where, await upcoming_run(self.state, job, moment),
+                job_status(job, next(iter(counted), None), running=where != "idle")))
         return rows
 
     async def connections(self) -> list[tuple[Connection, str]]:
@@ -301,7 +350,7 @@ class AppService:
         try:
             result = await run_job(self.state, self.home, run.job, stop=run.stop,
                                    on_progress=run.progress, on_event=run.event,
-                                   force=run.force)
+                                   force=run.force, scheduled_by=run.scheduled_by)
         except (JobBusy, StateError) as exc:
             error = str(exc)
         except sqlite3.DatabaseError as exc:  # the state file went bad or read-only under it
@@ -315,11 +364,78 @@ class AppService:
         if error:
             run.event("failed", error)
         elif result is not None:
-            run.stats = result.stats
+            run.result, run.stats = result, result.stats
             run.event("info", f"execution #{result.execution_id} {label(result.status)}"
                       + (f": {result.error}" if result.error else ""))
-        if self.on_finished:
+        quiet = run.scheduled_by and result is not None and result.status in QUIET_SCHEDULED
+        if self.on_finished and not quiet:
             self.on_finished(run.job, result, error)
+
+    # -- the schedules ----------------------------------------------------------------------
+
+    def start_scheduling(self) -> None:
+        """Run the jobs' schedules while the app is open and no agent runs on this home
+        (one open app schedules; the others, and any app once an agent starts, leave it)."""
+        if self._scheduling is None:
+            self._scheduling = asyncio.create_task(self._schedule(), name="schedules")
+
+    async def _schedule(self) -> None:
+        presence = Presence(self.state, "app")
+        agent, mine = agent_lock(self.home), scheduler_lock(self.home)
+        try:
+            while True:
+                holder = agent.holder()
+                if holder is None and await mine.acquire(presence.holder):
+                    self.scheduling = Scheduling("here")
+                    try:
+                        await self._run_schedules(presence)
+                    except (StateError, sqlite3.DatabaseError, ConfigError, OSError):
+                        log.exception("the schedules stopped; trying again")
+                        await asyncio.sleep(POLL_AFTER_ERROR)
+                    finally:
+                        mine.release()
+                    continue
+                self.scheduling = Scheduling("agent" if holder else "app",
+                                             holder or mine.holder())
+                await asyncio.sleep(HANDOVER)
+        finally:
+            mine.release()
+
+    async def _run_schedules(self, presence: Presence) -> None:
+        """The scheduler, until an agent starts on this home (runs started stay here and
+        finish; the agent leaves jobs running elsewhere alone)."""
+        try:
+            limit = concurrent_jobs(self.home.config())
+        except ConfigError as exc:
+            log.warning("%s; running %d at once", exc, DEFAULT_CONCURRENT)
+            limit = DEFAULT_CONCURRENT
+        stop = asyncio.Event()
+        scheduler = Scheduler(self.state, self.home, agent=presence.row.id, limit=limit,
+                              launch=self._launch)
+        heartbeat = asyncio.create_task(presence.keep(stop))
+        schedules = asyncio.create_task(scheduler.run(stop))
+        try:
+            while not schedules.done():
+                await asyncio.wait({schedules}, timeout=HANDOVER)
+                if agent_lock(self.home).holder() is not None:
+                    stop.set()
+            await schedules
+        finally:
+            stop.set()
+            schedules.cancel()
+            await asyncio.gather(schedules, heartbeat, return_exceptions=True)
+
+    async def _launch(self, job: JobRecord, stop: asyncio.Event,
+                      agent: str) -> RunResult | None:
+        """A scheduled run, owned here like one the user started (the monitor follows it,
+        pause and quit stop it resumable)."""
+        if self.is_running(job.id):
+            raise JobBusy("running already")
+        run = _Run(job, stop=stop, scheduled_by=agent)
+        self._runs[job.id] = run
+        run.task = asyncio.create_task(self._execute(run), name=f"job {job.name}")
+        await asyncio.gather(run.task, return_exceptions=True)
+        return run.result
 
     async def pause(self, job_id: str) -> None:
         """Stop after the files in flight; the execution is left interrupted and resumable.

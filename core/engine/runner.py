@@ -652,9 +652,11 @@ async def run_job(
     state: State, home: Home, record: JobRecord, *, parallel: int | None = None,
     stop: asyncio.Event | None = None, on_progress: Progress | None = None,
     on_event: EventSink | None = None, wait_for_budget: bool = True, force: bool = False,
+    scheduled_by: str | None = None,
 ) -> RunResult:
     """Run one execution of `record`, resuming from what earlier executions recorded. When an
     API budget runs out it waits for the reset, or with `wait_for_budget` off stops as paused.
+    `scheduled_by`: the scheduler (`host:pid`) starting it by the job's schedule.
     Raises JobBusy (from core.home) if the job is running elsewhere."""
     job = parse_job(record.definition)
     stop = stop or asyncio.Event()
@@ -665,7 +667,7 @@ async def run_job(
         interrupted = await state.mark_interrupted(record.id)
         if interrupted:
             emit("info", "the previous execution was interrupted; continuing where it stopped")
-        execution = await state.start_execution(record.id)
+        execution = await state.start_execution(record.id, agent=scheduled_by)
         stats = ExecutionStats()
         await state.audit("info", "execution started", job_id=record.id,
                           execution_id=execution.id)

@@ -3,6 +3,7 @@ dialog that imports a DryvIQ job JSON file. Jobs are edited, duplicated and dele
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import ClassVar
 
 from textual import on
@@ -13,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Static
 
 from core.jobs import JobError
+from core.schedule import local_zone
 from tui.screens import JOB_CONTROL_BINDINGS, AppScreen
 from tui.service import AppService, Created, JobRow
 from tui.widgets.confirm import DialogScroll, dismiss_unless_kept
@@ -23,8 +25,8 @@ from tui.widgets.list_filter import ListFilter, leave_filter
 
 POLL = 0.5  # seconds between refreshes: statuses change while jobs run
 # The route last: it is the longest, and at 80 columns it is the one cut short.
-COLUMNS = (("name", "Name"), ("status", "Last run"), ("at", "Started"), ("type", "Type"),
-           ("simulation", "Sim"), ("route", "Source → Destination"))
+COLUMNS = (("name", "Name"), ("status", "Last run"), ("at", "Started"), ("next", "Next run"),
+           ("type", "Type"), ("simulation", "Sim"), ("route", "Source → Destination"))
 # Names and routes share the width the other columns leave; the history title shows a name
 # whole, so one long name never takes more than this.
 FLEXIBLE = {"name": 40, "route": 80}
@@ -34,10 +36,29 @@ EMPTY = ("No jobs yet. Press [b]n[/b] to build one, or [b]i[/b] to import a Dryv
          "file.")
 
 
-def _cells(row: JobRow) -> tuple[object, ...]:
+def next_run_text(row: JobRow, now: dt.datetime) -> str:
+    """When the job runs next by its schedule, in local time with the zone: the time alone
+    today, with the weekday this week, with the date beyond; else why it will not."""
+    moment = row.next_run
+    if row.state.code == "complete":
+        return "complete"
+    if moment is None:
+        return "" if row.job.schedule_mode == "manual" else "—"
+    if moment <= now:
+        return "due now"
+    moment = moment.astimezone(now.tzinfo)
+    if moment.date() == now.date():
+        return f"{moment:%H:%M %Z}"
+    if (moment.date() - now.date()).days < 7:
+        return f"{moment:%a %H:%M %Z}"
+    return f"{moment:%Y-%m-%d %H:%M %Z}"
+
+
+def _cells(row: JobRow, now: dt.datetime) -> tuple[object, ...]:
     return (plain(row.job.name), status_text(row.status, row.where),
-            when(row.last.started_at)[:16] if row.last else "", row.job.transfer_type,
-            "yes" if row.job.simulation_mode else "", plain(f"{row.source} → {row.destination}"))
+            when(row.last.started_at)[:16] if row.last else "", next_run_text(row, now),
+            row.job.transfer_type, "yes" if row.job.simulation_mode else "",
+            plain(f"{row.source} → {row.destination}"))
 
 
 class JobsScreen(AppScreen[None]):
@@ -66,7 +87,8 @@ class JobsScreen(AppScreen[None]):
         with Vertical(id="jobs-body"):
             yield ListFilter("jobs", id="jobs-filter")
             yield Static(EMPTY, id="jobs-empty")
-            yield FittedTable(COLUMNS, FLEXIBLE, id="jobs-table")
+            yield FittedTable(COLUMNS, FLEXIBLE, optional={"next"}, id="jobs-table")
+            yield Static(id="jobs-schedules", markup=False)
             yield Static("History", id="jobs-history-title", classes="section")
             yield ExecutionHistory(id="jobs-history")
 
@@ -88,7 +110,9 @@ class JobsScreen(AppScreen[None]):
         rows = {row.job.id: row for row in every
                 if shown.matches(row.job.name, row.source, row.destination)}
         table = self.query_one("#jobs-table", FittedTable)
-        rebuilt = table.show({job_id: _cells(row) for job_id, row in rows.items()})
+        now = dt.datetime.now(local_zone())
+        rebuilt = table.show({job_id: _cells(row, now) for job_id, row in rows.items()})
+        self._show_scheduling(every)
         self._rows = rows
         await self._show_empty(bool(every), bool(rows))
         selected = self.dryviq.selected_job
@@ -96,6 +120,14 @@ class JobsScreen(AppScreen[None]):
             table.move_cursor(row=list(rows).index(selected.id))
         self._follow_selection = False
         await self._sync_selection()
+
+    def _show_scheduling(self, rows: list[JobRow]) -> None:
+        """Who runs the schedules: shown where a job has a schedule or an agent runs."""
+        line = self.query_one("#jobs-schedules", Static)
+        scheduling = self.service.scheduling
+        line.display = scheduling.by == "agent" or any(
+            row.job.schedule_mode != "manual" or row.state.code == "complete" for row in rows)
+        line.update(scheduling.words)
 
     async def _show_empty(self, any_jobs: bool, any_shown: bool) -> None:
         """Why the list is empty, and what to do about it."""
@@ -119,13 +151,15 @@ class JobsScreen(AppScreen[None]):
 
     async def _show_history(self, row: JobRow | None) -> None:
         last = row.last if row else None
-        key = (row.job.id if row else None, last and (last.id, last.status, last.heartbeat_at))
+        key = (row.job.id if row else None, last and (last.id, last.status, last.heartbeat_at),
+               row and row.state)
         if key == self._history_of:
             return
         self._history_of = key
         title = self.query_one("#jobs-history-title", Static)
         history = self.query_one("#jobs-history", ExecutionHistory)
-        title.update(plain(f"History of {row.job.name}" if row else "History"))
+        complete = f" · {row.state.words}" if row and row.state.code == "complete" else ""
+        title.update(plain(f"History of {row.job.name}{complete}" if row else "History"))
         history.show(await self.service.history(row.job.id) if row else [])
 
     @on(DataTable.RowHighlighted, "#jobs-table")

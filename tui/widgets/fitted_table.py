@@ -9,7 +9,7 @@ the widest giving way first, each capped so one long name cannot crowd out the r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -53,12 +53,14 @@ class FittedTable(DataTable[Text]):
     """`show({row key: cells})` (re)draws the rows; widths follow the content and the window."""
 
     def __init__(self, columns: Sequence[tuple[str, str]], flexible: Mapping[str, int],
-                 **kwargs: object) -> None:
+                 optional: Collection[str] = (), **kwargs: object) -> None:
         """`columns` are (key, label) pairs; `flexible` maps the keys of the columns that give
-        way to their widest shown width (longer cells end in "…")."""
+        way to their widest shown width (longer cells end in "…"); `optional` columns are
+        left out while every cell in them is empty."""
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self._spec = tuple(columns)
         self._flexible = dict(flexible)
+        self._optional = frozenset(optional)
         self._rows: dict[str, tuple[Text, ...]] = {}
         self._widths: dict[str, int] = {}
 
@@ -77,7 +79,7 @@ class FittedTable(DataTable[Text]):
             return True
         for key, cells in new.items():
             for (column, _), before, after in zip(self._spec, old[key], cells, strict=True):
-                if before != after:
+                if before != after and column in widths:
                     self.update_cell(key, column, after)
         return False
 
@@ -87,23 +89,28 @@ class FittedTable(DataTable[Text]):
             self._rebuild(widths, keep_cursor=True)
 
     def _fitted_widths(self) -> dict[str, int]:
+        """The shown columns' widths (an optional column with nothing in it is not shown)."""
         natural = {}
         for index, (key, label) in enumerate(self._spec):
-            cells = (cell_len(row[index].plain) for row in self._rows.values())
+            cells = [cell_len(row[index].plain) for row in self._rows.values()]
+            if key in self._optional and not any(cells):
+                continue
             wanted = max([cell_len(label), *cells])
             natural[key] = min(wanted, self._flexible.get(key, wanted))
         if not self.size.width:
             return natural  # not laid out yet: the first resize fits it
-        padding = 2 * self.cell_padding * len(self._spec)
+        padding = 2 * self.cell_padding * len(natural)
         return shared_widths(natural, list(self._flexible), self.size.width - padding - SCROLLBAR)
 
     def _rebuild(self, widths: dict[str, int], *, keep_cursor: bool) -> None:
         row = self.cursor_row
         self._widths = widths
         self.clear(columns=True)
-        for key, label in self._spec:
+        shown = [index for index, (key, _) in enumerate(self._spec) if key in widths]
+        for index in shown:
+            key, label = self._spec[index]
             self.add_column(label, width=widths[key], key=key)
         for key, cells in self._rows.items():
-            self.add_row(*cells, key=key)
+            self.add_row(*(cells[index] for index in shown), key=key)
         if keep_cursor and 0 <= row < self.row_count:
             self.move_cursor(row=row)
