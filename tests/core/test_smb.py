@@ -286,7 +286,9 @@ def frozen(serving: int) -> Iterator[None]:
 
 @pytest.mark.parametrize("call", ["list", "write"])
 async def test_a_call_to_a_hung_server_can_be_cancelled_and_closed(
-        smb: SmbConnector, smb_folder: SmbFolder, call: str) -> None:
+        smb: SmbConnector, smb_folder: SmbFolder, call: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(smb_module, "GRACE", 1)  # seconds the cancelled call waits, not 5
     data = os.urandom(16 << 20)  # more than the socket's buffers: the sending thread blocks
     serving = await serving_us(smb, smb_folder.server)
     with frozen(serving):
