@@ -63,15 +63,23 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     return home
 
 
-def steady(*keys: str, until: Callable[[DryvIQApp], bool]) -> Callable[[Pilot[int]],
-                                                                         Awaitable[None]]:
-    """Wait for the jobs list, press `keys`, wait for `until`, and stop cursors blinking."""
+def steady(*keys: str, until: Callable[[DryvIQApp], bool],
+           opened: Callable[[DryvIQApp], bool] | None = None,
+           ) -> Callable[[Pilot[int]], Awaitable[None]]:
+    """Wait for the jobs list, press `keys`, wait for `until`, and stop cursors blinking. With
+    `opened`, the first key opens a screen and the others wait for it (on a busy machine a key
+    typed before the screen has its focus is lost)."""
     async def run_before(pilot: Pilot[int]) -> None:
         app = pilot.app
         assert isinstance(app, DryvIQApp)
         await wait_for(lambda: isinstance(app.screen, JobsScreen) and app.selected_job is not None,
                        what="the jobs list")
-        await pilot.press(*keys)
+        rest = keys
+        if opened is not None:
+            await pilot.press(keys[0])
+            await wait_for(lambda: opened(app), what="the screen to open")
+            rest = keys[1:]
+        await pilot.press(*rest)
         await wait_for(lambda: until(app), what="the screen to settle")
         for field in app.screen.query(Input):
             field.cursor_blink = False
@@ -108,6 +116,12 @@ def test_builder_with_inline_errors(snap_compare, home: Home, size: tuple[int, i
         return (isinstance(screen, JobBuilderScreen)
                 and bool(screen.query_one("#error-source_path").display))
 
+    def name_focused(app: DryvIQApp) -> bool:
+        focused = app.screen.focused
+        return isinstance(app.screen, JobBuilderScreen) and focused is not None and (
+            focused.id == "field-name")
+
     assert snap_compare(DryvIQApp(home=home), terminal_size=size,
-                        run_before=steady("n", *"Tower A", "tab", "ctrl+s", until=checked))
+                        run_before=steady("n", *"Tower A", "tab", "ctrl+s", until=checked,
+                                          opened=name_focused))
 
