@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from core.analysis_walk import WalkProgress
 from core.analyze import Analysis, Bucket, Comparison, Estimate, FlaggedName
-from core.cli.analyze import PLATFORM_NAMES
 from core.cli.output import count, size
 from core.paths import printable
 
+PLATFORM_NAMES = {"procore": "Procore", "smb": "an SMB share", "local": "a local disk",
+                  "rclone": "the rclone remote"}
 CHART_ROWS = 10  # bars per chart: the rest are summed into one "other" bar
 FLAGGED_FIX = "flagged for a person"  # what no automatic fix means
 
@@ -110,11 +111,12 @@ def caveats(analysis: Analysis) -> list[str]:
 
 
 def hours_text(hours: float) -> str:
+    """How long, roughly: "under a minute", "about 5 minutes", "about 2.5 hours"."""
     if hours < 1 / 60:
         return "under a minute"
     if hours < 1:
-        return count(round(hours * 60), "minute")
-    return f"{hours:,.1f} hours"
+        return f"about {count(round(hours * 60), 'minute')}"
+    return f"about {hours:,.1f} hours"
 
 
 def upper_first(text: str) -> str:
@@ -137,7 +139,7 @@ def estimate_lines(estimate: Estimate) -> list[str]:
     if estimate.hours is not None and estimate.hourly_limit:
         kept = (f", less the {estimate.reserve:.0%} kept for browsing"
                 if estimate.reserve else "")
-        lines.append(f"That takes about {hours_text(estimate.hours)} under the client's budget "
+        lines.append(f"That takes {hours_text(estimate.hours)} under the client's budget "
                      f"of {estimate.hourly_limit:,} calls an hour{kept}.")
     else:
         lines.append("The client's hourly budget is not known yet: no time estimate.")
@@ -147,7 +149,7 @@ def estimate_lines(estimate: Estimate) -> list[str]:
         lines.append(f"{estimate.remaining_now:,} calls were left in the current hour when "
                      f"analyzed{reset}.")
     if estimate.hours_from_now is not None:
-        lines.append(f"Started then, it would end in about {hours_text(estimate.hours_from_now)}.")
+        lines.append(f"Started then, it would end in {hours_text(estimate.hours_from_now)}.")
     return lines
 
 

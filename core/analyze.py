@@ -447,7 +447,7 @@ def _estimate(walk: Walk, calls: tuple[int, int], missing: int, budget: _Budget,
         usable = max(0, budget.remaining - math.ceil(budget.reserve * budget.limit))
         wait = (budget.reset_at - now) / 3600 if budget.reset_at else 1.0
         from_now = total / per_hour if total <= usable else wait + (total - usable) / per_hour
-    where = ("a copy into the Procore folder compared with" if to_procore and against
+    where = ("a copy into the Procore folder it was compared with" if to_procore and against
              else "a copy into an empty Procore project" if to_procore
              else "a copy out of Procore")
     return Estimate(total, budget.limit, budget.remaining, budget.reset_at, hours, from_now,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from core.analysis_view import hours_text, platform_name
 from core.analyze import COMPARISON_KEYS, RULES, Analysis, Bucket, analyze
 from core.cli import CommandFailed, UsageError, opened_state
 from core.cli.connections import find
@@ -24,8 +25,6 @@ from core.sides import action_words
 WIDTH = 80
 BAR = 20  # characters of the longest bar
 CSV_HEADERS = ("section", "label", "files", "bytes", "value", "detail")
-PLATFORM_NAMES = {"procore": "Procore", "smb": "an SMB share", "local": "a local disk",
-                  "rclone": "the rclone remote"}
 _COMPARED = {"only_here": "only here", "only_there": "only there",
              "different": "different", "identical": "identical"}
 
@@ -63,7 +62,11 @@ def _html_renderer(args: argparse.Namespace) -> Callable[[Analysis], str] | None
     anything is walked, so a bad FILE costs no API calls."""
     if not args.html:
         return None
-    folder = Path(args.html).expanduser().resolve().parent
+    target = Path(args.html).expanduser()
+    if target.exists() and not target.is_file():
+        raise UsageError(f"--html {args.html}: not a file (a folder or a device); give the "
+                         "report's file name")
+    folder = target.resolve().parent
     if not folder.is_dir():
         raise UsageError(f"--html {args.html}: the folder {folder} does not exist")
     try:
@@ -76,12 +79,20 @@ def _html_renderer(args: argparse.Namespace) -> Callable[[Analysis], str] | None
 def _write_html(path: str, html: str) -> None:
     """Write the report whole or not at all (a temporary file renamed over FILE)."""
     target = Path(path).expanduser()
-    fd, temporary = tempfile.mkstemp(dir=target.resolve().parent, prefix=".dryviq-",
-                                     suffix=".html.part")
+    try:
+        fd, temporary = tempfile.mkstemp(dir=target.resolve().parent, prefix=".dryviq-",
+                                         suffix=".html.part")
+    except OSError as exc:
+        raise CommandFailed("html", f"--html {path}: cannot write there: {exc.strerror}"
+                            ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(html)
         os.replace(temporary, target)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise CommandFailed("html", f"--html {path}: cannot write the report: "
+                                    f"{exc.strerror}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -199,12 +210,8 @@ def _bars(title: str, buckets: tuple[Bucket, ...]) -> list[str]:
     return [*lines, ""]
 
 
-def _hours(hours: float | None) -> str:
-    if hours is None:
-        return "unknown"
-    if hours < 1:
-        return f"{max(1, round(hours * 60))} min"
-    return f"{hours:,.1f} h"
+def _hours_or_unknown(hours: float | None) -> str:
+    return "an unknown time" if hours is None else hours_text(hours)
 
 
 def _estimate(analysis: Analysis) -> list[str]:
@@ -217,10 +224,10 @@ def _estimate(analysis: Analysis) -> list[str]:
                  f"for {estimate.files:,} files ({size(estimate.bytes)})")
     if estimate.hourly_limit:
         reserve = f", {estimate.reserve:.0%} kept for browsing" if estimate.reserve else ""
-        lines.append(f"  about {_hours(estimate.hours)} under {estimate.hourly_limit:,} "
+        lines.append(f"  takes {_hours_or_unknown(estimate.hours)} at {estimate.hourly_limit:,} "
                      f"calls an hour{reserve}")
     if estimate.remaining_now is not None:
-        lines.append(f"  from now: about {_hours(estimate.hours_from_now)} "
+        lines.append(f"  started now: ends in {_hours_or_unknown(estimate.hours_from_now)} "
                      f"({estimate.remaining_now:,} calls left in this hour's budget)")
     return [*lines, ""]
 
@@ -258,7 +265,7 @@ def report(analysis: Analysis) -> list[str]:
     lines = [fit(f"Analysis of {analysis.connection}:/{analysis.path} ({analysis.platform}), "
                  f"{when}", WIDTH),
              f"  {analysis.files:,} files ({size(analysis.bytes)}) in {analysis.folders:,} "
-             f"folders; {analysis.api_calls:,} API calls, {took:,.1f} s", ""]
+             f"folders; {count(analysis.api_calls, 'API call')}, {took:,.1f} s", ""]
     if analysis.skipped:
         lines.insert(2, f"  {analysis.skipped:,} items skipped (not content: links leading "
                         "out, leftover part files)")
@@ -283,8 +290,7 @@ def report(analysis: Analysis) -> list[str]:
             lines += ["      " + fit(shown(p), WIDTH - 6) for p in group.paths[:4]]
         lines.append("")
     if analysis.destination_platform:
-        where = PLATFORM_NAMES.get(analysis.destination_platform,
-                                   analysis.destination_platform)
+        where = platform_name(analysis.destination_platform)
         lines.append(f"Names {where} would refuse "
                      f"({analysis.flagged_count:,})")
         for flagged in analysis.flagged[:50]:

@@ -137,6 +137,8 @@ def test_buckets() -> None:
     (["analyze", "disk", "--against", "disk", "--rules", "smb"], 2, "give one or the other"),
     (["analyze", "disk", "--csv"], 2, "choose one"),
     (["analyze", "disk", "--html", "/nonexistent/r.html"], 2, "does not exist"),
+    (["analyze", "disk", "--html", "/tmp"], 2, "not a file (a folder or a device)"),
+    (["analyze", "disk", "--html", "/dev/null"], 2, "not a file (a folder or a device)"),
 ])
 def test_usage_errors(argv: list[str], code: int, words: str, tmp_path: Path,
                       capsys) -> None:
