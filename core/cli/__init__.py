@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -86,6 +87,24 @@ class OpenApp(Protocol):
 
     def __call__(self, home: Home, *, mouse: bool = True, greeting: str | None = None,
                  background_runs: bool = True) -> Awaitable[int]: ...
+
+
+def stop_on_signals(stop: asyncio.Event, announce: Callable[[], None]) -> None:
+    """First Ctrl-C or SIGTERM: set `stop` (what is in flight finishes, runs end resumable)
+    and `announce` it. Second: cancel the command's task (in-flight files are rolled back)."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            if main:
+                main.cancel()
+            return
+        stop.set()
+        announce()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
 
 
 def read_line(prompt: str, *, secret: bool = False) -> str:

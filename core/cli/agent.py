@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from typing import Any
 
-from core.cli import CommandFailed, opened_state
+from core.cli import CommandFailed, opened_state, stop_on_signals
 from core.cli.output import count, size
 from core.home import Home
 from core.paths import printable
@@ -60,23 +59,6 @@ def note_line(note: Note) -> str:
     return line + (f"; {result.error}" if result.error else "")
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    """First SIGTERM or Ctrl-C: stop gracefully. Second: stop now."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            if main:
-                main.cancel()
-            return
-        stop.set()
-        say("stopping: no new runs; the files in flight finish (again to stop now)")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-
-
 async def _take(lock: HomeLock, presence: Presence, stop: asyncio.Event, *, wait: bool,
                 waiting: str) -> bool:
     """Take `lock`; while another process holds it, wait (saying `waiting` once) if `wait`,
@@ -103,7 +85,8 @@ async def _take(lock: HomeLock, presence: Presence, stop: asyncio.Event, *, wait
 
 async def _agent(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
-    _stop_on_signals(stop)
+    stop_on_signals(stop, lambda: say(
+        "stopping: no new runs; the files in flight finish (again to stop now)"))
     async with opened_state(args) as (home, state):
         limit = concurrent_jobs(home.config())
         presence = Presence(state, "agent")

@@ -7,13 +7,12 @@ import asyncio
 import datetime as dt
 import json
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from core.cli import UsageError, opened_state
+from core.cli import UsageError, opened_state, stop_on_signals
 from core.cli.output import (
     ProgressReporter,
     count,
@@ -312,30 +311,13 @@ async def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _install_stop_handlers(stop: asyncio.Event, reporter: ProgressReporter) -> None:
-    """First Ctrl-C or SIGTERM: finish what is in flight and stop resumable. Second: stop now
-    (in-flight files are rolled back)."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            if main:
-                main.cancel()
-            return
-        stop.set()
-        reporter.event("info", "stopping: finishing the files in flight (again to stop now)")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-
-
 async def _run(args: argparse.Namespace) -> int:
     if args.parallel is not None and not 1 <= args.parallel <= 64:
         raise UsageError("--parallel: expected a number from 1 to 64")
     reporter = ProgressReporter(quiet=args.quiet)
     stop = asyncio.Event()
-    _install_stop_handlers(stop, reporter)
+    stop_on_signals(stop, lambda: reporter.event(
+        "info", "stopping: finishing the files in flight (again to stop now)"))
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
         if job.status == "complete" and not args.quiet:
