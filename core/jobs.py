@@ -56,7 +56,14 @@ _DAYS = (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
 )
 _CLOCK = {"hr": 23, "min": 59, "sec": 59, "ms": 999}  # each part's highest value
-_INTERVAL_UNITS = ("ns", "us", "ms", "s", "m", "h", "d")
+# a schedule's durations: {"value": 30, "unit": "m"}
+INTERVAL_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+                    "d": 86_400.0}
+_INTERVAL_UNITS = tuple(INTERVAL_SECONDS)
+# A schedule's dates and durations must fit a datetime (years up to 9999; a day spare for the
+# machine's zone): a larger one, stored, would stop every command that shows when it runs.
+LATEST_DATE = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+MIN_REPEAT = 60.0  # seconds: a shorter repeat_interval is raised to it (it would run back to back)
 
 _RULE_TYPES = {
     "filter_extension": "extension", "filter_size": "size",
@@ -756,7 +763,7 @@ def _schedule(schedule: _Reader) -> str | None:
     """Check the whole schedule and return its mode; core.schedule.Schedule.of reads the
     checked keys into a typed schedule."""
     schedule.many("days", _one_of(*_DAYS), "a day name or an array of them", single=True)
-    start, end = (schedule.get(key, _number) for key in ("start_date", "end_date"))
+    start, end = (schedule.get(key, _date) for key in ("start_date", "end_date"))
     if start is not None and end is not None and end <= start:
         schedule.error(f"end_date ({end}) is not after start_date ({start})", "end_date")
     for key in ("start_window", "end_window", "run_at"):
@@ -767,11 +774,37 @@ def _schedule(schedule: _Reader) -> str | None:
     for key in ("repeat_interval", "max_execution"):
         interval = schedule.child(key, 'an object such as {"value": 30, "unit": "m"}')
         if interval:
-            interval.get("value", _number, required="a non-negative number")
-            interval.get("unit", _one_of(*_INTERVAL_UNITS),
-                         required=f"one of {', '.join(_INTERVAL_UNITS)}")
+            _interval(interval, positive=key == "repeat_interval")
     schedule.get("repeat_count", _integer(0))
     return schedule.get("mode", _one_of(*SCHEDULE_MODES))
+
+
+def _date(value: Any) -> float:
+    """A schedule's date: epoch seconds a datetime can hold."""
+    number = _number(value)
+    if not number <= LATEST_DATE:  # NaN and infinity too
+        raise _Invalid(f"{_show(value)} is not a date (epoch seconds up to the year 9999)")
+    return number
+
+
+def _interval(interval: _Reader, *, positive: bool) -> None:
+    """{"value": 30, "unit": "m"}: a duration a datetime can hold; a repeat_interval is
+    positive, and one under MIN_REPEAT is raised to it with a warning."""
+    value = interval.get("value", _number, required="a non-negative number")
+    unit = interval.get("unit", _one_of(*_INTERVAL_UNITS),
+                        required=f"one of {', '.join(_INTERVAL_UNITS)}")
+    if value is None or unit is None:
+        return
+    seconds = value * INTERVAL_SECONDS[unit]
+    if not seconds <= LATEST_DATE:
+        interval.error(f"{_show(value)} {unit} is too long (at most "
+                       f"{LATEST_DATE // 86_400:,.0f} d)", "value")
+    elif positive and seconds <= 0:
+        interval.error("must be more than 0 (0 would run the job back to back)", "value")
+    elif positive and seconds < MIN_REPEAT:
+        interval.log.warnings.append(f"{interval.path}: {_show(value)} {unit} is under "
+                                     f"{MIN_REPEAT:.0f} s; the job repeats every "
+                                     f"{MIN_REPEAT:.0f} s")
 
 
 def _stop_policy(policy: _Reader) -> StopPolicy:

@@ -28,13 +28,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.home import Home
-from core.jobs import Job, JobError, parse_job
+from core.jobs import INTERVAL_SECONDS, LATEST_DATE, MIN_REPEAT, Job, JobError, parse_job
 from core.state import Execution, JobRecord, State
+from core.status import RESUMABLE
 
 AUTO_INTERVAL = 15 * 60.0  # seconds between runs of an auto job that sets no repeat_interval
-MIN_INTERVAL = 1.0  # a shorter repeat_interval (0 included) would spin the scheduler
-UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-                "d": 86_400.0}
 ALL_DAYS = frozenset(range(7))  # datetime.weekday(): 0 is Monday
 _DAY_NUMBERS = {"everyday": ALL_DAYS, "weekdays": frozenset(range(5)),
                 "weekends": frozenset({5, 6}),
@@ -54,7 +52,13 @@ class Schedule:
     again `interval` seconds after the previous execution *ended* (the end, not the start:
     a run longer than its interval would otherwise start again at once, spending a shared API
     budget without a pause), inside the window on the allowed days, between start_date and
-    end_date. With `run_at` and no repeat_interval it runs once a day at run_at.
+    end_date. With `run_at` and no repeat_interval it runs once a day at run_at. A
+    repeat_interval must be more than 0; one under a minute (MIN_REPEAT) is raised to a minute
+    with a warning when the job is saved: shorter, a job with nothing to send would run back to
+    back, spending the API budget on listings. An execution interrupted part-way (SIGTERM to
+    the agent, a pause in the app) is continued as soon as the window allows, not an interval
+    later: it is not a run (see the module's docstring); one the rate limit paused continues
+    at its resume_at.
     """
 
     mode: str = "manual"  # manual | ad-hoc | auto
@@ -96,7 +100,7 @@ class Schedule:
         """Seconds from the end of one execution to the next run."""
         if self.repeat_interval is None:
             return AUTO_INTERVAL
-        return max(self.repeat_interval, MIN_INTERVAL)
+        return max(self.repeat_interval, MIN_REPEAT)
 
     @property
     def once_a_day(self) -> bool:
@@ -116,7 +120,7 @@ def _float(value: float | None) -> float | None:
 
 
 def _seconds(value: dict[str, Any] | None) -> float | None:
-    return None if value is None else value["value"] * UNIT_SECONDS[value["unit"]]
+    return None if value is None else value["value"] * INTERVAL_SECONDS[value["unit"]]
 
 
 def local_zone() -> dt.tzinfo:
@@ -171,19 +175,26 @@ def next_run(schedule: Schedule, executions: Sequence[Execution],
         last = executions[0]
         if last.status == "paused" and last.resume_at:
             earliest = max(earliest, last.resume_at)  # the run continues after the reset
+        elif last.status in RESUMABLE:
+            pass  # stopped part-way: continued at once, in the window
         elif schedule.once_a_day:
             ran_since = last.started_at
         else:
             ended = last.ended_at or last.heartbeat_at
             earliest = max(earliest, ended + schedule.interval)
-    for opens, closes in _windows(schedule, dt.datetime.fromtimestamp(earliest, zone)):
-        if closes <= earliest or (ran_since is not None and opens <= ran_since):
-            continue
-        due = max(opens, earliest)
-        if schedule.end_date is not None and due >= schedule.end_date:
-            return None
-        return now if due == now.timestamp() else dt.datetime.fromtimestamp(due, zone)
-    return None  # unreachable: every week has an allowed day
+    if not earliest <= LATEST_DATE:  # a date or an interval a stored job kept from before the
+        return None  # checks (or infinity): never, rather than a crash
+    try:
+        for opens, closes in _windows(schedule, dt.datetime.fromtimestamp(earliest, zone)):
+            if closes <= earliest or (ran_since is not None and opens <= ran_since):
+                continue
+            due = max(opens, earliest)
+            if schedule.end_date is not None and due >= schedule.end_date:
+                return None
+            return now if due == now.timestamp() else dt.datetime.fromtimestamp(due, zone)
+    except OverflowError:
+        pass  # the windows ran past the last day a datetime holds: never
+    return None
 
 
 def _windows(schedule: Schedule, start: dt.datetime) -> Iterator[tuple[float, float]]:

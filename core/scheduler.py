@@ -253,6 +253,8 @@ class _Scheduled:
     job: JobRecord
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    interval: float = 0.0  # its schedule's: a run its max_execution stopped waits this long
+    timed_out: bool = False  # stopped by its max_execution
 
 
 def spent_until(budget: BudgetReadout, now: float, reserve: float) -> float | None:
@@ -284,6 +286,7 @@ class Scheduler:
         self._woken = asyncio.Event()  # a run ended: a slot is free, its next run is known
         self._waiting: dict[str, float] = {}  # jobs told to wait for a budget, until when
         self._retry_at: dict[str, float] = {}  # jobs whose run could not start: not before
+        self._unschedulable: set[str] = set()  # jobs skipped for their schedule (logged once)
 
     @property
     def running(self) -> list[JobRecord]:
@@ -351,7 +354,7 @@ class Scheduler:
             if job.id in self._runs or job.status == "complete":
                 continue
             schedule = stored_schedule(job)
-            when = await upcoming_run(self.state, job, moment)
+            when = await self._upcoming(job, schedule, moment)
             if schedule is None or when is None:
                 continue
             wait = max(when.timestamp(), self._retry_at.get(job.id, 0.0)) - now
@@ -379,8 +382,28 @@ class Scheduler:
             self._start(job, schedule)
         return soonest
 
+    async def _upcoming(self, job: JobRecord, schedule: Schedule | None,
+                        moment: dt.datetime) -> dt.datetime | None:
+        """When the job is due (see upcoming_run); None, logged once, when its schedule
+        cannot be worked out: one job's odd schedule never stops the others'."""
+        problem = None
+        if schedule is None:
+            problem = "its stored JSON no longer passes the checks (`jobs show` says why)"
+        else:
+            try:
+                when = await upcoming_run(self.state, job, moment)
+            except (ArithmeticError, ValueError) as exc:
+                problem = f"its schedule cannot be worked out ({exc})"
+        if problem is not None:
+            if job.id not in self._unschedulable:
+                self._unschedulable.add(job.id)
+                log.error("job %s is not scheduled: %s", job.name, problem)
+            return None
+        self._unschedulable.discard(job.id)
+        return when
+
     def _start(self, job: JobRecord, schedule: Schedule) -> None:
-        run = _Scheduled(job)
+        run = _Scheduled(job, interval=schedule.interval)
         self._runs[job.id] = run
         run.task = asyncio.create_task(self._execute(run, schedule.max_execution),
                                        name=f"scheduled {job.name}")
@@ -404,6 +427,8 @@ class Scheduler:
             self._woken.set()
         if result is None:  # no execution recorded: it would be due again at once
             self._retry_at[run.job.id] = self.clock.now() + self.poll
+        elif run.timed_out:  # resumable, but continued at its next run, not at once
+            self._retry_at[run.job.id] = self.clock.now() + run.interval
         self._note(Note("finished", run.job, result, error))
 
     async def _time_limit(self, run: _Scheduled, seconds: float) -> None:
@@ -411,6 +436,7 @@ class Scheduler:
         await self.clock.sleep(seconds)
         if not run.stop.is_set():
             self._note(Note("stopping", run.job))
+            run.timed_out = True
             run.stop.set()
 
     async def _spent_budgets(self, now: float) -> dict[str, float]:

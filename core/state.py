@@ -47,6 +47,9 @@ _V6_SCHEDULES = """
     ALTER TABLE jobs ADD COLUMN status TEXT NOT NULL DEFAULT 'idle';
     ALTER TABLE jobs ADD COLUMN status_reason TEXT;
     ALTER TABLE jobs ADD COLUMN counts_after INTEGER NOT NULL DEFAULT 0;
+    -- counting starts at the upgrade: v5 applied no stop policy, so no earlier run counted
+    UPDATE jobs SET counts_after = COALESCE(
+        (SELECT MAX(id) FROM executions WHERE executions.job_id = jobs.id), 0);
     ALTER TABLE executions ADD COLUMN agent TEXT;
     ALTER TABLE executions ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE agents (

@@ -389,7 +389,7 @@ class AppService:
                     self.scheduling = Scheduling("here")
                     try:
                         await self._run_schedules(presence)
-                    except (StateError, sqlite3.DatabaseError, ConfigError, OSError):
+                    except Exception:  # the app's schedules outlive any one failure
                         log.exception("the schedules stopped; trying again")
                         await asyncio.sleep(POLL_AFTER_ERROR)
                     finally:

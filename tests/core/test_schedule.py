@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.jobs import JobError, parse_job
+from core.jobs import LATEST_DATE, JobError, parse_job
 from core.schedule import (
     AUTO_INTERVAL,
     Schedule,
@@ -140,8 +140,9 @@ def test_paused_and_interrupted_runs_are_continued_not_counted():
     paused = execution(1, "paused", MONDAY.timestamp(), resume_at=at(0, 1).timestamp())
     # a paused run continues once the rate limit resets, whatever the interval
     assert next_run(schedule, [paused], at(0, 0, 5)) == at(0, 1)
+    # an interrupted one continues at once, not an interval after it stopped
     interrupted = execution(2, "interrupted", at(0, 1).timestamp())
-    assert next_run(schedule, [interrupted, paused], at(0, 1, 5)) == at(0, 1, 16)
+    assert next_run(schedule, [interrupted, paused], at(0, 1, 5)) == at(0, 1, 5)
     done = execution(3, "completed", at(0, 2).timestamp())
     assert next_run(schedule, [done, interrupted, paused], at(0, 3)) is None
 
@@ -291,3 +292,65 @@ def test_an_end_date_before_the_start_date_is_refused():
         job({"mode": "auto", "start_date": 2000, "end_date": 1000})
     assert caught.value.errors == ["schedule.end_date: end_date (1000) is not after "
                                    "start_date (2000)"]
+
+
+def test_an_interrupted_run_is_continued_at_once_inside_the_window():
+    evenings = auto(days="weekdays", start_window={"hr": 19}, end_window={"hr": 23},
+                    repeat_interval={"value": 2, "unit": "h"})
+    stopped = execution(1, "interrupted", at(0, 19).timestamp(), at(0, 19, 30).timestamp())
+    assert next_run(evenings, [stopped], at(0, 19, 31)) == at(0, 19, 31)
+    # after the window closed: when it opens again (Friday's run goes on on Monday)
+    assert next_run(evenings, [stopped], at(0, 23, 30)) == at(1, 19)
+    assert next_run(evenings, [stopped], at(4, 23, 30)) == at(7, 19)
+    # a run_at job the agent's SIGTERM stopped continues today, not tomorrow
+    daily = auto(run_at={"hr": 2})
+    killed = execution(1, "interrupted", at(0, 2).timestamp(), at(0, 2, 10).timestamp())
+    assert next_run(daily, [killed], at(0, 2, 11)) == at(0, 2, 11)
+    assert next_run(daily, [execution(1, start=at(0, 2).timestamp())], at(0, 3)) == at(1, 2)
+
+
+@pytest.mark.parametrize(("schedule", "error"), [
+    ('"start_date": 1e300', "schedule.start_date: 1e+300 is not a date"),
+    ('"end_date": 1e300', "schedule.end_date: 1e+300 is not a date"),
+    ('"start_date": 1e400', "schedule.start_date: Infinity is not a date"),
+    ('"end_date": 253402300800', "schedule.end_date: 253402300800 is not a date"),
+    ('"repeat_interval": {"value": 1e300, "unit": "d"}',
+     "schedule.repeat_interval.value: 1e+300 d is too long"),
+    ('"max_execution": {"value": 1e400, "unit": "ns"}',
+     "schedule.max_execution.value: Infinity ns is too long"),
+    ('"repeat_interval": {"value": NaN, "unit": "s"}', "schedule.repeat_interval.value: NaN"),
+    ('"start_date": Infinity', "schedule.start_date: Infinity"),
+])
+def test_dates_and_durations_a_datetime_cannot_hold_are_refused(schedule, error):
+    text = json.dumps(job().definition)[:-1] + f', "schedule": {{"mode": "auto", {schedule}}}}}'
+    with pytest.raises(JobError) as caught:
+        parse_job(text)
+    assert len(caught.value.errors) == 1 and caught.value.errors[0].startswith(error)
+
+
+@pytest.mark.parametrize("keys", [
+    {"start_date": 1e300}, {"start_date": float("inf")}, {"start_date": LATEST_DATE + 86_400},
+    {"start_date": LATEST_DATE - 3600, "days": frozenset({0})},  # no Monday left in 9999
+    {"repeat_interval": 1e300}, {"repeat_interval": float("inf")}, {"end_date": float("nan")},
+])
+def test_a_stored_schedule_past_what_a_datetime_holds_never_runs(keys):
+    """A job kept from before the checks: never due, rather than a crash of every command
+    that shows when it runs."""
+    schedule = Schedule(mode="auto", **keys)
+    due = next_run(schedule, [execution(1, start=MONDAY.timestamp())], MONDAY + 2 * MINUTE)
+    assert due is None or "end_date" in keys
+
+
+def test_a_repeat_interval_of_0_is_refused_and_one_under_a_minute_raised_to_it():
+    for value in (0, 0.0):
+        with pytest.raises(JobError) as caught:
+            job({"mode": "auto", "repeat_interval": {"value": value, "unit": "m"}})
+        assert caught.value.errors == ["schedule.repeat_interval.value: must be more than 0 "
+                                       "(0 would run the job back to back)"]
+    often = job({"mode": "auto", "repeat_interval": {"value": 1, "unit": "ns"}})
+    assert often.warnings == ("schedule.repeat_interval: 1 ns is under 60 s; the job repeats "
+                              "every 60 s",)
+    assert Schedule.of(often).interval == 60
+    ran = execution(1, start=MONDAY.timestamp(), end=MONDAY.timestamp())
+    assert next_run(Schedule.of(often), [ran], MONDAY) == MONDAY + MINUTE
+    assert job({"mode": "auto", "repeat_interval": {"value": 1, "unit": "m"}}).warnings == ()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import core.scheduler as scheduler_module
 from core.connections import add_local
 from core.demo import SANDBOX_CLIENT_ID, connect_sandbox
 from core.engine.runner import RunResult
@@ -158,6 +159,39 @@ async def test_due_jobs_start_least_recently_run_first_and_no_more_than_the_limi
     await scheduler.stop_runs()
 
 
+async def test_a_job_whose_schedule_cannot_be_worked_out_is_skipped_and_logged_once(
+        home, monkeypatch, caplog) -> None:
+    """A job stored before the checks refused its date (year 1e300), or one whose schedule
+    fails in a way nobody foresaw: the others run, the scheduler goes on."""
+    home_, state, _ = home
+    for name in ("good", "kept", "odd"):
+        await create_job(state, job_json(name, {"mode": "auto"}))
+    await state.db.execute("UPDATE jobs SET definition = ? WHERE name = 'kept'",
+                           (job_json("kept", {"mode": "auto", "start_date": 1e300}),))
+    await state.db.commit()
+    real = scheduler_module.upcoming_run
+
+    async def upcoming(state: State, job: JobRecord, now: dt.datetime) -> dt.datetime | None:
+        if job.name == "odd":
+            raise OverflowError("timestamp out of range for platform time_t")
+        return await real(state, job, now)
+
+    monkeypatch.setattr(scheduler_module, "upcoming_run", upcoming)
+    clock = FakeClock(MONDAY.timestamp())
+    ran: list[tuple[str, float]] = []
+    scheduler = Scheduler(state, home_, clock=clock, launch=instant_runs(state, clock, ran))
+    for _ in range(3):
+        await scheduler.tick()
+        await scheduler.stop_runs()
+        clock.t += 3600
+    assert [name for name, _ in ran] == ["good"] * 3
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 2
+    assert "job kept is not scheduled: its stored JSON no longer passes" in logged[0]
+    assert logged[1] == ("job odd is not scheduled: its schedule cannot be worked out "
+                         "(timestamp out of range for platform time_t)")
+
+
 async def test_a_spent_procore_budget_holds_its_jobs_until_the_reset(home, make_sandbox
                                                                      ) -> None:
     home_, state, _ = home
@@ -199,20 +233,26 @@ async def test_a_spent_procore_budget_holds_its_jobs_until_the_reset(home, make_
 
 class LimitClock:
     """The system clock, except that the first run's max_execution (an hour) passes once its
-    first files have arrived: the stop lands mid-run, whatever this machine's speed."""
+    first files have arrived: the stop lands mid-run, whatever this machine's speed; from then
+    on the scheduler's waits (the stopped run's interval, a minute) take no time."""
 
     def __init__(self, arrived: Callable[[], int]) -> None:
         self.arrived = arrived
-        self.limits = 0
+        self.limited = False
+        self.ahead = 0.0
 
     def now(self) -> float:
-        return time.time()
+        return time.time() + self.ahead
 
     async def sleep(self, seconds: float) -> None:
-        if seconds == 3600 and not self.limits:
-            self.limits += 1
+        if seconds == 3600 and not self.limited:
             while self.arrived() < 3:
                 await asyncio.sleep(0.005)
+            self.limited = True
+            return
+        if self.limited and seconds != 3600:
+            self.ahead += seconds
+            await asyncio.sleep(0.01)
             return
         await asyncio.sleep(seconds)
 
@@ -224,7 +264,7 @@ async def test_max_execution_stops_a_run_resumable_and_the_next_run_finishes_it(
     await connect_sandbox(state, home_, sandbox.url, sandbox.world, "riverside")
     for i in range(12):
         (folders / "plans" / f"sheet{i:02d}.pdf").write_bytes(b"sheet %d" % i)
-    schedule = {"mode": "auto", "repeat_interval": {"value": 1, "unit": "s"},
+    schedule = {"mode": "auto", "repeat_interval": {"value": 1, "unit": "m"},
                 "max_execution": {"value": 1, "unit": "h"}}
     job, _ = await create_job(state, job_json(
         "slow", schedule, destination="riverside",

@@ -187,3 +187,28 @@ async def test_a_read_only_home_without_a_lock_file_still_opens_read_only(tmp_pa
         finally:
             await state.close()
     assert not (tmp_path / "state.db.lock").exists()
+
+
+async def test_the_v6_upgrade_counts_runs_for_stop_policies_from_the_upgrade(tmp_path):
+    """v5 applied no stop policy: runs made before the upgrade never count toward one, so a
+    policy they would already meet does not complete the job at its next run's end."""
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript("".join(MIGRATIONS[:5]) + "\nPRAGMA user_version = 5;")
+    db.execute("INSERT INTO connections VALUES ('c', 'c', 'local', '{}', 1, 1)")
+    for name in ("ran", "new"):
+        db.execute("INSERT INTO jobs VALUES (?, ?, 'transfer', 'copy', 'c', '', 'c', 'x', 0, "
+                   "'auto', 'Default', 2, ?, 1)", (name, name, JOB))
+    for number in range(1, 4):
+        db.execute("INSERT INTO executions (id, job_id, status, phase, started_at, ended_at, "
+                   "heartbeat_at, pid) VALUES (?, 'ran', 'completed', 'complete', ?, ?, ?, 1)",
+                   (number, number, number, number))
+    db.commit()
+    db.close()
+    state = await State.open(path)
+    try:
+        jobs = {job.id: job for job in await state.find_jobs()}
+        assert (jobs["ran"].counts_after, jobs["new"].counts_after) == (3, 0)
+        assert await state.counted_executions(jobs["ran"]) == []
+    finally:
+        await state.close()

@@ -70,8 +70,12 @@ def test_one_agent_per_home_runs_each_execution_and_a_standby_takes_over(cli, fo
     source, _ = folders
     for i in range(5):
         (source / f"sheet{i}.pdf").write_bytes(b"sheet %d" % i)
-    cli("jobs", "create", "--file", "-",
-        input=job("often", {"mode": "auto", "repeat_interval": {"value": 1, "unit": "s"}}))
+    # jobs one at a time, each run once: a job repeats a minute apart at most
+    config = cli.home / "config.toml"
+    config.write_text("[agent]\nmax_jobs = 1\n")
+    config.chmod(0o600)
+    for n in range(4):
+        cli("jobs", "create", "--file", "-", input=job(f"often{n}", {"mode": "auto"}))
     first = start_agent(cli.home)
     try:
         wait_for(lambda: len(executions(cli.home)) >= 1, "the first agent's first run")
@@ -85,8 +89,10 @@ def test_one_agent_per_home_runs_each_execution_and_a_standby_takes_over(cli, fo
             assert "standing by" in waiting and f"pid {first.pid}" in waiting
             wait_for(lambda: len(executions(cli.home)) >= 3, "more runs by the first agent")
             out, _ = stop(first)
-            assert "started often (by its schedule)" in out and "agent stopped" in out
+            assert "started often0 (by its schedule)" in out and "agent stopped" in out
             ran_first = len(executions(cli.home))
+            for n in range(4, 6):  # new jobs, due at once: the standby runs them
+                cli("jobs", "create", "--file", "-", input=job(f"often{n}", {"mode": "auto"}))
             wait_for(lambda: len(executions(cli.home)) >= ran_first + 2, "the standby's runs")
         finally:
             out, _ = stop(standby)
