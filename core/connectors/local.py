@@ -389,6 +389,8 @@ class LocalConnector:
         second call starts them: a job of one batch is done before they could help."""
         from core.connectors import copy_workers
 
+        if self.copies_stopped:  # copy workers started since the stop were not told of it
+            return [None] * len(files)
         self._small_batches += 1
         workers = self._copy_workers(start=self._small_batches > 1)
         if workers is not None and all(isinstance(file, _SourceFile) for _, file, _ in files):
