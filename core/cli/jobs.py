@@ -141,6 +141,7 @@ def _execution_dict(execution: Execution) -> dict[str, Any]:
     return {"id": execution.id, "status": execution.status, "phase": execution.phase,
             "started_at": execution.started_at, "ended_at": execution.ended_at,
             "error": execution.error, "resume_at": execution.resume_at,
+            "agent": execution.agent, "scheduled": execution.scheduled,
             "stats": execution.stats}
 
 

@@ -223,5 +223,6 @@ class Connector(Protocol):
     # and where `features.reads_local_files` (each as `write` would: published whole, a
     # source changed or gone meanwhile refused, Vanished where it is gone):
     #   async copy_small(files: list[tuple[path, LocalFile, mtime]])
-    #       -> list[Entry | error], in the order of the files
+    #       -> list[Entry | error | None], in the order of the files (None: not begun)
+    #   stop_copies() -> None: a graceful stop; copy_small begins no more files
     #   async write_local(path, LocalFile, *, mtime, on_copied: (bytes) -> None) -> Entry

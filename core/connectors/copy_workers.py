@@ -9,6 +9,8 @@ files uses the machine's other cores, as rclone's goroutines do.
 The protocol is private to this module: length-prefixed pickles over the worker's stdin and
 stdout, one reply per batch, in order. A worker exits when its stdin closes, or before its next
 batch once the process that started it is gone (a SIGKILLed job does not keep copying).
+SIGUSR1 is a graceful stop: the worker begins no file after it (each such file's result is
+None), and finishes and publishes those begun.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import os
 import pickle
 import queue
+import signal
 import struct
 import sys
 import threading
@@ -40,7 +43,7 @@ _START = ("import sys; sys.path.append(sys.argv[1]); "
 
 # (source root, source path, size, destination path, mtime)
 SmallFile = tuple[str, str, int, str, float | None]
-Result = Entry | ConnectorError
+Result = Entry | ConnectorError | None  # None: not begun, the copies were stopped first
 
 
 class WorkersGone(Exception):
@@ -85,6 +88,12 @@ class CopyWorkers:
         Raises WorkersGone if the worker died before replying."""
         worker = min(self._workers, key=lambda worker: len(worker.waiting))
         return await worker.request(files)
+
+    def stop(self) -> None:
+        """A graceful stop: each worker finishes the files it has begun and begins no other."""
+        for worker in self._workers:
+            with contextlib.suppress(ProcessLookupError):  # exited: nothing left to stop
+                worker.process.send_signal(signal.SIGUSR1)
 
     async def close(self) -> None:
         """Let each worker finish what it was sent, then exit."""
@@ -193,6 +202,11 @@ def main(destination_root: str, fsync: str) -> None:
     sources: dict[str, LocalConnector] = {}
     parent = os.getppid()
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
+
+    def stop(signum: int, frame: object) -> None:
+        destination.copies_stopped = True  # read by stage_now between files
+
+    signal.signal(signal.SIGUSR1, stop)  # before the job may send it: ready
     _send(replies, _READY)
     publisher = _Publisher(destination, replies)
     while (files := _receive(requests)) is not None and os.getppid() == parent \

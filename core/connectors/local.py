@@ -236,7 +236,8 @@ _NO_UNNAMED_TEMPS = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 class _Staged:
     """A batch of small files on its way: `waiting` to be copied (or already refused), then
     `sealed` in temporary files until they are made durable and named. `results` holds, in
-    order, each file's failure or (once published) its entry."""
+    order, each file's failure or (once published) its entry, or None for a file not begun
+    because the copies were stopped first."""
 
     __slots__ = ("flush", "results", "sealed", "waiting")
 
@@ -310,6 +311,7 @@ class LocalConnector:
         self._workers_starting: asyncio.Task[CopyWorkers] | None = None
         self._batch_turns = asyncio.Lock()  # batches copied in this process take turns...
         self._seconds_per_file = 0.0  # ...where the last one took less than FAST_FILE a file
+        self.copies_stopped = False  # set by stop_copies; read between files by batches
 
     # -- the Connector protocol
 
@@ -379,13 +381,16 @@ class LocalConnector:
         return _SourceFile(self, path, entry.size)
 
     async def copy_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
-                         ) -> list[Entry | ConnectorError]:
+                         ) -> list[Entry | ConnectorError | None]:
         """Copy small files from this machine, each made durable (where fsync is on) and
-        published whole; each file's entry or error, in order. Batches go to the copy worker
+        published whole; each file's entry or error, in order, or None for one not begun
+        because `stop_copies` came first. Batches go to the copy worker
         processes once they run, and are copied here meanwhile or where there are none. The
         second call starts them: a job of one batch is done before they could help."""
         from core.connectors import copy_workers
 
+        if self.copies_stopped:  # copy workers started since the stop were not told of it
+            return [None] * len(files)
         self._small_batches += 1
         workers = self._copy_workers(start=self._small_batches > 1)
         if workers is not None and all(isinstance(file, _SourceFile) for _, file, _ in files):
@@ -407,7 +412,15 @@ class LocalConnector:
             raise
         return staged
 
-    def publish_now(self, staged: _Staged) -> list[Entry | ConnectorError]:
+    def stop_copies(self) -> None:
+        """A graceful stop: the files of `copy_small` batches already begun are finished and
+        published, the others are not begun (None), here and in the copy workers."""
+        self.copies_stopped = True
+        workers = self._copy_workers(start=False)
+        if workers is not None:
+            workers.stop()
+
+    def publish_now(self, staged: _Staged) -> list[Entry | ConnectorError | None]:
         """The second half of `copy_small`, in the calling thread: flush, then name."""
         try:
             return self._publish_staged(staged)
@@ -453,7 +466,7 @@ class LocalConnector:
         return staged
 
     async def _copy_small_here(self, files: Sequence[tuple[str, LocalFile, float | None]],
-                               ) -> list[Entry | ConnectorError]:
+                               ) -> list[Entry | ConnectorError | None]:
         """Copy into temporary files in one thread hop (taking turns with other batches where
         files are quick), then flush and name them in another while the next batch copies."""
         staged = self._staged(files)
@@ -712,6 +725,9 @@ class LocalConnector:
 
     def _stage_small(self, staged: _Staged) -> None:
         for item in staged.waiting:
+            if self.copies_stopped:  # set from the event loop (or a signal) meanwhile
+                staged.results.append(None)
+                continue
             if isinstance(item, ConnectorError):
                 staged.results.append(item)
                 continue
@@ -741,7 +757,7 @@ class LocalConnector:
             staged.sealed.append((len(staged.results), part, segments, path, info))
             staged.results.append(None)
 
-    def _publish_staged(self, staged: _Staged) -> list[Entry | ConnectorError]:
+    def _publish_staged(self, staged: _Staged) -> list[Entry | ConnectorError | None]:
         results, sealed = staged.results, staged.sealed
         try:
             self._flush_staged(staged)
@@ -756,7 +772,7 @@ class LocalConnector:
                 results[index] = self._error(err, path)
             except ConnectorError as err:
                 results[index] = err
-        return [result for result in results if result is not None]
+        return results
 
     @staticmethod
     def _flush_staged(staged: _Staged) -> None:

@@ -169,6 +169,7 @@ class RcloneConnector:
         self._restarts = 0
         self._ids = False  # whether the remote has shown native ids (Drive, OneDrive...)
         self._copies = asyncio.Semaphore(COPIES_IN_FLIGHT)
+        self._copies_stopped = False  # see stop_copies
 
     @property
     def features(self) -> Features:
@@ -321,12 +322,20 @@ class RcloneConnector:
             return Entry(segments[-1], False, file.size, info.st_mtime_ns / 1_000_000_000)
         return await self.stat(path)
 
+    def stop_copies(self) -> None:
+        """A graceful stop: `copy_small` finishes the files it has begun and begins no other."""
+        self._copies_stopped = True
+
     async def copy_small(self, files: Sequence[tuple[str, LocalFile, float | None]],
-                         ) -> list[Entry | ConnectorError]:
+                         ) -> list[Entry | ConnectorError | None]:
         """`write_local` for each file, COPIES_IN_FLIGHT at once across all batches; each
-        file's entry or error, in the order of the files."""
-        async def one(path: str, file: LocalFile, mtime: float | None) -> Entry | ConnectorError:
+        file's entry or error, in the order of the files, or None for one not begun because
+        `stop_copies` came first."""
+        async def one(path: str, file: LocalFile, mtime: float | None,
+                      ) -> Entry | ConnectorError | None:
             async with self._copies:
+                if self._copies_stopped:
+                    return None
                 try:
                     return await self.write_local(path, file, mtime=mtime,
                                                   on_copied=lambda _: None)

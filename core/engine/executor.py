@@ -162,6 +162,7 @@ class Executor:
         self._small: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=BACKLOG)
         self._workers = [asyncio.create_task(work()) for work in (self._work, self._work_small)
                          for _ in range(parallel)]
+        self._stopper = asyncio.create_task(self._stop_copies())
 
     async def _apply(self, description: str, change: Callable[[], Awaitable[T]],
                      simulated: T) -> T:
@@ -274,19 +275,29 @@ class Executor:
             await self._files.put(None)
             await self._small.put(None)
         await asyncio.gather(*self._workers)
+        self._stopper.cancel()
+        await asyncio.gather(self._stopper, return_exceptions=True)
 
     async def cancel(self) -> None:
-        for worker in self._workers:
+        for worker in (*self._workers, self._stopper):
             worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*self._workers, self._stopper, return_exceptions=True)
 
     def _stopping(self) -> bool:
         return self.stop.is_set() or self.halted  # what is queued stays pending for next run
 
+    async def _stop_copies(self) -> None:
+        """On a stop, the batches of small files handed to the destination begin no more
+        files: a batch holds hundreds, and those not begun stay pending for the next run."""
+        await self.stop.wait()
+        stop_copies = getattr(self.destination, "stop_copies", None)
+        if stop_copies is not None and not self.simulate:
+            stop_copies()
+
     async def _work(self) -> None:
         while (task := await self._files.get()) is not None:
-            if not self._stopping():
-                async with self._slots:
+            async with self._slots:  # the stop is checked once the task may start
+                if not self._stopping():
                     if isinstance(task, DeleteTask):
                         await self.delete_now(task)
                         continue
@@ -303,9 +314,9 @@ class Executor:
                     self._small.put_nowait(None)  # another worker's signal to end
                     break
                 batch.append(following)
-            if self._stopping():
-                continue
             async with self._slots:
+                if self._stopping():
+                    continue
                 with self._flying(len(batch)):
                     await self._run_batch(batch)
 
@@ -337,12 +348,14 @@ class Executor:
         files = [(path, self.source.local_file(task.from_path, task.entry),  # type: ignore[attr-defined]
                   task.entry.mtime) for path, task in zip(targets, batch, strict=True)]
 
-        def write() -> Awaitable[list[Entry | ConnectorError]]:
+        def write() -> Awaitable[list[Entry | ConnectorError | None]]:
             return self.destination.copy_small(files)  # type: ignore[no-any-return, attr-defined]
 
-        simulated: list[Entry | ConnectorError] = [task.entry for task in batch]
+        simulated: list[Entry | ConnectorError | None] = [task.entry for task in batch]
         results = await self._apply(f"write {len(batch)} small files", write, simulated)
         for task, path, result in zip(batch, targets, results, strict=True):
+            if result is None:
+                continue  # not begun: a stop came first; pending for the next run
             if isinstance(result, Retryable):
                 await self._run(task)  # the one-file path retries with backoff
             elif isinstance(result, ConnectorError):

@@ -49,8 +49,9 @@ def home(tmp_path: Path) -> Path:
             (tmp_path / name).mkdir()
             await add_local(state, name, str(tmp_path / name))
         job, _ = await create_job(state, job_text("Tower A", "sync"))
-        for status, stats in (("completed", SYNC), ("guarded", {"delete_guard": GUARD})):
-            execution = await state.start_execution(job.id)
+        for status, stats, agent in (("completed", SYNC, None),
+                                     ("guarded", {"delete_guard": GUARD}, "host:42")):
+            execution = await state.start_execution(job.id, agent=agent)
             await state.update_execution(execution.id, status=status, phase="complete",
                                          ended_at=time.time(), stats=stats)
         base: dict[str, Any] = dict(job_id=job.id, parent="", is_dir=False, size=3, mtime=None,
@@ -90,6 +91,9 @@ def test_history_json_and_csv_carry_every_counter(home: Path, capsys) -> None:
     guarded, completed = json.loads(out)
     assert guarded["status"] == "guarded" and guarded["stats"]["delete_guard"] == GUARD
     assert {k: completed["stats"][k] for k in SYNC} == SYNC
+    # who started each: by hand, or the agent `host:42` by the job's schedule
+    assert (completed["agent"], completed["scheduled"]) == (None, False)
+    assert (guarded["agent"], guarded["scheduled"]) == ("host:42", True)
     _, out = cli(home, capsys, "jobs", "history", "Tower A", "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [rows[1][k] for k in ("added_destination", "updated_destination",

@@ -147,3 +147,21 @@ def test_no_workers_on_a_single_core(monkeypatch: pytest.MonkeyPatch) -> None:
     assert copy_workers.worker_count() == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert copy_workers.worker_count() == 2
+
+
+async def test_a_stopped_worker_begins_no_more_files(
+        trees: tuple[LocalConnector, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    source, source_root, destination_root = trees
+    destination, workers = await with_workers(destination_root, 1)
+    monkeypatch.setattr(LocalConnector, "_copy_small_here", in_this_process_forbidden)
+    try:
+        first = await destination.copy_small(await batch_of(source, "a.txt", "b.txt"))
+        destination.stop_copies()  # a graceful stop reaches the worker as SIGUSR1
+        after = await destination.copy_small(await batch_of(source, "c.txt"))
+        assert workers.alive
+    finally:
+        await destination.close()
+    assert all(isinstance(result, Entry) for result in first)
+    assert after == [None]  # not begun: pending for the next run
+    assert copied(destination_root, source_root) == ["a.txt", "b.txt"]
+    assert sorted(os.listdir(destination_root)) == ["a.txt", "b.txt"]

@@ -205,3 +205,33 @@ async def test_a_large_file_reports_progress_as_rclone_counts_it(
                                                   os.urandom(BIG))
     assert written.size == sum(copied) == BIG and all(step > 0 for step in copied)
     assert not [group for group in groups if group.startswith("dryviq-")]  # dropped after
+
+
+async def test_a_stopped_copy_small_begins_no_more_files(
+        tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    remote = _fresh_remote(s3_server, LOCAL_REMOTE)
+    names = [f"f{i:02d}.txt" for i in range(rclone.COPIES_IN_FLIGHT + 4)]
+    for name in names:
+        _put(tmp_path, name, name.encode() * 10)
+    source = LocalConnector(tmp_path, workers=0)
+    entries = {entry.name: entry for entry in await source.list_dir("")}
+    destination = RcloneConnector(remote, str(s3_server.config))
+    write_local = RcloneConnector.write_local
+
+    async def stop_after_the_first(self: RcloneConnector, *args: object, **kwargs: object
+                                   ) -> Entry:
+        written = await write_local(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.stop_copies()  # a graceful stop, with the first batch's copies in flight
+        return written
+
+    monkeypatch.setattr(RcloneConnector, "write_local", stop_after_the_first)
+    try:
+        await destination.connect()
+        results = await destination.copy_small(
+            [(name, source.local_file(name, entries[name]), None) for name in names])
+    finally:
+        await destination.close()
+    begun = rclone.COPIES_IN_FLIGHT  # those in flight finish; no other begins
+    assert all(isinstance(result, Entry) for result in results[:begun]), results
+    assert results[begun:] == [None] * 4
+    assert sorted(listed(s3_server, remote)) == names[:begun]
