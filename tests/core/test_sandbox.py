@@ -936,12 +936,11 @@ def test_drop_rate_makes_the_change_and_loses_the_answer(make_sandbox: MakeSandb
 # -- the world without HTTP -------------------------------------------------------------------
 
 
-def test_bulk_project_builds_ten_thousand_files_quickly() -> None:
+def test_bulk_project_builds_ten_thousand_files() -> None:
+    """(How fast is bench/'s to measure: no wall-clock limit here, machines are shared.)"""
     world = World()
     company = world.add_company("Bench Builders")
-    began = time.perf_counter()
     project_id = bulk_project(world, company.id, "Bench", files=10_000, folders=100, size=512)
-    assert time.perf_counter() - began < 2.0
     tree = world.tree(project_id)
     assert sum(content is not None for content in tree.values()) == 10_000
     assert sum(content is None for content in tree.values()) == 100
