@@ -85,6 +85,25 @@ _V6_REPORTS = """
     INSERT INTO categories (id, name, created_at) VALUES (-1, 'Default', 0);
     ALTER TABLE jobs ADD COLUMN category_id INTEGER NOT NULL DEFAULT -1;
 """ + RELINK_CATEGORIES
+# v7, for the REST API (`serve`): its bearer tokens, kept as SHA-256 hashes only (core/api/
+# tokens.py); and requests to start, pause or cancel a job (core/control.py), written by the API
+# or the app and carried out by whichever process schedules or runs that job
+_V7_API = """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        hash TEXT NOT NULL UNIQUE,
+        read_only INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        last_used_at REAL
+    );
+    CREATE TABLE job_requests (
+        job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        action TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        requested_by TEXT NOT NULL
+    );
+"""
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far a file is.
 MIGRATIONS: Sequence[str] = (
@@ -213,6 +232,8 @@ MIGRATIONS: Sequence[str] = (
     """,
     # v6: analyses, schedules and the agent, categories
     _V6_ANALYSES + _V6_SCHEDULES + _V6_REPORTS,
+    # v7: the REST API's tokens, and job control requests
+    _V7_API,
 )
 
 

@@ -29,20 +29,12 @@ from core.connections import describe
 from core.connectors.base import ConnectorError
 from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats, Throughput
-from core.home import ConfigError, Home, JobBusy
+from core.home import Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
 from core.schedule import JobStatus, job_status, local_zone, upcoming_run
-from core.scheduler import (
-    DEFAULT_CONCURRENT,
-    Holder,
-    Presence,
-    Scheduler,
-    agent_lock,
-    concurrent_jobs,
-    scheduler_lock,
-)
+from core.scheduling import Scheduling, schedule_unless_agent
 from core.sides import recorded_stats
 from core.state import (
     Connection,
@@ -58,11 +50,9 @@ from core.status import label
 log = logging.getLogger("dryviq.tui")
 
 EVENT_LIMIT = 500  # recent events kept per run: enough to scroll, bounded in memory
-HANDOVER = 2.0  # seconds between the app's looks at whether an agent runs on its home
 # a scheduled run that ended so says nothing (one every few minutes would bury the screen);
 # what needs a person (flagged, failed, guarded) is still said
 QUIET_SCHEDULED = frozenset({"completed", "no_changes"})
-POLL_AFTER_ERROR = 30.0  # seconds before the app's schedules start again after an error
 PROBLEM_STATUSES = ("remediation", "retry")  # flagged for a person; failed, retried next run
 
 
@@ -126,26 +116,6 @@ class JobRow:
     @property
     def status(self) -> str:
         return shown_status(self.last, self.where)
-
-
-@dataclass(frozen=True)
-class Scheduling:
-    """Who runs the schedules of this home: an `agent`, this app (`here`), another `app`,
-    or `nobody` yet (the app is starting)."""
-
-    by: str
-    holder: Holder | None = None
-
-    @property
-    def words(self) -> str:
-        if self.by == "here":
-            return "Schedules: run by this app (no agent on this home)"
-        if self.by == "nobody" or self.holder is None:
-            return "Schedules: not running yet"
-        who = self.holder
-        if self.by == "agent":
-            return f"Schedules: run by the agent, pid {who.pid} on {who.host}"
-        return f"Schedules: run by another app, pid {who.pid} on {who.host}"
 
 
 Budget = BudgetReadout  # one API client's rate-limit budget, as the screens read it
@@ -377,53 +347,12 @@ class AppService:
         """Run the jobs' schedules while the app is open and no agent runs on this home
         (one open app schedules; the others, and any app once an agent starts, leave it)."""
         if self._scheduling is None:
-            self._scheduling = asyncio.create_task(self._schedule(), name="schedules")
+            self._scheduling = asyncio.create_task(schedule_unless_agent(
+                self.state, self.home, "app", launch=self._launch,
+                on_change=self._scheduling_changed), name="schedules")
 
-    async def _schedule(self) -> None:
-        presence = Presence(self.state, "app")
-        agent, mine = agent_lock(self.home), scheduler_lock(self.home)
-        try:
-            while True:
-                holder = agent.holder()
-                if holder is None and await mine.acquire(presence.holder):
-                    self.scheduling = Scheduling("here")
-                    try:
-                        await self._run_schedules(presence)
-                    except Exception:  # the app's schedules outlive any one failure
-                        log.exception("the schedules stopped; trying again")
-                        await asyncio.sleep(POLL_AFTER_ERROR)
-                    finally:
-                        mine.release()
-                    continue
-                self.scheduling = Scheduling("agent" if holder else "app",
-                                             holder or mine.holder())
-                await asyncio.sleep(HANDOVER)
-        finally:
-            mine.release()
-
-    async def _run_schedules(self, presence: Presence) -> None:
-        """The scheduler, until an agent starts on this home (runs started stay here and
-        finish; the agent leaves jobs running elsewhere alone)."""
-        try:
-            limit = concurrent_jobs(self.home.config())
-        except ConfigError as exc:
-            log.warning("%s; running %d at once", exc, DEFAULT_CONCURRENT)
-            limit = DEFAULT_CONCURRENT
-        stop = asyncio.Event()
-        scheduler = Scheduler(self.state, self.home, agent=presence.row.id, limit=limit,
-                              launch=self._launch)
-        heartbeat = asyncio.create_task(presence.keep(stop))
-        schedules = asyncio.create_task(scheduler.run(stop))
-        try:
-            while not schedules.done():
-                await asyncio.wait({schedules}, timeout=HANDOVER)
-                if agent_lock(self.home).holder() is not None:
-                    stop.set()
-            await schedules
-        finally:
-            stop.set()
-            schedules.cancel()
-            await asyncio.gather(schedules, heartbeat, return_exceptions=True)
+    def _scheduling_changed(self, scheduling: Scheduling) -> None:
+        self.scheduling = scheduling
 
     async def _launch(self, job: JobRecord, stop: asyncio.Event,
                       agent: str) -> RunResult | None:

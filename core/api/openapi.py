@@ -1,0 +1,30 @@
+"""The OpenAPI document, written by hand in parts (spec/base.json, then one file per area of the
+API), joined here: each part adds its `paths` and `components.schemas`."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+PARTS = ("connections", "jobs", "events", "transfers", "reports")
+
+
+@functools.cache
+def _joined() -> dict[str, Any]:
+    folder = resources.files("core.api") / "spec"
+    spec = json.loads((folder / "base.json").read_text())
+    for part in PARTS:
+        piece = json.loads((folder / f"{part}.json").read_text())
+        spec["paths"].update(piece.get("paths", {}))
+        spec["components"]["schemas"].update(piece.get("components", {}).get("schemas", {}))
+    return spec
+
+
+def document(public_url: str) -> dict[str, Any]:
+    """The document, its server being this one."""
+    spec = copy.deepcopy(_joined())
+    spec["servers"] = [{"url": public_url.rstrip("/") + "/"}]
+    return spec

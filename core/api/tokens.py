@@ -1,0 +1,94 @@
+"""The API's bearer tokens: made by `dryviq-tui tokens create`, shown once, stored only as a
+SHA-256 hash (a token is 256 random bits, so a fast hash is enough: nothing to guess), checked
+on every request, revoked by name. A read-only token may only read."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from core.state import State
+
+PREFIX = "dq_"  # says what a token is where one turns up (a shell history, a leaked file)
+TOUCH_EVERY = 60.0  # seconds: last_used_at is written at most this often per token
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: str
+    name: str
+    read_only: bool
+    created_at: float
+    last_used_at: float | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TokenExists(ValueError):
+    """A token of that name exists already."""
+
+
+async def create_token(state: State, name: str, *, read_only: bool) -> tuple[ApiToken, str]:
+    """A new token named `name`; returns it and its secret (which nothing stores)."""
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(secrets.token_hex(4), name, read_only, time.time(), None)
+    if await find_token(state, name):
+        raise TokenExists(f"a token named {name!r} exists already")
+    await state.db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, NULL)",
+                           (token.id, name, _hash(secret), int(read_only), token.created_at))
+    await state.db.commit()
+    return token, secret
+
+
+async def list_tokens(state: State) -> list[ApiToken]:
+    rows = await state.db.execute_fetchall(
+        "SELECT id, name, read_only, created_at, last_used_at FROM api_tokens ORDER BY name")
+    return [ApiToken(row[0], row[1], bool(row[2]), row[3], row[4]) for row in rows]
+
+
+async def find_token(state: State, name_or_id: str) -> ApiToken | None:
+    return next((token for token in await list_tokens(state)
+                 if name_or_id in (token.id,) or token.name.casefold() == name_or_id.casefold()),
+                None)
+
+
+async def revoke_token(state: State, name_or_id: str) -> ApiToken | None:
+    """Remove the token; None when there is none of that name or id."""
+    token = await find_token(state, name_or_id)
+    if token is not None:
+        await state.db.execute("DELETE FROM api_tokens WHERE id = ?", (token.id,))
+        await state.db.commit()
+    return token
+
+
+class TokenChecker:
+    """Checks presented secrets against the stored hashes (each request reads the table, so a
+    token revoked by another process stops working at once), noting when each was used."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._touched: dict[str, float] = {}
+
+    async def check(self, secret: str) -> ApiToken | None:
+        if not secret.startswith(PREFIX) or len(secret) > 200:
+            return None
+        digest = _hash(secret)
+        rows = await self.state.db.execute_fetchall(
+            "SELECT id, name, read_only, created_at, last_used_at, hash FROM api_tokens "
+            "WHERE hash = ?", (digest,))
+        if not rows or not hmac.compare_digest(rows[0][5], digest):
+            return None
+        row = rows[0]
+        token = ApiToken(row[0], row[1], bool(row[2]), row[3], row[4])
+        now = time.time()
+        if now - self._touched.get(token.id, 0.0) >= TOUCH_EVERY:
+            self._touched[token.id] = now
+            await self.state.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
+                                        (now, token.id))
+            await self.state.db.commit()
+        return token

@@ -1,0 +1,117 @@
+"""Who runs a home's schedules when no agent does: the open app, or `dryviq-tui serve`.
+
+Such a process schedules while it holds the home's scheduler lock and no agent runs; when an
+agent starts it stops starting runs (the runs it started finish) and leaves the schedules to
+the agent, and takes them back when the agent ends. Of several such processes, one schedules
+and the others wait for the lock. The agent itself (core/cli/agent.py) holds both locks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.home import ConfigError, Home
+from core.scheduler import (
+    DEFAULT_CONCURRENT,
+    Holder,
+    Launch,
+    Note,
+    Presence,
+    Scheduler,
+    agent_lock,
+    concurrent_jobs,
+    scheduler_lock,
+)
+from core.state import State
+
+log = logging.getLogger(__name__)
+
+HANDOVER = 2.0  # seconds between looks at whether an agent runs on the home
+POLL_AFTER_ERROR = 30.0  # seconds before the schedules start again after an error
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """Who runs the schedules of this home: an `agent`, this process (`here`), another
+    process that is not an agent (`other`: an app or `serve`), or `nobody` yet."""
+
+    by: str
+    holder: Holder | None = None
+
+    @property
+    def words(self) -> str:
+        if self.by == "here":
+            here = "this app" if self.holder is None or self.holder.kind == "app" else (
+                "this server")
+            return f"Schedules: run by {here} (no agent on this home)"
+        if self.by == "nobody" or self.holder is None:
+            return "Schedules: not running yet"
+        who = self.holder
+        what = {"agent": "the agent", "serve": "the API server (serve)"}.get(
+            who.kind, "another app")
+        return f"Schedules: run by {what}, pid {who.pid} on {who.host}"
+
+
+async def schedule_unless_agent(state: State, home: Home, kind: str, *,
+                                launch: Launch | None = None,
+                                on_change: Callable[[Scheduling], None] | None = None,
+                                on_note: Callable[[Note], None] | None = None) -> None:
+    """Run the home's schedules whenever no agent does, until cancelled. `kind` names this
+    process in the lock and heartbeats ("app", "serve"); `launch` runs one scheduled execution
+    (core's run_job by default); `on_change` hears who schedules whenever that changes."""
+    presence = Presence(state, kind)
+    agent, mine = agent_lock(home), scheduler_lock(home)
+    shown: Scheduling | None = None
+
+    def show(now: Scheduling) -> None:
+        nonlocal shown
+        if now != shown:
+            shown = now
+            if on_change is not None:
+                on_change(now)
+
+    try:
+        while True:
+            holder = agent.holder()
+            if holder is None and await mine.acquire(presence.holder):
+                show(Scheduling("here", presence.holder))
+                try:
+                    await _run_schedules(state, home, presence, launch, on_note)
+                except Exception:  # the schedules outlive any one failure
+                    log.exception("the schedules stopped; trying again")
+                    await asyncio.sleep(POLL_AFTER_ERROR)
+                finally:
+                    mine.release()
+                continue
+            show(Scheduling("agent" if holder else "other", holder or mine.holder()))
+            await asyncio.sleep(HANDOVER)
+    finally:
+        mine.release()
+
+
+async def _run_schedules(state: State, home: Home, presence: Presence,
+                         launch: Launch | None, on_note: Callable[[Note], None] | None) -> None:
+    """The scheduler, until an agent starts on this home (runs started stay here and finish;
+    the agent leaves jobs running elsewhere alone)."""
+    try:
+        limit = concurrent_jobs(home.config())
+    except ConfigError as exc:
+        log.warning("%s; running %d at once", exc, DEFAULT_CONCURRENT)
+        limit = DEFAULT_CONCURRENT
+    stop = asyncio.Event()
+    scheduler = Scheduler(state, home, agent=presence.row.id, limit=limit, launch=launch,
+                          on_note=on_note)
+    heartbeat = asyncio.create_task(presence.keep(stop))
+    schedules = asyncio.create_task(scheduler.run(stop))
+    try:
+        while not schedules.done():
+            await asyncio.wait({schedules}, timeout=HANDOVER)
+            if agent_lock(home).holder() is not None:
+                stop.set()
+        await schedules
+    finally:
+        stop.set()
+        schedules.cancel()
+        await asyncio.gather(schedules, heartbeat, return_exceptions=True)
