@@ -40,6 +40,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 # seconds an open response (an event stream) may hold up the stop before it is cut
 GRACEFUL_SHUTDOWN = 5
+BACKLOG = 2048  # connections the system queues until they are accepted (uvicorn's default)
 
 
 def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
@@ -83,8 +84,8 @@ def _tls(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (bound here, so a port in use is said plainly before
-    anything starts)."""
+    """A socket listening on host:port (bound here, so a port in use is said plainly before
+    anything starts; listening at once, so a client that read the URL is never refused)."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: a port is from 0 to 65535")
     try:
@@ -104,7 +105,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
                                 "program; stop it or serve on another --port") from None
         raise CommandFailed("cannot_listen",
                             f"cannot listen on {host} port {port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
+    sock.listen(BACKLOG)
     return sock
 
 
