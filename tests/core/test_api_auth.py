@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from core.api.app import build_app
 from core.api.auth import Authenticate
 from core.api.context import Api
+from core.api.envelope import ApiError, json_body, page_of
 from core.api.tokens import (
     TokenChecker,
     TokenExists,
@@ -150,3 +152,32 @@ async def test_token_names_are_checked_and_unique(served: ServedApi) -> None:
     assert [token.name for token in await list_tokens(served.state)] == [
         "tests", "tests-read-only"]
     assert await revoke_token(served.state, "no-such-token") is None
+
+
+# -- what every handler's input goes through (core/api/envelope.py) --------------------------
+
+
+def request(query: bytes = b"", body: bytes = b"") -> Request:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request({"type": "http", "method": "POST", "path": "/v1/x", "query_string": query,
+                    "headers": []}, receive)
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    (b"offset=-1", "offset"), (b"offset=%C2%B2", "offset"), (b"limit=%D9%A1", "limit"),
+    (b"limit=0", "limit"), (b"limit=1001", "limit"), (b"offset=1e3", "offset"),
+    (b"offset=9999999999999", "offset")])
+def test_bad_paging_is_a_400_naming_the_parameter(query: bytes, field: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        page_of(request(query))
+    assert refused.value.status == 400 and refused.value.problems[0].field == field
+
+
+@pytest.mark.parametrize("body", [
+    b"{", b"\xff\xfe", b'{"a": NaN}', b"[Infinity]", b"[-Infinity]", b"[" * 100_000])
+async def test_a_body_that_is_not_json_is_a_400(body: bytes) -> None:
+    with pytest.raises(ApiError) as refused:
+        await json_body(request(body=body))
+    assert refused.value.status == 400 and refused.value.problems[0].code == "bad_json"
