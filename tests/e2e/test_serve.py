@@ -1,6 +1,7 @@
 """`dryviq-tui serve` and `dryviq-tui tokens` as real processes: loopback by default, another
 address only with TLS or --insecure-http (and a warning), https verified against a certificate
-made here, the home's schedules run by `serve`, SIGTERM ending it with exit 0, and the token
+made here, the home's schedules run by `serve`, SIGTERM ending it with exit 0 (a run in
+flight ends interrupted and resumable), and the token
 commands' round trip (printed once, listed without secrets, revoked at once)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import re
 import signal
 import socket
@@ -22,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.conftest import Cli, clean_env, describe, dryviq_command
+from tests.e2e.conftest import Cli, clean_env, describe, dryviq_command, part_files
 from tests.e2e.test_agent import executions, job, wait_for
 
 pytestmark = pytest.mark.slow
@@ -130,6 +132,30 @@ def test_plain_http_elsewhere_warns_serves_and_runs_the_schedules(
     assert executions(cli.home)[0][0].endswith(f":{serving.process.pid}")
     assert secret not in out + err + "".join(
         path.read_text() for path in (cli.home / "logs").iterdir())
+
+
+def test_sigterm_mid_run_leaves_it_resumable(cli: Cli, tmp_path: Path) -> None:
+    source, destination = tmp_path / "src", tmp_path / "dst"
+    destination.mkdir()
+    for folder in range(4):
+        (source / f"f{folder}").mkdir(parents=True)
+        for i in range(100):
+            (source / f"f{folder}" / f"doc{i}.bin").write_bytes(os.urandom(64 * 1024))
+    cli("connections", "add", "local", "src", "--path", source)
+    cli("connections", "add", "local", "dst", "--path", destination)
+    cli("jobs", "create", "--file", "-", input=job("big", {"mode": "auto"}, parallel=1))
+    serving = Serving(cli.home)
+    copied = destination / "copy"
+    try:
+        wait_for(lambda: len(list(copied.rglob("*.bin"))) >= 20, "the run to be under way")
+    finally:
+        out, err = serving.stop()
+    assert serving.process.returncode == 0, (out, err)
+    assert "stopping: no new runs" in out
+    assert "finished big: interrupted, resumable" in out, (out, err)
+    assert 20 <= len(list(copied.rglob("*.bin"))) < 400, "the signal should land mid-run"
+    assert part_files(destination) == []
+    assert [e["status"] for e in cli.json("jobs", "history", "big")] == ["interrupted"]
 
 
 def test_https_with_a_certificate_made_here(cli: Cli, tmp_path: Path) -> None:
