@@ -165,6 +165,7 @@ class WebServer(Server):
     def __init__(self, command: str, gate: Gate) -> None:
         super().__init__(command, title="dryviq-tui", templates_path=TEMPLATES)
         self.gate = gate
+        self._sessions: set[asyncio.Task[object]] = set()  # one per open browser session
 
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
@@ -178,6 +179,23 @@ class WebServer(Server):
 
     async def on_startup(self, app: web.Application) -> None:
         """Silent: serve_web prints the link (textual-serve would print its banner)."""
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        session = asyncio.current_task()
+        assert session is not None
+        self._sessions.add(session)
+        try:
+            return await super().handle_websocket(request)
+        finally:
+            self._sessions.discard(session)
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """End every browser session now (textual-serve then tells its app to quit), rather
+        than after the runner's grace period."""
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
 
 
 def app_command(home: Home, log_level: str) -> str:

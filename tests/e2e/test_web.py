@@ -10,6 +10,8 @@ import json
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -79,27 +81,39 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     return Home(cli.home, *asyncio.run(_tokens(cli.home)))
 
 
-@pytest.fixture
-def web(home: Home) -> Iterator[Web]:
-    """`dryviq-tui web` on a free port; SIGTERM at the end must stop it cleanly (exit 0)."""
+def start_web(home: Home, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`dryviq-tui web --port 0 ARGS` and the link it printed."""
     started = time.monotonic()
     process = subprocess.Popen([*dryviq_command(), "--home", str(home.path), "web", "--port",
-                                "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=clean_env())
     link = process.stdout.readline().strip() if process.stdout else ""
     if not link:
         process.kill()
         pytest.fail(f"dryviq-tui web printed no link: {process.communicate()}")
     print(f"dryviq-tui web printed its link after {time.monotonic() - started:.2f} s")
+    return process, link
+
+
+def stop_web(process: subprocess.Popen[str], home: Home, link: str) -> str:
+    """SIGTERM: a clean stop (exit 0), no secret on stderr or in the log; returns stderr."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    secret = link.split("token=")[1]
+    log = "".join(p.read_text() for p in (home.path / "logs").glob("*"))
+    assert secret not in err + log and "dq_" not in err + log
+    return err
+
+
+@pytest.fixture
+def web(home: Home) -> Iterator[Web]:
+    process, link = start_web(home)
     try:
         yield Web(process, link, link.split("/?", 1)[0], home)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        secret = link.split("token=")[1]
-        log = "".join(p.read_text() for p in (home.path / "logs").glob("*"))
-        assert secret not in err + log and "dq_" not in err + log  # no secret shown or logged
+        stop_web(process, home, link)
 
 
 def client() -> httpx.Client:
@@ -172,9 +186,41 @@ async def _revoke(home: Path, name: str) -> None:
         await state.close()
 
 
-def test_refuses_a_non_loopback_address_without_tls(home: Home) -> None:
+def test_another_address_needs_tls_or_insecure_http_said_out_loud(home: Home) -> None:
     refused = Cli(home.path)("web", "--host", "0.0.0.0", check=2)
     assert "--insecure-http" in refused.stderr
+    process, link = start_web(home, "--host", "0.0.0.0", "--insecure-http")
+    try:
+        assert urlsplit(link).hostname == socket.gethostname()  # a name to browse to
+        port = urlsplit(link).port
+        with client() as http:  # not bound to loopback: any Host, still behind the gate
+            assert http.get(f"http://127.0.0.1:{port}/").status_code == 401
+            signed_in = http.get(f"http://127.0.0.1:{port}/?{urlsplit(link).query}",
+                                 headers={"Host": f"dryviq.example:{port}"})
+            assert signed_in.status_code == 303
+    finally:
+        err = stop_web(process, home, link)
+    assert "warning: serving plain HTTP on 0.0.0.0" in err
+
+
+def test_under_tls_the_cookie_is_secure_and_the_websocket_wss(home: Home,
+                                                              tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    process, link = start_web(home, "--cert", str(cert), "--key", str(key))
+    try:
+        assert link.startswith("https://127.0.0.1:")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(verify=trusted, follow_redirects=False) as http:
+            signed_in = http.get(link)
+            assert signed_in.status_code == 303
+            assert "; Secure" in signed_in.headers["set-cookie"]
+            page = http.get(link.split("/?", 1)[0] + "/")
+            assert f'"wss://{urlsplit(link).netloc}/ws"' in page.text
+    finally:
+        stop_web(process, home, link)
 
 
 class Screen:
@@ -232,11 +278,14 @@ def test_chromium_shows_the_jobs_and_a_key_reaches_the_app(web: Web, tmp_path: P
             page.wait_for_timeout(300)
             page.screenshot(path=str(tmp_path / "web-connections.png"))
             print(f"screenshots: {tmp_path / 'web-jobs.png'}, {tmp_path / 'web-connections.png'}")
+            web.process.send_signal(signal.SIGTERM)  # stopping `web` ends the session
+            page.wait_for_selector("body.-closed", timeout=30_000)
+            assert web.process.wait(timeout=30) == 0
         finally:
             browser.close()
     assert JOBS[1] in screen.since(0)
     assert errors == [], requested
     assert requested and {urlsplit(url).hostname for url in requested} == {"127.0.0.1"}
     assert len(sessions) == 1  # one app process for the browser's session...
-    assert all(wait_until_exited(pid, timeout=30) for pid in sessions)  # ...ended with it
+    assert all(wait_until_exited(pid, timeout=30) for pid in sessions)  # ...ended with `web`
     assert (tmp_path / "web-jobs.png").stat().st_size > 10_000
