@@ -73,20 +73,18 @@ class Gate:
 
     __middleware_version__ = 1  # a new-style aiohttp middleware
 
-    def __init__(self, state: State, *, loopback_only: bool, secure: bool,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, state: State, *, loopback_only: bool, secure: bool) -> None:
         self.state = state
         self.checker = TokenChecker(state)
         self.loopback_only = loopback_only
         self.secure = secure
-        self.clock = clock
         self._link: tuple[str, float] | None = None  # the link secret's digest, its expiry
-        self._sessions: dict[str, str | None] = {}  # cookie -> id of the API token, if any
+        self._cookies: dict[str, str | None] = {}  # session cookie -> id of the API token, if any
 
     def new_link_secret(self) -> str:
         """A secret for the printed link, replacing any earlier one."""
         secret = secrets.token_urlsafe(32)
-        self._link = (_digest(secret), self.clock() + LINK_LIFETIME)
+        self._link = (_digest(secret), time.monotonic() + LINK_LIFETIME)
         return secret
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -122,7 +120,7 @@ class Gate:
     async def _sign_in(self, request: web.Request, secret: str) -> web.StreamResponse:
         token_id: str | None = None
         if self._link is not None and hmac.compare_digest(_digest(secret), self._link[0]) \
-                and self.clock() < self._link[1]:
+                and time.monotonic() < self._link[1]:
             self._link = None  # once only
         else:
             token = await self.checker.check(secret)
@@ -136,7 +134,7 @@ class Gate:
                              "--read-only.")
             token_id = token.id
         cookie = secrets.token_urlsafe(32)
-        self._sessions[cookie] = token_id
+        self._cookies[cookie] = token_id
         log.info("web: a browser signed in (%s)",
                  "the printed link" if token_id is None else f"API token {token_id}")
         kept = [(name, value) for name, value in request.query.items() if name != "token"]
@@ -146,12 +144,12 @@ class Gate:
         return response
 
     async def _signed_in(self, cookie: str | None) -> bool:
-        if cookie is None or cookie not in self._sessions:
+        if cookie is None or cookie not in self._cookies:
             return False
-        token_id = self._sessions[cookie]
+        token_id = self._cookies[cookie]
         if token_id is None or any(t.id == token_id for t in await list_tokens(self.state)):
             return True
-        del self._sessions[cookie]  # its token was revoked
+        del self._cookies[cookie]  # its token was revoked
         return False
 
 
