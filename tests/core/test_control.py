@@ -103,11 +103,20 @@ class HeldCopy:
 async def stopped_mid_file(rig: Rig, job: JobRecord, action: str,
                            monkeypatch: pytest.MonkeyPatch) -> RunResult:
     """Run the job; once its first file is in flight, ask (as another process would, through
-    the state file) for `action`; the run's result once it ended."""
+    the state file) for `action`; the run's result once it ended. A start asked meanwhile is
+    moot: the run drops it."""
     held = HeldCopy(monkeypatch)
     stop = asyncio.Event()
     running = asyncio.create_task(run_job(rig.state, rig.home, job, stop=stop))
     await asyncio.wait_for(held.reached.wait(), TIMEOUT)
+    await control.request(rig.state, job.id, "start", by="tests")
+
+    async def dropped() -> None:
+        while await control.pending(rig.state):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(dropped(), TIMEOUT)
+    assert not stop.is_set()
     asked = await control.request_stop(rig.state, rig.home, job.id, action, by="tests")
     assert await control.pending_for(rig.state, job.id) == asked
     await until(stop.is_set, f"the run to obey the {action} request")
