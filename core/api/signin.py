@@ -320,9 +320,9 @@ def _app(api: Api, form: Mapping[str, str]) -> tuple[ClientApp, bool, bool]:
 
 async def _start(request: Request, pending: Pending, form: Mapping[str, str]) -> None:
     api = api_of(request)
-    name = await check_new_name(api.state, form.get("name", ""))
+    pending.name = form.get("name", "").strip()  # shown again if something is wrong
+    pending.name = await check_new_name(api.state, pending.name)
     app, custom, back = _app(api, form)
-    pending.name = name
     pending.signin = ProcoreSignIn(Opening(api.state, api.home, interactive=True), app,
                                    custom=custom)
     pending.code_url = pending.signin.sign_in_url()
