@@ -93,6 +93,8 @@ async def test_add_show_list_and_remove_a_local_connection(served: ServedApi,
     assert made in listed["connections"]
     # by name too, as job JSON names connections
     assert (await served.client.get("/v1/connections/Office docs")).json()["connection"] == made
+    put = await served.client.put(f"/v1/connections/{made['id']}")
+    assert put.status_code == 405 and {"GET", "DELETE"} <= set(put.headers["allow"].split(", "))
     removed = await served.client.delete(f"/v1/connections/{made['id']}")
     assert removed.status_code == 204
     refused(await served.client.get(f"/v1/connections/{made['id']}"), 404, "id")
@@ -211,6 +213,15 @@ async def test_an_smb_password_is_kept_secret(served: ServedApi, smb_folder) -> 
         (stored,) = db.execute("SELECT data FROM secrets WHERE connection_id = ?",
                                (made["id"],)).fetchone()
     assert json.loads(stored) == {"password": server.password}
+    unc = rf"\\{server.host}\{server.share}{smb_folder.path.replace('/', chr(92))}"
+    dryviq = await served.client.post("/v1/connections", json={  # DryvIQ's form
+        "name": "Share by UNC", "platform": {"id": "nfs"}, "auth": {
+            "uri": unc, "port": server.port, "username": server.username,
+            "password": server.password}})
+    assert dryviq.status_code == 201, dryviq.text
+    assert dryviq.json()["connection"]["platform"]["id"] == "smb"
+    assert dryviq.json()["connection"]["auth"]["path"] == smb_folder.path
+    assert server.password not in dryviq.text
     wrong = await served.client.post("/v1/connections", json={
         "name": "Wrong", "platform": {"id": "smb"}, "auth": {
             "server": server.host, "port": server.port, "share": server.share,

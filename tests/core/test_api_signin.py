@@ -201,8 +201,9 @@ async def test_procore_sends_the_browser_back_with_the_state_checked(
 
 async def test_a_link_belongs_to_the_first_browser_and_expires(
         served: ServedApi, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = await new_link(served)
-    assert (await browser.http.get(target)).status_code == 200
+    target = await new_link(served, '<b>"Site"')
+    opened = await browser.http.get(target)
+    assert opened.status_code == 200 and 'value="&lt;b&gt;&quot;Site&quot;"' in opened.text
     async with httpx.AsyncClient() as other:
         assert (await other.get(target)).status_code == 403
         posted = await other.post(target, data={"step": "start", "name": "x"})
