@@ -14,10 +14,11 @@ every value escaped, nothing saved until the last step succeeds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +30,10 @@ from core.api.context import Api, api_of
 from core.api.envelope import ApiError
 from core.auth import (
     DEFAULT_DOMAIN,
+    OOB_REDIRECT,
     ClientApp,
     SignInError,
+    Token,
     authorization_url,
     normalize_domain,
     system_default_app,
@@ -65,7 +68,9 @@ class Pending:
     expires_at: float
     name: str  # the connection's name, as asked for or as typed
     browser: str | None = None  # the cookie of the browser that opened the link first
-    signin: ProcoreSignIn | None = None  # once the app is chosen
+    app: ClientApp | None = None  # once chosen
+    custom: bool = False  # the app is the company's own, not the installation's
+    token: Token | None = None  # once signed in
     code_url: str = ""  # Procore's sign-in, showing a code to paste back
     back_url: str | None = None  # Procore's sign-in, sending the browser to CALLBACK
     back_state: str | None = None  # that sign-in's OAuth state
@@ -78,7 +83,7 @@ class Pending:
 
     @property
     def step(self) -> str:
-        if self.signin is None:
+        if self.app is None:
             return "start"
         if self.identity is None:
             return "code"
@@ -89,16 +94,26 @@ def _pending(api: Api) -> dict[str, Pending]:
     return api.areas.setdefault("signin", {})
 
 
-async def _end(api: Api, pending: Pending) -> None:
-    _pending(api).pop(pending.id, None)
-    if pending.signin is not None:
-        await pending.signin.close()
-
-
-async def _forget_expired(api: Api) -> None:
+def _forget_expired(api: Api) -> None:
     now = time.time()
     for pending in [p for p in _pending(api).values() if p.expires_at <= now]:
-        await _end(api, pending)
+        _pending(api).pop(pending.id, None)
+
+
+@contextlib.asynccontextmanager
+async def _talking(api: Api, pending: Pending) -> AsyncIterator[ProcoreSignIn]:
+    """The sign-in's exchanges with Procore during one request: nothing stays open while
+    the page waits for a person (who may never come back)."""
+    assert pending.app is not None
+    signin = ProcoreSignIn(Opening(api.state, api.home, interactive=True), pending.app,
+                           custom=pending.custom)
+    if pending.token is not None:
+        await signin.store.save(pending.token)
+    try:
+        yield signin
+    finally:
+        pending.token = await signin.store.load()
+        await signin.close()
 
 
 async def begin(request: Request) -> tuple[str, int]:
@@ -109,10 +124,10 @@ async def begin(request: Request) -> tuple[str, int]:
                             "connection, so it needs a token without --read-only",
                        code="read_only")
     api = api_of(request)
-    await _forget_expired(api)
+    _forget_expired(api)
     waiting = _pending(api)
     while len(waiting) >= MAX_PENDING:
-        await _end(api, min(waiting.values(), key=lambda p: p.expires_at))
+        del waiting[min(waiting.values(), key=lambda p: p.expires_at).id]
     pending = Pending(secrets.token_urlsafe(32), time.time() + LIFETIME,
                       request.query_params.get("name", "").strip())
     waiting[pending.id] = pending
@@ -278,12 +293,12 @@ async def _callback(request: Request) -> Response:
         said = query.get("error_description") or query.get("error") or "no code came back"
         return _render(request, pending, f"Procore did not sign you in ({said}): sign in again.",
                        400)
-    assert pending.signin is not None
+    api = api_of(request)
     async with pending.turn:
         try:
-            await pending.signin.finish_with_code(query["code"], api_of(request).public_url
-                                                  + CALLBACK)
-            await _signed_in(pending)
+            async with _talking(api, pending) as signin:
+                await signin.finish_with_code(query["code"], api.public_url + CALLBACK)
+                await _signed_in(signin, pending)
         except FAILURES as exc:
             return _render(request, pending, str(exc), 400)
     return RedirectResponse(PAGE + pending.id, 303)
@@ -323,41 +338,37 @@ async def _start(request: Request, pending: Pending, form: Mapping[str, str]) ->
     pending.name = form.get("name", "").strip()  # shown again if something is wrong
     pending.name = await check_new_name(api.state, pending.name)
     app, custom, back = _app(api, form)
-    pending.signin = ProcoreSignIn(Opening(api.state, api.home, interactive=True), app,
-                                   custom=custom)
-    pending.code_url = pending.signin.sign_in_url()
+    pending.app, pending.custom = app, custom
+    pending.code_url = authorization_url(app, OOB_REDIRECT)[0]
     if back:
         _ask_back(api, pending)
 
 
 def _ask_back(api: Api, pending: Pending) -> None:
     """A sign-in at Procore that sends the browser back to CALLBACK, with a new state."""
-    assert pending.signin is not None
-    pending.back_url, pending.back_state = authorization_url(pending.signin.app,
+    assert pending.app is not None
+    pending.back_url, pending.back_state = authorization_url(pending.app,
                                                              api.public_url + CALLBACK)
 
 
 async def _code(request: Request, pending: Pending, form: Mapping[str, str]) -> None:
-    assert pending.signin is not None
-    await pending.signin.finish_with_code(form.get("code", ""))
-    await _signed_in(pending)
+    async with _talking(api_of(request), pending) as signin:
+        await signin.finish_with_code(form.get("code", ""))
+        await _signed_in(signin, pending)
 
 
-async def _signed_in(pending: Pending) -> None:
+async def _signed_in(signin: ProcoreSignIn, pending: Pending) -> None:
     """Who signed in and their companies; the only company is picked at once."""
-    assert pending.signin is not None
-    pending.identity = await pending.signin.identity()
-    pending.companies = await pending.signin.companies()
-    if not pending.companies:
-        pending.identity = None
+    companies = await signin.companies()
+    if not companies:
         raise SignInError("This Procore user belongs to no active company: sign in as another")
-    if len(pending.companies) == 1:
-        await _pick_company(pending, pending.companies[0])
+    pending.identity, pending.companies = await signin.identity(), companies
+    if len(companies) == 1:
+        await _pick_company(signin, pending, companies[0])
 
 
-async def _pick_company(pending: Pending, company: Choice) -> None:
-    assert pending.signin is not None
-    projects = await pending.signin.projects(company)
+async def _pick_company(signin: ProcoreSignIn, pending: Pending, company: Choice) -> None:
+    projects = await signin.projects(company)
     if not projects:
         raise LookupError(f"This sign-in can reach no project of {company.name}: pick another "
                           "company, or sign in as a user on the project")
@@ -372,17 +383,19 @@ def _chosen(choices: list[Choice], given: str, what: str) -> Choice:
 
 
 async def _company(request: Request, pending: Pending, form: Mapping[str, str]) -> None:
-    await _pick_company(pending, _chosen(pending.companies, form.get("company", ""),
-                                         "companies"))
+    async with _talking(api_of(request), pending) as signin:
+        await _pick_company(signin, pending, _chosen(pending.companies,
+                                                     form.get("company", ""), "companies"))
 
 
 async def _project(request: Request, pending: Pending, form: Mapping[str, str]) -> Connection:
-    assert pending.signin is not None and pending.company and pending.identity is not None
+    assert pending.company is not None and pending.identity is not None
     project = _chosen(pending.projects, form.get("project", ""), "projects")
     pending.name = form.get("name", pending.name)
-    connection = await pending.signin.save(pending.name, pending.company, project,
-                                           pending.identity)
-    await _end(api_of(request), pending)
+    async with _talking(api_of(request), pending) as signin:
+        connection = await signin.save(pending.name, pending.company, project,
+                                       pending.identity)
+    _pending(api_of(request)).pop(pending.id, None)  # the link is used up
     return connection
 
 
