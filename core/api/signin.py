@@ -286,15 +286,15 @@ async def _callback(request: Request) -> Response:
                      "attempt, or its link expired). Start the sign-in again.</p>", 400)
     if not _is_its_browser(request, pending):
         return _page("Sign-in link in use", ELSEWHERE, 403)
-    if pending.step != "code":
-        return _render(request, pending, "That step is done already: continue here.", 409)
-    _ask_back(api_of(request), pending)  # a state answers once: the next try gets its own
-    if "error" in query or not query.get("code"):
-        said = query.get("error_description") or query.get("error") or "no code came back"
-        return _render(request, pending, f"Procore did not sign you in ({said}): sign in again.",
-                       400)
     api = api_of(request)
     async with pending.turn:
+        if pending.step != "code":
+            return _render(request, pending, "That step is done already: continue here.", 409)
+        _ask_back(api, pending)  # a state answers once: the next try gets its own
+        if "error" in query or not query.get("code"):
+            said = query.get("error_description") or query.get("error") or "no code came back"
+            return _render(request, pending, f"Procore did not sign you in ({said}): sign in "
+                           "again.", 400)
         try:
             async with _talking(api, pending) as signin:
                 await signin.finish_with_code(query["code"], api.public_url + CALLBACK)
