@@ -185,6 +185,15 @@ async def test_procore_sends_the_browser_back_with_the_state_checked(
     forged = await browser.http.get(served.url + "/signin/procore/callback",
                                     params={"code": "stolen", "state": "forged"})
     assert forged.status_code == 400 and "state does not match" in forged.text
+    state = httpx.URL(back).params["state"]
+    denied = await browser.http.get(served.url + "/signin/procore/callback",
+                                    params={"error": "access_denied", "state": state})
+    assert denied.status_code == 400 and "did not sign you in (access_denied)" in denied.text
+    again = await browser.http.get(served.url + "/signin/procore/callback",
+                                   params={"code": "x", "state": state})
+    assert again.status_code == 400 and "state does not match" in again.text  # used once
+    back = link(denied, "sign in with Procore and come back here")
+    assert httpx.URL(back).params["state"] != state
     page = await browser.sign_in_at_procore(back)  # Procore redirects to the callback
     assert str(page.url).startswith(served.url + "/signin/procore/"), page.url
     connection_id = await pick_and_make(browser, page, "Harbor own app")
