@@ -229,3 +229,21 @@ async def test_an_smb_password_is_kept_secret(served: ServedApi, smb_folder) -> 
     said = refused(wrong, 400, "auth")
     assert said.startswith("Connection test failed") and "not-the-password-42" not in wrong.text
     assert (await served.client.get("/v1/connections/Wrong")).status_code == 404
+
+
+async def test_an_rclone_remote_is_added_once_it_lists(served: ServedApi, folder: Path,
+                                                       tmp_path: Path) -> None:
+    config = tmp_path / "rclone.conf"
+    config.write_text("[disk]\ntype = local\n")
+    answer = await served.client.post("/v1/connections", json={
+        "name": "Remote", "platform": {"id": "rclone"},
+        "auth": {"remote": f"disk:{folder}", "config": str(config)}})
+    assert answer.status_code == 201, answer.text
+    made = answer.json()["connection"]
+    items = (await served.client.get(f"/v1/connections/{made['id']}/items",
+                                     params={"path": "Specs"})).json()["items"]
+    assert [(i["name"], i["bytes"]) for i in items] == [("spec.pdf", 1234)]
+    missing = await served.client.post("/v1/connections", json={
+        "name": "Nowhere", "platform": {"id": "rclone"},
+        "auth": {"remote": "nosuch:x", "config": str(config)}})
+    assert "no remote 'nosuch'" in refused(missing, 400, "auth")
