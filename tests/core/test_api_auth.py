@@ -132,6 +132,27 @@ async def test_loopback_only_refuses_other_clients_and_other_hosts(served: Serve
         assert not refused(await served.client.get("/v1/jobs", headers={"Host": host})), host
 
 
+async def test_a_websocket_without_a_token_is_closed_unanswered(served: ServedApi) -> None:
+    """No route takes a websocket, but the check must not answer one with an HTTP response."""
+    reached: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    check = Authenticate(app, TokenChecker(served.state), loopback_only=True)
+    await check({"type": "websocket", "path": "/v1/jobs/x/events", "client": ("127.0.0.1", 1),
+                 "headers": [(b"host", b"127.0.0.1")]}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}] and reached == []
+
+
 async def test_the_state_file_holds_hashes_never_secrets(served: ServedApi) -> None:
     _, secret = await create_token(served.state, "kept", read_only=True)
     await served.state.db.execute("PRAGMA wal_checkpoint(FULL)")
