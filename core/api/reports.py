@@ -106,8 +106,9 @@ async def list_analyses(request: Request) -> Response:
 
 async def one_analysis(request: Request) -> Response:
     wanted = request.path_params["id"]
-    rows = (await _analysis_rows(api_of(request).state, "WHERE id = ?", (int(wanted),),
-                                 ", result") if wanted.isdigit() and len(wanted) < 19 else [])
+    number = wanted.isascii() and wanted.isdigit() and len(wanted) < 19
+    rows = await _analysis_rows(api_of(request).state, "WHERE id = ?", (int(wanted),),
+                                ", result") if number else []
     if not rows:
         raise not_found("analysis", wanted)
     *summary, result = rows[0]

@@ -40,13 +40,16 @@ def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
 
 
 async def find_jobs(state: State, text: str | None, field: str = "jobs") -> list[JobRecord]:
-    """The jobs a comma-separated list of ids or names names (every job when there is none);
+    """The jobs a comma-separated list of ids or names names (every job when it is absent);
     a name no job has is a 404 naming `field`."""
-    everything = await state.find_jobs()
-    if not text or not text.strip():
-        return everything
+    if text is None:
+        return await state.find_jobs()
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ApiError(400, f"{field} names no job: give job ids or names, comma-separated",
+                       field=field)
     chosen: dict[str, JobRecord] = {}
-    for wanted in filter(None, (part.strip() for part in text.split(","))):
+    for wanted in names:
         found = await state.find_jobs(wanted)
         if not found:
             raise not_found("job", wanted, field)
@@ -68,8 +71,9 @@ async def one_job(state: State, wanted: str, field: str) -> JobRecord:
 
 
 def item_statuses(request: Request) -> list[str]:
-    text = request.query_params.get("item_status") or ""
-    wanted = [part.strip().lower() for part in text.split(",") if part.strip()]
+    """The statuses `?item_status=` asks for (absent: any)."""
+    text = request.query_params.get("item_status")
+    wanted = [] if text is None else [part.strip().lower() for part in text.split(",")]
     unknown = [status for status in wanted if status not in ITEM_STATUSES]
     if unknown:
         raise ApiError(400, f"no item status {unknown[0]!r}; item_status takes "
@@ -146,6 +150,10 @@ async def _item(request: Request) -> tuple[JobRecord, ItemRecord]:
 
 
 async def item(request: Request) -> Response:
+    """One item (GET), or a person's decision about it (PATCH): one route, so that a method
+    it does not take is answered with both it takes."""
+    if request.method == "PATCH":
+        return await act_on_item(request)
     job, record = await _item(request)
     return single("item", api_item(job, record))
 
@@ -184,7 +192,6 @@ routes: list[BaseRoute] = [
     Route("/v1/transfers/items", items, methods=["GET"]),
     Route("/v1/transfers/items.csv", items_csv, methods=["GET"]),
     Route("/v1/transfers/items/flagged", flagged, methods=["GET"]),
-    Route("/v1/transfers/items/{id}", item, methods=["GET"]),
-    Route("/v1/transfers/items/{id}", act_on_item, methods=["PATCH"]),
+    Route("/v1/transfers/items/{id}", item, methods=["GET", "PATCH"]),
     Route("/v1/transfers/{job}/stats", stats, methods=["GET"]),
 ]
