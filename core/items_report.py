@@ -60,7 +60,7 @@ def dryviq_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
         "audit_category": None,
         "retried": item.attempts,
         "status": item.status,
-        "processing": [item_detail(item)] if item_detail(item) else [],
+        "processing": [detail] if (detail := item_detail(item)) else [],
         "source_to_destination": not item.action.endswith("_source"),
         "transferred_on": iso_time(item.updated_at) if done and base not in _NOT_WRITTEN
         else None,
