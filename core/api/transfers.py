@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from core.api.context import api_of
@@ -26,9 +26,10 @@ from core.home import JobBusy
 from core.item_actions import NotActionable, ignore_item, retry_item
 from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
 from core.state import ItemRecord, JobRecord, State
+from core.status import ITEM_LABELS
 
-ITEM_STATUSES = ("pending", "success", "skipped", "processed", "remediation", "retry")
-CSV_ROWS_PER_READ = 1000  # the CSV is read (and written) this many items at a time
+ITEM_STATUSES = tuple(ITEM_LABELS)  # DryvIQ's item statuses, as the command line knows them
+CSV_ROWS_PER_READ = 1000  # the CSV is read (and sent) this many items at a time
 
 
 def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
@@ -40,8 +41,8 @@ def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
 
 
 async def find_jobs(state: State, text: str | None, field: str = "jobs") -> list[JobRecord]:
-    """The jobs a comma-separated list of ids or names names (every job when it is absent);
-    a name no job has is a 404 naming `field`."""
+    """The jobs named in `text`, comma-separated ids or names (every job when it is absent);
+    one that no job has is a 404 naming `field`."""
     if text is None:
         return await state.find_jobs()
     names = [part.strip() for part in text.split(",") if part.strip()]
@@ -117,18 +118,26 @@ async def flagged(request: Request) -> Response:
 
 
 async def items_csv(request: Request) -> Response:
-    """Every item the filters select, as `jobs items --csv` writes them, then the job's id."""
+    """Every item the filters select, as `jobs items --csv` writes them, then the job's id:
+    streamed a batch of rows at a time, so a job of a million items is never held whole."""
     query = await _query(request, item_statuses(request))
     state = api_of(request).state
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*CSV_COLUMNS, "job_id"])
-    offset = 0
-    while batch := await query.page(state, offset, CSV_ROWS_PER_READ):
-        writer.writerows((*_with_api_ids(csv_row(query.jobs[i.job_id], i), i), i.job_id)
-                         for i in batch)
-        offset += len(batch)
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+
+    async def rows() -> AsyncIterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([*CSV_COLUMNS, "job_id"])
+        offset = 0
+        while batch := await query.page(state, offset, CSV_ROWS_PER_READ):
+            writer.writerows((*_with_api_ids(csv_row(query.jobs[i.job_id], i), i), i.job_id)
+                             for i in batch)
+            offset += len(batch)
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+        yield out.getvalue()  # the header, when nothing was selected
+
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8")
 
 
 def _with_api_ids(row: tuple[Any, ...], item: ItemRecord) -> tuple[Any, ...]:

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from core.api.ids import item_id, parse_item_id
+from core.api.transfers import CSV_ROWS_PER_READ
 from core.connections import add_local
 from core.engine.runner import run_job
 from core.home import Home
 from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
 from core.job_store import create_job
-from core.state import JobRecord
+from core.state import ItemRecord, JobRecord
 from tests.api import ServedApi, served_api
 
 
@@ -133,6 +134,16 @@ async def test_the_csv_has_the_command_lines_columns_and_every_item(rig: Rig) ->
     assert sorted(rows[1:]) == sorted(expected)
     flagged = await rig.served.client.get("/v1/transfers/items.csv?item_status=remediation")
     assert [row[4] for row in csv.reader(io.StringIO(flagged.text))][1:] == ["/a.pdf", "/b.pdf"]
+    none = await rig.served.client.get("/v1/transfers/items.csv?item_status=pending")
+    assert list(csv.reader(io.StringIO(none.text))) == [[*CSV_COLUMNS, "job_id"]]
+    # more rows than one read takes: every one sent, once
+    await rig.served.state.save_items([
+        ItemRecord(rig.south.id, f"bulk/{n:04d}.pdf", "bulk", False, n, None, "create",
+                   "pending") for n in range(CSV_ROWS_PER_READ + 100)])
+    bulk = await rig.served.client.get("/v1/transfers/items.csv",
+                                       params={"jobs": "South", "item_status": "pending"})
+    paths = [row[4] for row in csv.reader(io.StringIO(bulk.text))][1:]
+    assert paths == [f"/bulk/{n:04d}.pdf" for n in range(CSV_ROWS_PER_READ + 100)]
 
 
 async def test_retry_sends_an_item_back_and_ignore_has_every_run_leave_it(rig: Rig) -> None:
