@@ -35,6 +35,7 @@ def job_json(name: str) -> str:
 @dataclass
 class Rig:
     served: ServedApi
+    plans: Path
     share: Path
     north: JobRecord  # run once: a.pdf and b.pdf flagged (folders of their names are there)
     south: JobRecord  # run once: everything sent
@@ -61,7 +62,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await add_local(served.state, "share", str(share))
         north, _ = await create_job(served.state, job_json("North"))
         south, _ = await create_job(served.state, job_json("South"))
-        made = Rig(served, share, north, south)
+        made = Rig(served, plans, share, north, south)
         assert (await made.run(north), await made.run(south)) == ("warn", "completed")
         yield made
 
@@ -177,6 +178,20 @@ async def test_retry_sends_an_item_back_and_ignore_has_every_run_leave_it(rig: R
     assert await rig.run(rig.north) == "completed"
     assert (rig.share / "North" / "a.pdf").read_bytes() == b"a.pdf" * 3
     assert set((await rig.statuses(rig.north)).values()) == {"success"}
+
+
+async def test_an_ignored_folder_is_left_with_everything_under_it(rig: Rig) -> None:
+    (rig.plans / "Sub").mkdir()
+    (rig.plans / "Sub" / "x.pdf").write_bytes(b"x")
+    (rig.share / "North" / "Sub").write_bytes(b"a file in the folder's way")
+    assert await rig.run(rig.north) == "warn"
+    assert (await rig.statuses(rig.north))["Sub"] == "remediation"
+    sub = item_id(rig.north.id, "Sub")
+    assert (await rig.served.client.patch(f"/v1/transfers/items/{sub}?ignore=1")).is_success
+    (rig.share / "North" / "Sub").unlink()
+    await rig.run(rig.north)
+    assert not (rig.share / "North" / "Sub").exists()
+    assert "Sub/x.pdf" not in await rig.statuses(rig.north)
 
 
 async def test_retry_and_ignore_refuse_what_they_cannot_do_and_change_nothing(
