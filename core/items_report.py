@@ -60,7 +60,7 @@ def dryviq_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
         "audit_category": None,
         "retried": item.attempts,
         "status": item.status,
-        "processing": [item_detail(item)] if item_detail(item) else [],
+        "processing": [detail] if (detail := item_detail(item)) else [],
         "source_to_destination": not item.action.endswith("_source"),
         "transferred_on": iso_time(item.updated_at) if done and base not in _NOT_WRITTEN
         else None,
@@ -77,3 +77,14 @@ def flat_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
     row["processing"] = "; ".join(nested["processing"])
     row["source_to_destination"] = "true" if nested["source_to_destination"] else "false"
     return {name: row[name] for name in ITEM_FIELDS}
+
+
+# `jobs items --csv` and `GET v1/transfers/items.csv`: DryvIQ's item columns, then what DryvIQ
+# has no column for, as codes and plain numbers
+CSV_COLUMNS = (*ITEM_FIELDS, "action", "type", "versions", "execution_id")
+
+
+def csv_row(job: JobRecord, item: ItemRecord) -> tuple[Any, ...]:
+    """One item as a CSV row in CSV_COLUMNS order."""
+    return (*flat_item(job, item).values(), item.action,
+            "folder" if item.is_dir else "file", item.source_versions, item.execution_id)
