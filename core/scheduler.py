@@ -5,8 +5,10 @@ holds `locks/agent.lock` for its whole life, so a second agent is refused (or st
 open app leaves the scheduling to it. Each scheduler keeps a heartbeat row in `agents`. Due jobs
 start least recently run first, a bounded number at once; a job whose Procore client has spent
 its budget (down to the pacer's reserve for browsing) waits for the reset instead of starting,
-so jobs sharing one client take turns and none starves. The clock is injectable, so tests run a
-week in seconds.
+so jobs sharing one client take turns and none starves. A job a person asked to start
+(core.control, from the API or another process) starts before the due ones, whatever its
+schedule; the scheduler looks for such requests about twice a second. The clock is
+injectable, so tests run a week in seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from core import control
 from core.engine.runner import RunResult, run_job
 from core.home import ConfigError, Home, JobBusy
 from core.readout import BudgetReadout, clock
@@ -228,11 +231,12 @@ class Note:
     result: RunResult | None = None
     error: str | None = None
     until: float | None = None
+    requested: bool = False  # a `started` run a person asked for, not its schedule
 
     def text(self) -> str:
         name = self.job.name
         if self.kind == "started":
-            return f"started {name} (by its schedule)"
+            return f"started {name} ({'on request' if self.requested else 'by its schedule'})"
         if self.kind == "stopping":
             return f"stopping {name}: it ran past its schedule's max_execution (resumable)"
         if self.kind == "waiting":
@@ -244,8 +248,9 @@ class Note:
             f" ({self.result.error})" if self.result.error else "")
 
 
-# runs one execution of a job by its schedule: (job, stop signal, scheduler id) -> its result
-Launch = Callable[[JobRecord, asyncio.Event, str], Awaitable[RunResult | None]]
+# runs one execution of a job: (job, stop signal, scheduler id, by its schedule: False when a
+# person asked it to start) -> its result
+Launch = Callable[[JobRecord, asyncio.Event, str, bool], Awaitable[RunResult | None]]
 
 
 @dataclass
@@ -255,6 +260,7 @@ class _Scheduled:
     task: asyncio.Task[None] | None = None
     interval: float = 0.0  # its schedule's: a run its max_execution stopped waits this long
     timed_out: bool = False  # stopped by its max_execution
+    requested: bool = False  # started because a person asked, not by its schedule
 
 
 def spent_until(budget: BudgetReadout, now: float, reserve: float) -> float | None:
@@ -287,6 +293,7 @@ class Scheduler:
         self._waiting: dict[str, float] = {}  # jobs told to wait for a budget, until when
         self._retry_at: dict[str, float] = {}  # jobs whose run could not start: not before
         self._unschedulable: set[str] = set()  # jobs skipped for their schedule (logged once)
+        self._asked: set[tuple[str, float]] = set()  # start requests seen at the last tick
 
     @property
     def running(self) -> list[JobRecord]:
@@ -298,8 +305,10 @@ class Scheduler:
         looked at the jobs since (a clock in a test jumps only when neither)."""
         return bool(self._runs) or self._woken.is_set()
 
-    async def _run_job(self, job: JobRecord, stop: asyncio.Event, agent: str) -> RunResult:
-        return await run_job(self.state, self.home, job, stop=stop, scheduled_by=agent)
+    async def _run_job(self, job: JobRecord, stop: asyncio.Event, agent: str,
+                       scheduled: bool) -> RunResult:
+        return await run_job(self.state, self.home, job, stop=stop, scheduled_by=agent,
+                             requested=not scheduled)
 
     def _note(self, note: Note) -> None:
         log.info("scheduler %s: %s", self.agent, note.text())
@@ -318,17 +327,29 @@ class Scheduler:
             await self.stop_runs()
 
     async def _pause(self, delay: float, stop: asyncio.Event) -> None:
-        """Until `delay` passes on the clock, a run started here ends, or `stop`."""
+        """Until `delay` passes on the clock, a run started here ends, a new start request
+        comes, or `stop`."""
         if self._woken.is_set():
             return
         waits = [asyncio.ensure_future(self.clock.sleep(delay)),
-                 asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait())]
+                 asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait()),
+                 asyncio.ensure_future(self._new_request())]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _new_request(self) -> None:
+        """Returns once a start request the last tick did not see is there: a tiny SELECT
+        every control.WATCH seconds of real time (whatever the clock), so a job started over
+        the API starts within about a second."""
+        while True:
+            await asyncio.sleep(control.WATCH)
+            asked = await control.pending(self.state, "start")
+            if {(r.job_id, r.requested_at) for r in asked} - self._asked:
+                return
 
     async def stop_runs(self) -> None:
         """Ask every run started here to stop and wait for them; cancelled meanwhile (a
@@ -344,13 +365,24 @@ class Scheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def tick(self) -> float:
-        """Start the jobs due now, as many as the limit allows; returns the seconds until
-        the next look (the next job due, a budget's reset, or POLL)."""
+        """Start the jobs a person asked to start (first, oldest request first), then those
+        due now, as many as the limit allows; returns the seconds until the next look (the
+        next job due, a budget's reset, or POLL)."""
         moment = dt.datetime.fromtimestamp(self.clock.now(), local_zone())
         now = moment.timestamp()  # to the microsecond, as next_run's answers are
         soonest = self.poll
+        asked = {r.job_id: r for r in await control.pending(self.state, "start")}
+        self._asked = {(r.job_id, r.requested_at) for r in asked.values()}
+        wanted: list[tuple[JobRecord, Schedule | None, control.Request]] = []
         due: list[tuple[float, float, JobRecord, Schedule]] = []
         for job in await self.state.find_jobs():
+            request = asked.get(job.id)
+            if request is not None:
+                if job.id in self._runs or self.home.job_running(job.id):
+                    await control.take(self.state, request)  # moot: it runs already
+                else:
+                    wanted.append((job, stored_schedule(job), request))
+                continue
             if job.id in self._runs or job.status == "complete":
                 continue
             schedule = stored_schedule(job)
@@ -366,8 +398,11 @@ class Scheduler:
             newest = await self.state.executions(job.id, 1)
             due.append((newest[0].started_at if newest else 0.0, job.created_at, job, schedule))
         due.sort(key=lambda entry: entry[:2])  # least recently run first: none starves
-        spent = await self._spent_budgets(now) if due else {}
-        for _, _, job, schedule in due:
+        wanted.sort(key=lambda entry: entry[2].requested_at)
+        spent = await self._spent_budgets(now) if due or wanted else {}
+        starts: list[tuple[JobRecord, Schedule | None, control.Request | None]] = [
+            *wanted, *((job, schedule, None) for _, _, job, schedule in due)]
+        for job, schedule, request in starts:
             if len(self._runs) >= self.limit:
                 break
             until = max((spent[key] for key in await self._clients(job) if key in spent),
@@ -379,7 +414,9 @@ class Scheduler:
                     self._note(Note("waiting", job, until=until))
                 continue
             self._waiting.pop(job.id, None)
-            self._start(job, schedule)
+            if request is not None:
+                await control.take(self.state, request)
+            self._start(job, schedule, requested=request is not None)
         return soonest
 
     async def _upcoming(self, job: JobRecord, schedule: Schedule | None,
@@ -402,19 +439,23 @@ class Scheduler:
         self._unschedulable.discard(job.id)
         return when
 
-    def _start(self, job: JobRecord, schedule: Schedule) -> None:
-        run = _Scheduled(job, interval=schedule.interval)
+    def _start(self, job: JobRecord, schedule: Schedule | None, *, requested: bool) -> None:
+        """Start a run; one a person asked for may have no schedule that passes today's
+        checks (the run then says why it cannot run)."""
+        run = _Scheduled(job, interval=schedule.interval if schedule else 0.0,
+                         requested=requested)
         self._runs[job.id] = run
-        run.task = asyncio.create_task(self._execute(run, schedule.max_execution),
-                                       name=f"scheduled {job.name}")
+        run.task = asyncio.create_task(
+            self._execute(run, schedule.max_execution if schedule else None),
+            name=f"{'requested' if requested else 'scheduled'} {job.name}")
 
     async def _execute(self, run: _Scheduled, max_execution: float | None) -> None:
         watchdog = (asyncio.create_task(self._time_limit(run, max_execution))
                     if max_execution else None)
         result, error = None, None
-        self._note(Note("started", run.job))
+        self._note(Note("started", run.job, requested=run.requested))
         try:
-            result = await self.launch(run.job, run.stop, self.agent)
+            result = await self.launch(run.job, run.stop, self.agent, not run.requested)
         except JobBusy:
             error = "it started elsewhere meanwhile"
         except Exception as exc:  # one job's failure never stops the scheduler
@@ -427,7 +468,8 @@ class Scheduler:
             self._woken.set()
         if result is None:  # no execution recorded: it would be due again at once
             self._retry_at[run.job.id] = self.clock.now() + self.poll
-        elif run.timed_out:  # resumable, but continued at its next run, not at once
+        elif run.timed_out or result.stopped_by:  # resumable, but a run stopped by its
+            # max_execution or by a person's pause or cancel continues at its next run
             self._retry_at[run.job.id] = self.clock.now() + run.interval
         self._note(Note("finished", run.job, result, error))
 

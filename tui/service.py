@@ -13,8 +13,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import os
-import signal
 import sqlite3
 import time
 from collections import deque
@@ -27,6 +25,7 @@ from core.analysis_walk import WalkProgress
 from core.analyze import Analysis, analyze, latest_analysis
 from core.connections import describe
 from core.connectors.base import ConnectorError
+from core.control import NotRunning, request_stop
 from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home, JobBusy
@@ -34,6 +33,7 @@ from core.job_store import create_job
 from core.jobs import JobError, parse_job
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
 from core.schedule import JobStatus, job_status, local_zone, upcoming_run
+from core.scheduler import this_process
 from core.scheduling import Scheduling, schedule_unless_agent
 from core.sides import recorded_stats
 from core.state import (
@@ -135,6 +135,7 @@ class _Run:
     requested: str | None = None  # "pause" or "cancel": how the user stopped it
     pauses: PauseWatch = field(default_factory=PauseWatch)
     scheduled_by: str | None = None  # the scheduler (host:pid) that started it, if one did
+    asked_to_start: bool = False  # ... because a person asked (not by the job's schedule)
     result: RunResult | None = None
 
     @property
@@ -320,7 +321,8 @@ class AppService:
         try:
             result = await run_job(self.state, self.home, run.job, stop=run.stop,
                                    on_progress=run.progress, on_event=run.event,
-                                   force=run.force, scheduled_by=run.scheduled_by)
+                                   force=run.force, scheduled_by=run.scheduled_by,
+                                   requested=run.asked_to_start)
         except (JobBusy, StateError) as exc:
             error = str(exc)
         except sqlite3.DatabaseError as exc:  # the state file went bad or read-only under it
@@ -354,13 +356,14 @@ class AppService:
     def _scheduling_changed(self, scheduling: Scheduling) -> None:
         self.scheduling = scheduling
 
-    async def _launch(self, job: JobRecord, stop: asyncio.Event,
-                      agent: str) -> RunResult | None:
-        """A scheduled run, owned here like one the user started (the monitor follows it,
-        pause and quit stop it resumable)."""
+    async def _launch(self, job: JobRecord, stop: asyncio.Event, agent: str,
+                      scheduled: bool) -> RunResult | None:
+        """A run the scheduler starts (by the job's schedule, or because a person asked over
+        the API), owned here like one the user started (the monitor follows it, pause and
+        quit stop it resumable)."""
         if self.is_running(job.id):
             raise JobBusy("running already")
-        run = _Run(job, stop=stop, scheduled_by=agent)
+        run = _Run(job, stop=stop, scheduled_by=agent, asked_to_start=not scheduled)
         self._runs[job.id] = run
         run.task = asyncio.create_task(self._execute(run), name=f"job {job.name}")
         await asyncio.gather(run.task, return_exceptions=True)
@@ -368,10 +371,10 @@ class AppService:
 
     async def pause(self, job_id: str) -> None:
         """Stop after the files in flight; the execution is left interrupted and resumable.
-        A run in another process gets SIGTERM, which `jobs run` treats the same way."""
+        A run in another process is asked to (core.control), which it obeys the same way."""
         run = self._runs.get(job_id)
         if run is None or not run.active:
-            await self._signal_other(job_id)
+            await self._ask_other(job_id, "pause")
             return
         run.requested = run.requested or "pause"
         run.stop.set()
@@ -380,26 +383,23 @@ class AppService:
 
     async def cancel(self, job_id: str) -> None:
         """Stop now: files in flight are rolled back (as a second Ctrl-C does); what finished
-        stays recorded. Another process's run gets SIGTERM (a second cancel stops it now)."""
+        stays recorded. A run in another process is asked to (core.control), only that run:
+        an agent running it goes on with its other jobs."""
         run = self._runs.get(job_id)
         if run is None or run.task is None or not run.active:
-            await self._signal_other(job_id)
+            await self._ask_other(job_id, "cancel")
             return
         run.requested = "cancel"
         run.stop.set()
         run.event("paused", "cancelled by you: the files in flight are rolled back")
         run.task.cancel()
 
-    async def _signal_other(self, job_id: str) -> None:
-        newest = await self._newest(job_id)
-        if not self.home.job_running(job_id) or newest is None or newest.status != "running":
-            raise ServiceError("the job is not running")
-        if newest.pid == os.getpid():
-            raise ServiceError("the job is still starting; try again in a moment")
+    async def _ask_other(self, job_id: str, action: str) -> None:
         try:
-            os.kill(newest.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            raise ServiceError(f"process {newest.pid} has already ended") from None
+            await request_stop(self.state, self.home, job_id, action,
+                               by=f"the app ({this_process()})")
+        except NotRunning as exc:
+            raise ServiceError(str(exc)) from None
 
     async def wait(self, job_id: str) -> None:
         """Until the run started here ends (at once if there is none)."""

@@ -29,6 +29,7 @@ from core.connectors.base import (
     NotFound,
     Vanished,
 )
+from core.control import RunControl
 from core.engine.executor import VANISHED, DeleteTask, Executor, FileTask, MoveTask
 from core.engine.march import NamePolicy, Pair, pair_folder
 from core.engine.planner import KINDS, SENT, Action, Plan, Rules, unchanged_since
@@ -57,6 +58,7 @@ class RunResult:
     status: str
     stats: ExecutionStats
     error: str | None = None
+    stopped_by: str | None = None  # "pause" or "cancel": a request (core.control) stopped it
 
     @property
     def exit_code(self) -> int:
@@ -652,22 +654,26 @@ async def run_job(
     state: State, home: Home, record: JobRecord, *, parallel: int | None = None,
     stop: asyncio.Event | None = None, on_progress: Progress | None = None,
     on_event: EventSink | None = None, wait_for_budget: bool = True, force: bool = False,
-    scheduled_by: str | None = None,
+    scheduled_by: str | None = None, requested: bool = False,
 ) -> RunResult:
     """Run one execution of `record`, resuming from what earlier executions recorded. When an
     API budget runs out it waits for the reset, or with `wait_for_budget` off stops as paused.
-    `scheduled_by`: the scheduler (`host:pid`) starting it by the job's schedule.
+    `scheduled_by`: the scheduler (`host:pid`) starting it, by the job's schedule or, with
+    `requested`, because a person asked it to start. Pause and cancel requests for the job
+    (core.control) are obeyed while it runs; a cancelled run still returns its result.
     Raises JobBusy (from core.home) if the job is running elsewhere."""
     job = parse_job(record.definition)
     stop = stop or asyncio.Event()
     emit = logged_events(on_event, log)
+    since = time.time()  # requests made before the lock is taken were for an earlier run
     with home.job_lock(record.id):
         emit("info", f"running job {record.name} ({record.transfer_type}"
                      f"{', simulation' if record.simulation_mode else ''})")
         interrupted = await state.mark_interrupted(record.id)
         if interrupted:
             emit("info", "the previous execution was interrupted; continuing where it stopped")
-        execution = await state.start_execution(record.id, agent=scheduled_by)
+        execution = await state.start_execution(record.id, agent=scheduled_by,
+                                                 scheduled=not requested)
         stats = ExecutionStats()
         await state.audit("info", "execution started", job_id=record.id,
                           execution_id=execution.id)
@@ -678,17 +684,25 @@ async def run_job(
 
         opening = Opening(state, home, wait_for_budget=wait_for_budget, stop=stop,
                           notify=notify)
+        work = asyncio.create_task(_execute(
+            state, opening, record, job, execution.id, stats, parallel, stop, on_progress,
+            emit, force))
+        control = RunControl(state, record.id, since, stop, emit)
+        watch = asyncio.create_task(control.watch(work))
         try:
-            status, error, resume_at = await _execute(
-                state, opening, record, job, execution.id, stats, parallel, stop, on_progress,
-                emit, force)
+            status, error, resume_at = await work
+        except asyncio.CancelledError:
+            if control.obeyed != "cancel" or _cancelling():
+                await _left_interrupted(state, execution.id, stats)
+                raise
+            status, error, resume_at = ("interrupted", "cancelled on request: the files in "
+                                        "flight were rolled back", None)
         except BaseException:
-            # cancelled (a second Ctrl-C) or crashed: leave it resumable and say so
-            with contextlib.suppress(Exception):
-                await asyncio.shield(state.update_execution(
-                    execution.id, status="interrupted", phase="complete", ended_at=time.time(),
-                    stats=stats.as_dict(), error="stopped before finishing"))
+            await _left_interrupted(state, execution.id, stats)
             raise
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         await state.update_execution(execution.id, status=status, phase="complete",
                                      ended_at=time.time(), stats=stats.as_dict(), error=error,
                                      resume_at=resume_at)
@@ -698,7 +712,21 @@ async def run_job(
             emit("info", f"job complete: {completed}")
         log.info("job %s: execution %d %s: %s%s", record.name, execution.id, status,
                  stats.as_dict(), f" ({error})" if error else "")
-        return RunResult(execution.id, status, stats, error)
+        return RunResult(execution.id, status, stats, error, stopped_by=control.obeyed)
+
+
+def _cancelling() -> bool:
+    """Whether this task itself was cancelled (a second Ctrl-C, the app's cancel)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _left_interrupted(state: State, execution_id: int, stats: ExecutionStats) -> None:
+    """Cancelled (a second Ctrl-C) or crashed: leave the execution resumable and say so."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(state.update_execution(
+            execution_id, status="interrupted", phase="complete", ended_at=time.time(),
+            stats=stats.as_dict(), error="stopped before finishing"))
 
 
 async def _execute(
