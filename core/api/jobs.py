@@ -38,14 +38,14 @@ from core.api.shapes import SERVER_KEYS, definition_of, execution_body, job_view
 from core.home import JobBusy
 from core.job_store import create_job, remove_job, update_job
 from core.jobs import JobError
-from core.state import EXECUTION_COLUMNS, JobRecord, State, execution_of
+from core.state import EXECUTION_COLUMNS, Execution, JobRecord, State, execution_of
 
 # DryvIQ's control switches, and the request each writes (resume: start what was paused)
 CONTROLS = {"start": "start", "resume": "start", "pause": "pause", "cancel": "cancel"}
 _TOP = "(top level)"  # core's path for the job as a whole: no field to name
 
 
-async def _job(request: Request, value: str | None = None, field: str = "id") -> JobRecord:
+async def job_of(request: Request, value: str | None = None, field: str = "id") -> JobRecord:
     """The job named by the path's `{id}` (or `value`): its id, else its unique name."""
     wanted = request.path_params["id"] if value is None else value
     jobs = await api_of(request).state.find_jobs(wanted)
@@ -59,7 +59,8 @@ async def _job(request: Request, value: str | None = None, field: str = "id") ->
 
 async def _view(request: Request, job: JobRecord) -> dict[str, Any]:
     api = api_of(request)
-    return await job_view(api.state, api.home, job, await control.pending(api.state, job.id))
+    asked = await control.pending_for(api.state, job.id)
+    return await job_view(api.state, api.home, job, asked.action if asked else None)
 
 
 def _problems(exc: JobError) -> list[Problem]:
@@ -113,7 +114,7 @@ async def add_job(request: Request) -> Response:
 
 
 async def get_job(request: Request) -> Response:
-    return single("job", await _view(request, await _job(request)))
+    return single("job", await _view(request, await job_of(request)))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -130,7 +131,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 async def patch_job(request: Request) -> Response:
-    job = await _job(request)
+    job = await job_of(request)
     asked = [name for name in CONTROLS if flag(request, name)]
     if "reset" in request.query_params:
         raise ApiError(400, "reset is not supported: a run continues from its item records",
@@ -166,7 +167,7 @@ async def _control(request: Request, job: JobRecord, asked: list[str]) -> Respon
     switch = asked[0]
     action = CONTROLS[switch]
     api = api_of(request)
-    running = api.home.job_running(job.id)
+    running = control.job_runs(api.home, job.id)
     if action == "start" and running:
         raise ApiError(409, f"job {job.name!r} is running already", field=switch)
     if action != "start" and not running:
@@ -178,7 +179,7 @@ async def _control(request: Request, job: JobRecord, asked: list[str]) -> Respon
 
 
 async def delete_job(request: Request) -> Response:
-    job = await _job(request)
+    job = await job_of(request)
     api = api_of(request)
     try:
         await remove_job(api.home, api.state, job)
@@ -203,10 +204,16 @@ async def _executions(state: State, job_id: str | None, page: Page,
     return [execution_of(row) for row in rows], total
 
 
+async def find_execution(state: State, execution_id: int) -> Execution | None:
+    rows = await state.db.execute_fetchall(
+        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,))
+    return execution_of(rows[0]) if rows else None
+
+
 async def history(request: Request) -> Response:
     api = api_of(request)
     wanted = request.query_params.get("job")
-    job = await _job(request, wanted, "job") if wanted else None
+    job = await job_of(request, wanted, "job") if wanted else None
     which = request.query_params.get("execution")
     if which:
         return await _one_execution(request, job, which)
@@ -233,10 +240,7 @@ async def _one_execution(request: Request, job: JobRecord | None, which: str) ->
             raise ApiError(404, f"job {job.name!r} has no {which} execution",
                            field="execution")
         return single("job_execution", execution_body(newest, alive=alive))
-    number = whole_number(request, "execution", 0)
-    rows = await api.state.db.execute_fetchall(
-        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?", (number,))
-    execution = execution_of(rows[0]) if rows else None
+    execution = await find_execution(api.state, whole_number(request, "execution", 0))
     if execution is None or (job is not None and execution.job_id != job.id):
         raise not_found("execution", which, "execution")
     newest = next(iter(await api.state.executions(execution.job_id, 1)))
