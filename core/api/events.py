@@ -74,6 +74,17 @@ class Position:
         return cls(int(parts[0]), len(parts) == 3, int(parts[1]) / 1000)
 
 
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    body: dict[str, Any]
+    id: str
+
+    @property
+    def text(self) -> str:
+        return f"id: {self.id}\nevent: {self.kind}\ndata: {json.dumps(self.body)}\n\n"
+
+
 class JobWatch:
     """Turns what the state file says of one job, look after look, into events."""
 
@@ -84,8 +95,12 @@ class JobWatch:
         self.sent_flags: dict[tuple[str, float], None] = {}  # recent items sent, in order
         self.first = True
 
-    async def look(self) -> list[tuple[str, dict[str, Any]]]:
-        events: list[tuple[str, dict[str, Any]]] = []
+    def _event(self, kind: str, body: dict[str, Any]) -> Event:
+        """An event, its id the position reached with it."""
+        return Event(kind, body, self.at.event_id)
+
+    async def look(self) -> list[Event]:
+        events: list[Event] = []
         newest = next(iter(await self.state.executions(self.job.id, 1)), None)
         alive = self.home.job_running(self.job.id)
         if newest is not None and newest.id != self.at.execution_id:
@@ -102,22 +117,23 @@ class JobWatch:
             shown = (body["status_detail"], body["phase"], newest.heartbeat_at)
             if shown != self.shown:
                 self.shown = shown
-                events.append(("progress", body))
-            events += [("rate_limit", self._pause(body, kind, text))
+                events.append(self._event("progress", body))
+            events += [self._event("rate_limit", self._pause(body, kind, text))
                        for kind, text in self.pauses(recorded_stats(newest.stats))]
             if body["end_time"] is not None and not self.at.ended:
                 self.at.ended = True
-                events.append(("finished", body))
+                events.append(self._event("finished", body))
         events += await self._flagged()
         self.first = False
         return events
 
-    async def _end_of(self, execution_id: int) -> list[tuple[str, dict[str, Any]]]:
+    async def _end_of(self, execution_id: int) -> list[Event]:
         """The end of the run followed until a newer one started."""
         execution = await find_execution(self.state, execution_id)
         if execution is None or execution.job_id != self.job.id:
             return []
-        return [("finished", execution_body(execution, alive=False))]
+        self.at.ended = True
+        return [self._event("finished", execution_body(execution, alive=False))]
 
     def _pause(self, body: dict[str, Any], kind: str, text: str) -> dict[str, Any]:
         paused = kind == "paused"
@@ -125,7 +141,7 @@ class JobWatch:
                 "until": int(self.pauses.until) if paused and self.pauses.until else None,
                 "message": text}
 
-    async def _flagged(self) -> list[tuple[str, dict[str, Any]]]:
+    async def _flagged(self) -> list[Event]:
         since = self.at.flagged_since - (0 if self.first else FLAG_SLACK)
         rows = await self.state.db.execute_fetchall(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND "
@@ -139,7 +155,7 @@ class JobWatch:
                 continue
             self.sent_flags[key] = None
             self.at.flagged_since = max(self.at.flagged_since, item.updated_at)
-            events.append(("flagged", self._item(item)))
+            events.append(self._event("flagged", self._item(item)))
         horizon = self.at.flagged_since - FLAG_SLACK
         for key in [key for key in self.sent_flags if key[1] <= horizon]:
             del self.sent_flags[key]
@@ -152,8 +168,6 @@ class JobWatch:
                 "job_id": self.job.id, "execution_id": item.execution_id}
 
 
-def _event(kind: str, body: dict[str, Any], event_id: str) -> str:
-    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(body)}\n\n"
 
 
 async def _stream(watch: JobWatch, once: bool) -> AsyncIterator[str]:
@@ -162,10 +176,10 @@ async def _stream(watch: JobWatch, once: bool) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     quiet_since = time.monotonic()
     while True:
-        for kind, body in await watch.look():
-            yield _event(kind, body, watch.at.event_id)
+        for event in await watch.look():
+            yield event.text
             quiet_since = time.monotonic()
-            if once and kind == "finished":
+            if once and event.kind == "finished":
                 return
         if time.monotonic() - quiet_since >= KEEPALIVE:
             yield ": keepalive\n\n"
