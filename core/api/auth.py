@@ -17,7 +17,8 @@ from core.api.tokens import ApiToken, TokenChecker
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 # what needs no token: the API's description, and the sign-in page (which checks its own
 # one-time link, core/api/signin.py)
-PUBLIC_PREFIXES = ("/v1/openapi.json", "/signin/")
+PUBLIC_PATHS = frozenset({"/v1/openapi.json"})
+PUBLIC_PREFIXES = ("/signin/",)
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -26,6 +27,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return host.lower() in LOOPBACK_NAMES
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def _host_name(headers: dict[bytes, bytes]) -> str:
@@ -51,8 +56,11 @@ class Authenticate:
         headers = dict(scope.get("headers") or ())
         refused = self._refusal(scope, headers)
         token: ApiToken | None = None
-        if refused is None and not scope["path"].startswith(PUBLIC_PREFIXES):
+        if refused is None and not _public(scope["path"]):
             token, refused = await self._token(scope, headers)
+        if refused is not None and scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # policy violation
+            return
         if refused is not None:
             await refused(scope, receive, send)
             return

@@ -88,7 +88,7 @@ def whole_number(request: Request, name: str, default: int) -> int:
     text = request.query_params.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # not "²" nor "١"
         raise ApiError(400, f"{name} must be a whole number of at least 0", field=name)
     return int(text)
 
@@ -114,12 +114,20 @@ def _href(request: Request, query: dict[str, str], offset: int, limit: int) -> s
 
 
 async def json_body(request: Request) -> Any:
-    """The request's JSON body; not JSON (or not UTF-8) is a 400."""
+    """The request's JSON body; not JSON (or not UTF-8, or NaN and Infinity, which JSON has
+    not and no answer could carry back, or nested past reason) is a 400."""
     raw = await request.body()
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(raw, parse_constant=_not_json)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ApiError(400, f"the body is not JSON: {exc}", code="bad_json") from None
+    except RecursionError:
+        raise ApiError(400, "the body is not JSON we take: nested too deep",
+                       code="bad_json") from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def flag(request: Request, name: str) -> bool:

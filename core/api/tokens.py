@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 
 from core.state import State
 
+log = logging.getLogger(__name__)
+
 PREFIX = "dq_"  # says what a token is where one turns up (a shell history, a leaked file)
 TOUCH_EVERY = 60.0  # seconds: last_used_at is written at most this often per token
+MAX_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -33,14 +38,29 @@ class TokenExists(ValueError):
     """A token of that name exists already."""
 
 
+def _checked_name(name: str) -> str:
+    """A token's name: what `tokens list` shows and `tokens revoke` takes, so printable, on one
+    line, and not too long to read."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise ValueError(f"a token's name is 1 to {MAX_NAME} printable characters, not "
+                         f"{name!r}")
+    return name
+
+
 async def create_token(state: State, name: str, *, read_only: bool) -> tuple[ApiToken, str]:
-    """A new token named `name`; returns it and its secret (which nothing stores)."""
-    secret = PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(secrets.token_hex(4), name, read_only, time.time(), None)
+    """A new token named `name`; returns it and its secret (which nothing stores). A bad name
+    raises ValueError, a name (or id) in use TokenExists."""
+    name = _checked_name(name)
     if await find_token(state, name):
         raise TokenExists(f"a token named {name!r} exists already")
-    await state.db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, NULL)",
-                           (token.id, name, _hash(secret), int(read_only), token.created_at))
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(secrets.token_hex(4), name, read_only, time.time(), None)
+    try:
+        await state.db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, NULL)",
+                               (token.id, name, _hash(secret), int(read_only), token.created_at))
+    except sqlite3.IntegrityError:  # made by another process since the look above
+        raise TokenExists(f"a token named {name!r} exists already") from None
     await state.db.commit()
     return token, secret
 
@@ -88,7 +108,15 @@ class TokenChecker:
         now = time.time()
         if now - self._touched.get(token.id, 0.0) >= TOUCH_EVERY:
             self._touched[token.id] = now
-            await self.state.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
-                                        (now, token.id))
-            await self.state.db.commit()
+            await self._touch(token.id, now)
         return token
+
+    async def _touch(self, token_id: str, now: float) -> None:
+        """Note the use; a state file too busy to write (a run committing) costs only the
+        note, never the request."""
+        try:
+            await self.state.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
+                                        (now, token_id))
+            await self.state.db.commit()
+        except sqlite3.OperationalError as exc:
+            log.warning("could not note when token %s was used: %s", token_id, exc)

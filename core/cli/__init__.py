@@ -71,7 +71,7 @@ class _Parser(argparse.ArgumentParser):
 READ_ONLY_COMMANDS = frozenset({
     ("connections", "list"), ("connections", "show"),
     ("jobs", "list"), ("jobs", "show"), ("jobs", "history"), ("jobs", "items"),
-    ("reports", "list"), ("reports", "show"),
+    ("reports", "list"), ("reports", "show"), ("tokens", "list"),
 })
 # `ls` is not one of them: listing Procore may refresh the sign-in, and a rotated refresh token
 # that cannot be saved would be lost with it.
@@ -172,7 +172,17 @@ def _json() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import agent, analyze, connections, demo, doctor, jobs, reports, sandbox
+    from core.cli import (
+        agent,
+        analyze,
+        connections,
+        demo,
+        doctor,
+        jobs,
+        reports,
+        sandbox,
+        serve,
+    )
 
     common, as_json = _common(), _json()
     parser = _Parser(
@@ -192,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.register(commands, leaf)
     reports.register(commands, leaf)
     agent.register(commands, leaf)
+    serve.register(commands, leaf)
     return parser
 
 
