@@ -64,8 +64,10 @@ class ProcoreSignIn:
         url, self._state = authorization_url(self.app, OOB_REDIRECT)
         return url
 
-    async def finish_with_code(self, code: str) -> None:
-        await self.store.save(await exchange_code(self.app, code.strip()))
+    async def finish_with_code(self, code: str, redirect_uri: str = OOB_REDIRECT) -> None:
+        """Trade the code Procore showed (or sent to `redirect_uri`, the page that asked for
+        it: the API's sign-in page) for the sign-in."""
+        await self.store.save(await exchange_code(self.app, code.strip(), redirect_uri))
 
     async def finish_with_loopback(self, show_url: Callable[[str], None],
                                    redirect_uri: str) -> None:

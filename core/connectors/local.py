@@ -278,6 +278,18 @@ class _SourceFile:
             raise error from err
 
 
+# what a folder on this machine can do (the API's platform list shows it too)
+LOCAL_FEATURES = Features(
+    mtime_precision=1e-6,
+    can_set_mtime=True,
+    case_insensitive=False,
+    empty_dirs=True,
+    path_rules=PathRules(invalid_chars="/\0", max_name_length=255, name_length_in_bytes=True),
+    local_files=True,
+    reads_local_files=True,
+)
+
+
 class LocalConnector:
     """A local folder: listing, streamed reads and atomic writes that never leave the root."""
 
@@ -290,16 +302,7 @@ class LocalConnector:
         writes it to disk later, as rclone and cp do: much faster for many small files.
         `workers`: how many copy worker processes copy batches of small files (`copy_small`);
         None decides by the cores this process may use, 0 copies in this process."""
-        self.features = Features(
-            mtime_precision=1e-6,
-            can_set_mtime=True,
-            case_insensitive=False,
-            empty_dirs=True,
-            path_rules=PathRules(invalid_chars="/\0", max_name_length=255,
-                                 name_length_in_bytes=True),
-            local_files=True,
-            reads_local_files=True,
-        )
+        self.features = LOCAL_FEATURES
         self._root = os.path.abspath(os.fspath(root))
         self._fsync = fsync
         self._folders: dict[str, str] = {}  # real paths of folders, by connector path

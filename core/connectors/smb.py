@@ -103,6 +103,14 @@ SMB_RULES = PathRules(
     max_name_length=255, name_length_in_bytes=True, max_path_length=32_000,
     no_trailing_dot_or_space=True, reserved_names=WINDOWS_RESERVED_NAMES,
 )
+# what a share can do (the API's platform list shows it too)
+SMB_FEATURES = Features(
+    # SMB keeps 100 ns, but listings arrive rounded down to the microsecond, and a float near
+    # 2026 holds about 0.25 µs: two microseconds cover both
+    mtime_precision=2e-6,
+    can_set_mtime=True, case_insensitive=True, empty_dirs=True, versions=False,
+    path_rules=SMB_RULES,
+)
 # Characters no path handed to the share may hold, even to read what is there: a separator
 # would reach another folder, ':' a named stream, '*' and '?' are patterns
 _NEVER = re.compile(f"[{re.escape(SMB_RULES.invalid_chars)}]")
@@ -208,13 +216,7 @@ class SmbConnector:
     def __init__(self, *, server: str, share: str, username: str, password: str,
                  port: int = 445, path: str = "", encrypt: bool = False,
                  calls_in_flight: int = CALLS_IN_FLIGHT) -> None:
-        self.features = Features(
-            # SMB keeps 100 ns, but listings arrive rounded down to the microsecond, and a
-            # float near 2026 holds about 0.25 µs: two microseconds cover both
-            mtime_precision=2e-6,
-            can_set_mtime=True, case_insensitive=True, empty_dirs=True, versions=False,
-            path_rules=SMB_RULES,
-        )
+        self.features = SMB_FEATURES
         self._server, self._port, self._share = server, port, share
         self._username = username
         self._root_segments = _segments(path.strip("/"))
