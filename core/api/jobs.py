@@ -26,6 +26,7 @@ from core.api.envelope import (
     ApiError,
     Page,
     Problem,
+    by_method,
     flag,
     json_body,
     listing,
@@ -249,11 +250,9 @@ async def _one_execution(request: Request, job: JobRecord | None, which: str) ->
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/jobs", list_jobs, methods=["GET"]),
-    Route("/v1/jobs", add_job, methods=["POST"]),
+    Route("/v1/jobs", by_method(GET=list_jobs, POST=add_job), methods=["GET", "POST"]),
     # before /v1/jobs/{id}: "history" is not a job
     Route("/v1/jobs/history", history, methods=["GET"]),
-    Route("/v1/jobs/{id}", get_job, methods=["GET"]),
-    Route("/v1/jobs/{id}", patch_job, methods=["PATCH"]),
-    Route("/v1/jobs/{id}", delete_job, methods=["DELETE"]),
+    Route("/v1/jobs/{id}", by_method(GET=get_job, PATCH=patch_job, DELETE=delete_job),
+          methods=["GET", "PATCH", "DELETE"]),
 ]
