@@ -9,7 +9,9 @@ The stream reads the state file about once a second, so a run in any process (th
   gives items, with `job_id` and `execution_id`;
 - `finished`: an execution ended (its final body).
 A `: keepalive` comment comes when nothing else did for 15 seconds. The stream stays open
-for the next runs; `?once=1` ends it after the first `finished`, for curl and scripts.
+for the next runs; `?once=1` follows one run to its end and then ends the stream, for curl
+and scripts: the run going now, else the one asked to start, else the newest (whose end then
+comes at once).
 
 Event ids are `EXECUTION.FLAGGED_SINCE` (milliseconds), `.end` added once that execution's
 `finished` was sent. Reconnecting with `Last-Event-ID` carries on from there: the end of a
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from core import control
 from core.api.context import api_of
 from core.api.envelope import flag
 from core.api.ids import item_id
@@ -88,8 +91,12 @@ class Event:
 class JobWatch:
     """Turns what the state file says of one job, look after look, into events."""
 
-    def __init__(self, state: State, home: Home, job: JobRecord, at: Position) -> None:
+    def __init__(self, state: State, home: Home, job: JobRecord, at: Position, *,
+                 newest_end: bool = False) -> None:
+        """`newest_end`: on a first connection, send the end of the newest run even when it
+        ended before (`once` with no run asked for: that run is the one to follow)."""
         self.state, self.home, self.job, self.at = state, home, job, at
+        self.newest_end = newest_end
         self.shown: tuple[Any, ...] | None = None  # the progress last sent
         self.pauses = PauseWatch()
         self.sent_flags: dict[tuple[str, float], None] = {}  # recent items sent, in order
@@ -110,7 +117,7 @@ class JobWatch:
             fresh = self.first and self.at.execution_id == 0
             self.at.execution_id, self.at.ended = newest.id, False
             self.shown, self.pauses = None, PauseWatch()
-            if fresh and newest.ended_at is not None:
+            if fresh and newest.ended_at is not None and not self.newest_end:
                 self.at.ended = True
         if newest is not None:
             body = execution_body(newest, alive=alive)
@@ -190,10 +197,14 @@ async def _stream(watch: JobWatch, once: bool) -> AsyncIterator[str]:
 async def job_events(request: Request) -> Response:
     job = await job_of(request)
     api = api_of(request)
-    at = Position.parse(request.headers.get("last-event-id")) or Position(
-        flagged_since=time.time())
+    once = flag(request, "once")
+    at = Position.parse(request.headers.get("last-event-id"))
+    # once, with no run going and none asked for, follows the newest run: it has ended
+    newest_end = at is None and once and await control.pending_for(api.state, job.id) is None
+    watch = JobWatch(api.state, api.home, job, at or Position(flagged_since=time.time()),
+                     newest_end=newest_end)
     return StreamingResponse(
-        _stream(JobWatch(api.state, api.home, job, at), flag(request, "once")),
+        _stream(watch, once),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -36,7 +36,7 @@ from core.api.envelope import (
     whole_number,
 )
 from core.api.shapes import SERVER_KEYS, definition_of, execution_body, job_view
-from core.home import JobBusy
+from core.home import Home, JobBusy
 from core.job_store import create_job, remove_job, update_job
 from core.jobs import JobError
 from core.state import EXECUTION_COLUMNS, Execution, JobRecord, State, execution_of
@@ -139,8 +139,8 @@ async def patch_job(request: Request) -> Response:
                        field="reset")
     if asked:
         if await request.body():
-            raise ApiError(400, f"?{asked[0]}=1 takes no body; send changes without it",
-                           field=asked[0])
+            raise ApiError(409, f"?{asked[0]}=1 takes no body: send changes and control "
+                           "requests apart", field=asked[0])
         return await _control(request, job, asked)
     if not await request.body():
         raise ApiError(400, "send the job's changes as JSON, or ?start=1, pause=1, resume=1 "
@@ -162,8 +162,8 @@ async def patch_job(request: Request) -> Response:
 
 
 async def _control(request: Request, job: JobRecord, asked: list[str]) -> Response:
-    if len(asked) > 1:
-        raise ApiError(400, f"ask for one of start, pause, resume, cancel at a time, not "
+    if len(asked) > 1:  # they contradict each other: nothing is done
+        raise ApiError(409, f"ask for one of start, pause, resume, cancel at a time, not "
                        f"{' and '.join(asked)}", field=asked[1])
     switch = asked[0]
     action = CONTROLS[switch]
@@ -228,19 +228,33 @@ async def history(request: Request) -> Response:
                                       for e in executions], page, total, request)
 
 
+async def _newest(state: State, home: Home, job: JobRecord | None, *,
+                  running: bool) -> Execution | None:
+    """The newest execution of `job` (of any job with None); with `running`, the newest one
+    that runs now."""
+    where = "WHERE job_id = ?" if job else "WHERE ? IS NULL"
+    if running:
+        where += " AND status = 'running'"
+    rows = await state.db.execute_fetchall(
+        f"SELECT {EXECUTION_COLUMNS} FROM executions {where} ORDER BY id DESC LIMIT 20",
+        (job.id if job else None,))
+    found = (execution_of(row) for row in rows)
+    if not running:
+        return next(found, None)
+    # "running" rows of a process that died are left for its job's next run to settle
+    return next((e for e in found if home.job_running(e.job_id)), None)
+
+
 async def _one_execution(request: Request, job: JobRecord | None, which: str) -> Response:
     """`execution=last` (the newest), `current` (the one running now) or an execution id."""
     api = api_of(request)
     if which in ("last", "current"):
-        if job is None:
-            raise ApiError(400, f"execution={which} needs job= (a job's id or name)",
-                           field="job")
-        newest = next(iter(await api.state.executions(job.id, 1)), None)
-        alive = api.home.job_running(job.id)
-        if newest is None or (which == "current" and not alive):
-            raise ApiError(404, f"job {job.name!r} has no {which} execution",
-                           field="execution")
-        return single("job_execution", execution_body(newest, alive=alive))
+        newest = await _newest(api.state, api.home, job, running=which == "current")
+        if newest is None:
+            whose = f"job {job.name!r}" if job else "no job"
+            raise ApiError(404, f"{whose} has no {which} execution", field="execution")
+        return single("job_execution", execution_body(newest, alive=which == "current"
+                                                      or api.home.job_running(newest.job_id)))
     execution = await find_execution(api.state, whole_number(request, "execution", 0))
     if execution is None or (job is not None and execution.job_id != job.id):
         raise not_found("execution", which, "execution")

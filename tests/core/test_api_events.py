@@ -100,6 +100,11 @@ async def test_a_run_started_after_connecting_streams_progress_then_finished(
         async with client.stream("GET", f"/v1/jobs/{job['id']}/events") as fresh:
             first = await collect(read_events(fresh), "progress")
         assert first[-1].data["status"] == "completed"
+        # once=1 with nothing running or asked for: the newest run's end, then the end
+        async with client.stream("GET", f"/v1/jobs/{job['id']}/events",
+                                 params={"once": 1}) as newest:
+            told = [event async for event in read_events(newest)]
+        assert [event.kind for event in told] == ["progress", "finished"]
 
 
 async def test_flagged_items_rate_limit_pauses_and_keepalives(

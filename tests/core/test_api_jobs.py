@@ -157,10 +157,10 @@ async def test_edit_remove_and_refusals(tmp_path: Path) -> None:
             refused = await client.patch(url, params={switch: 1})
             assert refused.status_code == 409 and problems(refused)[0][0] == switch
         both = await client.patch(url, params={"start": 1, "pause": 1})
-        assert both.status_code == 400 and problems(both)[0][0] == "pause"
+        assert both.status_code == 409 and problems(both)[0][0] == "pause"
         assert (await client.patch(url, params={"reset": "hard"})).status_code == 400
         with_body = await client.patch(url, params={"start": 1}, json={"name": "x"})
-        assert with_body.status_code == 400
+        assert with_body.status_code == 409
 
         assert (await client.delete(url)).status_code == 204
         assert (await client.get(url)).status_code == 404
@@ -202,11 +202,13 @@ async def test_start_runs_in_the_scheduler_and_history(tmp_path: Path) -> None:
                                                             "execution": "last"})
         assert last.json()["type"] == "job_execution"
         assert last.json()["job_execution"]["id"] == done["execution"]["id"]
+        newest = await client.get("/v1/jobs/history", params={"execution": "last"})
+        assert newest.json()["job_execution"]["id"] == done["execution"]["id"]  # of any job
         one = await client.get("/v1/jobs/history", params={"execution": execution["id"]})
         assert one.json()["job_execution"]["stats"]["destination"]["new"]["files"] == 3
         for params, field, status in (({"job": job["id"], "execution": "current"},
                                        "execution", 404),
-                                      ({"execution": "last"}, "job", 400),
+                                      ({"execution": "current"}, "execution", 404),
                                       ({"execution": "x"}, "execution", 400),
                                       ({"execution": "999"}, "execution", 404),
                                       ({"job": "nope"}, "job", 404)):
