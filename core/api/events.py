@@ -33,9 +33,8 @@ from starlette.routing import BaseRoute, Route
 
 from core import control
 from core.api.context import api_of
-from core.api.envelope import flag
 from core.api.ids import item_id
-from core.api.jobs import find_execution, job_of
+from core.api.jobs import find_execution, job_of, switch
 from core.api.shapes import execution_body
 from core.home import Home
 from core.items_report import dryviq_item
@@ -197,7 +196,7 @@ async def _stream(watch: JobWatch, once: bool) -> AsyncIterator[str]:
 async def job_events(request: Request) -> Response:
     job = await job_of(request)
     api = api_of(request)
-    once = flag(request, "once")
+    once = switch(request, "once")
     at = Position.parse(request.headers.get("last-event-id"))
     # once, with no run going and none asked for, follows the newest run: it has ended
     newest_end = at is None and once and await control.pending_for(api.state, job.id) is None

@@ -27,7 +27,6 @@ from core.api.envelope import (
     Page,
     Problem,
     by_method,
-    flag,
     json_body,
     listing,
     not_found,
@@ -44,6 +43,17 @@ from core.state import EXECUTION_COLUMNS, Execution, JobRecord, State, execution
 # DryvIQ's control switches, and the request each writes (resume: start what was paused)
 CONTROLS = {"start": "start", "resume": "start", "pause": "pause", "cancel": "cancel"}
 _TOP = "(top level)"  # core's path for the job as a whole: no field to name
+
+
+def switch(request: Request, name: str) -> bool:
+    """A DryvIQ switch in the query (`?start=1`): 1 or true is on, 0 or false (or none) off;
+    anything else is a 400 naming it."""
+    value = request.query_params.get(name)
+    if value is None or value.lower() in ("0", "false"):
+        return False
+    if value.lower() in ("1", "true"):
+        return True
+    raise ApiError(400, f"{name} must be 1 or true (or 0 or false)", field=name)
 
 
 async def job_of(request: Request, value: str | None = None, field: str = "id") -> JobRecord:
@@ -133,7 +143,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 async def patch_job(request: Request) -> Response:
     job = await job_of(request)
-    asked = [name for name in CONTROLS if flag(request, name)]
+    asked = [name for name in CONTROLS if switch(request, name)]
     if "reset" in request.query_params:
         raise ApiError(400, "reset is not supported: a run continues from its item records",
                        field="reset")
@@ -216,7 +226,7 @@ async def history(request: Request) -> Response:
     wanted = request.query_params.get("job")
     job = await job_of(request, wanted, "job") if wanted else None
     which = request.query_params.get("execution")
-    if which:
+    if which is not None:
         return await _one_execution(request, job, which)
     page = page_of(request)
     executions, total = await _executions(api.state, job.id if job else None, page)
@@ -255,6 +265,9 @@ async def _one_execution(request: Request, job: JobRecord | None, which: str) ->
             raise ApiError(404, f"{whose} has no {which} execution", field="execution")
         return single("job_execution", execution_body(newest, alive=which == "current"
                                                       or api.home.job_running(newest.job_id)))
+    if not which:
+        raise ApiError(400, "execution must be last, current or an execution's id",
+                       field="execution")
     execution = await find_execution(api.state, whole_number(request, "execution", 0))
     if execution is None or (job is not None and execution.job_id != job.id):
         raise not_found("execution", which, "execution")
