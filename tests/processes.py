@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -25,6 +26,42 @@ def children_of(pid: int) -> dict[int, str]:
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue  # ended while we looked
     return found
+
+
+def _sockets(pid: int) -> set[int]:
+    """The inodes of the sockets `pid` holds open."""
+    found = set()
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    found.add(int(target[8:-1]))
+    return found
+
+
+def _tcp_connections() -> dict[int, tuple[int, int]]:
+    """Every TCP socket of this machine by inode: (local port, remote port)."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                local, remote, inode = fields[1], fields[2], int(fields[9])
+                found[inode] = (int(local.rsplit(":", 1)[1], 16),
+                                int(remote.rsplit(":", 1)[1], 16))
+    return found
+
+
+def serving_process(candidates: set[int], server_port: int) -> list[int]:
+    """Of `candidates` (a server's worker processes), those holding the other end of a TCP
+    connection this process made to `server_port`."""
+    connections = _tcp_connections()
+    ours = {connections[inode][0] for inode in _sockets(os.getpid())
+            if inode in connections and connections[inode][1] == server_port}
+    return [pid for pid in candidates
+            if any(inode in connections and connections[inode][0] == server_port
+                   and connections[inode][1] in ours for inode in _sockets(pid))]
 
 
 def copy_workers_of(pid: int) -> list[int]:

@@ -1,6 +1,6 @@
-"""The `dryviq-tui` console script: the headless commands of core.cli, and the app when no
-subcommand is given. Textual is imported only when the app opens, so headless commands start
-fast and run where it is not installed."""
+"""The `dryviq-tui` console script: the headless commands of core.cli, the app when no
+subcommand is given, and `web` (the app in a browser). Textual is imported only when the app
+opens, so headless commands start fast and run where it is not installed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 from core.cli import main as cli_main
 from core.home import Home
+from tui import web
 
 
 async def open_app(home: Home, *, mouse: bool = True, greeting: str | None = None,
@@ -18,7 +19,7 @@ async def open_app(home: Home, *, mouse: bool = True, greeting: str | None = Non
 
 
 def main() -> int:
-    return cli_main(open_app=open_app)
+    return cli_main(open_app=open_app, ui_commands=[web.register])
 
 
 if __name__ == "__main__":

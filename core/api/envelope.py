@@ -86,9 +86,10 @@ def page_of(request: Request) -> Page:
 def whole_number(request: Request, name: str, default: int) -> int:
     """A query parameter that must be a whole number of at least 0 (or absent)."""
     text = request.query_params.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
-    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # not "²" nor "١"
+    # ASCII digits only: "²" is a digit to str.isdigit, and not a number to int()
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise ApiError(400, f"{name} must be a whole number of at least 0", field=name)
     return int(text)
 

@@ -20,7 +20,7 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from core import __version__
 from core.home import ConfigError, Home, HomeError
@@ -78,6 +78,9 @@ READ_ONLY_COMMANDS = frozenset({
 
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
+# adds a subcommand: register(commands, leaf) as each module of core.cli has; the console
+# script hands main those of the UI (`web`), so core never imports it
+Register = Callable[[argparse._SubParsersAction, dict[str, Any]], None]
 
 
 class OpenApp(Protocol):
@@ -171,7 +174,7 @@ def _json() -> argparse.ArgumentParser:
     return flag
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(ui_commands: Sequence[Register] = ()) -> argparse.ArgumentParser:
     from core.cli import (
         agent,
         analyze,
@@ -203,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     reports.register(commands, leaf)
     agent.register(commands, leaf)
     serve.register(commands, leaf)
+    for register in ui_commands:
+        register(commands, leaf)
     return parser
 
 
@@ -255,9 +260,10 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
 
 
-def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None) -> int:
+def main(argv: list[str] | None = None, *, open_app: OpenApp | None = None,
+         ui_commands: Sequence[Register] = ()) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(ui_commands)
     try:
         args = parser.parse_args(argv)
     except _ArgumentError as exc:

@@ -168,7 +168,7 @@ def request(query: bytes = b"", body: bytes = b"") -> Request:
 @pytest.mark.parametrize(("query", "field"), [
     (b"offset=-1", "offset"), (b"offset=%C2%B2", "offset"), (b"limit=%D9%A1", "limit"),
     (b"limit=0", "limit"), (b"limit=1001", "limit"), (b"offset=1e3", "offset"),
-    (b"offset=9999999999999", "offset")])
+    (b"offset=9999999999999", "offset"), (b"offset=", "offset")])
 def test_bad_paging_is_a_400_naming_the_parameter(query: bytes, field: str) -> None:
     with pytest.raises(ApiError) as refused:
         page_of(request(query))

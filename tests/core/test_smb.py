@@ -33,7 +33,7 @@ from core.connectors.base import (
     Retryable,
 )
 from core.connectors.smb import SmbConnector
-from tests.processes import children_of, wait_until_exited
+from tests.processes import children_of, serving_process, wait_until_exited
 from tests.samba import READ_ONLY_SHARE, SambaServer, SmbFolder
 
 
@@ -255,13 +255,17 @@ async def serving_us(smb: SmbConnector, server: SambaServer) -> int:
     await smb.close()  # a new connection, so the process serving it is the new one
     before = set(children_of(smbd_pid(server)))
     await smb.list_dir("")
-    ours = set(children_of(smbd_pid(server))) - before
+    # smbd forks short-lived helpers too: ours is the new child at the other end of our socket
+    ours = serving_process(set(children_of(smbd_pid(server))) - before, server.port)
     assert len(ours) == 1, "the connector opened one connection"
-    return ours.pop()
+    return ours[0]
 
 
 def drop(serving: int) -> None:
-    os.kill(serving, signal.SIGKILL)
+    """End the connection's server process (under load it may already have ended: the
+    connection is gone either way)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(serving, signal.SIGKILL)
     assert wait_until_exited(serving)
 
 

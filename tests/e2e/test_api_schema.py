@@ -53,7 +53,8 @@ def test_the_api_keeps_to_its_document(sample_home: Cli, tmp_path: Path) -> None
              "--max-examples", str(EXAMPLES), "--seed", str(SEED), "--workers", "1",
              "--request-timeout", "20", "--no-color", "--suppress-health-check", "all",
              "-H", f"Authorization: Bearer {token}"],
-            capture_output=True, text=True, env=clean_env(), timeout=600, check=False)
+            capture_output=True, text=True, env=clean_env(), timeout=600, check=False,
+            cwd=tmp_path)  # its cache of failures goes there, not into the checkout
     finally:
         out, err = serving.stop()
     assert serving.process.returncode == 0, (out, err)
