@@ -34,7 +34,7 @@ FINISHED = frozenset({"completed", "no_changes", "warn", "failed", "guarded", "p
                       "interrupted", "cancelled"})
 # keys of a job body that only the server writes: a client sending a job back may keep them,
 # an edit never stores them
-SERVER_KEYS = ("id", "execution", "previous_execution", "created_on")
+SERVER_KEYS = ("id", "status_reason", "execution", "previous_execution", "created_on")
 _HOST = socket.gethostname()
 
 

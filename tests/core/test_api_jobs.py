@@ -145,7 +145,7 @@ async def test_edit_remove_and_refusals(tmp_path: Path) -> None:
         again = await client.patch(url, json={"job": after})
         assert again.status_code == 200 and again.json()["job"]["name"] == "Edited"
         stored = json.loads((await served.state.find_jobs(job["id"]))[0].definition)
-        assert not {"id", "execution", "created_on", "status"} & stored.keys()
+        assert not {"id", "execution", "created_on", "status", "status_reason"} & stored.keys()
         bad = await client.patch(url, json={"transfer": {"transfer_type": "teleport"}})
         assert bad.status_code == 400
         assert problems(bad)[0][0] == "transfer.transfer_type"
