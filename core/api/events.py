@@ -9,9 +9,9 @@ The stream reads the state file about once a second, so a run in any process (th
   gives items, with `job_id` and `execution_id`;
 - `finished`: an execution ended (its final body).
 A `: keepalive` comment comes when nothing else did for 15 seconds. The stream stays open
-for the next runs; `?once=1` follows one run to its end and then ends the stream, for curl
-and scripts: the run going now, else the one asked to start, else the newest (whose end then
-comes at once).
+for the next runs, until the job is removed; `?once=1` follows one run to its end and then
+ends the stream, for curl and scripts: the run going now, else the one asked to start, else
+the newest (whose end then comes at once).
 
 Event ids are `EXECUTION.FLAGGED_SINCE` (milliseconds), `.end` added once that execution's
 `finished` was sent. Reconnecting with `Last-Event-ID` carries on from there: the end of a
@@ -96,6 +96,7 @@ class JobWatch:
         ended before (`once` with no run asked for: that run is the one to follow)."""
         self.state, self.home, self.job, self.at = state, home, job, at
         self.newest_end = newest_end
+        self.removed = False  # the job is gone: the stream ends
         self.shown: tuple[Any, ...] | None = None  # the progress last sent
         self.pauses = PauseWatch()
         self.sent_flags: dict[tuple[str, float], None] = {}  # recent items sent, in order
@@ -108,6 +109,9 @@ class JobWatch:
     async def look(self) -> list[Event]:
         events: list[Event] = []
         newest = next(iter(await self.state.executions(self.job.id, 1)), None)
+        if newest is None and not await self.state.find_jobs(self.job.id):
+            self.removed = True
+            return []
         alive = self.home.job_running(self.job.id)
         if newest is not None and newest.id != self.at.execution_id:
             if self.at.execution_id and not self.at.ended:
@@ -181,7 +185,7 @@ async def _stream(watch: JobWatch, once: bool) -> AsyncIterator[str]:
     `finished` with `once`."""
     yield f"retry: {RETRY_MS}\n\n"
     quiet_since = time.monotonic()
-    while True:
+    while not watch.removed:
         for event in await watch.look():
             yield event.text
             quiet_since = time.monotonic()

@@ -99,7 +99,9 @@ async def _job_text(request: Request) -> tuple[str, dict[str, Any]]:
         text = '{"type": "job", ' + text.lstrip()[1:]  # core reads the typed envelope
         data = {"type": "job", **data}
     inner = data["job"] if data.get("type") == "job" and "job" in data else data
-    return text, inner if isinstance(inner, dict) else {}
+    if not isinstance(inner, dict):
+        raise ApiError(400, "job must be a job object", field="job")
+    return text, inner
 
 
 async def list_jobs(request: Request) -> Response:
@@ -108,7 +110,7 @@ async def list_jobs(request: Request) -> Response:
     jobs = await api.state.find_jobs()
     category = request.query_params.get("category")
     if category:
-        jobs = [job for job in jobs if category in (str(job.category_id), job.category)
+        jobs = [job for job in jobs if category == str(job.category_id)
                 or job.category.casefold() == category.casefold()]
     shown = jobs[page.offset:page.offset + page.limit]
     return listing("jobs", [await _view(request, job) for job in shown], page, len(jobs),
@@ -203,7 +205,7 @@ async def delete_job(request: Request) -> Response:
 
 
 async def _executions(state: State, job_id: str | None, page: Page,
-                      ) -> tuple[list[Any], int]:
+                      ) -> tuple[list[Execution], int]:
     """A page of the executions of job `job_id` (of every job with None), newest first, and
     how many there are."""
     where, args = ("WHERE job_id = ?", [job_id]) if job_id else ("", [])
