@@ -77,3 +77,14 @@ def flat_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
     row["processing"] = "; ".join(nested["processing"])
     row["source_to_destination"] = "true" if nested["source_to_destination"] else "false"
     return {name: row[name] for name in ITEM_FIELDS}
+
+
+# `jobs items --csv` and `GET v1/transfers/items.csv`: DryvIQ's item columns, then what DryvIQ
+# has no column for, as codes and plain numbers
+CSV_COLUMNS = (*ITEM_FIELDS, "action", "type", "versions", "execution_id")
+
+
+def csv_row(job: JobRecord, item: ItemRecord) -> tuple[Any, ...]:
+    """One item as a CSV row in CSV_COLUMNS order."""
+    return (*flat_item(job, item).values(), item.action,
+            "folder" if item.is_dir else "file", item.source_versions, item.execution_id)

@@ -992,6 +992,29 @@ class State:
             "ORDER BY path", args)
         return [_item(row) for row in rows]
 
+    @staticmethod
+    def _items_of(job_ids: Sequence[str], statuses: Sequence[str]) -> tuple[str, list[str]]:
+        where = f"job_id IN ({', '.join('?' * len(job_ids))})"
+        if statuses:
+            where += f" AND status IN ({', '.join('?' * len(statuses))})"
+        return where, [*job_ids, *statuses]
+
+    async def item_page(self, job_ids: Sequence[str], statuses: Sequence[str], *, offset: int,
+                        limit: int) -> list[ItemRecord]:
+        """One page of the items of some jobs (in some statuses, or any), in (job, path)
+        order: read through the primary key (or the status index) with LIMIT/OFFSET, so a
+        page costs about the same in a job of a million items."""
+        where, args = self._items_of(job_ids, statuses)
+        rows = await self._rows(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {where} "
+                                "ORDER BY job_id, path LIMIT ? OFFSET ?", [*args, limit, offset])
+        return [_item(row) for row in rows]
+
+    async def count_items(self, job_ids: Sequence[str], statuses: Sequence[str]) -> int:
+        """How many items item_page pages through."""
+        where, args = self._items_of(job_ids, statuses)
+        (total,), = await self._rows(f"SELECT COUNT(*) FROM items WHERE {where}", args)
+        return int(total)
+
     async def save_items(self, items: Sequence[ItemRecord | Forgotten]) -> None:
         """Upsert records and drop forgotten ones (with everything under them), in order."""
         for forgetting, group in itertools.groupby(items, key=lambda i: isinstance(i, Forgotten)):

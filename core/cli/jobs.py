@@ -27,7 +27,7 @@ from core.connectors.base import ConnectorError
 from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats
 from core.home import ConfigError, Home, JobBusy
-from core.items_report import ITEM_FIELDS, flat_item
+from core.items_report import CSV_COLUMNS, csv_row
 from core.job_store import (
     JobLookupError,
     create_job,
@@ -458,7 +458,7 @@ async def _items(args: argparse.Namespace) -> int:
         emit_json([_item_dict(i) for i in items])
         return 0
     if args.csv:
-        write_csv([_item_csv_row(job, i) for i in items], ITEM_CSV)
+        write_csv([csv_row(job, i) for i in items], CSV_COLUMNS)
         return 0
     # people read labels and sizes, and the versions carried of a file in its action
     rows = [(label(i.status), action_words(i.action, i.source_versions),
@@ -467,16 +467,6 @@ async def _items(args: argparse.Namespace) -> int:
     _print_rows(args, rows, ("STATUS", "ACTION", "PATH", "SIZE", "ATTEMPTS", "DETAIL"),
                 empty="No items recorded")
     return 0
-
-
-# CSV: DryvIQ's item columns (core/items_report.py), then what DryvIQ has no column for,
-# as codes and plain numbers
-ITEM_CSV = (*ITEM_FIELDS, "action", "type", "versions", "execution_id")
-
-
-def _item_csv_row(job: JobRecord, item: ItemRecord) -> tuple[Any, ...]:
-    return (*flat_item(job, item).values(), item.action,
-            "folder" if item.is_dir else "file", item.source_versions, item.execution_id)
 
 
 def _item_dict(item: ItemRecord) -> dict[str, Any]:

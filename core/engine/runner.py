@@ -36,6 +36,7 @@ from core.engine.planner import KINDS, SENT, Action, Plan, Rules, unchanged_sinc
 from core.engine.stats import ExecutionStats, Throughput
 from core.engine.throttle import JobThrottles
 from core.home import Home
+from core.item_actions import is_ignored
 from core.jobs import Job, Transfer, parse_job
 from core.logs import logged_events
 from core.paths import fit_name, join, match_key, valid_utf8
@@ -366,6 +367,9 @@ class _Run:
             relative = self._relative(source_path)
             record = records.pop(relative, None) or records.pop(
                 renamed.get(match_key(relative, True), ""), None)
+            if is_ignored(record) and pair.source is not None:
+                self.stats.skipped += 1  # a person chose to ignore it: left as it is
+                continue
             plan = self.planner(pair, record, self.rules)
             await self._carry_out(folder, pair, source_path, record, plan, children)
         for record in records.values():  # recorded, and now on neither side
