@@ -33,11 +33,10 @@ from starlette.routing import BaseRoute, Route
 
 from core import control
 from core.api.context import api_of
-from core.api.ids import item_id
 from core.api.jobs import find_execution, job_of, switch
 from core.api.shapes import execution_body
+from core.api.transfers import api_item
 from core.home import Home
-from core.items_report import dryviq_item
 from core.readout import PauseWatch
 from core.sides import recorded_stats
 from core.state import ITEM_COLUMNS, ItemRecord, JobRecord, State
@@ -173,9 +172,7 @@ class JobWatch:
 
     def _item(self, item: ItemRecord) -> dict[str, Any]:
         item.is_dir = bool(item.is_dir)
-        return {**dryviq_item(self.job, item), "id": item_id(self.job.id, item.path),
-                "parent_id": item_id(self.job.id, item.parent),
-                "job_id": self.job.id, "execution_id": item.execution_id}
+        return api_item(self.job, item) | {"execution_id": item.execution_id}
 
 
 

@@ -84,7 +84,7 @@ def execution_stats(stats: ExecutionStats) -> dict[str, Any]:
             "folders": 0, "flagged": 0, "revisions": 0, "ignored": 0,
             "deleted": stats.deleted_source, "rate_limits": 0},
         "errors": {"warnings": stats.flagged, "failures": stats.failed},
-        "counters": stats.as_dict(),
+        "counters": dict(vars(stats)),  # as_dict (dataclasses.asdict) costs 10 times more
     }
 
 

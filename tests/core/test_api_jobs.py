@@ -58,10 +58,12 @@ def problems(response: httpx.Response) -> list[tuple[str | None, str]]:
 
 
 async def wait_for(client: httpx.AsyncClient, job_id: str, status: str) -> dict[str, Any]:
-    """The job once its newest execution has `status_detail` `status` (polled)."""
+    """The job once its newest execution has `status_detail` `status` and, unless that is
+    running, its run has let go of the job (polled)."""
     for _ in range(600):
         job = (await client.get(f"/v1/jobs/{job_id}")).json()["job"]
-        if job["execution"] and job["execution"]["status_detail"] == status:
+        if job["execution"] and job["execution"]["status_detail"] == status and (
+                status == "running" or job["status"] != "running"):
             return job
         await asyncio.sleep(0.1)
     raise AssertionError(f"job {job_id} never reached {status}: {job}")
