@@ -97,8 +97,9 @@ async def take(state: State, asked: Request) -> bool:
 class RunControl:
     """Obeys pause and cancel requests for one run while it goes, in whatever process runs
     it: pause sets the run's `stop` (the files in flight finish); cancel sets it and cancels
-    the run's `work` task (the files in flight are rolled back). Requests made before
-    `since` (the run's start) were left by a run that ended before it saw them: dropped."""
+    the run's `work` task (the files in flight are rolled back). Dropped unobeyed: a start
+    request (moot: the job runs), and a pause or cancel made before `since` (the run's start:
+    left by a run that ended before it saw it)."""
 
     def __init__(self, state: State, job_id: str, since: float, stop: asyncio.Event,
                  on_event: Callable[[str, str], None]) -> None:
@@ -114,10 +115,10 @@ class RunControl:
         try:
             while not work.done():
                 asked = await pending_for(self.state, self.job_id)
-                if asked is not None and asked.action in STOPS:
-                    if asked.requested_at >= self.since:
+                if asked is not None:
+                    await take(self.state, asked)  # before a cancel ends this run
+                    if asked.action in STOPS and asked.requested_at >= self.since:
                         self._obey(asked, work)
-                    await take(self.state, asked)
                     if self.obeyed == "cancel":
                         return
                 await asyncio.sleep(WATCH)

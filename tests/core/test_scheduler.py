@@ -77,10 +77,11 @@ async def home(tmp_path: Path) -> AsyncIterator[tuple[Home, State, Path]]:
 
 def instant_runs(state: State, clock: FakeClock, ran: list[tuple[str, float]]):
     """A launch that records a completed execution at the fake clock's now, taking no time."""
-    async def launch(job: JobRecord, stop: asyncio.Event, agent: str) -> RunResult:
+    async def launch(job: JobRecord, stop: asyncio.Event, agent: str,
+                     scheduled: bool) -> RunResult:
         at = clock.now()
         ran.append((job.name, at))
-        execution = await state.start_execution(job.id, agent=agent)
+        execution = await state.start_execution(job.id, agent=agent, scheduled=scheduled)
         await state.db.execute("UPDATE executions SET started_at = ?, ended_at = ?, "
                                "heartbeat_at = ?, status = 'no_changes', phase = 'complete' "
                                "WHERE id = ?", (at, at, at, execution.id))
@@ -141,7 +142,8 @@ async def test_due_jobs_start_least_recently_run_first_and_no_more_than_the_limi
     started: list[str] = []
     release = asyncio.Event()
 
-    async def launch(job: JobRecord, stop: asyncio.Event, agent: str) -> None:
+    async def launch(job: JobRecord, stop: asyncio.Event, agent: str,
+                     scheduled: bool) -> None:
         started.append(job.name)
         await release.wait()
 
@@ -215,7 +217,8 @@ async def test_a_spent_procore_budget_holds_its_jobs_until_the_reset(home, make_
     started: list[str] = []
     notes: list[Note] = []
 
-    async def launch(job: JobRecord, stop: asyncio.Event, agent: str) -> None:
+    async def launch(job: JobRecord, stop: asyncio.Event, agent: str,
+                     scheduled: bool) -> None:
         started.append(job.name)
 
     scheduler = Scheduler(state, home_, clock=clock, poll=3600, launch=launch,

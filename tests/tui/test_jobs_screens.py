@@ -294,7 +294,7 @@ async def test_the_monitor_attaches_to_a_run_in_another_process(world: World) ->
             await wait_for(lambda: monitor_says(app, "Running in another process"))
             counts = text_of(app, "#monitor-counts")
             assert "Files 0 of" not in counts and "ETA" in counts
-            await pilot.press("p")  # SIGTERM: it finishes what is in flight and stops
+            await pilot.press("p")  # a pause request: it finishes what is in flight, stops
             os.kill(process.pid, signal.SIGCONT)
             assert process.wait(timeout=30) == 3
             await wait_for(lambda: monitor_says(app, "Interrupted: resumable"))

@@ -4,12 +4,12 @@ runs here and in other processes, and the state the screens read."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import time
 
 import pytest
 
+from core.control import pending_for
 from core.home import Home
 from core.jobs import JobError
 from tests.tui.conftest import World, job_json, wait_for, write_files
@@ -126,8 +126,13 @@ async def test_a_run_in_another_process_is_read_from_the_state_db(world: World) 
             with pytest.raises(ServiceError, match="already running in another process"):
                 await world.service.start(job.id)
 
-            await world.service.pause(job.id)  # SIGTERM to the process running it
-            assert sleeper.wait(timeout=10) == -signal.SIGTERM
+            await world.service.pause(job.id)  # asked of the process running it
+            asked = await pending_for(state, job.id)
+            assert asked is not None and asked.action == "pause"
+            assert asked.requested_by.startswith("the app (")
+            assert sleeper.poll() is None, "no signal: an agent running it runs other jobs"
+            sleeper.kill()
+            sleeper.wait()
         # its process is gone and left the row 'running': shown as interrupted, not running
         assert (await world.service.live(job.id)).status == "interrupted"
         assert [e.status for e in await world.service.history(job.id)] == ["interrupted"]
