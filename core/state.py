@@ -541,6 +541,15 @@ def _item(row: aiosqlite.Row) -> ItemRecord:
     return item
 
 
+EXECUTION_COLUMNS = ("id, job_id, status, phase, started_at, ended_at, heartbeat_at, pid, stats, "
+                     "error, resume_at, agent, scheduled")
+
+
+def execution_of(row: Sequence[Any]) -> Execution:
+    """An execution from a row of EXECUTION_COLUMNS (the API pages them with its own query)."""
+    return Execution(*row[:8], json.loads(row[8]), *row[9:12], bool(row[12]))
+
+
 def _new_id() -> str:
     import uuid  # here: only creating a job or connection needs it, not every command
 
@@ -885,11 +894,9 @@ class State:
                          after: int = 0) -> list[Execution]:
         """A job's executions (those with an id above `after`), newest first."""
         rows = await self._rows(
-            "SELECT id, job_id, status, phase, started_at, ended_at, heartbeat_at, pid, stats, "
-            "error, resume_at, agent, scheduled FROM executions WHERE job_id = ? AND id > ? "
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id = ? AND id > ? "
             "ORDER BY id DESC LIMIT ?", (job_id, after, -1 if limit is None else limit))
-        return [Execution(*row[:8], json.loads(row[8]), *row[9:12], bool(row[12]))
-                for row in rows]
+        return [execution_of(row) for row in rows]
 
     async def counted_executions(self, job: JobRecord, limit: int | None = None,
                                  ) -> list[Execution]:

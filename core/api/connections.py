@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,15 @@ from starlette.routing import BaseRoute, Route
 
 from core.api import signin
 from core.api.context import api_of
-from core.api.envelope import ApiError, json_body, listing, not_found, page_of, single
+from core.api.envelope import (
+    ApiError,
+    by_method,
+    json_body,
+    listing,
+    not_found,
+    page_of,
+    single,
+)
 from core.connections import (
     ConnectionInputError,
     add_checked,
@@ -367,21 +374,12 @@ async def _items(request: Request) -> Response:
                    page, len(entries), request)
 
 
-def _by_method(**handlers: Callable[[Request], Awaitable[Response]],
-               ) -> Callable[[Request], Awaitable[Response]]:
-    """One endpoint for several methods of a path, so a 405 lists all of them in Allow."""
-    async def endpoint(request: Request) -> Response:
-        return await handlers["GET" if request.method == "HEAD" else request.method](request)
-
-    return endpoint
-
-
 routes: list[BaseRoute] = [
     Route("/v1/connections/platforms", _platforms, methods=["GET"]),
     Route("/v1/connections/platforms/{platform}", _platform, methods=["GET"]),
     Route("/v1/connections/platforms/{platform}/new", _new, methods=["GET"]),
-    Route("/v1/connections", _by_method(GET=_list, POST=_add), methods=["GET", "POST"]),
-    Route("/v1/connections/{id}", _by_method(GET=_show, DELETE=_remove),
+    Route("/v1/connections", by_method(GET=_list, POST=_add), methods=["GET", "POST"]),
+    Route("/v1/connections/{id}", by_method(GET=_show, DELETE=_remove),
           methods=["GET", "DELETE"]),
     Route("/v1/connections/{id}/items", _items, methods=["GET"]),
 ]

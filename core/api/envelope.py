@@ -10,13 +10,13 @@ connection.id`) or query parameter names (`limit`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -135,3 +135,12 @@ def flag(request: Request, name: str) -> bool:
     """A DryvIQ switch in the query (`?start=1`, `?retry=true`): present and not 0/false."""
     value = request.query_params.get(name)
     return value is not None and value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def by_method(**handlers: Callable[[Request], Awaitable[Response]],
+              ) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for several methods of a path, so a 405 lists all of them in Allow."""
+    async def endpoint(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
