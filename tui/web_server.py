@@ -14,7 +14,6 @@ import html
 import logging
 import secrets
 import shlex
-import socket
 import ssl
 import sys
 import time
@@ -29,9 +28,9 @@ from textual_serve.server import Server
 from core.api.auth import is_loopback
 from core.api.tokens import TokenChecker, list_tokens
 from core.cli import CommandFailed, UsageError, opened_state, stop_on_signals
+from core.cli.listening import checked_tls, reachable_name
 from core.home import Home
 from core.state import State
-from tui.web import check_binding
 
 log = logging.getLogger(__name__)
 
@@ -203,27 +202,19 @@ def app_command(home: Home, log_level: str) -> str:
                        "--log-level", log_level])
 
 
-def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
-    if not cert or not key:
+def _tls_context(files: tuple[str, str] | None) -> ssl.SSLContext | None:
+    if files is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(*files)
     except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"--cert {cert} --key {key}: cannot load them ({exc})") from None
+        raise UsageError(f"--cert/--key: cannot use them for TLS ({exc})") from None
     return context
 
 
-def _link_host(host: str) -> str:
-    """The name to print in the link: a wildcard address is no place to browse to."""
-    if host in ("0.0.0.0", "::", ""):
-        return socket.gethostname()
-    return f"[{host}]" if ":" in host else host
-
-
 async def serve_web(args: argparse.Namespace) -> int:
-    check_binding(args.host, args.cert, args.key, args.insecure_http)
-    tls = _tls(args.cert, args.key)
+    tls = _tls_context(checked_tls(args))
     if args.insecure_http and not is_loopback(args.host):
         print(f"warning: serving plain HTTP on {args.host}: anyone on the network path can "
               "read the sign-in link and the session", file=sys.stderr)
@@ -241,7 +232,7 @@ async def serve_web(args: argparse.Namespace) -> int:
             port = runner.addresses[0][1]
             scheme = "https" if tls else "http"
             log.info("web: serving the app on %s:%d", args.host, port)
-            print(f"{scheme}://{_link_host(args.host)}:{port}/?token={gate.new_link_secret()}",
+            print(f"{scheme}://{reachable_name(args.host)}:{port}/?token={gate.new_link_secret()}",
                   flush=True)
             print(f"Open that link in a browser within {LINK_LIFETIME / 60:.0f} minutes; it "
                   "works once. Later, or in another browser, use ?token= with a token from "

@@ -27,6 +27,7 @@ from core.api.tokens import (
 )
 from core.cli import CommandFailed, UsageError, opened_state, stop_on_signals
 from core.cli.agent import note_line, say
+from core.cli.listening import add_listening_arguments, checked_tls, reachable_name
 from core.cli.output import emit_json, table, when
 from core.home import Home
 from core.scheduling import schedule_unless_agent
@@ -36,7 +37,6 @@ if TYPE_CHECKING:  # the web server and the API are imported when `serve` runs, 
 
     from core.api.context import Api
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
 # seconds an open response (an event stream) may hold up the stop before it is cut
 GRACEFUL_SHUTDOWN = 5
@@ -47,16 +47,7 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
     serve = commands.add_parser(
         "serve", help="serve the DryvIQ-compatible REST API (and run the schedules) until "
                       "SIGTERM", **leaf)
-    serve.add_argument("--host", default=DEFAULT_HOST,
-                       help=f"address to listen on (default: {DEFAULT_HOST}, this machine "
-                            "only); any other needs --cert/--key or --insecure-http")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
-                       help=f"port to listen on (default: {DEFAULT_PORT}; 0: any free one)")
-    serve.add_argument("--cert", metavar="FILE", help="TLS certificate (PEM) to serve https")
-    serve.add_argument("--key", metavar="FILE", help="the certificate's private key (PEM)")
-    serve.add_argument("--insecure-http", action="store_true",
-                       help="serve plain http on a non-loopback address (tokens travel in "
-                            "clear text: only on a network you trust)")
+    add_listening_arguments(serve, DEFAULT_PORT, "tokens")
     serve.set_defaults(handler=_serve)
 
     group = commands.add_parser("tokens", help="the bearer tokens the REST API accepts")
@@ -75,12 +66,6 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
 
 
 # -- serve ---------------------------------------------------------------------------------
-
-
-def _tls(args: argparse.Namespace) -> tuple[str, str] | None:
-    if bool(args.cert) != bool(args.key):
-        raise UsageError("--cert and --key go together: give both, or neither")
-    return (args.cert, args.key) if args.cert else None
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -110,14 +95,8 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _public_url(host: str, sock: socket.socket, *, tls: bool, loopback: bool) -> str:
-    """How clients reach the server: the bound address, or this machine's name when bound to
-    every address."""
-    name = sock.getsockname()[0]
-    if name in ("0.0.0.0", "::"):
-        name = socket.gethostname()
-    elif not loopback:
-        name = host
-    name = f"[{name}]" if ":" in name else name
+    """How clients reach the server: the bound address (loopback), else the name given."""
+    name = reachable_name(sock.getsockname()[0] if loopback else host)
     return f"{'https' if tls else 'http'}://{name}:{sock.getsockname()[1]}"
 
 
@@ -150,13 +129,8 @@ async def _serve(args: argparse.Namespace) -> int:
     from core.api.auth import is_loopback
     from core.api.context import Api
 
-    tls = _tls(args)
+    tls = checked_tls(args)
     loopback = is_loopback(args.host)
-    if not loopback and tls is None and not args.insecure_http:
-        raise UsageError(
-            f"--host {args.host} reaches other machines: serve it with TLS (--cert FILE "
-            "--key FILE), or say --insecure-http to send tokens in clear text on a network "
-            "you trust; nothing was started")
     stop = asyncio.Event()
     stop_on_signals(stop, lambda: say(
         "stopping: no new runs; the files in flight finish (again to stop now)"))
