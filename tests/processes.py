@@ -72,7 +72,7 @@ def exited(pid: int) -> bool:
     """Whether the process is gone (or a zombie nobody has reaped yet)."""
     try:
         return _stat_fields(pid)[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before or while it was read
         return True
 
 

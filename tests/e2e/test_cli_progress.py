@@ -86,7 +86,7 @@ def test_on_a_terminal_one_line_is_rewritten_in_place(cli: Cli, copy_job: str) -
 
 def test_a_no_wait_pause_is_a_status_and_a_renamed_item_names_both_names(
         cli: Cli, make_sandbox, tmp_path: Path) -> None:
-    sandbox = make_sandbox(SandboxConfig(hourly_limit=40, hourly_window=15, spike_limit=1000))
+    sandbox = make_sandbox(SandboxConfig(hourly_limit=40, hourly_window=30, spike_limit=1000))
     files = tmp_path / "files"
     files.mkdir()
     cli("connections", "add", "local", "files", "--path", files)
