@@ -1,14 +1,15 @@
-"""The scheduler: runs due jobs by themselves, in `dryviq-tui agent` and in the open app.
+"""The scheduler: runs due jobs by themselves, in `dryviq-tui agent`, `serve` and the open app.
 
 One scheduler per home at a time does the scheduling (`locks/scheduler.lock`); an agent also
-holds `locks/agent.lock` for its whole life, so a second agent is refused (or stands by) and an
-open app leaves the scheduling to it. Each scheduler keeps a heartbeat row in `agents`. Due jobs
-start least recently run first, a bounded number at once; a job whose Procore client has spent
-its budget (down to the pacer's reserve for browsing) waits for the reset instead of starting,
-so jobs sharing one client take turns and none starves. A job a person asked to start
-(core.control, from the API or another process) starts before the due ones, whatever its
-schedule; the scheduler looks for such requests about twice a second. The clock is
-injectable, so tests run a week in seconds.
+holds `locks/agent.lock` for its whole life, so a second agent is refused (or stands by) and
+`serve` and open apps leave the scheduling to it; `serve` holds `locks/serve.lock` for its life,
+so open apps leave it to `serve` too (core/scheduling.py). Each scheduler keeps a heartbeat row
+in `agents`. Due jobs start least recently run first, a bounded number at once; a job whose
+Procore client has spent its budget (down to the pacer's reserve for browsing) waits for the
+reset instead of starting, so jobs sharing one client take turns and none starves. A job a
+person asked to start (core.control, from the API or another process) starts before the due
+ones, whatever its schedule; the scheduler looks for such requests about twice a second. The
+clock is injectable, so tests run a week in seconds.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Holder:
     """The process holding one of the home's scheduling locks, as it wrote itself there."""
 
     id: str  # host:pid
-    kind: str  # agent | app
+    kind: str  # agent | serve | app
     since: float
 
     @property
@@ -99,10 +100,13 @@ class Holder:
         return self.id.rpartition(":")[0]
 
     def describe(self) -> str:
-        """`an agent (pid 4242 on build-01, since 2026-12-06 17:50:02 UTC)`."""
+        """`an agent (pid 4242 on build-01, since 2026-12-06 17:50:02 UTC)`, or `the API
+        server (serve, pid …)`: whom the agent waits for."""
         since = dt.datetime.fromtimestamp(self.since).astimezone()
-        who = "an agent" if self.kind == "agent" else "the app"
-        return f"{who} (pid {self.pid} on {self.host}, since {since:%Y-%m-%d %H:%M:%S %Z})"
+        where = f"pid {self.pid} on {self.host}, since {since:%Y-%m-%d %H:%M:%S %Z}"
+        if self.kind == "serve":
+            return f"the API server (serve, {where})"
+        return f"{'an agent' if self.kind == 'agent' else 'the app'} ({where})"
 
 
 class HomeLock:
@@ -181,8 +185,14 @@ def agent_lock(home: Home) -> HomeLock:
 
 
 def scheduler_lock(home: Home) -> HomeLock:
-    """Held by whoever runs the scheduler now: the agent, else one open app."""
+    """Held by whoever runs the scheduler now: the agent, else `serve`, else one open app."""
     return HomeLock(home.root / "locks" / "scheduler.lock")
+
+
+def serve_lock(home: Home) -> HomeLock:
+    """Held by one `dryviq-tui serve` for its whole life: open apps leave the schedules to it
+    (a job started over the API never runs inside an app that may close)."""
+    return HomeLock(home.root / "locks" / "serve.lock")
 
 
 class Presence:

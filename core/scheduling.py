@@ -1,9 +1,13 @@
-"""Who runs a home's schedules when no agent does: the open app, or `dryviq-tui serve`.
+"""Who runs a home's schedules when no agent does: `dryviq-tui serve`, else the open app.
 
-Such a process schedules while it holds the home's scheduler lock and no agent runs; when an
-agent starts it stops starting runs (the runs it started finish) and leaves the schedules to
-the agent, and takes them back when the agent ends. Of several such processes, one schedules
-and the others wait for the lock. The agent itself (core/cli/agent.py) holds both locks."""
+Precedence is agent > serve > app: a job started over the API must not run inside an app (or a
+`web` browser tab) that closes, or dies with its SSH session. Such a process schedules while it
+holds the home's scheduler lock and nobody ahead of it runs; when one ahead starts it stops
+starting runs (the runs it started finish) and leaves the schedules to it, and takes them back
+when that one ends. One `serve` holds the serve lock for its life; a second serve on the home
+serves HTTP and waits for that lock as an app would. Of several apps, one schedules and the
+others wait for the lock. The agent itself (core/cli/agent.py) holds its lock and the
+scheduler lock."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from core.scheduler import (
     agent_lock,
     concurrent_jobs,
     scheduler_lock,
+    serve_lock,
 )
 from core.state import State
 
@@ -62,7 +67,12 @@ async def schedule_unless_agent(state: State, home: Home, kind: str, *,
     process in the lock and heartbeats ("app", "serve"); `launch` runs one scheduled execution
     (core's run_job by default); `on_change` hears who schedules whenever that changes."""
     presence = Presence(state, kind)
-    agent, mine = agent_lock(home), scheduler_lock(home)
+    agent, serve, mine = agent_lock(home), serve_lock(home), scheduler_lock(home)
+
+    def ahead() -> Holder | None:
+        """The agent, else the serve (not this one) this process leaves the schedules to."""
+        return agent.holder() or serve.holder()
+
     shown: Scheduling | None = None
 
     def show(now: Scheduling) -> None:
@@ -74,27 +84,32 @@ async def schedule_unless_agent(state: State, home: Home, kind: str, *,
 
     try:
         while True:
-            holder = agent.holder()
+            if kind == "serve":
+                await serve.acquire(presence.holder)
+            holder = ahead()
             if holder is None and await mine.acquire(presence.holder):
                 show(Scheduling("here", presence.holder))
                 try:
-                    await _run_schedules(state, home, presence, launch, on_note)
+                    await _run_schedules(state, home, presence, ahead, launch, on_note)
                 except Exception:  # the schedules outlive any one failure
                     log.exception("the schedules stopped; trying again")
                     await asyncio.sleep(POLL_AFTER_ERROR)
                 finally:
                     mine.release()
                 continue
-            show(Scheduling("agent" if holder else "other", holder or mine.holder()))
+            show(Scheduling("agent" if holder and holder.kind == "agent" else "other",
+                            holder or mine.holder()))
             await asyncio.sleep(HANDOVER)
     finally:
         mine.release()
+        serve.release()
 
 
 async def _run_schedules(state: State, home: Home, presence: Presence,
-                         launch: Launch | None, on_note: Callable[[Note], None] | None) -> None:
-    """The scheduler, until an agent starts on this home (runs started stay here and finish;
-    the agent leaves jobs running elsewhere alone)."""
+                         ahead: Callable[[], Holder | None], launch: Launch | None,
+                         on_note: Callable[[Note], None] | None) -> None:
+    """The scheduler, until one `ahead` of this process starts on this home (runs started stay
+    here and finish; the newcomer leaves jobs running elsewhere alone)."""
     try:
         limit = concurrent_jobs(home.config())
     except ConfigError as exc:
@@ -108,7 +123,7 @@ async def _run_schedules(state: State, home: Home, presence: Presence,
     try:
         while not schedules.done():
             await asyncio.wait({schedules}, timeout=HANDOVER)
-            if agent_lock(home).holder() is not None:
+            if ahead() is not None:
                 stop.set()
         await schedules
     finally:

@@ -1,8 +1,8 @@
 """`dryviq-tui agent`: run scheduled jobs headless (systemd, cron @reboot, tmux over SSH).
 
 One agent per home: a second one says which process holds the home and exits 1, or with
-`--standby` waits and takes over when that one ends. An app open on the home hands its
-scheduling to the agent. SIGTERM or Ctrl-C stops gracefully: no new run starts, the files in
+`--standby` waits and takes over when that one ends. `serve` and an app open on the home hand
+their scheduling to the agent. SIGTERM or Ctrl-C stops gracefully: no new run starts, the files in
 flight finish, each run ends interrupted and resumable, exit 0; a second signal stops at once
 (files in flight are rolled back, still resumable).
 """
@@ -48,7 +48,8 @@ def say(text: str) -> None:
 
 
 def note_line(note: Note) -> str:
-    """A run started or finished, as the agent prints it."""
+    """A run started or finished, as the agent (and serve) prints it; a run a pause request
+    stopped says so, as a cancelled one does, so an interrupted run is not taken for a fault."""
     result = note.result
     if note.kind != "finished" or result is None:
         return note.text()
@@ -56,7 +57,8 @@ def note_line(note: Note) -> str:
     line = (f"finished {note.job.name}: {label(result.status)}, "
             f"{count(stats.transferred, 'file')} transferred ({size(stats.bytes)}), "
             f"execution {result.execution_id}")
-    return line + (f"; {result.error}" if result.error else "")
+    why = result.error or ("paused on request" if result.stopped_by == "pause" else None)
+    return line + (f"; {why}" if why else "")
 
 
 async def _take(lock: HomeLock, presence: Presence, stop: asyncio.Event, *, wait: bool,

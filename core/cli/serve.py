@@ -161,7 +161,8 @@ async def _until_stopped(server: uvicorn.Server, sock: socket.socket, state: Any
     end resumable. A second signal cancels this and the runs with it."""
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="serve")
     scheduling = asyncio.create_task(schedule_unless_agent(
-        state, home, "serve", on_note=lambda note: say(note_line(note))), name="schedules")
+        state, home, "serve", on_note=lambda note: say(note_line(note)),
+        on_change=lambda now: say(now.words)), name="schedules")
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
