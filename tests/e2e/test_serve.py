@@ -1,7 +1,7 @@
 """`dryviq-tui serve` and `dryviq-tui tokens` as real processes: loopback by default, another
 address only with TLS or --insecure-http (and a warning), https verified against a certificate
-made here, the home's schedules run by `serve`, SIGTERM ending it with exit 0 (a run in
-flight ends interrupted and resumable), and the token
+made here, the home's schedules run by `serve` (handed to an agent and taken back, saying so),
+SIGTERM ending it with exit 0 (a run in flight ends interrupted and resumable), and the token
 commands' round trip (printed once, listed without secrets, revoked at once)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.conftest import Cli, clean_env, describe, dryviq_command, part_files
-from tests.e2e.test_agent import executions, job, wait_for
+from tests.e2e.test_agent import executions, job, start_agent, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +157,29 @@ def test_sigterm_mid_run_leaves_it_resumable(cli: Cli, tmp_path: Path) -> None:
     assert part_files(destination) == []
     assert [e["status"] for e in cli.json("jobs", "history", "big")] == ["interrupted"]
 
+
+def test_serve_hands_the_schedules_to_an_agent_and_takes_them_back_saying_so(cli: Cli) -> None:
+    serving = Serving(cli.home)
+    said = serving.process.stdout
+    assert said is not None
+    try:
+        assert "no token yet" in said.readline()
+        assert said.readline().endswith(" Schedules: run by this server (no agent on this "
+                                        "home)\n")
+        agent = start_agent(cli.home)
+        try:
+            assert said.readline().endswith(
+                f" Schedules: run by the agent, pid {agent.pid} on {socket.gethostname()}\n")
+        finally:
+            out, _ = stop(agent)
+        assert said.readline().endswith(" Schedules: run by this server (no agent on this "
+                                        "home)\n")
+    finally:
+        rest, err = serving.stop()
+    assert serving.process.returncode == 0, (rest, err)
+    waited = [line for line in out.splitlines() if "waiting for" in line]
+    assert all(f"the API server (serve, pid {serving.process.pid} on " in line
+               for line in waited), out  # if it had to wait, it names serve
 
 def test_https_with_a_certificate_made_here(cli: Cli, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
