@@ -346,8 +346,9 @@ class AppService:
     # -- the schedules ----------------------------------------------------------------------
 
     def start_scheduling(self) -> None:
-        """Run the jobs' schedules while the app is open and no agent runs on this home
-        (one open app schedules; the others, and any app once an agent starts, leave it)."""
+        """Run the jobs' schedules while the app is open and neither an agent nor `serve` runs
+        on this home (one open app schedules; the others, and any app once an agent or `serve`
+        starts, leave it: a job started over the API must not die with the app)."""
         if self._scheduling is None:
             self._scheduling = asyncio.create_task(schedule_unless_agent(
                 self.state, self.home, "app", launch=self._launch,

@@ -1,11 +1,12 @@
 """The jobs list and the schedules: the app runs them while no agent does, and shows each job's
-next run, a complete job's reason, and who runs the schedules (this app, or the agent)."""
+next run, a complete job's reason, and who runs the schedules (this app, `serve`, or the
+agent)."""
 
 from __future__ import annotations
 
 import time
 
-from core.scheduler import Holder, agent_lock, this_process
+from core.scheduler import Holder, agent_lock, serve_lock, this_process
 from tests.tui.conftest import World, job_json, running, table_rows, text_of, wait_for
 
 
@@ -41,13 +42,15 @@ async def test_the_app_runs_due_jobs_and_shows_their_next_run_and_who_schedules(
         await wait_for(lambda: "History of Done · complete: 3 runs with no changes" in
                        text_of(app, "#jobs-history-title"), what="the complete job's reason")
 
-        lock = agent_lock(world.home)  # an agent starts on this home: the app hands over
-        assert await lock.acquire(Holder("build-01:4242", "agent", time.time()))
-        try:
-            await wait_for(lambda: text_of(app, "#jobs-schedules") ==
-                           "Schedules: run by the agent, pid 4242 on build-01", timeout=10,
-                           what="the agent named")
-        finally:
-            lock.release()
+        for lock, kind, pid, named in (
+                (agent_lock(world.home), "agent", 4242, "the agent"),  # the app hands over
+                (serve_lock(world.home), "serve", 2017, "the API server (serve)")):  # as to it
+            shown = f"Schedules: run by {named}, pid {pid} on build-01"
+            assert await lock.acquire(Holder(f"build-01:{pid}", kind, time.time()))
+            try:
+                await wait_for(lambda shown=shown: text_of(app, "#jobs-schedules") == shown,
+                               timeout=10, what=f"{named} named")
+            finally:
+                lock.release()
         await wait_for(lambda: "run by this app" in text_of(app, "#jobs-schedules"),
                        timeout=10, what="the app taking the schedules back")
