@@ -1,6 +1,6 @@
 """The API as an ASGI app: the areas' routes under /v1, the OpenAPI document, DryvIQ's error
 envelope for every failure (a bug is a 500 that says only that, logged with its stack), and
-the token check in front of it all."""
+the token check and the body size cap (limits.py) in front of it all."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from core.api import connections, events, jobs, reports, signin, transfers
 from core.api.auth import Authenticate
 from core.api.context import Api
 from core.api.envelope import ApiError, Problem, error_response
+from core.api.limits import LimitBody
 from core.api.openapi import document
 from core.api.tokens import TokenChecker
 
@@ -54,8 +55,8 @@ def routes() -> list[BaseRoute]:
 
 
 def build_app(api: Api) -> Authenticate:
-    """The API over `api`'s state, behind the token check."""
+    """The API over `api`'s state, behind the token check and the body size cap."""
     app = Starlette(routes=routes(), exception_handlers={
         ApiError: _api_error, HTTPException: _http_error, Exception: _bug})
     app.state.api = api
-    return Authenticate(app, TokenChecker(api.state), loopback_only=api.loopback_only)
+    return Authenticate(LimitBody(app), TokenChecker(api.state), loopback_only=api.loopback_only)

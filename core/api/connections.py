@@ -5,11 +5,14 @@ Adding and removing go through core.connections, as `dryviq-tui connections add|
 the same checks and messages, and a share or remote is saved only once its root lists. A
 Procore connection is made on the sign-in page (signin.py) that `v1/connections/platforms/
 procore/new` points to. Secrets (passwords, Procore tokens, client secrets) live in the state's
-secrets table and appear in no answer."""
+secrets table and appear in no answer. A local folder is added only inside the folders the
+installation allows (config.toml `[api] local_roots`) and never around or in the home: a
+write token must not reach every file the server's user can."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +55,7 @@ from core.connectors.base import (
 )
 from core.connectors.local import LOCAL_FEATURES
 from core.connectors.procore import PROCORE_FEATURES
-from core.home import ConfigError
+from core.home import ConfigError, Home
 from core.paths import join, normalize_path, printable, valid_utf8
 from core.state import Connection
 
@@ -80,7 +83,8 @@ def _smb_features() -> Features:
 PLATFORMS = {platform.id: platform for platform in (
     Platform("local", "Local folder", "prompt", {
         "path": ("string", True, "A folder on the machine that serves this API (or a share "
-                                 "mounted there)"),
+                                 "mounted there), inside a folder its config.toml allows "
+                                 "([api] local_roots)"),
         "fsync": ("boolean", False, "Flush each file to disk before publishing it (default: "
                                     "true)")}, LOCAL_FEATURES),
     Platform("smb", "SMB file share", "prompt", {
@@ -231,12 +235,59 @@ def _smb_settings(auth: dict[str, Any]) -> dict[str, Any]:
     return {"server": found.group(1), "share": found.group(2), "path": found.group(3)}
 
 
+def local_roots(config: dict[str, Any]) -> list[str]:
+    """config.toml's `[api] local_roots`: the folders under which a local connection may be
+    added over the API, by their real paths (symlinks resolved); [] when none are set."""
+    table = config.get("api") or {}
+    roots = table.get("local_roots", []) if isinstance(table, dict) else None
+    if not isinstance(roots, list) or not all(
+            isinstance(r, str) and os.path.isabs(r) and "\0" not in r for r in roots):
+        raise ConfigError(f"config.toml [api] local_roots = {roots!r}: give a list of absolute "
+                          'paths, as in ["/srv/projects"]')
+    return [os.path.realpath(root) for root in roots]
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _allowed_folder(home: Home, path: str) -> str:
+    """`path`'s real path, once it lies inside a folder config.toml allows and neither holds
+    the home nor lies in it: a write token must not reach every file the server's user can
+    (the home's state.db holds every connection's secrets). Checked before the folder is
+    looked at, so a refusal says nothing of what exists outside the allowed folders."""
+    try:
+        roots = local_roots(home.config())
+    except ConfigError as exc:
+        raise ApiError(403, printable(str(exc)), code="local_roots", field="auth.path") from None
+    if not roots:
+        raise ApiError(403, "local folders cannot be added over the API until the installation "
+                            "allows some: in config.toml in dryviq-tui's home, set [api] "
+                            'local_roots = ["/srv/projects"] (or add the connection on the '
+                            "server: dryviq-tui connections add local)",
+                       code="local_roots", field="auth.path")
+    if "\0" in path:
+        raise ApiError(400, "auth.path: a path holds no NUL character", field="auth.path")
+    real = os.path.realpath(os.path.expanduser(path))
+    if not any(_inside(real, root) for root in roots):
+        raise ApiError(403, f"{printable(path)} is outside the folders this installation allows "
+                            f"for local connections: {', '.join(map(printable, roots))}",
+                       code="local_roots", field="auth.path")
+    home_root = os.path.realpath(home.root)
+    if _inside(real, home_root) or _inside(home_root, real):
+        raise ApiError(403, f"{printable(path)} holds or lies in dryviq-tui's home (its state "
+                            "and secrets): choose another folder",
+                       code="dryviq_home", field="auth.path")
+    return real
+
+
 async def _add_local(request: Request, name: str, auth: dict[str, Any]) -> Connection:
     path = _setting(auth, "path", str, required=True)
     fsync = _setting(auth, "fsync", bool)
+    api = api_of(request)
+    real = _allowed_folder(api.home, path)
     try:
-        return await add_local(api_of(request).state, name, path,
-                               fsync=True if fsync is None else fsync)
+        return await add_local(api.state, name, real, fsync=True if fsync is None else fsync)
     except ConnectionInputError as exc:
         raise ApiError(400, printable(str(exc)), field="auth.path") from None
 

@@ -1,5 +1,6 @@
 """The OpenAPI document, written by hand in parts (spec/base.json, then one file per area of the
-API), joined here: each part adds its `paths` and `components.schemas`."""
+API), joined here: each part adds its `paths` and `components.schemas`. The 413 every write
+may answer (the body cap in limits.py, in front of every route) is added here, once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 PARTS = ("connections", "jobs", "events", "transfers", "reports")
+WRITES = ("post", "patch", "put")
 
 
 @functools.cache
@@ -20,6 +22,11 @@ def _joined() -> dict[str, Any]:
         piece = json.loads((folder / f"{part}.json").read_text())
         spec["paths"].update(piece.get("paths", {}))
         spec["components"]["schemas"].update(piece.get("components", {}).get("schemas", {}))
+    for operations in spec["paths"].values():
+        for method in WRITES:
+            if method in operations:
+                operations[method]["responses"].setdefault(
+                    "413", {"$ref": "#/components/responses/Error"})
     return spec
 
 

@@ -19,9 +19,19 @@ from tests.api import ServedApi, served_api
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
+def allow(home: Home, roots: object) -> None:
+    """config.toml's [api] local_roots = `roots` (read on each request)."""
+    home.config_path.write_text(f"[api]\nlocal_roots = {json.dumps(roots)}\n")
+    home.config_path.chmod(0o600)
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServedApi]:
-    async with served_api(Home(tmp_path_factory.mktemp("home"))) as running:
+    """The API, allowing local folders anywhere in the tests' temporary folder (which holds
+    its home)."""
+    home = Home(tmp_path_factory.mktemp("home"))
+    allow(home, [str(tmp_path_factory.getbasetemp())])
+    async with served_api(home) as running:
         yield running
 
 
@@ -110,8 +120,7 @@ async def test_add_show_list_and_remove_a_local_connection(served: ServedApi,
     ({"name": "x", "platform": {"id": "local"}, "auth": []}, "auth", "auth must be"),
     ({"name": "x", "platform": {"id": "local"}, "auth": {}}, "auth.path", "is required"),
     ({"name": "x", "platform": {"id": "local"}, "auth": {"path": 3}}, "auth.path", "string"),
-    ({"name": "x", "platform": {"id": "local"}, "auth": {"path": "/no/such/dir"}},
-     "auth.path", "no such folder"),
+    ({"name": "x", "platform": {"id": "local"}, "auth": {"path": "/x\0"}}, "auth.path", "NUL"),
     ({"name": "x", "platform": {"id": "local"}, "auth": {"path": "/", "fsync": "no"}},
      "auth.fsync", "true or false"),
     ({"name": "x", "platform": {"id": "smb"}, "auth": {"server": "h", "share": "a/b",
@@ -135,6 +144,43 @@ async def test_bad_input_is_a_400_naming_the_field(served: ServedApi, body: dict
     before = (await served.client.get("/v1/connections")).json()["meta"]["total_count"]
     assert said in refused(await served.client.post("/v1/connections", json=body), 400, field)
     assert (await served.client.get("/v1/connections")).json()["meta"]["total_count"] == before
+
+
+async def test_local_folders_only_in_the_allowed_roots_never_the_home(served: ServedApi,
+                                                                      tmp_path: Path) -> None:
+    """A write token reaches no file the installation did not allow, least of all the home's
+    state.db with every connection's secrets: checked on real paths, symlinks resolved."""
+    base, home = tmp_path.parent, served.home.root  # base: the allowed root
+    (tmp_path / "to-home").symlink_to(home)
+    (tmp_path / "to-etc").symlink_to("/etc")
+    (home / "inside").mkdir()
+
+    async def refusal(path: Path | str, code: str, status: int = 403) -> str:
+        answer = await served.client.post("/v1/connections", json={
+            "name": "Rootfs", "platform": {"id": "local"}, "auth": {"path": str(path)}})
+        said = refused(answer, status, "auth.path")
+        assert answer.json()["errors"][0]["code"] == code
+        return said
+
+    for outside in ("/", "/etc", tmp_path / "to-etc", "/no/such/dir"):  # existence not told
+        assert "outside the folders" in await refusal(outside, "local_roots")
+    for holding in (base, home, home / "inside", tmp_path / "to-home", f"{home}/../{home.name}"):
+        assert "dryviq-tui's home" in await refusal(holding, "dryviq_home")
+    assert "no such folder" in await refusal(tmp_path / "missing", "invalid", 400)
+    try:
+        allow(served.home, [])
+        assert 'local_roots = ["/srv/projects"]' in await refusal(tmp_path, "local_roots")
+        allow(served.home, ["relative/folder"])
+        assert "absolute paths" in await refusal(tmp_path, "local_roots")
+        (tmp_path / "to-base").symlink_to(base)
+        allow(served.home, [str(tmp_path / "to-base")])  # a root is taken by its real path
+        made = await add_local(served, "Allowed", tmp_path)
+        assert made["auth"]["path"] == str(tmp_path.resolve())
+    finally:
+        allow(served.home, [str(base)])
+    names = [c["name"] for c in (await served.client.get("/v1/connections")).json()[
+        "connections"]]
+    assert "Rootfs" not in names and "Allowed" in names
 
 
 async def test_not_json_a_taken_name_and_a_read_only_token_are_refused(
