@@ -189,6 +189,11 @@ async def _revoke(home: Path, name: str) -> None:
 def test_another_address_needs_tls_or_insecure_http_said_out_loud(home: Home) -> None:
     refused = Cli(home.path)("web", "--host", "0.0.0.0", check=2)
     assert "--insecure-http" in refused.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = Cli(home.path)("web", "--port", str(taken.getsockname()[1]), check=1)
+    assert "in use by another program" in busy.stderr
     process, link = start_web(home, "--host", "0.0.0.0", "--insecure-http")
     try:
         assert urlsplit(link).hostname == socket.gethostname()  # a name to browse to
