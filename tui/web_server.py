@@ -166,7 +166,8 @@ class Gate:
         log.info("web: a browser signed in (%s)",
                  "the printed link" if token_id is None else f"API token {token_id}")
         kept = [(name, value) for name, value in request.query.items() if name != "token"]
-        response = web.HTTPSeeOther(str(request.rel_url.with_query(kept or None)))
+        response = web.Response(status=303, headers={
+            "Location": str(request.rel_url.with_query(kept or None))})
         response.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict",
                             secure=self.secure, path="/")
         return response
