@@ -1,8 +1,11 @@
 """The app in a browser: textual-serve's Server (one `dryviq-tui` process per browser session,
 driven over a websocket) behind a gate. Nothing of the app is served to a browser that has
 not signed in, with the one-time link printed at start or with an API token that may write
-(`dryviq-tui tokens create`); signing in sets a session cookie. Our page uses textual-serve's
-local copy of its font, and the Content-Security-Policy forbids every other host."""
+(`dryviq-tui tokens create`); signing in sets a session cookie. A session ends (its open
+pages closed) when its token is revoked, after 12 hours unused, and 7 days after sign-in. Our
+page uses textual-serve's local copy of its font and our own script (focus.js: keys reach the
+app without a click first); the Content-Security-Policy forbids every other host and inline
+scripts."""
 
 from __future__ import annotations
 
