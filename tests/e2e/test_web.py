@@ -126,7 +126,7 @@ def client() -> httpx.Client:
 
 def test_without_a_valid_token_nothing_of_the_app_is_served(web: Web) -> None:
     with client() as http:
-        for path in ("/", "/static/js/textual.js", "/static/", "/download/x"):
+        for path in ("/", "/static/js/textual.js", "/static/", "/download/x", "/page/focus.js"):
             refused = http.get(web.url + path)
             assert refused.status_code == 401, path
             assert "textual" not in refused.text and "terminal" not in refused.text
@@ -152,6 +152,7 @@ def test_the_printed_link_works_once_and_its_cookie_opens_the_app(web: Web) -> N
         assert re.fullmatch(r"dryviq_web=[\w-]{40,}; HttpOnly; Path=/; SameSite=Strict", cookie)
         page = http.get(web.url + "/")
         assert page.status_code == 200 and 'src="/static/js/textual.js"' in page.text
+        assert 'src="/page/focus.js"' in page.text and "<script>" not in page.text
         assert f'data-session-websocket-url="ws://{urlsplit(web.url).netloc}/ws"' in page.text
         assert "https:" not in page.text and "googleapis" not in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
