@@ -5,11 +5,13 @@ both. Loopback may be plain HTTP; any other address needs TLS (--cert/--key) or 
 from __future__ import annotations
 
 import argparse
+import errno
 import socket
 
-from core.cli import UsageError
+from core.cli import CommandFailed, UsageError
 
 DEFAULT_HOST = "127.0.0.1"
+BACKLOG = 2048  # connections the system queues until they are accepted (uvicorn's default)
 
 
 def add_listening_arguments(parser: argparse.ArgumentParser, default_port: int,
@@ -50,3 +52,29 @@ def reachable_name(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         return socket.gethostname()
     return f"[{host}]" if ":" in host else host
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port (bound here, so a port in use is said plainly before
+    anything starts; listening at once, so a client that read the URL is never refused)."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: a port is from 0 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise UsageError(
+            f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandFailed("port_in_use", f"port {port} on {host} is in use by another "
+                                "program; stop it or serve on another --port") from None
+        raise CommandFailed("cannot_listen",
+                            f"cannot listen on {host} port {port}: {exc.strerror}") from None
+    sock.listen(BACKLOG)
+    return sock

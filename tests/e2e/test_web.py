@@ -19,13 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
+import aiohttp.web
 import httpx
 import pytest
+from aiohttp.test_utils import TestServer
 
 from core.api.tokens import create_token, revoke_token
 from core.state import State
 from tests.e2e.conftest import Cli, clean_env, dryviq_command
 from tests.processes import children_of, wait_until_exited
+from tui.web_server import Gate
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("web")]
 
@@ -122,7 +126,7 @@ def client() -> httpx.Client:
 
 def test_without_a_valid_token_nothing_of_the_app_is_served(web: Web) -> None:
     with client() as http:
-        for path in ("/", "/static/js/textual.js", "/static/", "/download/x"):
+        for path in ("/", "/static/js/textual.js", "/static/", "/download/x", "/page/focus.js"):
             refused = http.get(web.url + path)
             assert refused.status_code == 401, path
             assert "textual" not in refused.text and "terminal" not in refused.text
@@ -148,6 +152,7 @@ def test_the_printed_link_works_once_and_its_cookie_opens_the_app(web: Web) -> N
         assert re.fullmatch(r"dryviq_web=[\w-]{40,}; HttpOnly; Path=/; SameSite=Strict", cookie)
         page = http.get(web.url + "/")
         assert page.status_code == 200 and 'src="/static/js/textual.js"' in page.text
+        assert 'src="/page/focus.js"' in page.text and "<script>" not in page.text
         assert f'data-session-websocket-url="ws://{urlsplit(web.url).netloc}/ws"' in page.text
         assert "https:" not in page.text and "googleapis" not in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -162,12 +167,68 @@ def test_the_printed_link_works_once_and_its_cookie_opens_the_app(web: Web) -> N
 
 
 def test_a_writing_api_token_signs_in_until_it_is_revoked(web: Web) -> None:
+    """Revoking the token also closes the app page the browser has open, and its app ends."""
     token = asyncio.run(_tokens_named(web.home.path, "revoked-soon"))
     with client() as http:
         assert http.get(f"{web.url}/?token={token}").status_code == 303
         assert http.get(web.url + "/").status_code == 200
-        asyncio.run(_revoke(web.home.path, "revoked-soon"))
+        cookie = http.cookies["dryviq_web"]
+    closed, sessions = asyncio.run(_open_app_then_revoke(web, cookie, "revoked-soon"))
+    assert closed == aiohttp.WSMsgType.CLOSE
+    assert len(sessions) == 1 and all(wait_until_exited(pid, timeout=30) for pid in sessions)
+    with client() as http:
+        http.cookies.set("dryviq_web", cookie)
         assert http.get(web.url + "/").status_code == 401
+
+
+async def _open_app_then_revoke(web: Web, cookie: str,
+                                name: str) -> tuple[aiohttp.WSMsgType, dict[int, str]]:
+    """Open the app's websocket as the page does, wait for the app to draw, revoke the token;
+    what the websocket got next, and the app processes that were running."""
+    async with aiohttp.ClientSession(cookies={"dryviq_web": cookie}) as session, \
+            session.ws_connect(web.url.replace("http", "ws") + "/ws?width=100&height=30",
+                               origin=web.url) as ws:
+        screen = Screen()
+        while JOBS[0] not in screen.since(0):
+            screen.received((await asyncio.wait_for(ws.receive(), 60)).data)
+        sessions = children_of(web.process.pid)
+        await _revoke(web.home.path, name)
+        while (message := await asyncio.wait_for(ws.receive(), 30)).type in (
+                aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+            pass  # the app may still draw until its page is closed
+        return message.type, sessions
+
+
+async def test_a_session_ends_after_12_hours_unused_and_7_days_after_sign_in(
+        tmp_path: Path) -> None:
+    """The gate itself, its clock moved on rather than waited for, before a stand-in app."""
+    async def the_app(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(text="the app")
+
+    state = await State.open(tmp_path / "state.db")
+    now = [0.0]
+    gate = Gate(state, loopback_only=True, secure=False, clock=lambda: now[0])
+    app = aiohttp.web.Application(middlewares=[gate])
+    app.router.add_get("/", the_app)
+    try:
+        async with TestServer(app) as server, \
+                httpx.AsyncClient(base_url=str(server.make_url(""))) as http:
+            assert (await http.get(f"/?token={gate.new_link_secret()}")).status_code == 303
+            for _ in range(3):  # used every 11 hours: still signed in
+                now[0] += 11 * 3600
+                assert (await http.get("/")).status_code == 200
+            now[0] += 12 * 3600 + 1
+            assert (await http.get("/")).status_code == 401
+            assert (await http.get(f"/?token={gate.new_link_secret()}")).status_code == 303
+            signed_in = now[0]
+            while now[0] + 11 * 3600 <= signed_in + 7 * 86400:
+                now[0] += 11 * 3600
+                assert (await http.get("/")).status_code == 200
+            now[0] += 11 * 3600  # used all along, but 7 days are up
+            refused = await http.get("/")
+            assert refused.status_code == 401 and "Not signed in" in refused.text
+    finally:
+        await state.close()
 
 
 async def _tokens_named(home: Path, name: str) -> str:
@@ -189,6 +250,11 @@ async def _revoke(home: Path, name: str) -> None:
 def test_another_address_needs_tls_or_insecure_http_said_out_loud(home: Home) -> None:
     refused = Cli(home.path)("web", "--host", "0.0.0.0", check=2)
     assert "--insecure-http" in refused.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = Cli(home.path)("web", "--port", str(taken.getsockname()[1]), check=1)
+    assert "in use by another program" in busy.stderr
     process, link = start_web(home, "--host", "0.0.0.0", "--insecure-http")
     try:
         assert urlsplit(link).hostname == socket.gethostname()  # a name to browse to
@@ -272,8 +338,7 @@ def test_chromium_shows_the_jobs_and_a_key_reaches_the_app(web: Web, tmp_path: P
             page.screenshot(path=str(tmp_path / "web-jobs.png"))
             sessions = children_of(web.process.pid)
             drawn = len(screen.frames)
-            page.focus(".xterm-helper-textarea")  # where xterm takes keys (a click would too)
-            page.keyboard.press("c")
+            page.keyboard.press("c")  # no click first: the page focused the terminal
             wait_for(page, screen, "Account / where", start=drawn)
             page.wait_for_timeout(300)
             page.screenshot(path=str(tmp_path / "web-connections.png"))
