@@ -177,19 +177,22 @@ async def test_a_stream_ends_when_its_token_is_revoked_or_its_job_removed(
     async with served_api(Home(tmp_path / "home")) as served:
         await folders(served, tmp_path)
         job = (await served.client.post("/v1/jobs", json=job_json("Gone"))).json()["job"]
+        execution = await served.state.start_execution(job["id"])
+        await served.state.update_execution(execution.id, status="completed", phase="complete",
+                                            ended_at=time.time())
         watcher, secret = await create_token(served.state, "watcher", read_only=True)
         path = f"/v1/jobs/{job['id']}/events"
         async with served.client_with(secret) as client, client.stream("GET", path) as got:
             await revoke_token(served.state, watcher.id)
             told = [event async for event in read_events(got)]
-        assert [event.kind for event in told] == ["revoked"]
-        assert told[0].data == {"job_id": job["id"],
+        assert [event.kind for event in told] == ["progress", "revoked"]
+        assert told[-1].data == {"job_id": job["id"],
                                 "message": "the token 'watcher' was revoked"}
         async with served.client.stream("GET", path) as got:
             assert (await served.client.delete(f"/v1/jobs/{job['id']}")).status_code == 204
             told = [event async for event in read_events(got)]
         assert [(event.kind, event.data["job_id"]) for event in told] == [
-            ("removed", job["id"])]
+            ("progress", job["id"]), ("removed", job["id"])]
 
 
 @pytest.mark.slow
