@@ -69,7 +69,8 @@ def progress(stats: ExecutionStats, completed: bool) -> float:
 
 def phase(execution: Execution, stats: ExecutionStats, ours: str) -> str:
     """DryvIQ's phase: a run that stopped part-way stays in the phase it left unfinished
-    (the runner writes "complete" when any run ends): listing, else executing."""
+    (the runner writes "complete" when any run ends): executing, or initialize when it
+    stopped before planning anything."""
     if ours not in STOPPED or execution.phase != "complete":
         return execution.phase
     return "executing" if stats.listing_done or stats.planned_files else "initialize"
