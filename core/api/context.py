@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,9 @@ class Api:
     loopback_only: bool = True  # bound to a loopback address: refuse anything else
     # per-process data of the areas (the sign-in page's pending sign-ins, say), by area name
     areas: dict[str, Any] = field(default_factory=dict)
+    # set when the server starts stopping: open responses (event streams) end at once, so
+    # the stop does not wait for them and cut them
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def api_of(request: Any) -> Api:

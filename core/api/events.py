@@ -7,11 +7,14 @@ The stream reads the state file about once a second, so a run in any process (th
 - `rate_limit`: a run paused for the API budget, and its resume (`paused` true, then false);
 - `flagged`: each item that became flagged (status remediation), as v1/transfers/items
   gives items, with `job_id` and `execution_id`;
-- `finished`: an execution ended (its final body).
+- `finished`: an execution ended (its final body), after every item it flagged;
+- `removed` / `revoked`: the last event when the job was removed or the stream's token
+  revoked (checked every few seconds), `{job_id, message}`; a reconnect would be refused.
 A `: keepalive` comment comes when nothing else did for 15 seconds. The stream stays open
-for the next runs, until the job is removed; `?once=1` follows one run to its end and then
-ends the stream, for curl and scripts: the run going now, else the one asked to start, else
-the newest (whose end then comes at once).
+for the next runs; `?once=1` follows one run to its end and then ends the stream, for curl
+and scripts: the run going now, else the one asked to start, else the newest (whose end then
+comes at once). When the server stops, each stream ends at once with a comment saying so
+(EventSource reconnects to the server's next start).
 
 Event ids are `EXECUTION.FLAGGED_SINCE` (milliseconds), `.end` added once that execution's
 `finished` was sent. Reconnecting with `Last-Event-ID` carries on from there: the end of a
@@ -21,6 +24,7 @@ the items it already sent of the last few seconds, at most FLAG_BATCH read per l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -32,9 +36,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from core import control
-from core.api.context import api_of
+from core.api.context import Api, api_of
 from core.api.jobs import find_execution, job_of, switch
 from core.api.shapes import execution_body
+from core.api.tokens import ApiToken, find_token
 from core.api.transfers import api_item
 from core.home import Home
 from core.readout import PauseWatch
@@ -43,6 +48,7 @@ from core.state import ITEM_COLUMNS, ItemRecord, JobRecord, State
 
 POLL = 1.0  # seconds between looks at the state file
 KEEPALIVE = 15.0  # seconds of silence before a keepalive comment
+TOKEN_CHECK = 5.0  # seconds between checks that the stream's token was not revoked
 RETRY_MS = 2000  # how soon a client reconnects after losing the stream
 # items are committed in batches a moment after they were recorded, so each look goes back
 # this far and skips those already sent
@@ -99,6 +105,7 @@ class JobWatch:
         self.shown: tuple[Any, ...] | None = None  # the progress last sent
         self.pauses = PauseWatch()
         self.sent_flags: dict[tuple[str, float], None] = {}  # recent items sent, in order
+        self.flag_backlog = False  # the last look read a full batch of new flagged items
         self.first = True
 
     def _event(self, kind: str, body: dict[str, Any]) -> Event:
@@ -106,11 +113,15 @@ class JobWatch:
         return Event(kind, body, self.at.event_id)
 
     async def look(self) -> list[Event]:
-        events: list[Event] = []
         newest = next(iter(await self.state.executions(self.job.id, 1)), None)
         if newest is None and not await self.state.find_jobs(self.job.id):
             self.removed = True
             return []
+        # a run's flagged items come before its end (`once` ends the stream there); while
+        # more wait than a look reads, the end waits for them
+        events = await self._flagged()
+        if self.flag_backlog:
+            return events
         alive = self.home.job_running(self.job.id)
         if newest is not None and newest.id != self.at.execution_id:
             if self.at.execution_id and not self.at.ended:
@@ -132,9 +143,12 @@ class JobWatch:
             if body["end_time"] is not None and not self.at.ended:
                 self.at.ended = True
                 events.append(self._event("finished", body))
-        events += await self._flagged()
         self.first = False
         return events
+
+    def last(self, kind: str, message: str) -> Event:
+        """The event that ends the stream (`removed`, `revoked`), saying why."""
+        return self._event(kind, {"job_id": self.job.id, "message": message})
 
     async def _end_of(self, execution_id: int) -> list[Event]:
         """The end of the run followed until a newer one started."""
@@ -165,6 +179,7 @@ class JobWatch:
             self.sent_flags[key] = None
             self.at.flagged_since = max(self.at.flagged_since, item.updated_at)
             events.append(self._event("flagged", self._item(item)))
+        self.flag_backlog = len(rows) == FLAG_BATCH and bool(events)
         horizon = self.at.flagged_since - FLAG_SLACK
         for key in [key for key in self.sent_flags if key[1] <= horizon]:
             del self.sent_flags[key]
@@ -175,23 +190,36 @@ class JobWatch:
         return api_item(self.job, item) | {"execution_id": item.execution_id}
 
 
-
-
-async def _stream(watch: JobWatch, once: bool) -> AsyncIterator[str]:
+async def _stream(watch: JobWatch, once: bool, api: Api,
+                  token: ApiToken | None) -> AsyncIterator[str]:
     """Events until the client goes (Starlette then cancels this), or after the first
-    `finished` with `once`."""
+    `finished` with `once`; a last event when the job is removed or the token revoked, a
+    last comment when the server stops."""
     yield f"retry: {RETRY_MS}\n\n"
-    quiet_since = time.monotonic()
-    while not watch.removed:
+    quiet_since = checked_at = time.monotonic()
+    while True:
         for event in await watch.look():
             yield event.text
             quiet_since = time.monotonic()
             if once and event.kind == "finished":
                 return
+        if watch.removed:
+            yield watch.last("removed", "the job was removed").text
+            return
+        if time.monotonic() - checked_at >= TOKEN_CHECK:
+            checked_at = time.monotonic()
+            if token is not None and await find_token(api.state, token.id) is None:
+                yield watch.last("revoked", f"the token {token.name!r} was revoked").text
+                return
         if time.monotonic() - quiet_since >= KEEPALIVE:
             yield ": keepalive\n\n"
             quiet_since = time.monotonic()
-        await asyncio.sleep(POLL)
+        if not watch.flag_backlog:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(api.stopping.wait(), POLL)
+        if api.stopping.is_set():
+            yield ": the server is stopping\n\n"
+            return
 
 
 async def job_events(request: Request) -> Response:
@@ -204,7 +232,7 @@ async def job_events(request: Request) -> Response:
     watch = JobWatch(api.state, api.home, job, at or Position(flagged_since=time.time()),
                      newest_end=newest_end)
     return StreamingResponse(
-        _stream(watch, once),
+        _stream(watch, once, api, request.scope["state"]["token"]),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

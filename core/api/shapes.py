@@ -46,9 +46,16 @@ def execution_status(execution: Execution, *, alive: bool = True) -> str:
     return execution.status
 
 
-def progress(stats: ExecutionStats, finished: bool) -> float:
-    """How far a run is, 0-1: its bytes (else files) written of those planned; 1 once over."""
-    if finished:
+# ours that ended their work; any other finished run stopped (or failed) part-way
+COMPLETED = frozenset({"completed", "no_changes", "warn"})
+# ours that stopped part-way and continue with the next run
+STOPPED = frozenset({"paused", "interrupted", "cancelled"})
+
+
+def progress(stats: ExecutionStats, completed: bool) -> float:
+    """How far a run is, 0-1: its bytes (else files) written of those planned; 1 once it
+    completed (a run that stopped or failed part-way says how far it got)."""
+    if completed:
         return 1.0
     if stats.planned_bytes:
         done = stats.bytes / stats.planned_bytes
@@ -58,6 +65,15 @@ def progress(stats: ExecutionStats, finished: bool) -> float:
         return 0.0
     # still listing: more may be planned yet, so never read as done
     return round(min(done, 1.0 if stats.listing_done else 0.99), 4)
+
+
+def phase(execution: Execution, stats: ExecutionStats, ours: str) -> str:
+    """DryvIQ's phase: a run that stopped part-way stays in the phase it left unfinished
+    (the runner writes "complete" when any run ends): executing, or initialize when it
+    stopped before planning anything."""
+    if ours not in STOPPED or execution.phase != "complete":
+        return execution.phase
+    return "executing" if stats.listing_done or stats.planned_files else "initialize"
 
 
 def _files(files: int, size: int, versions: int = 0) -> dict[str, int]:
@@ -104,7 +120,7 @@ def execution_body(execution: Execution, *, alive: bool = True,
         status = "failed_to_start"
     return {
         "id": execution.id, "job_id": execution.job_id,
-        "progress": progress(stats, finished), "phase": execution.phase,
+        "progress": progress(stats, ours in COMPLETED), "phase": phase(execution, stats, ours),
         "start_time": int(execution.started_at),
         "end_time": int(end) if finished else None,
         "duration": {"value": round(max(0.0, end - execution.started_at), 3), "unit": "s"},

@@ -138,7 +138,7 @@ async def _serve(args: argparse.Namespace) -> int:
         async with opened_state(args) as (home, state):
             api = Api(home, state, _public_url(args.host, sock, tls=tls is not None,
                                          loopback=loopback),
-                      loopback_only=loopback)
+                      loopback_only=loopback, stopping=stop)  # streams end on the signal
             server = _server(api, tls)
             if not loopback and tls is None:
                 _warn(f"serving plain http on {args.host}: every request's token crosses the "

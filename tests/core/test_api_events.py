@@ -1,11 +1,14 @@
 """v1/jobs/{id}/events over the really served API: a client connected before a start sees the
-run's progress and its end; Last-Event-ID carries on where a stream stopped; flagged items,
-a rate-limit pause and its end, and keepalives come as they happen in the state file."""
+run's progress and its end; Last-Event-ID carries on where a stream stopped; flagged items
+(before their run's end), a rate-limit pause and its end, and keepalives come as they happen in
+the state file; a stream ends with a last event when its job is removed or its token revoked,
+and at once, cleanly, when `serve` stops."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,10 +19,12 @@ import httpx
 import pytest
 
 from core.api import events
+from core.api.tokens import create_token, revoke_token
 from core.home import Home
 from core.state import ItemRecord
 from tests.api import served_api
 from tests.core.test_api_jobs import folders, job_json
+from tests.e2e.test_serve import Serving
 
 TIMEOUT = 60  # seconds: only so a hung stream fails the test instead of hanging the suite
 
@@ -139,3 +144,78 @@ async def test_flagged_items_rate_limit_pauses_and_keepalives(
                 await state.update_execution(execution.id, status="completed", phase="complete",
                                              ended_at=time.time())
                 assert (await collect(stream, "finished"))[-1].data["status"] == "completed"
+
+
+async def test_a_stopped_run_flags_before_its_end_and_says_how_far_it_got(
+        tmp_path: Path) -> None:
+    async with served_api(Home(tmp_path / "home")) as served:
+        await folders(served, tmp_path)
+        job = (await served.client.post("/v1/jobs", json=job_json("Stopped"))).json()["job"]
+        state = served.state
+        execution = await state.start_execution(job["id"])
+        await state.save_items([ItemRecord(
+            job["id"], f"bad:name|{n}?.txt", "", False, 10, None, "flag", "remediation",
+            note="the name cannot be fixed", execution_id=execution.id) for n in range(3)])
+        await state.update_execution(
+            execution.id, status="paused", phase="complete", ended_at=time.time(),
+            stats={"planned_files": 190, "planned_bytes": 1000, "transferred": 12,
+                   "bytes": 124, "listing_done": True})
+        # carrying on from before the items were flagged: all of it comes in one look
+        async with served.client.stream("GET", f"/v1/jobs/{job['id']}/events",
+                                        params={"once": 1},
+                                        headers={"Last-Event-ID": f"{execution.id}.0"}) as got:
+            told = [event async for event in read_events(got)]
+    assert [event.kind for event in told] == ["flagged"] * 3 + ["progress", "finished"]
+    finished = told[-1].data
+    assert finished["status"] == "cancelled" and finished["status_detail"] == "paused"
+    assert finished["progress"] == 0.124 and finished["phase"] == "executing"
+
+
+async def test_a_stream_ends_when_its_token_is_revoked_or_its_job_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "TOKEN_CHECK", 0.1)
+    async with served_api(Home(tmp_path / "home")) as served:
+        await folders(served, tmp_path)
+        job = (await served.client.post("/v1/jobs", json=job_json("Gone"))).json()["job"]
+        execution = await served.state.start_execution(job["id"])
+        await served.state.update_execution(execution.id, status="completed", phase="complete",
+                                            ended_at=time.time())
+        watcher, secret = await create_token(served.state, "watcher", read_only=True)
+        path = f"/v1/jobs/{job['id']}/events"
+        async with served.client_with(secret) as client, client.stream("GET", path) as got:
+            await revoke_token(served.state, watcher.id)
+            told = [event async for event in read_events(got)]
+        assert [event.kind for event in told] == ["progress", "revoked"]
+        assert told[-1].data == {"job_id": job["id"],
+                                "message": "the token 'watcher' was revoked"}
+        async with served.client.stream("GET", path) as got:
+            assert (await served.client.delete(f"/v1/jobs/{job['id']}")).status_code == 204
+            told = [event async for event in read_events(got)]
+        assert [(event.kind, event.data["job_id"]) for event in told] == [
+            ("progress", job["id"]), ("removed", job["id"])]
+
+
+@pytest.mark.slow
+async def test_sigterm_ends_an_open_stream_cleanly(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    async with served_api(home) as served:
+        await folders(served, tmp_path)
+        job = (await served.client.post("/v1/jobs", json=job_json("Open"))).json()["job"]
+        token = served.token
+    serving = Serving(home.root)
+    try:
+        async with httpx.AsyncClient(base_url=serving.url, timeout=TIMEOUT, headers={
+                "Authorization": f"Bearer {token}"}) as client, client.stream(
+                    "GET", f"/v1/jobs/{job['id']}/events") as got:
+            lines = got.aiter_lines()
+            assert await anext(lines) == f"retry: {events.RETRY_MS}"
+            serving.process.send_signal(signal.SIGTERM)
+            # a cut stream raises here (httpx: the chunked body is incomplete)
+            rest = [line async for line in lines]
+        out, err = serving.process.communicate(timeout=TIMEOUT)
+    finally:
+        if serving.process.returncode is None:
+            serving.stop()
+    assert rest[-2:] == [": the server is stopping", ""]
+    assert serving.process.returncode == 0 and err == "", (out, err)
+    assert "stopped" in out
