@@ -189,14 +189,16 @@ async def put_job(request: Request) -> Response:
 async def _changes(request: Request, job: JobRecord) -> dict[str, Any]:
     """The job object in the body without the server's keys. A `status` that is what GET
     shows now (read, changed and sent back) or a server's status leaves the stored one as
-    it is; `paused` is job JSON's (an auto job waits for a manual first run); `start` is
-    refused: only ?start=1 asks for a run, so a job sent back never starts one."""
+    it is; `paused` is job JSON's (an auto job waits for a manual first run), and core
+    refuses what is not a string; `start` is refused: only ?start=1 asks for a run, so a
+    job sent back never starts one."""
     _, changes = await _job_text(request)
     changes = {key: value for key, value in changes.items() if key not in SERVER_KEYS}
     if changes.get("status") is None:  # none, or null: removed
         return changes
     status = changes.pop("status")
-    if status == (await _view(request, job))["status"] or status not in ("start", "paused"):
+    if isinstance(status, str) and (status == (await _view(request, job))["status"]
+                                    or status not in ("start", "paused")):
         status = definition_of(job).get("status")
     elif status == "start":
         raise ApiError(400, 'status "start" starts a job only when it is created: ask for a '

@@ -198,6 +198,13 @@ async def test_jobs_sent_back_queued_starts_put_and_history_csv(
         refused = await client.patch(url, json={"description": "x", "status": "start"})
         assert refused.status_code == 400 and problems(refused)[0][0] == "status"
         assert await control.pending_for(served.state, job["id"]) is None
+        not_text = await client.patch(url, json={"status": 5})
+        assert not_text.status_code == 400 and problems(not_text)[0][0] == "status"
+        held = job_json("Held") | {"schedule": {"mode": "auto"}, "status": "paused"}
+        held = (await client.post("/v1/jobs", json=held)).json()["job"]
+        assert held["status"] == "paused"  # sent back whole, it still waits for a manual run
+        assert (await client.put(f"/v1/jobs/{held['id']}", json=held)).json()["job"][
+            "status"] == "paused"
 
         # a start waits while the scheduler has no room (here: none runs); sent back, its
         # status asks nothing more; a pause or a cancel withdraws it
