@@ -1,4 +1,5 @@
-"""Jobs and their executions over the API, as DryvIQ serves them: `v1/jobs` (list, create),
+"""Jobs and their executions over the API, as DryvIQ serves them: `v1/jobs` (list, create,
+and control of several with `?start=1&ids=` or `&category=`),
 `v1/jobs/{id}` (get, edit, replace, remove, and control with `?start=1`, `pause=1`,
 `resume=1`, `cancel=1`), and `v1/jobs/history` (executions; `.csv` as `jobs history --csv`).
 `{id}` is a job's id or its name, as the command line takes them.
@@ -126,14 +127,60 @@ async def _job_text(request: Request) -> tuple[str, dict[str, Any]]:
 async def list_jobs(request: Request) -> Response:
     page = page_of(request)
     api = api_of(request)
-    jobs = await api.state.find_jobs()
-    category = request.query_params.get("category")
-    if category:
-        jobs = [job for job in jobs if category == str(job.category_id)
-                or job.category.casefold() == category.casefold()]
+    jobs = _in_category(request, await api.state.find_jobs())
     shown = jobs[page.offset:page.offset + page.limit]
     return listing("jobs", [await _view(request, job) for job in shown], page, len(jobs),
                    request)
+
+
+def _in_category(request: Request, jobs: list[JobRecord]) -> list[JobRecord]:
+    """The jobs of the category `?category=` names (its id or name), or all without one."""
+    category = request.query_params.get("category")
+    if not category:
+        return jobs
+    return [job for job in jobs if category == str(job.category_id)
+            or job.category.casefold() == category.casefold()]
+
+
+async def control_jobs(request: Request) -> Response:
+    """The SDK's startMultiple() and pauseMultiple(): one switch for the jobs `?ids=` (ids or
+    names, comma-separated) and `?category=` select. Each job it does not apply to (a start
+    of one that runs, a pause of one that does not) is left as it is; the answer lists the
+    jobs selected as they are now."""
+    asked = _switches(request)
+    if not asked:
+        raise ApiError(400, "ask for start=1, pause=1, resume=1 or cancel=1 (jobs are "
+                       "edited one at a time: PATCH v1/jobs/{id})", field="start")
+    if await request.body():
+        raise ApiError(409, f"?{asked[0]}=1 takes no body", field=asked[0])
+    ids = request.query_params.get("ids")
+    if not ids and not request.query_params.get("category"):
+        raise ApiError(400, "name the jobs with ids= (ids or names, comma-separated) or "
+                       "category=", field="ids")
+    if ids:
+        names = [wanted.strip() for wanted in ids.split(",")]
+        if not all(names):
+            raise ApiError(400, "ids must be job ids or names, comma-separated", field="ids")
+        jobs = [await job_of(request, wanted, "ids") for wanted in names]
+    else:
+        jobs = await api_of(request).state.find_jobs()
+    jobs = _in_category(request, list({job.id: job for job in jobs}.values()))
+    for job in jobs:
+        try:
+            await _ask(request, job, asked)
+        except ApiError as exc:
+            if exc.status != 409 or len(asked) > 1:
+                raise
+    views = [await _view(request, job) for job in jobs]
+    return listing("jobs", views, Page(0, max(1, len(views))), len(views), request)
+
+
+def _switches(request: Request) -> list[str]:
+    """The control switches the query turns on (`?start=1`)."""
+    if "reset" in request.query_params:
+        raise ApiError(400, "reset is not supported: a run continues from its item records",
+                       field="reset")
+    return [name for name in CONTROLS if switch(request, name)]
 
 
 async def add_job(request: Request) -> Response:
@@ -164,15 +211,13 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 async def patch_job(request: Request) -> Response:
     job = await job_of(request)
-    asked = [name for name in CONTROLS if switch(request, name)]
-    if "reset" in request.query_params:
-        raise ApiError(400, "reset is not supported: a run continues from its item records",
-                       field="reset")
+    asked = _switches(request)
     if asked:
         if await request.body():
             raise ApiError(409, f"?{asked[0]}=1 takes no body: send changes and control "
                            "requests apart", field=asked[0])
-        return await _control(request, job, asked)
+        await _ask(request, job, asked)
+        return single("job", await _view(request, job))
     if not await request.body():
         raise ApiError(400, "send the job's changes as JSON, or ?start=1, pause=1, resume=1 "
                        "or cancel=1", code="bad_json")
@@ -218,7 +263,8 @@ async def _save(request: Request, job: JobRecord, document: dict[str, Any]) -> R
     return single("job", await _view(request, job))
 
 
-async def _control(request: Request, job: JobRecord, asked: list[str]) -> Response:
+async def _ask(request: Request, job: JobRecord, asked: list[str]) -> None:
+    """Ask for the one switch in `asked` on the job; a 409 when it does not apply now."""
     if len(asked) > 1:  # they contradict each other: nothing is done
         raise ApiError(409, f"ask for one of start, pause, resume, cancel at a time, not "
                        f"{' and '.join(asked)}", field=asked[1])
@@ -230,14 +276,13 @@ async def _control(request: Request, job: JobRecord, asked: list[str]) -> Respon
         raise ApiError(409, f"job {job.name!r} is running already", field=switch)
     if action != "start" and not running:
         if await _withdrawn(api.state, job.id):
-            return single("job", await _view(request, job))
+            return
         running = control.job_runs(api.home, job.id)  # the scheduler may have just started it
     if action != "start" and not running:
         raise ApiError(409, f"job {job.name!r} is not running: nothing to {switch}",
                        field=switch)
     token = request.scope.get("state", {}).get("token")
     await control.request(api.state, job.id, action, f"api:{token.name if token else '?'}")
-    return single("job", await _view(request, job))
 
 
 async def _withdrawn(state: State, job_id: str) -> bool:
@@ -353,7 +398,8 @@ async def _one_execution(request: Request, job: JobRecord | None, which: str) ->
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/jobs", by_method(GET=list_jobs, POST=add_job), methods=["GET", "POST"]),
+    Route("/v1/jobs", by_method(GET=list_jobs, POST=add_job, PATCH=control_jobs),
+          methods=["GET", "POST", "PATCH"]),
     # before /v1/jobs/{id}: "history" is not a job
     Route("/v1/jobs/history", history, methods=["GET"]),
     Route("/v1/jobs/history.csv", history_csv, methods=["GET"]),

@@ -218,6 +218,18 @@ async def test_jobs_sent_back_queued_starts_put_and_history_csv(
             assert withdrawn.json()["job"]["status"] == "idle"
             assert await control.pending_for(served.state, job["id"]) is None
 
+        # several at once (the SDK's startMultiple, pauseMultiple), by ids or category
+        several = await client.patch("/v1/jobs", params={"start": 1, "ids": "Trip,Held"})
+        assert [j["status"] for j in several.json()["jobs"]] == ["start", "start"]
+        paused = await client.patch("/v1/jobs", params={"pause": 1, "category": "site a"})
+        assert paused.json()["meta"]["total_count"] == 2
+        assert await control.pending(served.state) == []
+        for params, status, field in (({"start": 1}, 400, "ids"), ({"ids": "Trip"}, 400, "start"),
+                                      ({"start": 1, "ids": "Trip,nope"}, 404, "ids"),
+                                      ({"start": 1, "ids": "Trip,"}, 400, "ids")):
+            refused = await client.patch("/v1/jobs", params=params)
+            assert refused.status_code == status and problems(refused)[0][0] == field, params
+
         # PUT replaces the whole job: a key left out is gone; checked as PATCH checks
         bare = job_json("Trip")
         del bare["schedule"]
