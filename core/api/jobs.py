@@ -169,18 +169,23 @@ async def control_jobs(request: Request) -> Response:
         try:
             await _ask(request, job, asked)
         except ApiError as exc:
-            if exc.status != 409 or len(asked) > 1:
+            if exc.status != 409:
                 raise
     views = [await _view(request, job) for job in jobs]
     return listing("jobs", views, Page(0, max(1, len(views))), len(views), request)
 
 
 def _switches(request: Request) -> list[str]:
-    """The control switches the query turns on (`?start=1`)."""
+    """The control switch the query turns on (`?start=1`), if any, as a list; two contradict
+    each other: a 409, nothing is done."""
     if "reset" in request.query_params:
         raise ApiError(400, "reset is not supported: a run continues from its item records",
                        field="reset")
-    return [name for name in CONTROLS if switch(request, name)]
+    asked = [name for name in CONTROLS if switch(request, name)]
+    if len(asked) > 1:
+        raise ApiError(409, f"ask for one of start, pause, resume, cancel at a time, not "
+                       f"{' and '.join(asked)}", field=asked[1])
+    return asked
 
 
 async def add_job(request: Request) -> Response:
@@ -233,8 +238,8 @@ async def put_job(request: Request) -> Response:
 
 async def _changes(request: Request, job: JobRecord) -> dict[str, Any]:
     """The job object in the body without the server's keys. A `status` that is what GET
-    shows now (read, changed and sent back) or a server's status leaves the stored one as
-    it is; `paused` is job JSON's (an auto job waits for a manual first run), and core
+    shows now (read, changed and sent back), or other text (a server's status), leaves the
+    stored one as it is; `paused` is job JSON's (an auto job waits for a manual first run), and core
     refuses what is not a string; `start` is refused: only ?start=1 asks for a run, so a
     job sent back never starts one."""
     _, changes = await _job_text(request)
@@ -265,9 +270,6 @@ async def _save(request: Request, job: JobRecord, document: dict[str, Any]) -> R
 
 async def _ask(request: Request, job: JobRecord, asked: list[str]) -> None:
     """Ask for the one switch in `asked` on the job; a 409 when it does not apply now."""
-    if len(asked) > 1:  # they contradict each other: nothing is done
-        raise ApiError(409, f"ask for one of start, pause, resume, cancel at a time, not "
-                       f"{' and '.join(asked)}", field=asked[1])
     switch = asked[0]
     action = CONTROLS[switch]
     api = api_of(request)

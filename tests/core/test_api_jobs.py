@@ -226,7 +226,8 @@ async def test_jobs_sent_back_queued_starts_put_and_history_csv(
         assert await control.pending(served.state) == []
         for params, status, field in (({"start": 1}, 400, "ids"), ({"ids": "Trip"}, 400, "start"),
                                       ({"start": 1, "ids": "Trip,nope"}, 404, "ids"),
-                                      ({"start": 1, "ids": "Trip,"}, 400, "ids")):
+                                      ({"start": 1, "ids": "Trip,"}, 400, "ids"),
+                                      ({"start": 1, "pause": 1, "ids": "x"}, 409, "pause")):
             refused = await client.patch("/v1/jobs", params=params)
             assert refused.status_code == status and problems(refused)[0][0] == field, params
 
