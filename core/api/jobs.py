@@ -1,18 +1,22 @@
-"""Jobs and their executions over the API, as DryvIQ serves them: `v1/jobs` (list, create),
-`v1/jobs/{id}` (get, edit, remove, and control with `?start=1`, `pause=1`, `resume=1`,
-`cancel=1`), and `v1/jobs/history` (executions). `{id}` is a job's id or its name, as the
-command line takes them.
+"""Jobs and their executions over the API, as DryvIQ serves them: `v1/jobs` (list, create,
+and control of several with `?start=1&ids=` or `&category=`),
+`v1/jobs/{id}` (get, edit, replace, remove, and control with `?start=1`, `pause=1`,
+`resume=1`, `cancel=1`), and `v1/jobs/history` (executions; `.csv` as `jobs history --csv`).
+`{id}` is a job's id or its name, as the command line takes them.
 
 Creating and editing go through core.job_store, so a job is checked as `jobs create` and
 `jobs update` check it: every problem is one entry of `errors[]`, its `field` the JSON path
 in the job. An edit (PATCH with a body) is a JSON merge patch (RFC 7386) of the stored job:
-the keys sent replace those stored, `null` removes one. Control writes a request
+the keys sent replace those stored, `null` removes one; PUT replaces the whole job. A job
+read, changed and sent back carries the server's keys and `status` as GET showed it: those
+are ignored, so only a start asks for a run (`?start=1`, never a status). Control writes a request
 (core.control) that whichever process schedules or runs the job carries out: a start is
-taken up by the scheduler within seconds (`serve` runs one when no agent does), a pause or
-cancel by the run itself."""
+taken up by the scheduler when it has room (`serve` runs one when no agent does), a pause or
+cancel by the run itself; a pause or cancel of a job whose start still waits withdraws it."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -34,7 +38,16 @@ from core.api.envelope import (
     single,
     whole_number,
 )
-from core.api.shapes import SERVER_KEYS, definition_of, execution_body, job_view
+from core.api.shapes import (
+    SERVER_KEYS,
+    definition_of,
+    execution_body,
+    execution_status,
+    job_view,
+)
+from core.cli.output import write_csv
+from core.history_csv import COLUMNS as HISTORY_COLUMNS
+from core.history_csv import history_csv_row
 from core.home import Home, JobBusy
 from core.job_store import create_job, remove_job, update_job
 from core.jobs import JobError
@@ -43,6 +56,10 @@ from core.state import EXECUTION_COLUMNS, Execution, JobRecord, State, execution
 # DryvIQ's control switches, and the request each writes (resume: start what was paused)
 CONTROLS = {"start": "start", "resume": "start", "pause": "pause", "cancel": "cancel"}
 _TOP = "(top level)"  # core's path for the job as a whole: no field to name
+# a start asked for and not taken up yet: the scheduler may be busy with as many runs as it
+# may run at once, so it waits (shapes' text promises seconds)
+QUEUED = ("asked to start: queued until the scheduler has room for it (pause=1 or cancel=1 "
+          "withdraws the request)")
 
 
 def switch(request: Request, name: str) -> bool:
@@ -71,7 +88,10 @@ async def job_of(request: Request, value: str | None = None, field: str = "id") 
 async def _view(request: Request, job: JobRecord) -> dict[str, Any]:
     api = api_of(request)
     asked = await control.pending_for(api.state, job.id)
-    return await job_view(api.state, api.home, job, asked.action if asked else None)
+    view = await job_view(api.state, api.home, job, asked.action if asked else None)
+    if view["status"] == "start":
+        view["status_reason"] = QUEUED
+    return view
 
 
 def _problems(exc: JobError) -> list[Problem]:
@@ -107,14 +127,65 @@ async def _job_text(request: Request) -> tuple[str, dict[str, Any]]:
 async def list_jobs(request: Request) -> Response:
     page = page_of(request)
     api = api_of(request)
-    jobs = await api.state.find_jobs()
-    category = request.query_params.get("category")
-    if category:
-        jobs = [job for job in jobs if category == str(job.category_id)
-                or job.category.casefold() == category.casefold()]
+    jobs = _in_category(request, await api.state.find_jobs())
     shown = jobs[page.offset:page.offset + page.limit]
     return listing("jobs", [await _view(request, job) for job in shown], page, len(jobs),
                    request)
+
+
+def _in_category(request: Request, jobs: list[JobRecord]) -> list[JobRecord]:
+    """The jobs of the category `?category=` names (its id or name), or all without one."""
+    category = request.query_params.get("category")
+    if not category:
+        return jobs
+    return [job for job in jobs if category == str(job.category_id)
+            or job.category.casefold() == category.casefold()]
+
+
+async def control_jobs(request: Request) -> Response:
+    """The SDK's startMultiple() and pauseMultiple(): one switch for the jobs `?ids=` (ids or
+    names, comma-separated) and `?category=` select. Each job it does not apply to (a start
+    of one that runs, a pause of one that does not) is left as it is; the answer lists the
+    jobs selected as they are now."""
+    asked = _switches(request)
+    if not asked:
+        raise ApiError(400, "ask for start=1, pause=1, resume=1 or cancel=1 (jobs are "
+                       "edited one at a time: PATCH v1/jobs/{id})", field="start")
+    if await request.body():
+        raise ApiError(409, f"?{asked[0]}=1 takes no body", field=asked[0])
+    ids = request.query_params.get("ids")
+    if not ids and not request.query_params.get("category"):
+        raise ApiError(400, "name the jobs with ids= (ids or names, comma-separated) or "
+                       "category=", field="ids")
+    if ids:
+        names = [wanted.strip() for wanted in ids.split(",")]
+        if not all(names):
+            raise ApiError(400, "ids must be job ids or names, comma-separated", field="ids")
+        jobs = [await job_of(request, wanted, "ids") for wanted in names]
+    else:
+        jobs = await api_of(request).state.find_jobs()
+    jobs = _in_category(request, list({job.id: job for job in jobs}.values()))
+    for job in jobs:
+        try:
+            await _ask(request, job, asked)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+    views = [await _view(request, job) for job in jobs]
+    return listing("jobs", views, Page(0, max(1, len(views))), len(views), request)
+
+
+def _switches(request: Request) -> list[str]:
+    """The control switch the query turns on (`?start=1`), if any, as a list; two contradict
+    each other: a 409, nothing is done."""
+    if "reset" in request.query_params:
+        raise ApiError(400, "reset is not supported: a run continues from its item records",
+                       field="reset")
+    asked = [name for name in CONTROLS if switch(request, name)]
+    if len(asked) > 1:
+        raise ApiError(409, f"ask for one of start, pause, resume, cancel at a time, not "
+                       f"{' and '.join(asked)}", field=asked[1])
+    return asked
 
 
 async def add_job(request: Request) -> Response:
@@ -145,23 +216,47 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 async def patch_job(request: Request) -> Response:
     job = await job_of(request)
-    asked = [name for name in CONTROLS if switch(request, name)]
-    if "reset" in request.query_params:
-        raise ApiError(400, "reset is not supported: a run continues from its item records",
-                       field="reset")
+    asked = _switches(request)
     if asked:
         if await request.body():
             raise ApiError(409, f"?{asked[0]}=1 takes no body: send changes and control "
                            "requests apart", field=asked[0])
-        return await _control(request, job, asked)
+        await _ask(request, job, asked)
+        return single("job", await _view(request, job))
     if not await request.body():
         raise ApiError(400, "send the job's changes as JSON, or ?start=1, pause=1, resume=1 "
                        "or cancel=1", code="bad_json")
+    return await _save(request, job, merge_patch(definition_of(job), await _changes(request, job)))
+
+
+async def put_job(request: Request) -> Response:
+    """The SDK's update(): the body is the whole job (a null is a key left out), checked as
+    PATCH checks it."""
+    job = await job_of(request)
+    return await _save(request, job, merge_patch({}, await _changes(request, job)))
+
+
+async def _changes(request: Request, job: JobRecord) -> dict[str, Any]:
+    """The job object in the body without the server's keys. A `status` that is what GET
+    shows now (read, changed and sent back), or other text (a server's status), leaves the
+    stored one as it is; `paused` is job JSON's (an auto job waits for a manual first run), and core
+    refuses what is not a string; `start` is refused: only ?start=1 asks for a run, so a
+    job sent back never starts one."""
     _, changes = await _job_text(request)
     changes = {key: value for key, value in changes.items() if key not in SERVER_KEYS}
-    if changes.get("status") not in (None, "start", "paused"):
-        del changes["status"]  # DryvIQ's status of the job, sent back as it was read
-    document = merge_patch(definition_of(job), changes)
+    if changes.get("status") is None:  # none, or null: removed
+        return changes
+    status = changes.pop("status")
+    if isinstance(status, str) and (status == (await _view(request, job))["status"]
+                                    or status not in ("start", "paused")):
+        status = definition_of(job).get("status")
+    elif status == "start":
+        raise ApiError(400, 'status "start" starts a job only when it is created: ask for a '
+                       "run with ?start=1", field="status")
+    return changes if status is None else {**changes, "status": status}
+
+
+async def _save(request: Request, job: JobRecord, document: dict[str, Any]) -> Response:
     text = json.dumps(document, indent=2, ensure_ascii=False)
     api = api_of(request)
     try:
@@ -173,10 +268,8 @@ async def patch_job(request: Request) -> Response:
     return single("job", await _view(request, job))
 
 
-async def _control(request: Request, job: JobRecord, asked: list[str]) -> Response:
-    if len(asked) > 1:  # they contradict each other: nothing is done
-        raise ApiError(409, f"ask for one of start, pause, resume, cancel at a time, not "
-                       f"{' and '.join(asked)}", field=asked[1])
+async def _ask(request: Request, job: JobRecord, asked: list[str]) -> None:
+    """Ask for the one switch in `asked` on the job; a 409 when it does not apply now."""
     switch = asked[0]
     action = CONTROLS[switch]
     api = api_of(request)
@@ -184,11 +277,21 @@ async def _control(request: Request, job: JobRecord, asked: list[str]) -> Respon
     if action == "start" and running:
         raise ApiError(409, f"job {job.name!r} is running already", field=switch)
     if action != "start" and not running:
+        if await _withdrawn(api.state, job.id):
+            return
+        running = control.job_runs(api.home, job.id)  # the scheduler may have just started it
+    if action != "start" and not running:
         raise ApiError(409, f"job {job.name!r} is not running: nothing to {switch}",
                        field=switch)
     token = request.scope.get("state", {}).get("token")
     await control.request(api.state, job.id, action, f"api:{token.name if token else '?'}")
-    return single("job", await _view(request, job))
+
+
+async def _withdrawn(state: State, job_id: str) -> bool:
+    """Withdraw the job's start request that waits for the scheduler; False when there is
+    none (or the scheduler took it meanwhile)."""
+    asked = await control.pending_for(state, job_id)
+    return asked is not None and asked.action == "start" and await control.take(state, asked)
 
 
 async def delete_job(request: Request) -> Response:
@@ -240,6 +343,24 @@ async def history(request: Request) -> Response:
                                       for e in executions], page, total, request)
 
 
+async def history_csv(request: Request) -> Response:
+    """Every execution (of one job with `job`), newest first, as `jobs history --csv` writes
+    them (the SDK's downloadCsv)."""
+    api = api_of(request)
+    wanted = request.query_params.get("job")
+    job = await job_of(request, wanted, "job") if wanted else None
+    executions, _ = await _executions(api.state, job.id if job else None,
+                                      Page(0, -1))  # -1: SQLite's "no limit"
+    newest: dict[str, int] = {}
+    for execution in executions:  # only a job's newest can run now
+        newest.setdefault(execution.job_id, execution.id)
+    out = io.StringIO()
+    write_csv((history_csv_row(e, execution_status(e, alive=newest[e.job_id] == e.id
+                                                   and api.home.job_running(e.job_id)))
+               for e in executions), HISTORY_COLUMNS, out)
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+
+
 async def _newest(state: State, home: Home, job: JobRecord | None, *,
                   running: bool) -> Execution | None:
     """The newest execution of `job` (of any job with None); with `running`, the newest one
@@ -279,9 +400,12 @@ async def _one_execution(request: Request, job: JobRecord | None, which: str) ->
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/jobs", by_method(GET=list_jobs, POST=add_job), methods=["GET", "POST"]),
+    Route("/v1/jobs", by_method(GET=list_jobs, POST=add_job, PATCH=control_jobs),
+          methods=["GET", "POST", "PATCH"]),
     # before /v1/jobs/{id}: "history" is not a job
     Route("/v1/jobs/history", history, methods=["GET"]),
-    Route("/v1/jobs/{id}", by_method(GET=get_job, PATCH=patch_job, DELETE=delete_job),
-          methods=["GET", "PATCH", "DELETE"]),
+    Route("/v1/jobs/history.csv", history_csv, methods=["GET"]),
+    Route("/v1/jobs/{id}", by_method(GET=get_job, PATCH=patch_job, PUT=put_job,
+                                     DELETE=delete_job),
+          methods=["GET", "PATCH", "PUT", "DELETE"]),
 ]

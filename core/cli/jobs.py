@@ -26,6 +26,8 @@ from core.cli.output import (
 from core.connectors.base import ConnectorError
 from core.engine.runner import RunResult, run_job
 from core.engine.stats import ExecutionStats
+from core.history_csv import COLUMNS as CSV_HISTORY
+from core.history_csv import history_csv_row
 from core.home import ConfigError, Home, JobBusy
 from core.items_report import CSV_COLUMNS, csv_row
 from core.job_store import (
@@ -47,7 +49,6 @@ from core.schedule import (
     upcoming_run,
 )
 from core.sides import (
-    SIDE_COUNTERS,
     action_words,
     compact,
     outcomes,
@@ -422,32 +423,21 @@ async def _history(args: argparse.Namespace) -> int:
     if args.json:
         emit_json([_execution_dict(e) for e in executions])
         return 0
-    rows = [_history_csv_row(e) if args.csv else _history_row(e) for e in executions]
-    headers = HISTORY_CSV if args.csv else HISTORY_COLUMNS
+    rows = [history_csv_row(e) if args.csv else _history_row(e) for e in executions]
+    headers = CSV_HISTORY if args.csv else HISTORY_COLUMNS
     _print_rows(args, rows, headers, empty="No executions yet")
     return 0
 
 
 # People read labels and each run's changes per side in one cell ("↑+3 ~1 ↓~2 -1 ⚡1"), in 80
-# columns (the duration is left to CSV and JSON); CSV carries the status codes and plain
-# numbers, every side's counter on its own.
+# columns (the duration is left to CSV and JSON); CSV's rows: core/history_csv.py.
 HISTORY_COLUMNS = ("ID", "STARTED", "STATUS", "CHANGES", "PROBLEMS", "BYTES")
-HISTORY_CSV = ("ID", "STATUS", "STARTED", "SECONDS", "TRANSFERRED", "BYTES", "FLAGGED",
-               "FAILED", *(name.upper() for name in SIDE_COUNTERS))
 
 
 def _history_row(execution: Execution) -> tuple[Any, ...]:
     stats = recorded_stats(execution.stats)
     return (execution.id, when(execution.started_at)[:16], label(execution.status),
             compact(stats), problems(stats), size(stats.bytes))
-
-
-def _history_csv_row(execution: Execution) -> tuple[Any, ...]:
-    stats = recorded_stats(execution.stats)
-    took = (execution.ended_at or execution.heartbeat_at) - execution.started_at
-    return (execution.id, execution.status, when(execution.started_at), round(took),
-            stats.transferred, stats.bytes, stats.flagged, stats.failed,
-            *(getattr(stats, name) for name in SIDE_COUNTERS))
 
 
 async def _items(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import csv
+import io
 import json
 import threading
 from pathlib import Path
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from core import control
+from core.cli import main
 from core.connections import add_local
 from core.connectors import local
 from core.connectors.local import LocalConnector
@@ -168,6 +171,88 @@ async def test_edit_remove_and_refusals(tmp_path: Path) -> None:
         assert (await client.get(url)).status_code == 404
         assert (await client.delete(url)).status_code == 404
         assert await served.state.find_jobs() == []
+
+
+async def test_jobs_sent_back_queued_starts_put_and_history_csv(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with served_api(Home(tmp_path / "home")) as served:  # no scheduler: starts wait
+        await folders(served, tmp_path)
+        client = served.client
+        job = (await client.post("/v1/jobs", json=job_json("Trip"))).json()["job"]
+        url = f"/v1/jobs/{job['id']}"
+
+        async def definition() -> dict[str, Any]:
+            record, = await served.state.find_jobs(job["id"])
+            return json.loads(record.definition)
+
+        # read, changed and sent back (PATCH and PUT): the status GET shows changes nothing
+        for method, text in ((client.patch, "patched"), (client.put, "put")):
+            await served.state.start_execution(job["id"], scheduled=False)  # its process died
+            read = (await client.get(url)).json()["job"]
+            assert read["status"] == "paused"
+            answer = await method(url, json={"job": read | {"description": text}})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["job"]["description"] == text
+        assert "status" not in await definition()
+        # a status never asks for a run: ?start=1 does
+        refused = await client.patch(url, json={"description": "x", "status": "start"})
+        assert refused.status_code == 400 and problems(refused)[0][0] == "status"
+        assert await control.pending_for(served.state, job["id"]) is None
+        not_text = await client.patch(url, json={"status": 5})
+        assert not_text.status_code == 400 and problems(not_text)[0][0] == "status"
+        held = job_json("Held") | {"schedule": {"mode": "auto"}, "status": "paused"}
+        held = (await client.post("/v1/jobs", json=held)).json()["job"]
+        assert held["status"] == "paused"  # sent back whole, it still waits for a manual run
+        assert (await client.put(f"/v1/jobs/{held['id']}", json=held)).json()["job"][
+            "status"] == "paused"
+
+        # a start waits while the scheduler has no room (here: none runs); sent back, its
+        # status asks nothing more; a pause or a cancel withdraws it
+        for switch in ("pause", "cancel"):
+            queued = (await client.patch(url, params={"start": 1})).json()["job"]
+            assert queued["status"] == "start" and "queued" in queued["status_reason"]
+            assert (await client.put(url, json=queued)).status_code == 200
+            assert "status" not in await definition()
+            withdrawn = await client.patch(url, params={switch: 1})
+            assert withdrawn.status_code == 200, withdrawn.text
+            assert withdrawn.json()["job"]["status"] == "idle"
+            assert await control.pending_for(served.state, job["id"]) is None
+
+        # several at once (the SDK's startMultiple, pauseMultiple), by ids or category
+        several = await client.patch("/v1/jobs", params={"start": 1, "ids": "Trip,Held"})
+        assert [j["status"] for j in several.json()["jobs"]] == ["start", "start"]
+        paused = await client.patch("/v1/jobs", params={"pause": 1, "category": "site a"})
+        assert paused.json()["meta"]["total_count"] == 2
+        assert await control.pending(served.state) == []
+        for params, status, field in (({"start": 1}, 400, "ids"), ({"ids": "Trip"}, 400, "start"),
+                                      ({"start": 1, "ids": "Trip,nope"}, 404, "ids"),
+                                      ({"start": 1, "ids": "Trip,"}, 400, "ids"),
+                                      ({"start": 1, "pause": 1, "ids": "x"}, 409, "pause")):
+            refused = await client.patch("/v1/jobs", params=params)
+            assert refused.status_code == status and problems(refused)[0][0] == field, params
+
+        # PUT replaces the whole job: a key left out is gone; checked as PATCH checks
+        bare = job_json("Trip")
+        del bare["schedule"]
+        replaced = (await client.put(url, json=bare)).json()["job"]
+        assert "schedule" not in replaced and "description" not in replaced
+        wrong = await client.put(url, json={"name": "Trip"})
+        assert wrong.status_code == 400 and problems(wrong)[0][0] == "transfer"
+        assert (await client.put("/v1/jobs/nope", json=bare)).status_code == 404
+
+        # history.csv: the rows `jobs history --csv` writes (a dead run reads interrupted)
+        answer = await client.get("/v1/jobs/history.csv", params={"job": "Trip"})
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith(
+            "text/csv")
+        served_rows = list(csv.reader(io.StringIO(answer.text)))
+        assert [row[1] for row in served_rows] == ["status", "interrupted", "interrupted"]
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["--home", str(served.home.root), "jobs",
+                                              "history", "Trip", "--csv"]) == 0
+        assert list(csv.reader(io.StringIO(capsys.readouterr().out))) == served_rows
+        assert (await client.get("/v1/jobs/history.csv")).text == answer.text  # every job's
+        missing = await client.get("/v1/jobs/history.csv", params={"job": "nope"})
+        assert missing.status_code == 404 and problems(missing)[0][0] == "job"
 
 
 async def test_start_runs_in_the_scheduler_and_history(tmp_path: Path) -> None:
