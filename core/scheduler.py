@@ -424,8 +424,8 @@ class Scheduler:
                     self._note(Note("waiting", job, until=until))
                 continue
             self._waiting.pop(job.id, None)
-            if request is not None:
-                await control.take(self.state, request)
+            if request is not None and not await control.take(self.state, request):
+                continue  # withdrawn (or replaced) since it was read: not started
             self._start(job, schedule, requested=request is not None)
         return soonest
 
