@@ -2,7 +2,8 @@
 
 Reports, as DryvIQ serves them (reference/dryviq-jobs.md §6: a report is a job category):
 `GET v1/reports` (`{id, name, description, parameters: {job_category_id}, stats}`), `GET
-v1/reports/{id}`, and its `stats`, `jobs` and `items` (the items of its jobs, as
+v1/reports/{id}`, and its `stats` (SDK `TransferJobStatistics`: `v1/transfers/{job}/stats` over
+all its jobs at once, plus our category `totals`), `jobs` and `items` (the items of its jobs, as
 `transfers/items` gives them). `{id}` is the category's id, or its name.
 
 Analyses (dryviq-tui's own; DryvIQ has no such resource): `GET v1/analysis` lists the stored
@@ -21,8 +22,9 @@ from starlette.routing import BaseRoute, Route
 from core.analyze import Analysis
 from core.api.context import api_of
 from core.api.envelope import listing, not_found, page_of, single
+from core.api.transfer_stats import breakdowns, timeline
 from core.api.transfers import ItemQuery, item_statuses
-from core.reports import CategoryError, Report, find_category, report, reports
+from core.reports import CategoryError, find_category, report, reports
 from core.state import Category, State
 
 
@@ -46,13 +48,15 @@ async def one_report(request: Request) -> Response:
     return single("report", found.as_dict())
 
 
-def _stats(found: Report) -> dict[str, Any]:
-    return {"id": found.category.id, "name": found.category.name} | found.totals.as_dict()
-
-
 async def report_stats(request: Request) -> Response:
-    found, _ = await report(api_of(request).state, await _category(request))
-    return single("stats", _stats(found))
+    state = api_of(request).state
+    found, members = await report(state, await _category(request))
+    job_ids = [member.job.id for member in members]
+    category = found.category
+    return single("stats", {"id": category.id, "name": category.name}
+                  | await breakdowns(state, job_ids)
+                  | {"timeline": await timeline(state, job_ids),
+                     "totals": found.totals.as_dict()})
 
 
 async def report_jobs(request: Request) -> Response:

@@ -1,18 +1,21 @@
-"""A job's statistics as DryvIQ's `GET v1/transfers/{job}/stats` gives them (SDK
-`TransferJobStatistics`): breakdowns of its items `by_status`, `by_category` (our items' actions:
-what a run did with each, there being no audit categories), `by_ext` and `by_size` (files only),
-each key holding `{source: {files, folders, bytes}, destination: {…}}` (the source side: every
-item recorded; the destination side: those delivered there); and a `timeline` of its executions.
+"""Statistics of a set of jobs as DryvIQ's SDK `TransferJobStatistics` says them (`GET
+v1/transfers/{job}/stats` for one job, `v1/reports/{id}/stats` for a category's): breakdowns of
+their items `by_status`, `by_category` (our items' actions: what a run did with each, there being
+no audit categories), `by_ext` and `by_size` (files only), each key holding `{source: {files,
+folders, bytes}, destination: {…}}` (the source side: every item recorded; the destination side:
+those delivered there); and a `timeline` of their executions.
 
-Everything is one SQL aggregate over the job's items (or executions): nothing reads an item
-into Python, so a job of a million items costs a few scans of its own rows."""
+Every breakdown is one SQL aggregate over the jobs' items: nothing reads an item into Python,
+so a million items cost a few scans of their own rows."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core.analysis_tally import SIZE_BUCKETS, extension
-from core.state import JobRecord, State
+from core.api.shapes import EXECUTION_STATUS
+from core.schedule import failed_to_start
+from core.state import EXECUTION_COLUMNS, JobRecord, State, execution_of
 
 # an item whose file or folder is at the destination now, as core/items_report.py says
 _DELIVERED = ("status IN ('success', 'processed') AND destination_path IS NOT NULL "
@@ -34,12 +37,16 @@ def counts(files: int, folders: int, size: float) -> dict[str, int]:
     return {"files": int(files), "folders": int(folders), "bytes": int(size)}
 
 
-async def _breakdown(state: State, job_id: str, key: str,
+def _of_jobs(job_ids: list[str]) -> str:
+    return f"job_id IN ({', '.join('?' * len(job_ids))})"
+
+
+async def _breakdown(state: State, job_ids: list[str], key: str,
                      files_only: bool = False) -> dict[str, dict[str, Any]]:
     rows = await state.db.execute_fetchall(
         f"SELECT {key} AS k, {_SUMS} FROM (SELECT *, {_NAME} AS name, ({_DELIVERED}) AS "
-        f"delivered FROM items WHERE job_id = ?{' AND NOT is_dir' if files_only else ''}) "
-        "GROUP BY k ORDER BY k", (job_id,))
+        f"delivered FROM items WHERE {_of_jobs(job_ids)}"
+        f"{' AND NOT is_dir' if files_only else ''}) GROUP BY k ORDER BY k", job_ids)
     return {row[0]: {"source": counts(*row[1:4]), "destination": counts(*row[4:7])}
             for row in rows}
 
@@ -60,35 +67,46 @@ def _in_size_order(by_label: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
     return {label: by_label[label] for _, label in SIZE_BUCKETS if label in by_label}
 
 
-async def timeline(state: State, job_id: str) -> list[dict[str, Any]]:
-    """Each execution, oldest first: when it started, how it ended, what it wrote to each side
-    and what it skipped, flagged and failed."""
-    fields = ("transferred", "folders_created", "bytes", "added_source", "updated_source",
-              "bytes_to_source", "skipped", "flagged", "failed")
-    extracted = ", ".join(f"COALESCE(json_extract(stats, '$.{name}'), 0)" for name in fields)
+async def breakdowns(state: State, job_ids: list[str]) -> dict[str, Any]:
+    """The items of all `job_ids` by status, by category, by extension and by size."""
+    return {
+        "by_status": await _breakdown(state, job_ids, "status"),
+        "by_category": await _breakdown(state, job_ids, "action"),
+        "by_ext": _merged(await _breakdown(state, job_ids, _RAW_EXTENSION, files_only=True)),
+        "by_size": _in_size_order(await _breakdown(state, job_ids, _SIZE_LABEL,
+                                                    files_only=True))}
+
+
+_TIMELINE_FIELDS = ("transferred", "folders_created", "bytes", "added_source", "updated_source",
+                   "bytes_to_source", "skipped", "flagged", "failed")
+
+
+async def timeline(state: State, job_ids: list[str]) -> list[dict[str, Any]]:
+    """Each execution of `job_ids`, oldest first: its job, when it started, how it ended
+    (DryvIQ's execution status; ours in status_detail), what it wrote to each side and what it
+    skipped, flagged and failed."""
     rows = await state.db.execute_fetchall(
-        f"SELECT id, started_at, ended_at, status, {extracted} FROM executions "
-        "WHERE job_id = ? ORDER BY id", (job_id,))
+        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE {_of_jobs(job_ids)} ORDER BY id",
+        job_ids)
     entries = []
-    for (execution_id, started, ended, status, transferred, folders, sent, added, updated,
-         to_source, skipped, flagged, failed) in rows:
+    for execution in map(execution_of, rows):
+        got = {name: int(execution.stats.get(name) or 0) for name in _TIMELINE_FIELDS}
+        status = EXECUTION_STATUS.get(execution.status, "failed")
+        if failed_to_start(execution):
+            status = "failed_to_start"
+        sent_back = got["added_source"] + got["updated_source"]
         entries.append({
-            "timestamp": started, "execution_id": execution_id, "end_time": ended,
-            "status": status,
+            "timestamp": execution.started_at, "job_id": execution.job_id,
+            "execution_id": execution.id, "end_time": execution.ended_at,
+            "status": status, "status_detail": execution.status,
             "stats": {"transferred": {
-                "source": counts(added + updated, 0, to_source),
-                "destination": counts(transferred - added - updated, folders,
-                                      sent - to_source)}},
-            "skipped": int(skipped), "flagged": int(flagged), "failed": int(failed)})
+                "source": counts(sent_back, 0, got["bytes_to_source"]),
+                "destination": counts(got["transferred"] - sent_back, got["folders_created"],
+                                      got["bytes"] - got["bytes_to_source"])}},
+            "skipped": got["skipped"], "flagged": got["flagged"], "failed": got["failed"]})
     return entries
 
 
 async def job_stats(state: State, job: JobRecord) -> dict[str, Any]:
-    return {
-        "id": job.id, "name": job.name,
-        "by_status": await _breakdown(state, job.id, "status"),
-        "by_category": await _breakdown(state, job.id, "action"),
-        "by_ext": _merged(await _breakdown(state, job.id, _RAW_EXTENSION, files_only=True)),
-        "by_size": _in_size_order(await _breakdown(state, job.id, _SIZE_LABEL,
-                                                    files_only=True)),
-        "timeline": await timeline(state, job.id)}
+    return ({"id": job.id, "name": job.name} | await breakdowns(state, [job.id])
+            | {"timeline": await timeline(state, [job.id])})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,10 +70,11 @@ async def test_reports_list_and_each_one_as_core_reports_says(served: ServedApi)
         one = (await client.get(f"/v1/reports/{wanted}")).json()
         assert one == {"status": 200, "type": "report", "report": found.as_dict()}
     assert one["report"]["parameters"] == {"job_category_id": tower.id}
-    stats = (await client.get(f"/v1/reports/{tower.id}/stats")).json()
-    assert stats["stats"] == {"id": tower.id, "name": "Tower"} | found.totals.as_dict()
-    assert (stats["stats"]["jobs"], stats["stats"]["executions"]) == (2, 3)
-    assert stats["stats"]["flagged"] == 1
+    stats = (await client.get(f"/v1/reports/{tower.id}/stats")).json()["stats"]
+    assert (stats["id"], stats["name"], stats["totals"]) == (
+        tower.id, "Tower", found.totals.as_dict())
+    assert (stats["totals"]["jobs"], stats["totals"]["executions"]) == (2, 3)
+    assert stats["totals"]["flagged"] == 1
     jobs = (await client.get("/v1/reports/Tower/jobs")).json()
     assert (jobs["type"], jobs["jobs"]) == ("jobs", [m.as_dict() for m in members])
     assert [j["name"] for j in jobs["jobs"]] == ["North", "South"]
@@ -82,6 +84,39 @@ async def test_reports_list_and_each_one_as_core_reports_says(served: ServedApi)
                  "/v1/reports/Nowhere/items"):
         missing = await client.get(path)
         assert (missing.status_code, missing.json()["errors"][0]["field"]) == (404, "id"), path
+
+
+def _added(breakdowns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Breakdowns ({key: {side: {files, folders, bytes}}}) summed key by key."""
+    total: dict[str, Any] = {}
+    for breakdown in breakdowns:
+        for key, sides in breakdown.items():
+            into = total.setdefault(key, {})
+            for side, numbers in sides.items():
+                kept = into.setdefault(side, dict.fromkeys(numbers, 0))
+                for name, value in numbers.items():
+                    kept[name] += value
+    return total
+
+
+async def test_a_reports_stats_are_its_jobs_transfer_stats_added_up(served: ServedApi) -> None:
+    client, state = served.client, served.state
+    tower = [job for job in await state.find_jobs() if job.category == "Tower"]
+    each = [(await client.get(f"/v1/transfers/{job.id}/stats")).json()["stats"]
+            for job in tower]
+    stats = (await client.get("/v1/reports/Tower/stats")).json()["stats"]
+    for breakdown in ("by_status", "by_category", "by_ext", "by_size"):
+        assert stats[breakdown] == _added([one[breakdown] for one in each]), breakdown
+    assert stats["by_status"]["remediation"]["source"]["files"] == 1
+    assert stats["by_status"]["success"]["destination"]["files"] == 3
+    executions = [e for job in tower for e in await state.executions(job.id)]
+    assert [(e["job_id"], e["execution_id"], e["status_detail"]) for e in stats["timeline"]] == [
+        (e.job_id, e.id, e.status) for e in sorted(executions, key=lambda e: e.id)]
+    assert sorted(stats["timeline"], key=lambda e: e["execution_id"]) == sorted(
+        (e for one in each for e in one["timeline"]), key=lambda e: e["execution_id"])
+    assert {e["status"] for e in stats["timeline"]} <= {"completed", "warn", "no_changes"}
+    empty = (await client.get("/v1/reports/Default/stats")).json()["stats"]
+    assert (empty["by_status"], empty["timeline"], empty["totals"]["jobs"]) == ({}, [], 0)
 
 
 async def test_a_reports_items_are_its_jobs_items(served: ServedApi) -> None:

@@ -238,6 +238,8 @@ async def test_stats_add_up_the_items_and_executions(rig: Rig) -> None:
     client, state = rig.served.client, rig.served.state
     (rig.share / "North" / "a.pdf").rmdir()
     assert await rig.run(rig.north) == "warn"  # a.pdf sent now, b.pdf flagged again
+    await state.start_execution(rig.north.id)  # and a third run, whose process died
+    assert await state.mark_interrupted(rig.north.id) == 1
     answer = await client.get("/v1/transfers/North/stats")
     assert answer.json()["type"] == "stats"
     stats = answer.json()["stats"]
@@ -261,11 +263,14 @@ async def test_stats_add_up_the_items_and_executions(rig: Rig) -> None:
     assert stats["by_size"]["< 1 MiB"]["source"]["files"] == 5
     assert stats["by_category"]["flag"]["source"]["files"] == 1
     executions = await state.executions(rig.north.id)
-    assert [(e["execution_id"], e["status"]) for e in stats["timeline"]] == [
-        (e.id, e.status) for e in reversed(executions)]
+    assert [(e["job_id"], e["execution_id"], e["status_detail"]) for e in stats["timeline"]] == [
+        (e.job_id, e.id, e.status) for e in reversed(executions)]
+    listed = (await client.get(f"/v1/jobs/history?job={rig.north.id}")).json()["job_executions"]
+    assert [e["status"] for e in stats["timeline"]] == ["warn", "warn", "cancelled"] == [
+        e["status"] for e in reversed(listed)]  # DryvIQ's, as the job's executions say them
     assert [e["stats"]["transferred"]["destination"]["files"] for e in stats["timeline"]] == [
-        3, 1]
-    assert [e["flagged"] for e in stats["timeline"]] == [2, 1]
+        3, 1, 0]
+    assert [e["flagged"] for e in stats["timeline"]] == [2, 1, 0]
     assert (await client.get(f"/v1/transfers/{rig.north.id}/stats")).json() == answer.json()
     missing = await client.get("/v1/transfers/nope/stats")
     assert (missing.status_code, missing.json()["errors"][0]["field"]) == (404, "job")
