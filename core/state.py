@@ -519,6 +519,7 @@ class ItemState(NamedTuple):
     attempts: int
 
 
+MAX_COUNTS_KEPT = 256  # item counts remembered (one per job and status filter asked for)
 ITEM_COLUMNS = (
     "job_id", "path", "parent", "is_dir", "size", "mtime", "action", "status", "source_id",
     "destination_id", "destination_path", "destination_version", "attempts", "last_error",
@@ -588,6 +589,9 @@ class State:
         self.path = path  # for the pacer, which keeps its own connection to the same file
         self.read_only = read_only  # opened read-only: the file could not be written
         self._lock: int | None = None  # the state's lock, held shared while open
+        # count_items' answers, while nothing has changed the file: (query, args) ->
+        # ((data version, changes), count)
+        self._counts: dict[tuple[str, tuple[Any, ...]], tuple[tuple[int, int], int]] = {}
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, read_only_ok: bool = False,
@@ -1010,9 +1014,21 @@ class State:
         return [_item(row) for row in rows]
 
     async def count_items(self, job_ids: Sequence[str], statuses: Sequence[str]) -> int:
-        """How many items item_page pages through."""
+        """How many items item_page pages through: counted again only when the file has
+        changed since (a commit by another connection moves SQLite's data_version, a change
+        on this one total_changes()), so paging a job that no run is changing costs no count
+        (half a millisecond for 10,000 items, more for more)."""
         where, args = self._items_of(job_ids, statuses)
+        changed, = await self._rows(
+            "SELECT data_version, total_changes() FROM pragma_data_version")
+        key = (where, tuple(args))
+        known = self._counts.get(key)
+        if known is not None and known[0] == tuple(changed):
+            return known[1]
         (total,), = await self._rows(f"SELECT COUNT(*) FROM items WHERE {where}", args)
+        if len(self._counts) >= MAX_COUNTS_KEPT:
+            self._counts.clear()
+        self._counts[key] = (tuple(changed), int(total))
         return int(total)
 
     async def save_items(self, items: Sequence[ItemRecord | Forgotten]) -> None:

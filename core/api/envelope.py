@@ -15,11 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+
+
+class FastJSON(JSONResponse):
+    """JSON written by orjson: the same compact UTF-8 text as Starlette's (no NaN), in a tenth
+    of the time, which a page of 100 items or executions spends mostly on. What orjson does
+    not take (an integer past 64 bits, a key that is not a string) falls back to json."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return super().render(content)
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,7 @@ def error_response(status: int, problems: Sequence[Problem],
 
 def single(kind: str, body: dict[str, Any], status: int = 200) -> JSONResponse:
     """One object of type `kind` ("job", "connection", "execution", …)."""
-    return JSONResponse({"status": status, "type": kind, kind: body}, status_code=status)
+    return FastJSON({"status": status, "type": kind, kind: body}, status_code=status)
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,7 @@ def listing(kind: str, items: Sequence[dict[str, Any]], page: Page, total: int,
                                        page.limit)}
     meta = {"offset": page.offset, "limit": page.limit, "total_count": total,
             "has_more": has_more, "links": links}
-    return JSONResponse({"status": 200, "type": kind, kind: list(items), "meta": meta})
+    return FastJSON({"status": 200, "type": kind, kind: list(items), "meta": meta})
 
 
 def _href(request: Request, query: dict[str, str], offset: int, limit: int) -> str:

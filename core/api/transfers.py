@@ -34,10 +34,11 @@ CSV_ROWS_PER_READ = 1000  # the CSV is read (and sent) this many items at a time
 
 def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
     """One item as DryvIQ's TransferItem, with the API's ids (and its job's)."""
-    return dryviq_item(job, item) | {
-        "id": item_id(job.id, item.path),
-        "parent_id": item_id(job.id, item.parent) if item.parent else None,
-        "job_id": job.id}
+    body = dryviq_item(job, item)  # set in place: no second dict for each item of a page
+    body["id"] = item_id(job.id, item.path)
+    body["parent_id"] = item_id(job.id, item.parent) if item.parent else None
+    body["job_id"] = job.id
+    return body
 
 
 async def find_jobs(state: State, text: str | None, field: str = "jobs") -> list[JobRecord]:
