@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -19,17 +20,28 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from core.api.context import api_of
-from core.api.envelope import ApiError, Page, flag, listing, not_found, page_of, single
+from core.api.envelope import (
+    ApiError,
+    Page,
+    Serialized,
+    flag,
+    listing,
+    not_found,
+    page_of,
+    single,
+)
 from core.api.ids import item_id, parse_item_id
 from core.api.transfer_stats import job_stats
 from core.home import JobBusy
 from core.item_actions import NotActionable, ignore_item, retry_item
 from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
-from core.state import ItemRecord, JobRecord, State
+from core.state import ITEM_COLUMNS, ItemRecord, JobRecord, State
 from core.status import ITEM_LABELS
 
 ITEM_STATUSES = tuple(ITEM_LABELS)  # DryvIQ's item statuses, as the command line knows them
 CSV_ROWS_PER_READ = 1000  # the CSV is read (and sent) this many items at a time
+ITEMS_KEPT = 20_000  # items kept serialized for the pages (about 750 bytes each)
+_fields = operator.attrgetter(*ITEM_COLUMNS)  # an item record's every field, as a tuple
 
 
 def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
@@ -96,11 +108,17 @@ class ItemQuery:
                                      limit=limit)
 
     async def listing(self, request: Request, page: Page) -> Response:
-        state = api_of(request).state
-        items = await self.page(state, page.offset, page.limit)
-        total = await state.count_items(list(self.jobs), self.statuses)
-        return listing("item", [api_item(self.jobs[i.job_id], i) for i in items], page,
-                       total, request)
+        api = api_of(request)
+        items = await self.page(api.state, page.offset, page.limit)
+        total = await api.state.count_items(list(self.jobs), self.statuses)
+        kept: Serialized = api.areas.setdefault("transfers.items", Serialized(ITEMS_KEPT))
+        return listing("item", [self._serialized(kept, i) for i in items], page, total,
+                       request)
+
+    def _serialized(self, kept: Serialized, item: ItemRecord) -> Any:
+        """The item as JSON, kept by all it is made of: its record and its job's source."""
+        job = self.jobs[item.job_id]
+        return kept.get((job.source_path, _fields(item)), lambda: api_item(job, item))
 
 
 async def _query(request: Request, statuses: Sequence[str]) -> ItemQuery:

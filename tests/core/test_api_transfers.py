@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -157,6 +158,10 @@ async def test_retry_sends_an_item_back_and_ignore_has_every_run_leave_it(rig: R
 
     ignored = await client.patch(f"/v1/transfers/items/{ids['a.pdf']}?ignore=1")
     assert ignored.status_code == 200, ignored.text
+    # the count follows the change (made on the server's own connection)
+    flagged = (await client.get("/v1/transfers/items/flagged?jobs=North")).json()
+    assert [i["source"]["name"] for i in flagged["item"]] == ["b.pdf"]
+    assert flagged["meta"]["total_count"] == 1
     assert ignored.json()["item"]["status"] == "skipped"
     assert ignored.json()["item"]["processing"] == [
         "ignored by API token 'tests' (was: a folder with this name is already at the "
@@ -269,3 +274,14 @@ async def test_stats_add_up_the_items_and_executions(rig: Rig) -> None:
     assert (await client.get(f"/v1/transfers/{rig.north.id}/stats")).json() == answer.json()
     missing = await client.get("/v1/transfers/nope/stats")
     assert (missing.status_code, missing.json()["errors"][0]["field"]) == (404, "job")
+
+
+async def test_the_item_count_follows_a_change_by_another_process(rig: Rig) -> None:
+    """The count is kept while the file is unchanged; another connection's commit (a run in
+    another process, here plain sqlite3) makes it count again."""
+    url = "/v1/transfers/items?jobs=South&limit=1"
+    before = (await rig.served.client.get(url)).json()["meta"]["total_count"]
+    assert (await rig.served.client.get(url)).json()["meta"]["total_count"] == before
+    with sqlite3.connect(rig.served.home.state_path) as other:
+        other.execute("DELETE FROM items WHERE job_id = ? AND path = 'notes'", (rig.south.id,))
+    assert (await rig.served.client.get(url)).json()["meta"]["total_count"] == before - 1
