@@ -190,6 +190,7 @@ def report(label: str, result: dict[str, dict[str, Any]]) -> None:
               f"{one['p99'] * 1000:>8.1f} {one['max'] * 1000:>8.1f} {one['errors']:>7,}  "
               f"{one['statuses']}")
         print(f"{'':<10} GET {path}")
+    print(f"server CPU a request: {result['server']['cpu_ms']:.2f} ms (both endpoints)")
 
 
 def run_load(args: argparse.Namespace) -> None:
@@ -276,14 +277,14 @@ def measure(args: argparse.Namespace, work: Path) -> None:
             found = URL.search(serve.stdout.readline())
             if not found:
                 sys.exit("serve printed no URL")
-            results = {"idle": _load(args, found[1], token)}
+            results = {"idle": _load(args, found[1], token, serve.pid)}
             make_busy(home, sandbox, args.busy_rate)  # due at once: serve's scheduler runs it
             deadline = time.monotonic() + 60
             while not busy_running(home):
                 if time.monotonic() > deadline:
                     sys.exit("the job `busy` did not start under serve")
                 time.sleep(0.1)
-            results["while busy runs"] = _load(args, found[1], token)
+            results["while busy runs"] = _load(args, found[1], token, serve.pid)
             still = busy_running(home)
         finally:
             serve.send_signal(signal.SIGTERM)
@@ -294,7 +295,23 @@ def measure(args: argparse.Namespace, work: Path) -> None:
           f"serve exited {serve.returncode}")
 
 
-def _load(args: argparse.Namespace, url: str, token: str) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, every thread) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load(args: argparse.Namespace, url: str, token: str, server: int) -> dict[str, Any]:
+    """The load's figures, and the CPU time the server spent a request (the figure that the
+    other processes on the machine do not change)."""
+    before = cpu_seconds(server)
+    result = _loaded(args, url, token)
+    requests = sum(one["requests"] for one in result.values())
+    result["server"] = {"cpu_ms": (cpu_seconds(server) - before) * 1000 / max(1, requests)}
+    return result
+
+
+def _loaded(args: argparse.Namespace, url: str, token: str) -> dict[str, Any]:
     print(f"load: {args.clients} clients ({args.loader}) for {args.seconds:g} s against {url} "
           f"(load average {load_average()})", flush=True)
     pin = ["taskset", "-c", args.pin_client] if args.pin_client else []
