@@ -536,7 +536,8 @@ def _item_row(item: ItemRecord) -> tuple[Any, ...]:
     return tuple(getattr(item, column) for column in ITEM_COLUMNS)
 
 
-def _item(row: aiosqlite.Row) -> ItemRecord:
+def item_of(row: Sequence[Any]) -> ItemRecord:
+    """An item from a row of ITEM_COLUMNS (State.item_rows gives them)."""
     item = ItemRecord(*row)  # ITEM_COLUMNS are in the order of ItemRecord's fields
     item.is_dir = bool(item.is_dir)
     return item
@@ -971,7 +972,7 @@ class State:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items INDEXED BY items_by_parent "
             "WHERE job_id = ? AND parent = ?", (job_id, parent))
-        return {record.path: record for record in map(_item, rows)}
+        return {record.path: record for record in map(item_of, rows)}
 
     async def has_items(self, job_id: str) -> bool:
         return bool(await self._rows("SELECT 1 FROM items WHERE job_id = ? LIMIT 1", (job_id,)))
@@ -980,7 +981,7 @@ class State:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND path = ?",
             (job_id, path))
-        return _item(rows[0]) if rows else None
+        return item_of(rows[0]) if rows else None
 
     async def items(self, job_id: str, status: str | None = None,
                     execution_id: int | None = None) -> list[ItemRecord]:
@@ -994,7 +995,7 @@ class State:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {' AND '.join(where)} "
             "ORDER BY path", args)
-        return [_item(row) for row in rows]
+        return [item_of(row) for row in rows]
 
     @staticmethod
     def _items_of(job_ids: Sequence[str], statuses: Sequence[str]) -> tuple[str, list[str]]:
@@ -1008,10 +1009,16 @@ class State:
         """One page of the items of some jobs (in some statuses, or any), in (job, path)
         order: read through the primary key (or the status index) with LIMIT/OFFSET, so a
         page costs about the same in a job of a million items."""
+        return [item_of(row) for row in await self.item_rows(job_ids, statuses, offset=offset,
+                                                           limit=limit)]
+
+    async def item_rows(self, job_ids: Sequence[str], statuses: Sequence[str], *, offset: int,
+                        limit: int) -> list[tuple[Any, ...]]:
+        """item_page's rows, of ITEM_COLUMNS, as they are read (item_of makes a record of
+        one): the API keeps the items it serves by them."""
         where, args = self._items_of(job_ids, statuses)
-        rows = await self._rows(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {where} "
+        return await self._rows(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {where} "
                                 "ORDER BY job_id, path LIMIT ? OFFSET ?", [*args, limit, offset])
-        return [_item(row) for row in rows]
 
     async def count_items(self, job_ids: Sequence[str], statuses: Sequence[str]) -> int:
         """How many items item_page pages through: counted again only when the file has

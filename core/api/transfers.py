@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import operator
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -35,13 +34,12 @@ from core.api.transfer_stats import job_stats
 from core.home import JobBusy
 from core.item_actions import NotActionable, ignore_item, retry_item
 from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
-from core.state import ITEM_COLUMNS, ItemRecord, JobRecord, State
+from core.state import ItemRecord, JobRecord, State, item_of
 from core.status import ITEM_LABELS
 
 ITEM_STATUSES = tuple(ITEM_LABELS)  # DryvIQ's item statuses, as the command line knows them
 CSV_ROWS_PER_READ = 1000  # the CSV is read (and sent) this many items at a time
 ITEMS_KEPT = 20_000  # items kept serialized for the pages (about 750 bytes each)
-_fields = operator.attrgetter(*ITEM_COLUMNS)  # an item record's every field, as a tuple
 
 
 def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
@@ -109,16 +107,17 @@ class ItemQuery:
 
     async def listing(self, request: Request, page: Page) -> Response:
         api = api_of(request)
-        items = await self.page(api.state, page.offset, page.limit)
+        rows = await api.state.item_rows(list(self.jobs), self.statuses, offset=page.offset,
+                                         limit=page.limit)
         total = await api.state.count_items(list(self.jobs), self.statuses)
         kept: Serialized = api.areas.setdefault("transfers.items", Serialized(ITEMS_KEPT))
-        return listing("item", [self._serialized(kept, i) for i in items], page, total,
+        return listing("item", [self._serialized(kept, row) for row in rows], page, total,
                        request)
 
-    def _serialized(self, kept: Serialized, item: ItemRecord) -> Any:
-        """The item as JSON, kept by all it is made of: its record and its job's source."""
-        job = self.jobs[item.job_id]
-        return kept.get((job.source_path, _fields(item)), lambda: api_item(job, item))
+    def _serialized(self, kept: Serialized, row: tuple[Any, ...]) -> Any:
+        """The item as JSON, kept by all it is made of: its row and its job's source."""
+        job = self.jobs[row[0]]  # ITEM_COLUMNS begin with the job's id
+        return kept.get((job.source_path, row), lambda: api_item(job, item_of(row)))
 
 
 async def _query(request: Request, statuses: Sequence[str]) -> ItemQuery:
