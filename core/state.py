@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiosqlite
+import orjson
 
 from core.jobs import Job
 
@@ -549,7 +550,16 @@ EXECUTION_COLUMNS = ("id, job_id, status, phase, started_at, ended_at, heartbeat
 
 def execution_of(row: Sequence[Any]) -> Execution:
     """An execution from a row of EXECUTION_COLUMNS (the API pages them with its own query)."""
-    return Execution(*row[:8], json.loads(row[8]), *row[9:12], bool(row[12]))
+    return Execution(*row[:8], _stats_json(row[8]), *row[9:12], bool(row[12]))
+
+
+def _stats_json(text: str) -> dict[str, Any]:
+    """An execution's stats as stored: orjson reads them in a quarter of json's time (a page of
+    history reads 100); json reads what orjson will not (NaN, a number past 64 bits)."""
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # type: ignore[no-any-return]
 
 
 def _new_id() -> str:
