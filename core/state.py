@@ -555,7 +555,7 @@ def execution_of(row: Sequence[Any]) -> Execution:
 
 def _stats_json(text: str) -> dict[str, Any]:
     """An execution's stats as stored: orjson reads them in a quarter of json's time (a page of
-    history reads 100); json reads what orjson will not (NaN, a number past 64 bits)."""
+    history reads 100); json reads what orjson will not (NaN, Infinity)."""
     try:
         return orjson.loads(text)  # type: ignore[no-any-return]
     except orjson.JSONDecodeError:
