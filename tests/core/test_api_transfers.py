@@ -5,6 +5,7 @@ folder at the destination is flagged, as a person would meet it."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import sqlite3
@@ -20,7 +21,7 @@ from core.api.transfers import CSV_ROWS_PER_READ
 from core.connections import add_local
 from core.engine.runner import run_job
 from core.home import Home
-from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
+from core.items_report import CSV_COLUMNS, csv_row, dryviq_item, iso_time
 from core.job_store import create_job
 from core.state import ItemRecord, JobRecord
 from tests.api import ServedApi, served_api
@@ -285,3 +286,11 @@ async def test_the_item_count_follows_a_change_by_another_process(rig: Rig) -> N
     with sqlite3.connect(rig.served.home.state_path) as other:
         other.execute("DELETE FROM items WHERE job_id = ? AND path = 'notes'", (rig.south.id,))
     assert (await rig.served.client.get(url)).json()["meta"]["total_count"] == before - 1
+
+
+@pytest.mark.parametrize("epoch", [0, -1.5, 1_000_000_000.999, 1_733_500_000.5, -30_610_224_001,
+                                   -30_610_224_000, 253_402_300_799.9])
+def test_item_times_are_what_datetime_writes(epoch: float) -> None:
+    """iso_time's fast path (strftime) writes what datetime's isoformat did, to the second."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    assert iso_time(epoch) == moment.isoformat(timespec="seconds").replace("+00:00", "Z")
