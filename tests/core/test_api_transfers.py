@@ -10,12 +10,14 @@ import io
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
+from core.api.envelope import Serialized
 from core.api.ids import item_id, parse_item_id
 from core.api.transfers import CSV_ROWS_PER_READ
 from core.connections import add_local
@@ -294,3 +296,14 @@ def test_item_times_are_what_datetime_writes(epoch: float) -> None:
     """iso_time's fast path (strftime) writes what datetime's isoformat did, to the second."""
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     assert iso_time(epoch) == moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def test_serialized_objects_are_made_once_and_the_oldest_go_past_capacity() -> None:
+    kept, made = Serialized(2), Counter[str]()
+
+    def make(key: str) -> Callable[[], dict[str, str]]:
+        return lambda: made.update([key]) or {"key": key}
+
+    for key in ("a", "b", "a", "c", "b", "a"):
+        assert orjson.loads(orjson.dumps([kept.get(key, make(key))])) == [{"key": key}]
+    assert made == {"a": 2, "b": 1, "c": 1}  # "a" went when "c" came; "b" stayed
