@@ -10,13 +10,24 @@ copies to a local folder with a download throttle (--busy-rate bytes/s). Then th
     GET /v1/jobs/history?job=history
     GET /v1/transfers/items?jobs=history&limit=100&offset=<random>
 
-(alternating, one client pool of httpx over keep-alive connections), and prints per endpoint:
-requests, requests/s, p50, p99 and max latency, errors (an exception or a status other than
-200) and the statuses seen. It measures twice: with the server idle (the reference), then
-while `busy` runs in it (made once the first load ends, due at once, so serve's scheduler
-starts it). Targets (issue 15, while a job runs): zero errors, p99 under 100 ms.
+and prints per endpoint: requests, requests/s, p50, p99 and max latency, and errors. The
+load is `wrk` (Debian's package; bench only) when it is installed: two wrk processes at once,
+one per endpoint, each with half the clients over keep-alive connections, a small Lua script
+adding the token (from the environment, never argv) and the random offsets; an error is a
+socket error or a status outside 2xx/3xx. Without wrk (or with --loader httpx), one pool of
+httpx clients in another Python process alternates the two endpoints; it costs far more CPU
+than wrk, on the same two cores as the server, and so inflates the latencies it measures.
+--pin-client CPU runs the load on that CPU only (taskset).
+
+It measures twice: with the server idle (the reference), then while `busy` runs in it (made
+once the first load ends, due at once, so serve's scheduler starts it). Targets (issue 15,
+while a job runs): zero errors, p99 under 100 ms.
 
     python bench/api.py [--files 10000] [--executions 50] [--clients 50] [--seconds 20]
+                        [--loader wrk|httpx] [--pin-client CPU] [--workdir DIR]
+
+--workdir DIR keeps the generated tree and the home with its history in DIR, and later runs
+with the same DIR start from a copy of that home instead of making it again.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -47,6 +59,17 @@ ENDPOINTS = {
     "items": "/v1/transfers/items?jobs=history&limit=100&offset={offset}",
 }
 URL = re.compile(r"(https?://\S+:\d+)/v1/")
+# wrk's script: the token from the environment; for `items`, a random offset each request
+WRK_SCRIPT = """
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+local path = os.getenv("BENCH_PATH")
+local total = tonumber(os.getenv("BENCH_ITEMS"))
+math.randomseed(os.time() + tonumber(os.getenv("BENCH_SEED")))
+request = function()
+  return wrk.format("GET", string.format(path, math.random(0, total - 1)))
+end
+"""
+WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
 def dryviq(home: Path, *args: str, stdin: str | None = None) -> str:
@@ -141,25 +164,33 @@ async def load(url: str, token: str, clients: int, seconds: float,
         started = time.perf_counter()
         await asyncio.gather(*(client(number, http) for number in range(clients)))
         elapsed = time.perf_counter() - started
-    return {"elapsed": elapsed, "latencies": latencies, "statuses": statuses}
+    return {name: summary(sorted(latencies[name]), statuses[name], elapsed)
+            for name in ENDPOINTS}
+
+
+def summary(ordered: list[float], statuses: dict[str, int], elapsed: float) -> dict[str, Any]:
+    """One endpoint's figures from its latencies (seconds, sorted) and statuses seen."""
+    return {"requests": len(ordered), "rate": len(ordered) / elapsed,
+            "p50": percentile(ordered, 0.50), "p99": percentile(ordered, 0.99),
+            "max": ordered[-1] if ordered else 0.0,
+            "errors": sum(count for status, count in statuses.items() if status != "200"),
+            "statuses": dict(sorted(statuses.items()))}
 
 
 def percentile(ordered: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
 
 
-def report(label: str, result: dict[str, Any]) -> None:
+def report(label: str, result: dict[str, dict[str, Any]]) -> None:
     print(f"\n{label}:\n{'endpoint':<10} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'max ms':>8} {'errors':>7}  statuses")
     for name, path in ENDPOINTS.items():
-        ordered = sorted(result["latencies"].get(name, []))
-        statuses = result["statuses"].get(name, {})
-        errors = sum(count for status, count in statuses.items() if status != "200")
-        print(f"{name:<10} {len(ordered):>9,} {len(ordered) / result['elapsed']:>8.1f} "
-              f"{percentile(ordered, 0.50) * 1000:>8.1f} {percentile(ordered, 0.99) * 1000:>8.1f} "
-              f"{(ordered[-1] if ordered else 0) * 1000:>8.1f} {errors:>7,}  "
-              f"{dict(sorted(statuses.items()))}")
+        one = result[name]
+        print(f"{name:<10} {one['requests']:>9,} {one['rate']:>8.1f} {one['p50'] * 1000:>8.1f} "
+              f"{one['p99'] * 1000:>8.1f} {one['max'] * 1000:>8.1f} {one['errors']:>7,}  "
+              f"{one['statuses']}")
         print(f"{'':<10} GET {path}")
+    print(f"server CPU a request: {result['server']['cpu_ms']:.2f} ms (both endpoints)")
 
 
 def run_load(args: argparse.Namespace) -> None:
@@ -169,13 +200,74 @@ def run_load(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def wrk_load(args: argparse.Namespace, url: str, token: str,
+             pin: list[str]) -> dict[str, dict[str, Any]]:
+    """Both endpoints at once, a wrk process each with half the clients."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    try:
+        running = {name: subprocess.Popen(
+            [*pin, "wrk", "--latency", "-t1", f"-c{max(1, args.clients // 2)}",
+             f"-d{args.seconds:g}s", "--timeout", "30s", "-s", script.name,
+             url + ENDPOINTS[name].replace("{offset}", "0")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "BENCH_TOKEN": token, "BENCH_ITEMS": str(max(1, args.files)),
+                 "BENCH_PATH": ENDPOINTS[name].replace("{offset}", "%d"),
+                 "BENCH_SEED": str(seed)})
+            for seed, name in enumerate(ENDPOINTS)}
+        return {name: wrk_summary(process.communicate()[0], args.seconds)
+                for name, process in running.items()}
+    finally:
+        os.unlink(script.name)
+
+
+def wrk_summary(output: str, seconds: float) -> dict[str, Any]:
+    """The figures of `wrk --latency`'s report."""
+    def duration(text: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+        return float(number) * WRK_UNITS[unit]
+
+    done = re.search(r"(\d+) requests in ([\d.]+)(\w+)", output)
+    if done is None:
+        sys.exit(f"wrk said:\n{output}")
+    requests, elapsed = int(done[1]), duration(done[2] + done[3])
+    latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", output)
+    percent = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", output)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = {"non-2xx": int(bad[1]) if bad else 0}
+    if socket_errors:
+        errors |= dict(zip(("connect", "read", "write", "timeout"),
+                           map(int, socket_errors.groups()), strict=True))
+    return {"requests": requests, "rate": requests / (elapsed or seconds),
+            "p50": duration(percent["50"]), "p99": duration(percent["99"]),
+            "max": duration(latency[1]) if latency else 0.0,
+            "errors": sum(errors.values()),
+            "statuses": {key: value for key, value in errors.items() if value}}
+
+
 # -- the whole run ---------------------------------------------------------------------------
 
 
+def prepared_home(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
+    """A home with the history and a token, in `work`: made anew, or copied from --workdir's."""
+    kept = Path(args.workdir).resolve() if args.workdir else work
+    kept.mkdir(parents=True, exist_ok=True)
+    made, token_file = kept / "home.setup", kept / "token.setup"
+    if not made.exists():
+        make_history(kept / "home", kept, args.files, args.executions)
+        token_file.write_text(dryviq(kept / "home", "tokens", "create", "bench").strip())
+        (kept / "home").rename(made)
+    else:
+        print(f"setup: the home made in {kept}", flush=True)
+    shutil.rmtree(kept / "share" / "busy", ignore_errors=True)
+    shutil.copytree(made, work / "home")
+    return work / "home", token_file.read_text()
+
+
 def measure(args: argparse.Namespace, work: Path) -> None:
-    home = work / "home"
-    make_history(home, work, args.files, args.executions)
-    token = dryviq(home, "tokens", "create", "bench").strip()
+    home, token = prepared_home(args, work)
     with SandboxThread(demo_world()) as sandbox:
         os.environ["BENCH_SECRET"] = SERVICE_CLIENT_SECRET
         serve = subprocess.Popen([sys.executable, "-m", "tui", "--home", str(home), "serve",
@@ -185,14 +277,14 @@ def measure(args: argparse.Namespace, work: Path) -> None:
             found = URL.search(serve.stdout.readline())
             if not found:
                 sys.exit("serve printed no URL")
-            results = {"idle": _load(args, found[1], token)}
+            results = {"idle": _load(args, found[1], token, serve.pid)}
             make_busy(home, sandbox, args.busy_rate)  # due at once: serve's scheduler runs it
             deadline = time.monotonic() + 60
             while not busy_running(home):
                 if time.monotonic() > deadline:
                     sys.exit("the job `busy` did not start under serve")
                 time.sleep(0.1)
-            results["while busy runs"] = _load(args, found[1], token)
+            results["while busy runs"] = _load(args, found[1], token, serve.pid)
             still = busy_running(home)
         finally:
             serve.send_signal(signal.SIGTERM)
@@ -203,11 +295,30 @@ def measure(args: argparse.Namespace, work: Path) -> None:
           f"serve exited {serve.returncode}")
 
 
-def _load(args: argparse.Namespace, url: str, token: str) -> dict[str, Any]:
-    print(f"load: {args.clients} clients for {args.seconds:g} s against {url} "
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, every thread) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load(args: argparse.Namespace, url: str, token: str, server: int) -> dict[str, Any]:
+    """The load's figures, and the CPU time the server spent a request (the figure that the
+    other processes on the machine do not change)."""
+    before = cpu_seconds(server)
+    result = _loaded(args, url, token)
+    requests = sum(one["requests"] for one in result.values())
+    result["server"] = {"cpu_ms": (cpu_seconds(server) - before) * 1000 / max(1, requests)}
+    return result
+
+
+def _loaded(args: argparse.Namespace, url: str, token: str) -> dict[str, Any]:
+    print(f"load: {args.clients} clients ({args.loader}) for {args.seconds:g} s against {url} "
           f"(load average {load_average()})", flush=True)
+    pin = ["taskset", "-c", args.pin_client] if args.pin_client else []
+    if args.loader == "wrk":
+        return wrk_load(args, url, token, pin)
     loaded = subprocess.run(
-        [sys.executable, __file__, "--load", url, "--clients", str(args.clients),
+        [*pin, sys.executable, __file__, "--load", url, "--clients", str(args.clients),
          "--seconds", str(args.seconds), "--files", str(args.files)],
         capture_output=True, text=True, env=_env(BENCH_TOKEN=token), check=True)
     return json.loads(loaded.stdout)
@@ -222,6 +333,13 @@ def main() -> None:
     parser.add_argument("--busy-rate", type=int, default=1_000_000,
                         help="the running job's download throttle, bytes/s (the demo project "
                              "holds 32 MB: 1 MB/s keeps it running past the load)")
+    parser.add_argument("--loader", choices=("wrk", "httpx"),
+                        default="wrk" if shutil.which("wrk") else "httpx",
+                        help="the load generator (default: wrk when installed)")
+    parser.add_argument("--pin-client", metavar="CPU",
+                        help="run the load on these CPUs only (taskset -c CPU)")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="keep the generated history here, and reuse it next time")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:

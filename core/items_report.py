@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import posixpath
+import time
 from typing import Any
 
 from core.state import ItemRecord, JobRecord
@@ -24,12 +25,17 @@ ITEM_FIELDS = ("id", "parent_id", *(f"source_{name}" for name in SIDE_FIELDS),
 # actions that leave nothing written by this item
 _NOT_WRITTEN = ("none", "skip", "flag", "delete", "forget", "omit")
 _DONE = ("success", "processed")
+# the years 1000 to 9999, where strftime's %Y writes the four digits ISO 8601 wants
+_FOUR_DIGIT_YEARS = (-30_610_224_000, 253_402_300_800)
 
 
 def iso_time(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 in UTC ("2026-12-06T17:45:33Z"), as DryvIQ writes times."""
+    """Epoch seconds as ISO 8601 in UTC ("2026-12-06T17:45:33Z"), as DryvIQ writes times
+    (three per item of a page: strftime takes half the time of datetime's isoformat)."""
     if epoch is None:
         return None
+    if _FOUR_DIGIT_YEARS[0] <= epoch < _FOUR_DIGIT_YEARS[1]:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 

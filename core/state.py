@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiosqlite
+import orjson
 
 from core.jobs import Job
 
@@ -519,6 +520,7 @@ class ItemState(NamedTuple):
     attempts: int
 
 
+MAX_COUNTS_KEPT = 256  # item counts remembered (one per job and status filter asked for)
 ITEM_COLUMNS = (
     "job_id", "path", "parent", "is_dir", "size", "mtime", "action", "status", "source_id",
     "destination_id", "destination_path", "destination_version", "attempts", "last_error",
@@ -535,7 +537,8 @@ def _item_row(item: ItemRecord) -> tuple[Any, ...]:
     return tuple(getattr(item, column) for column in ITEM_COLUMNS)
 
 
-def _item(row: aiosqlite.Row) -> ItemRecord:
+def item_of(row: Sequence[Any]) -> ItemRecord:
+    """An item from a row of ITEM_COLUMNS (State.item_rows gives them)."""
     item = ItemRecord(*row)  # ITEM_COLUMNS are in the order of ItemRecord's fields
     item.is_dir = bool(item.is_dir)
     return item
@@ -547,7 +550,16 @@ EXECUTION_COLUMNS = ("id, job_id, status, phase, started_at, ended_at, heartbeat
 
 def execution_of(row: Sequence[Any]) -> Execution:
     """An execution from a row of EXECUTION_COLUMNS (the API pages them with its own query)."""
-    return Execution(*row[:8], json.loads(row[8]), *row[9:12], bool(row[12]))
+    return Execution(*row[:8], _stats_json(row[8]), *row[9:12], bool(row[12]))
+
+
+def _stats_json(text: str) -> dict[str, Any]:
+    """An execution's stats as stored: orjson reads them in a quarter of json's time (a page of
+    history reads 100); json reads what orjson will not (NaN, Infinity)."""
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # type: ignore[no-any-return]
 
 
 def _new_id() -> str:
@@ -588,6 +600,9 @@ class State:
         self.path = path  # for the pacer, which keeps its own connection to the same file
         self.read_only = read_only  # opened read-only: the file could not be written
         self._lock: int | None = None  # the state's lock, held shared while open
+        # count_items' answers, while nothing has changed the file: (query, args) ->
+        # ((data version, changes), count)
+        self._counts: dict[tuple[str, tuple[Any, ...]], tuple[tuple[int, int], int]] = {}
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, read_only_ok: bool = False,
@@ -967,7 +982,7 @@ class State:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items INDEXED BY items_by_parent "
             "WHERE job_id = ? AND parent = ?", (job_id, parent))
-        return {record.path: record for record in map(_item, rows)}
+        return {record.path: record for record in map(item_of, rows)}
 
     async def has_items(self, job_id: str) -> bool:
         return bool(await self._rows("SELECT 1 FROM items WHERE job_id = ? LIMIT 1", (job_id,)))
@@ -976,7 +991,7 @@ class State:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE job_id = ? AND path = ?",
             (job_id, path))
-        return _item(rows[0]) if rows else None
+        return item_of(rows[0]) if rows else None
 
     async def items(self, job_id: str, status: str | None = None,
                     execution_id: int | None = None) -> list[ItemRecord]:
@@ -990,7 +1005,7 @@ class State:
         rows = await self._rows(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {' AND '.join(where)} "
             "ORDER BY path", args)
-        return [_item(row) for row in rows]
+        return [item_of(row) for row in rows]
 
     @staticmethod
     def _items_of(job_ids: Sequence[str], statuses: Sequence[str]) -> tuple[str, list[str]]:
@@ -1004,15 +1019,33 @@ class State:
         """One page of the items of some jobs (in some statuses, or any), in (job, path)
         order: read through the primary key (or the status index) with LIMIT/OFFSET, so a
         page costs about the same in a job of a million items."""
+        return [item_of(row) for row in await self.item_rows(job_ids, statuses, offset=offset,
+                                                           limit=limit)]
+
+    async def item_rows(self, job_ids: Sequence[str], statuses: Sequence[str], *, offset: int,
+                        limit: int) -> list[tuple[Any, ...]]:
+        """item_page's rows, of ITEM_COLUMNS, as they are read (item_of makes a record of
+        one): the API keeps the items it serves by them."""
         where, args = self._items_of(job_ids, statuses)
-        rows = await self._rows(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {where} "
+        return await self._rows(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items WHERE {where} "
                                 "ORDER BY job_id, path LIMIT ? OFFSET ?", [*args, limit, offset])
-        return [_item(row) for row in rows]
 
     async def count_items(self, job_ids: Sequence[str], statuses: Sequence[str]) -> int:
-        """How many items item_page pages through."""
+        """How many items item_page pages through: counted again only when the file has
+        changed since (a commit by another connection moves SQLite's data_version, a change
+        on this one total_changes()), so paging a job that no run is changing costs no count
+        (half a millisecond for 10,000 items, more for more)."""
         where, args = self._items_of(job_ids, statuses)
+        changed, = await self._rows(
+            "SELECT data_version, total_changes() FROM pragma_data_version")
+        key = (where, tuple(args))
+        known = self._counts.get(key)
+        if known is not None and known[0] == tuple(changed):
+            return known[1]
         (total,), = await self._rows(f"SELECT COUNT(*) FROM items WHERE {where}", args)
+        if len(self._counts) >= MAX_COUNTS_KEPT:
+            self._counts.clear()
+        self._counts[key] = (tuple(changed), int(total))
         return int(total)
 
     async def save_items(self, items: Sequence[ItemRecord | Forgotten]) -> None:

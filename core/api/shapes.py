@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from core.engine.stats import ExecutionStats
 from core.home import Home
 from core.jobs import job_object
@@ -36,6 +38,8 @@ FINISHED = frozenset({"completed", "no_changes", "warn", "failed", "guarded", "p
 # an edit never stores them
 SERVER_KEYS = ("id", "status_reason", "execution", "previous_execution", "created_on")
 _HOST = socket.gethostname()
+STATS_KEPT = 4096  # executions' DryvIQ stats kept, by the stats recorded (a history page's)
+_stats_kept: dict[bytes, tuple[ExecutionStats, dict[str, Any]]] = {}
 
 
 def execution_status(execution: Execution, *, alive: bool = True) -> str:
@@ -110,7 +114,7 @@ def execution_body(execution: Execution, *, alive: bool = True,
     now (a "running" execution of a job nobody runs was left by a process that died)."""
     ours = execution_status(execution, alive=alive)
     finished = ours in FINISHED
-    stats = recorded_stats(execution.stats)
+    stats, dryviq_stats = _stats_of(execution)
     if execution.ended_at is not None:
         end = execution.ended_at
     else:
@@ -128,8 +132,26 @@ def execution_body(execution: Execution, *, alive: bool = True,
         "resume_at": None if execution.resume_at is None else int(execution.resume_at),
         "node_address": execution.agent or f"{_HOST}:{execution.pid}",
         "scheduled": execution.scheduled,
-        "stats": execution_stats(stats),
+        "stats": dryviq_stats,
     }
+
+
+def _stats_of(execution: Execution) -> tuple[ExecutionStats, dict[str, Any]]:
+    """The execution's stats, and as DryvIQ's set: kept by the stats recorded, so a history
+    page of finished runs builds none again (a third of its time). Shared: never changed."""
+    try:
+        key = orjson.dumps(execution.stats)
+    except orjson.JSONEncodeError:  # a number past 64 bits: built, not kept
+        stats = recorded_stats(execution.stats)
+        return stats, execution_stats(stats)
+    kept = _stats_kept.get(key)
+    if kept is None:
+        stats = recorded_stats(execution.stats)
+        kept = (stats, execution_stats(stats))
+        if len(_stats_kept) >= STATS_KEPT:
+            del _stats_kept[next(iter(_stats_kept))]
+        _stats_kept[key] = kept
+    return kept
 
 
 def definition_of(record: JobRecord) -> dict[str, Any]:

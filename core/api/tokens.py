@@ -10,6 +10,7 @@ import logging
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.state import State
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 
 PREFIX = "dq_"  # says what a token is where one turns up (a shell history, a leaked file)
 TOUCH_EVERY = 60.0  # seconds: last_used_at is written at most this often per token
+# seconds a token found valid is trusted without reading the table again: a token revoked (by
+# any process) is refused at most this long after; a new one works at once (misses are not kept)
+REMEMBER = 2.0
 MAX_NAME = 64
 
 
@@ -87,17 +91,33 @@ async def revoke_token(state: State, name_or_id: str) -> ApiToken | None:
 
 
 class TokenChecker:
-    """Checks presented secrets against the stored hashes (each request reads the table, so a
-    token revoked by another process stops working at once), noting when each was used."""
+    """Checks presented secrets against the stored hashes, noting when each was used. A valid
+    token is remembered for REMEMBER seconds (a request under load then costs no read of the
+    state), so one revoked by another process stops working within that time."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, *, remember: float = REMEMBER,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.state = state
+        self.remember = remember
+        self.clock = clock
         self._touched: dict[str, float] = {}
+        self._valid: dict[str, tuple[float, ApiToken]] = {}  # hash -> (checked at, token)
 
     async def check(self, secret: str) -> ApiToken | None:
         if not secret.startswith(PREFIX) or len(secret) > 200:
             return None
         digest = _hash(secret)
+        known = self._valid.get(digest)
+        if known is not None and self.clock() - known[0] < self.remember:
+            return known[1]
+        token = await self._lookup(digest)
+        if token is None:
+            self._valid.pop(digest, None)
+        else:
+            self._valid[digest] = (self.clock(), token)
+        return token
+
+    async def _lookup(self, digest: str) -> ApiToken | None:
         rows = await self.state.db.execute_fetchall(
             "SELECT id, name, read_only, created_at, last_used_at, hash FROM api_tokens "
             "WHERE hash = ?", (digest,))

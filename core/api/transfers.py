@@ -19,25 +19,36 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from core.api.context import api_of
-from core.api.envelope import ApiError, Page, flag, listing, not_found, page_of, single
+from core.api.envelope import (
+    ApiError,
+    Page,
+    Serialized,
+    flag,
+    listing,
+    not_found,
+    page_of,
+    single,
+)
 from core.api.ids import item_id, parse_item_id
 from core.api.transfer_stats import job_stats
 from core.home import JobBusy
 from core.item_actions import NotActionable, ignore_item, retry_item
 from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
-from core.state import ItemRecord, JobRecord, State
+from core.state import ItemRecord, JobRecord, State, item_of
 from core.status import ITEM_LABELS
 
 ITEM_STATUSES = tuple(ITEM_LABELS)  # DryvIQ's item statuses, as the command line knows them
 CSV_ROWS_PER_READ = 1000  # the CSV is read (and sent) this many items at a time
+ITEMS_KEPT = 20_000  # items kept serialized for the pages (about 750 bytes each)
 
 
 def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
     """One item as DryvIQ's TransferItem, with the API's ids (and its job's)."""
-    return dryviq_item(job, item) | {
-        "id": item_id(job.id, item.path),
-        "parent_id": item_id(job.id, item.parent) if item.parent else None,
-        "job_id": job.id}
+    body = dryviq_item(job, item)  # set in place: no second dict for each item of a page
+    body["id"] = item_id(job.id, item.path)
+    body["parent_id"] = item_id(job.id, item.parent) if item.parent else None
+    body["job_id"] = job.id
+    return body
 
 
 async def find_jobs(state: State, text: str | None, field: str = "jobs") -> list[JobRecord]:
@@ -95,11 +106,18 @@ class ItemQuery:
                                      limit=limit)
 
     async def listing(self, request: Request, page: Page) -> Response:
-        state = api_of(request).state
-        items = await self.page(state, page.offset, page.limit)
-        total = await state.count_items(list(self.jobs), self.statuses)
-        return listing("item", [api_item(self.jobs[i.job_id], i) for i in items], page,
-                       total, request)
+        api = api_of(request)
+        rows = await api.state.item_rows(list(self.jobs), self.statuses, offset=page.offset,
+                                         limit=page.limit)
+        total = await api.state.count_items(list(self.jobs), self.statuses)
+        kept: Serialized = api.areas.setdefault("transfers.items", Serialized(ITEMS_KEPT))
+        return listing("item", [self._serialized(kept, row) for row in rows], page, total,
+                       request)
+
+    def _serialized(self, kept: Serialized, row: tuple[Any, ...]) -> Any:
+        """The item as JSON, kept by all it is made of: its row and its job's source."""
+        job = self.jobs[row[0]]  # ITEM_COLUMNS begin with the job's id
+        return kept.get((job.source_path, row), lambda: api_item(job, item_of(row)))
 
 
 async def _query(request: Request, statuses: Sequence[str]) -> ItemQuery:

@@ -4,6 +4,7 @@ another machine), and tokens stored only as hashes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from core.api.auth import Authenticate
 from core.api.context import Api
 from core.api.envelope import ApiError, json_body, page_of
 from core.api.tokens import (
+    REMEMBER,
     TokenChecker,
     TokenExists,
     create_token,
@@ -68,15 +70,37 @@ async def test_no_token_or_a_wrong_one_is_401_with_a_challenge(served: ServedApi
     assert basic.status_code == 401
 
 
-async def test_a_revoked_token_is_refused_at_once(served: ServedApi) -> None:
+async def test_a_revoked_token_is_refused_once_its_remembered_check_runs_out(
+        served: ServedApi) -> None:
     token, secret = await create_token(served.state, "short-lived", read_only=False)
     async with served.client_with(secret) as client:
         assert not refused(await client.get("/v1/jobs"))
         revoked = await revoke_token(served.state, token.id)
         assert revoked is not None and revoked.name == "short-lived"
-        answer = await client.get("/v1/jobs")
-    assert answer.status_code == 401
+        deadline = asyncio.get_running_loop().time() + REMEMBER + 10  # a slow machine's slack
+        while (answer := await client.get("/v1/jobs")).status_code != 401:
+            assert answer.status_code == 200
+            assert asyncio.get_running_loop().time() < deadline, "the revoked token still works"
+            await asyncio.sleep(0.1)
     assert "revoked" in problem(answer)["description"]
+
+
+async def test_a_valid_token_is_trusted_for_the_remembered_time_only(served: ServedApi) -> None:
+    """The bound on revocation: a token found valid is not read again for REMEMBER seconds;
+    a secret found wrong is read again each time (a new token works at once)."""
+    now = [100.0]
+    checker = TokenChecker(served.state, clock=lambda: now[0])
+    token, secret = await create_token(served.state, "remembered", read_only=True)
+    assert await checker.check(secret.replace("dq_", "dq_x")) is None
+    found = await checker.check(secret)
+    assert found is not None and found.id == token.id and found.read_only
+    await revoke_token(served.state, token.id)
+    now[0] += REMEMBER - 0.01
+    assert await checker.check(secret) == found
+    now[0] += 0.01
+    assert await checker.check(secret) is None
+    again, secret = await create_token(served.state, "remembered", read_only=False)
+    assert (await checker.check(secret) or found).id == again.id
 
 
 async def test_a_read_only_token_reads_but_never_writes(served: ServedApi) -> None:

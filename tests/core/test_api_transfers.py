@@ -5,21 +5,25 @@ folder at the destination is flagged, as a person would meet it."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
+import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
+from core.api.envelope import Serialized
 from core.api.ids import item_id, parse_item_id
 from core.api.transfers import CSV_ROWS_PER_READ
 from core.connections import add_local
 from core.engine.runner import run_job
 from core.home import Home
-from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
+from core.items_report import CSV_COLUMNS, csv_row, dryviq_item, iso_time
 from core.job_store import create_job
 from core.state import ItemRecord, JobRecord
 from tests.api import ServedApi, served_api
@@ -157,6 +161,10 @@ async def test_retry_sends_an_item_back_and_ignore_has_every_run_leave_it(rig: R
 
     ignored = await client.patch(f"/v1/transfers/items/{ids['a.pdf']}?ignore=1")
     assert ignored.status_code == 200, ignored.text
+    # the count follows the change (made on the server's own connection)
+    flagged = (await client.get("/v1/transfers/items/flagged?jobs=North")).json()
+    assert [i["source"]["name"] for i in flagged["item"]] == ["b.pdf"]
+    assert flagged["meta"]["total_count"] == 1
     assert ignored.json()["item"]["status"] == "skipped"
     assert ignored.json()["item"]["processing"] == [
         "ignored by API token 'tests' (was: a folder with this name is already at the "
@@ -274,3 +282,33 @@ async def test_stats_add_up_the_items_and_executions(rig: Rig) -> None:
     assert (await client.get(f"/v1/transfers/{rig.north.id}/stats")).json() == answer.json()
     missing = await client.get("/v1/transfers/nope/stats")
     assert (missing.status_code, missing.json()["errors"][0]["field"]) == (404, "job")
+
+
+async def test_the_item_count_follows_a_change_by_another_process(rig: Rig) -> None:
+    """The count is kept while the file is unchanged; another connection's commit (a run in
+    another process, here plain sqlite3) makes it count again."""
+    url = "/v1/transfers/items?jobs=South&limit=1"
+    before = (await rig.served.client.get(url)).json()["meta"]["total_count"]
+    assert (await rig.served.client.get(url)).json()["meta"]["total_count"] == before
+    with sqlite3.connect(rig.served.home.state_path) as other:
+        other.execute("DELETE FROM items WHERE job_id = ? AND path = 'notes'", (rig.south.id,))
+    assert (await rig.served.client.get(url)).json()["meta"]["total_count"] == before - 1
+
+
+@pytest.mark.parametrize("epoch", [0, -1.5, 1_000_000_000.999, 1_733_500_000.5, -30_610_224_001,
+                                   -30_610_224_000, 253_402_300_799.9])
+def test_item_times_are_what_datetime_writes(epoch: float) -> None:
+    """iso_time's fast path (strftime) writes what datetime's isoformat did, to the second."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    assert iso_time(epoch) == moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def test_serialized_objects_are_made_once_and_the_oldest_go_past_capacity() -> None:
+    kept, made = Serialized(2), Counter[str]()
+
+    def make(key: str) -> Callable[[], dict[str, str]]:
+        return lambda: made.update([key]) or {"key": key}
+
+    for key in ("a", "b", "a", "c", "b", "a"):
+        assert orjson.loads(orjson.dumps([kept.get(key, make(key))])) == [{"key": key}]
+    assert made == {"a": 2, "b": 1, "c": 1}  # "a" went when "c" came; "b" stayed
