@@ -25,9 +25,14 @@ from core.api.tokens import (
     list_tokens,
     revoke_token,
 )
-from core.cli import CommandFailed, UsageError, opened_state, stop_on_signals
+from core.cli import UsageError, opened_state, stop_on_signals
 from core.cli.agent import note_line, say
-from core.cli.listening import add_listening_arguments, checked_tls, reachable_name
+from core.cli.listening import (
+    add_listening_arguments,
+    checked_tls,
+    listening_socket,
+    reachable_name,
+)
 from core.cli.output import emit_json, table, when
 from core.home import Home
 from core.scheduling import schedule_unless_agent
@@ -40,7 +45,6 @@ if TYPE_CHECKING:  # the web server and the API are imported when `serve` runs, 
 DEFAULT_PORT = 9090
 # seconds an open response (an event stream) may hold up the stop before it is cut
 GRACEFUL_SHUTDOWN = 5
-BACKLOG = 2048  # connections the system queues until they are accepted (uvicorn's default)
 
 
 def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None:
@@ -66,32 +70,6 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
 
 
 # -- serve ---------------------------------------------------------------------------------
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """A socket listening on host:port (bound here, so a port in use is said plainly before
-    anything starts; listening at once, so a client that read the URL is never refused)."""
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port {port}: a port is from 0 to 65535")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise UsageError(
-            f"--host {host}: not an address of this machine ({exc.strerror})") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == 98:  # EADDRINUSE
-            raise CommandFailed("port_in_use", f"port {port} on {host} is in use by another "
-                                "program; stop it or serve on another --port") from None
-        raise CommandFailed("cannot_listen",
-                            f"cannot listen on {host} port {port}: {exc.strerror}") from None
-    sock.listen(BACKLOG)
-    return sock
 
 
 def _public_url(host: str, sock: socket.socket, *, tls: bool, loopback: bool) -> str:
@@ -134,7 +112,7 @@ async def _serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, lambda: say(
         "stopping: no new runs; the files in flight finish (again to stop now)"))
-    with _listening_socket(args.host, args.port) as sock:
+    with listening_socket(args.host, args.port) as sock:
         async with opened_state(args) as (home, state):
             api = Api(home, state, _public_url(args.host, sock, tls=tls is not None,
                                          loopback=loopback),
