@@ -162,6 +162,8 @@ def _dropped(err: BaseException) -> bool:
     """Whether `err` says the connection is gone (so a new one may work), not the request."""
     if isinstance(err, SMBConnectionClosed | ConnectionError | BrokenPipeError):
         return True
+    if isinstance(err, OSError) and err.errno == errno.EBADF:
+        return True  # the socket was closed under a send (the only descriptor a call uses)
     return _status(err) in _DROPPED
 
 

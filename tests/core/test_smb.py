@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -581,3 +582,10 @@ async def test_a_transfer_cut_by_a_dropped_connection_can_be_tried_again(
         await smb.write("copy.bin", cut(), size=len(data), mtime=None)
     await smb.write("copy.bin", chunks_of(data), size=len(data), mtime=None)
     assert (smb_folder.local / "copy.bin").read_bytes() == data
+
+
+async def test_a_socket_closed_under_a_send_is_a_dropped_connection(smb: SmbConnector) -> None:
+    """smbprotocol's receiver closes the socket when the server goes; a send racing it fails
+    with EBADF, which is the connection gone (retried on a new one), not a failed request."""
+    found = smb._error(OSError(errno.EBADF, "Bad file descriptor"), "copy.bin")
+    assert isinstance(found, Retryable) and "dropped" in str(found)
