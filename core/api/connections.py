@@ -96,9 +96,8 @@ PLATFORMS = {platform.id: platform for platform in (
         "password": ("password", True, "Stored with the connection's secrets, never shown"),
         "encrypt": ("boolean", False, "Require SMB 3 encryption (default: false)")}),
     Platform("rclone", "rclone remote", "prompt", {
-        "remote": ("string", True, "A remote from rclone's config and a folder in it, as in "
-                                   "s3:bucket/folder"),
-        "config": ("string", False, "rclone's config file (default: rclone's own)")}),
+        "remote": ("string", True, "A remote from the server's rclone config and a folder "
+                                   "in it, as in s3:bucket/folder")}),
     Platform("procore", "Procore", "oauth2", {}, PROCORE_FEATURES),
 )}
 # DryvIQ's id for its network file system connector (a UNC path): here, an SMB share
@@ -306,11 +305,18 @@ async def _add_smb(request: Request, name: str, auth: dict[str, Any]) -> Connect
 
 
 async def _add_rclone(request: Request, name: str, auth: dict[str, Any]) -> Connection:
+    if "config" in auth:
+        # a config file named by a caller could define a `local` remote over any folder (one
+        # dropped into an allowed local folder, say), and its answer would tell which files
+        # exist: over the API only the server's own rclone config is used
+        raise ApiError(403, "the rclone config file is chosen on the server (`dryviq-tui "
+                            "connections add rclone --config`, or RCLONE_CONFIG for serve), "
+                            "not over the API: leave out auth.config",
+                       code="rclone_config", field="auth.config")
     try:
-        config = rclone_config(remote=_setting(auth, "remote", str, required=True),
-                               config=_setting(auth, "config", str))
+        config = rclone_config(remote=_setting(auth, "remote", str, required=True))
     except ConnectionInputError as exc:
-        raise _refused(exc, ("remote", "config")) from None
+        raise _refused(exc, ("remote",)) from None
     return await _add_checked(request, name, "rclone", config)
 
 

@@ -277,13 +277,20 @@ async def test_an_smb_password_is_kept_secret(served: ServedApi, smb_folder) -> 
     assert (await served.client.get("/v1/connections/Wrong")).status_code == 404
 
 
-async def test_an_rclone_remote_is_added_once_it_lists(served: ServedApi, folder: Path,
-                                                       tmp_path: Path) -> None:
+async def test_an_rclone_remote_is_added_once_it_lists(
+        served: ServedApi, folder: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "rclone.conf"
     config.write_text("[disk]\ntype = local\n")
+    chosen = await served.client.post("/v1/connections", json={
+        "name": "Chosen", "platform": {"id": "rclone"},
+        "auth": {"remote": f"disk:{folder}", "config": str(config)}})
+    assert chosen.status_code == 403 and chosen.json()["errors"][0]["code"] == "rclone_config"
+    assert (await served.client.get("/v1/connections/Chosen")).status_code == 404
+    monkeypatch.setenv("RCLONE_CONFIG", str(config))  # the server's own rclone config
     answer = await served.client.post("/v1/connections", json={
         "name": "Remote", "platform": {"id": "rclone"},
-        "auth": {"remote": f"disk:{folder}", "config": str(config)}})
+        "auth": {"remote": f"disk:{folder}"}})
     assert answer.status_code == 201, answer.text
     made = answer.json()["connection"]
     items = (await served.client.get(f"/v1/connections/{made['id']}/items",
@@ -291,5 +298,5 @@ async def test_an_rclone_remote_is_added_once_it_lists(served: ServedApi, folder
     assert [(i["name"], i["bytes"]) for i in items] == [("spec.pdf", 1234)]
     missing = await served.client.post("/v1/connections", json={
         "name": "Nowhere", "platform": {"id": "rclone"},
-        "auth": {"remote": "nosuch:x", "config": str(config)}})
+        "auth": {"remote": "nosuch:x"}})
     assert "no remote 'nosuch'" in refused(missing, 400, "auth")
