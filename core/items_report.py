@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import posixpath
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.state import ItemRecord, JobRecord
@@ -40,9 +41,16 @@ def iso_time(epoch: float | None) -> str | None:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def dryviq_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
+def epoch_time(epoch: float | None) -> int | None:
+    """Epoch seconds, whole, as the REST API gives times (the SDK's TransferItem: numbers)."""
+    return None if epoch is None else int(epoch)
+
+
+def dryviq_item(job: JobRecord, item: ItemRecord, *,
+                time_of: Callable[[float | None], object] = iso_time) -> dict[str, Any]:
     """One item as DryvIQ's TransferItem: `source` and `destination` objects, its status,
-    what processing it needed (renames, notes, the last error) and when it was transferred."""
+    what processing it needed (renames, notes, the last error) and when it was transferred;
+    times as `time_of` writes them (ISO 8601 for reports and CSV, epoch seconds for the API)."""
     base = item.action.removesuffix("_source")
     done = item.status in _DONE
     at_destination = (item.destination_path is not None and done
@@ -55,20 +63,20 @@ def dryviq_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
             "path": "/" + posixpath.join(job.source_path, item.path),
             "bytes": None if item.is_dir else item.size, "version": item.source_version,
             "hash": None, "etag": None, "created_on": None,
-            "modified_on": iso_time(item.mtime)},
+            "modified_on": time_of(item.mtime)},
         "destination": {
             "id": item.destination_id,
             "name": None if destination_path is None else posixpath.basename(destination_path),
             "path": None if destination_path is None else "/" + destination_path,
             "bytes": item.size if at_destination and not item.is_dir else None,
             "version": item.destination_version, "hash": None, "etag": None,
-            "created_on": None, "modified_on": iso_time(item.destination_mtime)},
+            "created_on": None, "modified_on": time_of(item.destination_mtime)},
         "audit_category": None,
         "retried": item.attempts,
         "status": item.status,
         "processing": [detail] if (detail := item_detail(item)) else [],
         "source_to_destination": not item.action.endswith("_source"),
-        "transferred_on": iso_time(item.updated_at) if done and base not in _NOT_WRITTEN
+        "transferred_on": time_of(item.updated_at) if done and base not in _NOT_WRITTEN
         else None,
     }
 

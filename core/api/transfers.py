@@ -33,7 +33,7 @@ from core.api.ids import item_id, parse_item_id
 from core.api.transfer_stats import job_stats
 from core.home import JobBusy
 from core.item_actions import NotActionable, ignore_item, retry_item
-from core.items_report import CSV_COLUMNS, csv_row, dryviq_item
+from core.items_report import CSV_COLUMNS, csv_row, dryviq_item, epoch_time
 from core.state import ItemRecord, JobRecord, State, item_of
 from core.status import ITEM_LABELS
 
@@ -44,7 +44,9 @@ ITEMS_KEPT = 20_000  # items kept serialized for the pages (about 750 bytes each
 
 def api_item(job: JobRecord, item: ItemRecord) -> dict[str, Any]:
     """One item as DryvIQ's TransferItem, with the API's ids (and its job's)."""
-    body = dryviq_item(job, item)  # set in place: no second dict for each item of a page
+    # set in place: no second dict for each item of a page
+    body = dryviq_item(job, item, time_of=epoch_time)
+    body["type"] = "container" if item.is_dir else "item"
     body["id"] = item_id(job.id, item.path)
     body["parent_id"] = item_id(job.id, item.parent) if item.parent else None
     body["job_id"] = job.id

@@ -23,7 +23,7 @@ from core.api.transfers import CSV_ROWS_PER_READ
 from core.connections import add_local
 from core.engine.runner import run_job
 from core.home import Home
-from core.items_report import CSV_COLUMNS, csv_row, dryviq_item, iso_time
+from core.items_report import CSV_COLUMNS, csv_row, dryviq_item, epoch_time, iso_time
 from core.job_store import create_job
 from core.state import ItemRecord, JobRecord
 from tests.api import ServedApi, served_api
@@ -78,9 +78,11 @@ async def test_items_pages_filters_and_shapes(rig: Rig) -> None:
     whole = (await client.get("/v1/transfers/items", params={"jobs": rig.north.id})).json()
     assert (whole["status"], whole["type"], whole["meta"]["total_count"]) == (200, "item", 6)
     assert whole["item"] == [
-        dryviq_item(rig.north, i) | {"id": item_id(rig.north.id, i.path), "job_id": rig.north.id,
-                                     "parent_id": item_id(rig.north.id, i.parent)
-                                     if i.parent else None} for i in recorded]
+        dryviq_item(rig.north, i, time_of=epoch_time) | {
+            "id": item_id(rig.north.id, i.path), "job_id": rig.north.id,
+            "parent_id": item_id(rig.north.id, i.parent) if i.parent else None,
+            "type": "container" if i.is_dir else "item"} for i in recorded]
+    assert all(isinstance(i["source"]["modified_on"], int) for i in whole["item"])  # SDK: numbers
     assert [parse_item_id(i["id"]) for i in whole["item"]] == [(rig.north.id, i.path)
                                                                 for i in recorded]
     # pages at the edges: the first, the last (one item), and past the end
