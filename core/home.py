@@ -87,6 +87,14 @@ class Home:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}") from None
 
+    def state_url(self) -> str | None:
+        """Where a shared state lives (several hosts, one PostgreSQL database):
+        DRYVIQ_STATE_URL, else `[state] url` in config.toml; None for this home's state.db."""
+        url = os.environ.get("DRYVIQ_STATE_URL") or self.config().get("state", {}).get("url")
+        if url is not None and not isinstance(url, str):
+            raise ConfigError(f"{self.config_path}: [state] url must be a string")
+        return url or None
+
     @property
     def logs_path(self) -> Path:
         return self.root / "logs"

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import aiosqlite
 import orjson
 
+from core.home import Home
 from core.jobs import Job
 
 # v6, in three parts (one per feature of issue 14; joined into one migration below):
@@ -66,10 +67,11 @@ _V6_SCHEDULES = """
 # adds the column; those whose category a repair lost) join the category of that name, made
 # when missing: a job's category name is what it was given, its id only links it.
 RELINK_CATEGORIES = """
-    INSERT OR IGNORE INTO categories (name, created_at)
+    INSERT INTO categories (name, created_at)
         SELECT category, MIN(created_at) FROM jobs WHERE NOT EXISTS (
             SELECT 1 FROM categories c WHERE c.id = jobs.category_id AND c.name = jobs.category)
-        GROUP BY category COLLATE NOCASE ORDER BY MIN(created_at);
+        GROUP BY category COLLATE NOCASE ORDER BY MIN(created_at)
+        ON CONFLICT DO NOTHING;
     UPDATE jobs SET category_id = (SELECT id FROM categories c WHERE c.name = jobs.category)
         WHERE NOT EXISTS (SELECT 1 FROM categories c
                           WHERE c.id = jobs.category_id AND c.name = jobs.category);
@@ -528,8 +530,9 @@ ITEM_COLUMNS = (
     "source_versions",
 )
 _ITEM_UPSERT = (
-    f"INSERT OR REPLACE INTO items ({', '.join(ITEM_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in ITEM_COLUMNS)})"
+    f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ITEM_COLUMNS)}) ON CONFLICT (job_id, path) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in ITEM_COLUMNS[2:])
 )
 
 
@@ -595,9 +598,12 @@ def _job_row(record: JobRecord) -> tuple[object, ...]:
 class State:
     """An open state file. One per process; every method is a coroutine on one connection."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, *, read_only: bool = False,
+                 shared: str | None = None) -> None:
         self.db = db
         self.path = path  # for the pacer, which keeps its own connection to the same file
+        # the shared PostgreSQL database (how messages name it), None for a state.db
+        self.shared = shared
         self.read_only = read_only  # opened read-only: the file could not be written
         self._lock: int | None = None  # the state's lock, held shared while open
         # count_items' answers, while nothing has changed the file: (query, args) ->
@@ -626,6 +632,45 @@ class State:
                 os.close(lock)
             raise
         state._lock = lock
+        return state
+
+    @classmethod
+    async def open_home(cls, home: Home, *, read_only_ok: bool = False,
+                        purpose: str | None = None) -> State:
+        """The home's state: its shared PostgreSQL database when one is configured
+        (Home.state_url), else its state.db."""
+        url = home.state_url()
+        if url is None:
+            return await cls.open(home.state_path, read_only_ok=read_only_ok, purpose=purpose)
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise StateError(f"[state] url must start with postgresql:// (it names "
+                             f"{url.split(':', 1)[0]!r}): SQLite needs no url")
+        return await cls.open_url(url)
+
+    @classmethod
+    async def open_url(cls, url: str) -> State:
+        """Connect to a shared state in PostgreSQL, upgrading its schema as needed."""
+        try:
+            from core import postgres
+        except ImportError:
+            raise StateError("a PostgreSQL state needs the postgres extra: "
+                             "pip install 'dryviq-tui[postgres]'") from None
+        where = postgres.describe(url)
+        try:
+            db = await postgres.PostgresConnection.connect(url)
+        except postgres.psycopg.Error as exc:
+            raise StateError(f"cannot connect to the {where}: {postgres.reason(exc)}") from None
+        state = cls(db, None, shared=where)  # type: ignore[arg-type]
+        try:
+            await db.migrate(MIGRATIONS)
+        except postgres.NewerSchema as exc:
+            await db.close()
+            raise StateError(
+                f"the {where} was upgraded by a newer dryviq-tui (schema {exc.version}, this "
+                f"version knows up to {len(MIGRATIONS)}); upgrade dryviq-tui on this host")
+        except BaseException:
+            await db.close()
+            raise
         return state
 
     @classmethod
@@ -702,7 +747,10 @@ class State:
         return list(await self.db.execute_fetchall(sql, tuple(args)))
 
     async def quick_check(self) -> list[str]:
-        """SQLite's quick check of the whole file: [] when sound, else its findings."""
+        """SQLite's quick check of the whole file: [] when sound, else its findings
+        (PostgreSQL checks its own pages: [] there)."""
+        if self.shared:
+            return []
         try:
             rows = await self._rows("PRAGMA quick_check")
         except aiosqlite.DatabaseError as exc:
@@ -753,7 +801,8 @@ class State:
     async def save_connection_secrets(self, connection_id: str, data: dict[str, Any]) -> None:
         """Replace a connection's secrets; committed before this returns (a rotated refresh
         token must be on disk before the access token that came with it is used)."""
-        await self.db.execute("INSERT OR REPLACE INTO secrets VALUES (?, ?)",
+        await self.db.execute("INSERT INTO secrets VALUES (?, ?) ON CONFLICT (connection_id) "
+                              "DO UPDATE SET data = excluded.data",
                               (connection_id, json.dumps(data)))
         await self.db.commit()
 
@@ -828,8 +877,8 @@ class State:
 
     async def add_category(self, name: str) -> Category:
         """The category named `name` (as SQLite's NOCASE compares), made if there is none."""
-        await self.db.execute("INSERT OR IGNORE INTO categories (name, created_at) "
-                              "VALUES (?, ?)", (name, time.time()))
+        await self.db.execute("INSERT INTO categories (name, created_at) VALUES (?, ?) "
+                              "ON CONFLICT DO NOTHING", (name, time.time()))
         await self.db.commit()
         (row,) = await self._rows("SELECT id, name, description, created_at FROM categories "
                                   "WHERE name = ?", (name,))
@@ -885,10 +934,11 @@ class State:
         by_schedule = agent is not None and scheduled
         cursor = await self.db.execute(
             "INSERT INTO executions (job_id, status, phase, started_at, heartbeat_at, pid, "
-            "agent, scheduled) VALUES (?, 'running', 'initialize', ?, ?, ?, ?, ?)",
+            "agent, scheduled) VALUES (?, 'running', 'initialize', ?, ?, ?, ?, ?) RETURNING id",
             (job_id, now, now, os.getpid(), agent, int(by_schedule)))
+        (execution_id,) = await cursor.fetchone()
         await self.db.commit()
-        return Execution(cursor.lastrowid or 0, job_id, "running", "initialize", now, None, now,
+        return Execution(execution_id, job_id, "running", "initialize", now, None, now,
                          os.getpid(), {}, None, None, agent, by_schedule)
 
     async def update_execution(self, execution_id: int, **fields: Any) -> None:
@@ -1036,6 +1086,9 @@ class State:
         on this one total_changes()), so paging a job that no run is changing costs no count
         (half a millisecond for 10,000 items, more for more)."""
         where, args = self._items_of(job_ids, statuses)
+        if self.shared:  # other hosts write without telling: counted every time
+            (total,), = await self._rows(f"SELECT COUNT(*) FROM items WHERE {where}", args)
+            return int(total)
         changed, = await self._rows(
             "SELECT data_version, total_changes() FROM pragma_data_version")
         key = (where, tuple(args))
@@ -1068,7 +1121,8 @@ class State:
         `stale_before` (their process died without saying so)."""
         await self.db.execute("DELETE FROM agents WHERE heartbeat_at < ? AND id != ?",
                               (stale_before, agent.id))
-        await self.db.execute("INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?, ?, ?)",
+        await self.db.execute("INSERT INTO agents VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) "
+                              "DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                               (agent.id, agent.host, agent.pid, agent.kind, agent.started_at,
                                agent.heartbeat_at))
         await self.db.commit()
@@ -1121,7 +1175,8 @@ class State:
 
     async def record_segment(self, uuid: str, number: int, etag: str) -> None:
         """A stored segment's ETag, committed before this returns."""
-        await self.db.execute("INSERT OR REPLACE INTO uploaded_segments VALUES (?, ?, ?)",
+        await self.db.execute("INSERT INTO uploaded_segments VALUES (?, ?, ?) ON CONFLICT "
+                              "(uuid, number) DO UPDATE SET etag = excluded.etag",
                               (uuid, number, etag))
         await self.db.commit()
 

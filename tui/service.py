@@ -218,7 +218,7 @@ class AppService:
     @classmethod
     async def open(cls, home: Home) -> AppService:
         home.ensure()
-        return cls(home, await State.open(home.state_path))
+        return cls(home, await State.open_home(home))
 
     async def close(self, *, grace: float = 0.0) -> None:
         """Stop the runs started here (they get `grace` seconds to finish the files in

@@ -350,8 +350,8 @@ async def opened_state(args: argparse.Namespace) -> AsyncIterator[tuple[Home, St
     home = open_home(args)
     read_only = (getattr(args, "command", None), getattr(args, "action", None)) in \
         READ_ONLY_COMMANDS
-    state = await State.open(home.state_path, read_only_ok=read_only,
-                             purpose=f"dryviq-tui {' '.join(_command_words(args))}")
+    state = await State.open_home(home, read_only_ok=read_only,
+                                  purpose=f"dryviq-tui {' '.join(_command_words(args))}")
     try:
         yield home, state
     except sqlite3.DatabaseError as exc:
