@@ -24,6 +24,7 @@ import orjson
 
 from core.home import Home
 from core.jobs import Job
+from core.secret_box import SecretBox
 
 # v6, in three parts (one per feature of issue 14; joined into one migration below):
 # stored analyses, so the app and reports show one again without spending API calls
@@ -105,6 +106,20 @@ _V7_API = """
         action TEXT NOT NULL,
         requested_at REAL NOT NULL,
         requested_by TEXT NOT NULL
+    );
+"""
+# v8, for several agents over one shared state (core/leases.py): which process holds each job
+# it runs, until when; its heartbeat renews the lease, and another agent may take a job whose
+# lease ran out (its holder died) and resume it
+_V8_LEASES = """
+    CREATE TABLE job_leases (
+        job_id TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        claimed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
     );
 """
 
@@ -237,6 +252,8 @@ MIGRATIONS: Sequence[str] = (
     _V6_ANALYSES + _V6_SCHEDULES + _V6_REPORTS,
     # v7: the REST API's tokens, and job control requests
     _V7_API,
+    # v8: job leases
+    _V8_LEASES,
 )
 
 
@@ -604,6 +621,9 @@ class State:
         self.path = path  # for the pacer, which keeps its own connection to the same file
         # the shared PostgreSQL database (how messages name it), None for a state.db
         self.shared = shared
+        # encrypts secrets in a shared database (core/secret_box.py); a state.db is the
+        # user's own private file, and keeps them as they are
+        self.secret_box: SecretBox | None = None
         self.read_only = read_only  # opened read-only: the file could not be written
         self._lock: int | None = None  # the state's lock, held shared while open
         # count_items' answers, while nothing has changed the file: (query, args) ->
@@ -774,7 +794,7 @@ class State:
             raise StateError(f"a connection named {name!r} already exists") from None
         if secrets:
             await self.db.execute("INSERT INTO secrets VALUES (?, ?)",
-                                  (connection.id, json.dumps(secrets)))
+                                  (connection.id, self._seal(secrets)))
         await self.db.commit()
         return connection
 
@@ -796,14 +816,21 @@ class State:
     async def connection_secrets(self, connection_id: str) -> dict[str, Any]:
         rows = await self._rows("SELECT data FROM secrets WHERE connection_id = ?",
                                 (connection_id,))
-        return json.loads(rows[0][0]) if rows else {}
+        return self._open_secrets(rows[0][0]) if rows else {}
+
+    def _seal(self, data: dict[str, Any]) -> str:
+        text = json.dumps(data)
+        return self.secret_box.seal(text) if self.secret_box else text
+
+    def _open_secrets(self, stored: str) -> dict[str, Any]:
+        return json.loads(self.secret_box.open(stored) if self.secret_box else stored)
 
     async def save_connection_secrets(self, connection_id: str, data: dict[str, Any]) -> None:
         """Replace a connection's secrets; committed before this returns (a rotated refresh
         token must be on disk before the access token that came with it is used)."""
         await self.db.execute("INSERT INTO secrets VALUES (?, ?) ON CONFLICT (connection_id) "
                               "DO UPDATE SET data = excluded.data",
-                              (connection_id, json.dumps(data)))
+                              (connection_id, self._seal(data)))
         await self.db.commit()
 
     async def update_connection_config(self, connection_id: str, config: dict[str, Any]) -> None:
