@@ -12,7 +12,7 @@ import pytest
 from core import control
 from core.analysis_tally import SIZE_BUCKETS
 from core.analyze import Analysis, Estimate, latest_analysis, save_analysis
-from core.api import events, reports, tokens, transfer_stats
+from core.api import events, reports, tokens, transfer_stats, transfers
 from core.home import Home
 from core.jobs import parse_job
 from core.state import (
@@ -249,7 +249,7 @@ async def test_connections_are_found_by_id_before_name_and_listed_by_name(store)
     a = await store.add_connection(b.id, "local", {"path": "/a"})  # named like b's id
     assert (await store.find_connection(b.id)).name == "b"
     assert (await store.find_connection(a.id)).config == {"path": "/a"}
-    assert [c.name for c in await store.list_connections()] == [b.id, "b"]
+    assert [c.name for c in await store.list_connections()] == sorted([b.id, "b"])
     await store.update_connection_config(b.id, {"path": "/new"})
     await store.save_connection_secrets(b.id, {"token": "1"})
     await store.save_connection_secrets(b.id, {"token": "2"})
@@ -453,7 +453,7 @@ async def test_transfer_stats_break_items_down_in_sql(store):
                   "destination": {"files": 0, "folders": 0, "bytes": 0}},
         "success": {"source": {"files": 2, "folders": 1, "bytes": 2049},
                     "destination": {"files": 2, "folders": 1, "bytes": 2049}}}
-    assert set(found["by_ext"]) == {"", ".pdf"}
+    assert set(found["by_ext"]) == {"(none)", ".pdf"}
     assert found["by_ext"][".pdf"]["source"] == {"files": 2, "folders": 0, "bytes": 2058}
     assert [label for label in found["by_size"]] == [
         label for _, label in SIZE_BUCKETS if label in found["by_size"]]
@@ -467,4 +467,5 @@ async def test_flagged_items_are_read_in_order_for_the_event_stream(store, tmp_p
         ItemRecord(job.id, p, "", False, 1, None, "create", "remediation", updated_at=at)
         for p, at in (("b", 2.0), ("a", 2.0), ("c", 1.0))])
     watch = events.JobWatch(store, Home(tmp_path / "home"), job, events.Position())
-    assert [e.body["path"] for e in await watch._flagged()] == ["/c", "/a", "/b"]
+    assert [e.body["id"] for e in await watch._flagged()] == [
+        transfers.item_id(job.id, path) for path in ("c", "a", "b")]
