@@ -773,6 +773,16 @@ class State:
                 os.close(self._lock)
                 self._lock = None
 
+    def translate(self, exc: Exception) -> Exception:
+        """The store's error as the user should read it: a damaged or read-only state file
+        as StateDamaged or StateReadOnly (translate_db_error); PostgreSQL's as a StateError
+        naming the database, without the URL's password; any other as it is."""
+        if not self.shared:
+            return translate_db_error(exc, self.path)
+        from core.postgres import reason
+
+        return StateError(f"the {self.shared} failed: {reason(exc)}")
+
     def json_value(self, column: str, key: str) -> str:
         """SQL for the value at `key` of the JSON text in `column` (NULL where it has none):
         SQLite's json_extract, PostgreSQL's jsonb operator."""
