@@ -90,9 +90,16 @@ def postgres_sql(text: str, *, schema: bool = False) -> str:
     return "".join(pieces)
 
 
+# what libpq puts before the problem itself: the server it tried (messages name it already)
+_TRIED = re.compile(r'^(connection failed: )?(connection to server at "[^"]*",? port \d+ failed: )?'
+                    r"(FATAL: +)?")
+
+
 def reason(exc: Exception) -> str:
-    """psycopg's error as one line, without the connection string it may quote."""
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    """psycopg's error as one line (the problem, without the server libpq tried, which the
+    message names already), without the connection string it may quote."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = _TRIED.sub("", lines[0]) if lines else type(exc).__name__
     return re.sub(r"postgres(ql)?://\S+", "(url)", text)
 
 
