@@ -165,8 +165,13 @@ async def _held(state: State, home: Home, job_id: str, *, kind: str,
         except JobBusy:
             raise JobBusy.by(await holder_of(state, job_id)) from None
         given = handed_over.get()
-        lease = given if given is not None and given.job_id == job_id else await claim(
-            state, job_id, kind=kind, seconds=seconds)
+        if given is not None and given.job_id == job_id:
+            try:  # still ours? (it may have lapsed while the launch waited)
+                lease: Lease | None = await renew(state, given, seconds)
+            except LeaseLost:
+                lease = None
+        else:
+            lease = await claim(state, job_id, kind=kind, seconds=seconds)
         if lease is None:
             raise JobBusy.by(await holder_of(state, job_id))
         try:
