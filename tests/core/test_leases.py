@@ -376,3 +376,14 @@ async def test_apps_leave_the_schedules_to_an_agent_on_any_host_of_a_shared_stat
         assert found is None
     else:
         assert found is not None and (found.host, found.pid, found.kind) == ("host-b", 7, "agent")
+
+
+def test_an_agent_with_a_bad_lease_length_is_refused_before_it_starts(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    configure(home, None, lease_seconds="-1")
+    agent = subprocess.run([*dryviq_command(), "--home", str(home.root), "agent"],
+                           capture_output=True, text=True, env=clean_env(), timeout=TIMEOUT)
+    assert agent.returncode == 2
+    assert f"{home.config_path}: [agent] lease_seconds = -1: use a positive" in agent.stderr
+    assert agent.stdout == ""  # it never took the home
