@@ -367,7 +367,7 @@ class AppService:
         """A run the scheduler starts (by the job's schedule, or because a person asked over
         the API), owned here like one the user started (the monitor follows it, pause and
         quit stop it resumable)."""
-        if await self.is_running(job.id):
+        if self.runs_here(job.id):  # elsewhere: the scheduler's claim of its lease said no
             raise JobBusy("running already")
         run = _Run(job, stop=stop, scheduled_by=agent, asked_to_start=not scheduled)
         self._runs[job.id] = run
