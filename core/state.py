@@ -1021,11 +1021,12 @@ class State:
             raise StateDamaged(self.path, problems[0])
         now = time.time()
         by_schedule = agent is not None and scheduled
-        cursor = await self.db.execute(
+        # in one go (_rows): a RETURNING left unread would hold a write open, and another
+        # run's commit on this connection would fail meanwhile
+        ((execution_id,),) = await self._rows(
             "INSERT INTO executions (job_id, status, phase, started_at, heartbeat_at, pid, "
             "agent, scheduled) VALUES (?, 'running', 'initialize', ?, ?, ?, ?, ?) RETURNING id",
             (job_id, now, now, os.getpid(), agent, int(by_schedule)))
-        (execution_id,) = await cursor.fetchone()
         await self.db.commit()
         return Execution(execution_id, job_id, "running", "initialize", now, None, now,
                          os.getpid(), {}, None, None, agent, by_schedule)
@@ -1059,7 +1060,9 @@ class State:
         return await self.executions(job.id, limit, after=job.counts_after)
 
     async def mark_interrupted(self, job_id: str) -> int:
-        """Executions left 'running' by a process that died (the caller holds the job's lock).
+        """Executions left 'running' by a process that died. The caller holds the job's lease
+        (core.leases), or saw that no process holds it: every execution still 'running' is a
+        dead holder's, whatever its host or pid, and all are marked.
         What they did is counted again from the items they committed: their last stats may
         be a second old, or count a file whose record never landed. On a read-only file they
         stay as they are."""

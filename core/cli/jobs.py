@@ -39,6 +39,7 @@ from core.job_store import (
     update_job,
 )
 from core.jobs import JobError
+from core.leases import job_running
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
 from core.schedule import (
@@ -174,7 +175,7 @@ async def _list(args: argparse.Namespace) -> int:
         last = {j.id: next(iter(await state.executions(j.id, limit=1)), None) for j in jobs}
         statuses = {j.id: await current_status(state, home, j) for j in jobs}
         upcoming = {j.id: await upcoming_run(state, j, now) for j in jobs}
-        running = {j.id for j in jobs if home.job_running(j.id)}
+        running = {j.id for j in jobs if await job_running(state, home, j.id)}
     if args.json:
         emit_json([_job_dict(j, last[j.id], statuses[j.id])
                    | {"running": j.id in running,
@@ -275,8 +276,8 @@ async def _update(args: argparse.Namespace) -> int:
         except JobError as exc:
             raise UsageError(f"{args.file}: the job was not changed", details=exc.errors,
                              path=args.file) from None
-        except JobBusy:
-            raise UsageError(f"job {printable(old.name)!r} is running; stop it first") from None
+        except JobBusy as exc:
+            raise UsageError(_busy(old, exc, "stop it first")) from None
     return _saved(args, job, warnings, "Updated")
 
 
@@ -306,8 +307,8 @@ async def _remove(args: argparse.Namespace) -> int:
         job = await _job(state, args.job)
         try:
             await remove_job(home, state, job)
-        except JobBusy:
-            raise UsageError(f"job {printable(job.name)!r} is running; stop it first") from None
+        except JobBusy as exc:
+            raise UsageError(_busy(job, exc, "stop it first")) from None
     reply(args, {"id": job.id, "name": job.name, "removed": True},
           f"Removed job {printable(job.name)}")
     return 0
@@ -333,7 +334,8 @@ async def _run(args: argparse.Namespace) -> int:
                                    on_progress=reporter, on_event=reporter.event,
                                    wait_for_budget=not args.no_wait, force=args.force)
         except JobBusy as exc:
-            raise UsageError(f"job {job.name!r}: {exc}") from None
+            raise UsageError(_busy(job, exc, "a job runs in one process at a time",
+                                   unknown=" in another process")) from None
         except asyncio.CancelledError:
             reporter.end_line()
             print(f"{label('interrupted')}: the files in flight were rolled back; "
@@ -352,6 +354,12 @@ async def _run(args: argparse.Namespace) -> int:
     elif not args.quiet or result.exit_code:
         print(summary)
     return result.exit_code
+
+
+def _busy(job: JobRecord, exc: JobBusy, then: str, *, unknown: str = "") -> str:
+    """A refusal naming the process that runs the job (host, pid, what it is), when known."""
+    where = f" {printable(exc.holder.where)}" if exc.holder is not None else unknown
+    return f"job {printable(job.name)!r} is running{where}; {then}"
 
 
 async def _follow_budget(state: State, reporter: ProgressReporter) -> None:
@@ -417,7 +425,7 @@ def _done(result: RunResult, again: str, resume_at: float | None) -> str:
 async def _history(args: argparse.Namespace) -> int:
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
-        if not home.job_running(job.id):
+        if not await job_running(state, home, job.id):
             await state.mark_interrupted(job.id)
         executions = await state.executions(job.id)
     if args.json:
