@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from core.leases import (
 )
 from core.scheduler import STALE, Note, Scheduler
 from core.scheduling import live_agent
+from core.secret_box import key_path
 from core.state import AgentRow, JobRecord, State
 from tests.core.test_control import HeldCopy
 from tests.e2e.conftest import clean_env, dryviq_command
@@ -317,6 +319,7 @@ async def test_schedulers_on_one_shared_state_run_each_due_job_once(store: Store
     other = Home(tmp_path / "host-b")  # another agent's home, on the same database
     other.ensure()
     configure(other, store.url)
+    shutil.copy2(key_path(store.home), key_path(other))  # one installation: one secret key
     states = [store.state, await State.open_home(other)]
     launches = Launches()
     schedulers = [Scheduler(state, home, agent=f"agent-{n}", limit=16, launch=launches)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def test_two_agents_on_one_postgresql_run_each_due_job_once(postgres_url: str,
     for n in range(JOBS):
         cli("jobs", "create", "--file", "-", input=copy_job(n))
 
+    shutil.copy2(homes[0] / "secret.key", homes[1] / "secret.key")  # as README says
     agents = [start_agent(home) for home in homes]
     try:
         wait_for(lambda: sum(status != "running" for _, _, status, _, _ in
