@@ -33,8 +33,9 @@ def make_sandbox() -> Iterator[Callable[[SandboxConfig | World | None], SandboxT
         running.stop()
 
 
-# Real servers for the SMB and rclone connectors (each module says what it starts)
+# Real servers for the SMB and rclone connectors and the shared state (each module says what
+# it starts)
+from tests.postgres import postgres_server, postgres_url  # noqa: E402, F401
 from tests.s3 import s3_bucket, s3_server  # noqa: E402, F401
 from tests.samba import samba, smb_folder  # noqa: E402, F401
-from tests.postgres import postgres_server, postgres_url  # noqa: E402, F401
 from tests.stores import store  # noqa: E402, F401
