@@ -132,14 +132,8 @@ class Home:
             os.listdir(root)
         except OSError as exc:
             raise HomeError(root, f"cannot read it ({_why(exc)})") from None
-        try:
-            fd = os.open(self.state_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
-        except FileExistsError:
-            if self.state_path.is_dir():
-                raise HomeError(self.state_path, "is a folder, not a state file") from None
-        except OSError as exc:
-            raise HomeError(root, f"cannot write in it ({_why(exc)})") from None
+        if not self._shares_state():
+            self._make_state_file()
         for folder in (root / "locks", self.logs_path):
             try:
                 folder.mkdir(mode=0o700, exist_ok=True)
@@ -153,6 +147,24 @@ class Home:
             if mode & 0o077:
                 os.chmod(self.state_path, mode & 0o700)
         return warnings
+
+    def _shares_state(self) -> bool:
+        """Whether the state lives in a shared database, so no state.db belongs here (a
+        config.toml that cannot be read is reported when the state opens)."""
+        try:
+            return self.state_url() is not None
+        except ConfigError:
+            return False
+
+    def _make_state_file(self) -> None:
+        try:
+            fd = os.open(self.state_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except FileExistsError:
+            if self.state_path.is_dir():
+                raise HomeError(self.state_path, "is a folder, not a state file") from None
+        except OSError as exc:
+            raise HomeError(self.root, f"cannot write in it ({_why(exc)})") from None
 
     def _make_private(self) -> list[str]:
         """Close the home to other users (it holds secrets); a home that belongs to someone
@@ -177,7 +189,8 @@ class Home:
         """Whether the home holds nothing but what dryviq-tui keeps there (so that changing
         its mode cannot lock others out of a shared folder such as /tmp or a user's home)."""
         with contextlib.suppress(OSError):
-            return all(name in ("locks", "logs", "config.toml") or name.startswith("state.db")
+            return all(name in ("locks", "logs", "config.toml")
+                       or name.startswith(("state.db", "secret.key"))
                        for name in os.listdir(self.root))
         return False
 

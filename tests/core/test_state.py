@@ -576,6 +576,7 @@ def test_doctor_on_a_shared_state_says_where_it_is(postgres_url, tmp_path, monke
     assert main(["--home", str(tmp_path / "home"), "doctor", "--repair"]) == 0
     out = capsys.readouterr().out
     assert "The state is shared in the PostgreSQL database t_" in out and "or repair" in out
+    assert not (tmp_path / "home" / "state.db").exists()  # a home of a shared state has none
 
 
 def test_the_state_layer_imports_without_psycopg():
