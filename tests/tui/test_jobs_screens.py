@@ -3,9 +3,11 @@ real state file, real local folders and the real engine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -275,6 +277,22 @@ async def test_the_monitor_shows_a_rate_limit_pause_and_the_budget(world: World)
 
 
 @pytest.mark.slow
+def stop_outside_a_write(process: subprocess.Popen[str], state_path: Path) -> None:
+    """SIGSTOP the process at a moment it holds no write transaction on the state file: one
+    stopped inside its item log's commit would hold SQLite's write lock, and every write of
+    the app would fail after the busy timeout."""
+    while True:
+        os.kill(process.pid, signal.SIGSTOP)
+        with contextlib.closing(sqlite3.connect(state_path, timeout=0.5)) as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.rollback()
+                return
+            except sqlite3.OperationalError:  # locked: let it finish that write, try again
+                os.kill(process.pid, signal.SIGCONT)
+                time.sleep(0.05)
+
+
 async def test_the_monitor_attaches_to_a_run_in_another_process(world: World) -> None:
     write_files(world.source, LONG_RUN_FILES, per_folder=1000)
     job = await world.job(job_json(parallel=1))
@@ -287,7 +305,7 @@ async def test_the_monitor_attaches_to_a_run_in_another_process(world: World) ->
             return live.where == "elsewhere" and live.stats.transferred > 0
 
         await wait_for(progressing, timeout=30, what="the other process's first heartbeat")
-        os.kill(process.pid, signal.SIGSTOP)  # hold it mid-run while the monitor looks
+        stop_outside_a_write(process, world.home.state_path)  # held mid-run while we look
         async with running(world) as (app, pilot):
             await wait_for(lambda: jobs_table(app)[0][1] == "running elsewhere")
             await open_monitor(app, pilot)
