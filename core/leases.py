@@ -8,8 +8,10 @@ resumes at once, as it did when only the home's flock said who ran it.
 
 Taking a lease is one statement (an upsert that takes the row only while it is free or has
 lapsed), so of several hosts claiming a job at once exactly one wins, in SQLite and in
-PostgreSQL alike. Times are each host's clock: hosts sharing a state keep them in step (NTP);
-a lease is long against any skew left.
+PostgreSQL alike. Lease times are on the state's clock (State.clock: the database server's for a
+shared state), so a host whose own clock is off neither takes a live lease nor holds a lapsed
+one; each run also keeps a deadline on its own monotonic clock, started before each renewal,
+and stops before it could outlive its lease even when the database stops answering.
 """
 
 from __future__ import annotations
@@ -105,12 +107,12 @@ async def _row(state: State, job_id: str) -> Lease | None:
 async def holder_of(state: State, job_id: str) -> Lease | None:
     """The lease that holds the job now, if any."""
     lease = await _row(state, job_id)
-    return lease if lease is not None and counts(lease, time.time()) else None
+    return lease if lease is not None and counts(lease, await state.clock()) else None
 
 
 async def claim(state: State, job_id: str, *, kind: str, seconds: float) -> Lease | None:
     """Take the job's lease for `seconds`; None when another process holds it."""
-    now = time.time()
+    now = await state.clock()
     mine = (uuid.uuid4().hex, this_host(), os.getpid(), kind, now, now + seconds)
     rows = await state.db.execute_fetchall(_CLAIM, (job_id, *mine, now))
     if not rows:
@@ -123,7 +125,7 @@ async def claim(state: State, job_id: str, *, kind: str, seconds: float) -> Leas
 
 async def renew(state: State, lease: Lease, seconds: float) -> Lease:
     """Extend the lease; raises LeaseLost when another process has taken it."""
-    expires = time.time() + seconds
+    expires = await state.clock() + seconds
     cursor = await state.db.execute(
         "UPDATE job_leases SET expires_at = ? WHERE job_id = ? AND holder = ?",
         (expires, lease.job_id, lease.holder))
@@ -205,19 +207,26 @@ async def excluding(state: State, home: Home, job_id: str) -> AsyncIterator[None
 
 
 async def _keep(state: State, lease: Lease, seconds: float,
-                on_lost: Callable[[str], None]) -> None:
-    """Renew the lease every seconds/4; a lease taken by another, or not renewed before it
-    lapses (the database out of reach), ends the run: never two runs of one job."""
+                 on_lost: Callable[[str], None]) -> None:
+    """Renew the lease every seconds/4; a lease taken by another, or not renewed in time (the
+    database out of reach, or not answering: each renewal is given only the time left before
+    the lease could lapse), ends the run: never two runs of one job."""
+    margin = seconds / 8  # the run's stop has this long to take effect before the lapse
+    deadline = time.monotonic() + seconds - margin  # the claim went before this moment
     while True:
         await asyncio.sleep(seconds / 4)
+        asked = time.monotonic()
         try:
-            lease = await renew(state, lease, seconds)
+            lease = await asyncio.wait_for(renew(state, lease, seconds),
+                                           timeout=max(deadline - asked, 0.001))
+            deadline = asked + seconds - margin
         except LeaseLost as exc:
             on_lost(f"stopped: {exc}; it continues there")
             return
-        except Exception as exc:  # the database out of reach: try again until it lapses
-            log.warning("job %s: cannot renew its lease: %s", lease.job_id, exc)
-            if time.time() + seconds / 4 >= lease.expires_at:
-                on_lost("stopped: its lease could not be renewed before it lapsed "
-                        f"({exc}); another process may take the job over")
+        except Exception as exc:  # out of reach or not answering: try again until too late
+            why = str(exc) or "the database did not answer in time"
+            log.warning("job %s: cannot renew its lease: %s", lease.job_id, why)
+            if time.monotonic() + seconds / 4 >= deadline:
+                on_lost(f"stopped: its lease could not be renewed before it lapsed ({why}); "
+                        "another process may take the job over")
                 return

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.adapt import Loader
@@ -28,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8Dumper
 
 SCHEMES = ("postgresql://", "postgres://")
+T = TypeVar("T")
 MIGRATION_LOCK = 0x64727976  # the advisory lock hosts take in turn to upgrade the schema
 
 
@@ -59,6 +60,16 @@ def is_postgres_url(url: str | None) -> bool:
     return bool(url) and url.startswith(SCHEMES)  # type: ignore[union-attr]
 
 
+def readable(url: str) -> bool:
+    """Whether libpq can read the URL: its complaint about one quotes the part it could not
+    read, which may be the password, so a caller says only that it cannot be read."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return False
+    return True
+
+
 def describe(url: str) -> str:
     """The database a URL names, for messages: host, port and name, never its password."""
     try:
@@ -74,10 +85,11 @@ def describe(url: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def postgres_sql(text: str, *, schema: bool = False) -> str:
     """`text` (SQL as State writes it) as PostgreSQL reads it. psycopg takes `%s` for a
-    parameter and so `%%` for a percent sign, in literals too."""
+    parameter and so `%%` for a percent sign, in literals too; a `schema` script (a
+    migration) runs without parameters and keeps both as written."""
     pieces = _QUOTED.split(text)
     for index in range(0, len(pieces), 2):  # outside quotes
-        piece = pieces[index].replace("%", "%%").replace("?", "%s")
+        piece = pieces[index] if schema else pieces[index].replace("%", "%%").replace("?", "%s")
         if schema:
             piece = _CITEXT.sub(r"CITEXT \1", piece)
         piece = _NOCASE.sub("", _INDEXED_BY.sub("", piece))
@@ -86,7 +98,7 @@ def postgres_sql(text: str, *, schema: bool = False) -> str:
                 piece = pattern.sub(replacement, piece)
         pieces[index] = piece
     for index in range(1, len(pieces), 2):
-        pieces[index] = pieces[index].replace("%", "%%")
+        pieces[index] = pieces[index] if schema else pieces[index].replace("%", "%%")
     return "".join(pieces)
 
 
@@ -109,8 +121,7 @@ class _NumberLoader(Loader):
 
     def load(self, data: Any) -> int | float:
         text = bytes(data).decode()
-        number = float(text)
-        return int(text) if "." not in text and "e" not in text.lower() else number
+        return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
 class _BoolDumper(Int8Dumper):
@@ -145,16 +156,15 @@ class PostgresConnection:
     DatabaseError = psycopg.DatabaseError
     OperationalError = psycopg.OperationalError
 
-    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, connection: psycopg.AsyncConnection[Any], url: str) -> None:
         self._connection = connection
+        self._url = url  # to connect again after the server dropped us
         self._in_transaction = False
         self._lock = asyncio.Lock()
 
     @classmethod
     async def connect(cls, url: str) -> PostgresConnection:
-        connection = await psycopg.AsyncConnection.connect(url, autocommit=True)
-        configure(connection)
-        return cls(connection)
+        return cls(await _connect(url), url)
 
     @property
     def connection(self) -> psycopg.AsyncConnection[Any]:
@@ -162,23 +172,55 @@ class PostgresConnection:
 
     async def _run(self, text: str, batches: Sequence[Sequence[Any]] | None,
                    *, many: bool = False) -> Cursor:
+        """One statement, run to its end even when the caller is cancelled (as aiosqlite's
+        thread runs it): psycopg cancelled mid-statement would leave the shared connection
+        in a state no other coroutine could use."""
+        return await _to_its_end(self._statement(text, batches, many))
+
+    async def _statement(self, text: str, batches: Sequence[Sequence[Any]] | None,
+                         many: bool) -> Cursor:
         statement = postgres_sql(text)
         async with self._lock:
-            if not self._in_transaction and _WRITES.match(text):
+            if self._connection.closed and not self._in_transaction:
+                self._connection = await _connect(self._url)  # the server dropped us
+            began = not self._in_transaction and bool(_WRITES.match(text))
+            if began:
                 await self._connection.execute("BEGIN")
                 self._in_transaction = True
+            # inside another statement's transaction a failure undoes only this statement, as
+            # in SQLite (PostgreSQL would refuse everything else in the transaction after it)
+            alone = self._in_transaction and not began
             try:
+                if alone:
+                    await self._connection.execute("SAVEPOINT statement")
                 async with self._connection.cursor() as cursor:
                     if many:
                         await cursor.executemany(statement, batches or [])
-                        return Cursor([], cursor.rowcount)
-                    await cursor.execute(statement, batches[0] if batches else None)
-                    rows = await cursor.fetchall() if cursor.description else []
-                    return Cursor(list(rows), cursor.rowcount)
-            except BaseException:
-                if self._in_transaction:  # PostgreSQL takes nothing more in a failed one
-                    await asyncio.shield(self._rollback())
+                        found = Cursor([], cursor.rowcount)
+                    else:
+                        await cursor.execute(statement, batches[0] if batches else None)
+                        rows = await cursor.fetchall() if cursor.description else []
+                        found = Cursor(list(rows), cursor.rowcount)
+                if alone:
+                    await self._connection.execute("RELEASE SAVEPOINT statement")
+                return found
+            except Exception:
+                await self._undo(whole=began)
                 raise
+
+    async def _undo(self, *, whole: bool) -> None:
+        """After a failed statement: its own transaction rolled back, or only the statement
+        (to its savepoint). A connection the server dropped has nothing left to undo; the
+        caller hears the statement's error, not this one's."""
+        try:
+            if whole:
+                self._in_transaction = False
+                await self._connection.execute("ROLLBACK")
+            else:
+                await self._connection.execute("ROLLBACK TO SAVEPOINT statement")
+        except psycopg.Error:
+            if self._connection.closed:
+                self._in_transaction = False
 
     async def execute(self, text: str, args: Iterable[Any] = ()) -> Cursor:
         return await self._run(text, [tuple(args)])
@@ -213,22 +255,47 @@ class PostgresConnection:
                 await self._connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
     async def commit(self) -> None:
+        await _to_its_end(self._commit())
+
+    async def _commit(self) -> None:
         async with self._lock:
             if self._in_transaction:
                 self._in_transaction = False
                 await self._connection.execute("COMMIT")
 
-    async def _rollback(self) -> None:
-        self._in_transaction = False
-        await self._connection.execute("ROLLBACK")
-
     async def rollback(self) -> None:
         async with self._lock:
             if self._in_transaction:
-                await self._rollback()
+                await self._undo(whole=True)
 
     async def close(self) -> None:
         await self._connection.close()
+
+
+async def _to_its_end(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even when the caller is cancelled (the caller still hears the
+    cancellation)."""
+    running = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        running.add_done_callback(_retrieved)
+        raise
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    """An outcome nobody waits for any more (its caller was cancelled)."""
+    if not done.cancelled():
+        done.exception()
+
+
+async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
+    # keepalives: a server gone without a word is noticed in about a minute, not in hours
+    connection = await psycopg.AsyncConnection.connect(
+        url, autocommit=True, keepalives=1, keepalives_idle=30, keepalives_interval=10,
+        keepalives_count=3)
+    configure(connection)
+    return connection
 
 
 def configure(connection: psycopg.AsyncConnection[Any]) -> None:

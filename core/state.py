@@ -713,6 +713,10 @@ class State:
         except ImportError:
             raise StateError("a PostgreSQL state needs the postgres extra: "
                              "pip install 'dryviq-tui[postgres]'") from None
+        if not postgres.readable(url):
+            raise StateError("the [state] url (or DRYVIQ_STATE_URL) cannot be read: write it "
+                             "as postgresql://USER@HOST:PORT/DATABASE, with any special "
+                             "character in the password percent-encoded")
         where = postgres.describe(url)
         try:
             db = await postgres.PostgresConnection.connect(url)
@@ -827,6 +831,14 @@ class State:
         # then fails at once with "database is locked" if another connection (the pacer's)
         # has written since
         return list(await self.db.execute_fetchall(sql, tuple(args)))
+
+    async def clock(self) -> float:
+        """Now, in epoch seconds, on the clock every process sharing this state reads: the
+        database server's for a shared state (hosts' clocks drift apart), else this host's."""
+        if not self.shared:
+            return time.time()
+        (now,), = await self._rows("SELECT extract(epoch FROM clock_timestamp())")
+        return float(now)
 
     async def quick_check(self) -> list[str]:
         """SQLite's quick check of the whole file: [] when sound, else its findings

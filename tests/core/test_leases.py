@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -385,3 +386,25 @@ def test_an_agent_with_a_bad_lease_length_is_refused_before_it_starts(tmp_path: 
     assert agent.returncode == 2
     assert f"{home.config_path}: [agent] lease_seconds = -1: use a positive" in agent.stderr
     assert agent.stdout == ""  # it never took the home
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+async def test_a_run_whose_database_stops_answering_stops_before_its_lease_lapses(
+        store: Store) -> None:
+    """The database hangs (its backend stopped): no renewal can answer, so the run must give
+    the job up while its lease still holds, before another host may take the job."""
+    configure(store.home, store.url, lease_seconds=2)
+    job = await store.job()
+    lost: list[float] = []
+    (backend,), = await store.state.db.execute_fetchall("SELECT pg_backend_pid()")
+    async with holding(store.state, store.home, job.id, kind="agent",
+                       on_lost=lambda why: lost.append(time.monotonic())) as lease:
+        lapses = time.monotonic() + (lease.expires_at - await store.state.clock())
+        os.kill(backend, signal.SIGSTOP)
+        try:
+            while not lost and time.monotonic() < lapses + 5:
+                await asyncio.sleep(0.05)
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        assert lost and lost[0] < lapses, "the run stopped while its lease still held"
+    assert await holder_of(store.state, job.id) is None  # released once it could be

@@ -2,6 +2,7 @@
 store-neutral tests run on both stores (`store`: a state.db and a PostgreSQL database); those of
 the SQLite file itself (modes, PRAGMA user_version, read-only files, locks, damage) on SQLite."""
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -596,3 +597,43 @@ def test_the_state_layer_imports_without_psycopg():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+async def test_a_failed_statement_undoes_only_itself_not_anothers_writes(store):
+    """SQLite keeps a transaction's other writes when one statement fails (a caught
+    IntegrityError, a cancelled call); so must the shared connection."""
+    db = store.db
+    await db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    await db.execute("INSERT INTO notes VALUES (1, 'kept')")  # opens the transaction
+    with pytest.raises(store.IntegrityError):
+        await db.execute("INSERT INTO notes VALUES (1, 'twice')")
+    await db.execute("INSERT INTO notes VALUES (2, 'after')")
+    await db.commit()
+    await db.execute("CREATE TABLE later (id INTEGER)")  # a new transaction sees what is kept
+    assert await db.execute_fetchall("SELECT text FROM notes ORDER BY id") == [
+        ("kept",), ("after",)]
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+async def test_a_cancelled_statement_leaves_the_connection_usable(store):
+    db = store.db
+    call = asyncio.ensure_future(db.execute_fetchall("SELECT pg_sleep(0.3)"))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await db.execute_fetchall("SELECT 1 + 1") == [(2,)]
+
+
+def test_an_unreadable_url_never_shows_its_password(tmp_path, monkeypatch, capsys):
+    from core.cli import main
+
+    home = Home(tmp_path / "home")
+    for url in ("postgresql://dryviq:SEC RETPW@127.0.0.1:1/x",
+                "postgresql://dryviq:SECRET%zzPW@127.0.0.1:1/x"):
+        monkeypatch.setenv("DRYVIQ_STATE_URL", url)
+        assert main(["--home", str(home.root), "jobs", "list"]) == 1
+        out, err = capsys.readouterr()
+        assert "SEC" not in out + err and "RETPW" not in out + err and err.strip()
+    log = (home.logs_path / "dryviq-tui.log")
+    assert not log.exists() or "RETPW" not in log.read_text()
