@@ -31,7 +31,7 @@ from core.sandbox import SANDBOX_CLIENT_ID, SandboxConfig, World
 from core.sandbox.samples import sample_content
 from core.sandbox.world import Blob, Rate
 from tests.e2e.conftest import TIMEOUT, Cli, clean_env, dryviq_command, is_part
-from tests.e2e.test_procore import COMPANY, PROJECT, add_procore, local, project_id, remote
+from tests.e2e.test_procore import COMPANY, PROJECT, add_procore, local, remote
 
 pytestmark = pytest.mark.slow
 
