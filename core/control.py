@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.home import Home
+from core.leases import job_running
 from core.state import State
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,9 @@ class Request:
     requested_by: str  # who asked: an API token's name, the app
 
 
-def job_runs(home: Home, job_id: str) -> bool:
-    """Whether some process runs the job now (holds its run lock)."""
-    return home.job_running(job_id)
+async def job_runs(state: State, home: Home, job_id: str) -> bool:
+    """Whether some process runs the job now (its run lock here, or its lease anywhere)."""
+    return await job_running(state, home, job_id)
 
 
 async def request(state: State, job_id: str, action: str, by: str) -> Request:
@@ -63,7 +64,7 @@ async def request_stop(state: State, home: Home, job_id: str, action: str,
     does (a request nobody would obey is not stored)."""
     if action not in STOPS:
         raise ValueError(f"not a way to stop a run: {action!r} (use pause or cancel)")
-    if not job_runs(home, job_id):
+    if not await job_runs(state, home, job_id):
         raise NotRunning("the job is not running")
     return await request(state, job_id, action, by)
 

@@ -34,7 +34,18 @@ class HomeError(Exception):
 
 
 class JobBusy(Exception):
-    """Another process is running this job right now."""
+    """Another process is running this job right now; `holder` (a core.leases.Lease, when
+    known) says which, and the message names it."""
+
+    def __init__(self, message: str = "this job is already running in another process",
+                 holder: Any = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+    @classmethod
+    def by(cls, holder: Any) -> JobBusy:
+        """Refused for `holder` (None: a process of this home not known by its lease yet)."""
+        return cls(holder.describe(), holder) if holder is not None else cls()
 
 
 def _why(exc: OSError) -> str:
@@ -179,13 +190,14 @@ class Home:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise JobBusy("this job is already running in another process") from None
+                raise JobBusy() from None
             yield
         finally:
             os.close(fd)
 
-    def job_running(self, job_id: str) -> bool:
-        """Whether some process holds the job's run lock now."""
+    def job_locked(self, job_id: str) -> bool:
+        """Whether some process holds the job's run lock in this home now (whether one runs it
+        anywhere: core.leases.job_running)."""
         try:
             with self.job_lock(job_id):
                 return False

@@ -7,9 +7,10 @@ Ignore: the item is recorded as skipped, with a note saying who ignored it, and 
 run leaves it (and, for a folder, everything under it) as it is, until a person retries it.
 
 Only items not delivered can be retried or ignored: a delivered item (success, processed) is
-in step, and making it "unsent" would have the next run write it again. Both hold the job's
-run lock while they write, so they never race a run that is reading the same records: while
-the job runs they raise JobBusy (core.home) and change nothing.
+in step, and making it "unsent" would have the next run write it again. Both hold the job
+(its run lock here and its lease: core.leases) while they write, so they never race a run
+that is reading the same records: while the job runs, on any host, they raise JobBusy
+(core.home) and change nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from core.home import Home
+from core.leases import excluding
 from core.state import ItemRecord, State
 
 IGNORED = "ignore"  # the action of an item a person chose to ignore (runs leave it)
@@ -74,7 +76,7 @@ async def ignore_item(state: State, home: Home, job_id: str, path: str,
 
 async def _change(state: State, home: Home, job_id: str, path: str,
                   change: Callable[[ItemRecord], ItemRecord]) -> ItemRecord | None:
-    with home.job_lock(job_id):  # raises JobBusy while a run holds it
+    async with excluding(state, home, job_id):  # JobBusy while a run holds it, anywhere
         record = await state.item(job_id, path)
         if record is None:
             return None

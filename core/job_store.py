@@ -8,6 +8,7 @@ from collections.abc import Collection
 from core.connections import overlap
 from core.home import Home
 from core.jobs import Job, JobError, job_object, parse_job
+from core.leases import excluding
 from core.paths import NAME_MAX, name_key
 from core.reports import CategoryError, NewCategory, choose_category, join_category
 from core.state import Category, Connection, JobRecord, State
@@ -90,7 +91,7 @@ async def update_job(home: Home, state: State, old: JobRecord, text: str,
     while the job runs (its run lock is held for the change, so no run starts half-way)."""
     job, found, category, warnings = await _checked(state, text, editing=old.id)
     endpoints = (found[0].id, job.transfer.source.path, found[1].id, job.transfer.destination.path)
-    with home.job_lock(old.id):
+    async with excluding(state, home, old.id):
         if endpoints != (old.source_connection_id, old.source_path,
                          old.destination_connection_id, old.destination_path):
             await state.forget_items(old.id)  # first: a crash in between only costs a recheck
@@ -101,7 +102,7 @@ async def update_job(home: Home, state: State, old: JobRecord, text: str,
 async def remove_job(home: Home, state: State, job: JobRecord) -> None:
     """Remove a job with its history and item records; JobBusy while it runs, here or in
     another process (the run lock is held for the removal)."""
-    with home.job_lock(job.id):
+    async with excluding(state, home, job.id):
         await state.remove_job(job.id)
 
 

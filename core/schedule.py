@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.home import Home
 from core.jobs import INTERVAL_SECONDS, LATEST_DATE, MIN_REPEAT, Job, JobError, parse_job
+from core.leases import job_running
 from core.state import Execution, JobRecord, State
 from core.status import RESUMABLE
 
@@ -331,7 +332,8 @@ def zoned(epoch: float) -> dt.datetime:
 async def current_status(state: State, home: Home, record: JobRecord) -> JobStatus:
     """Job `record`'s status now, as `jobs list/show` and the app show it."""
     newest = await state.counted_executions(record, 1)
-    return job_status(record, next(iter(newest), None), running=home.job_running(record.id))
+    return job_status(record, next(iter(newest), None),
+                      running=await job_running(state, home, record.id))
 
 
 async def upcoming_run(state: State, record: JobRecord, now: dt.datetime) -> dt.datetime | None:

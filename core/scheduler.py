@@ -33,6 +33,7 @@ from typing import Protocol
 from core import control
 from core.engine.runner import RunResult, run_job
 from core.home import ConfigError, Home, JobBusy
+from core.leases import Lease, claim, handed_over, job_running, lease_seconds, release
 from core.readout import BudgetReadout, clock
 from core.schedule import Schedule, local_zone, stored_schedule, upcoming_run
 from core.state import AgentRow, Connection, JobRecord, State
@@ -242,11 +243,14 @@ class Note:
     error: str | None = None
     until: float | None = None
     requested: bool = False  # a `started` run a person asked for, not its schedule
+    resumed: bool = False  # a `started` run that resumes one whose process died
 
     def text(self) -> str:
         name = self.job.name
         if self.kind == "started":
-            return f"started {name} ({'on request' if self.requested else 'by its schedule'})"
+            why = ("resuming the run its stopped process left" if self.resumed
+                   else "on request" if self.requested else "by its schedule")
+            return f"started {name} ({why})"
         if self.kind == "stopping":
             return f"stopping {name}: it ran past its schedule's max_execution (resumable)"
         if self.kind == "waiting":
@@ -271,6 +275,7 @@ class _Scheduled:
     interval: float = 0.0  # its schedule's: a run its max_execution stopped waits this long
     timed_out: bool = False  # stopped by its max_execution
     requested: bool = False  # started because a person asked, not by its schedule
+    resumed: bool = False  # resumes a run whose process died (no schedule needed)
 
 
 def spent_until(budget: BudgetReadout, now: float, reserve: float) -> float | None:
@@ -284,15 +289,23 @@ def spent_until(budget: BudgetReadout, now: float, reserve: float) -> float | No
 
 class Scheduler:
     """Finds due jobs and runs them (`launch`: core's run_job by default, the app's service in
-    the app), at most `limit` at once, never one that runs elsewhere or is complete."""
+    the app), at most `limit` at once, never one that runs elsewhere or is complete. Each run
+    starts with the job's lease claimed here (core.leases): of several schedulers sharing a
+    state, the one that claims a due job runs it, and the others skip it. An agent's scheduler
+    on a shared state also resumes a job whose run was left 'running' by a process that died
+    (its lease lapsed), whatever its schedule: the run had been started.
+    `kind` names who runs it in the lease: agent, serve or app."""
 
     def __init__(self, state: State, home: Home, *, agent: str | None = None,
-                 clock: Clock | None = None, limit: int = DEFAULT_CONCURRENT,
-                 poll: float = POLL, launch: Launch | None = None,
+                 kind: str = "agent", clock: Clock | None = None,
+                 limit: int = DEFAULT_CONCURRENT, poll: float = POLL,
+                 launch: Launch | None = None,
                  on_note: Callable[[Note], None] | None = None) -> None:
         self.state = state
         self.home = home
         self.agent = agent or this_process()
+        self.kind = kind
+        self.lease = lease_seconds(home)
         self.clock = clock or SystemClock()
         self.limit = limit
         self.poll = poll
@@ -318,7 +331,7 @@ class Scheduler:
     async def _run_job(self, job: JobRecord, stop: asyncio.Event, agent: str,
                        scheduled: bool) -> RunResult:
         return await run_job(self.state, self.home, job, stop=stop, scheduled_by=agent,
-                             requested=not scheduled)
+                             requested=not scheduled, kind=self.kind)
 
     def _note(self, note: Note) -> None:
         log.info("scheduler %s: %s", self.agent, note.text())
@@ -384,11 +397,12 @@ class Scheduler:
         asked = {r.job_id: r for r in await control.pending(self.state, "start")}
         self._asked = {(r.job_id, r.requested_at) for r in asked.values()}
         wanted: list[tuple[JobRecord, Schedule | None, control.Request]] = []
-        due: list[tuple[float, float, JobRecord, Schedule]] = []
+        due: list[tuple[float, float, JobRecord, Schedule | None]] = []
+        orphans: set[str] = set()
         for job in await self.state.find_jobs():
             request = asked.get(job.id)
             if request is not None:
-                if job.id in self._runs or self.home.job_running(job.id):
+                if job.id in self._runs or await job_running(self.state, self.home, job.id):
                     await control.take(self.state, request)  # moot: it runs already
                 else:
                     wanted.append((job, stored_schedule(job), request))
@@ -396,6 +410,10 @@ class Scheduler:
             if job.id in self._runs or job.status == "complete":
                 continue
             schedule = stored_schedule(job)
+            if self._retry_at.get(job.id, 0.0) <= now and await self._orphaned(job):
+                orphans.add(job.id)
+                due.append((0.0, job.created_at, job, schedule))
+                continue
             when = await self._upcoming(job, schedule, moment)
             if schedule is None or when is None:
                 continue
@@ -403,7 +421,7 @@ class Scheduler:
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
-            if self.home.job_running(job.id):
+            if await job_running(self.state, self.home, job.id):
                 continue  # run by hand, or by another scheduler: looked at again at its end
             newest = await self.state.executions(job.id, 1)
             due.append((newest[0].started_at if newest else 0.0, job.created_at, job, schedule))
@@ -424,10 +442,24 @@ class Scheduler:
                     self._note(Note("waiting", job, until=until))
                 continue
             self._waiting.pop(job.id, None)
+            lease = await claim(self.state, job.id, kind=self.kind, seconds=self.lease)
+            if lease is None:
+                continue  # another scheduler (another host) claimed it first: it runs there
             if request is not None and not await control.take(self.state, request):
+                await release(self.state, lease)
                 continue  # withdrawn (or replaced) since it was read: not started
-            self._start(job, schedule, requested=request is not None)
+            self._start(job, schedule, lease, requested=request is not None,
+                        resumed=job.id in orphans)
         return soonest
+
+    async def _orphaned(self, job: JobRecord) -> bool:
+        """Whether an agent on a shared state should resume the job now: its newest execution
+        is still 'running' and no process holds it (its holder died, its lease lapsed)."""
+        if self.kind != "agent" or self.state.shared is None:
+            return False
+        newest = await self.state.executions(job.id, 1)
+        return (bool(newest) and newest[0].status == "running"
+                and not await job_running(self.state, self.home, job.id))
 
     async def _upcoming(self, job: JobRecord, schedule: Schedule | None,
                         moment: dt.datetime) -> dt.datetime | None:
@@ -449,31 +481,37 @@ class Scheduler:
         self._unschedulable.discard(job.id)
         return when
 
-    def _start(self, job: JobRecord, schedule: Schedule | None, *, requested: bool) -> None:
-        """Start a run; one a person asked for may have no schedule that passes today's
-        checks (the run then says why it cannot run)."""
+    def _start(self, job: JobRecord, schedule: Schedule | None, lease: Lease, *,
+               requested: bool, resumed: bool) -> None:
+        """Start a run with the job's lease claimed; one a person asked for (or one resumed)
+        may have no schedule that passes today's checks (the run then says why it cannot
+        run)."""
         run = _Scheduled(job, interval=schedule.interval if schedule else 0.0,
-                         requested=requested)
+                         requested=requested, resumed=resumed)
         self._runs[job.id] = run
         run.task = asyncio.create_task(
-            self._execute(run, schedule.max_execution if schedule else None),
+            self._execute(run, lease, schedule.max_execution if schedule else None),
             name=f"{'requested' if requested else 'scheduled'} {job.name}")
 
-    async def _execute(self, run: _Scheduled, max_execution: float | None) -> None:
+    async def _execute(self, run: _Scheduled, lease: Lease, max_execution: float | None
+                       ) -> None:
         watchdog = (asyncio.create_task(self._time_limit(run, max_execution))
                     if max_execution else None)
         result, error = None, None
-        self._note(Note("started", run.job, requested=run.requested))
+        self._note(Note("started", run.job, requested=run.requested, resumed=run.resumed))
+        handed_over.set(lease)  # this task's own context: the run adopts the lease
         try:
             result = await self.launch(run.job, run.stop, self.agent, not run.requested)
-        except JobBusy:
-            error = "it started elsewhere meanwhile"
+        except JobBusy as exc:
+            error = f"it started elsewhere meanwhile ({exc})"
         except Exception as exc:  # one job's failure never stops the scheduler
             log.exception("scheduled job %s", run.job.name)
             error = str(exc) or type(exc).__name__
         finally:
             if watchdog:
                 watchdog.cancel()
+            with contextlib.suppress(Exception):  # a launch that never ran it: not held
+                await asyncio.shield(release(self.state, lease))
             del self._runs[run.job.id]
             self._woken.set()
         if result is None:  # no execution recorded: it would be due again at once

@@ -7,18 +7,22 @@ starting runs (the runs it started finish) and leaves the schedules to it, and t
 when that one ends. One `serve` holds the serve lock for its life; a second serve on the home
 serves HTTP and waits for that lock as an app would. Of several apps, one schedules and the
 others wait for the lock. The agent itself (core/cli/agent.py) holds its lock and the
-scheduler lock."""
+scheduler lock. On a state shared by several hosts (PostgreSQL), an app or `serve` also leaves
+the schedules to the agents whenever any agent, on any host, beats its heartbeat in `agents`:
+the agents share the due jobs among themselves by claiming each one's lease."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.home import ConfigError, Home
 from core.scheduler import (
     DEFAULT_CONCURRENT,
+    STALE,
     Holder,
     Launch,
     Note,
@@ -69,9 +73,9 @@ async def schedule_unless_agent(state: State, home: Home, kind: str, *,
     presence = Presence(state, kind)
     agent, serve, mine = agent_lock(home), serve_lock(home), scheduler_lock(home)
 
-    def ahead() -> Holder | None:
+    async def ahead() -> Holder | None:
         """The agent, else the serve (not this one) this process leaves the schedules to."""
-        return agent.holder() or serve.holder()
+        return agent.holder() or serve.holder() or await live_agent(state)
 
     shown: Scheduling | None = None
 
@@ -86,7 +90,7 @@ async def schedule_unless_agent(state: State, home: Home, kind: str, *,
         while True:
             if kind == "serve":
                 await serve.acquire(presence.holder)
-            holder = ahead()
+            holder = await ahead()
             if holder is None and await mine.acquire(presence.holder):
                 show(Scheduling("here", presence.holder))
                 try:
@@ -105,8 +109,18 @@ async def schedule_unless_agent(state: State, home: Home, kind: str, *,
         serve.release()
 
 
+async def live_agent(state: State) -> Holder | None:
+    """On a shared state, an agent (on any host) whose heartbeat is fresh; None on a
+    state.db, where the home's lock files say it all."""
+    if state.shared is None:
+        return None
+    fresh = time.time() - STALE
+    return next((Holder(row.id, row.kind, row.started_at) for row in await state.agents()
+                 if row.kind == "agent" and row.heartbeat_at >= fresh), None)
+
+
 async def _run_schedules(state: State, home: Home, presence: Presence,
-                         ahead: Callable[[], Holder | None], launch: Launch | None,
+                         ahead: Callable[[], Awaitable[Holder | None]], launch: Launch | None,
                          on_note: Callable[[Note], None] | None) -> None:
     """The scheduler, until one `ahead` of this process starts on this home (runs started stay
     here and finish; the newcomer leaves jobs running elsewhere alone)."""
@@ -116,14 +130,14 @@ async def _run_schedules(state: State, home: Home, presence: Presence,
         log.warning("%s; running %d at once", exc, DEFAULT_CONCURRENT)
         limit = DEFAULT_CONCURRENT
     stop = asyncio.Event()
-    scheduler = Scheduler(state, home, agent=presence.row.id, limit=limit, launch=launch,
-                          on_note=on_note)
+    scheduler = Scheduler(state, home, agent=presence.row.id, kind=presence.row.kind,
+                          limit=limit, launch=launch, on_note=on_note)
     heartbeat = asyncio.create_task(presence.keep(stop))
     schedules = asyncio.create_task(scheduler.run(stop))
     try:
         while not schedules.done():
             await asyncio.wait({schedules}, timeout=HANDOVER)
-            if ahead() is not None:
+            if await ahead() is not None:
                 stop.set()
         await schedules
     finally:

@@ -997,7 +997,9 @@ class State:
         return await self.executions(job.id, limit, after=job.counts_after)
 
     async def mark_interrupted(self, job_id: str) -> int:
-        """Executions left 'running' by a process that died (the caller holds the job's lock).
+        """Executions left 'running' by a process that died. The caller holds the job's lease
+        (core.leases), or saw that no process holds it: every execution still 'running' is a
+        dead holder's, whatever its host or pid, and all are marked.
         What they did is counted again from the items they committed: their last stats may
         be a second old, or count a file whose record never landed. On a read-only file they
         stay as they are."""

@@ -42,6 +42,7 @@ from core.api.shapes import execution_body
 from core.api.tokens import ApiToken, find_token
 from core.api.transfers import api_item
 from core.home import Home
+from core.leases import job_running
 from core.readout import PauseWatch
 from core.sides import recorded_stats
 from core.state import ITEM_COLUMNS, ItemRecord, JobRecord, State
@@ -122,7 +123,7 @@ class JobWatch:
         events = await self._flagged()
         if self.flag_backlog:
             return events
-        alive = self.home.job_running(self.job.id)
+        alive = await job_running(self.state, self.home, self.job.id)
         if newest is not None and newest.id != self.at.execution_id:
             if self.at.execution_id and not self.at.ended:
                 events += await self._end_of(self.at.execution_id)

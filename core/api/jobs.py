@@ -51,6 +51,7 @@ from core.history_csv import history_csv_row
 from core.home import Home, JobBusy
 from core.job_store import create_job, remove_job, update_job
 from core.jobs import JobError
+from core.leases import job_running
 from core.state import EXECUTION_COLUMNS, Execution, JobRecord, State, execution_of
 
 # DryvIQ's control switches, and the request each writes (resume: start what was paused)
@@ -273,13 +274,14 @@ async def _ask(request: Request, job: JobRecord, asked: list[str]) -> None:
     switch = asked[0]
     action = CONTROLS[switch]
     api = api_of(request)
-    running = control.job_runs(api.home, job.id)
+    running = await control.job_runs(api.state, api.home, job.id)
     if action == "start" and running:
         raise ApiError(409, f"job {job.name!r} is running already", field=switch)
     if action != "start" and not running:
         if await _withdrawn(api.state, job.id):
             return
-        running = control.job_runs(api.home, job.id)  # the scheduler may have just started it
+        # the scheduler may have just started it
+        running = await control.job_runs(api.state, api.home, job.id)
     if action != "start" and not running:
         raise ApiError(409, f"job {job.name!r} is not running: nothing to {switch}",
                        field=switch)
@@ -338,7 +340,8 @@ async def history(request: Request) -> Response:
     alive: dict[str, bool] = {}
     for execution in executions:
         if execution.job_id not in alive:
-            alive[execution.job_id] = api.home.job_running(execution.job_id)
+            alive[execution.job_id] = await job_running(api.state, api.home,
+                                                        execution.job_id)
     return listing("job_executions", [execution_body(e, alive=alive[e.job_id])
                                       for e in executions], page, total, request)
 
@@ -354,9 +357,10 @@ async def history_csv(request: Request) -> Response:
     newest: dict[str, int] = {}
     for execution in executions:  # only a job's newest can run now
         newest.setdefault(execution.job_id, execution.id)
+    running = {job_id for job_id in newest if await job_running(api.state, api.home, job_id)}
     out = io.StringIO()
     write_csv((history_csv_row(e, execution_status(e, alive=newest[e.job_id] == e.id
-                                                   and api.home.job_running(e.job_id)))
+                                                   and e.job_id in running))
                for e in executions), HISTORY_COLUMNS, out)
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
 
@@ -375,7 +379,10 @@ async def _newest(state: State, home: Home, job: JobRecord | None, *,
     if not running:
         return next(found, None)
     # "running" rows of a process that died are left for its job's next run to settle
-    return next((e for e in found if home.job_running(e.job_id)), None)
+    for execution in found:
+        if await job_running(state, home, execution.job_id):
+            return execution
+    return None
 
 
 async def _one_execution(request: Request, job: JobRecord | None, which: str) -> Response:
@@ -387,7 +394,8 @@ async def _one_execution(request: Request, job: JobRecord | None, which: str) ->
             whose = f"job {job.name!r}" if job else "no job"
             raise ApiError(404, f"{whose} has no {which} execution", field="execution")
         return single("job_execution", execution_body(newest, alive=which == "current"
-                                                      or api.home.job_running(newest.job_id)))
+                                                      or await job_running(
+                                                          api.state, api.home, newest.job_id)))
     if not which:
         raise ApiError(400, "execution must be last, current or an execution's id",
                        field="execution")
@@ -395,7 +403,8 @@ async def _one_execution(request: Request, job: JobRecord | None, which: str) ->
     if execution is None or (job is not None and execution.job_id != job.id):
         raise not_found("execution", which, "execution")
     newest = next(iter(await api.state.executions(execution.job_id, 1)))
-    alive = newest.id == execution.id and api.home.job_running(execution.job_id)
+    alive = newest.id == execution.id and await job_running(api.state, api.home,
+                                                            execution.job_id)
     return single("job_execution", execution_body(execution, alive=alive))
 
 

@@ -21,6 +21,7 @@ import orjson
 from core.engine.stats import ExecutionStats
 from core.home import Home
 from core.jobs import job_object
+from core.leases import job_running
 from core.schedule import failed_to_start, job_status
 from core.sides import recorded_stats
 from core.state import Execution, JobRecord, State
@@ -181,7 +182,7 @@ async def job_view(state: State, home: Home, record: JobRecord,
     """Job `record` as the API answers it now; `requested`: a start, pause or cancel asked
     for and not yet carried out (DryvIQ's status "start" while a start waits for the
     scheduler)."""
-    alive = home.job_running(record.id)
+    alive = await job_running(state, home, record.id)
     counted = await state.counted_executions(record, 1)
     now = job_status(record, next(iter(counted), None), running=alive)
     status, reason = now.code, now.reason

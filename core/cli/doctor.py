@@ -80,7 +80,7 @@ def _refuse_running_jobs(home: Home, path: Path) -> None:
     """A job's run lock with no hold on the state's lock: a run by a dryviq-tui from before
     the state's lock, still going."""
     running = [lock.stem.removeprefix("job-") for lock in (home.root / "locks").glob("job-*")
-               if home.job_running(lock.stem.removeprefix("job-"))]
+               if home.job_locked(lock.stem.removeprefix("job-"))]
     if running:
         verb, them = ("is", "it") if len(running) == 1 else ("are", "them")
         raise UsageError(f"{count(len(running), 'job')} {verb} running on this home; stop {them} "

@@ -39,6 +39,7 @@ from core.job_store import (
     update_job,
 )
 from core.jobs import JobError
+from core.leases import job_running
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
 from core.schedule import (
@@ -174,7 +175,7 @@ async def _list(args: argparse.Namespace) -> int:
         last = {j.id: next(iter(await state.executions(j.id, limit=1)), None) for j in jobs}
         statuses = {j.id: await current_status(state, home, j) for j in jobs}
         upcoming = {j.id: await upcoming_run(state, j, now) for j in jobs}
-        running = {j.id for j in jobs if home.job_running(j.id)}
+        running = {j.id for j in jobs if await job_running(state, home, j.id)}
     if args.json:
         emit_json([_job_dict(j, last[j.id], statuses[j.id])
                    | {"running": j.id in running,
@@ -417,7 +418,7 @@ def _done(result: RunResult, again: str, resume_at: float | None) -> str:
 async def _history(args: argparse.Namespace) -> int:
     async with opened_state(args) as (home, state):
         job = await _job(state, args.job)
-        if not home.job_running(job.id):
+        if not await job_running(state, home, job.id):
             await state.mark_interrupted(job.id)
         executions = await state.executions(job.id)
     if args.json:

@@ -38,6 +38,7 @@ from core.engine.throttle import JobThrottles
 from core.home import Home
 from core.item_actions import is_ignored
 from core.jobs import Job, Transfer, parse_job
+from core.leases import holding
 from core.logs import logged_events
 from core.paths import fit_name, join, match_key, valid_utf8
 from core.schedule import apply_stop_policy
@@ -658,19 +659,33 @@ async def run_job(
     state: State, home: Home, record: JobRecord, *, parallel: int | None = None,
     stop: asyncio.Event | None = None, on_progress: Progress | None = None,
     on_event: EventSink | None = None, wait_for_budget: bool = True, force: bool = False,
-    scheduled_by: str | None = None, requested: bool = False,
+    scheduled_by: str | None = None, requested: bool = False, kind: str = "jobs run",
 ) -> RunResult:
     """Run one execution of `record`, resuming from what earlier executions recorded. When an
     API budget runs out it waits for the reset, or with `wait_for_budget` off stops as paused.
     `scheduled_by`: the scheduler (`host:pid`) starting it, by the job's schedule or, with
     `requested`, because a person asked it to start. Pause and cancel requests for the job
-    (core.control) are obeyed while it runs; a cancelled run still returns its result.
-    Raises JobBusy (from core.home) if the job is running elsewhere."""
+    (core.control) are obeyed while it runs; a cancelled run still returns its result. The
+    run holds the job's lease (core.leases; `kind` says who runs it): one that loses it
+    stops at once, interrupted and resumable.
+    Raises JobBusy (from core.home), naming the holder, if the job runs elsewhere."""
     job = parse_job(record.definition)
     stop = stop or asyncio.Event()
     emit = logged_events(on_event, log)
     since = time.time()  # requests made before the lock is taken were for an earlier run
-    with home.job_lock(record.id):
+    lost: list[str] = []  # why the lease was lost, if it was
+    work: asyncio.Task[tuple[str, str | None, float | None]] | None = None
+
+    def lose(why: str) -> None:
+        """Another process has the job now (or may have): stop at once, files in flight
+        rolled back, as two runs of one job must never write side by side."""
+        lost.append(why)
+        emit("warning", why)
+        stop.set()
+        if work is not None:
+            work.cancel()
+
+    async with holding(state, home, record.id, kind=kind, on_lost=lose):
         emit("info", f"running job {record.name} ({record.transfer_type}"
                      f"{', simulation' if record.simulation_mode else ''})")
         interrupted = await state.mark_interrupted(record.id)
@@ -696,7 +711,7 @@ async def run_job(
         try:
             status, error, resume_at = await work
         except asyncio.CancelledError:
-            if control.obeyed != "cancel" or _cancelling():
+            if _cancelling() or not (lost or control.obeyed == "cancel"):
                 await _left_interrupted(state, execution.id, stats)
                 raise
             status, error, resume_at = ("interrupted", "cancelled on request: the files in "
@@ -707,6 +722,8 @@ async def run_job(
         finally:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
+        if lost and status == "interrupted":
+            error = lost[0]
         await state.update_execution(execution.id, status=status, phase="complete",
                                      ended_at=time.time(), stats=stats.as_dict(), error=error,
                                      resume_at=resume_at)
