@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
 import html
 import importlib.metadata
 import logging
@@ -36,7 +37,7 @@ from authlib.oauth2.client import OAuth2Client
 
 from core.connectors.base import AuthExpired, Retryable
 from core.home import Home
-from core.state import State
+from core.state import State, StateError
 
 # authlib 1.9 warns (with an "always" filter of its own) that its httpx support will move to a
 # fork; we keep httpx (engineering notes), and users should not see the warning on every command
@@ -540,9 +541,10 @@ class TokenStore(Protocol):
 
 class StateTokenStore:
     """A connection's token in the state DB's secrets table (key "token" inside the secrets
-    JSON, other keys such as "client_secret" preserved), with a cross-process flock on
-    home.root/"locks"/f"token-{connection_id}.lock" taken in a thread, so the event loop never
-    blocks while another process refreshes."""
+    JSON, other keys such as "client_secret" preserved), with a lock that every process that
+    may refresh it takes: on a shared state, a PostgreSQL advisory lock (other hosts refresh
+    the same sign-in); else a flock on home.root/"locks"/f"token-{connection_id}.lock" taken in
+    a thread, so the event loop never blocks while another process refreshes."""
 
     def __init__(self, state: State, home: Home, connection_id: str) -> None:
         self.state = state
@@ -565,8 +567,32 @@ class StateTokenStore:
         data["token"] = token.to_dict()
         await self.state.save_connection_secrets(self.connection_id, data)
 
+    def lock(self) -> AbstractAsyncContextManager[None]:
+        return self._database_lock() if self.state.shared else self._file_lock()
+
     @contextlib.asynccontextmanager
-    async def lock(self) -> AsyncIterator[None]:
+    async def _database_lock(self) -> AsyncIterator[None]:
+        """An advisory lock on a connection of its own, held while the lock is: the State's
+        connection is shared by this process's coroutines, and a session lock taken there
+        would be theirs too. Closing the connection ends the session and lets the lock go,
+        also when this process dies."""
+        from core import postgres
+
+        assert self.state.url is not None
+        try:
+            db = await postgres.PostgresConnection.connect(self.state.url)
+        except postgres.psycopg.Error as exc:
+            raise StateError(f"cannot connect to the {self.state.shared}: "
+                             f"{postgres.reason(exc)}") from None
+        try:
+            await db.execute("SELECT pg_advisory_lock(?, ?)",
+                             (TOKEN_LOCK_CLASS, token_lock_key(self.connection_id)))
+            yield
+        finally:
+            await asyncio.shield(db.close())
+
+    @contextlib.asynccontextmanager
+    async def _file_lock(self) -> AsyncIterator[None]:
         self.lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         taking = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
@@ -581,6 +607,17 @@ class StateTokenStore:
             yield
         finally:
             os.close(fd)  # releases the flock
+
+
+# The advisory locks on Procore sign-ins in a shared state: (class, key) as PostgreSQL's
+# two-key form takes them, apart from the one-key locks (the schema's migration lock)
+TOKEN_LOCK_CLASS = 0x746F6B6E  # "tokn"
+
+
+def token_lock_key(connection_id: str) -> int:
+    """A connection's key in TOKEN_LOCK_CLASS: 32 bits of its id's SHA-256, signed."""
+    return int.from_bytes(hashlib.sha256(connection_id.encode()).digest()[:4], "big",
+                          signed=True)
 
 
 def _close_when_taken(fd: int, taking: asyncio.Future[None]) -> None:

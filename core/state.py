@@ -122,6 +122,16 @@ _V8_LEASES = """
         expires_at REAL NOT NULL
     );
 """
+# v9, for secrets in a shared state (core/secret_box.py): a known text sealed with the key
+# the secrets are sealed with, so a host holding another key is refused before it reads or
+# writes any (one row; a state.db, whose secrets are not sealed, leaves it empty)
+_V9_SECRET_KEY_CHECK = """
+    CREATE TABLE secret_key_check (
+        id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL,
+        sealed_at REAL NOT NULL
+    );
+"""
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far a file is.
 MIGRATIONS: Sequence[str] = (
@@ -254,6 +264,8 @@ MIGRATIONS: Sequence[str] = (
     _V7_API,
     # v8: job leases
     _V8_LEASES,
+    # v9: the shared state's secret key check
+    _V9_SECRET_KEY_CHECK,
 )
 
 
@@ -621,6 +633,7 @@ class State:
         self.path = path  # for the pacer, which keeps its own connection to the same file
         # the shared PostgreSQL database (how messages name it), None for a state.db
         self.shared = shared
+        self.url: str | None = None  # the shared database's URL: it may hold a password
         # encrypts secrets in a shared database (core/secret_box.py); a state.db is the
         # user's own private file, and keeps them as they are
         self.secret_box: SecretBox | None = None
@@ -658,14 +671,24 @@ class State:
     async def open_home(cls, home: Home, *, read_only_ok: bool = False,
                         purpose: str | None = None) -> State:
         """The home's state: its shared PostgreSQL database when one is configured
-        (Home.state_url), else its state.db."""
+        (Home.state_url), else its state.db. A shared state's secrets are sealed with
+        this host's key (core/secret_box.py), checked against the database's before anything
+        is read or written."""
         url = home.state_url()
         if url is None:
             return await cls.open(home.state_path, read_only_ok=read_only_ok, purpose=purpose)
         if not url.startswith(("postgresql://", "postgres://")):
             raise StateError(f"[state] url must start with postgresql:// (it names "
                              f"{url.split(':', 1)[0]!r}): SQLite needs no url")
-        return await cls.open_url(url)
+        state = await cls.open_url(url)
+        try:
+            from core.secret_box import open_box
+
+            state.secret_box = await open_box(state.db, home, str(state.shared))
+        except BaseException:
+            await state.close()
+            raise
+        return state
 
     @classmethod
     async def open_url(cls, url: str) -> State:
@@ -681,6 +704,7 @@ class State:
         except postgres.psycopg.Error as exc:
             raise StateError(f"cannot connect to the {where}: {postgres.reason(exc)}") from None
         state = cls(db, None, shared=where)  # type: ignore[arg-type]
+        state.url = url
         try:
             await db.migrate(MIGRATIONS)
         except postgres.NewerSchema as exc:

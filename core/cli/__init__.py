@@ -184,6 +184,7 @@ def build_parser(ui_commands: Sequence[Register] = ()) -> argparse.ArgumentParse
         jobs,
         reports,
         sandbox,
+        secrets,
         serve,
     )
 
@@ -206,6 +207,7 @@ def build_parser(ui_commands: Sequence[Register] = ()) -> argparse.ArgumentParse
     reports.register(commands, leaf)
     agent.register(commands, leaf)
     serve.register(commands, leaf)
+    secrets.register(commands, leaf)
     for register in ui_commands:
         register(commands, leaf)
     return parser
