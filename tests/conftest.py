@@ -37,3 +37,4 @@ def make_sandbox() -> Iterator[Callable[[SandboxConfig | World | None], SandboxT
 from tests.s3 import s3_bucket, s3_server  # noqa: E402, F401
 from tests.samba import samba, smb_folder  # noqa: E402, F401
 from tests.postgres import postgres_server, postgres_url  # noqa: E402, F401
+from tests.stores import store  # noqa: E402, F401
