@@ -40,6 +40,7 @@ pytestmark = pytest.mark.slow
 
 LEASE = 4  # seconds: [agent] lease_seconds, small so a dead agent's job is taken soon
 PARALLEL = 2  # files each job writes at once: at most these are in flight at a kill
+WAIT = 200  # seconds: a run this late is hung (well within pytest's timeout of 300)
 
 
 class Ledger(World):
@@ -177,14 +178,16 @@ def agents(homes: list[Cli]) -> Iterator[list[Agent]]:
 
 def wait_for(condition: Callable[[], bool], what: str, running: list[Agent]) -> None:
     """Poll until `condition`; an agent that ended meanwhile fails the test with its output.
-    The deadline only keeps a hung run from hanging the suite."""
-    deadline = time.monotonic() + TIMEOUT
+    The deadline only keeps a hung run from hanging the suite (it comes before pytest's
+    timeout, so the agents' output is shown)."""
+    deadline = time.monotonic() + WAIT
     while not condition():
         for agent in running:
             assert agent.proc.poll() is None, (
                 f"agent {agent.name} ended (exit {agent.proc.returncode}) while waiting for "
                 f"{what}:\n{agent.output()}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" + "\n".join(
+            f"--- agent {agent.name}\n{agent.output()[-3000:]}" for agent in running)
         time.sleep(0.2)
 
 
