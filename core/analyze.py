@@ -186,7 +186,8 @@ async def save_analysis(state: State, analysis: Analysis, connection_id: str,
     key = (connection_id, analysis.path, against_id, analysis.against_path)
     await state.db.execute(
         "DELETE FROM analyses WHERE connection_id = ? AND path = ? AND "
-        "against_connection_id IS ? AND against_path IS ?", key)
+        "against_connection_id IS NOT DISTINCT FROM ? AND against_path IS NOT DISTINCT FROM ?",
+        key)
     await state.db.execute(
         "INSERT INTO analyses (connection_id, path, against_connection_id, against_path, "
         "started_at, finished_at, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -201,7 +202,8 @@ async def latest_analysis(state: State, connection_id: str, path: str,
     with nothing), without an API call; None if it was never analyzed."""
     rows = await state.db.execute_fetchall(
         "SELECT result FROM analyses WHERE connection_id = ? AND path = ? AND "
-        "against_connection_id IS ? AND against_path IS ? ORDER BY id DESC LIMIT 1",
+        "against_connection_id IS NOT DISTINCT FROM ? AND "
+        "against_path IS NOT DISTINCT FROM ? ORDER BY id DESC LIMIT 1",
         (connection_id, path, against_id, against_path if against_id else None))
     rows = list(rows)
     return Analysis.from_dict(json.loads(rows[0][0])) if rows else None

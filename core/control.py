@@ -73,7 +73,7 @@ async def pending(state: State, action: str | None = None) -> list[Request]:
     """Requests not carried out yet (of one action, or all), oldest first."""
     rows = await state.db.execute_fetchall(
         "SELECT job_id, action, requested_at, requested_by FROM job_requests "
-        "WHERE ? IS NULL OR action = ? ORDER BY requested_at", (action, action))
+        "WHERE CAST(? AS TEXT) IS NULL OR action = ? ORDER BY requested_at", (action, action))
     return [Request(*row) for row in rows]
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.numeric import Int8Dumper
 
 SCHEMES = ("postgresql://", "postgres://")
 MIGRATION_LOCK = 0x64727976  # the advisory lock hosts take in turn to upgrade the schema
@@ -51,6 +52,7 @@ _DDL = (
 _CITEXT = re.compile(r"\bTEXT (NOT NULL UNIQUE) COLLATE NOCASE\b")
 _NOCASE = re.compile(r"\s*\bCOLLATE NOCASE\b")  # citext columns compare without case
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
+_INDEXED_BY = re.compile(r"\s*\bINDEXED BY \w+")  # SQLite's index hint: PostgreSQL plans alone
 
 
 def is_postgres_url(url: str | None) -> bool:
@@ -78,7 +80,7 @@ def postgres_sql(text: str, *, schema: bool = False) -> str:
         piece = pieces[index].replace("%", "%%").replace("?", "%s")
         if schema:
             piece = _CITEXT.sub(r"CITEXT \1", piece)
-        piece = _NOCASE.sub("", piece)
+        piece = _NOCASE.sub("", _INDEXED_BY.sub("", piece))
         if schema:
             for pattern, replacement in _DDL:
                 piece = pattern.sub(replacement, piece)
@@ -88,9 +90,16 @@ def postgres_sql(text: str, *, schema: bool = False) -> str:
     return "".join(pieces)
 
 
+# what libpq puts before the problem itself: the server it tried (messages name it already)
+_TRIED = re.compile(r'^(connection failed: )?(connection to server at "[^"]*",? port \d+ failed: )?'
+                    r"(FATAL: +)?")
+
+
 def reason(exc: Exception) -> str:
-    """psycopg's error as one line, without the connection string it may quote."""
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    """psycopg's error as one line (the problem, without the server libpq tried, which the
+    message names already), without the connection string it may quote."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = _TRIED.sub("", lines[0]) if lines else type(exc).__name__
     return re.sub(r"postgres(ql)?://\S+", "(url)", text)
 
 
@@ -102,6 +111,14 @@ class _NumberLoader(Loader):
         text = bytes(data).decode()
         number = float(text)
         return int(text) if "." not in text and "e" not in text.lower() else number
+
+
+class _BoolDumper(Int8Dumper):
+    """A bool as the integer 1 or 0, as SQLite stores it: the schema's flags (is_dir,
+    read_only, ...) are INTEGER columns."""
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
 
 
 class Cursor:
@@ -217,3 +234,4 @@ class PostgresConnection:
 def configure(connection: psycopg.AsyncConnection[Any]) -> None:
     """Types as State expects them of SQLite."""
     connection.adapters.register_loader("numeric", _NumberLoader)
+    connection.adapters.register_dumper(bool, _BoolDumper)

@@ -239,8 +239,13 @@ async def _first_key(db: Any, home: Home, where: str) -> SecretBox:
     the two leaves a key file and no check, which the next open records; the other order
     would leave a check that no key on any host opens."""
     path = key_path(home)
-    with contextlib.suppress(FileExistsError):  # another process of this home made it: use it
+    try:
         write_key_file(path, [new_key()], replace=False)
+    except FileExistsError:  # another process of this home made it meanwhile: use that one
+        pass
+    except OSError as exc:
+        raise SecretKeyError(f"cannot write the installation's new key to {path}: "
+                             f"{exc.strerror or exc}") from None
     keys = read_key_file(path)
     assert keys is not None
     box = SecretBox(keys, home=home, where=where, key_file=path)

@@ -13,6 +13,7 @@ import fcntl
 import itertools
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -576,6 +577,8 @@ def item_of(row: Sequence[Any]) -> ItemRecord:
     return item
 
 
+# a LIMIT that keeps every row, in both stores (SQLite's -1 is an error in PostgreSQL)
+NO_LIMIT = 2**63 - 1
 EXECUTION_COLUMNS = ("id, job_id, status, phase, started_at, ended_at, heartbeat_at, pid, stats, "
                      "error, resume_at, agent, scheduled")
 
@@ -627,9 +630,19 @@ def _job_row(record: JobRecord) -> tuple[object, ...]:
 class State:
     """An open state file. One per process; every method is a coroutine on one connection."""
 
+    # the store's errors, by one name whichever store it is (PostgreSQL's on a shared state):
+    # `except state.IntegrityError` catches a broken constraint in either
+    IntegrityError: type[Exception] = sqlite3.IntegrityError
+    OperationalError: type[Exception] = sqlite3.OperationalError
+    DatabaseError: type[Exception] = sqlite3.DatabaseError
+
     def __init__(self, db: aiosqlite.Connection, path: Path, *, read_only: bool = False,
                  shared: str | None = None) -> None:
         self.db = db
+        if shared:
+            self.IntegrityError = db.IntegrityError  # type: ignore[attr-defined]
+            self.OperationalError = db.OperationalError  # type: ignore[attr-defined]
+            self.DatabaseError = db.DatabaseError  # type: ignore[attr-defined]
         self.path = path  # for the pacer, which keeps its own connection to the same file
         # the shared PostgreSQL database (how messages name it), None for a state.db
         self.shared = shared
@@ -711,7 +724,8 @@ class State:
             await db.close()
             raise StateError(
                 f"the {where} was upgraded by a newer dryviq-tui (schema {exc.version}, this "
-                f"version knows up to {len(MIGRATIONS)}); upgrade dryviq-tui on this host")
+                f"version knows up to {len(MIGRATIONS)}); upgrade dryviq-tui on this host"
+            ) from None
         except BaseException:
             await db.close()
             raise
@@ -783,6 +797,29 @@ class State:
                 os.close(self._lock)
                 self._lock = None
 
+    def translate(self, exc: Exception) -> Exception:
+        """The store's error as the user should read it: a damaged or read-only state file
+        as StateDamaged or StateReadOnly (translate_db_error); PostgreSQL's as a StateError
+        naming the database, without the URL's password; any other as it is."""
+        if not self.shared:
+            return translate_db_error(exc, self.path)
+        from core.postgres import reason
+
+        return StateError(f"the {self.shared} failed: {reason(exc)}")
+
+    def json_value(self, column: str, key: str) -> str:
+        """SQL for the value at `key` of the JSON text in `column` (NULL where it has none):
+        SQLite's json_extract, PostgreSQL's jsonb operator."""
+        if self.shared:
+            return f"({column}::jsonb -> '{key}')"
+        return f"json_extract({column}, '$.{key}')"
+
+    def json_number(self, column: str, key: str) -> str:
+        """json_value of a number, as one SQL can add up (PostgreSQL's jsonb is no number)."""
+        if self.shared:
+            return f"CAST({column}::jsonb ->> '{key}' AS NUMERIC)"
+        return self.json_value(column, key)
+
     async def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         # one job in aiosqlite's thread: a statement left open between an execute and its
         # fetch holds a read snapshot, and a write queued in between on this connection
@@ -814,7 +851,7 @@ class State:
             await self.db.execute(
                 "INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?)",
                 (connection.id, name, platform, json.dumps(config), now, now))
-        except aiosqlite.IntegrityError:
+        except self.IntegrityError:
             raise StateError(f"a connection named {name!r} already exists") from None
         if secrets:
             await self.db.execute("INSERT INTO secrets VALUES (?, ?)",
@@ -938,15 +975,15 @@ class State:
     async def job_totals(self) -> list[JobTotals]:
         """Every job's totals: sums of its executions' stats, and its items flagged or failed
         now (counted per job through the items_by_status index)."""
+        def stat(key: str) -> str:
+            return f"COALESCE({self.json_number('e.stats', key)}, 0)"
+
         executions = await self._rows(
             "SELECT e.job_id, e.status, COUNT(*), "
-            "SUM(CASE WHEN j.simulation_mode THEN 0 "
-            "    ELSE COALESCE(json_extract(e.stats, '$.transferred'), 0) END), "
-            "SUM(CASE WHEN j.simulation_mode THEN 0 "
-            "    ELSE COALESCE(json_extract(e.stats, '$.bytes'), 0) END), "
-            "SUM(COALESCE(json_extract(e.stats, '$.api_calls'), 0)), "
-            "SUM(COALESCE(json_extract(e.stats, '$.rate_limit_waits'), 0)), "
-            "TOTAL(COALESCE(json_extract(e.stats, '$.rate_limit_wait_seconds'), 0)) "
+            f"SUM(CASE WHEN j.simulation_mode != 0 THEN 0 ELSE {stat('transferred')} END), "
+            f"SUM(CASE WHEN j.simulation_mode != 0 THEN 0 ELSE {stat('bytes')} END), "
+            f"SUM({stat('api_calls')}), SUM({stat('rate_limit_waits')}), "
+            f"SUM(CAST({stat('rate_limit_wait_seconds')} AS DOUBLE PRECISION)) "
             "FROM executions e JOIN jobs j ON j.id = e.job_id GROUP BY e.job_id, e.status")
         items = await self._rows(
             "SELECT id, (SELECT COUNT(*) FROM items WHERE job_id = jobs.id AND "
@@ -1011,7 +1048,7 @@ class State:
         """A job's executions (those with an id above `after`), newest first."""
         rows = await self._rows(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id = ? AND id > ? "
-            "ORDER BY id DESC LIMIT ?", (job_id, after, -1 if limit is None else limit))
+            "ORDER BY id DESC LIMIT ?", (job_id, after, NO_LIMIT if limit is None else limit))
         return [execution_of(row) for row in rows]
 
     async def counted_executions(self, job: JobRecord, limit: int | None = None,
@@ -1049,12 +1086,13 @@ class State:
         if not rows or rows[0][1]:
             return
         stats = json.loads(rows[0][0])
+        sent_file = "is_dir = 0 AND action != 'none' AND status IN ('success', 'processed')"
         (transferred, sent, folders, flagged, failed, last), = await self._rows(
-            "SELECT COALESCE(SUM(NOT is_dir AND action != 'none' AND status IN "
-            "('success', 'processed')), 0), COALESCE(SUM(CASE WHEN NOT is_dir AND action != "
-            "'none' AND status IN ('success', 'processed') THEN size END), 0), "
-            "COALESCE(SUM(is_dir AND action = 'mkdir' AND status = 'success'), 0), "
-            "COALESCE(SUM(status = 'remediation'), 0), COALESCE(SUM(status = 'retry'), 0), "
+            f"SELECT COUNT(CASE WHEN {sent_file} THEN 1 END), "
+            f"COALESCE(SUM(CASE WHEN {sent_file} THEN size END), 0), "
+            "COUNT(CASE WHEN is_dir != 0 AND action = 'mkdir' AND status = 'success' THEN 1 "
+            "END), COUNT(CASE WHEN status = 'remediation' THEN 1 END), "
+            "COUNT(CASE WHEN status = 'retry' THEN 1 END), "
             "MAX(updated_at) FROM items WHERE job_id = ? AND execution_id = ?",
             (job_id, execution_id))
         # folders and problems are also counted without an item (the destination folder
@@ -1064,9 +1102,9 @@ class State:
                      flagged=max(flagged, stats.get("flagged", 0)),
                      failed=max(failed, stats.get("failed", 0)), in_flight=0)
         # it ran at least until its last item was committed
-        await self.db.execute("UPDATE executions SET stats = ?, ended_at = MAX(ended_at, "
-                              "COALESCE(?, ended_at)) WHERE id = ?",
-                              (json.dumps(stats), last, execution_id))
+        await self.db.execute("UPDATE executions SET stats = ?, ended_at = CASE WHEN "
+                              "ended_at < ? THEN ? ELSE ended_at END WHERE id = ?",
+                              (json.dumps(stats), last, last, execution_id))
 
     # -- items ------------------------------------------------------------------------------
 
@@ -1295,8 +1333,14 @@ class ItemLog:
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
         waiters, self._waiters = self._waiters, []
-        if pending:
-            await self._state.save_items(pending)
+        try:
+            if pending:
+                await self._state.save_items(pending)
+        except Exception as exc:  # those waiting for the batch hear why it failed
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)

@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,7 +42,6 @@ from core.state import (
     JobRecord,
     State,
     StateError,
-    translate_db_error,
 )
 from core.status import label
 
@@ -325,9 +323,9 @@ class AppService:
                                    requested=run.asked_to_start)
         except (JobBusy, StateError) as exc:
             error = str(exc)
-        except sqlite3.DatabaseError as exc:  # the state file went bad or read-only under it
+        except self.state.DatabaseError as exc:  # the state went bad or read-only under it
             log.exception("job %s", run.job.name)
-            error = str(translate_db_error(exc, self.home.state_path))
+            error = str(self.state.translate(exc))
         except asyncio.CancelledError:
             error = "cancelled: the files in flight were rolled back"
         except Exception as exc:  # shown to the user, not lost in an unawaited task

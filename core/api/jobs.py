@@ -52,7 +52,7 @@ from core.home import Home, JobBusy
 from core.job_store import create_job, remove_job, update_job
 from core.jobs import JobError
 from core.leases import job_running
-from core.state import EXECUTION_COLUMNS, Execution, JobRecord, State, execution_of
+from core.state import EXECUTION_COLUMNS, NO_LIMIT, Execution, JobRecord, State, execution_of
 
 # DryvIQ's control switches, and the request each writes (resume: start what was paused)
 CONTROLS = {"start": "start", "resume": "start", "pause": "pause", "cancel": "cancel"}
@@ -314,9 +314,9 @@ async def _executions(state: State, job_id: str | None, page: Page,
     """A page of the executions of job `job_id` (of every job with None), newest first, and
     how many there are."""
     where, args = ("WHERE job_id = ?", [job_id]) if job_id else ("", [])
-    rows = await state.db.execute_fetchall(
+    rows = await state.db.execute_fetchall(  # a negative limit: all of them
         f"SELECT {EXECUTION_COLUMNS} FROM executions {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-        [*args, page.limit, page.offset])
+        [*args, page.limit if page.limit >= 0 else NO_LIMIT, page.offset])
     (total,), = await state.db.execute_fetchall(
         f"SELECT COUNT(*) FROM executions {where}", args)
     return [execution_of(row) for row in rows], total
@@ -353,7 +353,7 @@ async def history_csv(request: Request) -> Response:
     wanted = request.query_params.get("job")
     job = await job_of(request, wanted, "job") if wanted else None
     executions, _ = await _executions(api.state, job.id if job else None,
-                                      Page(0, -1))  # -1: SQLite's "no limit"
+                                      Page(0, -1))  # -1: no limit
     newest: dict[str, int] = {}
     for execution in executions:  # only a job's newest can run now
         newest.setdefault(execution.job_id, execution.id)
@@ -369,7 +369,7 @@ async def _newest(state: State, home: Home, job: JobRecord | None, *,
                   running: bool) -> Execution | None:
     """The newest execution of `job` (of any job with None); with `running`, the newest one
     that runs now."""
-    where = "WHERE job_id = ?" if job else "WHERE ? IS NULL"
+    where = "WHERE job_id = ?" if job else "WHERE CAST(? AS TEXT) IS NULL"
     if running:
         where += " AND status = 'running'"
     rows = await state.db.execute_fetchall(

@@ -93,8 +93,7 @@ def _summary(row: Any) -> dict[str, Any]:
 
 async def _analysis_rows(state: State, where: str, args: tuple[Any, ...],
                          extra: str = "") -> list[Any]:
-    picked = ", ".join((*_SUMMARY, *(f"json_extract(result, '$.{key}')"
-                                     for key in _FROM_RESULT)))
+    picked = ", ".join((*_SUMMARY, *(state.json_value("result", key) for key in _FROM_RESULT)))
     return list(await state.db.execute_fetchall(
         f"SELECT {picked}{extra} FROM analyses {where}", args))
 

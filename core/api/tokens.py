@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ async def create_token(state: State, name: str, *, read_only: bool) -> tuple[Api
     try:
         await state.db.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, NULL)",
                                (token.id, name, _hash(secret), int(read_only), token.created_at))
-    except sqlite3.IntegrityError:  # made by another process since the look above
+    except state.IntegrityError:  # made by another process since the look above
         raise TokenExists(f"a token named {name!r} exists already") from None
     await state.db.commit()
     return token, secret
@@ -138,5 +137,5 @@ class TokenChecker:
             await self.state.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
                                         (now, token_id))
             await self.state.db.commit()
-        except sqlite3.OperationalError as exc:
+        except self.state.OperationalError as exc:
             log.warning("could not note when token %s was used: %s", token_id, exc)

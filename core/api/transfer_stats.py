@@ -28,9 +28,11 @@ _SIZE_LABEL = "CASE " + " ".join(
     f"WHEN size < {bound} THEN '{label}'" for bound, label in SIZE_BUCKETS if bound) + \
     f" ELSE '{SIZE_BUCKETS[-1][1]}' END"
 # of each group: files, folders and file bytes recorded; and the same delivered
-_SUMS = ("SUM(NOT is_dir), SUM(is_dir), TOTAL(CASE WHEN is_dir THEN 0 ELSE size END), "
-         "SUM(delivered AND NOT is_dir), SUM(delivered AND is_dir), "
-         "TOTAL(CASE WHEN delivered AND NOT is_dir THEN size ELSE 0 END)")
+_SUMS = ("COUNT(CASE WHEN is_dir = 0 THEN 1 END), COUNT(CASE WHEN is_dir != 0 THEN 1 END), "
+         "SUM(CASE WHEN is_dir = 0 THEN size ELSE 0 END), "
+         "COUNT(CASE WHEN delivered AND is_dir = 0 THEN 1 END), "
+         "COUNT(CASE WHEN delivered AND is_dir != 0 THEN 1 END), "
+         "SUM(CASE WHEN delivered AND is_dir = 0 THEN size ELSE 0 END)")
 
 
 def counts(files: int, folders: int, size: float) -> dict[str, int]:
@@ -46,7 +48,7 @@ async def _breakdown(state: State, job_ids: list[str], key: str,
     rows = await state.db.execute_fetchall(
         f"SELECT {key} AS k, {_SUMS} FROM (SELECT *, {_NAME} AS name, ({_DELIVERED}) AS "
         f"delivered FROM items WHERE {_of_jobs(job_ids)}"
-        f"{' AND NOT is_dir' if files_only else ''}) GROUP BY k ORDER BY k", job_ids)
+        f"{' AND is_dir = 0' if files_only else ''}) AS chosen GROUP BY k ORDER BY k", job_ids)
     return {row[0]: {"source": counts(*row[1:4]), "destination": counts(*row[4:7])}
             for row in rows}
 

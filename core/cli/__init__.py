@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from core import __version__
 from core.home import ConfigError, Home, HomeError
 from core.logs import LEVELS, log_to_file, log_to_stderr, stop_logging
 from core.paths import printable
-from core.state import State, StateDamaged, StateError, StateReadOnly, translate_db_error
+from core.state import State, StateDamaged, StateError, StateReadOnly
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +355,7 @@ async def opened_state(args: argparse.Namespace) -> AsyncIterator[tuple[Home, St
                                   purpose=f"dryviq-tui {' '.join(_command_words(args))}")
     try:
         yield home, state
-    except sqlite3.DatabaseError as exc:
-        raise translate_db_error(exc, home.state_path) from None
+    except state.DatabaseError as exc:
+        raise state.translate(exc) from None
     finally:
         await state.close()

@@ -47,6 +47,8 @@ def register(commands: argparse._SubParsersAction, leaf: dict[str, Any]) -> None
 
 async def _doctor(args: argparse.Namespace) -> int:
     home = open_home(args)
+    if home.state_url() is not None:
+        return await _doctor_shared(args, home)
     path = home.state_path
     found = await asyncio.to_thread(check, path)
     log.info("doctor: %s is %s", path, "sound" if found.ok else f"damaged: {found.problems}")
@@ -73,6 +75,25 @@ async def _doctor(args: argparse.Namespace) -> int:
     log.warning("doctor: repaired %s (%s); backups %s", path, repaired.method,
                 [str(b) for b in repaired.backups])
     _say_repaired(args, found, repaired)
+    return 0
+
+
+async def _doctor_shared(args: argparse.Namespace, home: Home) -> int:
+    """A state shared in PostgreSQL has no state file to check: PostgreSQL checks its own
+    pages. Connecting (and upgrading its schema, as any command would) is the check."""
+    state = await State.open_home(home)
+    try:
+        (version,), = await state.db.execute_fetchall("SELECT version FROM schema_version")
+    finally:
+        await state.close()
+    log.info("doctor: the state is shared in the %s (schema %s)", state.shared, version)
+    if args.json:
+        emit_json({"shared": state.shared, "ok": True, "schema": version, "problems": [],
+                   "repaired": False})
+        return 0
+    print(f"The state is shared in the {state.shared} (schema {version}): it connects and its "
+          "schema is current. PostgreSQL checks its own pages, so there is no state file to "
+          "check" + (" or repair here." if args.repair else "."))
     return 0
 
 

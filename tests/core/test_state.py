@@ -12,7 +12,7 @@ import pytest
 from core import control
 from core.analysis_tally import SIZE_BUCKETS
 from core.analyze import Analysis, Estimate, latest_analysis, save_analysis
-from core.api import events, reports, tokens, transfer_stats
+from core.api import events, reports, tokens, transfer_stats, transfers
 from core.home import Home
 from core.jobs import parse_job
 from core.state import (
@@ -249,7 +249,7 @@ async def test_connections_are_found_by_id_before_name_and_listed_by_name(store)
     a = await store.add_connection(b.id, "local", {"path": "/a"})  # named like b's id
     assert (await store.find_connection(b.id)).name == "b"
     assert (await store.find_connection(a.id)).config == {"path": "/a"}
-    assert [c.name for c in await store.list_connections()] == [b.id, "b"]
+    assert [c.name for c in await store.list_connections()] == sorted([b.id, "b"])
     await store.update_connection_config(b.id, {"path": "/new"})
     await store.save_connection_secrets(b.id, {"token": "1"})
     await store.save_connection_secrets(b.id, {"token": "2"})
@@ -453,7 +453,7 @@ async def test_transfer_stats_break_items_down_in_sql(store):
                   "destination": {"files": 0, "folders": 0, "bytes": 0}},
         "success": {"source": {"files": 2, "folders": 1, "bytes": 2049},
                     "destination": {"files": 2, "folders": 1, "bytes": 2049}}}
-    assert set(found["by_ext"]) == {"", ".pdf"}
+    assert set(found["by_ext"]) == {"(none)", ".pdf"}
     assert found["by_ext"][".pdf"]["source"] == {"files": 2, "folders": 0, "bytes": 2058}
     assert [label for label in found["by_size"]] == [
         label for _, label in SIZE_BUCKETS if label in found["by_size"]]
@@ -467,4 +467,131 @@ async def test_flagged_items_are_read_in_order_for_the_event_stream(store, tmp_p
         ItemRecord(job.id, p, "", False, 1, None, "create", "remediation", updated_at=at)
         for p, at in (("b", 2.0), ("a", 2.0), ("c", 1.0))])
     watch = events.JobWatch(store, Home(tmp_path / "home"), job, events.Position())
-    assert [e.body["path"] for e in await watch._flagged()] == ["/c", "/a", "/b"]
+    assert [e.body["id"] for e in await watch._flagged()] == [
+        transfers.item_id(job.id, path) for path in ("c", "a", "b")]
+
+
+# -- PostgreSQL: the same schema, and what a user sees when it cannot be reached ---------------
+
+
+def _sqlite_columns(path) -> dict[str, list[str]]:
+    db = sqlite3.connect(path)
+    tables = [name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {table: [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            for table in tables}
+
+
+async def _postgres_schema(state) -> dict[str, list[tuple]]:
+    columns = await state.db.execute_fetchall(
+        "SELECT table_name, column_name, data_type, is_nullable, column_default FROM "
+        "information_schema.columns WHERE table_schema = 'public' "
+        "ORDER BY table_name, ordinal_position")
+    indexes = await state.db.execute_fetchall(
+        "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+        "ORDER BY tablename, indexname")
+    schema: dict[str, list[tuple]] = {}
+    for table, *rest in [*columns, *indexes]:
+        schema.setdefault(table, []).append(tuple(rest))
+    return schema
+
+
+async def test_the_postgresql_schema_has_the_sqlite_tables_and_columns(tmp_path, postgres_url):
+    await (await State.open(tmp_path / "state.db")).close()
+    state = await State.open_url(postgres_url)
+    try:
+        schema = await _postgres_schema(state)
+    finally:
+        await state.close()
+    in_postgres = {table: [row[0] for row in rows if len(row) == 4]
+                   for table, rows in schema.items() if table != "schema_version"}
+    assert in_postgres == _sqlite_columns(tmp_path / "state.db")
+
+
+async def test_opening_a_migrated_postgresql_database_again_changes_nothing(postgres_url):
+    first = await State.open_url(postgres_url)
+    await first.add_category("Plans")
+    before = await _postgres_schema(first)
+    rows_before = await first.db.execute_fetchall("SELECT * FROM categories ORDER BY id")
+    await first.close()
+    again = await State.open_url(postgres_url)
+    try:
+        assert await _postgres_schema(again) == before
+        assert await again.db.execute_fetchall("SELECT * FROM categories ORDER BY id") == \
+            rows_before
+        assert await again.db.execute_fetchall("SELECT version FROM schema_version") == [
+            (len(MIGRATIONS),)]
+    finally:
+        await again.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("problem", ["wrong password", "closed port", "missing database"])
+def test_an_unusable_postgresql_state_is_one_line_naming_the_database(
+        problem, postgres_server, tmp_path, monkeypatch, capsys):
+    from core.cli import main
+
+    url, password = postgres_server.url("postgres"), postgres_server.password
+    port, name = postgres_server.port, "postgres"
+    if problem == "wrong password":
+        url = url.replace(password, "not-" + password)
+    elif problem == "closed port":
+        port = _closed_port()
+        url = url.replace(f":{postgres_server.port}/", f":{port}/")
+    else:
+        name = "no_such_db"
+        url = postgres_server.url(name)
+    monkeypatch.setenv("DRYVIQ_STATE_URL", url)
+    assert main(["--home", str(tmp_path / "home"), "jobs", "list"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert f"cannot connect to the PostgreSQL database {name} on 127.0.0.1:{port}" in err
+    assert password not in err and "Traceback" not in err
+    assert {"wrong password": "password authentication failed",
+            "closed port": "Connection refused",
+            "missing database": f'database "{name}" does not exist'}[problem] in err
+    assert "connection to server" not in err  # the database is named once, at the start
+
+
+def test_a_state_url_that_is_not_postgresql_is_refused(tmp_path, monkeypatch, capsys):
+    from core.cli import main
+
+    monkeypatch.setenv("DRYVIQ_STATE_URL", "mysql://u:secret@db/x")
+    assert main(["--home", str(tmp_path / "home"), "jobs", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "must start with postgresql://" in err and "secret" not in err
+
+
+def test_doctor_on_a_shared_state_says_where_it_is(postgres_url, tmp_path, monkeypatch, capsys):
+    from core.cli import main
+
+    monkeypatch.setenv("DRYVIQ_STATE_URL", postgres_url)
+    assert main(["--home", str(tmp_path / "home"), "doctor", "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "The state is shared in the PostgreSQL database t_" in out and "or repair" in out
+
+
+def test_the_state_layer_imports_without_psycopg():
+    """SQLite needs no PostgreSQL driver: core.state (and a SQLite state) never import it."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio, sys, tempfile, pathlib\n"
+            "from core.state import State\n"
+            "async def use():\n"
+            "    state = await State.open(pathlib.Path(tempfile.mkdtemp()) / 'state.db')\n"
+            "    await state.add_connection('a', 'local', {})\n"
+            "    await state.close()\n"
+            "asyncio.run(use())\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('psycopg', 'psycopg_pool', 'core.postgres') or m == 'core.postgres'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
