@@ -54,9 +54,13 @@ class Lease:
     claimed_at: float
     expires_at: float
 
+    @property
+    def where(self) -> str:
+        """`on build-02 (pid 4242, agent)`: whom a refused run or edit waits for."""
+        return f"on {self.host} (pid {self.pid}, {self.kind})"
+
     def describe(self) -> str:
-        """`running on build-02 (pid 4242, agent)`: whom a refused run or edit waits for."""
-        return f"running on {self.host} (pid {self.pid}, {self.kind})"
+        return f"running {self.where}"
 
 
 class LeaseLost(Exception):

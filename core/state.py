@@ -1020,11 +1020,12 @@ class State:
             raise StateDamaged(self.path, problems[0])
         now = time.time()
         by_schedule = agent is not None and scheduled
-        cursor = await self.db.execute(
+        # in one go (_rows): a RETURNING left unread would hold a write open, and another
+        # run's commit on this connection would fail meanwhile
+        ((execution_id,),) = await self._rows(
             "INSERT INTO executions (job_id, status, phase, started_at, heartbeat_at, pid, "
             "agent, scheduled) VALUES (?, 'running', 'initialize', ?, ?, ?, ?, ?) RETURNING id",
             (job_id, now, now, os.getpid(), agent, int(by_schedule)))
-        (execution_id,) = await cursor.fetchone()
         await self.db.commit()
         return Execution(execution_id, job_id, "running", "initialize", now, None, now,
                          os.getpid(), {}, None, None, agent, by_schedule)

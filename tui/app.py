@@ -274,17 +274,17 @@ class DryvIQApp(App[int]):
                         severity="warning", timeout=NO_JOB_HINT)
         return self.selected_job
 
-    def _stoppable(self, doing: str) -> JobRecord | None:
+    async def _stoppable(self, doing: str) -> JobRecord | None:
         """The job in view, unless it is running (`doing` says what was refused)."""
         job = self.job_in_view()
-        if job is not None and self.service.is_running(job.id):
+        if job is not None and await self.service.is_running(job.id):
             self.notify(f"Cannot {doing} {job.name} while it runs: pause (p) or cancel (x) it "
                         "first", severity="warning", markup=False)
             return None
         return job
 
-    def action_edit_job(self) -> None:
-        job = self._stoppable("edit")
+    async def action_edit_job(self) -> None:
+        job = await self._stoppable("edit")
         if job is not None:
             self.open_builder(existing=job)
 
@@ -301,8 +301,8 @@ class DryvIQApp(App[int]):
         self.selected_job = copy
         self.notify(f"Created job {copy.name}", markup=False)
 
-    def action_delete_job(self) -> None:
-        job = self._stoppable("delete")
+    async def action_delete_job(self) -> None:
+        job = await self._stoppable("delete")
         if job is None:
             return
         question = ConfirmScreen(

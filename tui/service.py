@@ -30,6 +30,7 @@ from core.engine.stats import ExecutionStats, Throughput
 from core.home import Home, JobBusy
 from core.job_store import create_job
 from core.jobs import JobError, parse_job
+from core.leases import holder_of, this_host
 from core.readout import BudgetReadout, PauseWatch, budget_readouts
 from core.schedule import JobStatus, job_status, local_zone, upcoming_run
 from core.scheduler import this_process
@@ -78,6 +79,7 @@ class LiveView:
     eta: float | None  # seconds left, None while unknown
     events: tuple[RunEvent, ...] = ()
     requested: str | None = None  # "pause" or "cancel" when the user stopped the run here
+    host: str | None = None  # the other host running it (a shared state), None: this one
 
     @property
     def running(self) -> bool:
@@ -108,6 +110,7 @@ class JobRow:
     destination: str
     last: Execution | None
     where: str  # as in LiveView
+    host: str | None  # as in LiveView
     next_run: dt.datetime | None  # by its schedule; None: it will not run by itself
     state: JobStatus  # DryvIQ's job status (complete, and why)
 
@@ -250,12 +253,12 @@ class AppService:
         moment = dt.datetime.now(local_zone())
         for job in await self.state.find_jobs():
             last = await self._newest(job.id)
-            where = self._where(job.id)
+            where, host = await self._where(job.id)
             counted = await self.state.counted_executions(job, 1)
             rows.append(JobRow(
                 job, f"{names.get(job.source_connection_id, '?')}:/{job.source_path}",
                 f"{names.get(job.destination_connection_id, '?')}:/{job.destination_path}",
-                last, where, await upcoming_run(self.state, job, moment),
+                last, where, host, await upcoming_run(self.state, job, moment),
                 job_status(job, next(iter(counted), None), running=where != "idle")))
         return rows
 
@@ -274,7 +277,7 @@ class AppService:
     async def history(self, job_id: str, limit: int = 100) -> list[Execution]:
         """Executions, newest first; one left 'running' by a dead process shows as
         interrupted (as `jobs history` shows it)."""
-        running = self.is_running(job_id)
+        running = await self.is_running(job_id)
         return [e if running or e.status != "running" else _interrupted(e)
                 for e in await self.state.executions(job_id, limit=limit)]
 
@@ -288,9 +291,9 @@ class AppService:
 
     # -- executions -------------------------------------------------------------------------
 
-    def is_running(self, job_id: str) -> bool:
-        """Whether an execution of the job runs now, here or in another process."""
-        return self._where(job_id) != "idle"
+    async def is_running(self, job_id: str) -> bool:
+        """Whether an execution of the job runs now, here or in another process (any host)."""
+        return (await self._where(job_id))[0] != "idle"
 
     def runs_here(self, job_id: str) -> bool:
         run = self._runs.get(job_id)
@@ -303,7 +306,7 @@ class AppService:
         """Start (or resume: the engine continues where the last execution stopped); `force`
         runs it even where the delete guard would stop it (as `jobs run --force`)."""
         job = await self.job(job_id)
-        if self.is_running(job_id):
+        if await self.is_running(job_id):
             where = "here" if self.runs_here(job_id) else "in another process"
             raise ServiceError(f"{job.name} is already running {where}")
         try:
@@ -360,7 +363,7 @@ class AppService:
         """A run the scheduler starts (by the job's schedule, or because a person asked over
         the API), owned here like one the user started (the monitor follows it, pause and
         quit stop it resumable)."""
-        if self.is_running(job.id):
+        if await self.is_running(job.id):
             raise JobBusy("running already")
         run = _Run(job, stop=stop, scheduled_by=agent, asked_to_start=not scheduled)
         self._runs[job.id] = run
@@ -409,7 +412,7 @@ class AppService:
     async def live(self, job_id: str) -> LiveView:
         job = await self.job(job_id)
         newest = await self._newest(job_id)
-        where = self._where(job_id)
+        where, host = await self._where(job_id)
         run = self._runs.get(job_id)
         if run is not None and run.active:
             return LiveView(job, where, "stopping" if run.stop.is_set() else "running", newest,
@@ -418,11 +421,13 @@ class AppService:
         events, requested = (tuple(run.events), run.requested) if run else ((), None)
         if where == "elsewhere":
             if newest is None or newest.status != "running":  # its execution is not in yet
-                return LiveView(job, where, "running", None, ExecutionStats(), 0.0, None)
+                return LiveView(job, where, "running", None, ExecutionStats(), 0.0, None,
+                                host=host)
             stats = _stats(newest)
             watched = self._watch(job_id, newest, stats)
             return LiveView(job, where, "running", newest, stats, watched.throughput.rate,
-                            watched.throughput.eta(stats), tuple(watched.events), requested)
+                            watched.throughput.eta(stats), tuple(watched.events), requested,
+                            host)
         stats = _stats(newest)
         status = shown_status(newest, where)
         self._watched.pop(job_id, None)
@@ -525,10 +530,15 @@ class AppService:
             watched.events.append(RunEvent(time.time(), kind, message))
         return watched
 
-    def _where(self, job_id: str) -> str:
+    async def _where(self, job_id: str) -> tuple[str, str | None]:
+        """Where the job runs ("here", "elsewhere", "idle") and, for a run on another host of a
+        shared state, that host (from its lease)."""
         if self.runs_here(job_id):
-            return "here"
-        return "elsewhere" if self.home.job_running(job_id) else "idle"
+            return "here", None
+        holder = await holder_of(self.state, job_id)
+        if holder is None and not self.home.job_locked(job_id):
+            return "idle", None
+        return "elsewhere", holder.host if holder and holder.host != this_host() else None
 
     async def _newest(self, job_id: str) -> Execution | None:
         return next(iter(await self.state.executions(job_id, limit=1)), None)

@@ -276,8 +276,8 @@ async def _update(args: argparse.Namespace) -> int:
         except JobError as exc:
             raise UsageError(f"{args.file}: the job was not changed", details=exc.errors,
                              path=args.file) from None
-        except JobBusy:
-            raise UsageError(f"job {printable(old.name)!r} is running; stop it first") from None
+        except JobBusy as exc:
+            raise UsageError(_busy(old, exc, "stop it first")) from None
     return _saved(args, job, warnings, "Updated")
 
 
@@ -307,8 +307,8 @@ async def _remove(args: argparse.Namespace) -> int:
         job = await _job(state, args.job)
         try:
             await remove_job(home, state, job)
-        except JobBusy:
-            raise UsageError(f"job {printable(job.name)!r} is running; stop it first") from None
+        except JobBusy as exc:
+            raise UsageError(_busy(job, exc, "stop it first")) from None
     reply(args, {"id": job.id, "name": job.name, "removed": True},
           f"Removed job {printable(job.name)}")
     return 0
@@ -334,7 +334,8 @@ async def _run(args: argparse.Namespace) -> int:
                                    on_progress=reporter, on_event=reporter.event,
                                    wait_for_budget=not args.no_wait, force=args.force)
         except JobBusy as exc:
-            raise UsageError(f"job {job.name!r}: {exc}") from None
+            raise UsageError(_busy(job, exc, "a job runs in one process at a time",
+                                   unknown=" in another process")) from None
         except asyncio.CancelledError:
             reporter.end_line()
             print(f"{label('interrupted')}: the files in flight were rolled back; "
@@ -353,6 +354,12 @@ async def _run(args: argparse.Namespace) -> int:
     elif not args.quiet or result.exit_code:
         print(summary)
     return result.exit_code
+
+
+def _busy(job: JobRecord, exc: JobBusy, then: str, *, unknown: str = "") -> str:
+    """A refusal naming the process that runs the job (host, pid, what it is), when known."""
+    where = f" {printable(exc.holder.where)}" if exc.holder is not None else unknown
+    return f"job {printable(job.name)!r} is running{where}; {then}"
 
 
 async def _follow_budget(state: State, reporter: ProgressReporter) -> None:

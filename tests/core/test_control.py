@@ -258,7 +258,7 @@ async def test_jobs_run_in_another_process_obeys_a_pause_request(rig: Rig) -> No
                             "throttled"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, env=clean_env())
     try:
-        await until(lambda: rig.home.job_running(job.id) or run.poll() is not None,
+        await until(lambda: rig.home.job_locked(job.id) or run.poll() is not None,
                     "the run to start")
         await control.request_stop(rig.state, rig.home, job.id, "pause", by="tests")
         await until(lambda: run.poll() is not None, "the run to stop")

@@ -610,7 +610,7 @@ async def test_quit_can_leave_a_job_running_in_the_background(world: World) -> N
         assert [e.status for e in await world.state.executions(job.id)][1] == "interrupted"
     finally:
         os.kill(newest.pid, signal.SIGTERM)
-    await wait_for(lambda: not world.home.job_running(job.id), timeout=60,
+    await wait_for(lambda: not world.home.job_locked(job.id), timeout=60,
                    what="the headless run to stop")
 
 

@@ -27,7 +27,7 @@ async def test_a_run_completes_and_its_live_view_says_so(world: World) -> None:
     world.service.on_finished = lambda job, result, error: finished.append((result, error))
 
     await world.service.start(job.id)
-    assert world.service.runs_here(job.id) and world.service.is_running(job.id)
+    assert world.service.runs_here(job.id) and await world.service.is_running(job.id)
     running = await world.service.live(job.id)
     assert (running.where, running.status) == ("here", "running")
     await world.service.wait(job.id)

@@ -55,7 +55,7 @@ def next_run_text(row: JobRow, now: dt.datetime) -> str:
 
 
 def _cells(row: JobRow, now: dt.datetime) -> tuple[object, ...]:
-    return (plain(row.job.name), status_text(row.status, row.where),
+    return (plain(row.job.name), status_text(row.status, row.where, row.host),
             when(row.last.started_at)[:16] if row.last else "", next_run_text(row, now),
             row.job.transfer_type, "yes" if row.job.simulation_mode else "",
             plain(f"{row.source} → {row.destination}"))

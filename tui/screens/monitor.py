@@ -75,7 +75,8 @@ def headline(live: LiveView) -> Text:
         return Text("● Running in this app", style=f"bold {BLUE}")
     if live.where == "elsewhere":
         pid = f" (process {execution.pid})" if execution else ""
-        return Text(f"● Running in another process{pid}: attached, read from the state file",
+        where = f"on {printable(live.host)}" if live.host else "in another process"
+        return Text(f"● Running {where}{pid}: attached, read from the state",
                     style=f"bold {BLUE}")
     if execution is None:
         return Text("Never run: press r to start it")

@@ -21,11 +21,12 @@ def plain(text: object, style: str = "") -> Text:
     return Text(printable(str(text)), style=style)
 
 
-def status_text(status: str, where: str = "idle") -> Text:
-    """A status's one label for a table cell; a run in another process says "elsewhere"."""
+def status_text(status: str, where: str = "idle", host: str | None = None) -> Text:
+    """A status's one label for a table cell; a run in another process says "elsewhere", or
+    on which host (a shared state's other host)."""
     text = label(status)
     if where == "elsewhere":
-        text += " elsewhere"
+        text += f" on {printable(host)}" if host else " elsewhere"
     return Text(text, style=STATUS_STYLES.get(status, ""))
 
 

@@ -1,0 +1,279 @@
+"""Job leases (core.leases) in both stores: of many claims racing one wins, a lapsed lease or
+one whose process died on this host is taken over, a renewed one holds, a run that loses its
+lease stops at once, and `jobs run` of a job another process holds exits 2 naming it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.connections import add_local
+from core.home import ConfigError, Home, JobBusy
+from core.job_store import create_job, remove_job
+from core.leases import (
+    LeaseLost,
+    claim,
+    holder_of,
+    holding,
+    job_running,
+    lease_seconds,
+    release,
+    renew,
+)
+from core.state import JobRecord, State
+from tests.core.test_control import HeldCopy
+from tests.e2e.conftest import clean_env, dryviq_command
+
+TIMEOUT = 60  # seconds: only so a hung test fails instead of hanging the suite
+
+
+@dataclass
+class Store:
+    home: Home
+    state: State
+    url: str | None  # the shared PostgreSQL state, None for the home's state.db
+    folder: Path
+
+    async def open(self) -> State:
+        """Another connection to the same state, as another process has."""
+        return await State.open_home(self.home)
+
+    async def job(self, name: str = "plans") -> JobRecord:
+        return (await create_job(self.state, json.dumps({
+            "name": name, "transfer": {
+                "transfer_type": "copy",
+                "source": {"connection": {"id": "src"}, "target": {"path": "/"}},
+                "destination": {"connection": {"id": "dst"}, "target": {"path": "/"}},
+                "performance": {"parallel_writes": {"requested": 1}}},
+            "schedule": {"mode": "manual"}})))[0]
+
+
+def configure(home: Home, url: str | None, **agent: object) -> None:
+    """config.toml naming the shared state (if any) and [agent] settings."""
+    lines = [f'[state]\nurl = "{url}"'] if url else []
+    if agent:
+        lines.append("[agent]\n" + "\n".join(f"{k} = {v}" for k, v in agent.items()))
+    home.config_path.write_text("\n".join(lines) + "\n")
+    home.config_path.chmod(0o600)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    home = Home(tmp_path / "home")
+    home.ensure()
+    configure(home, url)
+    state = await State.open_home(home)
+    for side in ("source", "destination"):
+        (tmp_path / side).mkdir()
+    (tmp_path / "source" / "a.pdf").write_bytes(b"a" * 1000)
+    await add_local(state, "src", str(tmp_path / "source"), fsync=False)
+    await add_local(state, "dst", str(tmp_path / "destination"), fsync=False)
+    yield Store(home, state, url, tmp_path)
+    await state.close()
+
+
+async def steal(state: State, job_id: str, *, host: str = "host-b", pid: int = 4242,
+                seconds: float = 600.0) -> None:
+    """Make the job's lease another host's, as a takeover there writes it."""
+    await state.db.execute(
+        "UPDATE job_leases SET holder = 'theirs', host = ?, pid = ?, kind = 'agent', "
+        "expires_at = ? WHERE job_id = ?", (host, pid, time.time() + seconds, job_id))
+    await state.db.commit()
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+async def test_of_many_claims_racing_exactly_one_wins(store: Store) -> None:
+    jobs = [await store.job(f"job{n}") for n in range(3)]
+    states = [await store.open() for _ in range(8)]  # a connection each, as 8 hosts have
+    try:
+        for job in jobs:
+            won = await asyncio.gather(*(claim(s, job.id, kind="agent", seconds=60)
+                                         for s in states))
+            winners = [lease for lease in won if lease is not None]
+            assert len(winners) == 1
+            assert await holder_of(store.state, job.id) == winners[0]
+    finally:
+        for state in states:
+            await state.close()
+
+
+async def test_a_lease_holds_until_it_lapses_then_another_takes_the_job(store: Store) -> None:
+    job = await store.job()
+    first = await claim(store.state, job.id, kind="agent", seconds=60)
+    assert first is not None
+    await steal(store.state, job.id, seconds=0.3)
+
+    held = await holder_of(store.state, job.id)
+    assert held is not None and held.describe() == "running on host-b (pid 4242, agent)"
+    assert await job_running(store.state, store.home, job.id)
+    assert await claim(store.state, job.id, kind="jobs run", seconds=60) is None
+
+    await asyncio.sleep(0.4)  # host-b beats no more: its lease lapses
+    assert await holder_of(store.state, job.id) is None
+    assert not await job_running(store.state, store.home, job.id)
+    taken = await claim(store.state, job.id, kind="jobs run", seconds=60)
+    assert taken is not None and taken.host == socket.gethostname()
+    assert taken.pid == os.getpid()
+
+
+async def test_a_dead_process_on_this_host_holds_nothing_a_live_one_holds(
+        store: Store) -> None:
+    job = await store.job()
+    assert await claim(store.state, job.id, kind="agent", seconds=60) is not None
+    await steal(store.state, job.id, host=socket.gethostname(), pid=dead_pid())
+    assert await holder_of(store.state, job.id) is None  # killed -9: resumes at once
+    assert await claim(store.state, job.id, kind="jobs run", seconds=60) is not None
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        await steal(store.state, job.id, host=socket.gethostname(), pid=sleeper.pid)
+        held = await holder_of(store.state, job.id)
+        assert held is not None and held.pid == sleeper.pid
+        assert await claim(store.state, job.id, kind="jobs run", seconds=60) is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+async def test_renewing_extends_the_lease_and_a_taken_one_cannot_be_renewed(
+        store: Store) -> None:
+    job = await store.job()
+    lease = await claim(store.state, job.id, kind="agent", seconds=1)
+    assert lease is not None
+    renewed = await renew(store.state, lease, 600)
+    assert renewed.expires_at > lease.expires_at + 500
+    assert (await holder_of(store.state, job.id)).expires_at == renewed.expires_at
+    await steal(store.state, job.id)
+    with pytest.raises(LeaseLost, match=r"took the job over \(running on host-b"):
+        await renew(store.state, renewed, 600)
+    await release(store.state, renewed)  # not its own any more: left to its holder
+    assert (await holder_of(store.state, job.id)).host == "host-b"
+
+
+async def test_a_held_lease_is_renewed_while_the_block_runs(store: Store) -> None:
+    configure(store.home, store.url, lease_seconds=0.4)
+    job = await store.job()
+    lost: list[str] = []
+    async with holding(store.state, store.home, job.id, kind="agent",
+                       on_lost=lost.append) as lease:
+        await asyncio.sleep(1.2)  # three lease lengths: held only by renewal
+        held = await holder_of(store.state, job.id)
+        assert held is not None and held.holder == lease.holder
+        assert held.expires_at > lease.expires_at
+        with pytest.raises(JobBusy) as refused:
+            async with holding(store.state, store.home, job.id, kind="app", on_lost=print):
+                pass
+        assert refused.value.holder == held
+    assert not lost
+    assert await holder_of(store.state, job.id) is None  # released at the end
+
+
+async def test_edits_are_refused_while_another_host_runs_the_job(store: Store) -> None:
+    job = await store.job()
+    assert await claim(store.state, job.id, kind="agent", seconds=60) is not None
+    await steal(store.state, job.id)
+    with pytest.raises(JobBusy, match=r"running on host-b \(pid 4242, agent\)"):
+        await remove_job(store.home, store.state, job)
+    assert await store.state.find_jobs(job.id)
+
+
+# the engine's item queries say `INDEXED BY` (SQLite's): issue 16's item 1, being made to run
+# on PostgreSQL in another branch; strict, so the mark goes once they do
+ENGINE_ON_POSTGRESQL = pytest.mark.xfail(strict=True, reason="the engine's SQL is SQLite's")
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=(
+    ENGINE_ON_POSTGRESQL,))], indirect=True)
+async def test_a_run_that_loses_its_lease_stops_at_once_interrupted_and_says_why(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.engine.runner import run_job
+
+    configure(store.home, store.url, lease_seconds=0.4)
+    for n in range(3):
+        (store.folder / "source" / f"sheet{n}.pdf").write_bytes(bytes([n]) * (256 << 10))
+    job = await store.job()
+    held = HeldCopy(monkeypatch)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_job(store.state, store.home, job, stop=stop))
+    reached = asyncio.create_task(held.reached.wait())
+    await asyncio.wait({running, reached}, timeout=TIMEOUT,
+                       return_when=asyncio.FIRST_COMPLETED)
+    if running.done():  # it failed before its first file: say how
+        running.result()
+    await steal(store.state, job.id)  # host-b took it over (this run was partitioned away)
+    await asyncio.wait_for(stop.wait(), TIMEOUT)
+    held.released.set()
+    result = await asyncio.wait_for(running, TIMEOUT)
+
+    assert result.status == "interrupted" and result.exit_code == 3
+    assert "took the job over (running on host-b (pid 4242, agent))" in result.error
+    (execution,) = await store.state.executions(job.id, 2)
+    assert execution.status == "interrupted" and "host-b" in execution.error
+    assert (await holder_of(store.state, job.id)).host == "host-b"  # its lease stays theirs
+
+
+def test_lease_seconds_is_a_positive_number_else_the_config_is_named(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    assert lease_seconds(home) == 60
+    for good, seconds in (("90", 90), ("2.5", 2.5)):
+        configure(home, None, lease_seconds=good)
+        assert lease_seconds(home) == seconds
+    for bad in ("0", "-5", '"60"', "true", "nan"):
+        configure(home, None, lease_seconds=bad)
+        with pytest.raises(ConfigError, match=r"config\.toml: \[agent\] lease_seconds = "):
+            lease_seconds(home)
+
+
+HOLD = """
+import asyncio, sys
+from core.home import Home
+from core.leases import claim
+from core.state import State
+
+async def main() -> None:
+    state = await State.open_home(Home(__import__("pathlib").Path(sys.argv[1])))
+    assert await claim(state, sys.argv[2], kind="agent", seconds=600) is not None
+    print("held", flush=True)
+    await asyncio.to_thread(sys.stdin.read)  # until the test closes it
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_jobs_run_of_a_job_another_process_holds_exits_2_naming_it(
+        store: Store) -> None:
+    job = await store.job()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(store.home.root), job.id],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=clean_env(PYTHONPATH=str(Path(__file__).parents[2])))
+    try:
+        assert holder.stdout.readline() == "held\n"
+        run = await asyncio.to_thread(
+            subprocess.run, [*dryviq_command(), "--home", str(store.home.root), "jobs", "run",
+                             "plans"], capture_output=True, text=True, env=clean_env(),
+            timeout=TIMEOUT)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert run.returncode == 2, run.stderr
+    assert (f"job 'plans' is running on {socket.gethostname()} (pid {holder.pid}, agent)"
+            in run.stderr)
+    assert not list((store.folder / "destination").iterdir())  # nothing was run
+    assert await store.state.executions(job.id, 1) == []
