@@ -3,16 +3,18 @@
 Procore counts every request against two windows per client, an hourly one and a 10-second
 spike one, and announces whichever is likelier to bind in `X-Rate-Limit-*` headers. The pacer
 keeps its view of both in the state DB (table rate_budgets), so a job run headless and the TUI
-browsing beside it draw on one budget. Each call takes a slot in one short SQLite transaction:
+browsing beside it draw on one budget, and with a shared state in PostgreSQL every host does
+(core/budget_postgres.py). Each call takes a slot in one short transaction on the row:
 calls are spaced evenly to fit the spike window, a job stops short of the hourly limit by a
 reserve (so browsing still works), and a 429 or `Retry-After` blocks everyone until it passes.
 Failed calls are retried with exponential backoff and jitter, a bounded number of times.
 
 Times the server states (`X-Rate-Limit-Reset`, a `Retry-After` date) are on the server's clock:
-they are measured against the response's `Date` header and placed on ours, so a local clock that
-is minutes off neither pauses a job for nothing nor retries at once. The hourly limit, once the
-headers named it, stays known across resets (Procore names the hourly window only when it is
-nearly spent), so the reserve holds from the start of every later window.
+they are measured against the response's `Date` header and placed on the budget's (this host's,
+or the shared database's), so a local clock that is minutes off neither pauses a job for
+nothing nor retries at once. The hourly limit, once the headers named it, stays known across
+resets (Procore names the hourly window only when it is nearly spent), so the reserve holds
+from the start of every later window.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
 import httpx
 
 from core.connectors.base import BudgetSpent, Retryable
 from core.home import ConfigError
+
+if TYPE_CHECKING:
+    from core.state import State
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,9 @@ class Budget:
     hourly_window: float  # the hourly window's length as seen so far; 0 while unknown
     hourly_started: float  # when the current hourly window's first call went; 0 before it
     calls_taken: int  # slots taken so far, to tell which calls went after a given one
+    # not a column: the time the row was read, on the clock of a store whose clock is not this
+    # host's (the shared database's); None for a state.db, whose clock is this host's
+    now: float | None = None
 
     @property
     def hourly_end(self) -> float:
@@ -116,14 +124,42 @@ class Budget:
         return 0.0
 
 
-_COLUMNS = ("hourly_limit", "hourly_remaining", "hourly_reset", "spike_limit", "spike_remaining",
-            "spike_reset", "next_call_at", "blocked_until", "hourly_window", "hourly_started",
-            "calls_taken")
+BUDGET_COLUMNS = ("hourly_limit", "hourly_remaining", "hourly_reset", "spike_limit",
+                  "spike_remaining", "spike_reset", "next_call_at", "blocked_until",
+                  "hourly_window", "hourly_started", "calls_taken")
+
+
+def fresh_budget(default_hourly: int) -> Budget:
+    """A client's budget before any call: the assumed hourly limit, nothing else known."""
+    return Budget(default_hourly, default_hourly, 0.0, None, None, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+
+
+class Budgets(Protocol):
+    """Where the budgets live: a BudgetStore (state.db), or a PostgresBudgetStore for a shared
+    state. `budget` holds a client's row locked against every other process until its block
+    ends, then writes it back. Every time in the row is on one clock: this host's for a
+    state.db, the database's for a shared state (then `Budget.now` says its time)."""
+
+    def budget(self, key: str,
+               default_hourly: int) -> contextlib.AbstractAsyncContextManager[Budget]: ...
+
+    async def close(self) -> None: ...
+
+
+def budget_store_for(state: State) -> Budgets:
+    """The budget store of a state: its state.db for one machine, or the shared PostgreSQL
+    database that every host of the installation draws on."""
+    if state.shared is not None and state.url is not None:
+        from core.budget_postgres import PostgresBudgetStore
+
+        return PostgresBudgetStore(state.url)
+    return BudgetStore(state.path)
 
 
 class BudgetStore:
-    """The rate_budgets table, on a connection of its own (opened at first use): a slot is
-    taken in one immediate transaction, which must not interleave with the state's writes."""
+    """The rate_budgets table of a state.db, on a connection of its own (opened at first use):
+    a slot is taken in one immediate transaction, which must not interleave with the state's
+    writes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -145,8 +181,6 @@ class BudgetStore:
 
     @contextlib.asynccontextmanager
     async def budget(self, key: str, default_hourly: int) -> AsyncIterator[Budget]:
-        """The client's budget, locked against other processes until the block ends, then
-        written back."""
         db = await self._connection()
         async with self._turn, self._transaction(db, key, default_hourly) as budget:
             yield budget
@@ -164,16 +198,14 @@ class BudgetStore:
             raise
         try:
             rows = list(await (await db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM rate_budgets WHERE client_key = ?",
+                f"SELECT {', '.join(BUDGET_COLUMNS)} FROM rate_budgets WHERE client_key = ?",
                 (key,))).fetchall())
-            budget = (Budget(*rows[0]) if rows else
-                      Budget(default_hourly, default_hourly, 0.0, None, None, 0.0, 0.0, 0.0,
-                             0.0, 0.0, 0))
+            budget = Budget(*rows[0]) if rows else fresh_budget(default_hourly)
             yield budget
             await db.execute(
-                f"INSERT OR REPLACE INTO rate_budgets (client_key, {', '.join(_COLUMNS)}, "
-                f"updated_at) VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
-                (key, *(getattr(budget, c) for c in _COLUMNS), time.time()))
+                f"INSERT OR REPLACE INTO rate_budgets (client_key, {', '.join(BUDGET_COLUMNS)}, "
+                f"updated_at) VALUES ({', '.join('?' * (len(BUDGET_COLUMNS) + 2))})",
+                (key, *(getattr(budget, c) for c in BUDGET_COLUMNS), time.time()))
             await db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):
@@ -237,7 +269,7 @@ class Pacer:
     job pacers stop short of it and then wait for the reset, or raise BudgetSpent when
     `wait` is off (`jobs run --no-wait`)."""
 
-    def __init__(self, store: BudgetStore, key: str, *, interactive: bool = False,
+    def __init__(self, store: Budgets, key: str, *, interactive: bool = False,
                  wait: bool = True, reserve: float = DEFAULT_RESERVE,
                  default_hourly: int = DEFAULT_HOURLY_LIMIT,
                  stop: asyncio.Event | None = None,
@@ -256,10 +288,10 @@ class Pacer:
     async def acquire(self, usage: Usage) -> int:
         """Wait for this call's slot, and take it; returns the slot's number, for `observe`."""
         while True:
-            now = self._clock()
             async with self.store.budget(self.key, self.default_hourly) as budget:
+                now, lead = self._now(budget)
                 _roll(budget, now)
-                until = self._blocked_until(budget, now)
+                until = self._blocked_until(budget, now, lead)
                 if until is None:
                     slot = max(now, budget.next_call_at)
                     if budget.spike_limit:
@@ -275,11 +307,18 @@ class Pacer:
                 if slot > now:
                     await self.sleep(slot - now)
                 return ticket
-            await self._wait(until, usage)
+            await self._wait(until + lead, usage)
 
-    def _blocked_until(self, budget: Budget, now: float) -> float | None:
-        """When the next call may go, or None if it may go now (after its spacing slot).
-        A job that does not wait raises BudgetSpent rather than wait past a spike window."""
+    def _now(self, budget: Budget) -> tuple[float, float]:
+        """The time now on the budget's clock, and how far our clock is ahead of it (to give
+        times back on ours)."""
+        ours = self._clock()
+        return (ours, 0.0) if budget.now is None else (budget.now, ours - budget.now)
+
+    def _blocked_until(self, budget: Budget, now: float, lead: float) -> float | None:
+        """When the next call may go (on the budget's clock), or None if it may go now (after
+        its spacing slot). A job that does not wait raises BudgetSpent rather than wait past a
+        spike window, with the time on our clock (`lead` ahead of the budget's)."""
         floor = 0 if self.interactive else math.ceil(self.reserve * budget.hourly_limit)
         if budget.blocked_until > now:
             until, why = budget.blocked_until, "Procore asked to wait (429 or Retry-After)"
@@ -293,11 +332,13 @@ class Pacer:
         else:
             return None
         if not self.wait and not self.interactive and until - now > SPIKE_HEADER_HORIZON:
+            ours = until + lead
             raise BudgetSpent(
-                f"{why} until {time.strftime('%H:%M:%S', time.localtime(until))}", until)
+                f"{why} until {time.strftime('%H:%M:%S', time.localtime(ours))}", ours)
         return until
 
     async def _wait(self, until: float, usage: Usage) -> None:
+        """Wait until `until` (on our clock)."""
         delay = max(0.0, until - self._clock()) + random.uniform(0.05, 0.25)
         long_wait = delay > SPIKE_HEADER_HORIZON
         usage.rate_limit_waits += 1
@@ -328,18 +369,19 @@ class Pacer:
     async def observe(self, response: httpx.Response, ticket: int | None = None) -> None:
         """Take in what the server said about the budget. `ticket` is the call's slot number
         from `acquire`: calls that took a slot after it may not be counted in its headers."""
-        headers, now = response.headers, self._clock()
-        lead = server_lead(headers, now)
+        headers, status = response.headers, response.status_code
         limit = _header_number(headers, "x-rate-limit-limit")
         remaining = _header_number(headers, "x-rate-limit-remaining")
         reset = _header_number(headers, "x-rate-limit-reset")
-        retry_at = _retry_after(headers, now, lead)
-        status = response.status_code
-        if None in (limit, remaining, reset) and retry_at is None and status != 429:
+        if None in (limit, remaining, reset) and "retry-after" not in headers and status != 429:
             return
         async with self.store.budget(self.key, self.default_hourly) as budget:
+            now = self._now(budget)[0]
+            # the server's times are placed on the budget's clock through its Date
+            lead = server_lead(headers, now)
+            retry_at = _retry_after(headers, now, lead)
             _roll(budget, now)
-            reset_at = None if reset is None else reset + lead  # on our clock
+            reset_at = None if reset is None else reset + lead  # on the budget's clock
             if limit is not None and remaining is not None and reset_at is not None:
                 later = 0 if ticket is None else max(0, budget.calls_taken - ticket)
                 stated = max(0, int(remaining))

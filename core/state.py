@@ -637,7 +637,7 @@ class State:
     DatabaseError: type[Exception] = sqlite3.DatabaseError
 
     def __init__(self, db: aiosqlite.Connection, path: Path, *, read_only: bool = False,
-                 shared: str | None = None) -> None:
+                 shared: str | None = None, url: str | None = None) -> None:
         self.db = db
         if shared:
             self.IntegrityError = db.IntegrityError  # type: ignore[attr-defined]
@@ -646,7 +646,8 @@ class State:
         self.path = path  # for the pacer, which keeps its own connection to the same file
         # the shared PostgreSQL database (how messages name it), None for a state.db
         self.shared = shared
-        self.url: str | None = None  # the shared database's URL: it may hold a password
+        # its URL, for the pacer's own connections (it may hold a password: never shown)
+        self.url = url
         # encrypts secrets in a shared database (core/secret_box.py); a state.db is the
         # user's own private file, and keeps them as they are
         self.secret_box: SecretBox | None = None
@@ -716,8 +717,7 @@ class State:
             db = await postgres.PostgresConnection.connect(url)
         except postgres.psycopg.Error as exc:
             raise StateError(f"cannot connect to the {where}: {postgres.reason(exc)}") from None
-        state = cls(db, None, shared=where)  # type: ignore[arg-type]
-        state.url = url
+        state = cls(db, None, shared=where, url=url)  # type: ignore[arg-type]
         try:
             await db.migrate(MIGRATIONS)
         except postgres.NewerSchema as exc:

@@ -65,11 +65,11 @@ from core.connectors.procore_client import (
 )
 from core.pacer import (
     MAX_RETRIES,
-    BudgetStore,
     Pacer,
     ResponseLost,
     Usage,
     backoff,
+    budget_store_for,
     pacer_settings,
     server_lead,
 )
@@ -752,7 +752,7 @@ def procore_app(config: dict[str, Any], secrets: dict[str, Any],
 def procore_client(app: ClientApp, store: TokenStore, opening: Opening, *,
                    company_id: int | None = None) -> ProcoreClient:
     """A client paced on the installation's shared budget for this API client."""
-    pacer = Pacer(BudgetStore(opening.state.path), app.budget_key,
+    pacer = Pacer(budget_store_for(opening.state), app.budget_key,
                   interactive=opening.interactive, wait=opening.wait_for_budget,
                   stop=opening.stop, **pacer_settings(opening.home.config()))
     return ProcoreClient(app, Authenticator(app, store), pacer, company_id=company_id)

@@ -10,9 +10,10 @@ import time
 import httpx
 import pytest
 
+from core.budget_postgres import PostgresBudgetStore
 from core.connectors.base import BudgetSpent, Retryable
 from core.home import ConfigError
-from core.pacer import BudgetStore, Pacer, ResponseLost, Usage, pacer_settings
+from core.pacer import Budgets, BudgetStore, Pacer, ResponseLost, Usage, pacer_settings
 from core.state import State
 
 START = 1_800_000_000.0
@@ -30,19 +31,28 @@ class Clock:
         self.now += max(0.0, seconds)
 
 
-@pytest.fixture
-async def state(tmp_path):
-    state = await State.open(tmp_path / "state.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def state(request, tmp_path):
+    """Each store's test runs on both: a state.db, and a shared state in PostgreSQL."""
+    if request.param == "sqlite":
+        state = await State.open(tmp_path / "state.db")
+    else:
+        state = await State.open_url(request.getfixturevalue("postgres_url"))
     yield state
     await state.close()
 
 
 @pytest.fixture
 async def stores(state):
-    opened: list[BudgetStore] = []
+    """Stores of the state's budget, as separate processes would have them. A shared state's
+    store is on the database's clock, unless a test's virtual `clock` stands in for it."""
+    opened: list[Budgets] = []
 
-    def make() -> BudgetStore:
-        opened.append(BudgetStore(state.path))
+    def make(clock: Clock | None = None) -> Budgets:
+        if state.shared is None:
+            opened.append(BudgetStore(state.path))
+        else:
+            opened.append(PostgresBudgetStore(state.url, clock))
         return opened[-1]
 
     yield make
@@ -50,7 +60,7 @@ async def stores(state):
         await store.close()
 
 
-def pacer(store: BudgetStore, clock: Clock, **options) -> Pacer:
+def pacer(store: Budgets, clock: Clock, **options) -> Pacer:
     return Pacer(store, "client@api.example", clock=clock, sleep=clock.sleep, **options)
 
 
@@ -67,7 +77,7 @@ async def calls(p: Pacer, clock: Clock, n: int, usage: Usage | None = None) -> N
 
 async def test_calls_are_spread_to_fit_the_spike_window(stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(200, headers=headers(5, 4, START + 10)))
     await calls(p, clock, 12)
     for i, start in enumerate(clock.starts):
@@ -78,8 +88,8 @@ async def test_calls_are_spread_to_fit_the_spike_window(stores) -> None:
 
 async def test_a_job_stops_at_the_reserve_and_browsing_goes_on(stores) -> None:
     clock = Clock()
-    job = pacer(stores(), clock, wait=False)
-    browse = pacer(stores(), clock, interactive=True)
+    job = pacer(stores(clock), clock, wait=False)
+    browse = pacer(stores(clock), clock, interactive=True)
     await job.observe(httpx.Response(200, headers=headers(100, 12, START + 1800)))
     await calls(job, clock, 2)  # 12 -> 10 left: the 10% reserve
     with pytest.raises(BudgetSpent) as spent:
@@ -91,7 +101,7 @@ async def test_a_job_stops_at_the_reserve_and_browsing_goes_on(stores) -> None:
 
 async def test_a_waiting_job_continues_after_the_hourly_reset(stores) -> None:
     clock = Clock()
-    job = pacer(stores(), clock)
+    job = pacer(stores(clock), clock)
     usage = Usage()
     await job.observe(httpx.Response(200, headers=headers(100, 10, START + 600)))
     await calls(job, clock, 1, usage)
@@ -102,7 +112,7 @@ async def test_a_waiting_job_continues_after_the_hourly_reset(stores) -> None:
 
 async def test_a_429_holds_every_pacer_of_the_client_until_the_reset(stores) -> None:
     clock = Clock()
-    first, second = pacer(stores(), clock), pacer(stores(), clock)  # as two processes
+    first, second = pacer(stores(clock), clock), pacer(stores(clock), clock)  # as two processes
     await first.observe(httpx.Response(429, headers=headers(25, 0, START + 7), text="slow"))
     await calls(second, clock, 1)
     assert clock.starts[0] >= START + 7
@@ -110,7 +120,7 @@ async def test_a_429_holds_every_pacer_of_the_client_until_the_reset(stores) -> 
 
 async def test_retry_after_is_honoured(stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(503, headers={"Retry-After": "30"}))
     await calls(p, clock, 1)
     assert clock.starts[0] >= START + 30
@@ -118,7 +128,7 @@ async def test_retry_after_is_honoured(stores) -> None:
 
 async def test_two_processes_share_one_spike_budget(stores) -> None:
     clock = Clock()
-    a, b = pacer(stores(), clock), pacer(stores(), clock)
+    a, b = pacer(stores(clock), clock), pacer(stores(clock), clock)
     await a.observe(httpx.Response(200, headers=headers(4, 4, START + 10)))
     for _ in range(4):
         await calls(a, clock, 1)
@@ -128,7 +138,7 @@ async def test_two_processes_share_one_spike_budget(stores) -> None:
 
 async def test_request_retries_server_errors_and_waits_out_429s(stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     answers = [httpx.Response(502), httpx.Response(429, headers=headers(10, 0, START + 5)),
                httpx.Response(200, json={"ok": True})]
 
@@ -144,7 +154,7 @@ async def test_request_retries_server_errors_and_waits_out_429s(stores) -> None:
 
 async def test_a_create_whose_answer_is_lost_is_not_retried_blindly(stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
 
     async def send() -> httpx.Response:
         raise httpx.RemoteProtocolError("peer closed connection")
@@ -155,7 +165,7 @@ async def test_a_create_whose_answer_is_lost_is_not_retried_blindly(stores) -> N
 
 async def test_request_gives_up_after_bounded_retries(stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     sent = 0
 
     async def send() -> httpx.Response:
@@ -180,7 +190,7 @@ def test_pacer_settings_are_checked() -> None:
 
 async def test_the_budget_survives_in_the_state_file(state, stores) -> None:
     clock = Clock()
-    await pacer(stores(), clock).observe(
+    await pacer(stores(clock), clock).observe(
         httpx.Response(200, headers=headers(600, 42, START + 3000)))
     budget = (await state.rate_budgets())["client@api.example"]  # as the app shows it
     assert (budget["hourly_limit"], budget["hourly_remaining"]) == (600, 42)
@@ -199,7 +209,7 @@ async def test_a_stop_ends_a_wait_for_the_hourly_reset_as_paused(stores) -> None
 
 async def test_a_job_that_does_not_wait_stops_at_a_long_429_too(stores) -> None:
     clock = Clock()
-    job = pacer(stores(), clock, wait=False)
+    job = pacer(stores(clock), clock, wait=False)
     await job.observe(httpx.Response(429, headers=headers(3600, 0, START + 3000)))
     with pytest.raises(BudgetSpent) as spent:
         await job.acquire(Usage())
@@ -226,7 +236,7 @@ def server_headers(offset: float, now: float, limit: int | None = None,
 @pytest.mark.parametrize("offset", [AHEAD, BEHIND])
 async def test_a_spike_window_on_a_skewed_server_paces_without_pausing(stores, offset) -> None:
     clock = Clock()
-    job = pacer(stores(), clock, wait=False)
+    job = pacer(stores(clock), clock, wait=False)
     await job.observe(httpx.Response(200, headers=server_headers(offset, clock.now, 5, 4, 10)))
     await calls(job, clock, 12)  # a false "budget spent" would raise BudgetSpent here
     for i, start in enumerate(clock.starts):
@@ -237,7 +247,7 @@ async def test_a_spike_window_on_a_skewed_server_paces_without_pausing(stores, o
 @pytest.mark.parametrize("offset", [AHEAD, BEHIND])
 async def test_a_429_on_a_skewed_server_waits_for_the_reset(stores, offset) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(429, headers=server_headers(offset, clock.now, 25, 0, 7)))
     await calls(p, clock, 1)
     assert START + 7 <= clock.starts[0] <= START + 8.5  # neither at once nor ten minutes on
@@ -246,7 +256,7 @@ async def test_a_429_on_a_skewed_server_waits_for_the_reset(stores, offset) -> N
 @pytest.mark.parametrize("offset", [AHEAD, BEHIND])
 async def test_an_hourly_reset_on_a_skewed_server_is_placed_on_our_clock(stores, offset) -> None:
     clock = Clock()
-    job = pacer(stores(), clock, wait=False)
+    job = pacer(stores(clock), clock, wait=False)
     await job.observe(httpx.Response(200, headers=server_headers(offset, clock.now, 100, 10,
                                                                  1800)))
     with pytest.raises(BudgetSpent) as spent:
@@ -257,7 +267,7 @@ async def test_an_hourly_reset_on_a_skewed_server_is_placed_on_our_clock(stores,
 @pytest.mark.parametrize("offset", [AHEAD, BEHIND])
 async def test_retry_after_as_an_http_date_is_read_on_the_servers_clock(stores, offset) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     retry = email.utils.formatdate(math.floor(clock.now + offset) + 30, usegmt=True)
     await p.observe(httpx.Response(429, headers=server_headers(offset, clock.now,
                                                                **{"Retry-After": retry})))
@@ -268,7 +278,7 @@ async def test_retry_after_as_an_http_date_is_read_on_the_servers_clock(stores, 
 @pytest.mark.parametrize("offset", [AHEAD, BEHIND])
 async def test_retry_after_in_seconds_needs_no_clock(stores, offset) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(429, headers=server_headers(offset, clock.now,
                                                                **{"Retry-After": "30"})))
     await calls(p, clock, 1)
@@ -278,7 +288,7 @@ async def test_retry_after_in_seconds_needs_no_clock(stores, offset) -> None:
 @pytest.mark.parametrize("date", [None, "not a date"])
 async def test_without_a_readable_date_the_reset_is_read_on_our_clock(stores, date) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     extra = {} if date is None else {"Date": date}
     await p.observe(httpx.Response(429, headers={**headers(25, 0, START + 7), **extra}))
     await calls(p, clock, 1)
@@ -288,7 +298,7 @@ async def test_without_a_readable_date_the_reset_is_read_on_our_clock(stores, da
 async def test_a_date_cut_to_the_second_never_lets_a_call_go_early(stores) -> None:
     clock = Clock()
     clock.now = START + 0.9  # the server's Date says START: it cut off the 0.9 s
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(429, headers=server_headers(0, clock.now, 25, 0, 10)))
     await calls(p, clock, 1)
     assert START + 10 <= clock.starts[0] <= START + 11.5
@@ -303,7 +313,7 @@ async def budget_of(state, key: str = "client@api.example") -> dict:
 
 async def test_the_hour_in_its_last_seconds_is_not_taken_for_the_spike(state, stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 20, 19, 10)))
     # the hourly window shows up for the first time 8 seconds before its end
     await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 14, 8)))
@@ -314,7 +324,7 @@ async def test_the_hour_in_its_last_seconds_is_not_taken_for_the_spike(state, st
 
 async def test_a_near_reset_that_is_not_the_known_hours_is_the_spikes(state, stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(200, headers=server_headers(BEHIND, clock.now, 600, 300,
                                                                1200)))
     # a spike limit of 25, then raised to 40: both are the spike window's
@@ -328,7 +338,7 @@ async def test_a_near_reset_that_is_not_the_known_hours_is_the_spikes(state, sto
 
 async def test_equal_limits_after_a_reset_the_near_one_is_the_spike(state, stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await calls(p, clock, 1)
     await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 100, 10)))
     await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 50, 40)))
@@ -344,8 +354,8 @@ async def test_the_reserve_holds_from_the_start_of_the_next_window(stores) -> No
     """The issue's case: an hourly limit of 100 learned in the first window, then a window
     whose headers only ever name the spike: jobs stop at 90 and browsing has its 10."""
     clock = Clock()
-    job = pacer(stores(), clock, wait=False)
-    browse = pacer(stores(), clock, interactive=True)
+    job = pacer(stores(clock), clock, wait=False)
+    browse = pacer(stores(clock), clock, interactive=True)
     await calls(job, clock, 1)  # the first call of the window
     await job.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 40, 40)))
     clock.now = START + 41  # the first window has reset
@@ -365,7 +375,7 @@ async def test_the_reserve_holds_from_the_start_of_the_next_window(stores) -> No
 
 async def test_calls_in_flight_count_against_what_a_response_says_remains(stores) -> None:
     clock = Clock()
-    job = pacer(stores(), clock, wait=False)
+    job = pacer(stores(clock), clock, wait=False)
     tickets = [await job.acquire(Usage()) for _ in range(3)]
     # the first call's answer: 12 left when it was counted, but two more calls went since
     await job.observe(httpx.Response(200, headers=server_headers(0, clock.now, 100, 12, 1800)),
@@ -376,7 +386,7 @@ async def test_calls_in_flight_count_against_what_a_response_says_remains(stores
 
 async def test_a_spike_reset_that_falls_on_the_hours_is_still_the_spikes(state, stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 20, 19, 10)))
     await p.observe(httpx.Response(200, headers=server_headers(AHEAD, clock.now, 100, 30, 40)))
     clock.now += 31  # a spike window that ends with the hour
@@ -391,7 +401,7 @@ async def test_an_hourly_limit_above_the_assumed_one_replaces_the_assumed_count(
     """Until the headers name the hourly limit, calls count against the assumed one (here 100);
     once named, a larger limit's remaining is the server's, not what is left of the guess."""
     clock = Clock()
-    job = pacer(stores(), clock, wait=False, default_hourly=100)
+    job = pacer(stores(clock), clock, wait=False, default_hourly=100)
     await calls(job, clock, 5)
     await job.observe(httpx.Response(200, headers=server_headers(0, clock.now, 10_000, 9_995,
                                                                  1800)))
@@ -400,7 +410,7 @@ async def test_an_hourly_limit_above_the_assumed_one_replaces_the_assumed_count(
     await calls(job, clock, 200)  # far past the assumed 90: no BudgetSpent
 
 
-async def hourly_window(store: BudgetStore) -> float:
+async def hourly_window(store: Budgets) -> float:
     """The hourly window's length as learned (the app does not show it)."""
     async with store.budget("client@api.example", 3600) as budget:
         return budget.hourly_window
@@ -412,7 +422,7 @@ async def test_a_raised_spike_limit_is_not_taken_for_the_hourly_one(state, store
     hourly one is named shows a near reset with a limit between the spike's and the assumed
     hour's, and as many calls left as the old spike limit or more; the hour stays as assumed."""
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     for limit, later in ((25, 0), (50, 0), (50, 60)):
         clock.now += later
         for i in range(3):
@@ -427,7 +437,7 @@ async def test_a_raised_spike_limit_is_not_taken_for_the_hourly_one(state, store
 
 async def test_a_near_hourly_reset_never_shrinks_the_hourly_window(state, stores) -> None:
     clock = Clock()
-    p = pacer(stores(), clock)
+    p = pacer(stores(clock), clock)
     await calls(p, clock, 1)
     await p.observe(httpx.Response(200, headers=server_headers(0, clock.now, 20, 19, 10)))
     # a process started in the hour's last seconds: the hour (fewer calls left than the spike
