@@ -226,6 +226,8 @@ def assert_budget_kept(world: Ledger, since: float) -> None:
     late = [(round(t - first, 2), window) for t, window in world.refused
             if t >= since and (window == "hourly" or t >= first + config.spike_window)]
     assert not late, f"429s after the first spike window (seconds after the first call): {late}"
+    print(f"\ncalls in each hourly window: {world.hourly_counts()}; 429s (seconds after the "
+          f"first call, window): {[(round(t - first, 2), w) for t, w in world.refused]}")
     floor = math.ceil(DEFAULT_RESERVE * config.hourly_limit)
     assert max(world.hourly_counts()) <= config.hourly_limit - floor, world.hourly_counts()
 
