@@ -10,8 +10,10 @@ own) sharing the state and the budget. The agents run until every job has comple
 The sandbox (in this process, over real HTTP) times every call it counts. Per row: the calls,
 the seconds from the first call to the last, the calls per second, the ratio to the budget's
 steady rate (--spike / --window; target >= 0.95: the pacer spaces calls 5% wider than the
-limit, so 0.952 is its ceiling), and the 429s the sandbox sent. The harness is the end-to-end
-test's (tests/e2e/test_shared_agents.py).
+limit, so 0.952 is its ceiling), the median gap between calls and the gaps longer than one and
+a half times the limit's spacing (slots lost: a wait at a window's end, a job starting), and
+the 429s the sandbox sent. The harness is the end-to-end test's
+(tests/e2e/test_shared_agents.py).
 
     python bench/agents.py [--agents 1,2,4] [--spike 20] [--window 10] [--seconds 60]
         [--jobs 8] [--file-size 2048]
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -49,9 +53,9 @@ running_postgres = contextlib.contextmanager(postgres_server.__wrapped__)
 
 
 def measure(server, work: Path, count: int, config: SandboxConfig, jobs: int, files: int,
-            size: int) -> tuple[int, float, int, float]:
-    """(calls, seconds from the first to the last, 429s, wall seconds of the agents' run) for
-    `count` agents doing `jobs` jobs of `files` files."""
+            size: int) -> tuple[list[float], int, float]:
+    """(when each call was counted, 429s, wall seconds of the agents' run) for `count` agents
+    doing `jobs` jobs of `files` files."""
     database = f"bench_agents_{count}"
     server.psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     server.psql(f"CREATE DATABASE {database}")
@@ -72,7 +76,7 @@ def measure(server, work: Path, count: int, config: SandboxConfig, jobs: int, fi
         server.psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     calls = [t for t in site.world.charged if t >= since]
     refused = sum(1 for t, _ in site.world.refused if t >= since)
-    return len(calls), calls[-1] - calls[0], refused, wall
+    return calls, refused, wall
 
 
 def main() -> None:
@@ -95,17 +99,23 @@ def main() -> None:
     print(f"{describe_checkout()}; load average {load_average()}")
     print(f"budget: {args.spike} calls per {args.window:g} s ({allowed:.2f}/s); {args.jobs} jobs "
           f"of {files} files of {args.file_size} bytes each run")
-    print("| agents | calls | seconds | calls/s | ratio | 429s | wall s |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    spacing = args.window / args.spike
+    print("| agents | calls | seconds | calls/s | ratio | median gap s | long gaps | 429s "
+          "| wall s |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp, \
             running_postgres() as server:
         for count in counts:
-            calls, seconds, refused, wall = measure(
+            calls, refused, wall = measure(
                 server, Path(tmp) / f"agents{count}", count, config, args.jobs, files,
                 args.file_size)
-            rate = (calls - 1) / seconds
-            print(f"| {count} | {calls} | {seconds:.1f} | {rate:.3f} | {rate / allowed:.3f} | "
-                  f"{refused} | {wall:.1f} |", flush=True)
+            seconds = calls[-1] - calls[0]
+            rate = (len(calls) - 1) / seconds
+            gaps = [after - before for before, after in itertools.pairwise(calls)]
+            long = sum(gap > 1.5 * spacing for gap in gaps)
+            print(f"| {count} | {len(calls)} | {seconds:.1f} | {rate:.3f} | "
+                  f"{rate / allowed:.3f} | {statistics.median(gaps):.3f} | {long} | {refused} "
+                  f"| {wall:.1f} |", flush=True)
     print(f"load average {load_average()}")
 
 
