@@ -297,7 +297,7 @@ def test_a_killed_agents_job_is_resumed_by_another_after_its_lease(
     since = time.time()
 
     with agents(homes) as running:
-        # both agents are up; whichever claimed the job is killed once it is well under way
+        # whichever agent claimed the job is killed once the run is well under way
         wait_for(lambda: copied.is_dir() and len(visible(copied)) >= 10,
                  "the run to be under way", running)
         [(_, status, holder, _)] = executions(postgres_url)
