@@ -646,7 +646,8 @@ class State:
         self.path = path  # for the pacer, which keeps its own connection to the same file
         # the shared PostgreSQL database (how messages name it), None for a state.db
         self.shared = shared
-        # its URL, for the pacer's own connections (it may hold a password: never shown)
+        # its URL, for connections of their own (the pacer's, the sign-in refresh lock's); it
+        # may hold a password: never shown
         self.url = url
         # encrypts secrets in a shared database (core/secret_box.py); a state.db is the
         # user's own private file, and keeps them as they are

@@ -9,6 +9,7 @@ its own, dropped after it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -61,11 +62,16 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+class NotInstalled(Exception):
+    """No PostgreSQL server binaries on this machine."""
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[PostgresServer]:
+    """A throwaway cluster in a temporary folder on a free loopback port, removed after."""
     bin_dir = _bin_dir()
     if bin_dir is None:
-        pytest.fail("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+        raise NotInstalled("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
     folder = Path(tempfile.mkdtemp(prefix="dryviq-pg-"))
     password = secrets.token_urlsafe(16)
     (folder / "pw").write_text(password)
@@ -90,6 +96,15 @@ def postgres_server() -> Iterator[PostgresServer]:
             [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        with cluster() as server:
+            yield server
+    except NotInstalled as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -13,7 +13,15 @@ import pytest
 from core.budget_postgres import PostgresBudgetStore
 from core.connectors.base import BudgetSpent, Retryable
 from core.home import ConfigError
-from core.pacer import Budgets, BudgetStore, Pacer, ResponseLost, Usage, pacer_settings
+from core.pacer import (
+    Budgets,
+    BudgetStore,
+    Pacer,
+    ResponseLost,
+    Usage,
+    budget_store_for,
+    pacer_settings,
+)
 from core.state import State
 
 START = 1_800_000_000.0
@@ -454,3 +462,28 @@ async def test_a_near_hourly_reset_never_shrinks_the_hourly_window(state, stores
     budget = await budget_of(state)
     assert (budget["hourly_limit"], budget["hourly_remaining"]) == (100, 12)
     assert await hourly_window(stores()) == 40
+
+
+async def test_each_state_gets_its_own_kind_of_store(state) -> None:
+    store = budget_store_for(state)
+    try:
+        assert isinstance(store, BudgetStore if state.shared is None else PostgresBudgetStore)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("offset", [AHEAD, BEHIND])
+async def test_a_pause_is_told_on_the_hosts_own_clock(stores, offset) -> None:
+    """On a shared state the budget keeps the database's clock; a host whose clock is off
+    still hears when its pause ends on its own clock, as its monitor and `--no-wait` use it."""
+    def host() -> float:
+        return time.time() + offset
+
+    job = Pacer(stores(), "client@api.example", wait=False, clock=host)
+    server_now = time.time()  # the server's clock and the database's agree here
+    await job.observe(httpx.Response(200, headers={
+        "Date": email.utils.formatdate(server_now, usegmt=True),
+        **headers(100, 10, math.floor(server_now) + 1800)}))
+    with pytest.raises(BudgetSpent) as spent:
+        await job.acquire(Usage())
+    assert host() + 1798 <= spent.value.until <= host() + 1801
