@@ -108,13 +108,6 @@ async def holder_of(state: State, job_id: str) -> Lease | None:
     return lease if lease is not None and counts(lease, time.time()) else None
 
 
-async def live_leases(state: State) -> dict[str, Lease]:
-    """Every lease that holds its job now, by job id (one query for a whole list of jobs)."""
-    now = time.time()
-    rows = await state.db.execute_fetchall(f"SELECT {_COLUMNS} FROM job_leases")
-    return {lease.job_id: lease for lease in map(Lease._make, rows) if counts(lease, now)}
-
-
 async def claim(state: State, job_id: str, *, kind: str, seconds: float) -> Lease | None:
     """Take the job's lease for `seconds`; None when another process holds it."""
     now = time.time()
@@ -172,8 +165,13 @@ async def _held(state: State, home: Home, job_id: str, *, kind: str,
         except JobBusy:
             raise JobBusy.by(await holder_of(state, job_id)) from None
         given = handed_over.get()
-        lease = given if given is not None and given.job_id == job_id else await claim(
-            state, job_id, kind=kind, seconds=seconds)
+        if given is not None and given.job_id == job_id:
+            try:  # still ours? (it may have lapsed while the launch waited)
+                lease: Lease | None = await renew(state, given, seconds)
+            except LeaseLost:
+                lease = None
+        else:
+            lease = await claim(state, job_id, kind=kind, seconds=seconds)
         if lease is None:
             raise JobBusy.by(await holder_of(state, job_id))
         try:

@@ -306,9 +306,11 @@ class AppService:
         """Start (or resume: the engine continues where the last execution stopped); `force`
         runs it even where the delete guard would stop it (as `jobs run --force`)."""
         job = await self.job(job_id)
-        if await self.is_running(job_id):
-            where = "here" if self.runs_here(job_id) else "in another process"
-            raise ServiceError(f"{job.name} is already running {where}")
+        where, host = await self._where(job_id)
+        if where != "idle":
+            place = ("here" if where == "here" else f"on {host}" if host
+                     else "in another process")
+            raise ServiceError(f"{job.name} is already running {place}")
         try:
             parse_job(job.definition)
         except JobError as exc:
@@ -363,7 +365,7 @@ class AppService:
         """A run the scheduler starts (by the job's schedule, or because a person asked over
         the API), owned here like one the user started (the monitor follows it, pause and
         quit stop it resumable)."""
-        if await self.is_running(job.id):
+        if self.runs_here(job.id):  # elsewhere: the scheduler's claim of its lease said no
             raise JobBusy("running already")
         run = _Run(job, stop=stop, scheduled_by=agent, asked_to_start=not scheduled)
         self._runs[job.id] = run

@@ -90,8 +90,11 @@ async def _agent(args: argparse.Namespace) -> int:
     stop_on_signals(stop, lambda: say(
         "stopping: no new runs; the files in flight finish (again to stop now)"))
     async with opened_state(args) as (home, state):
-        limit = concurrent_jobs(home.config())
         presence = Presence(state, "agent")
+        # made first: a bad [agent] setting is refused before the home is taken
+        scheduler = Scheduler(state, home, agent=presence.row.id,
+                              limit=concurrent_jobs(home.config()),
+                              on_note=lambda note: say(note_line(note)))
         locks = (agent_lock(home), scheduler_lock(home))
         try:
             if not await _take(locks[0], presence, stop, wait=args.standby,
@@ -101,17 +104,16 @@ async def _agent(args: argparse.Namespace) -> int:
             if not await _take(locks[1], presence, stop, wait=True,
                                waiting="waiting for {who} to hand the schedules over"):
                 return 0
-            return await _schedule(home, presence, limit, stop)
+            return await _schedule(home, presence, scheduler, stop)
         finally:
             for lock in reversed(locks):
                 lock.release()
 
 
-async def _schedule(home: Home, presence: Presence, limit: int, stop: asyncio.Event) -> int:
+async def _schedule(home: Home, presence: Presence, scheduler: Scheduler,
+                    stop: asyncio.Event) -> int:
     say(f"agent {presence.row.id} runs the schedules of {home.root} "
-        f"(up to {count(limit, 'job')} at once)")
-    scheduler = Scheduler(presence.state, home, agent=presence.row.id, limit=limit,
-                          on_note=lambda note: say(note_line(note)))
+        f"(up to {count(scheduler.limit, 'job')} at once)")
     present = asyncio.Event()
     heartbeat = asyncio.create_task(presence.keep(present))
     try:

@@ -30,11 +30,20 @@ from core.leases import (
     release,
     renew,
 )
-from core.state import JobRecord, State
+from core.scheduler import STALE, Note, Scheduler
+from core.scheduling import live_agent
+from core.state import AgentRow, JobRecord, State
 from tests.core.test_control import HeldCopy
 from tests.e2e.conftest import clean_env, dryviq_command
 
 TIMEOUT = 60  # seconds: only so a hung test fails instead of hanging the suite
+
+
+# Runs and schedulers still send some SQLite-only SQL (the engine's `INDEXED BY`, an untyped
+# `? IS NULL` in core/control.py), made to run on PostgreSQL in another branch of issue 16;
+# strict, so these marks go once it is merged
+SQLITE_SQL = pytest.mark.xfail(strict=True, reason="the engine's and control's SQL on "
+                                                   "PostgreSQL is another branch's")
 
 
 @dataclass
@@ -193,13 +202,8 @@ async def test_edits_are_refused_while_another_host_runs_the_job(store: Store) -
     assert await store.state.find_jobs(job.id)
 
 
-# the engine's item queries say `INDEXED BY` (SQLite's): issue 16's item 1, being made to run
-# on PostgreSQL in another branch; strict, so the mark goes once they do
-ENGINE_ON_POSTGRESQL = pytest.mark.xfail(strict=True, reason="the engine's SQL is SQLite's")
-
-
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=(
-    ENGINE_ON_POSTGRESQL,))], indirect=True)
+    SQLITE_SQL,))], indirect=True)
 async def test_a_run_that_loses_its_lease_stops_at_once_interrupted_and_says_why(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     from core.engine.runner import run_job
@@ -277,3 +281,109 @@ async def test_jobs_run_of_a_job_another_process_holds_exits_2_naming_it(
             in run.stderr)
     assert not list((store.folder / "destination").iterdir())  # nothing was run
     assert await store.state.executions(job.id, 1) == []
+
+
+# -- several schedulers on one shared state ----------------------------------------------------
+
+
+def auto_job(name: str) -> str:
+    return json.dumps({"name": name, "transfer": {
+        "transfer_type": "copy",
+        "source": {"connection": {"id": "src"}, "target": {"path": "/"}},
+        "destination": {"connection": {"id": "dst"}, "target": {"path": "/"}}},
+        "schedule": {"mode": "auto"}})
+
+
+class Launches:
+    """A launch that records which scheduler started which job, holding it a moment."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+
+    async def __call__(self, job: JobRecord, stop: asyncio.Event, agent: str,
+                       scheduled: bool) -> None:
+        self.started.append((agent, job.name))
+        await asyncio.sleep(0.2)
+
+
+async def settle(*schedulers: Scheduler) -> None:
+    """Until the runs the schedulers started have ended."""
+    while any(s.running for s in schedulers):
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("store", [pytest.param("postgresql", marks=(SQLITE_SQL,))],
+                         indirect=True)
+async def test_schedulers_on_one_shared_state_run_each_due_job_once(store: Store,
+                                                                      tmp_path: Path) -> None:
+    for n in range(6):
+        await create_job(store.state, auto_job(f"due{n}"))
+    other = Home(tmp_path / "host-b")  # another agent's home, on the same database
+    other.ensure()
+    configure(other, store.url)
+    states = [store.state, await State.open_home(other)]
+    launches = Launches()
+    schedulers = [Scheduler(state, home, agent=f"agent-{n}", limit=16, launch=launches)
+                  for n, (state, home) in enumerate(zip(states, (store.home, other),
+                                                        strict=True))]
+    try:
+        await asyncio.gather(*(s.tick() for s in schedulers))
+        await settle(*schedulers)
+    finally:
+        await states[1].close()
+    names = sorted(name for _, name in launches.started)
+    assert names == [f"due{n}" for n in range(6)]  # each once, by whichever claimed it
+    for job in await store.state.find_jobs():  # each released at its run's end
+        assert await holder_of(store.state, job.id) is None
+
+
+@pytest.mark.parametrize("store", [pytest.param("postgresql", marks=(SQLITE_SQL,))],
+                         indirect=True)
+async def test_an_agent_resumes_a_run_whose_holder_died_whatever_its_schedule(
+        store: Store) -> None:
+    job = await store.job()  # manual: no schedule would start it
+    await store.state.db.execute(
+        "INSERT INTO executions (job_id, status, phase, started_at, heartbeat_at, pid, agent, "
+        "scheduled) VALUES (?, 'running', 'executing', ?, ?, 4242, 'host-b:4242', 1)",
+        (job.id, time.time(), time.time()))
+    await store.state.db.commit()
+    assert await claim(store.state, job.id, kind="agent", seconds=60) is not None
+    await steal(store.state, job.id)  # host-b still holds it: left alone
+    notes: list[Note] = []
+    launches = Launches()
+    agent = Scheduler(store.state, store.home, agent="agent-a", launch=launches,
+                      on_note=notes.append)
+    app = Scheduler(store.state, store.home, agent="app-a", kind="app", launch=launches)
+    await agent.tick()
+    assert launches.started == []
+
+    await steal(store.state, job.id, seconds=-1)  # host-b died: its lease lapsed
+    await app.tick()  # an app leaves that to the agents
+    assert launches.started == []
+    await agent.tick()
+    await settle(agent)
+    assert launches.started == [("agent-a", "plans")]
+    assert notes[0].text() == "started plans (resuming the run its stopped process left)"
+
+
+async def test_apps_leave_the_schedules_to_an_agent_on_any_host_of_a_shared_state(
+        store: Store) -> None:
+    now = time.time()
+    await store.state.beat(AgentRow("host-b:7", "host-b", 7, "agent", now, now),
+                           stale_before=now - STALE)
+    found = await live_agent(store.state)
+    if store.url is None:  # a state.db: the home's lock files say who schedules
+        assert found is None
+    else:
+        assert found is not None and (found.host, found.pid, found.kind) == ("host-b", 7, "agent")
+
+
+def test_an_agent_with_a_bad_lease_length_is_refused_before_it_starts(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    configure(home, None, lease_seconds="-1")
+    agent = subprocess.run([*dryviq_command(), "--home", str(home.root), "agent"],
+                           capture_output=True, text=True, env=clean_env(), timeout=TIMEOUT)
+    assert agent.returncode == 2
+    assert f"{home.config_path}: [agent] lease_seconds = -1: use a positive" in agent.stderr
+    assert agent.stdout == ""  # it never took the home
