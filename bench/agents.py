@@ -22,7 +22,6 @@ the 429s the sandbox sent. The harness is the end-to-end test's
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import math
 import os
@@ -46,10 +45,7 @@ from tests.e2e.test_shared_agents import (  # noqa: E402
     setup_installation,
     wait_for,
 )
-from tests.postgres import postgres_server  # noqa: E402
-
-# The test suite's cluster, started as its fixture does (the generator behind the fixture)
-running_postgres = contextlib.contextmanager(postgres_server.__wrapped__)
+from tests.postgres import cluster  # noqa: E402
 
 
 def measure(server, work: Path, count: int, config: SandboxConfig, jobs: int, files: int,
@@ -104,7 +100,7 @@ def main() -> None:
           "| wall s |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp, \
-            running_postgres() as server:
+            cluster() as server:
         for count in counts:
             calls, refused, wall = measure(
                 server, Path(tmp) / f"agents{count}", count, config, args.jobs, files,
