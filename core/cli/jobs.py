@@ -39,7 +39,7 @@ from core.job_store import (
     update_job,
 )
 from core.jobs import JobError
-from core.leases import job_running
+from core.leases import holder_of, job_running, this_host
 from core.paths import printable, printable_lines
 from core.readout import BudgetReadout, budget_readouts, clock, tightest
 from core.schedule import (
@@ -176,9 +176,11 @@ async def _list(args: argparse.Namespace) -> int:
         statuses = {j.id: await current_status(state, home, j) for j in jobs}
         upcoming = {j.id: await upcoming_run(state, j, now) for j in jobs}
         running = {j.id for j in jobs if await job_running(state, home, j.id)}
+        holders = {job_id: await holder_of(state, job_id) for job_id in running}
     if args.json:
         emit_json([_job_dict(j, last[j.id], statuses[j.id])
                    | {"running": j.id in running,
+                      "running_on": holders[j.id].host if holders.get(j.id) else None,
                       "next_run": _moment(upcoming[j.id])} for j in jobs])
         return 0
     if not jobs:
@@ -186,7 +188,9 @@ async def _list(args: argparse.Namespace) -> int:
         return 0
 
     def last_run(job: JobRecord) -> str:
-        execution = last[job.id]
+        execution, holder = last[job.id], holders.get(job.id)
+        if holder is not None and holder.host != this_host():
+            return f"running on {holder.host}"
         return label(execution.status) if execution else label("never run")
 
     print(table([(j.name, j.transfer_type + (" (simulation)" if j.simulation_mode else ""),

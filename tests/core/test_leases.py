@@ -283,6 +283,20 @@ async def test_jobs_run_of_a_job_another_process_holds_exits_2_naming_it(
     assert await store.state.executions(job.id, 1) == []
 
 
+async def test_jobs_list_names_the_host_running_a_job_elsewhere(store: Store, capsys) -> None:
+    from core.cli import main
+
+    job = await store.job()
+    await claim(store.state, job.id, kind="agent", seconds=600)
+    await steal(store.state, job.id)  # and host-b runs it
+    home = ["--home", str(store.home.root)]
+    assert await asyncio.to_thread(main, [*home, "jobs", "list"]) == 0
+    assert "running on host-b" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*home, "jobs", "list", "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["running"] and listed["running_on"] == "host-b"
+
+
 # -- several schedulers on one shared state ----------------------------------------------------
 
 
