@@ -27,7 +27,6 @@ from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8Dumper
 
-SCHEMES = ("postgresql://", "postgres://")
 T = TypeVar("T")
 MIGRATION_LOCK = 0x64727976  # the advisory lock hosts take in turn to upgrade the schema
 
@@ -38,6 +37,7 @@ class NewerSchema(Exception):
     def __init__(self, version: int) -> None:
         super().__init__(version)
         self.version = version
+
 
 _WRITES = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 # What differs in the schema's text (applied outside string literals only)
@@ -54,10 +54,6 @@ _CITEXT = re.compile(r"\bTEXT (NOT NULL UNIQUE) COLLATE NOCASE\b")
 _NOCASE = re.compile(r"\s*\bCOLLATE NOCASE\b")  # citext columns compare without case
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
 _INDEXED_BY = re.compile(r"\s*\bINDEXED BY \w+")  # SQLite's index hint: PostgreSQL plans alone
-
-
-def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and url.startswith(SCHEMES)  # type: ignore[union-attr]
 
 
 def readable(url: str) -> bool:
@@ -151,7 +147,6 @@ class PostgresConnection:
     """One connection to the installation's database, shared by a process's coroutines (as
     aiosqlite's is); psycopg runs one statement at a time on it."""
 
-    dialect = "postgresql"
     IntegrityError = psycopg.IntegrityError
     DatabaseError = psycopg.DatabaseError
     OperationalError = psycopg.OperationalError
@@ -165,10 +160,6 @@ class PostgresConnection:
     @classmethod
     async def connect(cls, url: str) -> PostgresConnection:
         return cls(await _connect(url), url)
-
-    @property
-    def connection(self) -> psycopg.AsyncConnection[Any]:
-        return self._connection
 
     async def _run(self, text: str, batches: Sequence[Sequence[Any]] | None,
                    *, many: bool = False) -> Cursor:
