@@ -125,6 +125,20 @@ def copied_again(before: dict[str, int], destination: Path) -> list[str]:
     return sorted(again)
 
 
+def wait_for_execution(home: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until the run has recorded its execution, so each kill leaves one in the history: the
+    killed run's copy workers finish their batch after it, and the files they publish would
+    otherwise count as this run's progress and bring its kill before it started."""
+    while True:
+        with contextlib.closing(sqlite3.connect(f"file:{home / 'state.db'}?mode=ro", uri=True,
+                                                timeout=10)) as db:
+            if db.execute("SELECT 1 FROM executions WHERE pid = ?", (proc.pid,)).fetchone():
+                return
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (exit {proc.returncode}) before it started an execution")
+        time.sleep(0.002)
+
+
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, cli: Cli) -> None:
     rnd = random.Random(SEED)
     source_root, destination_root = tmp_path / "site", tmp_path / "share"
@@ -156,6 +170,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, cli: Cli) -> None
                                  JOB], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
         try:
+            wait_for_execution(cli.home, proc)
+            target += len(visible_files(destination)) - done  # what the last workers added
             while True:
                 visible, largest = scan(destination, proc.pid)
                 if visible >= target or (mid_file and largest > 64 * KIB):
