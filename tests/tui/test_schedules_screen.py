@@ -33,6 +33,7 @@ async def test_the_app_runs_due_jobs_and_shows_their_next_run_and_who_schedules(
         await wait_for(lambda: table_rows(app, "#jobs-table")[0][1] == "completed",
                        what="the run's end in the list")
         rows = {row[0]: row for row in table_rows(app, "#jobs-table")}
+        [execution] = await world.state.executions(hourly.id)  # ended now: read again
         next_hour = time.gmtime(execution.ended_at + 3600)  # with its weekday past midnight
         next_hour = time.strftime("%H:%M UTC" if next_hour.tm_yday == time.gmtime().tm_yday
                                   else "%a %H:%M UTC", next_hour)
